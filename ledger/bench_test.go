@@ -1,0 +1,86 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkSequencer measures durable (fsync'd) appends per second with many
+// concurrent appenders, 128-byte entries, in-process (no HTTP).
+//
+//	go test ./ledger -run '^$' -bench Sequencer -benchtime 2000000x
+func BenchmarkSequencer(b *testing.B) {
+	for _, writers := range []int{256, 1024} {
+		b.Run(fmtInt("writers", writers), func(b *testing.B) { benchAppend(b, writers, false) })
+	}
+	b.Run("writers=256/dedup", func(b *testing.B) { benchAppend(b, 256, true) })
+}
+
+func fmtInt(k string, v int) string { return k + "=" + itoa(v) }
+
+func itoa(v int) string {
+	if v == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; v > 0; v /= 10 {
+		b = append([]byte{byte('0' + v%10)}, b...)
+	}
+	return string(b)
+}
+
+func benchAppend(b *testing.B, writers int, dedup bool) {
+	s, _ := testSigner(b)
+	l, err := Open(b.TempDir(), Options{Signer: s, Dedup: dedup, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	var next atomic.Int64
+	var commits atomic.Int64
+	l.opts.OnCommit = func(CommitInfo) { commits.Add(1) }
+	ctx := context.Background()
+	b.SetBytes(128)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			entry := make([]byte, 128)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				binary.BigEndian.PutUint64(entry, uint64(i))
+				for {
+					_, err := l.Append(ctx, entry)
+					if err == ErrPushback {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
+	if c := commits.Load(); c > 0 {
+		b.ReportMetric(float64(b.N)/float64(c), "entries/commit")
+	}
+}

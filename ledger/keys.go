@@ -1,0 +1,83 @@
+package ledger
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// The pebble key space. Every key is a one-byte prefix and fixed-width
+// big-endian integers, so index order is key order.
+//
+//	'm' "format"          store format version (decimal text)
+//	'm' "origin"          the log's origin line
+//	's'                   tree state: size (8 bytes BE) || root hash (32)
+//	't' L(1) N(8)         hash tile at level L, index N: full (8192 bytes) or
+//	                      the current partial (a prefix of the future full tile)
+//	'b' N(8)              entry bundle N: full (256 entries) or the current partial
+//	'h' leafhash(32) i(8) leaf-hash index: entry i has this leaf hash (value empty)
+//	'x' ...               extension namespace, for the layers above (events)
+const (
+	prefixMeta   = 'm'
+	prefixState  = 's'
+	prefixTile   = 't'
+	prefixBundle = 'b'
+	prefixLeaf   = 'h'
+	prefixExt    = 'x'
+)
+
+const formatVersion = "1"
+
+var (
+	keyFormat = []byte("mformat")
+	keyOrigin = []byte("morigin")
+	keyState  = []byte{prefixState}
+)
+
+func tileKey(l int, n int64) []byte {
+	k := make([]byte, 10)
+	k[0] = prefixTile
+	k[1] = byte(l)
+	binary.BigEndian.PutUint64(k[2:], uint64(n))
+	return k
+}
+
+func bundleKey(n int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixBundle
+	binary.BigEndian.PutUint64(k[1:], uint64(n))
+	return k
+}
+
+func appendLeafKey(k []byte, h tlog.Hash, i int64) []byte {
+	k = append(k, prefixLeaf)
+	k = append(k, h[:]...)
+	return binary.BigEndian.AppendUint64(k, uint64(i))
+}
+
+func encodeState(t tlog.Tree) []byte {
+	v := make([]byte, 8+tlog.HashSize)
+	binary.BigEndian.PutUint64(v, uint64(t.N))
+	copy(v[8:], t.Hash[:])
+	return v
+}
+
+func decodeState(v []byte) (tlog.Tree, bool) {
+	if len(v) != 8+tlog.HashSize {
+		return tlog.Tree{}, false
+	}
+	var t tlog.Tree
+	t.N = int64(binary.BigEndian.Uint64(v))
+	if t.N < 0 {
+		return tlog.Tree{}, false
+	}
+	copy(t.Hash[:], v[8:])
+	return t, true
+}
+
+func extKey(key []byte) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = prefixExt
+	copy(k[1:], key)
+	return k
+}

@@ -1,0 +1,367 @@
+// Package ledger is the log's state: a C2SP tlog-tiles transparency log
+// stored in pebble, with a durable group-commit sequencer, checkpoint
+// signing, and the reads and proofs the HTTP layer serves.
+//
+// The append path has three stages, never confused:
+//
+//   - sequencing: Append puts entries on a bounded queue and returns
+//     ErrPushback when it is full;
+//   - integration: one goroutine takes whatever is queued, assigns
+//     consecutive indexes, extends the Merkle tree (a compact range kept in
+//     memory), and writes the entries' bundles, the changed hash tiles (full
+//     and partial), the leaf-hash index, any extension writes of the layer
+//     above, and the new tree state in ONE pebble batch committed with Sync.
+//     While that batch's fsync is in flight the next batch is being built
+//     (group commit without a timer);
+//   - publishing: only after the fsync returns is a checkpoint for the new
+//     size signed and made visible, and only then are the writers answered.
+//
+// Open recomputes the root of the stored tree from the stored right-edge tiles
+// and refuses to open a store whose tiles disagree with its state. The batch
+// is atomic, so recovery after a crash is just Open.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Defaults for Options.
+const (
+	// DefaultQueueSize is the number of entries that may wait to be
+	// sequenced before Append returns ErrPushback.
+	DefaultQueueSize = 1 << 17
+	// DefaultMaxBatch is the most entries committed in one pebble batch.
+	DefaultMaxBatch = 1 << 14
+)
+
+// Errors callers branch on.
+var (
+	// ErrPushback means the sequencing queue is full: retry later (HTTP 503
+	// with Retry-After).
+	ErrPushback = errors.New("ledger: too many pending entries, retry later")
+	// ErrNotFound means a tile, bundle or entry does not exist, or lies beyond
+	// the published checkpoint.
+	ErrNotFound = errors.New("ledger: not found")
+	// ErrClosed means the log was closed.
+	ErrClosed = errors.New("ledger: closed")
+	// ErrEntryTooLarge means an entry exceeds tlog.MaxEntrySize bytes.
+	ErrEntryTooLarge = fmt.Errorf("ledger: entry larger than %d bytes", itlog.MaxEntrySize)
+	// ErrFailed means a commit to storage failed (disk full, failing fsync).
+	// The log stops accepting writes; what was acknowledged is safe, and
+	// reopening the store recovers the last durable state.
+	ErrFailed = errors.New("ledger: storage failure, log stopped accepting writes")
+	// ErrCorrupt means the store's tiles disagree with its recorded state.
+	ErrCorrupt = errors.New("ledger: store is corrupt")
+	// ErrRange means a proof was asked for an index or size outside the
+	// published tree.
+	ErrRange = itlog.ErrProofRange
+)
+
+// Options configure Open. The zero value of every field but Signer has a
+// documented default.
+type Options struct {
+	// Signer is the log's note key. Its name is the log's origin. Required.
+	Signer note.Signer
+	// FS is the filesystem pebble uses. Default: the operating system's.
+	// Tests pass vfs.NewCrashableMem().
+	FS vfs.FS
+	// QueueSize bounds the entries waiting to be sequenced. Default DefaultQueueSize.
+	QueueSize int
+	// MaxBatch bounds the entries committed in one batch. Default DefaultMaxBatch.
+	MaxBatch int
+	// Dedup, when set, makes Append of an entry whose bytes equal an entry
+	// already in the log (or earlier in the same batch) return that entry's
+	// index instead of appending a copy. It costs one index lookup per entry.
+	// A deduplicated entry's Sidecar is not called.
+	Dedup bool
+	// Logger receives operational messages. Default: slog.Default().
+	Logger *slog.Logger
+	// OnCommit, if set, is called after each durable commit (for metrics).
+	OnCommit func(CommitInfo)
+	// CacheSize is pebble's block cache in bytes. Default 64 MiB.
+	CacheSize int64
+}
+
+// CommitInfo describes one durable commit.
+type CommitInfo struct {
+	Entries  int           // entries appended (deduplicated ones excluded)
+	Size     int64         // tree size after the commit
+	Latency  time.Duration // from building the batch to the end of its fsync
+	Queue    int           // entries left waiting in the queue
+	Requests int           // Append calls answered by this commit
+}
+
+// Log is an open transparency log. All methods are safe for concurrent use.
+type Log struct {
+	db     *pebble.DB
+	signer note.Signer
+	origin string
+	opts   Options
+	log    *slog.Logger
+
+	// Sequencing queue.
+	qmu     sync.Mutex
+	queue   []*request
+	queued  int // entries in queue
+	wake    chan struct{}
+	closing bool
+
+	// Integration state: owned by the sequencer goroutine.
+	edge *edge
+
+	// Publishing.
+	pub     atomic.Pointer[published]
+	pubMu   sync.Mutex
+	pubWait chan struct{} // closed and replaced at each publish
+	failed  atomic.Pointer[error]
+
+	inflight chan *commit
+	done     chan struct{} // closed when the publisher exits
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// published is one signed checkpoint, made visible atomically.
+type published struct {
+	cp     itlog.Checkpoint
+	signed []byte
+}
+
+// Open opens the log stored in dir, creating it if dir holds no log. A new
+// log is signed at size 0 before Open returns. Opening an existing log checks
+// the origin and recomputes the root from the stored right-edge tiles; a
+// mismatch fails with an error wrapping ErrCorrupt.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.Signer == nil {
+		return nil, errors.New("ledger: Options.Signer is required")
+	}
+	origin := opts.Signer.Name()
+	if !itlog.ValidOrigin(origin) {
+		return nil, fmt.Errorf("ledger: invalid origin %q", origin)
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 64 << 20
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		Logger:             pebbleLogger{opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       64 << 20,
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: opening store %s: %w", dir, err)
+	}
+	l := &Log{
+		db:       db,
+		signer:   opts.Signer,
+		origin:   origin,
+		opts:     opts,
+		log:      opts.Logger,
+		wake:     make(chan struct{}, 1),
+		pubWait:  make(chan struct{}),
+		inflight: make(chan *commit, 2),
+		done:     make(chan struct{}),
+	}
+	tree, err := l.init()
+	if err == nil {
+		l.edge, err = l.loadEdge(tree)
+	}
+	if err == nil {
+		err = l.publish(tree)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	go l.sequence()
+	go l.publishLoop()
+	return l, nil
+}
+
+// init creates the store's metadata on first open, or checks it, and returns
+// the stored tree state.
+func (l *Log) init() (tlog.Tree, error) {
+	origin, err := l.get(keyOrigin)
+	if errors.Is(err, ErrNotFound) {
+		if _, err := l.get(keyState); !errors.Is(err, ErrNotFound) {
+			return tlog.Tree{}, fmt.Errorf("%w: tree state without origin", ErrCorrupt)
+		}
+		// A new log: the empty tree. Durable before the size-0 checkpoint is signed.
+		b := l.db.NewBatch()
+		b.Set(keyFormat, []byte(formatVersion), nil)
+		b.Set(keyOrigin, []byte(l.origin), nil)
+		empty := tlog.Tree{N: 0, Hash: itlog.EmptyRoot}
+		b.Set(keyState, encodeState(empty), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return tlog.Tree{}, fmt.Errorf("ledger: creating log: %w", err)
+		}
+		l.log.Info("created new log", "origin", l.origin)
+		return empty, nil
+	}
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	if string(origin) != l.origin {
+		return tlog.Tree{}, fmt.Errorf("ledger: store holds log %q, but the key is for %q", origin, l.origin)
+	}
+	if f, err := l.get(keyFormat); err != nil || string(f) != formatVersion {
+		return tlog.Tree{}, fmt.Errorf("ledger: unsupported store format %q", f)
+	}
+	v, err := l.get(keyState)
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("%w: reading tree state: %v", ErrCorrupt, err)
+	}
+	tree, ok := decodeState(v)
+	if !ok {
+		return tlog.Tree{}, fmt.Errorf("%w: tree state of %d bytes", ErrCorrupt, len(v))
+	}
+	return tree, nil
+}
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (l *Log) get(key []byte) ([]byte, error) {
+	v, closer, err := l.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reading %q: %w", key, err)
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, nil
+}
+
+// Origin returns the log's origin line.
+func (l *Log) Origin() string { return l.origin }
+
+// Err reports the storage failure that stopped the log, or nil.
+func (l *Log) Err() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close stops accepting appends (they get ErrClosed), commits what is
+// already queued, waits for every in-flight commit to become durable and its
+// writers to be answered, and closes the store.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	l.qmu.Lock()
+	l.closing = true
+	l.qmu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-l.done
+	return l.db.Close()
+}
+
+// pebbleLogger routes pebble's messages to slog, dropping its chatty info.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error("pebble fatal: " + msg)
+	panic("pebble: " + msg)
+}
+
+var _ io.Closer = (*Log)(nil)
+
+var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// WaitSize blocks until the published checkpoint covers at least n entries,
+// and returns it, or until ctx is done.
+func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, error) {
+	for {
+		l.pubMu.Lock()
+		p, ch := l.pub.Load(), l.pubWait
+		l.pubMu.Unlock()
+		if p.cp.N >= n {
+			return p.cp, p.signed, nil
+		}
+		if err := l.Err(); err != nil {
+			return itlog.Checkpoint{}, nil, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return itlog.Checkpoint{}, nil, ctx.Err()
+		case <-l.done:
+			return itlog.Checkpoint{}, nil, ErrClosed
+		}
+	}
+}
+
+// Checkpoint returns the newest published checkpoint and its signed note.
+// The note is shared: callers must not modify it.
+func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
+	p := l.pub.Load()
+	return p.cp, p.signed
+}
+
+// publish signs a checkpoint for tree, which must be durable, and makes it
+// visible. Sizes only grow: publishing an older tree is a no-op.
+func (l *Log) publish(tree tlog.Tree) error {
+	cp := itlog.Checkpoint{Origin: l.origin, Tree: tree}
+	signed, err := itlog.SignCheckpoint(cp, l.signer)
+	if err != nil {
+		return fmt.Errorf("ledger: signing checkpoint: %w", err)
+	}
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if old := l.pub.Load(); old != nil {
+		if old.cp.N > tree.N {
+			return nil
+		}
+		if old.cp.N == tree.N && old.cp.Hash != tree.Hash {
+			// Two roots for one size: a broken invariant of the sequencer.
+			panic(fmt.Sprintf("ledger: two roots for size %d", tree.N))
+		}
+	}
+	l.pub.Store(&published{cp: cp, signed: signed})
+	close(l.pubWait)
+	l.pubWait = make(chan struct{})
+	return nil
+}

@@ -1,0 +1,187 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Reads never go beyond the published checkpoint: the store may already hold
+// a batch whose fsync is in flight, and nothing about it may be served until
+// it is durable and signed.
+
+// ReadTile returns the bytes of hash tile t (0 <= t.L <= 63) or of entry
+// bundle t (t.L == tlog.EntriesLevel), full or partial, as served at
+// c2sp.org/tlog-tiles paths. It returns ErrNotFound if the published tree
+// does not imply the tile. t.H must be tlog.TileHeight.
+func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
+	n := l.pub.Load().cp.N
+	if t.H != itlog.TileHeight || !itlog.TileExists(t, n) {
+		return nil, ErrNotFound
+	}
+	if t.L == itlog.EntriesLevel {
+		data, err := l.get(bundleKey(t.N))
+		if err != nil {
+			return nil, err
+		}
+		p, err := itlog.BundlePrefix(data, t.W)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bundle %d: %v", ErrCorrupt, t.N, err)
+		}
+		return p, nil
+	}
+	data, err := l.get(tileKey(t.L, t.N))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < t.W*tlog.HashSize {
+		return nil, fmt.Errorf("%w: tile %d/%d is %d bytes, want at least %d", ErrCorrupt, t.L, t.N, len(data), t.W*tlog.HashSize)
+	}
+	return data[:t.W*tlog.HashSize], nil
+}
+
+// Entry returns the bytes of entry i, which must be below the published size.
+func (l *Log) Entry(i int64) ([]byte, error) {
+	n := l.pub.Load().cp.N
+	if i < 0 || i >= n {
+		return nil, ErrNotFound
+	}
+	data, err := l.get(bundleKey(i / itlog.TileWidth))
+	if err != nil {
+		return nil, err
+	}
+	want := int(i % itlog.TileWidth)
+	k := 0
+	var out []byte
+	err = itlog.WalkBundle(data, func(e []byte) bool {
+		if k == want {
+			out = bytes.Clone(e)
+			return false
+		}
+		k++
+		return true
+	})
+	if err == nil && out == nil {
+		err = errors.New("entry missing from bundle")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle %d: %v", ErrCorrupt, i/itlog.TileWidth, err)
+	}
+	return out, nil
+}
+
+// hashReader returns a HashReader over stored tiles, valid for any tree size
+// up to the published one.
+func (l *Log) hashReader() tlog.HashReader {
+	return itlog.StoredHashReader(func(tiles []tlog.Tile) ([][]byte, error) {
+		out := make([][]byte, len(tiles))
+		for i, t := range tiles {
+			data, err := l.get(tileKey(t.L, t.N))
+			if err != nil {
+				return nil, fmt.Errorf("ledger: reading tile %d/%d: %w", t.L, t.N, err)
+			}
+			out[i] = data
+		}
+		return out, nil
+	})
+}
+
+// checkSize checks that n is a size the log has published.
+func (l *Log) checkSize(n int64) error {
+	pub := l.pub.Load().cp.N
+	if n < 0 || n > pub {
+		return fmt.Errorf("%w: tree size %d is beyond the published size %d", ErrRange, n, pub)
+	}
+	return nil
+}
+
+// InclusionProof returns the proof that entry i is in the tree of size n,
+// which must be at most the published size.
+func (l *Log) InclusionProof(i, n int64) (tlog.RecordProof, error) {
+	if err := l.checkSize(n); err != nil {
+		return nil, err
+	}
+	return itlog.ProveInclusion(i, n, l.hashReader())
+}
+
+// InclusionProofByHash finds the first entry with leaf hash h below size n
+// and returns its index and inclusion proof. It returns ErrNotFound if no
+// entry below n has that leaf hash.
+func (l *Log) InclusionProofByHash(h tlog.Hash, n int64) (int64, tlog.RecordProof, error) {
+	if err := l.checkSize(n); err != nil {
+		return 0, nil, err
+	}
+	i, ok, err := l.lookupLeaf(h, n)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, ErrNotFound
+	}
+	p, err := itlog.ProveInclusion(i, n, l.hashReader())
+	return i, p, err
+}
+
+// ConsistencyProof returns the proof that the tree of size m is a prefix of
+// the tree of size n, with m <= n <= the published size.
+func (l *Log) ConsistencyProof(m, n int64) (tlog.TreeProof, error) {
+	if err := l.checkSize(n); err != nil {
+		return nil, err
+	}
+	return itlog.ProveConsistency(m, n, l.hashReader())
+}
+
+// TreeHash returns the root hash of the tree of size n <= the published size.
+func (l *Log) TreeHash(n int64) (tlog.Hash, error) {
+	if err := l.checkSize(n); err != nil {
+		return tlog.Hash{}, err
+	}
+	if n == 0 {
+		return itlog.EmptyRoot, nil
+	}
+	return tlog.TreeHash(n, l.hashReader())
+}
+
+// GetExt returns a copy of the value the layer above stored at key with a
+// Sidecar, or ErrNotFound. Values written by a batch whose fsync is still in
+// flight may be visible; callers bound their reads by the published size.
+func (l *Log) GetExt(key []byte) ([]byte, error) {
+	return l.get(extKey(key))
+}
+
+// ScanExt calls f for each extension key in [lo, hi) in key order (or in
+// reverse order if reverse is set), with borrowed key and value slices valid
+// only during the call, until f returns false.
+func (l *Log) ScanExt(lo, hi []byte, reverse bool, f func(key, value []byte) bool) error {
+	upper := extKey(hi)
+	if hi == nil {
+		upper = []byte{prefixExt + 1}
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(lo), UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var ok bool
+	if reverse {
+		ok = it.Last()
+	} else {
+		ok = it.First()
+	}
+	for ok {
+		if !f(it.Key()[1:], it.Value()) {
+			break
+		}
+		if reverse {
+			ok = it.Prev()
+		} else {
+			ok = it.Next()
+		}
+	}
+	return it.Error()
+}

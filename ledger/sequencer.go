@@ -1,0 +1,369 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Entry is one log entry to append.
+type Entry struct {
+	// Data is the entry's bytes (the leaf data), at most tlog.MaxEntrySize.
+	Data []byte
+	// Sidecar, if set, is called by the sequencer once the entry's index is
+	// known, to add the layer above's own writes (encrypted payloads,
+	// secondary indexes) to the very same pebble batch: the entry and its
+	// sidecar writes become durable together or not at all. It must be fast
+	// and must not call back into the Log. An error fails only this entry's
+	// Append call... and aborts the whole batch, so Sidecar should only fail
+	// on a broken invariant.
+	Sidecar func(index int64, w Writer) error
+}
+
+// Writer adds key/value pairs to the batch being committed, inside the
+// extension namespace (keys are private to the layer above and read back with
+// Log.GetExt and Log.ScanExt).
+type Writer interface {
+	Set(key, value []byte) error
+}
+
+type request struct {
+	entries []Entry
+	indexes []int64
+	err     error
+	done    chan struct{}
+}
+
+// commit is a batch applied to pebble whose fsync may still be in flight.
+type commit struct {
+	batch   *pebble.Batch
+	reqs    []*request
+	tree    tlog.Tree
+	entries int
+	start   time.Time
+	err     error
+}
+
+// Append appends one entry and returns its index once the entry is durably
+// committed (its checkpoint may be published a moment later: see WaitSize).
+// It returns ErrPushback if the queue is full. If ctx is done first, Append
+// returns ctx.Err() but the entry may still be appended.
+func (l *Log) Append(ctx context.Context, data []byte) (int64, error) {
+	idx, err := l.AppendEntries(ctx, []Entry{{Data: data}})
+	if err != nil {
+		return 0, err
+	}
+	return idx[0], nil
+}
+
+// AppendEntries appends entries in order, atomically with respect to
+// durability (all in one batch), and returns their indexes once durable.
+// Indexes are consecutive unless Options.Dedup returned existing ones.
+func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if len(entries) > l.opts.MaxBatch {
+		return nil, fmt.Errorf("ledger: %d entries in one call, at most %d", len(entries), l.opts.MaxBatch)
+	}
+	for _, e := range entries {
+		if len(e.Data) > itlog.MaxEntrySize {
+			return nil, ErrEntryTooLarge
+		}
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	r := &request{entries: entries, done: make(chan struct{})}
+	l.qmu.Lock()
+	if l.closing {
+		l.qmu.Unlock()
+		return nil, ErrClosed
+	}
+	if l.queued+len(entries) > l.opts.QueueSize {
+		l.qmu.Unlock()
+		return nil, ErrPushback
+	}
+	l.queue = append(l.queue, r)
+	l.queued += len(entries)
+	l.qmu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-r.done:
+		return r.indexes, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// QueueLen returns the number of entries waiting to be sequenced.
+func (l *Log) QueueLen() int {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return l.queued
+}
+
+// take removes up to MaxBatch entries' worth of requests from the queue.
+// Whole requests are taken, so a batch may hold one request over the limit.
+func (l *Log) take() (reqs []*request, closing bool) {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	n, k := 0, 0
+	for k < len(l.queue) && (k == 0 || n+len(l.queue[k].entries) <= l.opts.MaxBatch) {
+		n += len(l.queue[k].entries)
+		k++
+	}
+	reqs = make([]*request, k)
+	copy(reqs, l.queue[:k])
+	rest := copy(l.queue, l.queue[k:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	l.queued -= n
+	if len(l.queue) > 0 {
+		// More is waiting: make sure the loop comes back for it.
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return reqs, l.closing
+}
+
+// sequence is the single sequencer goroutine: it integrates whatever is
+// queued into one batch, applies it, and hands it to publishLoop to wait for
+// the fsync, while it goes on building the next batch.
+func (l *Log) sequence() {
+	defer close(l.inflight)
+	for range l.wake {
+		for {
+			reqs, closing := l.take()
+			if len(reqs) == 0 {
+				if closing {
+					l.failQueued(ErrClosed)
+					return
+				}
+				break
+			}
+			if err := l.Err(); err != nil {
+				finish(reqs, err)
+				continue
+			}
+			c := l.integrate(reqs)
+			l.inflight <- c
+			if c.err != nil {
+				// The in-memory edge may be ahead of the store: stop for good.
+				l.failQueued(c.err)
+				return
+			}
+		}
+	}
+}
+
+func (l *Log) failQueued(err error) {
+	l.qmu.Lock()
+	q := l.queue
+	l.queue, l.queued = nil, 0
+	l.closing = true
+	l.qmu.Unlock()
+	finish(q, err)
+}
+
+func finish(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// batchWriter confines the layer above's writes to the extension namespace.
+type batchWriter struct{ b *pebble.Batch }
+
+func (w batchWriter) Set(key, value []byte) error {
+	return w.b.Set(extKey(key), value, nil)
+}
+
+// integrate assigns indexes to reqs, extends the right edge, builds the batch
+// and applies it with ApplyNoSyncWait: visible to pebble readers, durable only
+// after SyncWait. Nothing is published before that.
+func (l *Log) integrate(reqs []*request) *commit {
+	start := time.Now()
+	e := l.edge
+	b := l.db.NewBatch()
+	c := &commit{batch: b, reqs: reqs, start: start}
+	var key []byte
+	var seen map[tlog.Hash]int64
+	if l.opts.Dedup {
+		seen = make(map[tlog.Hash]int64)
+	}
+	visit := func(id compact.NodeID, hash []byte) {
+		if id.Level%itlog.TileHeight != 0 {
+			return
+		}
+		lvl := int(id.Level / itlog.TileHeight)
+		t := e.tile(lvl)
+		if int64(id.Index) != t.n*itlog.TileWidth+int64(t.w) {
+			panic(fmt.Sprintf("ledger: node %d/%d out of order in tile %d/%d width %d", id.Level, id.Index, lvl, t.n, t.w))
+		}
+		t.data = append(t.data, hash...)
+		t.w++
+		t.dirty = true
+		if t.w == itlog.TileWidth {
+			b.Set(tileKey(lvl, t.n), t.data, nil)
+			t.n++
+			t.w = 0
+			t.data = t.data[:0]
+			t.dirty = false
+		}
+	}
+	for _, r := range reqs {
+		r.indexes = make([]int64, len(r.entries))
+		for i, ent := range r.entries {
+			h := tlog.RecordHash(ent.Data)
+			if seen != nil {
+				if idx, ok := seen[h]; ok {
+					r.indexes[i] = idx
+					continue
+				}
+				if idx, ok, err := l.lookupLeaf(h, e.size); err != nil {
+					c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+					break
+				} else if ok {
+					r.indexes[i] = idx
+					seen[h] = idx
+					continue
+				}
+				seen[h] = e.size
+			}
+			idx := e.size
+			r.indexes[i] = idx
+			e.bundle.data = itlog.AppendBundleEntry(e.bundle.data, ent.Data)
+			e.bundle.w++
+			e.bundle.dirty = true
+			if err := e.rng.Append(h[:], visit); err != nil {
+				panic(fmt.Sprintf("ledger: compact range append: %v", err))
+			}
+			key = appendLeafKey(key[:0], h, idx)
+			b.Set(key, nil, nil)
+			if ent.Sidecar != nil {
+				if err := ent.Sidecar(idx, batchWriter{b}); err != nil {
+					c.err = fmt.Errorf("%w: sidecar for entry %d: %v", ErrFailed, idx, err)
+					break
+				}
+			}
+			e.size++
+			c.entries++
+			if e.bundle.w == itlog.TileWidth {
+				b.Set(bundleKey(e.bundle.n), e.bundle.data, nil)
+				e.bundle.n++
+				e.bundle.w = 0
+				e.bundle.data = e.bundle.data[:0]
+				e.bundle.dirty = false
+			}
+		}
+		if c.err != nil {
+			break
+		}
+	}
+	if c.err == nil {
+		if e.bundle.dirty {
+			b.Set(bundleKey(e.bundle.n), e.bundle.data, nil)
+			e.bundle.dirty = false
+		}
+		for lvl := range e.tiles {
+			if t := &e.tiles[lvl]; t.dirty {
+				b.Set(tileKey(lvl, t.n), t.data, nil)
+				t.dirty = false
+			}
+		}
+		root, err := rootOf(e.rng)
+		if err != nil {
+			panic(err.Error())
+		}
+		c.tree = tlog.Tree{N: e.size, Hash: root}
+		b.Set(keyState, encodeState(c.tree), nil)
+		// Durability point: the batch goes to the WAL with Sync; publishLoop
+		// waits for the fsync before anything attests to it.
+		if err := l.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+		}
+	}
+	if c.err != nil {
+		// Nothing of this batch may be used: the edge is now ahead of the
+		// store, so the log must stop (see sequence).
+		b.Close()
+		c.batch = nil
+	}
+	return c
+}
+
+// lookupLeaf returns the first index below n whose entry has leaf hash h.
+func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
+	lo := appendLeafKey(nil, h, 0)
+	hi := appendLeafKey(nil, h, n)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	k := it.Key()
+	idx := int64(0)
+	for _, c := range k[len(k)-8:] {
+		idx = idx<<8 | int64(c)
+	}
+	return idx, true, nil
+}
+
+// publishLoop waits for each applied batch's fsync, then publishes its
+// checkpoint and answers its writers, in commit order.
+func (l *Log) publishLoop() {
+	defer close(l.done)
+	for c := range l.inflight {
+		if c.err == nil {
+			err := c.batch.SyncWait()
+			c.batch.Close()
+			if err != nil {
+				c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+			}
+		}
+		if c.err != nil {
+			l.log.Error("commit failed; the log stops accepting writes", "err", c.err)
+			err := c.err
+			l.failed.CompareAndSwap(nil, &err)
+			finish(c.reqs, c.err)
+			l.pubMu.Lock()
+			close(l.pubWait)
+			l.pubWait = make(chan struct{})
+			l.pubMu.Unlock()
+			continue
+		}
+		// c.tree is durable now: sign and publish it, then answer.
+		if err := l.publish(c.tree); err != nil {
+			l.log.Error("publishing checkpoint", "err", err)
+		}
+		finish(c.reqs, nil)
+		if l.opts.OnCommit != nil {
+			l.opts.OnCommit(CommitInfo{
+				Entries:  c.entries,
+				Size:     c.tree.N,
+				Latency:  time.Since(c.start),
+				Queue:    l.QueueLen(),
+				Requests: len(c.reqs),
+			})
+		}
+	}
+}
+
+var _ = errors.New

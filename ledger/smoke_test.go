@@ -1,0 +1,118 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+func testSigner(t testing.TB) (note.Signer, note.Verifier) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+func TestSmoke(t *testing.T) {
+	s, v := testSigner(t)
+	dir := t.TempDir()
+	l, err := Open(dir, Options{Signer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []tlog.Hash
+	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = hashes[x]
+		}
+		return out, nil
+	})
+	ctx := context.Background()
+	for n := int64(1); n <= 600; n++ {
+		data := []byte(fmt.Sprintf("entry %d", n-1))
+		idx, err := l.Append(ctx, data)
+		if err != nil || idx != n-1 {
+			t.Fatalf("append: %d %v", idx, err)
+		}
+		st, err := tlog.StoredHashes(n-1, data, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, st...)
+		cp, signed := l.Checkpoint()
+		if cp.N != n {
+			t.Fatalf("checkpoint size %d want %d", cp.N, n)
+		}
+		if _, _, err := itlog.OpenCheckpoint(signed, "example.com/test", note.VerifierList(v)); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := tlog.TreeHash(n, hr)
+		if cp.Hash != want {
+			t.Fatalf("size %d root mismatch", n)
+		}
+		for _, tile := range tlog.NewTiles(8, n-1, n) {
+			wantData, err := tlog.ReadTileData(tile, hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := l.ReadTile(tile)
+			if err != nil {
+				t.Fatalf("read tile %v: %v", tile, err)
+			}
+			if string(got) != string(wantData) {
+				t.Fatalf("tile %v differs", tile)
+			}
+		}
+		if n%97 == 0 {
+			for i := int64(0); i < n; i++ {
+				p, err := l.InclusionProof(i, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tlog.CheckRecord(p, n, cp.Hash, i, tlog.RecordHash([]byte(fmt.Sprintf("entry %d", i)))); err != nil {
+					t.Fatalf("inclusion %d in %d: %v", i, n, err)
+				}
+			}
+			for m := int64(1); m < n; m++ {
+				p, err := l.ConsistencyProof(m, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				old, _ := tlog.TreeHash(m, hr)
+				if err := tlog.CheckTree(p, n, cp.Hash, m, old); err != nil {
+					t.Fatalf("consistency %d->%d: %v", m, n, err)
+				}
+			}
+		}
+	}
+	l.Close()
+	l, err = Open(dir, Options{Signer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cp, _ := l.Checkpoint()
+	if cp.N != 600 {
+		t.Fatal(cp.N)
+	}
+	e, err := l.Entry(599)
+	if err != nil || string(e) != "entry 599" {
+		t.Fatal(string(e), err)
+	}
+}
