@@ -134,8 +134,15 @@ type Log struct {
 
 	inflight chan *commit
 	done     chan struct{} // closed when the publisher exits
-	closeMu  sync.Mutex
-	closed   bool
+
+	// Leaf-hash index (see index.go).
+	indexq    chan indexJob
+	indexed   atomic.Int64 // entries below this are in the leaf-hash index
+	indexMu   sync.Mutex
+	indexWait chan struct{} // closed and replaced when indexed grows
+	indexDone chan struct{}
+	closeMu   sync.Mutex
+	closed    bool
 }
 
 // published is one signed checkpoint, made visible atomically.
@@ -182,19 +189,29 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("ledger: opening store %s: %w", dir, err)
 	}
 	l := &Log{
-		db:       db,
-		signer:   opts.Signer,
-		origin:   origin,
-		opts:     opts,
-		log:      opts.Logger,
-		wake:     make(chan struct{}, 1),
-		pubWait:  make(chan struct{}),
-		inflight: make(chan *commit, 2),
-		done:     make(chan struct{}),
+		db:        db,
+		signer:    opts.Signer,
+		origin:    origin,
+		opts:      opts,
+		log:       opts.Logger,
+		wake:      make(chan struct{}, 1),
+		pubWait:   make(chan struct{}),
+		inflight:  make(chan *commit, 2),
+		done:      make(chan struct{}),
+		indexq:    make(chan indexJob, 256),
+		indexWait: make(chan struct{}),
+		indexDone: make(chan struct{}),
 	}
 	tree, err := l.init()
 	if err == nil {
 		l.edge, err = l.loadEdge(tree)
+	}
+	if err == nil {
+		var from int64
+		if from, err = l.readIndexed(); err == nil {
+			l.indexed.Store(from)
+			err = l.reindex(from, tree.N)
+		}
 	}
 	if err == nil {
 		err = l.publish(tree)
@@ -205,6 +222,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	go l.sequence()
 	go l.publishLoop()
+	go l.indexLoop()
 	return l, nil
 }
 
@@ -291,6 +309,7 @@ func (l *Log) Close() error {
 	default:
 	}
 	<-l.done
+	<-l.indexDone
 	return l.db.Close()
 }
 

@@ -116,6 +116,9 @@ func (l *Log) InclusionProofByHash(h tlog.Hash, n int64) (int64, tlog.RecordProo
 	if err := l.checkSize(n); err != nil {
 		return 0, nil, err
 	}
+	if err := l.waitIndexed(n); err != nil {
+		return 0, nil, err
+	}
 	i, ok, err := l.lookupLeaf(h, n)
 	if err != nil {
 		return 0, nil, err

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +48,7 @@ type commit struct {
 	reqs    []*request
 	tree    tlog.Tree
 	entries int
+	leaves  indexJob // for the indexer, unless the batch indexed them itself
 	start   time.Time
 	err     error
 }
@@ -205,6 +207,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 	if l.opts.Dedup {
 		seen = make(map[tlog.Hash]int64)
 	}
+	c.leaves.first = e.size
 	visit := func(id compact.NodeID, hash []byte) {
 		if id.Level%itlog.TileHeight != 0 {
 			return
@@ -252,8 +255,14 @@ func (l *Log) integrate(reqs []*request) *commit {
 			if err := e.rng.Append(h[:], visit); err != nil {
 				panic(fmt.Sprintf("ledger: compact range append: %v", err))
 			}
-			key = appendLeafKey(key[:0], h, idx)
-			b.Set(key, nil, nil)
+			if seen != nil {
+				// Dedup looks entries up at sequencing time: index them in
+				// this very batch.
+				key = appendLeafKey(key[:0], h, idx)
+				b.Set(key, nil, nil)
+			} else {
+				c.leaves.hashes = append(c.leaves.hashes, h)
+			}
 			if ent.Sidecar != nil {
 				if err := ent.Sidecar(idx, batchWriter{b}); err != nil {
 					c.err = fmt.Errorf("%w: sidecar for entry %d: %v", ErrFailed, idx, err)
@@ -291,6 +300,11 @@ func (l *Log) integrate(reqs []*request) *commit {
 		}
 		c.tree = tlog.Tree{N: e.size, Hash: root}
 		b.Set(keyState, encodeState(c.tree), nil)
+		if seen != nil {
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], uint64(e.size))
+			b.Set(keyIndexed, v[:], nil)
+		}
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
 		// waits for the fsync before anything attests to it.
 		if err := l.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
@@ -330,6 +344,7 @@ func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
 // checkpoint and answers its writers, in commit order.
 func (l *Log) publishLoop() {
 	defer close(l.done)
+	defer close(l.indexq)
 	for c := range l.inflight {
 		if c.err == nil {
 			err := c.batch.SyncWait()
@@ -354,6 +369,11 @@ func (l *Log) publishLoop() {
 			l.log.Error("publishing checkpoint", "err", err)
 		}
 		finish(c.reqs, nil)
+		if len(c.leaves.hashes) > 0 {
+			l.indexq <- c.leaves
+		} else if l.opts.Dedup {
+			l.indexed.Store(c.tree.N)
+		}
 		if l.opts.OnCommit != nil {
 			l.opts.OnCommit(CommitInfo{
 				Entries:  c.entries,

@@ -1,0 +1,170 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// The leaf-hash index ('h' keys) maps a leaf hash to the entries that have
+// it. It is derived data: everything in it can be recomputed from the
+// bundles. So, unless Options.Dedup needs it at sequencing time, it is not
+// written by the sequencer in the commit batch (inserting tens of thousands of
+// random keys per second into the memtable would halve the sequencer's
+// throughput) but by the indexer goroutine, right after each commit, in its
+// own batch together with the index watermark 'mindexed' (the size up to
+// which the index is complete). Open re-indexes from the watermark to the
+// tree size, so a crash between a commit and its index batch loses nothing.
+
+var keyIndexed = []byte("mindexed")
+
+// indexJob is the leaf hashes of entries [first, first+len(hashes)).
+type indexJob struct {
+	first  int64
+	hashes []tlog.Hash
+}
+
+// maxIndexWait bounds how long a lookup by hash waits for the indexer to
+// catch up with the published size.
+const maxIndexWait = 10 * time.Second
+
+func (l *Log) readIndexed() (int64, error) {
+	v, err := l.get(keyIndexed)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: index watermark of %d bytes", ErrCorrupt, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// reindex indexes entries [from, n) from the stored bundles, durably.
+func (l *Log) reindex(from, n int64) error {
+	if from >= n {
+		return nil
+	}
+	l.log.Info("re-indexing leaf hashes", "from", from, "to", n)
+	for start := from; start < n; {
+		end := min(n, (start/itlog.TileWidth+8)*itlog.TileWidth)
+		job := indexJob{first: start}
+		for bn := start / itlog.TileWidth; bn*itlog.TileWidth < end; bn++ {
+			data, err := l.get(bundleKey(bn))
+			if err != nil {
+				return fmt.Errorf("%w: re-indexing bundle %d: %v", ErrCorrupt, bn, err)
+			}
+			k := bn * itlog.TileWidth
+			err = itlog.WalkBundle(data, func(e []byte) bool {
+				if k >= start && k < end {
+					job.hashes = append(job.hashes, tlog.RecordHash(e))
+				}
+				k++
+				return k < end
+			})
+			if err != nil {
+				return fmt.Errorf("%w: re-indexing bundle %d: %v", ErrCorrupt, bn, err)
+			}
+		}
+		if int64(len(job.hashes)) != end-start {
+			return fmt.Errorf("%w: bundles hold %d entries in [%d, %d)", ErrCorrupt, len(job.hashes), start, end)
+		}
+		b := l.db.NewBatch()
+		writeIndex(b, []indexJob{job})
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("ledger: re-indexing: %w", err)
+		}
+		start = end
+	}
+	l.indexed.Store(n)
+	return nil
+}
+
+// writeIndex adds the jobs' leaf keys, sorted (sorted keys are cheaper to
+// insert into the memtable), and the new watermark to b.
+func writeIndex(b *pebble.Batch, jobs []indexJob) {
+	var keys [][]byte
+	var end int64
+	for _, j := range jobs {
+		for i, h := range j.hashes {
+			keys = append(keys, appendLeafKey(make([]byte, 0, 41), h, j.first+int64(i)))
+		}
+		end = j.first + int64(len(j.hashes))
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for _, k := range keys {
+		b.Set(k, nil, nil)
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(end))
+	b.Set(keyIndexed, v[:], nil)
+}
+
+// indexLoop writes the leaf-hash index for committed entries. Its batches are
+// not synced: the index is rebuilt from the watermark on Open.
+func (l *Log) indexLoop() {
+	defer close(l.indexDone)
+	for job := range l.indexq {
+		jobs := []indexJob{job}
+	drain:
+		for len(jobs) < 64 {
+			select {
+			case j, ok := <-l.indexq:
+				if !ok {
+					break drain
+				}
+				jobs = append(jobs, j)
+			default:
+				break drain
+			}
+		}
+		b := l.db.NewBatch()
+		writeIndex(b, jobs)
+		err := b.Commit(pebble.NoSync)
+		b.Close()
+		if err != nil {
+			// Not fatal for the log: lookups by hash beyond the watermark
+			// wait and then fail; Open re-indexes.
+			l.log.Error("writing leaf-hash index", "err", err)
+			continue
+		}
+		last := jobs[len(jobs)-1]
+		l.indexed.Store(last.first + int64(len(last.hashes)))
+		l.indexMu.Lock()
+		close(l.indexWait)
+		l.indexWait = make(chan struct{})
+		l.indexMu.Unlock()
+	}
+}
+
+// waitIndexed waits until the index covers entries below n.
+func (l *Log) waitIndexed(n int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), maxIndexWait)
+	defer cancel()
+	for {
+		l.indexMu.Lock()
+		ch := l.indexWait
+		l.indexMu.Unlock()
+		if l.indexed.Load() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("ledger: leaf-hash index is behind (at %d, want %d)", l.indexed.Load(), n)
+		case <-l.indexDone:
+			return ErrClosed
+		}
+	}
+}
