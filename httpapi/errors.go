@@ -5,7 +5,9 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +24,7 @@ var statusTable = []struct {
 	status int
 }{
 	{ledger.ErrPushback, http.StatusServiceUnavailable},
+	{ledger.ErrDiskFull, http.StatusServiceUnavailable},
 	{ledger.ErrFailed, http.StatusServiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable},
 	{ledger.ErrNotFound, http.StatusNotFound},
@@ -40,11 +43,20 @@ var (
 	errTooLarge = errors.New("request body too large")
 )
 
+// retryAfterSeconds is the Retry-After value sent with every 503: pushback
+// clears within a commit or two, and a stopped log is retried slowly by
+// well-behaved clients anyway.
+const retryAfterSeconds = "1"
+
 // statusOf returns the HTTP status for err.
 func statusOf(err error) int {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		return he.Code
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
 	}
 	for _, row := range statusTable {
 		if errors.Is(err, row.err) {
@@ -52,4 +64,47 @@ func statusOf(err error) int {
 		}
 	}
 	return http.StatusInternalServerError
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// errorHandler returns echo's HTTPErrorHandler for Indelible: the status from
+// statusTable, a JSON body {"error": "..."} naming the problem, and
+// Retry-After on 503. Internal errors are logged and answered with a generic
+// message, so storage details do not leak to clients.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status := statusOf(err)
+		msg := err.Error()
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			if m, ok := he.Message.(string); ok {
+				msg = m
+			} else {
+				msg = http.StatusText(he.Code)
+			}
+		}
+		if status >= 500 && status != http.StatusServiceUnavailable {
+			logger.Error("http: internal error", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+			msg = "internal server error"
+		}
+		h := c.Response().Header()
+		if status == http.StatusServiceUnavailable {
+			h.Set("Retry-After", retryAfterSeconds)
+		}
+		body, _ := json.Marshal(errorBody{Error: msg})
+		body = append(body, '\n')
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		c.Response().WriteHeader(status)
+		if c.Request().Method != http.MethodHead {
+			c.Response().Write(body)
+		}
+	}
 }

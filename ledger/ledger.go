@@ -97,6 +97,12 @@ type Options struct {
 	OnCommit func(CommitInfo)
 	// CacheSize is pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
+	// MinFreeBytes pauses appends (ErrDiskFull) while the store's
+	// filesystem has less free space than this. Default DefaultMinFreeBytes;
+	// negative disables the check. It is not checked when FS is set.
+	MinFreeBytes int64
+
+	freeSpace func(dir string) (uint64, error) // for tests
 }
 
 // CommitInfo describes one durable commit.
@@ -131,6 +137,8 @@ type Log struct {
 	pubMu   sync.Mutex
 	pubWait chan struct{} // closed and replaced at each publish
 	failed  atomic.Pointer[error]
+
+	diskFull atomic.Bool
 
 	inflight chan *commit
 	done     chan struct{} // closed when the publisher exits
@@ -174,6 +182,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20
+	}
+	if opts.MinFreeBytes == 0 {
+		opts.MinFreeBytes = DefaultMinFreeBytes
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
@@ -223,6 +234,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	go l.sequence()
 	go l.publishLoop()
 	go l.indexLoop()
+	if opts.MinFreeBytes > 0 && (opts.FS == nil || opts.freeSpace != nil) {
+		go l.watchDisk(dir)
+	}
 	return l, nil
 }
 

@@ -83,6 +83,9 @@ func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, erro
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
+	if l.diskFull.Load() {
+		return nil, ErrDiskFull
+	}
 	r := &request{entries: entries, done: make(chan struct{})}
 	l.qmu.Lock()
 	if l.closing {

@@ -1,0 +1,52 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestDiskFullPausesAppends(t *testing.T) {
+	s, _ := testSigner(t)
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: 1 << 20,
+		freeSpace: func(string) (uint64, error) { return free.Load(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Append(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	free.Store(1000)
+	waitFor(t, func() bool { _, err := l.Append(ctx, []byte("b")); return errors.Is(err, ErrDiskFull) })
+	paused, _ := l.Checkpoint()
+	for i := 0; i < 10; i++ {
+		if _, err := l.Append(ctx, []byte("d")); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("append while disk full: %v, want ErrDiskFull", err)
+		}
+	}
+	if cp, _ := l.Checkpoint(); cp.N != paused.N {
+		t.Fatalf("size moved from %d to %d while appends were paused", paused.N, cp.N)
+	}
+	free.Store(1 << 40)
+	waitFor(t, func() bool { _, err := l.Append(ctx, []byte("c")); return err == nil })
+	if e, err := l.Entry(0); err != nil || string(e) != "a" {
+		t.Fatalf("entry 0 = %q, %v", e, err)
+	}
+}
+
+func waitFor(t *testing.T, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
