@@ -22,9 +22,9 @@ type Entry struct {
 	// known, to add the layer above's own writes (encrypted payloads,
 	// secondary indexes) to the very same pebble batch: the entry and its
 	// sidecar writes become durable together or not at all. It must be fast
-	// and must not call back into the Log. An error fails only this entry's
-	// Append call... and aborts the whole batch, so Sidecar should only fail
-	// on a broken invariant.
+	// and must not call back into the Log. Validate everything before
+	// appending: a Sidecar error is treated as a broken invariant, the batch
+	// is abandoned and the log stops with ErrFailed (reopen to recover).
 	Sidecar func(index int64, w Writer) error
 }
 
