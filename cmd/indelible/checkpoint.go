@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Client defaults shared by the client commands.
+const (
+	defaultURL = "http://127.0.0.1:8080"
+	// clientTimeout bounds one client request.
+	clientTimeout = 30 * time.Second
+)
+
+// verifyError is a verification failure: exit code 1, as opposed to 2 for
+// usage or network trouble.
+type verifyError struct{ err error }
+
+func (e verifyError) Error() string { return e.err.Error() }
+func (e verifyError) Unwrap() error { return e.err }
+func (e verifyError) ExitCode() int { return 1 }
+
+// envURL returns $INDELIBLE_URL, or the default server URL.
+func envURL() string {
+	if u := os.Getenv("INDELIBLE_URL"); u != "" {
+		return u
+	}
+	return defaultURL
+}
+
+func init() {
+	var url, key string
+	cmd := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Fetch the log's checkpoint, verify its signature, print its origin, size and root",
+		Long: `checkpoint fetches <url>/checkpoint, verifies the log's signature with the
+verifier key --key (the key itself, or a file holding it, e.g.
+indelible-data/log.pub), and prints the origin, the tree size and the root hash.
+It exits with status 1 if the checkpoint does not verify. --url defaults to
+$INDELIBLE_URL, or ` + defaultURL + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if url == "" {
+				url = envURL()
+			}
+			v, err := parseVerifierArg(key)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
+			defer cancel()
+			cp, err := fetchCheckpoint(ctx, http.DefaultClient, url, v)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "origin %s\nsize %d\nroot %s\n",
+				cp.Origin, cp.N, base64.StdEncoding.EncodeToString(cp.Hash[:]))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "log URL (default $INDELIBLE_URL or "+defaultURL+")")
+	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key, or a file holding it (required)")
+	cmd.MarkFlagRequired("key")
+	rootCmd.AddCommand(cmd)
+}
+
+// parseVerifierArg parses a verifier key given inline or as a file name.
+func parseVerifierArg(arg string) (note.Verifier, error) {
+	arg = strings.TrimSpace(arg)
+	if v, err := note.NewVerifier(arg); err == nil {
+		return v, nil
+	}
+	b, err := os.ReadFile(arg)
+	if err != nil {
+		return nil, fmt.Errorf("--key %q is neither a verifier key nor a readable file", arg)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("--key file %s: %w", arg, err)
+	}
+	return v, nil
+}
+
+// fetchCheckpoint GETs <url>/checkpoint and verifies it was signed by v,
+// whose name must be the checkpoint's origin.
+func fetchCheckpoint(ctx context.Context, c *http.Client, url string, v note.Verifier) (itlog.Checkpoint, error) {
+	url = strings.TrimSuffix(url, "/") + "/checkpoint"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return itlog.Checkpoint{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return itlog.Checkpoint{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, itlog.MaxCheckpointSize+1))
+	if err != nil {
+		return itlog.Checkpoint{}, fmt.Errorf("reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return itlog.Checkpoint{}, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	cp, _, err := itlog.OpenCheckpoint(body, v.Name(), note.VerifierList(v))
+	if err != nil {
+		return itlog.Checkpoint{}, verifyError{fmt.Errorf("checkpoint from %s does not verify: %w", url, err)}
+	}
+	return cp, nil
+}

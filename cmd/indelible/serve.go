@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+
+	"indelible.dev/httpapi"
+	"indelible.dev/ledger"
+)
+
+// Defaults of indelible serve (DESIGN.md section 7).
+const (
+	defaultDataDir = "./indelible-data"
+	defaultListen  = "127.0.0.1:8080"
+	defaultOrigin  = "indelible.local/log"
+	// shutdownTimeout bounds the graceful shutdown: in-flight requests get
+	// this long to finish before connections are closed.
+	shutdownTimeout = 10 * time.Second
+)
+
+// Files inside the data directory.
+const (
+	logKeyFile = "log.key" // the log's signer key, 0600, created on first start
+	logPubFile = "log.pub" // its verifier key
+	ledgerDir  = "ledger"  // the pebble store
+	dataPerm   = fs.FileMode(0o700)
+)
+
+// serveConfig is everything indelible serve runs from. Components that join
+// the server later (witnessing, the events layer) add their fields here and
+// their wiring to runServe.
+type serveConfig struct {
+	dataDir string // data directory: keys and the store
+	listen  string // address of the HTTP listener
+	origin  string // log origin; "" means the key's name, or defaultOrigin for a new key
+	keyFile string // signer key file; "" means <dataDir>/log.key, created if missing
+	mode    string // "raw" (POST /add); "events" is not implemented yet
+	pprof   string // if set, net/http/pprof is served on this (loopback) address
+}
+
+func init() {
+	var cfg serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the log server",
+		Long: `serve runs the Indelible log: a c2sp.org/tlog-tiles transparency log over
+HTTP. On first start it creates the log's signer key in the data directory
+(log.key, mode 0600) and its verifier key (log.pub), unless --key is given.
+It prints the origin, the verifier key and curl examples, and shuts down
+gracefully on SIGINT or SIGTERM: in-flight appends finish and the store is
+closed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.dataDir, "data", defaultDataDir, "data directory (keys and the store)")
+	f.StringVar(&cfg.listen, "listen", defaultListen, "HTTP listen address")
+	f.StringVar(&cfg.origin, "origin", "", `log origin (default: the key's name; "`+defaultOrigin+`" for a new key)`)
+	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
+	f.StringVar(&cfg.mode, "mode", "raw", `"raw": POST /add appends the body as an entry ("events" is not implemented yet)`)
+	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	f.MarkHidden("pprof")
+	rootCmd.AddCommand(cmd)
+}
+
+// runServe runs the server until ctx is done, then shuts it down gracefully.
+func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
+	if cfg.mode != "raw" {
+		if cfg.mode == "events" {
+			return errors.New("--mode events is not yet implemented: use --mode raw")
+		}
+		return fmt.Errorf("--mode %q: want raw", cfg.mode)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	signer, vkey, created, err := logKey(cfg)
+	if err != nil {
+		return err
+	}
+
+	metrics := httpapi.NewMetrics()
+	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
+		Signer:   signer,
+		Logger:   logger,
+		OnCommit: metrics.ObserveCommit,
+	})
+	if err != nil {
+		return err
+	}
+	// The store is closed last, after the HTTP server has drained.
+	defer func() {
+		if err := l.Close(); err != nil {
+			logger.Error("closing the ledger", "err", err)
+		}
+	}()
+
+	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger})
+	hs := srv.HTTPServer(cfg.listen)
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	if cfg.pprof != "" {
+		stopPprof, err := servePprof(cfg.pprof, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
+	}
+
+	cp, _ := l.Checkpoint()
+	printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining HTTP requests, then closing the ledger")
+	srv.SetShuttingDown()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("HTTP shutdown", "err", err)
+		hs.Close()
+	}
+	return nil
+}
+
+// logKey returns the log's signer and verifier key: from --key, from
+// <data>/log.key, or newly created there (created is then true).
+func logKey(cfg serveConfig) (signer note.Signer, vkey string, created bool, err error) {
+	file := cfg.keyFile
+	if file == "" {
+		file = filepath.Join(cfg.dataDir, logKeyFile)
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			origin := cfg.origin
+			if origin == "" {
+				origin = defaultOrigin
+			}
+			pub := filepath.Join(cfg.dataDir, logPubFile)
+			if _, err := generateKey(origin, file, pub, false); err != nil {
+				return nil, "", false, fmt.Errorf("creating the log key: %w", err)
+			}
+			created = true
+		}
+	}
+	signer, vkey, err = loadSigner(file)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if cfg.origin != "" && cfg.origin != signer.Name() {
+		return nil, "", false, fmt.Errorf("--origin %q does not match the key %s, which is for %q", cfg.origin, file, signer.Name())
+	}
+	return signer, vkey, created, nil
+}
+
+// printBanner tells the operator what is running and how to use it.
+func printBanner(w io.Writer, cfg serveConfig, addr, origin, vkey string, created bool, size int64) {
+	url := "http://" + addr
+	keyNote := ""
+	if created {
+		keyNote = fmt.Sprintf(" (new key: signer %s, verifier %s)",
+			filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile))
+	}
+	fmt.Fprintf(w, `Indelible log (mode %s)
+  origin:       %s
+  verifier key: %s%s
+  data:         %s (tree size %d)
+  listening on  %s
+
+Try:
+  curl --data-binary 'hello, log' %[7]s/add
+  curl %[7]s/checkpoint
+  curl -o bundle %[7]s/tile/entries/000.p/1
+  curl '%[7]s/v1/proof/inclusion?index=0&size=1'
+  indelible checkpoint --url %[7]s --key '%[3]s'
+`, cfg.mode, origin, vkey, keyNote, cfg.dataDir, size, url)
+}
+
+// servePprof serves the runtime profiles on their own listener, so they are
+// never exposed on the public address. It returns a function stopping it.
+func servePprof(addr string, logger *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof listener: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: httpapi.ReadHeaderTimeout}
+	go hs.Serve(ln)
+	logger.Info("pprof serving", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { hs.Close() }, nil
+}

@@ -1,0 +1,437 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+)
+
+// The log's routes (DESIGN.md section 6; c2sp.org/tlog-tiles).
+const (
+	routeCheckpoint  = "/checkpoint"
+	routeTile        = "/tile/*"
+	routeInclusion   = "/v1/proof/inclusion"
+	routeConsistency = "/v1/proof/consistency"
+	routeAdd         = "/add"
+)
+
+// Cache policies. Full tiles and bundles never change. A partial tile at a
+// given width never changes either, but it is replaced by wider ones quickly,
+// so caches need not keep it long. The checkpoint changes at every commit.
+const (
+	cacheImmutable  = "public, max-age=31536000, immutable"
+	cachePartial    = "public, max-age=60"
+	cacheCheckpoint = "no-cache"
+)
+
+// Header values shared by every response that uses them (never modified).
+var (
+	hdrTextPlain   = []string{"text/plain; charset=utf-8"}
+	hdrOctetStream = []string{"application/octet-stream"}
+	hdrImmutable   = []string{cacheImmutable}
+	hdrPartial     = []string{cachePartial}
+	hdrNoCache     = []string{cacheCheckpoint}
+	hdrGzip        = []string{"gzip"}
+	hdrVaryAE      = []string{"Accept-Encoding"}
+)
+
+// logHandlers serves one ledger.
+type logHandlers struct {
+	l *ledger.Log
+}
+
+// mountLog registers the log's routes on s.
+func (s *Server) mountLog(l *ledger.Log, rawAppend bool) {
+	h := &logHandlers{l: l}
+	s.route(http.MethodGet, routeCheckpoint, h.serveCheckpoint)
+	s.route(http.MethodGet, routeTile, h.serveTile)
+	s.route(http.MethodGet, routeInclusion, h.serveInclusion)
+	s.route(http.MethodGet, routeConsistency, h.serveConsistency)
+	if rawAppend {
+		s.route(http.MethodPost, routeAdd, h.serveAdd)
+	}
+}
+
+// serveCheckpoint serves the newest published checkpoint (a signed note).
+func (h *logHandlers) serveCheckpoint(c echo.Context) error {
+	_, signed := h.l.Checkpoint()
+	hdr := c.Response().Header()
+	hdr["Content-Type"] = hdrTextPlain
+	hdr["Cache-Control"] = hdrNoCache
+	c.Response().WriteHeader(http.StatusOK)
+	_, err := c.Response().Write(signed)
+	return err
+}
+
+// serveTile serves a hash tile or an entry bundle at its c2sp.org/tlog-tiles
+// path. The path is parsed strictly from the escaped request path, so only
+// canonical paths are served: "/tile/../checkpoint", "%2e%2e" or an escaped
+// digit are all malformed (404, as for any tile that does not exist).
+func (h *logHandlers) serveTile(c echo.Context) error {
+	path := strings.TrimPrefix(c.Request().URL.EscapedPath(), "/")
+	t, err := itlog.ParseTilePath(path)
+	if err != nil {
+		return err
+	}
+	data, err := h.processTile(t)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	hdr := w.Header()
+	hdr["Content-Type"] = hdrOctetStream
+	if t.W == itlog.TileWidth {
+		hdr["Cache-Control"] = hdrImmutable
+	} else {
+		hdr["Cache-Control"] = hdrPartial
+	}
+	if t.L == itlog.EntriesLevel {
+		// Bundles are compressible (hash tiles are not): gzip them for clients
+		// that accept it, as c2sp.org/tlog-tiles recommends.
+		hdr["Vary"] = hdrVaryAE
+		if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
+			return writeGzip(w, data)
+		}
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(data)
+	return err
+}
+
+// processTile returns the bytes of tile t, or an error wrapping
+// ledger.ErrNotFound if the published tree does not imply it.
+func (h *logHandlers) processTile(t tlog.Tile) ([]byte, error) {
+	data, err := h.l.ReadTile(t)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", itlog.TilePath(t), err)
+	}
+	return data, nil
+}
+
+var gzipPool = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeGzip writes data gzip-compressed, with its compressed length.
+func writeGzip(w *echo.Response, data []byte) error {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	zw := gzipPool.Get().(*gzip.Writer)
+	defer gzipPool.Put(zw)
+	zw.Reset(buf)
+	if _, err := zw.Write(data); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	hdr := w.Header()
+	hdr["Content-Encoding"] = hdrGzip
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// acceptsGzip reports whether an Accept-Encoding header value lists gzip
+// with a non-zero quality (RFC 9110 section 12.5.3).
+func acceptsGzip(ae string) bool {
+	for ae != "" {
+		var item string
+		item, ae, _ = strings.Cut(ae, ",")
+		name, params, _ := strings.Cut(item, ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q, ok := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		if !ok {
+			return true
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(q), 64)
+		return err == nil && v > 0
+	}
+	return false
+}
+
+// InclusionProof is the JSON reply of GET /v1/proof/inclusion.
+type InclusionProof struct {
+	Index    int64    `json:"index"`
+	TreeSize int64    `json:"tree_size"`
+	Hashes   []string `json:"hashes"`
+}
+
+// ConsistencyProof is the JSON reply of GET /v1/proof/consistency.
+type ConsistencyProof struct {
+	From   int64    `json:"from"`
+	To     int64    `json:"to"`
+	Hashes []string `json:"hashes"`
+}
+
+// serveInclusion serves ?index=I&size=S or ?hash=<base64 leaf hash>&size=S.
+func (h *logHandlers) serveInclusion(c echo.Context) error {
+	q, err := queryParams(c, "index", "hash", "size")
+	if err != nil {
+		return err
+	}
+	size, err := sizeParam(q, "size")
+	if err != nil {
+		return err
+	}
+	var p InclusionProof
+	switch {
+	case q.Has("index") && q.Has("hash"):
+		return fmt.Errorf("%w: give either index or hash, not both", errBadRequest)
+	case q.Has("hash"):
+		leaf, err := itlog.ParseHash(q.Get("hash"))
+		if err != nil {
+			return fmt.Errorf("%w: parameter hash: %v", errBadRequest, err)
+		}
+		p, err = h.processInclusionByHash(leaf, size)
+		if err != nil {
+			return err
+		}
+	default:
+		index, err := sizeParam(q, "index")
+		if err != nil {
+			return fmt.Errorf("%w (or give hash)", err)
+		}
+		p, err = h.processInclusion(index, size)
+		if err != nil {
+			return err
+		}
+	}
+	c.Response().Header()["Cache-Control"] = hdrImmutable
+	return c.JSON(http.StatusOK, p)
+}
+
+// processInclusion proves entry index in the tree of size n.
+func (h *logHandlers) processInclusion(index, n int64) (InclusionProof, error) {
+	proof, err := h.l.InclusionProof(index, n)
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("inclusion proof of index %d in size %d: %w", index, n, err)
+	}
+	return InclusionProof{Index: index, TreeSize: n, Hashes: encodeHashes(proof)}, nil
+}
+
+// processInclusionByHash finds the first entry with leaf hash leaf and proves
+// it in the tree of size n.
+func (h *logHandlers) processInclusionByHash(leaf tlog.Hash, n int64) (InclusionProof, error) {
+	index, proof, err := h.l.InclusionProofByHash(leaf, n)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return InclusionProof{}, fmt.Errorf("no entry with leaf hash %s in the tree of size %d: %w", leaf, n, err)
+	}
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("inclusion proof of leaf hash %s in size %d: %w", leaf, n, err)
+	}
+	return InclusionProof{Index: index, TreeSize: n, Hashes: encodeHashes(proof)}, nil
+}
+
+// serveConsistency serves ?from=A&to=B.
+func (h *logHandlers) serveConsistency(c echo.Context) error {
+	q, err := queryParams(c, "from", "to")
+	if err != nil {
+		return err
+	}
+	from, err := sizeParam(q, "from")
+	if err != nil {
+		return err
+	}
+	to, err := sizeParam(q, "to")
+	if err != nil {
+		return err
+	}
+	p, err := h.processConsistency(from, to)
+	if err != nil {
+		return err
+	}
+	c.Response().Header()["Cache-Control"] = hdrImmutable
+	return c.JSON(http.StatusOK, p)
+}
+
+// processConsistency proves that the tree of size from is a prefix of the
+// tree of size to.
+func (h *logHandlers) processConsistency(from, to int64) (ConsistencyProof, error) {
+	if from > to {
+		return ConsistencyProof{}, fmt.Errorf("%w: from (%d) is larger than to (%d)", errBadRequest, from, to)
+	}
+	proof, err := h.l.ConsistencyProof(from, to)
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
+	}
+	return ConsistencyProof{From: from, To: to, Hashes: encodeHashes(proof)}, nil
+}
+
+// encodeHashes returns the hashes in standard base64, never nil (an empty
+// proof is "hashes":[]).
+func encodeHashes(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+// queryParams parses the query string and rejects parameters other than
+// allowed, and repeated ones, so that typos are reported rather than ignored.
+func queryParams(c echo.Context, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: malformed query string: %v", errBadRequest, err)
+	}
+	for k, v := range q {
+		known := false
+		for _, a := range allowed {
+			known = known || k == a
+		}
+		if !known {
+			return nil, fmt.Errorf("%w: unknown parameter %q (allowed: %s)", errBadRequest, k, strings.Join(allowed, ", "))
+		}
+		if len(v) > 1 {
+			return nil, fmt.Errorf("%w: parameter %s given %d times", errBadRequest, k, len(v))
+		}
+	}
+	return q, nil
+}
+
+// sizeParam parses the required decimal parameter name (a size or index: no
+// sign, no leading zeros).
+func sizeParam(q url.Values, name string) (int64, error) {
+	if !q.Has(name) {
+		return 0, fmt.Errorf("%w: missing parameter %s", errBadRequest, name)
+	}
+	v, err := itlog.ParseSize(q.Get(name))
+	if err != nil {
+		return 0, fmt.Errorf("%w: parameter %s: %v", errBadRequest, name, err)
+	}
+	return v, nil
+}
+
+// entryBufPool recycles POST /add body buffers. A buffer goes back only once
+// the ledger is done with the entry (see serveAdd).
+var entryBufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// serveAdd appends the request body as one entry (raw mode) and replies with
+// its index in decimal and a newline, once the entry is durable. With
+// ?wait=checkpoint it replies once a published checkpoint covers the entry.
+func (h *logHandlers) serveAdd(c echo.Context) error {
+	r := c.Request()
+	wait := false
+	if r.URL.RawQuery != "" {
+		q, err := queryParams(c, "wait")
+		if err != nil {
+			return err
+		}
+		switch w := q.Get("wait"); w {
+		case "":
+		case "checkpoint":
+			wait = true
+		default:
+			return fmt.Errorf("%w: parameter wait: %q is not \"checkpoint\"", errBadRequest, w)
+		}
+	}
+	if r.ContentLength > itlog.MaxEntrySize {
+		return fmt.Errorf("%w: entry of %d bytes, at most %d", errTooLarge, r.ContentLength, itlog.MaxEntrySize)
+	}
+	bp := entryBufPool.Get().(*[]byte)
+	data, err := readEntry(r.Body, (*bp)[:0], r.ContentLength)
+	if err != nil {
+		entryBufPool.Put(bp)
+		return err
+	}
+	ctx := r.Context()
+	index, err := h.processAdd(ctx, data, wait)
+	// The ledger copies the entry when it sequences it; Append returns early
+	// only when ctx is done, with the entry possibly still queued. Recycle
+	// the buffer only when the entry is certainly no longer referenced.
+	if ctx.Err() == nil {
+		*bp = data[:0]
+		entryBufPool.Put(bp)
+	}
+	if err != nil {
+		return err
+	}
+	var out [24]byte
+	reply := append(strconv.AppendInt(out[:0], index, 10), '\n')
+	w := c.Response()
+	w.Header()["Content-Type"] = hdrTextPlain
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(reply)
+	return err
+}
+
+// processAdd appends data and returns its index once durable, or once a
+// published checkpoint covers it if wait is set.
+func (h *logHandlers) processAdd(ctx context.Context, data []byte, wait bool) (int64, error) {
+	if len(data) == 0 {
+		return 0, fmt.Errorf("%w: empty entry (the request body is the entry)", errBadRequest)
+	}
+	index, err := h.l.Append(ctx, data)
+	if err != nil {
+		return 0, err
+	}
+	if wait {
+		if _, _, err := h.l.WaitSize(ctx, index+1); err != nil {
+			return 0, fmt.Errorf("entry %d is durable, but waiting for its checkpoint: %w", index, err)
+		}
+	}
+	return index, nil
+}
+
+// readEntry reads a request body of at most tlog.MaxEntrySize bytes into buf
+// (reusing its capacity) and returns it. declared is the Content-Length, or
+// -1 if unknown.
+func readEntry(body io.Reader, buf []byte, declared int64) ([]byte, error) {
+	if declared >= 0 {
+		if int64(cap(buf)) < declared {
+			buf = make([]byte, 0, declared)
+		}
+		buf = buf[:declared]
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+		}
+		return buf, nil
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > itlog.MaxEntrySize {
+			return nil, fmt.Errorf("%w: entry larger than %d bytes", errTooLarge, itlog.MaxEntrySize)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, fmt.Errorf("%w: entry larger than %d bytes", errTooLarge, itlog.MaxEntrySize)
+			}
+			return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"indelible.dev/ledger"
+)
+
+// Server limits and timeouts. Reads are point lookups and appends are
+// answered within a commit, so every budget is generous for honest clients
+// and short for a slow-loris.
+const (
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout = 5 * time.Second
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout = 30 * time.Second
+	// WriteTimeout bounds handling a request and writing its response. It
+	// covers POST /add?wait=checkpoint, which waits for a checkpoint.
+	WriteTimeout = 60 * time.Second
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout = 120 * time.Second
+	// MaxHeaderBytes bounds a request's header block.
+	MaxHeaderBytes = 16 << 10
+	// MaxRequestBody bounds any request body; routes have tighter limits
+	// (POST /add: tlog.MaxEntrySize).
+	MaxRequestBody = 1 << 20
+)
+
+// Config configures New. Every field but those of the components served is
+// optional.
+type Config struct {
+	// Log, if set, is served: the c2sp.org/tlog-tiles read endpoints, the
+	// proof endpoints, and (with RawAppend) POST /add.
+	Log *ledger.Log
+	// RawAppend enables POST /add (raw mode: the body is the entry).
+	RawAppend bool
+	// Metrics receives request metrics and is served at /metrics. Default:
+	// NewMetrics(). Pass the one whose ObserveCommit the ledger was opened
+	// with, so commit metrics appear too.
+	Metrics *Metrics
+	// Logger receives internal errors. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is Indelible's HTTP handler: the routes of the components it was
+// given, plus /healthz, /readyz and /metrics. Components other than the log
+// (the witness) mount their routes with the unexported route method from
+// their own file in this package, and add readiness checks with
+// AddReadyCheck, before the server starts serving.
+type Server struct {
+	e       *echo.Echo
+	metrics *Metrics
+	logger  *slog.Logger
+	log     *ledger.Log
+
+	readyMu     sync.Mutex
+	readyChecks []func() error
+	shutdown    atomic.Bool
+
+	// routes maps each registered route pattern to its metrics; it is only
+	// written before serving starts.
+	routes map[string]*routeMetrics
+	other  *routeMetrics
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		metrics: cfg.Metrics,
+		logger:  cfg.Logger,
+		log:     cfg.Log,
+		routes:  make(map[string]*routeMetrics),
+		other:   cfg.Metrics.route("other"),
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(s.instrument)
+	s.e = e
+
+	s.route(http.MethodGet, "/healthz", s.serveHealthz)
+	s.route(http.MethodGet, "/readyz", s.serveReadyz)
+	metrics := promhttp.HandlerFor(cfg.Metrics.reg, promhttp.HandlerOpts{})
+	s.route(http.MethodGet, "/metrics", echo.WrapHandler(metrics))
+
+	if cfg.Log != nil {
+		cfg.Metrics.watchLog(cfg.Log)
+		s.AddReadyCheck(cfg.Log.Err)
+		s.mountLog(cfg.Log, cfg.RawAppend)
+	}
+	return s
+}
+
+// route registers h for method and path and gives the route its metrics.
+func (s *Server) route(method, path string, h echo.HandlerFunc) {
+	s.e.Add(method, path, h)
+	s.routes[path] = s.metrics.route(path)
+}
+
+// Handler returns the http.Handler serving every route.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// HTTPServer returns an http.Server for addr serving s, with the package's
+// timeouts and header limit.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.e,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// AddReadyCheck adds a check /readyz runs: the server is ready when every
+// check returns nil. Call it before serving starts.
+func (s *Server) AddReadyCheck(check func() error) {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	s.readyChecks = append(s.readyChecks, check)
+}
+
+// SetShuttingDown makes /readyz fail from now on, so load balancers stop
+// sending requests while in-flight ones finish.
+func (s *Server) SetShuttingDown() { s.shutdown.Store(true) }
+
+// instrument is the one middleware: it runs the handler, turns its error into
+// a response through the error handler (so the status is known), and records
+// the request's route, status and latency. It logs nothing per request.
+func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		r := c.Request()
+		if r.ContentLength > MaxRequestBody {
+			c.Error(fmt.Errorf("%w: %d bytes, at most %d", errTooLarge, r.ContentLength, MaxRequestBody))
+		} else {
+			if r.ContentLength < 0 {
+				// Chunked: no declared length to check up front. (A declared
+				// length is enforced by net/http itself.)
+				r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxRequestBody)
+			}
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
+		}
+		rm := s.routes[c.Path()]
+		if rm == nil {
+			rm = s.other
+		}
+		rm.observe(c.Response().Status, time.Since(start))
+		return nil
+	}
+}
+
+var okBody = []byte("ok\n")
+
+func (s *Server) serveHealthz(c echo.Context) error {
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", okBody)
+}
+
+func (s *Server) serveReadyz(c echo.Context) error {
+	if err := s.processReadyz(); err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: "+err.Error())
+	}
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", okBody)
+}
+
+// processReadyz returns why the server is not ready, or nil.
+func (s *Server) processReadyz() error {
+	if s.shutdown.Load() {
+		return errors.New("shutting down")
+	}
+	s.readyMu.Lock()
+	checks := s.readyChecks
+	s.readyMu.Unlock()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
