@@ -14,6 +14,7 @@ import (
 
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
+	"indelible.dev/witness"
 )
 
 // statusTable is the one table mapping errors to HTTP status codes. The first
@@ -34,6 +35,14 @@ var statusTable = []struct {
 	{itlog.ErrMalformedCheckpoint, http.StatusBadRequest},
 	{errBadRequest, http.StatusBadRequest},
 	{errTooLarge, http.StatusRequestEntityTooLarge},
+	{witness.ErrUnknownLog, http.StatusNotFound},
+	{witness.ErrNoCheckpoint, http.StatusNotFound},
+	{witness.ErrUntrusted, http.StatusForbidden},
+	{witness.ErrForked, http.StatusForbidden},
+	{witness.ErrOldSize, http.StatusBadRequest},
+	{witness.ErrMalformed, http.StatusBadRequest},
+	{witness.ErrInconsistent, http.StatusUnprocessableEntity},
+	{errAdminOnly, http.StatusForbidden},
 }
 
 var (

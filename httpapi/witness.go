@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"indelible.dev/witness"
+)
+
+// The witness's routes (DESIGN.md section 6; c2sp.org/tlog-witness).
+const (
+	routeAddCheckpoint     = "/add-checkpoint"
+	routeWitnessCheckpoint = "/:originhash/checkpoint"
+	routeWitnessForks      = "/v1/witness/forks"
+	routeWitnessObserve    = "/v1/witness/observe"
+	routeWitnessClearFork  = "/v1/witness/clear-fork"
+)
+
+// WitnessBodyLimit bounds the body of add-checkpoint and observe requests.
+const WitnessBodyLimit = witness.MaxBodySize
+
+// errAdminOnly answers admin requests that do not come from loopback with
+// the data directory's admin token.
+var errAdminOnly = errors.New("admin endpoint: loopback only, with the admin token from the witness data directory")
+
+// WitnessConfig configures MountWitness.
+type WitnessConfig struct {
+	// AdminToken, if set, enables POST /v1/witness/clear-fork?origin=O for
+	// requests from a loopback address carrying "Authorization: Bearer
+	// <AdminToken>". The token lives in the witness's data directory, so
+	// only someone who can read it (the operator) can clear a fork while the
+	// witness runs.
+	AdminToken string
+}
+
+type witnessHandlers struct {
+	w     *witness.Witness
+	admin string
+}
+
+// MountWitness registers the witness's routes on s (POST /add-checkpoint,
+// GET /<hex sha256 origin>/checkpoint, GET /v1/witness/forks, POST
+// /v1/witness/observe, and the admin POST /v1/witness/clear-fork) and its
+// metrics on s's registry. Call it before serving starts, once.
+func (s *Server) MountWitness(w *witness.Witness, cfg WitnessConfig) {
+	h := &witnessHandlers{w: w, admin: cfg.AdminToken}
+	s.route(http.MethodPost, routeAddCheckpoint, h.serveAddCheckpoint)
+	s.route(http.MethodGet, routeWitnessCheckpoint, h.serveCheckpoint)
+	s.route(http.MethodGet, routeWitnessForks, h.serveForks)
+	s.route(http.MethodPost, routeWitnessObserve, h.serveObserve)
+	if cfg.AdminToken != "" {
+		s.route(http.MethodPost, routeWitnessClearFork, h.serveClearFork)
+	}
+	stat := func(f func(witness.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(w.Stats())) }
+	}
+	s.metrics.Registry().MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_cosigned_total", Help: "Checkpoints cosigned (add-checkpoint answered 200)."},
+			stat(func(s witness.Stats) int64 { return s.Cosigned })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_conflicts_total", Help: "add-checkpoint requests answered 409 (stale old size)."},
+			stat(func(s witness.Stats) int64 { return s.Conflicts })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_rejected_total", Help: "add-checkpoint requests rejected with another error."},
+			stat(func(s witness.Stats) int64 { return s.Rejected })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_forks_total", Help: "Fork evidence records created."},
+			stat(func(s witness.Stats) int64 { return s.Forks })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "indelible_witness_forked_logs", Help: "Logs the witness refuses to cosign because of fork evidence."},
+			stat(func(s witness.Stats) int64 { return s.ForkedLogs })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "indelible_witness_known_logs", Help: "Logs the witness is configured for."},
+			stat(func(s witness.Stats) int64 { return s.KnownLogs })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_gossip_rounds_total", Help: "Completed gossip rounds."},
+			stat(func(s witness.Stats) int64 { return s.GossipRounds })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_gossip_errors_total", Help: "Failed fetches from peers or logs during gossip."},
+			stat(func(s witness.Stats) int64 { return s.GossipErrors })),
+	)
+}
+
+// readLimited reads a request body of at most WitnessBodyLimit bytes; a
+// larger body is a 413.
+func readLimited(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, WitnessBodyLimit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, WitnessBodyLimit)
+		}
+		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+	}
+	return body, nil
+}
+
+// serveAddCheckpoint is c2sp.org/tlog-witness POST /add-checkpoint. A stale
+// old size is answered 409 with "<size>\n" and exactly
+// "Content-Type: text/x.tlog.size", as clients compare the header verbatim.
+func (h *witnessHandlers) serveAddCheckpoint(c echo.Context) error {
+	body, err := readLimited(c)
+	if err != nil {
+		return err
+	}
+	cosig, err := h.w.AddCheckpoint(c.Request().Context(), body)
+	var ce *witness.ConflictError
+	if errors.As(err, &ce) {
+		hdr := c.Response().Header()
+		hdr["Content-Type"] = []string{witness.SizeContentType}
+		hdr["Cache-Control"] = []string{"no-store"}
+		c.Response().WriteHeader(http.StatusConflict)
+		_, err := c.Response().Write([]byte(strconv.FormatInt(ce.Known, 10) + "\n"))
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	hdr := c.Response().Header()
+	hdr["Content-Type"] = hdrTextPlain
+	hdr["Cache-Control"] = []string{"no-store"}
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = c.Response().Write(cosig)
+	return err
+}
+
+// serveCheckpoint is the monitoring endpoint: the latest checkpoint the
+// witness cosigned for the origin whose lowercase hex SHA-256 is in the
+// path, with the log signatures and the cosignature.
+func (h *witnessHandlers) serveCheckpoint(c echo.Context) error {
+	hash := c.Param("originhash")
+	if len(hash) != 64 || strings.ToLower(hash) != hash {
+		return echo.NewHTTPError(http.StatusNotFound, "not found: want /<lowercase hex sha256 of the origin>/checkpoint")
+	}
+	signed, err := h.w.CheckpointByHash(hash)
+	if err != nil {
+		return err
+	}
+	hdr := c.Response().Header()
+	hdr["Content-Type"] = hdrTextPlain
+	hdr["Cache-Control"] = hdrNoCache
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = c.Response().Write(signed)
+	return err
+}
+
+// serveForks lists the fork evidence the witness holds, as
+// {"forks":[...]} (cleared records included, marked "cleared": true).
+func (h *witnessHandlers) serveForks(c echo.Context) error {
+	forks, err := h.w.Forks()
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSON(http.StatusOK, map[string]any{"forks": forks})
+}
+
+// serveObserve takes a signed checkpoint seen elsewhere and compares it with
+// the witness's view; the answer is the witness.Observation as JSON.
+func (h *witnessHandlers) serveObserve(c echo.Context) error {
+	body, err := readLimited(c)
+	if err != nil {
+		return err
+	}
+	obs, err := h.w.Observe(c.Request().Context(), body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, obs)
+}
+
+// serveClearFork lets the operator clear a fork while the witness runs: only
+// from loopback, with the admin token.
+func (h *witnessHandlers) serveClearFork(c echo.Context) error {
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	ip := net.ParseIP(host)
+	auth, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+	if err != nil || ip == nil || !ip.IsLoopback() || subtle.ConstantTimeCompare([]byte(auth), []byte(h.admin)) != 1 {
+		return errAdminOnly
+	}
+	origin := c.QueryParam("origin")
+	if origin == "" {
+		return fmt.Errorf("%w: origin parameter required", errBadRequest)
+	}
+	n, err := h.w.ClearFork(origin)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"origin": origin, "cleared": n})
+}
+
