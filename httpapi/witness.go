@@ -190,4 +190,3 @@ func (h *witnessHandlers) serveClearFork(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"origin": origin, "cleared": n})
 }
-

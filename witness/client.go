@@ -121,4 +121,3 @@ func ParseKeyURL(s string) (vkey, url string) {
 	}
 	return s, ""
 }
-
