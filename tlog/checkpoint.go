@@ -187,6 +187,9 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
+	if err := checkCanonicalSigs(msg); err != nil {
+		return Checkpoint{}, nil, err
+	}
 	c, err := ParseCheckpoint(n.Text)
 	if err != nil {
 		return Checkpoint{}, nil, err
@@ -200,6 +203,25 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 		}
 	}
 	return Checkpoint{}, nil, fmt.Errorf("checkpoint for %q carries no verified signature by the log", origin)
+}
+
+// checkCanonicalSigs requires every signature line of a note (which
+// note.Open has already checked for shape) to be canonical padded base64.
+// note.Open decodes leniently, so a signature whose last character differs
+// only in its unused low bits would otherwise verify too, and one signed
+// checkpoint would have several byte forms.
+func checkCanonicalSigs(msg []byte) error {
+	_, sigs, ok := SplitNote(msg)
+	if !ok {
+		return fmt.Errorf("%w: no signature block", ErrMalformedCheckpoint)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(sigs), "\n"), "\n") {
+		b64 := line[strings.LastIndexByte(line, ' ')+1:]
+		if _, err := base64.StdEncoding.Strict().DecodeString(b64); err != nil {
+			return fmt.Errorf("%w: signature is not canonical base64", ErrMalformedCheckpoint)
+		}
+	}
+	return nil
 }
 
 // SplitNote splits a signed note into its text (ending in a newline) and its
