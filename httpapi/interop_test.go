@@ -221,4 +221,3 @@ func equalBytes(a []tlog.Hash, b [][]byte) bool {
 	}
 	return true
 }
-
