@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
@@ -59,6 +61,10 @@ origin (e.g. example.com/log).`,
 // (0600, refusing to overwrite unless force) and, if vkeyFile is set, the
 // verifier key there, and returns the verifier key.
 func generateKey(name, skeyFile, vkeyFile string, force bool) (string, error) {
+	// c2sp.org/signed-note: key names are non-empty, with no spaces and no "+".
+	if name == "" || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsSpace) || strings.Contains(name, "+") {
+		return "", fmt.Errorf("key name %q: want a non-empty name without spaces or \"+\" (e.g. example.com/log)", name)
+	}
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
 		return "", fmt.Errorf("generating key %q: %w", name, err)

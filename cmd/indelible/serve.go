@@ -184,7 +184,7 @@ func printBanner(w io.Writer, cfg serveConfig, addr, origin, vkey string, create
 	url := "http://" + addr
 	keyNote := ""
 	if created {
-		keyNote = fmt.Sprintf(" (new key: signer %s, verifier %s)",
+		keyNote = fmt.Sprintf("\n  new key:      signer %s (0600, keep it secret), verifier %s",
 			filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile))
 	}
 	fmt.Fprintf(w, `Indelible log (mode %s)
