@@ -101,6 +101,10 @@ type Options struct {
 	// filesystem has less free space than this. Default DefaultMinFreeBytes;
 	// negative disables the check. It is not checked when FS is set.
 	MinFreeBytes int64
+	// Witnessing, if it lists witnesses, has every new checkpoint cosigned
+	// and makes Checkpoint return the newest one meeting the quorum (see
+	// witnessing.go). Appends never wait for witnesses.
+	Witnessing WitnessConfig
 
 	freeSpace func(dir string) (uint64, error) // for tests
 }
@@ -142,6 +146,7 @@ type Log struct {
 
 	inflight chan *commit
 	done     chan struct{} // closed when the publisher exits
+	wit      *witnessing   // nil unless Options.Witnessing has witnesses
 
 	// Leaf-hash index (see index.go).
 	indexq    chan indexJob
@@ -226,6 +231,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if err == nil {
 		err = l.publish(tree)
+	}
+	if err == nil {
+		err = l.startWitnessing(opts.Witnessing)
 	}
 	if err != nil {
 		db.Close()
@@ -324,6 +332,9 @@ func (l *Log) Close() error {
 	}
 	<-l.done
 	<-l.indexDone
+	if l.wit != nil {
+		l.wit.close()
+	}
 	return l.db.Close()
 }
 
@@ -368,8 +379,13 @@ func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, 
 }
 
 // Checkpoint returns the newest published checkpoint and its signed note.
-// The note is shared: callers must not modify it.
+// With witnessing, it is the newest checkpoint that met the witness quorum,
+// carrying the cosignatures (until the first one does, the newest log-signed
+// checkpoint). The note is shared: callers must not modify it.
 func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
+	if w := l.witnessedCheckpoint(); w != nil {
+		return w.cp, w.signed
+	}
 	p := l.pub.Load()
 	return p.cp, p.signed
 }
@@ -394,6 +410,9 @@ func (l *Log) publish(tree tlog.Tree) error {
 		}
 	}
 	l.pub.Store(&published{cp: cp, signed: signed})
+	if l.wit != nil {
+		l.wit.notify()
+	}
 	close(l.pubWait)
 	l.pubWait = make(chan struct{})
 	return nil
