@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Kill test parameters. INDELIBLE_KILLS raises the number of kills for a
+// soak run (e.g. INDELIBLE_KILLS=500).
+const (
+	defaultKills    = 20
+	killWriters     = 32
+	maxKillDelay    = 300 * time.Millisecond
+	checkpointPoll  = 5 * time.Millisecond
+	killTestTimeout = 5 * time.Second // per HTTP request
+)
+
+// seenCheckpoint is a verified checkpoint observed while the server ran.
+type seenCheckpoint struct {
+	round int
+	tree  tlog.Tree
+}
+
+// TestKillRecovery starts the real binary, appends from many concurrent
+// writers, SIGKILLs it at a random moment, restarts it, and repeats. At the
+// end it proves that every index ever acknowledged holds the entry its
+// writer sent (bundles over HTTP, and leaf hashes read through x/mod's
+// TileHashReader, which authenticates the tiles against the final signed
+// checkpoint), that no index was ever given out twice, and that every
+// checkpoint seen is consistent with the next (x/mod CheckTree on the
+// server's consistency proofs) and never goes backwards.
+func TestKillRecovery(t *testing.T) {
+	kills := defaultKills
+	if s := os.Getenv("INDELIBLE_KILLS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("INDELIBLE_KILLS=%q", s)
+		}
+		kills = n
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	client := &http.Client{
+		Transport: &http.Transport{MaxIdleConnsPerHost: killWriters * 2},
+		Timeout:   killTestTimeout,
+	}
+	var (
+		mu      sync.Mutex
+		acked   = make(map[int64][]byte)
+		seen    []seenCheckpoint
+		vkey    string
+		verif   note.Verifiers
+		origin  string
+		entryNo int
+	)
+	record := func(idx int64, entry []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := acked[idx]; ok {
+			t.Errorf("index %d acknowledged twice: %q and then %q", idx, prev, entry)
+		}
+		acked[idx] = entry
+	}
+	for round := 0; round < kills; round++ {
+		p := startServe(t, dir)
+		if vkey == "" {
+			vkey, origin = p.vkey, p.origin
+			v, err := note.NewVerifier(vkey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verif = note.VerifierList(v)
+		} else if p.vkey != vkey {
+			t.Fatalf("round %d: key changed across restarts", round)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := range killWriters {
+			mu.Lock()
+			entryNo++
+			base := entryNo
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; ctx.Err() == nil; k++ {
+					entry := fmt.Appendf(nil, "round %d writer %d entry %d (%d)", round, w, k, base)
+					idx, err := postEntry(ctx, client, p.url, entry)
+					if err != nil {
+						if ctx.Err() == nil {
+							time.Sleep(time.Millisecond) // the server is going down
+						}
+						continue
+					}
+					record(idx, entry)
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last tlog.Tree
+			for ctx.Err() == nil {
+				if cp, err := getCheckpoint(ctx, client, p.url, origin, verif); err == nil && cp.Tree != last {
+					last = cp.Tree
+					mu.Lock()
+					seen = append(seen, seenCheckpoint{round, cp.Tree})
+					mu.Unlock()
+				}
+				time.Sleep(checkpointPoll)
+			}
+		}()
+		time.Sleep(rand.N(maxKillDelay))
+		p.kill() // SIGKILL
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+
+	// Restart once more and check everything against the final log.
+	p := startServe(t, dir)
+	final, err := getCheckpoint(context.Background(), client, p.url, origin, verif)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d kills: %d entries acknowledged, %d checkpoints seen, final size %d", kills, len(acked), len(seen), final.N)
+	if len(acked) == 0 {
+		t.Fatal("no entry was acknowledged")
+	}
+	seen = append(seen, seenCheckpoint{kills, final.Tree})
+
+	// Checkpoints: never backwards, one root per size, each consistent with
+	// the next.
+	for i := 1; i < len(seen); i++ {
+		a, b := seen[i-1].tree, seen[i].tree
+		if b.N < a.N {
+			t.Fatalf("checkpoint size went backwards: %d (round %d) then %d (round %d)", a.N, seen[i-1].round, b.N, seen[i].round)
+		}
+		if a.N == b.N {
+			if a.Hash != b.Hash {
+				t.Fatalf("two roots for size %d", a.N)
+			}
+			continue
+		}
+		if a.N == 0 {
+			continue
+		}
+		proof, err := getConsistency(client, p.url, a.N, b.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckTree(proof, b.N, b.Hash, a.N, a.Hash); err != nil {
+			t.Fatalf("checkpoint %d (round %d) is not consistent with %d (round %d): %v", a.N, seen[i-1].round, b.N, seen[i].round, err)
+		}
+	}
+
+	// Every acknowledged index: present, same entry, authenticated leaf hash.
+	indexes := make([]int64, 0, len(acked))
+	for idx := range acked {
+		if idx >= final.N {
+			t.Fatalf("acknowledged index %d is beyond the final size %d", idx, final.N)
+		}
+		indexes = append(indexes, idx)
+	}
+	slices.Sort(indexes)
+	bundles := make(map[int64][][]byte)
+	for _, idx := range indexes {
+		b := idx / 256
+		if _, ok := bundles[b]; !ok {
+			w := min(final.N-b*256, 256)
+			entries, err := getBundle(client, p.url, b, int(w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundles[b] = entries
+		}
+		if got := bundles[b][idx%256]; !bytes.Equal(got, acked[idx]) {
+			t.Fatalf("index %d holds %q, but %q was acknowledged", idx, got, acked[idx])
+		}
+	}
+	hr := tlog.TileHashReader(final.Tree, httpTiles{client, p.url})
+	stored := make([]int64, len(indexes))
+	for i, idx := range indexes {
+		stored[i] = tlog.StoredHashIndex(0, idx)
+	}
+	hashes, err := hr.ReadHashes(stored)
+	if err != nil {
+		t.Fatalf("reading leaf hashes authenticated by the final checkpoint: %v", err)
+	}
+	for i, idx := range indexes {
+		if hashes[i] != tlog.RecordHash(acked[idx]) {
+			t.Fatalf("leaf hash of index %d does not match the acknowledged entry", idx)
+		}
+	}
+	p.stop(t)
+}
+
+func postEntry(ctx context.Context, c *http.Client, url string, entry []byte) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/add", bytes.NewReader(entry))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("POST /add: %s: %s", resp.Status, b)
+	}
+	return strconv.ParseInt(strings.TrimSuffix(string(b), "\n"), 10, 64)
+}
+
+func getCheckpoint(ctx context.Context, c *http.Client, url, origin string, v note.Verifiers) (itlog.Checkpoint, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/checkpoint", nil)
+	if err != nil {
+		return itlog.Checkpoint{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return itlog.Checkpoint{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return itlog.Checkpoint{}, err
+	}
+	cp, _, err := itlog.OpenCheckpoint(b, origin, v)
+	return cp, err
+}
+
+func getConsistency(c *http.Client, url string, from, to int64) (tlog.TreeProof, error) {
+	resp, err := c.Get(fmt.Sprintf("%s/v1/proof/consistency?from=%d&to=%d", url, from, to))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var p struct {
+		From, To int64
+		Hashes   []string
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("consistency %d -> %d: %s %s", from, to, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	proof := make(tlog.TreeProof, len(p.Hashes))
+	for i, s := range p.Hashes {
+		if proof[i], err = itlog.ParseHash(s); err != nil {
+			return nil, err
+		}
+	}
+	return proof, nil
+}
+
+func getBundle(c *http.Client, url string, n int64, w int) ([][]byte, error) {
+	path := itlog.TilePath(tlog.Tile{H: 8, L: itlog.EntriesLevel, N: n, W: w})
+	resp, err := c.Get(url + "/" + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return itlog.ParseBundle(b, w)
+}
+
+// httpTiles is an x/mod tlog.TileReader over the C2SP tile paths.
+type httpTiles struct {
+	c   *http.Client
+	url string
+}
+
+func (h httpTiles) Height() int { return 8 }
+
+func (h httpTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		path := "tile/" + strings.TrimPrefix(t.Path(), "tile/8/")
+		resp, err := h.c.Get(h.url + "/" + path)
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
