@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,5 +126,125 @@ func TestLogWitnessedInProcess(t *testing.T) {
 	resp.Body.Close()
 	if strings.Count(string(body), "\n— ") < 3 {
 		t.Fatalf("GET /checkpoint lacks cosignatures:\n%s", body)
+	}
+}
+
+// lazyServer is an HTTP server whose URL is known before its handler.
+type lazyServer struct {
+	ln  net.Listener
+	URL string
+	hs  *http.Server
+}
+
+func newLazyServer(t *testing.T) *lazyServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lazyServer{ln: ln, URL: "http://" + ln.Addr().String()}
+}
+
+func (s *lazyServer) serve(t *testing.T, h http.Handler) {
+	s.hs = &http.Server{Handler: h}
+	go s.hs.Serve(s.ln)
+	t.Cleanup(func() { s.hs.Close() })
+}
+
+// TestGossipDetectsFork runs two logs that share one key but hold different
+// entries (a split view), each witnessed by its own witness. The witnesses
+// gossip; both must record fork evidence within a few intervals (one by a
+// consistency proof from its log's tiles, the other by verifying the
+// evidence its peer holds), and then refuse to cosign the origin.
+func TestGossipDetectsFork(t *testing.T) {
+	const origin = "example.com/forked"
+	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	logSrv := []*lazyServer{newLazyServer(t), newLazyServer(t)}
+	witSrv := []*lazyServer{newLazyServer(t), newLazyServer(t)}
+	var cos []*itlog.Cosigner
+	for i := 0; i < 2; i++ {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		c, _ := itlog.NewCosigner(fmt.Sprintf("w%d.example", i), priv, nil)
+		cos = append(cos, c)
+	}
+	var ws []*witness.Witness
+	var logs []*ledger.Log
+	const interval = 100 * time.Millisecond
+	for i := 0; i < 2; i++ {
+		peer := 1 - i
+		w, err := witness.Open(t.TempDir(), witness.Options{
+			Cosigner:       cos[i],
+			Logs:           []witness.Log{{Origin: origin, Verifiers: []note.Verifier{verifier}, URL: logSrv[i].URL}},
+			Peers:          []witness.Peer{{Verifier: cos[peer].Verifier(), URL: witSrv[peer].URL}},
+			GossipInterval: interval,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		s := New(Config{})
+		s.MountWitness(w, WitnessConfig{})
+		witSrv[i].serve(t, s.Handler())
+		ws = append(ws, w)
+
+		c, err := witness.NewClient(cos[i].VKey(), witSrv[i].URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, MinFreeBytes: -1,
+			Witnessing: ledger.WitnessConfig{Witnesses: []ledger.Witness{c}, Retry: 50 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		logSrv[i].serve(t, New(Config{Log: l}).Handler())
+		logs = append(logs, l)
+	}
+	ctx := context.Background()
+	for i, n := range []int{3, 5} {
+		for j := 0; j < n; j++ {
+			if _, err := logs[i].Append(ctx, []byte(fmt.Sprintf("log %d entry %d", i, j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(20 * interval * 5)
+	for {
+		f0, _ := ws[0].Forks()
+		f1, _ := ws[1].Forks()
+		if len(f0) > 0 && len(f1) > 0 {
+			for _, f := range append(f0, f1...) {
+				if err := witness.VerifyEvidence(f, note.VerifierList(verifier)); err != nil {
+					t.Fatalf("recorded evidence does not verify: %v", err)
+				}
+			}
+			t.Logf("w0: %s (%s); w1: %s (%s)", f0[0].Reason, f0[0].Source, f1[0].Reason, f1[0].Source)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fork not detected by both witnesses: w0 %d records, w1 %d records; log stats %+v %+v", len(f0), len(f1), logs[0].WitnessStats(), logs[1].WitnessStats())
+		}
+		time.Sleep(interval / 2)
+	}
+	// Neither cosigns the origin any more.
+	for i := range logs {
+		if _, err := logs[i].Append(ctx, []byte("after the fork")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, w := range ws {
+		cp, signed := logs[i].Checkpoint()
+		_ = cp
+		// Re-submit the log's newest checkpoint directly: refused.
+		last, _ := w.Checkpoint(origin)
+		lastCP, _ := itlog.ParseCheckpoint(strings.SplitN(string(last), "\n\n", 2)[0] + "\n")
+		_, err := w.AddCheckpoint(ctx, []byte(fmt.Sprintf("old %d\n\n%s", lastCP.N, signed)))
+		if !errors.Is(err, witness.ErrForked) {
+			t.Fatalf("witness %d still cosigns after the fork: %v", i, err)
+		}
+		if st := w.Stats(); st.ForkedLogs != 1 || st.Forks < 1 {
+			t.Fatalf("witness %d stats %+v", i, st)
+		}
 	}
 }
