@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"indelible.dev/ledger"
 	"indelible.dev/witness"
 )
 
@@ -189,4 +190,44 @@ func (h *witnessHandlers) serveClearFork(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"origin": origin, "cleared": n})
+}
+
+// WatchWitnessing registers the log side's witnessing metrics, read from
+// l.WitnessStats at scrape time: the witnessed size, the lag behind the
+// newest log-signed checkpoint, and per witness its known size and failures.
+// Call it once, for a log opened with ledger.Options.Witnessing.
+func (m *Metrics) WatchWitnessing(l *ledger.Log) {
+	m.reg.MustRegister(&witnessingCollector{
+		l:         l,
+		witnessed: prometheus.NewDesc("indelible_witnessed_tree_size", "Size of the newest checkpoint that met the witness quorum (-1: none yet).", nil, nil),
+		lag:       prometheus.NewDesc("indelible_witness_lag_entries", "Entries the newest log-signed checkpoint is ahead of the newest witnessed one.", nil, nil),
+		known:     prometheus.NewDesc("indelible_witness_known_size", "Size each witness last cosigned, as far as the log knows.", []string{"witness"}, nil),
+		failures:  prometheus.NewDesc("indelible_witness_failures_total", "Failed add-checkpoint requests per witness.", []string{"witness"}, nil),
+	})
+}
+
+type witnessingCollector struct {
+	l                               *ledger.Log
+	witnessed, lag, known, failures *prometheus.Desc
+}
+
+func (c *witnessingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.witnessed
+	ch <- c.lag
+	ch <- c.known
+	ch <- c.failures
+}
+
+func (c *witnessingCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.l.WitnessStats()
+	ch <- prometheus.MustNewConstMetric(c.witnessed, prometheus.GaugeValue, float64(st.Witnessed))
+	lag := st.Published - st.Witnessed
+	if st.Witnessed < 0 {
+		lag = st.Published
+	}
+	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag))
+	for _, w := range st.Witnesses {
+		ch <- prometheus.MustNewConstMetric(c.known, prometheus.GaugeValue, float64(w.Known), w.Name)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(w.Failures), w.Name)
+	}
 }

@@ -116,8 +116,24 @@ func TestLogWitnessedInProcess(t *testing.T) {
 		t.Fatalf("stats do not show the failing witness: %+v", st)
 	}
 	// The served checkpoint is what GET /checkpoint returns.
-	srv := httptest.NewServer(New(Config{Log: l}).Handler())
+	metrics := NewMetrics()
+	metrics.WatchWitnessing(l)
+	srv := httptest.NewServer(New(Config{Log: l, Metrics: metrics}).Handler())
 	defer srv.Close()
+	mresp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{"indelible_witnessed_tree_size ", "indelible_witness_lag_entries ", `indelible_witness_failures_total{witness="w2.example"} `, `indelible_witness_known_size{witness="w0.example"} `} {
+		if !strings.Contains(string(mb), want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(string(mb), `indelible_witness_failures_total{witness="w2.example"} 0`+"\n") {
+		t.Fatal("/metrics does not count the stopped witness's failures")
+	}
 	resp, err := http.Get(srv.URL + "/checkpoint")
 	if err != nil {
 		t.Fatal(err)
