@@ -196,7 +196,7 @@ func printBanner(w io.Writer, cfg serveConfig, addr, origin, vkey string, create
 Try:
   curl --data-binary 'hello, log' %[7]s/add
   curl %[7]s/checkpoint
-  curl -o bundle %[7]s/tile/entries/000.p/1
+  curl -s %[7]s/tile/entries/000.p/1 | od -An -c
   curl '%[7]s/v1/proof/inclusion?index=0&size=1'
   indelible checkpoint --url %[7]s --key '%[3]s'
 `, cfg.mode, origin, vkey, keyNote, cfg.dataDir, size, url)
