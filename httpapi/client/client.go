@@ -1,0 +1,332 @@
+// Package client is the Go client for any c2sp.org/tlog-tiles log and for
+// Indelible's proof endpoints: it fetches the checkpoint, hash tiles, entry
+// bundles and consistency proofs over HTTP, retrying with back-off on 429,
+// 5xx and transport errors, and mapping 404 to an error that matches
+// ErrNotExist (and fs.ErrNotExist).
+//
+// It verifies nothing: callers (the auditor, the witness, the CLI) check
+// signatures, lengths and hashes. It does enforce size limits on everything
+// it reads, so a hostile server cannot make it buffer without bound.
+//
+//	c, err := client.New("http://127.0.0.1:8080")
+//	note, err := c.Checkpoint(ctx)
+//	tile, err := c.Tile(ctx, tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil)
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Limits on what the client reads.
+const (
+	// MaxHashTileSize is the size of a full hash tile: 256 hashes.
+	MaxHashTileSize = itlog.TileWidth * tlog.HashSize
+	// MaxBundleSize is the largest possible entry bundle: 256 entries of the
+	// largest size, each with its 2-byte length.
+	MaxBundleSize = itlog.TileWidth * (2 + itlog.MaxEntrySize)
+	// MaxProofSize bounds a JSON proof response.
+	MaxProofSize = 64 << 10
+	// MaxErrorBody bounds how much of an error response is kept for the
+	// error message.
+	MaxErrorBody = 512
+)
+
+// Defaults for Options.
+const (
+	// DefaultRetries is how many times a request is retried after a 429,
+	// a 5xx or a transport error, before the error is returned.
+	DefaultRetries = 5
+	// DefaultBackoff is the first retry delay; it doubles at each retry.
+	DefaultBackoff = 200 * time.Millisecond
+	// MaxBackoff caps one retry delay, including a server's Retry-After.
+	MaxBackoff = 10 * time.Second
+	// DefaultTimeout bounds one HTTP request (not the retries).
+	DefaultTimeout = 30 * time.Second
+	// DefaultParallelism is the number of concurrent requests Fetch helpers
+	// use when the caller does not say.
+	DefaultParallelism = 16
+)
+
+// ErrNotExist matches (errors.Is) the error returned when the server answers
+// 404: the tile, bundle, checkpoint or endpoint does not exist. It is
+// fs.ErrNotExist, so either can be tested.
+var ErrNotExist = fs.ErrNotExist
+
+// StatusError is returned for an HTTP response with an unexpected status,
+// after any retries. A 404 is a StatusError that also matches ErrNotExist.
+type StatusError struct {
+	Method string
+	URL    string
+	Status int
+	Body   string // the first MaxErrorBody bytes of the response body
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("%s %s: HTTP %d", e.Method, e.URL, e.Status)
+	if b := strings.TrimSpace(e.Body); b != "" {
+		msg += ": " + b
+	}
+	return msg
+}
+
+// Is makes a 404 StatusError match ErrNotExist.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotExist && e.Status == http.StatusNotFound
+}
+
+// Options configure New. The zero value of each field has a documented default.
+type Options struct {
+	// HTTPClient performs the requests. Default: a client with a transport
+	// tuned for many parallel requests to one host and DefaultTimeout.
+	HTTPClient *http.Client
+	// Retries is the number of retries after a retryable failure. Default
+	// DefaultRetries; negative means none.
+	Retries int
+	// Backoff is the first retry delay. Default DefaultBackoff.
+	Backoff time.Duration
+	// UserAgent is sent with every request. Default "indelible-client".
+	UserAgent string
+}
+
+// Client fetches from one log. It is safe for concurrent use.
+type Client struct {
+	base    string // URL prefix without a trailing slash
+	hc      *http.Client
+	retries int
+	backoff time.Duration
+	ua      string
+}
+
+// New returns a client for the log whose tlog-tiles URL prefix is base
+// (e.g. "https://log.example.com" or "http://127.0.0.1:8080/prefix").
+func New(base string, opts Options) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: log URL %q is not an http(s) URL", base)
+	}
+	c := &Client{base: strings.TrimSuffix(base, "/"), hc: opts.HTTPClient, retries: opts.Retries,
+		backoff: opts.Backoff, ua: opts.UserAgent}
+	if c.hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 256
+		c.hc = &http.Client{Transport: t, Timeout: DefaultTimeout}
+	}
+	if c.retries == 0 {
+		c.retries = DefaultRetries
+	} else if c.retries < 0 {
+		c.retries = 0
+	}
+	if c.backoff <= 0 {
+		c.backoff = DefaultBackoff
+	}
+	if c.ua == "" {
+		c.ua = "indelible-client"
+	}
+	return c, nil
+}
+
+// URL returns the log's URL prefix.
+func (c *Client) URL() string { return c.base }
+
+// Checkpoint fetches the signed checkpoint note at <prefix>/checkpoint,
+// verbatim. It does not verify it.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.Get(ctx, "checkpoint", nil, itlog.MaxCheckpointSize)
+}
+
+// Tile fetches hash tile t (0 <= t.L) or entry bundle t (t.L ==
+// tlog.EntriesLevel), full or partial as t.W says, appending the body to
+// buf[:0] (pass a buffer to reuse it; nil allocates). It does not check the
+// contents: a hash tile should be exactly t.W*32 bytes and a bundle should
+// hold exactly t.W entries, which the caller verifies.
+func (c *Client) Tile(ctx context.Context, t tlog.Tile, buf []byte) ([]byte, error) {
+	limit := int64(MaxHashTileSize)
+	if t.L == itlog.EntriesLevel {
+		limit = MaxBundleSize
+	}
+	return c.Get(ctx, itlog.TilePath(t), buf, limit)
+}
+
+// ProofResponse is the JSON body of GET /v1/proof/consistency.
+type ProofResponse struct {
+	From   int64    `json:"from"`
+	To     int64    `json:"to"`
+	Hashes []string `json:"hashes"`
+}
+
+// ConsistencyProof fetches Indelible's GET /v1/proof/consistency?from=m&to=n
+// and decodes the proof hashes. It checks the echoed sizes and the hash
+// encoding, not the proof. A server without the endpoint gives an error
+// matching ErrNotExist.
+func (c *Client) ConsistencyProof(ctx context.Context, m, n int64) (tlog.TreeProof, error) {
+	body, err := c.Get(ctx, fmt.Sprintf("v1/proof/consistency?from=%d&to=%d", m, n), nil, MaxProofSize)
+	if err != nil {
+		return nil, err
+	}
+	var r ProofResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("client: consistency proof %d->%d: %w", m, n, err)
+	}
+	if r.From != m || r.To != n {
+		return nil, fmt.Errorf("client: consistency proof for %d->%d answered for %d->%d", m, n, r.From, r.To)
+	}
+	if len(r.Hashes) > itlog.MaxProofHashes {
+		return nil, fmt.Errorf("client: consistency proof %d->%d has %d hashes", m, n, len(r.Hashes))
+	}
+	p := make(tlog.TreeProof, len(r.Hashes))
+	for i, s := range r.Hashes {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("client: consistency proof %d->%d: hash %d is not base64 of 32 bytes", m, n, i)
+		}
+		copy(p[i][:], b)
+	}
+	return p, nil
+}
+
+// Get fetches <prefix>/<path>, appending the body to buf[:0], with retries
+// on 429, 5xx and transport errors. A body longer than limit is an error.
+// Any status but 200 after the retries is a *StatusError.
+func (c *Client) Get(ctx context.Context, path string, buf []byte, limit int64) ([]byte, error) {
+	u := c.base + "/" + path
+	delay := c.backoff
+	for attempt := 0; ; attempt++ {
+		body, retryAfter, err := c.get1(ctx, u, buf, limit)
+		if err == nil {
+			return body, nil
+		}
+		if !retryable(err) || attempt >= c.retries || ctx.Err() != nil {
+			return nil, err
+		}
+		d := delay
+		if retryAfter > d {
+			d = retryAfter
+		}
+		if d > MaxBackoff {
+			d = MaxBackoff
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: GET %s: %w (after %v)", u, ctx.Err(), err)
+		}
+		delay *= 2
+	}
+}
+
+// transportError marks a failure to talk to the server at all, which is
+// retried like a 5xx.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+func retryable(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status == http.StatusTooManyRequests || se.Status >= 500
+	}
+	var te *transportError
+	return errors.As(err, &te)
+}
+
+func (c *Client) get1(ctx context.Context, u string, buf []byte, limit int64) ([]byte, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("client: %w", err)
+	}
+	req.Header.Set("User-Agent", c.ua)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, err
+		}
+		return nil, 0, &transportError{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+		var ra time.Duration
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			ra = time.Duration(s) * time.Second
+		}
+		return nil, ra, &StatusError{Method: http.MethodGet, URL: u, Status: resp.StatusCode, Body: string(b)}
+	}
+	body, err := readAll(resp.Body, buf[:0], limit)
+	if err != nil {
+		if errors.Is(err, errTooLong) {
+			return nil, 0, fmt.Errorf("client: GET %s: body longer than %d bytes", u, limit)
+		}
+		return nil, 0, &transportError{fmt.Errorf("client: GET %s: reading body: %w", u, err)}
+	}
+	return body, 0, nil
+}
+
+var errTooLong = errors.New("body too long")
+
+// readAll appends r to b, failing once more than limit bytes were read.
+func readAll(r io.Reader, b []byte, limit int64) ([]byte, error) {
+	start := len(b)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)-start) > limit {
+			return nil, errTooLong
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Post sends body to url (an absolute URL, not under the log prefix) with
+// the given content type, once, and returns the response body (at most
+// limit bytes). A status outside 2xx is a *StatusError. It is for the
+// auditor's alerts and gossip, which go to other services than the log.
+func (c *Client) Post(ctx context.Context, url, contentType string, body []byte, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", c.ua)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := readAll(resp.Body, nil, limit)
+	if err != nil {
+		return nil, fmt.Errorf("client: POST %s: reading body: %w", url, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		if len(b) > MaxErrorBody {
+			b = b[:MaxErrorBody]
+		}
+		return nil, &StatusError{Method: http.MethodPost, URL: url, Status: resp.StatusCode, Body: string(b)}
+	}
+	return b, nil
+}
