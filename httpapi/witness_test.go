@@ -460,3 +460,59 @@ func TestLitewitnessVectors(t *testing.T) {
 		t.Fatalf("final state %q", got)
 	}
 }
+
+// TestObserve checks POST /v1/witness/observe: comparing checkpoints seen
+// elsewhere with the witness's view.
+func TestObserve(t *testing.T) {
+	const origin = "example.com/log/testdata"
+	m := newMemLog(t, tesseraEntries)
+	other := newMemLog(t, []string{"x", "y", "z", "w", "v", "u", "t", "s", "r", "q", "p", "o", "n", "m", "l"})
+	w, ts := startWitness(t, t.TempDir())
+	observe := func(body string) (int, string) {
+		st, _, b := post(t, ts.URL+"/v1/witness/observe", body)
+		return st, b
+	}
+	if st, b := observe(tesseraCP15); st != 200 || !strings.Contains(b, `"result":"no-view"`) {
+		t.Fatalf("before any cosignature: %d %s", st, b)
+	}
+	if st, b, _ := post(t, ts.URL+"/add-checkpoint", addBody(0, "", tesseraCP15)); st != 200 {
+		t.Fatal(st, b)
+	}
+	if st, b := observe(tesseraCP15); st != 200 || !strings.Contains(b, `"result":"consistent"`) {
+		t.Fatalf("same checkpoint: %d %s", st, b)
+	}
+	// A smaller checkpoint: without a log URL no proof can be built.
+	cp4 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 4, Hash: m.root(t, 4)}})
+	if st, b := observe(cp4); st != 200 || !strings.Contains(b, `"result":"unverified"`) {
+		t.Fatalf("different size without a log URL: %d %s", st, b)
+	}
+	if st, _ := observe(strings.Replace(tesseraCP15, "M9e0", "M9e1", 1)); st != 403 {
+		t.Fatalf("bad signature: %d", st)
+	}
+	if st, _ := observe("example.com/nope\n1\n" + tesseraCP15[len("example.com/log/testdata\n15\n"):]); st != 404 {
+		t.Fatalf("unknown log: %d", st)
+	}
+	if st, _ := observe(strings.Repeat("x", 70<<10)); st != 413 {
+		t.Fatalf("oversized: %d", st)
+	}
+	if forks, _ := w.Forks(); len(forks) != 0 {
+		t.Fatalf("evidence without a fork: %+v", forks)
+	}
+	// Same size, different root, signed by the log: a fork.
+	split := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: other.root(t, 15)}})
+	if st, b := observe(split); st != 200 || !strings.Contains(b, `"result":"fork"`) {
+		t.Fatalf("split view: %d %s", st, b)
+	}
+	forks, _ := w.Forks()
+	if len(forks) != 1 || forks[0].Source != "observe" {
+		t.Fatalf("forks %+v", forks)
+	}
+	// Observing the same pair again records nothing new.
+	observe(split)
+	if forks, _ := w.Forks(); len(forks) != 1 {
+		t.Fatalf("duplicate evidence: %d records", len(forks))
+	}
+	if st, _, b := post(t, ts.URL+"/add-checkpoint", addBody(15, "", tesseraCP15)); st != 403 || !strings.Contains(b, "fork") {
+		t.Fatalf("after an observed fork: %d %s", st, b)
+	}
+}
