@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -102,6 +103,7 @@ type benchResult struct {
 	latencies []time.Duration // of successful appends, sorted
 	minIndex  int64
 	maxIndex  int64
+	server    map[string]histogram // server-side histograms over the run, by metric; nil if unavailable
 }
 
 func (r benchResult) print(w io.Writer, cfg benchConfig) {
@@ -123,6 +125,15 @@ func (r benchResult) print(w io.Writer, cfg benchConfig) {
 	if len(r.latencies) > 0 {
 		fmt.Fprintf(w, "%s latency: p50 %s  p90 %s  p99 %s  max %s\n", what,
 			pct(r.latencies, 50), pct(r.latencies, 90), pct(r.latencies, 99), r.latencies[len(r.latencies)-1])
+	}
+	for _, m := range []struct{ name, what string }{
+		{metricAddDuration, "server-side POST /add handling"},
+		{metricCommitLatency, "server-side commit (batch to fsync)"},
+	} {
+		if h, ok := r.server[m.name]; ok && h.count() > 0 {
+			fmt.Fprintf(w, "%s (/metrics buckets, upper bounds): p50 <= %s  p90 <= %s  p99 <= %s  (%d observed)\n",
+				m.what, h.quantile(0.50), h.quantile(0.90), h.quantile(0.99), int64(h.count()))
+		}
 	}
 }
 
@@ -187,6 +198,7 @@ func runBench(ctx context.Context, cfg benchConfig) (benchResult, error) {
 		firstErr           error
 		minIndex, maxIndex int64
 	}
+	before := scrapeHistograms(u)
 	results := make([]workerResult, cfg.writers)
 	var wg sync.WaitGroup
 	var seq atomic.Uint64
@@ -265,7 +277,103 @@ func runBench(ctx context.Context, cfg benchConfig) (benchResult, error) {
 		r.maxIndex = max(r.maxIndex, w.maxIndex)
 	}
 	slices.Sort(r.latencies)
+	if before != nil {
+		if after := scrapeHistograms(u); after != nil {
+			r.server = make(map[string]histogram)
+			for name, h := range after {
+				r.server[name] = h.minus(before[name])
+			}
+		}
+	}
 	return r, nil
+}
+
+// Server metrics the bench reads from /metrics, when the server exposes them.
+const (
+	metricAddDuration   = `indelible_http_request_duration_seconds_bucket{route="/add",`
+	metricCommitLatency = `indelible_commit_latency_seconds_bucket{`
+)
+
+// histogram is a Prometheus cumulative histogram: upper bounds (seconds,
+// ascending, +Inf last) and cumulative counts.
+type histogram struct {
+	le     []float64
+	counts []float64
+}
+
+func (h histogram) count() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
+}
+
+// minus returns h - old, bucket by bucket (old may be empty).
+func (h histogram) minus(old histogram) histogram {
+	out := histogram{le: h.le, counts: slices.Clone(h.counts)}
+	if len(old.counts) == len(h.counts) {
+		for i := range out.counts {
+			out.counts[i] -= old.counts[i]
+		}
+	}
+	return out
+}
+
+// quantile returns the upper bound of the bucket holding quantile q.
+func (h histogram) quantile(q float64) string {
+	want := q * h.count()
+	for i, c := range h.counts {
+		if c >= want {
+			if math.IsInf(h.le[i], 1) {
+				return "+Inf"
+			}
+			return time.Duration(h.le[i] * float64(time.Second)).String()
+		}
+	}
+	return "+Inf"
+}
+
+// scrapeHistograms reads the bench's histograms from the server's /metrics,
+// or returns nil if it cannot.
+func scrapeHistograms(add *url.URL) map[string]histogram {
+	u := *add
+	u.Path, u.RawQuery = "/metrics", ""
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u.String())
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := make(map[string]histogram)
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, name := range []string{metricAddDuration, metricCommitLatency} {
+			rest, ok := strings.CutPrefix(line, name)
+			if !ok {
+				continue
+			}
+			// le="0.0001"} 123
+			le, rest, ok1 := strings.Cut(strings.TrimPrefix(rest, `le="`), `"} `)
+			bound, err1 := strconv.ParseFloat(le, 64)
+			count, err2 := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if !ok1 || err1 != nil || err2 != nil {
+				continue
+			}
+			h := out[name]
+			h.le = append(h.le, bound)
+			h.counts = append(h.counts, count)
+			out[name] = h
+		}
+	}
+	if sc.Err() != nil || len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // schedule sends the scheduled time of each append, rate per second, from
