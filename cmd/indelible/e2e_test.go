@@ -326,6 +326,10 @@ func TestServeKeyFlagAndModes(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "not yet implemented") {
 		t.Fatalf("--mode events: exit %d: %s", code, errOut)
 	}
+	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--pprof", "0.0.0.0:0")
+	if code == 0 || !strings.Contains(errOut, "loopback") {
+		t.Fatalf("--pprof on a public address: exit %d: %s", code, errOut)
+	}
 	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--key", filepath.Join(dir, "missing.key"))
 	if code == 0 || !strings.Contains(errOut, "missing.key") {
 		t.Fatalf("--key missing file: exit %d: %s", code, errOut)

@@ -90,6 +90,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 		return fmt.Errorf("--mode %q: want raw", cfg.mode)
 	}
+	if cfg.pprof != "" {
+		// Profiles reveal memory contents: loopback only.
+		host, _, err := net.SplitHostPort(cfg.pprof)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("--pprof %q: want a loopback address such as 127.0.0.1:6060", cfg.pprof)
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
