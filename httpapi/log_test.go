@@ -243,6 +243,7 @@ func TestOperations(t *testing.T) {
 	tl := newTestLog(t, ledger.Options{})
 	tl.addN(5)
 	tl.get("/tile/0/999")
+	tl.get("/no/such/route")
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if status, _, body := tl.get(p); status != 200 || string(body) != "ok\n" {
 			t.Fatalf("%s: %d %q", p, status, body)
@@ -261,6 +262,7 @@ func TestOperations(t *testing.T) {
 		"indelible_commit_batch_entries_count",
 		`indelible_http_requests_total{code="200",route="/add"} 5`,
 		`indelible_http_requests_total{code="404",route="/tile/*"} 1`,
+		`indelible_http_requests_total{code="404",route="other"} 1`,
 		`indelible_http_request_duration_seconds_count{route="/add"} 5`,
 		"go_goroutines",
 	} {
