@@ -102,6 +102,11 @@ type Options struct {
 	Backoff time.Duration
 	// UserAgent is sent with every request. Default "indelible-client".
 	UserAgent string
+	// DisableCompression stops the default client from asking for gzip
+	// (c2sp.org/tlog-tiles says clients SHOULD accept it; on loopback or a
+	// fast link, compressing bundles costs more CPU than it saves). It has
+	// no effect with HTTPClient set.
+	DisableCompression bool
 }
 
 // Client fetches from one log. It is safe for concurrent use.
@@ -126,6 +131,7 @@ func New(base string, opts Options) (*Client, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 256
+		t.DisableCompression = opts.DisableCompression
 		c.hc = &http.Client{Transport: t, Timeout: DefaultTimeout}
 	}
 	if c.retries == 0 {

@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/audit/audittest"
+	"indelible.dev/httpapi"
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+)
+
+// ledgerServer opens a ledger in a temporary directory, appends n entries
+// in batches, and serves it with the real HTTP handlers on loopback.
+func ledgerServer(t testing.TB, n int) (url, vkey string, l *ledger.Log, signer note.Signer) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/audit-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err = note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err = ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	appendN(t, l, 0, n)
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Log: l, Logger: quiet}).Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL, vkey, l, signer
+}
+
+// appendN appends entries from..from+n-1 ("audit entry i", 32 bytes) and
+// waits for their checkpoint.
+func appendN(t testing.TB, l *ledger.Log, from, n int) {
+	t.Helper()
+	ctx := context.Background()
+	const batch = 4096
+	for i := 0; i < n; i += batch {
+		k := min(batch, n-i)
+		es := make([]ledger.Entry, k)
+		for j := range es {
+			es[j].Data = []byte(fmt.Sprintf("audit entry %020d", from+i+j))
+		}
+		for {
+			_, err := l.AppendEntries(ctx, es)
+			if errors.Is(err, ledger.ErrPushback) {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if _, _, err := l.WaitSize(ctx, int64(from+n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runAuditCmd runs a fresh `indelible audit` cobra command in-process and
+// returns stdout, stderr and the exit code main would use.
+func runAuditCmd(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := newAuditCmd()
+	cmd.SetArgs(args)
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.ExecuteContext(context.Background())
+	code := 0
+	if err != nil {
+		code = exitTrouble
+		var ec exitCoder
+		if errors.As(err, &ec) {
+			code = ec.ExitCode()
+		}
+		fmt.Fprintln(&errb, "indelible:", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestAuditLedgerInProcess audits Indelible's own log, served by the real
+// HTTP handlers, with the cobra command in-process: full, then incremental
+// with the server's consistency proof, with --json.
+func TestAuditLedgerInProcess(t *testing.T) {
+	url, vkey, l, _ := ledgerServer(t, 3000)
+	state := filepath.Join(t.TempDir(), "state.json")
+	out, errOut, code := runAuditCmd(t, "--url", url, "--key", vkey, "--state", state, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var r auditReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("json output %q: %v", out, err)
+	}
+	cp, _ := l.Checkpoint()
+	if !r.OK || r.Size != 3000 || r.Entries != 3000 || r.From != 0 || r.Root != cp.Hash.String() || r.ExitCode != 0 {
+		t.Fatalf("report %+v", r)
+	}
+
+	appendN(t, l, 3000, 1234)
+	out, errOut, code = runAuditCmd(t, "--url", url, "--key", vkey, "--state", state, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	r = auditReport{}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || r.Size != 4234 || r.From != 3000 || r.ProofSource != "server" || r.Entries != 4234-2816 {
+		t.Fatalf("incremental report %+v", r)
+	}
+
+	// Text output: summary lines.
+	out, errOut, code = runAuditCmd(t, "--url", url, "--key", vkey)
+	if code != 0 || !strings.Contains(out, "verified example.com/audit-test: size 4234") || !strings.Contains(out, "entries/s") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// Usage and network trouble exit 2.
+	for _, args := range [][]string{
+		{"--url", url},
+		{"--url", url, "--key", "not-a-key"},
+		{"--url", url, "--key", vkey, "--quorum", "1"},
+		{"--url", "ftp://x", "--key", vkey},
+	} {
+		if _, errOut, code := runAuditCmd(t, args...); code != exitTrouble {
+			t.Fatalf("%v: exit %d, want 2\n%s", args, code, errOut)
+		}
+	}
+}
+
+// auditEnv is a log served by the real `indelible serve` binary behind a
+// tampering proxy, with a witness that cosigns through the proxy.
+type auditEnv struct {
+	serve   *serveProc
+	proxy   *audittest.Proxy
+	signer  note.Signer // the log's key, read from its data directory
+	witness note.Signer // cosignature/v1
+	wvkey   string
+}
+
+// cosign returns the signed checkpoint msg with the witness's cosignature added.
+func (e *auditEnv) cosign(t testing.TB, msg []byte) []byte {
+	t.Helper()
+	v, err := note.NewVerifier(e.serve.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := note.Sign(n, e.witness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAuditBinaryTamper drives the real binary against the real server:
+// the untouched log exits 0, and every tampering exits 1 naming the problem.
+func TestAuditBinaryTamper(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, filepath.Join(dir, "data"))
+	signer, _, err := loadSigner(filepath.Join(dir, "data", logKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wskey, wvkey01, err := note.GenerateKey(rand.Reader, "witness.example/w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := fnote.NewSignerForCosignatureV1(wskey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wvkey, err := fnote.VKeyToCosignatureV1(wvkey01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &auditEnv{serve: p, proxy: audittest.NewProxy(t, p.url), signer: signer, witness: ws, wvkey: wvkey}
+
+	addN := func(n int) {
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 8 {
+					httpAdd(t, p.url, []byte("binary audit entry "+strconv.Itoa(i)))
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	getCheckpoint := func(size int64) []byte {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			_, b := httpGet(t, p.url+"/checkpoint")
+			text, _, _ := itlog.SplitNote(b)
+			if cp, err := itlog.ParseCheckpoint(string(text)); err == nil && cp.N == size {
+				return b
+			}
+		}
+		t.Fatalf("no checkpoint of size %d", size)
+		return nil
+	}
+	addN(300)
+	cp300 := getCheckpoint(300)
+	addN(400) // 700: two full level-0 tiles and a partial one
+	cp700 := getCheckpoint(700)
+
+	// Cosign every checkpoint the proxy passes through.
+	cosignAll := func(path string, status int, b []byte) (int, []byte) {
+		if path == "checkpoint" && status == 200 {
+			return status, env.cosign(t, b)
+		}
+		return status, b
+	}
+	then := func(m audittest.Mutator) audittest.Mutator {
+		return func(path string, status int, b []byte) (int, []byte) {
+			status, b = m(path, status, b)
+			return cosignAll(path, status, b)
+		}
+	}
+	state := filepath.Join(dir, "state.json")
+	base := []string{"audit", "--url", env.proxy.URL, "--key", p.vkey, "--witness", wvkey}
+
+	env.proxy.Set(cosignAll)
+	out, errOut, code := run(t, nil, append(base, "--state", state)...)
+	if code != 0 || !strings.Contains(out, "verified "+p.origin+": size 700") || !strings.Contains(out, "cosigned by witness.example/w1") {
+		t.Fatalf("untouched log: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	forkRoot := func(size int64) []byte {
+		msg, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: p.origin, Tree: tlog.Tree{N: size, Hash: tlog.Hash{0xf0, 0x0c}}}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	badCosig := func(path string, status int, b []byte) (int, []byte) {
+		if path != "checkpoint" {
+			return status, b
+		}
+		good := env.cosign(t, b)
+		other := env.cosign(t, forkRoot(700))
+		lines, olines := strings.Split(string(good), "\n"), strings.Split(string(other), "\n")
+		for i := range lines {
+			if strings.HasPrefix(lines[i], "— witness.example/w1 ") {
+				lines[i] = olines[i]
+			}
+		}
+		return status, []byte(strings.Join(lines, "\n"))
+	}
+	stateAt := func(t *testing.T, msg []byte) string {
+		// Record a verified state at msg's size by auditing it.
+		s := filepath.Join(t.TempDir(), "state.json")
+		env.proxy.Set(then(audittest.Replace("checkpoint", msg)))
+		if out, errOut, code := run(t, nil, append(base, "--state", s)...); code != 0 {
+			t.Fatalf("recording state: exit %d\n%s\n%s", code, out, errOut)
+		}
+		return s
+	}
+
+	for _, tc := range []struct {
+		name  string
+		m     audittest.Mutator
+		state []byte // checkpoint to record a state at first
+		raw   bool   // serve what m returns without cosigning it
+		want  string // in stderr
+	}{
+		{name: "flipped byte in a hash tile", m: audittest.FlipByte("tile/0/001", 4000), want: "tile/0/001: hash 125"},
+		{name: "flipped byte in a bundle entry", m: audittest.FlipByte("tile/entries/000", 30), want: "entry 1 in tile/entries/000"},
+		{name: "flipped byte in a partial tile", m: audittest.FlipByte("tile/0/002.p/188", -1), want: "tile/0/002.p/188: hash 187"},
+		{name: "flipped byte in the partial level-1 tile", m: audittest.FlipByte("tile/1/000.p/2", 0), want: "tile/1/000.p/2: hash 0"},
+		{name: "fork: right key, other root", m: audittest.Replace("checkpoint", forkRoot(700)), want: "the tiles of size 700 give root"},
+		{name: "fork after a verified state", m: audittest.Replace("checkpoint", forkRoot(700)), state: cp300, want: "consistency proof 300->700"},
+		{name: "checkpoint went backwards", m: audittest.Replace("checkpoint", cp300), state: cp700, want: "size 300 is smaller than the previously verified size 700"},
+		{name: "missing tile", m: audittest.NotFound("tile/0/000"), want: "tile/0/000: missing (HTTP 404)"},
+		{name: "bad witness cosignature", m: badCosig, raw: true, want: `cosignature by witness "witness.example/w1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string(nil), base...)
+			if tc.state != nil {
+				args = append(args, "--state", stateAt(t, tc.state))
+			}
+			if tc.raw {
+				env.proxy.Set(tc.m)
+			} else {
+				env.proxy.Set(then(tc.m))
+			}
+			out, errOut, code := run(t, nil, args...)
+			if code != 1 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, want 1 with %q\nstdout:\n%s\nstderr:\n%s", code, tc.want, out, errOut)
+			}
+		})
+	}
+
+	// Not cosigned at all: the witness policy fails.
+	env.proxy.Set(nil)
+	if out, errOut, code := run(t, nil, base...); code != 1 || !strings.Contains(errOut, "cosigned by 0 of the 1 given witnesses") {
+		t.Fatalf("uncosigned: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The server is gone: exit 2.
+	p.kill()
+	if out, errOut, code := run(t, nil, "audit", "--url", p.url, "--key", p.vkey); code != 2 {
+		t.Fatalf("server down: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestAuditWatchAlertsAndGossips runs --watch in-process against a log that
+// forks after the first run: the second run alerts on stderr, POSTs the
+// alert to the webhook, and submits both checkpoints to the witness's
+// observe endpoint.
+func TestAuditWatchAlertsAndGossips(t *testing.T) {
+	url, vkey, l, signer := ledgerServer(t, 500)
+	proxy := audittest.NewProxy(t, url)
+	var mu sync.Mutex
+	var alerts, observed [][]byte
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/hook":
+			alerts = append(alerts, b)
+		case "/v1/witness/observe":
+			observed = append(observed, b)
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("{}"))
+	}))
+	defer sink.Close()
+
+	cp, _ := l.Checkpoint()
+	fork, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: cp.Origin, Tree: tlog.Tree{N: cp.N, Hash: tlog.Hash{1}}}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	proxy.Set(func(path string, status int, b []byte) (int, []byte) {
+		if path == "checkpoint" {
+			mu.Lock()
+			runs++
+			n := runs
+			mu.Unlock()
+			if n >= 2 {
+				return 200, fork
+			}
+		}
+		return status, b
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := newAuditCmd()
+	cmd.SetArgs([]string{"--url", proxy.URL, "--key", vkey, "--state", filepath.Join(t.TempDir(), "s.json"),
+		"--watch", "--interval", "1s", "--alert-webhook", sink.URL + "/hook", "--gossip", sink.URL})
+	var out bytes.Buffer
+	errb := &lockedBuffer{}
+	cmd.SetOut(&out)
+	cmd.SetErr(errb)
+	done := make(chan error)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		ok := len(alerts) >= 1 && len(observed) >= 2
+		mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert and gossip after 20s\nstderr:\n%s", errb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	err = <-done
+	var ec exitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != 1 {
+		t.Fatalf("watch ended with %v, want exit 1", err)
+	}
+	if !strings.Contains(errb.String(), "ALERT:") || !strings.Contains(out.String(), "verified ") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", &out, errb)
+	}
+	var a struct{ Kind, Checkpoint, Previous string }
+	mu.Lock()
+	defer mu.Unlock()
+	if err := json.Unmarshal(alerts[0], &a); err != nil || a.Kind != "fork" || a.Checkpoint != string(fork) || a.Previous == "" {
+		t.Fatalf("alert %s: %v", alerts[0], err)
+	}
+	if !bytes.Equal(observed[1], fork) || !bytes.HasPrefix(observed[0], []byte(cp.Origin+"\n500\n")) {
+		t.Fatalf("observed %q", observed)
+	}
+}
+
+// TestAuditBench1M measures a full replay of a 1,000,000-entry ledger on
+// loopback with the real binary under /usr/bin/time -v. It is the figure in
+// BENCHMARKS.md; set INDELIBLE_AUDIT_BENCH=1 (or a size) to run it:
+//
+//	INDELIBLE_AUDIT_BENCH=1 go test ./cmd/indelible -run TestAuditBench1M -v
+func TestAuditBench1M(t *testing.T) {
+	env := os.Getenv("INDELIBLE_AUDIT_BENCH")
+	if env == "" {
+		t.Skip("set INDELIBLE_AUDIT_BENCH=1 to run the 1M-entry audit benchmark")
+	}
+	n := 1_000_000
+	if v, err := strconv.Atoi(env); err == nil && v > 1 {
+		n = v
+	}
+	start := time.Now()
+	url, vkey, _, _ := ledgerServer(t, n)
+	t.Logf("built a %d-entry ledger in %v", n, time.Since(start))
+	for _, extra := range [][]string{nil, {"--compression=false"}} {
+		args := append([]string{"-v", binPath, "audit", "--url", url, "--key", vkey, "--json"}, extra...)
+		cmd := exec.Command("/usr/bin/time", args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v\n%s\n%s", err, &stdout, &stderr)
+		}
+		var r auditReport
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || !r.OK || r.Entries != int64(n) {
+			t.Fatalf("report %s: %v", &stdout, err)
+		}
+		rss := regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`).FindStringSubmatch(stderr.String())
+		if rss == nil {
+			t.Fatalf("no RSS in\n%s", &stderr)
+		}
+		kb, _ := strconv.Atoi(rss[1])
+		t.Logf("audit %v: %d entries in %.3fs = %.0f entries/s, peak RSS %.1f MiB", extra, r.Entries, r.Seconds, r.Rate, float64(kb)/1024)
+	}
+}
