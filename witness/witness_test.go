@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -289,4 +290,47 @@ func FuzzParseAddCheckpoint(f *testing.F) {
 			t.Fatalf("accepted invalid request %+v", r)
 		}
 	})
+}
+
+// TestCrashAfterCosign clones a crashable filesystem (only synced data
+// survives) after every answer: whenever a cosignature was returned, the
+// crashed store holds that checkpoint; a rejected request leaves the
+// previous state.
+func TestCrashAfterCosign(t *testing.T) {
+	m := newMemTree(t, "crash", 40)
+	_, key, _ := ed25519.GenerateKey(nil)
+	cs, _ := itlog.NewCosigner("witness.example/crash", key, nil)
+	v, _ := note.NewVerifier(testLogVKey)
+	fs := vfs.NewCrashableMem()
+	open := func(fs vfs.FS) *Witness {
+		w, err := Open("store", Options{Cosigner: cs, Logs: []Log{{Origin: testOrigin, Verifiers: []note.Verifier{v}}}, GossipInterval: -1, FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := open(fs)
+	defer w.Close()
+	ctx := context.Background()
+	cur := int64(0)
+	for step, next := range []int64{1, 3, 3, 7, 2, 20, 40} {
+		old := cur
+		if next < cur {
+			old = next // a stale request: rejected
+		}
+		_, err := w.AddCheckpoint(ctx, []byte(m.body(t, old, next)))
+		if err == nil {
+			cur = next
+		}
+		crashed := open(fs.CrashClone(vfs.CrashCloneCfg{}))
+		b, err2 := crashed.Checkpoint(testOrigin)
+		crashed.Close()
+		if err2 != nil {
+			t.Fatalf("step %d: crashed store: %v", step, err2)
+		}
+		cp, _ := itlog.ParseCheckpoint(string(mustText(b)))
+		if cp.N != cur || cp.Hash != m.root(cur) {
+			t.Fatalf("step %d (add %d, err %v): crashed store at size %d, want %d", step, next, err, cp.N, cur)
+		}
+	}
 }
