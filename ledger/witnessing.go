@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,12 +100,14 @@ type witnessing struct {
 	last WitnessStats
 
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{}  // closed when run returns
+	sends  sync.WaitGroup // requests in flight, possibly beyond their round
 }
 
 type witnessPeer struct {
 	w Witness
-	// Owned by the round's goroutine for this peer; read under witnessing.mu.
+	// Guarded by witnessing.mu; written by the peer's request goroutine.
+	busy     bool // a request is in flight (at most one per witness)
 	known    int64
 	tree     tlog.Tree // the tree the line cosigns
 	line     []byte    // verified cosignature line for tree, or nil
@@ -176,6 +179,7 @@ func (wt *witnessing) notify() {
 func (wt *witnessing) close() {
 	wt.cancel()
 	<-wt.done
+	wt.sends.Wait()
 }
 
 func (wt *witnessing) run(ctx context.Context) {
@@ -196,21 +200,29 @@ func (wt *witnessing) run(ctx context.Context) {
 	}
 }
 
-// round sends target to every witness that has not cosigned it yet, waits
-// for all of them, and serves target if the quorum is met. It reports
+// round sends target to every witness that has not cosigned it and has no
+// request in flight, and serves target as soon as the quorum is met. It
+// returns once the quorum is met or every request of the round is answered:
+// a slow witness keeps its one request in flight beyond the round, and
+// rejoins the round after it answers, so it delays only itself. It reports
 // whether every witness has cosigned target.
 func (wt *witnessing) round(ctx context.Context, target *published) bool {
 	start := time.Now()
-	var wg sync.WaitGroup
+	done := make(chan struct{}, len(wt.ws))
+	pending := 0
+	wt.mu.Lock()
 	for _, p := range wt.ws {
-		if p.line != nil && p.tree == target.cp.Tree {
+		if p.busy || (p.line != nil && p.tree == target.cp.Tree) {
 			continue
 		}
-		wg.Add(1)
+		p.busy = true
+		pending++
+		wt.sends.Add(1)
 		go func() {
-			defer wg.Done()
+			defer wt.sends.Done()
 			err := wt.send(ctx, p, target)
 			wt.mu.Lock()
+			p.busy = false
 			if err != nil {
 				p.failures++
 				p.lastErr = err.Error()
@@ -221,27 +233,19 @@ func (wt *witnessing) round(ctx context.Context, target *published) bool {
 			if err != nil && ctx.Err() == nil {
 				wt.l.log.Warn("witness did not cosign", "witness", p.w.Verifier().Name(), "size", target.cp.N, "err", err)
 			}
+			done <- struct{}{}
+			wt.notify() // a round may now include this witness again
 		}()
 	}
-	wg.Wait()
-
-	var lines []byte
-	n := 0
-	for _, p := range wt.ws {
-		if p.line != nil && p.tree == target.cp.Tree {
-			lines = append(lines, p.line...)
-			n++
+	wt.mu.Unlock()
+	served, n := wt.serveIfQuorum(target)
+	for ; pending > 0 && !served; pending-- {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return false
 		}
-	}
-	if n >= wt.cfg.Quorum {
-		if old := wt.served.Load(); old == nil || old.cp.N <= target.cp.N {
-			signed := make([]byte, 0, len(target.signed)+len(lines))
-			signed = append(append(signed, target.signed...), lines...)
-			wt.served.Store(&published{cp: target.cp, signed: signed})
-			if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
-				wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
-			}
-		}
+		served, n = wt.serveIfQuorum(target)
 	}
 	wt.mu.Lock()
 	wt.last = wt.statsLocked(target.cp.N, time.Since(start))
@@ -251,6 +255,46 @@ func (wt *witnessing) round(ctx context.Context, target *published) bool {
 		wt.cfg.OnRound(stats)
 	}
 	return n == len(wt.ws)
+}
+
+// cosignatures returns the verified cosignature lines the witnesses gave for
+// target, in configuration order, and how many there are.
+func (wt *witnessing) cosignatures(target *published) ([]byte, int) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	var lines []byte
+	n := 0
+	for _, p := range wt.ws {
+		if p.line != nil && p.tree == target.cp.Tree {
+			lines = append(lines, p.line...)
+			n++
+		}
+	}
+	return lines, n
+}
+
+// serveIfQuorum makes target, with its cosignatures, the served checkpoint
+// if it has a quorum of them and is not older than the one served. It
+// reports whether it did, and the number of cosignatures.
+func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
+	lines, n := wt.cosignatures(target)
+	if n < wt.cfg.Quorum {
+		return false, n
+	}
+	old := wt.served.Load()
+	if old != nil && old.cp.N > target.cp.N {
+		return false, n
+	}
+	signed := make([]byte, 0, len(target.signed)+len(lines))
+	signed = append(append(signed, target.signed...), lines...)
+	if old != nil && bytes.Equal(old.signed, signed) {
+		return true, n
+	}
+	wt.served.Store(&published{cp: target.cp, signed: signed})
+	if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
+		wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
+	}
+	return true, n
 }
 
 // send asks one witness to cosign target, retrying from the witness's known

@@ -246,3 +246,28 @@ func TestWitnessingNeverBlocksIngestion(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestWitnessingSlowWitnessDoesNotDelayQuorum: with quorum 2 of 3 and one
+// witness hanging, the served checkpoint follows the two others.
+func TestWitnessingSlowWitnessDoesNotDelayQuorum(t *testing.T) {
+	s, v := testSigner(t)
+	w0, w1, slow := newTestWitness(t, "w0.example", v), newTestWitness(t, "w1.example", v), newTestWitness(t, "slow.example", v)
+	slow.block = make(chan struct{})
+	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Witnessing: WitnessConfig{
+		Witnesses: []Witness{w0, slow, w1}, Quorum: 2, Timeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	defer close(slow.block)
+	for i := 0; i < 30; i++ {
+		if _, err := l.Append(context.Background(), []byte(fmt.Sprintf("e%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	waitUntil(t, "a witnessed checkpoint", func() bool { cp, signed := l.Checkpoint(); return cp.N > 0 && cosignedBy(signed, w0, w1) == 2 })
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("quorum waited %v for the hanging witness", d)
+	}
+}
