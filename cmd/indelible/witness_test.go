@@ -363,3 +363,48 @@ func startServeAt(t testing.TB, dir, addr string, args ...string) *serveProc {
 	t.Helper()
 	return startServe(t, dir, append([]string{"--listen", addr}, args...)...)
 }
+
+// TestWitnessFirstStart: the first start creates the witness key (0600) and
+// writes its cosignature/v1 verifier key beside it; the secret is never
+// printed; a restart keeps the key, and a different --name is refused.
+func TestWitnessFirstStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "w")
+	_, logVKey := newLogKey(t, "example.com/first-start")
+	p := startWitnessProc(t, dir, "--listen", "127.0.0.1:0", "--name", "witness.example/first", "--log", logVKey)
+	st, err := os.Stat(filepath.Join(dir, witnessKeyFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("witness.key: %v, mode %v; want 0600", err, st.Mode())
+	}
+	if st, err := os.Stat(filepath.Join(dir, witnessTokenFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token: %v; want mode 0600", err)
+	}
+	vk, err := os.ReadFile(filepath.Join(dir, witnessVKeyFile))
+	if err != nil || strings.TrimSpace(string(vk)) != p.vkey {
+		t.Fatalf("witness.vkey = %q, %v; banner says %q", vk, err, p.vkey)
+	}
+	if _, err := fnote.NewVerifierForCosignatureV1(p.vkey); err != nil || !strings.HasPrefix(p.vkey, "witness.example/first+") {
+		t.Fatalf("printed verifier key %q: %v", p.vkey, err)
+	}
+	skey, _ := os.ReadFile(filepath.Join(dir, witnessKeyFile))
+	if strings.Contains(p.stderr.String(), strings.TrimSpace(string(skey))) {
+		t.Fatal("the witness key was logged")
+	}
+	if code, _ := httpGet(t, p.url+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, body := httpGet(t, p.url+"/metrics"); code != 200 || !strings.Contains(string(body), "indelible_witness_known_logs 1") {
+		t.Fatalf("/metrics: %d", code)
+	}
+	p.kill()
+	p2 := startWitnessProc(t, dir, "--listen", "127.0.0.1:0")
+	if p2.vkey != p.vkey {
+		t.Fatalf("restart changed the key: %s", p2.vkey)
+	}
+	p2.kill()
+	if _, errOut, code := run(t, nil, "witness", "--data", dir, "--listen", "127.0.0.1:0", "--name", "other.example/w"); code == 0 || !strings.Contains(errOut, "does not match") {
+		t.Fatalf("--name mismatch: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := run(t, nil, "witness", "--data", dir, "--listen", "127.0.0.1:0", "--peer", logVKey); code == 0 || !strings.Contains(errOut, "VKEY=URL") {
+		t.Fatalf("--peer without URL: exit %d, %s", code, errOut)
+	}
+}
