@@ -257,7 +257,7 @@ func verifyCheckpoint(msg []byte, opts Options) (itlog.Checkpoint, []string, err
 func checkProof(ctx context.Context, opts Options, m int64, oldRoot tlog.Hash, tree tlog.Tree) (string, error) {
 	p, err := opts.Client.ConsistencyProof(ctx, m, tree.N)
 	src := "server"
-	if errors.Is(err, client.ErrNotExist) {
+	if noProofEndpoint(err) {
 		src = "tiles"
 		p, err = tlog.ProveTree(tree.N, m, tileHashReader(ctx, opts, tree.N))
 	}
@@ -273,6 +273,17 @@ func checkProof(ctx context.Context, opts Options, m int64, oldRoot tlog.Hash, t
 			"the %s proof does not verify from the previously verified root %s to the checkpoint's: %v", src, oldRoot, err)
 	}
 	return src, nil
+}
+
+// noProofEndpoint reports whether err means the log does not serve
+// Indelible's proof endpoint (any C2SP log may lack it): a 404, another 4xx
+// but 429, or a 501.
+func noProofEndpoint(err error) bool {
+	var se *client.StatusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Status == 501 || (se.Status >= 400 && se.Status < 500 && se.Status != 429)
 }
 
 // tileHashReader reads stored hashes from the log's tiles as the tree of

@@ -70,9 +70,11 @@ func IsInconsistency(f *Failure) bool {
 // Gossip submits the checkpoints of f (the one fetched and the last verified
 // one) to the observe endpoint of each witness (base URLs), so the witnesses
 // compare them with their own view and record a fork. It tries every
-// witness and checkpoint and returns the errors joined.
-func Gossip(ctx context.Context, c *client.Client, witnesses []string, f *Failure) error {
+// witness and checkpoint, returns one line per accepted submission (the
+// witness and its answer, e.g. {"result":"fork",...}), and the errors joined.
+func Gossip(ctx context.Context, c *client.Client, witnesses []string, f *Failure) ([]string, error) {
 	var errs []error
+	var answers []string
 	for _, w := range witnesses {
 		u := strings.TrimSuffix(w, "/") + ObservePath
 		for _, cp := range [][]byte{f.Previous, f.Checkpoint} {
@@ -80,12 +82,14 @@ func Gossip(ctx context.Context, c *client.Client, witnesses []string, f *Failur
 				continue
 			}
 			ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-			_, err := c.Post(ctx, u, "text/plain; charset=utf-8", cp, MaxReplyBody)
+			b, err := c.Post(ctx, u, "text/plain; charset=utf-8", cp, MaxReplyBody)
 			cancel()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("audit: gossip to %s: %w", w, err))
+				continue
 			}
+			answers = append(answers, w+": "+strings.TrimSpace(string(b)))
 		}
 	}
-	return errors.Join(errs...)
+	return answers, errors.Join(errs...)
 }

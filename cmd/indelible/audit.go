@@ -286,10 +286,12 @@ func alert(ctx context.Context, stderr io.Writer, cfg auditConfig, opts audit.Op
 		}
 	}
 	if len(cfg.gossip) > 0 && audit.IsInconsistency(f) {
-		if err := audit.Gossip(ctx, opts.Client, cfg.gossip, f); err != nil {
+		answers, err := audit.Gossip(ctx, opts.Client, cfg.gossip, f)
+		for _, a := range answers {
+			fmt.Fprintf(stderr, "submitted to witness %s\n", a)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "indelible: %v\n", err)
-		} else {
-			fmt.Fprintf(stderr, "submitted the checkpoints to %d witness(es)\n", len(cfg.gossip))
 		}
 	}
 }
@@ -357,7 +359,10 @@ func newProgress(w io.Writer) *progress {
 			tty = true
 		}
 	}
-	return &progress{w: w, tty: tty, start: time.Now()}
+	now := time.Now()
+	// The first report comes one period after the start: short runs print
+	// only their summary.
+	return &progress{w: w, tty: tty, start: now, last: now}
 }
 
 // update is audit.Options.Progress.

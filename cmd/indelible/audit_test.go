@@ -471,7 +471,15 @@ func TestAuditBench1M(t *testing.T) {
 		kb, _ := strconv.Atoi(rss[1])
 		maxRSS = max(maxRSS, float64(kb)/1024)
 		rates[mode] = append(rates[mode], r.Rate)
-		t.Logf("audit %s: %d entries in %.3fs = %.0f entries/s, peak RSS %.1f MiB", mode, r.Entries, r.Seconds, r.Rate, float64(kb)/1024)
+		cpu := func(what string) string {
+			m := regexp.MustCompile(what + ` time \(seconds\): ([0-9.]+)`).FindStringSubmatch(stderr.String())
+			if m == nil {
+				return "?"
+			}
+			return m[1]
+		}
+		t.Logf("audit %s: %d entries in %.3fs = %.0f entries/s, peak RSS %.1f MiB, audit CPU user %ss sys %ss",
+			mode, r.Entries, r.Seconds, r.Rate, float64(kb)/1024, cpu("User"), cpu("System"))
 	}
 	for mode, rs := range rates {
 		slices.Sort(rs)
