@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -244,6 +245,8 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 		director(r)
 		r.Header.Set("Accept-Encoding", "identity")
 	}
+	// Requests cancelled by a client that stopped at a failure are expected.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	srv := httptest.NewServer(rp)
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
