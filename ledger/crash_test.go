@@ -93,8 +93,9 @@ func (o *observed) snapshot() *observed {
 // checkpoint size did not go backwards, every acknowledged entry is there
 // with its bytes at its index, every entry present was submitted and appears
 // once, the root equals an independent x/mod computation over the entries,
-// every earlier checkpoint's root is the root of that prefix, and the tiles
-// of the recovered size equal x/mod's. Then it appends one more entry.
+// entries are found by leaf hash, every earlier checkpoint's root is the
+// root of that prefix, and the tiles of the recovered size equal x/mod's.
+// Then it appends one more entry.
 func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.Verifier, before *observed, submitted map[string]bool) {
 	t.Helper()
 	l, err := Open("log", Options{Signer: s, FS: fs, Logger: quietLogger()})
@@ -135,6 +136,21 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 	}
 	if root := ref.root(t, cp.N); root != cp.Hash {
 		t.Fatalf("%s: recovered root %v, x/mod computes %v", name, cp.Hash, root)
+	}
+	// The leaf-hash index (written off the sequencer's path, not synced)
+	// was brought up to the recovered size by Open.
+	for _, i := range []int64{0, cp.N / 2, cp.N - 2, cp.N - 1} {
+		if i < 0 || i >= cp.N {
+			continue
+		}
+		leaf := ref.hashes[tlog.StoredHashIndex(0, i)]
+		j, p, err := l.InclusionProofByHash(leaf, cp.N)
+		if err != nil || j != i {
+			t.Fatalf("%s: InclusionProofByHash(entry %d) = %d, %v", name, i, j, err)
+		}
+		if err := tlog.CheckRecord(p, cp.N, cp.Hash, i, leaf); err != nil {
+			t.Fatalf("%s: proof by hash of %d: %v", name, i, err)
+		}
 	}
 	for n, root := range before.roots {
 		if h, err := l.TreeHash(n); err != nil || h != root {

@@ -652,11 +652,31 @@ func TestDedup(t *testing.T) {
 	}
 	l.Close()
 
-	// The same log reopened without Dedup appends copies.
+	// The same log reopened without Dedup appends copies (and indexes them
+	// off the sequencer's path).
 	l = openMem(t, fs, s, false)
+	var batch2 []Entry
+	for i := 0; i < 40; i++ {
+		batch2 = append(batch2, Entry{Data: []byte(fmt.Sprintf("plain %d", i%20))})
+	}
+	idx2, err := l.AppendEntries(ctx, batch2)
+	if err != nil || idx2[0] != cp.N || idx2[39] != cp.N+39 {
+		t.Fatalf("without Dedup, AppendEntries of duplicates = %v, %v; want new indexes from %d", idx2, err, cp.N)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Back with Dedup: entries appended without it are found (Open brings
+	// the leaf-hash index up to the tree size), at their first index.
+	l = openMem(t, fs, s, true)
 	defer l.Close()
-	got, err := l.Append(ctx, entryData(0))
-	if err != nil || got != cp.N {
-		t.Fatalf("without Dedup, Append of a duplicate = %d, %v; want new index %d", got, err, cp.N)
+	for i := 0; i < 20; i++ {
+		got, err := l.Append(ctx, []byte(fmt.Sprintf("plain %d", i)))
+		if err != nil || got != cp.N+int64(i) {
+			t.Fatalf("Dedup after a Dedup-less session: Append(plain %d) = %d, %v; want %d", i, got, err, cp.N+int64(i))
+		}
+	}
+	if cp3, _ := l.Checkpoint(); cp3.N != cp.N+40 {
+		t.Fatalf("size %d, want %d", cp3.N, cp.N+40)
 	}
 }
