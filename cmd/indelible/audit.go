@@ -213,15 +213,16 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig) er
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	var lastAlert string
 	if !cfg.watch {
-		_, err := auditOnce(ctx, stdout, stderr, cfg, opts)
+		_, err := auditOnce(ctx, stdout, stderr, cfg, opts, &lastAlert)
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	failed := false
 	for {
-		code, err := auditOnce(ctx, stdout, stderr, cfg, opts)
+		code, err := auditOnce(ctx, stdout, stderr, cfg, opts, &lastAlert)
 		if code == exitFailure {
 			failed = true
 		}
@@ -240,9 +241,11 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig) er
 }
 
 // auditOnce runs one audit with the state file, reports it, and on a
-// verification failure alerts and gossips. It returns the exit code and the
-// error (an *exitError) if the run did not verify.
-func auditOnce(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig, opts audit.Options) (int, error) {
+// verification failure alerts and gossips, unless the failure is the one
+// *lastAlert already reported (a watch keeps failing the same way until
+// someone acts: one alert is enough). It returns the exit code and the error
+// (an *exitError) if the run did not verify.
+func auditOnce(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig, opts audit.Options, lastAlert *string) (int, error) {
 	var prev *audit.State
 	if cfg.state != "" {
 		s, err := audit.LoadState(cfg.state)
@@ -266,13 +269,17 @@ func auditOnce(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig, o
 				return exitTrouble, report(stdout, cfg, res, &exitError{exitTrouble, err}, opts)
 			}
 		}
+		*lastAlert = ""
 		return exitVerified, report(stdout, cfg, res, nil, opts)
 	}
 	var f *audit.Failure
 	if !errors.As(err, &f) {
 		return exitTrouble, report(stdout, cfg, nil, &exitError{exitTrouble, err}, opts)
 	}
-	alert(ctx, stderr, cfg, opts, f)
+	if msg := f.Error(); msg != *lastAlert {
+		*lastAlert = msg
+		alert(ctx, stderr, cfg, opts, f)
+	}
 	return exitFailure, report(stdout, cfg, nil, &exitError{exitFailure, err}, opts)
 }
 
