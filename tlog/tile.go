@@ -168,12 +168,18 @@ func parseSmall(s string, max int) (int, error) {
 	return v, nil
 }
 
-// TileStart returns the first leaf index covered by tile t.
-func TileStart(t tlog.Tile) int64 {
-	if t.L == EntriesLevel {
-		return t.N * TileWidth
+// TileStart returns the first leaf index covered by tile t, and false if
+// that index does not fit in an int64 (tiles far beyond any real tree).
+func TileStart(t tlog.Tile) (int64, bool) {
+	l := t.L
+	if l == EntriesLevel {
+		l = -1
 	}
-	return t.N << (uint(t.L+1) * TileHeight)
+	shift := uint(l+1) * TileHeight
+	if t.N < 0 || l < -1 || shift >= 63 || t.N > (1<<63-1)>>shift {
+		return 0, false
+	}
+	return t.N << shift, true
 }
 
 // PartialWidth returns the width of the partial tile at level l (or of the

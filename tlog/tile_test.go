@@ -177,8 +177,8 @@ func TestTileExists(t *testing.T) {
 			}
 			if tile.W < TileWidth {
 				partial[tile.L] = tile.W
-				if TileStart(tile) != tile.N<<(uint(tile.L+1)*TileHeight) {
-					t.Errorf("TileStart(%+v) = %d", tile, TileStart(tile))
+				if start, ok := TileStart(tile); !ok || start != tile.N<<(uint(tile.L+1)*TileHeight) {
+					t.Errorf("TileStart(%+v) = %d, %v", tile, start, ok)
 				}
 			}
 		}
@@ -207,8 +207,17 @@ func TestTileExists(t *testing.T) {
 			t.Errorf("TileExists(%+v) = true", bad)
 		}
 	}
-	if TileStart(tlog.Tile{H: 8, L: EntriesLevel, N: 3, W: 1}) != 768 || TileStart(tlog.Tile{H: 8, L: 1, N: 2, W: 1}) != 2<<16 {
-		t.Error("TileStart")
+	if s, ok := TileStart(tlog.Tile{H: 8, L: EntriesLevel, N: 3, W: 1}); !ok || s != 768 {
+		t.Error("TileStart of bundle 3")
+	}
+	if s, ok := TileStart(tlog.Tile{H: 8, L: 1, N: 2, W: 1}); !ok || s != 2<<16 {
+		t.Error("TileStart of tile 1/2")
+	}
+	if _, ok := TileStart(tlog.Tile{H: 8, L: 7, N: 1, W: 1}); ok {
+		t.Error("TileStart of tile 7/1 overflows int64 but reported ok")
+	}
+	if s, ok := TileStart(tlog.Tile{H: 8, L: 6, N: 1, W: 1}); !ok || s != 1<<56 {
+		t.Error("TileStart of tile 6/1")
 	}
 }
 
