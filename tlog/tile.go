@@ -173,10 +173,10 @@ func parseSmall(s string, max int) (int, error) {
 func TileStart(t tlog.Tile) (int64, bool) {
 	l := t.L
 	if l == EntriesLevel {
-		l = -1
+		l = 0 // a bundle covers the same entries as the level-0 tile
 	}
 	shift := uint(l+1) * TileHeight
-	if t.N < 0 || l < -1 || shift >= 63 || t.N > (1<<63-1)>>shift {
+	if t.N < 0 || l < 0 || shift >= 63 || t.N > (1<<63-1)>>shift {
 		return 0, false
 	}
 	return t.N << shift, true
