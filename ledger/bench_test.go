@@ -84,3 +84,43 @@ func benchAppend(b *testing.B, writers int, dedup bool) {
 		b.ReportMetric(float64(b.N)/float64(c), "entries/commit")
 	}
 }
+
+// BenchmarkInclusionProof measures inclusion proofs of random entries in a
+// 1,000,000-entry log at its published size (the /v1/proof/inclusion work
+// without HTTP), from concurrent readers.
+//
+//	go test ./ledger -run '^$' -bench InclusionProof
+func BenchmarkInclusionProof(b *testing.B) {
+	s, _ := testSigner(b)
+	l, err := Open(b.TempDir(), Options{Signer: s, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	const n = 1_000_000
+	batch := make([]Entry, 10_000)
+	for i := 0; i < n; i += len(batch) {
+		for j := range batch {
+			e := make([]byte, 128)
+			binary.BigEndian.PutUint64(e, uint64(i+j))
+			batch[j] = Entry{Data: e}
+		}
+		if _, err := l.AppendEntries(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cp, _ := l.Checkpoint()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		x := uint64(time.Now().UnixNano())
+		for pb.Next() {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			if _, err := l.InclusionProof(int64(x%uint64(cp.N)), cp.N); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

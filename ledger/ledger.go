@@ -97,6 +97,9 @@ type Options struct {
 	OnCommit func(CommitInfo)
 	// CacheSize is pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
+	// TileCacheSize is the number of expanded tiles kept in memory for
+	// proofs (hashcache.go). Default DefaultTileCacheSize.
+	TileCacheSize int
 	// MinFreeBytes pauses appends (ErrDiskFull) while the store's
 	// filesystem has less free space than this. Default DefaultMinFreeBytes;
 	// negative disables the check. It is not checked when FS is set.
@@ -143,6 +146,7 @@ type Log struct {
 	failed  atomic.Pointer[error]
 
 	diskFull atomic.Bool
+	tiles    *tileCache // expanded tiles for proofs (hashcache.go)
 
 	inflight chan *commit
 	done     chan struct{} // closed when the publisher exits
@@ -188,6 +192,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20
 	}
+	if opts.TileCacheSize <= 0 {
+		opts.TileCacheSize = DefaultTileCacheSize
+	}
 	if opts.MinFreeBytes == 0 {
 		opts.MinFreeBytes = DefaultMinFreeBytes
 	}
@@ -217,6 +224,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		indexq:    make(chan indexJob, 256),
 		indexWait: make(chan struct{}),
 		indexDone: make(chan struct{}),
+		tiles:     newTileCache(opts.TileCacheSize),
 	}
 	tree, err := l.init()
 	if err == nil {

@@ -75,22 +75,6 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 	return out, nil
 }
 
-// hashReader returns a HashReader over stored tiles, valid for any tree size
-// up to the published one.
-func (l *Log) hashReader() tlog.HashReader {
-	return itlog.StoredHashReader(func(tiles []tlog.Tile) ([][]byte, error) {
-		out := make([][]byte, len(tiles))
-		for i, t := range tiles {
-			data, err := l.get(tileKey(t.L, t.N))
-			if err != nil {
-				return nil, fmt.Errorf("ledger: reading tile %d/%d: %w", t.L, t.N, err)
-			}
-			out[i] = data
-		}
-		return out, nil
-	})
-}
-
 // checkSize checks that n is a size the log has published.
 func (l *Log) checkSize(n int64) error {
 	pub := l.pub.Load().cp.N

@@ -1,0 +1,141 @@
+package ledger
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
+)
+
+// Proofs need hashes at every tree level, but tiles store only every eighth
+// level; the hashes in between are recomputed from a tile's 256 hashes (up
+// to 255 SHA-256 operations per tile touched, which dominated proof time).
+// The expanded-tile cache keeps, for recently used tiles, every level of the
+// subtree a tile spans, computed once. Full tiles never change; a partial
+// tile's expansion is a prefix of its later ones, so an entry expanded at
+// width w serves every width up to w.
+
+// DefaultTileCacheSize is the default of Options.TileCacheSize: 4096 expanded
+// tiles of about 16 KiB each (at most 64 MiB), which holds every level-0 tile
+// of a million-entry log. Measured with BenchmarkInclusionProof (random
+// entries of a 1M log, BENCHMARKS.md): 225 us a proof with no cache, 13 us
+// with every tile cached.
+const DefaultTileCacheSize = 4096
+
+type tileKeyLN struct {
+	l int
+	n int64
+}
+
+// expanded holds levels 0..8 of the subtree spanned by one tile: level k
+// has w>>k hashes (complete nodes only).
+type expanded struct {
+	w      int
+	levels [itlog.TileHeight + 1][]tlog.Hash
+}
+
+func expand(data []byte) *expanded {
+	w := len(data) / tlog.HashSize
+	e := &expanded{w: w}
+	all := make([]tlog.Hash, 0, 2*w)
+	for i := 0; i < w; i++ {
+		all = append(all, tlog.Hash(data[i*tlog.HashSize:(i+1)*tlog.HashSize]))
+	}
+	e.levels[0] = all[:w]
+	var buf [1 + 2*tlog.HashSize]byte
+	buf[0] = 1
+	for k := 1; k <= itlog.TileHeight; k++ {
+		prev := e.levels[k-1]
+		start := len(all)
+		for i := 0; i+1 < len(prev); i += 2 {
+			copy(buf[1:], prev[i][:])
+			copy(buf[1+tlog.HashSize:], prev[i+1][:])
+			all = append(all, sha256.Sum256(buf[:]))
+		}
+		e.levels[k] = all[start:]
+	}
+	return e
+}
+
+type tileCache struct {
+	mu    sync.Mutex
+	max   int
+	ll    *list.List // front = most recent; values are *cacheEntry
+	items map[tileKeyLN]*list.Element
+}
+
+type cacheEntry struct {
+	key tileKeyLN
+	e   *expanded
+}
+
+func newTileCache(max int) *tileCache {
+	return &tileCache{max: max, ll: list.New(), items: make(map[tileKeyLN]*list.Element)}
+}
+
+func (c *tileCache) get(k tileKeyLN, minW int) *expanded {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[k]
+	if !ok {
+		return nil
+	}
+	e := el.Value.(*cacheEntry).e
+	if e.w < minW {
+		return nil
+	}
+	c.ll.MoveToFront(el)
+	return e
+}
+
+func (c *tileCache) put(k tileKeyLN, e *expanded) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		if old := el.Value.(*cacheEntry); old.e.w < e.w {
+			old.e = e
+		}
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[k] = c.ll.PushFront(&cacheEntry{key: k, e: e})
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.items, last.Value.(*cacheEntry).key)
+	}
+}
+
+// hashReader returns a HashReader over the stored tiles, through the
+// expanded-tile cache. Any tree size up to the published one can be read.
+func (l *Log) hashReader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		for i, x := range indexes {
+			level, n := tlog.SplitStoredHashIndex(x)
+			L, k := level/itlog.TileHeight, level%itlog.TileHeight
+			span := uint(itlog.TileHeight - k) // this level's nodes per tile = 1<<span
+			key := tileKeyLN{L, n >> span}
+			off := int(n - key.n<<span)
+			minW := (off + 1) << k // tile hashes needed for node off at level k
+			e := l.tiles.get(key, minW)
+			if e == nil {
+				data, err := l.get(tileKey(L, key.n))
+				if err != nil {
+					return nil, fmt.Errorf("ledger: reading tile %d/%d: %w", L, key.n, err)
+				}
+				if len(data)%tlog.HashSize != 0 || len(data)/tlog.HashSize < minW {
+					return nil, fmt.Errorf("%w: tile %d/%d is %d bytes, need %d hashes", ErrCorrupt, L, key.n, len(data), minW)
+				}
+				e = expand(data)
+				l.tiles.put(key, e)
+			}
+			out[i] = e.levels[k][off]
+		}
+		return out, nil
+	})
+}
