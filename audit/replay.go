@@ -76,12 +76,15 @@ func numLevels(n int64) int {
 // fetched here is implied by a verified checkpoint, and the log must serve it.
 func fetchTile(ctx context.Context, c *client.Client, t tlog.Tile, n int64, buf []byte) ([]byte, error) {
 	b, err := c.Tile(ctx, t, buf)
+	kind := KindTile
+	if t.L == itlog.EntriesLevel {
+		kind = KindBundle
+	}
 	if errors.Is(err, client.ErrNotExist) {
-		kind := KindTile
-		if t.L == itlog.EntriesLevel {
-			kind = KindBundle
-		}
 		return nil, failf(kind, itlog.TilePath(t), "missing (HTTP 404), but the checkpoint of size %d implies it", n)
+	}
+	if errors.Is(err, client.ErrTooLarge) {
+		return nil, failf(kind, itlog.TilePath(t), "is larger than any tile or bundle can be")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: fetching %s: %w", itlog.TilePath(t), err)

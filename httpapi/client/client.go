@@ -68,6 +68,11 @@ const (
 // fs.ErrNotExist, so either can be tested.
 var ErrNotExist = fs.ErrNotExist
 
+// ErrTooLarge matches (errors.Is) the error returned when a response body is
+// longer than the limit for what was fetched (a hash tile longer than 8 KiB,
+// say): the server sent something that cannot be what was asked for.
+var ErrTooLarge = errors.New("response body too large")
+
 // StatusError is returned for an HTTP response with an unexpected status,
 // after any retries. A 404 is a StatusError that also matches ErrNotExist.
 type StatusError struct {
@@ -278,7 +283,7 @@ func (c *Client) get1(ctx context.Context, u string, buf []byte, limit int64) ([
 	body, err := readAll(resp.Body, buf[:0], limit)
 	if err != nil {
 		if errors.Is(err, errTooLong) {
-			return nil, 0, fmt.Errorf("client: GET %s: body longer than %d bytes", u, limit)
+			return nil, 0, fmt.Errorf("client: GET %s: %w: longer than %d bytes", u, ErrTooLarge, limit)
 		}
 		return nil, 0, &transportError{fmt.Errorf("client: GET %s: reading body: %w", u, err)}
 	}

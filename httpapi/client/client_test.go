@@ -77,7 +77,7 @@ func TestSizeLimit(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := New(srv.URL, Options{Retries: -1})
-	if _, err := c.Tile(context.Background(), tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil); err == nil || !strings.Contains(err.Error(), "longer than") {
+	if _, err := c.Tile(context.Background(), tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil); err == nil || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized tile: %v", err)
 	}
 	buf := make([]byte, 0, 16)
