@@ -81,7 +81,10 @@ type Options struct {
 	// Quorum is how many distinct Witnesses must have cosigned the
 	// checkpoint. Default: all of them.
 	Quorum int
-	// Parallel bounds the requests in flight. Default client.DefaultParallelism.
+	// Parallel is the number of bundle workers, each with one request in
+	// flight and one bundle in memory (a few KiB typically, at most
+	// client.MaxBundleSize for a bundle of maximal entries). Default
+	// client.DefaultParallelism.
 	Parallel int
 	// CheckEntry, if set, is called for each replayed entry (concurrently,
 	// not in order; entry is only valid during the call). An error stops the

@@ -27,6 +27,11 @@ import (
 // bundle's subtree root into the levels above, comparing each level-l tile
 // (fetched ahead, one per level) as it fills.
 
+// windowPerWorker sets the sliding window: at most windowPerWorker *
+// parallel bundles are dispatched and not yet consumed by the sequencer, so
+// a slow bundle never lets the others run unboundedly ahead.
+const windowPerWorker = 4
+
 // replay is one replay of a log from a verified starting point to size n.
 type replay struct {
 	c        *client.Client
@@ -325,7 +330,7 @@ func (r *replay) run(ctx context.Context, m int64) error {
 		t, _ := tileAt(0, k, r.n)
 		return t.W
 	}
-	window := 4 * r.parallel
+	window := windowPerWorker * r.parallel
 	slots := make([]chan result, window)
 	for i := range slots {
 		slots[i] = make(chan result, 1)

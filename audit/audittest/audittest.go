@@ -218,7 +218,11 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 		t.Fatal(err)
 	}
 	p := &Proxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		// Ask the upstream for identity encoding so mutators see plain bytes.
+		r.Out.Header.Set("Accept-Encoding", "identity")
+	}}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		p.mu.Lock()
 		m := p.m
@@ -238,12 +242,6 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		resp.Header.Del("Content-Encoding")
 		return nil
-	}
-	// Ask the upstream for identity encoding so mutators see plain bytes.
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Set("Accept-Encoding", "identity")
 	}
 	// Requests cancelled by a client that stopped at a failure are expected.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
