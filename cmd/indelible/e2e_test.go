@@ -3,10 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -441,4 +450,67 @@ func TestBenchSmoke(t *testing.T) {
 	if _, errOut, code := run(t, nil, "bench", "append", "--url", p.url, "--size", "70000"); code == 0 || !strings.Contains(errOut, "--size") {
 		t.Fatalf("bench --size 70000: %d %s", code, errOut)
 	}
+}
+
+// TestServeTLS serves HTTPS with a certificate made here and reads the
+// checkpoint through a client that trusts only that certificate.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "indelible test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	if _, errOut, code := run(t, nil, "serve", "--data", filepath.Join(dir, "x"), "--tls-cert", certFile); code == 0 || !strings.Contains(errOut, "go together") {
+		t.Fatalf("--tls-cert without --tls-key: exit %d: %s", code, errOut)
+	}
+	p := startServe(t, filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(p.url, "https://") {
+		t.Fatalf("TLS server URL %q", p.url)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(p.url + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	v, _ := note.NewVerifier(p.vkey)
+	if _, _, err := itlog.OpenCheckpoint(body, p.origin, note.VerifierList(v)); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("checkpoint over TLS: %d %v", resp.StatusCode, err)
+	}
+	// Plain HTTP to the TLS port is refused.
+	if resp, err := http.Get("http" + strings.TrimPrefix(p.url, "https") + "/checkpoint"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP served on the TLS port")
+		}
+	}
+	p.stop(t)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,8 @@ type serveConfig struct {
 	keyFile string // signer key file; "" means <dataDir>/log.key, created if missing
 	mode    string // "raw" (POST /add); "events" is not implemented yet
 	pprof   string // if set, net/http/pprof is served on this (loopback) address
+	tlsCert string // if set with tlsKey, serve HTTPS with this certificate chain (PEM)
+	tlsKey  string // the certificate's private key (PEM)
 }
 
 func init() {
@@ -77,6 +80,8 @@ closed.`,
 	f.StringVar(&cfg.origin, "origin", "", `log origin (default: the key's name; "`+defaultOrigin+`" for a new key)`)
 	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
 	f.StringVar(&cfg.mode, "mode", "raw", `"raw": POST /add appends the body as an entry ("events" is not implemented yet)`)
+	f.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
+	f.StringVar(&cfg.tlsKey, "tls-key", "", "private key of --tls-cert (PEM file)")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
 	rootCmd.AddCommand(cmd)
@@ -89,6 +94,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			return errors.New("--mode events is not yet implemented: use --mode raw")
 		}
 		return fmt.Errorf("--mode %q: want raw", cfg.mode)
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	if cfg.pprof != "" {
 		// Profiles reveal memory contents: loopback only.
@@ -124,6 +132,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 
 	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger})
 	hs := srv.HTTPServer(cfg.listen)
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading the TLS certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
@@ -141,7 +156,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if cfg.tlsCert != "" {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)
@@ -189,6 +210,9 @@ func logKey(cfg serveConfig) (signer note.Signer, vkey string, created bool, err
 // printBanner tells the operator what is running and how to use it.
 func printBanner(w io.Writer, cfg serveConfig, addr, origin, vkey string, created bool, size int64) {
 	url := "http://" + addr
+	if cfg.tlsCert != "" {
+		url = "https://" + addr
+	}
 	keyNote := ""
 	if created {
 		keyNote = fmt.Sprintf("\n  new key:      signer %s (0600, keep it secret), verifier %s",
