@@ -567,3 +567,49 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("plain output %q", out)
 	}
 }
+
+// TestAuditServerProof checks the incremental audit against Indelible's
+// consistency proof endpoint: a proof altered in transit is a failure
+// naming the proof, even though the tiles are consistent; a log without the
+// endpoint gets a proof built from its tiles instead.
+func TestAuditServerProof(t *testing.T) {
+	url, vkey, l, _ := ledgerServer(t, 1000)
+	proxy := audittest.NewProxy(t, url)
+	state := filepath.Join(t.TempDir(), "state.json")
+	if out, errOut, code := runAuditCmd(t, "--url", proxy.URL, "--key", vkey, "--state", state); code != 0 {
+		t.Fatalf("first run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	appendN(t, l, 1000, 700)
+	before, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Set(func(path string, status int, b []byte) (int, []byte) {
+		if path == "v1/proof/consistency" {
+			var p struct {
+				From   int64    `json:"from"`
+				To     int64    `json:"to"`
+				Hashes [][]byte `json:"hashes"`
+			}
+			if err := json.Unmarshal(b, &p); err != nil || len(p.Hashes) == 0 {
+				t.Errorf("proof %s: %v", b, err)
+				return status, b
+			}
+			p.Hashes[0][7] ^= 1
+			b, _ = json.Marshal(p)
+		}
+		return status, b
+	})
+	out, errOut, code := runAuditCmd(t, "--url", proxy.URL, "--key", vkey, "--state", state)
+	if code != 1 || !strings.Contains(errOut, "consistency proof 1000->1700: the server proof does not verify") {
+		t.Fatalf("altered proof: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if after, _ := os.ReadFile(state); !bytes.Equal(after, before) {
+		t.Fatal("a failed run changed the state")
+	}
+	proxy.Set(audittest.NotFound("v1/proof/consistency"))
+	out, errOut, code = runAuditCmd(t, "--url", proxy.URL, "--key", vkey, "--state", state)
+	if code != 0 || !strings.Contains(out, "tiles consistency proof verified") {
+		t.Fatalf("no proof endpoint: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
