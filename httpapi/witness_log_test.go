@@ -172,6 +172,12 @@ func (s *lazyServer) serve(t *testing.T, h http.Handler) {
 // consistency proof from its log's tiles, the other by verifying the
 // evidence its peer holds), and then refuse to cosign the origin.
 func TestGossipDetectsFork(t *testing.T) {
+	for _, sizes := range [][2]int{{3, 5}, {4, 4}} {
+		t.Run(fmt.Sprintf("sizes %d and %d", sizes[0], sizes[1]), func(t *testing.T) { testGossipDetectsFork(t, sizes) })
+	}
+}
+
+func testGossipDetectsFork(t *testing.T, sizes [2]int) {
 	const origin = "example.com/forked"
 	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
 	signer, _ := note.NewSigner(skey)
@@ -218,7 +224,7 @@ func TestGossipDetectsFork(t *testing.T) {
 		logs = append(logs, l)
 	}
 	ctx := context.Background()
-	for i, n := range []int{3, 5} {
+	for i, n := range sizes {
 		for j := 0; j < n; j++ {
 			if _, err := logs[i].Append(ctx, []byte(fmt.Sprintf("log %d entry %d", i, j))); err != nil {
 				t.Fatal(err)
