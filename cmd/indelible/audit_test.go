@@ -28,6 +28,7 @@ import (
 
 	"indelible.dev/audit/audittest"
 	"indelible.dev/httpapi"
+	"indelible.dev/httpapi/client"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -611,5 +612,51 @@ func TestAuditServerProof(t *testing.T) {
 	out, errOut, code = runAuditCmd(t, "--url", proxy.URL, "--key", vkey, "--state", state)
 	if code != 0 || !strings.Contains(out, "tiles consistency proof verified") {
 		t.Fatalf("no proof endpoint: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestClientProofsAgainstServer checks httpapi/client's proof calls against
+// the real handlers: the proofs verify against the signed checkpoint.
+func TestClientProofsAgainstServer(t *testing.T) {
+	url, _, l, _ := ledgerServer(t, 1000)
+	c, err := client.New(url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cp, _ := l.Checkpoint()
+	old, err := l.TreeHash(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int64{0, 5, 299, 999} {
+		leaf := tlog.RecordHash([]byte(fmt.Sprintf("audit entry %020d", i)))
+		p, err := c.InclusionProof(ctx, i, cp.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := itlog.CheckInclusion(p, i, cp.N, leaf, cp.Hash); err != nil {
+			t.Fatalf("index %d: %v", i, err)
+		}
+		j, p, err := c.InclusionProofByHash(ctx, leaf, cp.N)
+		if err != nil || j != i {
+			t.Fatalf("by hash: %d %v", j, err)
+		}
+		if err := itlog.CheckInclusion(p, i, cp.N, leaf, cp.Hash); err != nil {
+			t.Fatalf("by hash %d: %v", i, err)
+		}
+	}
+	if _, _, err := c.InclusionProofByHash(ctx, tlog.Hash{1}, cp.N); !errors.Is(err, client.ErrNotExist) {
+		t.Fatalf("unknown leaf: %v", err)
+	}
+	p, err := c.ConsistencyProof(ctx, 300, cp.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := itlog.CheckConsistency(p, 300, old, cp.N, cp.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Tile(ctx, tlog.Tile{H: 8, L: 0, N: 9, W: 256}, nil); !errors.Is(err, client.ErrNotExist) {
+		t.Fatalf("tile beyond the tree: %v", err)
 	}
 }

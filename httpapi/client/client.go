@@ -198,18 +198,84 @@ func (c *Client) ConsistencyProof(ctx context.Context, m, n int64) (tlog.TreePro
 	if r.From != m || r.To != n {
 		return nil, fmt.Errorf("client: consistency proof for %d->%d answered for %d->%d", m, n, r.From, r.To)
 	}
-	if len(r.Hashes) > itlog.MaxProofHashes {
-		return nil, fmt.Errorf("client: consistency proof %d->%d has %d hashes", m, n, len(r.Hashes))
+	p, err := decodeHashes(r.Hashes)
+	if err != nil {
+		return nil, fmt.Errorf("client: consistency proof %d->%d: %w", m, n, err)
 	}
-	p := make(tlog.TreeProof, len(r.Hashes))
-	for i, s := range r.Hashes {
+	return tlog.TreeProof(p), nil
+}
+
+// InclusionResponse is the JSON body of GET /v1/proof/inclusion.
+type InclusionResponse struct {
+	Index    int64    `json:"index"`
+	TreeSize int64    `json:"tree_size"`
+	Hashes   []string `json:"hashes"`
+}
+
+// InclusionProof fetches Indelible's GET /v1/proof/inclusion?index=i&size=n
+// and decodes the proof. It checks the echoed index and size and the hash
+// encoding, not the proof (see tlog.CheckInclusion).
+func (c *Client) InclusionProof(ctx context.Context, i, n int64) (tlog.RecordProof, error) {
+	return c.inclusion(ctx, fmt.Sprintf("v1/proof/inclusion?index=%d&size=%d", i, n), i, n)
+}
+
+// InclusionProofByHash fetches the inclusion proof, in the tree of size n,
+// of the first entry whose RFC 6962 leaf hash is leaf, and returns its index
+// and the proof. A leaf the log does not hold gives an error matching
+// ErrNotExist.
+func (c *Client) InclusionProofByHash(ctx context.Context, leaf tlog.Hash, n int64) (int64, tlog.RecordProof, error) {
+	q := url.Values{"hash": {base64.StdEncoding.EncodeToString(leaf[:])}, "size": {strconv.FormatInt(n, 10)}}
+	body, err := c.Get(ctx, "v1/proof/inclusion?"+q.Encode(), nil, MaxProofSize)
+	if err != nil {
+		return 0, nil, err
+	}
+	var r InclusionResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return 0, nil, fmt.Errorf("client: inclusion proof by hash: %w", err)
+	}
+	if r.TreeSize != n || r.Index < 0 || r.Index >= n {
+		return 0, nil, fmt.Errorf("client: inclusion proof by hash in size %d answered for index %d, size %d", n, r.Index, r.TreeSize)
+	}
+	p, err := decodeHashes(r.Hashes)
+	if err != nil {
+		return 0, nil, fmt.Errorf("client: inclusion proof by hash: %w", err)
+	}
+	return r.Index, tlog.RecordProof(p), nil
+}
+
+func (c *Client) inclusion(ctx context.Context, path string, i, n int64) (tlog.RecordProof, error) {
+	body, err := c.Get(ctx, path, nil, MaxProofSize)
+	if err != nil {
+		return nil, err
+	}
+	var r InclusionResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("client: inclusion proof %d in %d: %w", i, n, err)
+	}
+	if r.Index != i || r.TreeSize != n {
+		return nil, fmt.Errorf("client: inclusion proof for %d in %d answered for %d in %d", i, n, r.Index, r.TreeSize)
+	}
+	p, err := decodeHashes(r.Hashes)
+	if err != nil {
+		return nil, fmt.Errorf("client: inclusion proof %d in %d: %w", i, n, err)
+	}
+	return tlog.RecordProof(p), nil
+}
+
+// decodeHashes decodes base64 proof hashes, at most itlog.MaxProofHashes.
+func decodeHashes(hs []string) ([]tlog.Hash, error) {
+	if len(hs) > itlog.MaxProofHashes {
+		return nil, fmt.Errorf("%d hashes, at most %d", len(hs), itlog.MaxProofHashes)
+	}
+	out := make([]tlog.Hash, len(hs))
+	for i, s := range hs {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil || len(b) != tlog.HashSize {
-			return nil, fmt.Errorf("client: consistency proof %d->%d: hash %d is not base64 of 32 bytes", m, n, i)
+			return nil, fmt.Errorf("hash %d is not base64 of 32 bytes", i)
 		}
-		copy(p[i][:], b)
+		copy(out[i][:], b)
 	}
-	return p, nil
+	return out, nil
 }
 
 // Get fetches <prefix>/<path>, appending the body to buf[:0], with retries
