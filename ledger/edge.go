@@ -1,9 +1,9 @@
 package ledger
 
 import (
-	"bytes"
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -13,7 +13,21 @@ import (
 // edge is the right edge of the tree, kept in memory by the sequencer: the
 // compact range of [0, size), the current (partial) hash tile at each tile
 // level, and the current (partial) entry bundle. Everything left of the edge
-// is immutable and lives only in pebble.
+// is immutable and lives in pebble as full tiles and bundles.
+//
+// The right edge is persisted so that a commit writes about as much as it
+// appends, whatever the batch size: the new entries of the partial bundle go
+// into one 'e' record per commit (deleted once the bundle is full and written
+// whole), the partial level-0 tile is not stored at all (Open recomputes it
+// from the partial bundle), and partial tiles at levels >= 1, which change
+// only when a tile below them fills, are rewritten only then. Rewriting the
+// whole partial bundle and tile at every commit made small commits write over
+// a hundred times their payload.
+//
+// The buffers are append-only: a full tile or bundle gets a fresh buffer, and
+// bytes once appended never change. So a snapshot (slice headers taken at
+// the end of a commit) stays valid while the sequencer goes on appending, and
+// serves the published right edge to readers without touching pebble.
 type edge struct {
 	size   int64
 	rng    *compact.Range
@@ -28,19 +42,61 @@ type edgeTile struct {
 	dirty bool   // changed since the last commit
 }
 
+// edgeSnapshot is the right edge at one tree size, immutable.
+type edgeSnapshot struct {
+	tiles  []edgeTile
+	bundle edgeTile
+}
+
+func (e *edge) snapshot() *edgeSnapshot {
+	s := &edgeSnapshot{tiles: make([]edgeTile, len(e.tiles)), bundle: e.bundle}
+	copy(s.tiles, e.tiles)
+	for i := range s.tiles {
+		s.tiles[i].data = s.tiles[i].data[:len(s.tiles[i].data):len(s.tiles[i].data)]
+	}
+	s.bundle.data = s.bundle.data[:len(s.bundle.data):len(s.bundle.data)]
+	return s
+}
+
+// partialTile returns the snapshot's partial hash tile at level l if its
+// index is n.
+func (s *edgeSnapshot) partialTile(l int, n int64) ([]byte, bool) {
+	if l < 0 || l >= len(s.tiles) || s.tiles[l].n != n || s.tiles[l].w == 0 {
+		return nil, false
+	}
+	return s.tiles[l].data, true
+}
+
+// partialBundle returns the snapshot's partial bundle if its index is n.
+func (s *edgeSnapshot) partialBundle(n int64) ([]byte, bool) {
+	if s.bundle.n != n || s.bundle.w == 0 {
+		return nil, false
+	}
+	return s.bundle.data, true
+}
+
+func newTileBuf() []byte { return make([]byte, 0, itlog.TileWidth*tlog.HashSize) }
+
 func (e *edge) tile(l int) *edgeTile {
 	for len(e.tiles) <= l {
-		e.tiles = append(e.tiles, edgeTile{data: make([]byte, 0, itlog.TileWidth*tlog.HashSize)})
+		e.tiles = append(e.tiles, edgeTile{n: 0, data: newTileBuf()})
 	}
 	return &e.tiles[l]
 }
 
-// loadEdge reads the right-edge tiles and bundle of tree from the store,
-// rebuilds the compact range from them, and checks that its root equals the
-// recorded root and that the partial level-0 tile holds the leaf hashes of
-// the partial bundle.
+// loadEdge reads the right edge of tree from the store: the partial bundle
+// from its 'e' records, the partial level-0 tile recomputed from it, the
+// partial tiles above from pebble. It rebuilds the compact range from them
+// and checks that its root equals the recorded root.
 func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 	e := &edge{size: tree.N}
+	e.bundle.n = tree.N / itlog.TileWidth
+	e.bundle.w = int(tree.N % itlog.TileWidth)
+	data, err := l.readDeltas(e.bundle.n, e.bundle.w)
+	if err != nil {
+		return nil, err
+	}
+	e.bundle.data = data
 	for lvl := 0; ; lvl++ {
 		count := tree.N >> (uint(lvl) * itlog.TileHeight)
 		if count == 0 && lvl > 0 {
@@ -49,7 +105,18 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 		t := e.tile(lvl)
 		t.n = count / itlog.TileWidth
 		t.w = int(count % itlog.TileWidth)
-		if t.w > 0 {
+		switch {
+		case t.w == 0:
+		case lvl == 0:
+			err := itlog.WalkBundle(e.bundle.data, func(entry []byte) bool {
+				h := tlog.RecordHash(entry)
+				t.data = append(t.data, h[:]...)
+				return true
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%w: right-edge bundle %d: %v", ErrCorrupt, e.bundle.n, err)
+			}
+		default:
 			data, err := l.get(tileKey(lvl, t.n))
 			if err != nil {
 				return nil, fmt.Errorf("%w: reading right-edge tile %d/%d: %v", ErrCorrupt, lvl, t.n, err)
@@ -63,28 +130,10 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 			break
 		}
 	}
-	e.bundle.n = tree.N / itlog.TileWidth
-	e.bundle.w = int(tree.N % itlog.TileWidth)
-	if e.bundle.w > 0 {
-		data, err := l.get(bundleKey(e.bundle.n))
-		if err != nil {
-			return nil, fmt.Errorf("%w: reading right-edge bundle %d: %v", ErrCorrupt, e.bundle.n, err)
-		}
-		entries, err := itlog.ParseBundle(data, e.bundle.w)
-		if err != nil {
-			return nil, fmt.Errorf("%w: right-edge bundle %d: %v", ErrCorrupt, e.bundle.n, err)
-		}
-		t0 := e.tile(0)
-		for i, entry := range entries {
-			h := tlog.RecordHash(entry)
-			if !bytes.Equal(h[:], t0.data[i*tlog.HashSize:(i+1)*tlog.HashSize]) {
-				return nil, fmt.Errorf("%w: entry %d does not hash to its leaf in tile 0/%d", ErrCorrupt, e.bundle.n*itlog.TileWidth+int64(i), t0.n)
-			}
-		}
-		e.bundle.data = data
-	}
 
-	// Rebuild the compact range from the stored hashes of its nodes.
+	// Rebuild the compact range from the hashes of its nodes: the partial
+	// tiles above (and so the entries of the partial bundle) must hash up to
+	// the recorded root.
 	ids := compact.RangeNodes(0, uint64(tree.N), nil)
 	indexes := make([]int64, len(ids))
 	for i, id := range ids {
@@ -111,6 +160,43 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 	}
 	e.rng = rng
 	return e, nil
+}
+
+// readDeltas reassembles the partial bundle n of w entries from its 'e'
+// records, which must be contiguous and hold exactly w entries.
+func (l *Log) readDeltas(n int64, w int) ([]byte, error) {
+	start := n * itlog.TileWidth
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: deltaKey(start), UpperBound: deltaKey(start + itlog.TileWidth)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	data := make([]byte, 0, 64<<10)
+	next := start
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		first := int64(0)
+		for _, c := range k[1:] {
+			first = first<<8 | int64(c)
+		}
+		if first != next {
+			return nil, fmt.Errorf("%w: partial bundle %d: record for entry %d, want %d", ErrCorrupt, n, first, next)
+		}
+		v := it.Value()
+		k0 := 0
+		if err := itlog.WalkBundle(v, func([]byte) bool { k0++; return true }); err != nil || k0 == 0 {
+			return nil, fmt.Errorf("%w: partial bundle %d: record at entry %d is malformed", ErrCorrupt, n, first)
+		}
+		data = append(data, v...)
+		next += int64(k0)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if next != start+int64(w) {
+		return nil, fmt.Errorf("%w: partial bundle %d holds %d entries, the tree needs %d", ErrCorrupt, n, next-start, w)
+	}
+	return data, nil
 }
 
 // readTilesForEdge reads tiles from the store, using the in-memory right edge

@@ -113,6 +113,7 @@ func (c *tileCache) put(k tileKeyLN, e *expanded) {
 // hashReader returns a HashReader over the stored tiles, through the
 // expanded-tile cache. Any tree size up to the published one can be read.
 func (l *Log) hashReader() tlog.HashReader {
+	snap := l.pub.Load().edge
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
 		for i, x := range indexes {
@@ -124,7 +125,7 @@ func (l *Log) hashReader() tlog.HashReader {
 			minW := (off + 1) << k // tile hashes needed for node off at level k
 			e := l.tiles.get(key, minW)
 			if e == nil {
-				data, err := l.get(tileKey(L, key.n))
+				data, err := l.readTile(snap, L, key.n)
 				if err != nil {
 					return nil, fmt.Errorf("ledger: reading tile %d/%d: %w", L, key.n, err)
 				}

@@ -61,7 +61,7 @@ func (l *Log) reindex(from, n int64) error {
 		end := min(n, (start/itlog.TileWidth+8)*itlog.TileWidth)
 		job := indexJob{first: start}
 		for bn := start / itlog.TileWidth; bn*itlog.TileWidth < end; bn++ {
-			data, err := l.get(bundleKey(bn))
+			data, err := l.readBundle(l.edge.snapshot(), bn)
 			if err != nil {
 				return fmt.Errorf("%w: re-indexing bundle %d: %v", ErrCorrupt, bn, err)
 			}

@@ -12,9 +12,14 @@ import (
 //	'm' "format"          store format version (decimal text)
 //	'm' "origin"          the log's origin line
 //	's'                   tree state: size (8 bytes BE) || root hash (32)
-//	't' L(1) N(8)         hash tile at level L, index N: full (8192 bytes) or
-//	                      the current partial (a prefix of the future full tile)
-//	'b' N(8)              entry bundle N: full (256 entries) or the current partial
+//	't' L(1) N(8)         hash tile at level L, index N: full (8192 bytes) or,
+//	                      for L >= 1, the current partial (a prefix of the
+//	                      future full tile). The partial level-0 tile is not
+//	                      stored: it is the leaf hashes of the partial bundle.
+//	'b' N(8)              entry bundle N, once full (256 entries)
+//	'e' i(8)              entries i, i+1, ... of the current partial bundle,
+//	                      bundle-encoded, as appended by one commit (deleted
+//	                      when the bundle is full: see edge.go)
 //	'h' leafhash(32) i(8) leaf-hash index: entry i has this leaf hash (value empty)
 //	'x' ...               extension namespace, for the layers above (events)
 const (
@@ -22,6 +27,7 @@ const (
 	prefixState  = 's'
 	prefixTile   = 't'
 	prefixBundle = 'b'
+	prefixDelta  = 'e'
 	prefixLeaf   = 'h'
 	prefixExt    = 'x'
 )
@@ -46,6 +52,13 @@ func bundleKey(n int64) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixBundle
 	binary.BigEndian.PutUint64(k[1:], uint64(n))
+	return k
+}
+
+func deltaKey(i int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixDelta
+	binary.BigEndian.PutUint64(k[1:], uint64(i))
 	return k
 }
 

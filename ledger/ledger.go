@@ -166,6 +166,7 @@ type Log struct {
 type published struct {
 	cp     itlog.Checkpoint
 	signed []byte
+	edge   *edgeSnapshot // the right edge at cp.N, for reads
 }
 
 // Open opens the log stored in dir, creating it if dir holds no log. A new
@@ -238,7 +239,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 	}
 	if err == nil {
-		err = l.publish(tree)
+		err = l.publish(tree, l.edge.snapshot())
 	}
 	if err == nil {
 		err = l.startWitnessing(opts.Witnessing)
@@ -400,7 +401,7 @@ func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
 
 // publish signs a checkpoint for tree, which must be durable, and makes it
 // visible. Sizes only grow: publishing an older tree is a no-op.
-func (l *Log) publish(tree tlog.Tree) error {
+func (l *Log) publish(tree tlog.Tree, snap *edgeSnapshot) error {
 	cp := itlog.Checkpoint{Origin: l.origin, Tree: tree}
 	signed, err := itlog.SignCheckpoint(cp, l.signer)
 	if err != nil {
@@ -417,7 +418,7 @@ func (l *Log) publish(tree tlog.Tree) error {
 			panic(fmt.Sprintf("ledger: two roots for size %d", tree.N))
 		}
 	}
-	l.pub.Store(&published{cp: cp, signed: signed})
+	l.pub.Store(&published{cp: cp, signed: signed, edge: snap})
 	if l.wit != nil {
 		l.wit.notify()
 	}

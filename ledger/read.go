@@ -20,12 +20,12 @@ import (
 // c2sp.org/tlog-tiles paths. It returns ErrNotFound if the published tree
 // does not imply the tile. t.H must be tlog.TileHeight.
 func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
-	n := l.pub.Load().cp.N
-	if t.H != itlog.TileHeight || !itlog.TileExists(t, n) {
+	pub := l.pub.Load()
+	if t.H != itlog.TileHeight || !itlog.TileExists(t, pub.cp.N) {
 		return nil, ErrNotFound
 	}
 	if t.L == itlog.EntriesLevel {
-		data, err := l.get(bundleKey(t.N))
+		data, err := l.readBundle(pub.edge, t.N)
 		if err != nil {
 			return nil, err
 		}
@@ -35,7 +35,7 @@ func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
 		}
 		return p, nil
 	}
-	data, err := l.get(tileKey(t.L, t.N))
+	data, err := l.readTile(pub.edge, t.L, t.N)
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +47,11 @@ func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
 
 // Entry returns the bytes of entry i, which must be below the published size.
 func (l *Log) Entry(i int64) ([]byte, error) {
-	n := l.pub.Load().cp.N
-	if i < 0 || i >= n {
+	pub := l.pub.Load()
+	if i < 0 || i >= pub.cp.N {
 		return nil, ErrNotFound
 	}
-	data, err := l.get(bundleKey(i / itlog.TileWidth))
+	data, err := l.readBundle(pub.edge, i/itlog.TileWidth)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +73,24 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: bundle %d: %v", ErrCorrupt, i/itlog.TileWidth, err)
 	}
 	return out, nil
+}
+
+// readBundle returns bundle n: the partial one from the published right
+// edge, a full one from the store. The result must not be modified.
+func (l *Log) readBundle(snap *edgeSnapshot, n int64) ([]byte, error) {
+	if data, ok := snap.partialBundle(n); ok {
+		return data, nil
+	}
+	return l.get(bundleKey(n))
+}
+
+// readTile returns hash tile (lvl, n): the partial one from the published
+// right edge, a full one from the store. The result must not be modified.
+func (l *Log) readTile(snap *edgeSnapshot, lvl int, n int64) ([]byte, error) {
+	if data, ok := snap.partialTile(lvl, n); ok {
+		return data, nil
+	}
+	return l.get(tileKey(lvl, n))
 }
 
 // checkSize checks that n is a size the log has published.

@@ -49,6 +49,7 @@ type commit struct {
 	tree    tlog.Tree
 	entries int
 	leaves  indexJob // for the indexer, unless the batch indexed them itself
+	snap    *edgeSnapshot
 	start   time.Time
 	err     error
 }
@@ -211,6 +212,9 @@ func (l *Log) integrate(reqs []*request) *commit {
 		seen = make(map[tlog.Hash]int64)
 	}
 	c.leaves.first = e.size
+	// The new entries of the partial bundle start at deltaStart, at byte
+	// deltaOff of its buffer: one 'e' record per commit (see edge.go).
+	deltaStart, deltaOff := e.size, len(e.bundle.data)
 	visit := func(id compact.NodeID, hash []byte) {
 		if id.Level%itlog.TileHeight != 0 {
 			return
@@ -227,7 +231,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 			b.Set(tileKey(lvl, t.n), t.data, nil)
 			t.n++
 			t.w = 0
-			t.data = t.data[:0]
+			t.data = newTileBuf() // snapshots may still hold the old one
 			t.dirty = false
 		}
 	}
@@ -254,7 +258,6 @@ func (l *Log) integrate(reqs []*request) *commit {
 			r.indexes[i] = idx
 			e.bundle.data = itlog.AppendBundleEntry(e.bundle.data, ent.Data)
 			e.bundle.w++
-			e.bundle.dirty = true
 			if err := e.rng.Append(h[:], visit); err != nil {
 				panic(fmt.Sprintf("ledger: compact range append: %v", err))
 			}
@@ -275,11 +278,14 @@ func (l *Log) integrate(reqs []*request) *commit {
 			e.size++
 			c.entries++
 			if e.bundle.w == itlog.TileWidth {
+				// The bundle is full: write it whole, drop its 'e' records.
+				start := e.bundle.n * itlog.TileWidth
 				b.Set(bundleKey(e.bundle.n), e.bundle.data, nil)
+				b.DeleteRange(deltaKey(start), deltaKey(start+itlog.TileWidth), nil)
 				e.bundle.n++
 				e.bundle.w = 0
-				e.bundle.data = e.bundle.data[:0]
-				e.bundle.dirty = false
+				e.bundle.data = make([]byte, 0, cap(e.bundle.data))
+				deltaStart, deltaOff = e.size, 0
 			}
 		}
 		if c.err != nil {
@@ -287,13 +293,16 @@ func (l *Log) integrate(reqs []*request) *commit {
 		}
 	}
 	if c.err == nil {
-		if e.bundle.dirty {
-			b.Set(bundleKey(e.bundle.n), e.bundle.data, nil)
-			e.bundle.dirty = false
+		if e.size > deltaStart {
+			b.Set(deltaKey(deltaStart), e.bundle.data[deltaOff:], nil)
 		}
 		for lvl := range e.tiles {
 			if t := &e.tiles[lvl]; t.dirty {
-				b.Set(tileKey(lvl, t.n), t.data, nil)
+				// The partial level-0 tile is not stored: Open recomputes
+				// it from the partial bundle.
+				if lvl > 0 {
+					b.Set(tileKey(lvl, t.n), t.data, nil)
+				}
 				t.dirty = false
 			}
 		}
@@ -302,6 +311,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 			panic(err.Error())
 		}
 		c.tree = tlog.Tree{N: e.size, Hash: root}
+		c.snap = e.snapshot()
 		b.Set(keyState, encodeState(c.tree), nil)
 		if seen != nil {
 			var v [8]byte
@@ -368,7 +378,7 @@ func (l *Log) publishLoop() {
 			continue
 		}
 		// c.tree is durable now: sign and publish it, then answer.
-		if err := l.publish(c.tree); err != nil {
+		if err := l.publish(c.tree, c.snap); err != nil {
 			l.log.Error("publishing checkpoint", "err", err)
 		}
 		finish(c.reqs, nil)
