@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -109,7 +107,7 @@ func goList(t *testing.T) map[string]*goPackage {
 	t.Helper()
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Skipf("no go command on PATH: %v", err)
 	}
 	cmd := exec.Command(goCmd, "list", "-e", "-deps", "-json=ImportPath,Standard,Imports,Deps,Module", "./...")
 	var stderr bytes.Buffer
