@@ -43,6 +43,7 @@ var statusTable = []struct {
 	{witness.ErrMalformed, http.StatusBadRequest},
 	{witness.ErrInconsistent, http.StatusUnprocessableEntity},
 	{errAdminOnly, http.StatusForbidden},
+	{errRateLimited, http.StatusTooManyRequests},
 }
 
 var (
@@ -104,7 +105,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			msg = "internal server error"
 		}
 		h := c.Response().Header()
-		if status == http.StatusServiceUnavailable {
+		if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 			h.Set("Retry-After", retryAfterSeconds)
 		}
 		body, _ := json.Marshal(errorBody{Error: msg})

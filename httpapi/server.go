@@ -49,6 +49,12 @@ type Config struct {
 	Metrics *Metrics
 	// Logger receives internal errors. Default: slog.Default().
 	Logger *slog.Logger
+	// RateLimit, if positive, limits each client IP address to this many
+	// requests per second (bursts of RateBurst, default twice the rate);
+	// requests over it get 429 with Retry-After. /healthz, /readyz and
+	// /metrics are exempt. Zero means no limit.
+	RateLimit float64
+	RateBurst int
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -92,6 +98,9 @@ func New(cfg Config) *Server {
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.Use(s.instrument)
+	if cfg.RateLimit > 0 {
+		e.Use(newRateLimiter(cfg.RateLimit, cfg.RateBurst).middleware)
+	}
 	s.e = e
 
 	s.route(http.MethodGet, "/healthz", s.serveHealthz)
