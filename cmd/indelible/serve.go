@@ -54,6 +54,9 @@ type serveConfig struct {
 	pprof   string // if set, net/http/pprof is served on this (loopback) address
 	tlsCert string // if set with tlsKey, serve HTTPS with this certificate chain (PEM)
 	tlsKey  string // the certificate's private key (PEM)
+
+	witnesses     []string // --witness VKEY=URL: witnesses cosigning the checkpoints (witness.go)
+	witnessQuorum int      // cosignatures a served checkpoint needs; 0 means all
 }
 
 func init() {
@@ -84,6 +87,8 @@ closed.`,
 	f.StringVar(&cfg.tlsKey, "tls-key", "", "private key of --tls-cert (PEM file)")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
+	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
+	f.IntVar(&cfg.witnessQuorum, "witness-quorum", 0, "cosignatures a checkpoint needs before /checkpoint serves it (default: all witnesses)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -114,11 +119,18 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 
+	wcfg, err := witnessingConfig(cfg.witnesses, cfg.witnessQuorum)
+	if err != nil {
+		return err
+	}
 	metrics := httpapi.NewMetrics()
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
 		Signer:   signer,
 		Logger:   logger,
 		OnCommit: metrics.ObserveCommit,
+		// Witnessing runs beside ingestion; /checkpoint serves the newest
+		// checkpoint meeting the quorum (see ledger/witnessing.go).
+		Witnessing: wcfg,
 	})
 	if err != nil {
 		return err
@@ -130,6 +142,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 	}()
 
+	if len(wcfg.Witnesses) > 0 {
+		metrics.WatchWitnessing(l)
+	}
 	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger})
 	hs := srv.HTTPServer(cfg.listen)
 	if cfg.tlsCert != "" {
