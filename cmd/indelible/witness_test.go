@@ -91,15 +91,6 @@ func (p *witnessProc) kill() {
 	<-p.exited
 }
 
-// needWitnessFlags skips until indelible serve has --witness (added to
-// serve.go after its author finished it).
-func needWitnessFlags(t *testing.T) {
-	out, _, _ := run(t, nil, "serve", "--help")
-	if !strings.Contains(out, "--witness-quorum") {
-		t.Skip("indelible serve has no --witness flags yet")
-	}
-}
-
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -178,7 +169,6 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, s
 // quorum 2. Killing one witness does not stop ingestion and /checkpoint
 // keeps carrying 2 valid cosignatures; restarted, it catches up.
 func TestWitnessQuorumProcesses(t *testing.T) {
-	needWitnessFlags(t)
 	const origin = "example.com/witnessed-log"
 	keyFile, logVKey := newLogKey(t, origin)
 	var ws []*witnessProc
@@ -256,7 +246,6 @@ func TestWitnessQuorumProcesses(t *testing.T) {
 // with `indelible witness clear-fork` (through the running witness, and on
 // the store of a stopped one).
 func TestWitnessForkProcesses(t *testing.T) {
-	needWitnessFlags(t)
 	const origin = "example.com/split-view"
 	const interval = 200 * time.Millisecond
 	keyFile, logVKey := newLogKey(t, origin)
