@@ -269,6 +269,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 		logs = append(logs, startServeAt(t, filepath.Join(t.TempDir(), fmt.Sprintf("log%d", i)), logAddr[i],
 			"--key", keyFile, "--witness", vkeys[i]+"="+ws[i].url, "--witness-quorum", "1"))
 	}
+	start := time.Now()
 	for i, n := range []int{3, 5} {
 		for j := 0; j < n; j++ {
 			httpAdd(t, logs[i].url, []byte(fmt.Sprintf("view %d entry %d", i, j)))
@@ -292,6 +293,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 		f0, f1 := forksOf(dirs[0]), forksOf(dirs[1])
 		return len(f0) > 0 && len(f1) > 0, fmt.Sprintf("w0 %d records, w1 %d records", len(f0), len(f1))
 	})
+	t.Logf("both witnesses hold fork evidence %v after the split view began (gossip interval %v)", time.Since(start).Round(time.Millisecond), interval)
 	for i := range dirs {
 		for _, e := range forksOf(dirs[i]) {
 			if err := witness.VerifyEvidence(e, note.VerifierList(lv)); err != nil {
