@@ -327,7 +327,7 @@ func (wt *witnessing) send(ctx context.Context, p *witnessPeer, target *publishe
 		}
 		// Carry only a cosignature we verified, by this witness's key,
 		// over exactly this checkpoint.
-		n, err := note.Open(append(append([]byte(nil), target.signed...), resp...), note.VerifierList(v))
+		n, err := itlog.OpenNote(append(append([]byte(nil), target.signed...), resp...), note.VerifierList(v))
 		if err != nil {
 			return fmt.Errorf("witness response does not verify: %w", err)
 		}

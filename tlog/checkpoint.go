@@ -183,11 +183,8 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 	if len(msg) > MaxCheckpointSize {
 		return Checkpoint{}, nil, fmt.Errorf("%w: note larger than %d bytes", ErrMalformedCheckpoint, MaxCheckpointSize)
 	}
-	n, err := note.Open(msg, known)
+	n, err := OpenNote(msg, known)
 	if err != nil {
-		return Checkpoint{}, nil, err
-	}
-	if err := checkCanonicalSigs(msg); err != nil {
 		return Checkpoint{}, nil, err
 	}
 	c, err := ParseCheckpoint(n.Text)
@@ -203,6 +200,20 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 		}
 	}
 	return Checkpoint{}, nil, fmt.Errorf("checkpoint for %q carries no verified signature by the log", origin)
+}
+
+// OpenNote is note.Open that also requires every signature to be canonical
+// base64 (see checkCanonicalSigs), so that one signed note has exactly one
+// byte form. Use it, not note.Open, for every note from outside.
+func OpenNote(msg []byte, known note.Verifiers) (*note.Note, error) {
+	n, err := note.Open(msg, known)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCanonicalSigs(msg); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // checkCanonicalSigs requires every signature line of a note (which

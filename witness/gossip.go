@@ -95,7 +95,7 @@ func (w *Witness) gossipCheckpoint(ctx context.Context, p Peer, ls *logState) er
 	// The peer's checkpoint counts only with a valid log signature and a
 	// valid cosignature by the peer.
 	vs := append(append([]note.Verifier{}, ls.Verifiers...), p.Verifier)
-	n, err := note.Open(body, note.VerifierList(vs...))
+	n, err := itlog.OpenNote(body, note.VerifierList(vs...))
 	if err != nil {
 		return fmt.Errorf("peer checkpoint does not verify: %w", err)
 	}

@@ -428,7 +428,7 @@ func (w *Witness) openCheckpoint(msg []byte) (*logState, itlog.Checkpoint, []byt
 	if ls == nil {
 		return nil, itlog.Checkpoint{}, nil, fmt.Errorf("%w: %q", ErrUnknownLog, cp.Origin)
 	}
-	n, err := note.Open(msg, ls.verifiers)
+	n, err := itlog.OpenNote(msg, ls.verifiers)
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		var invalid *note.InvalidSignatureError

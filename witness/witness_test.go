@@ -334,3 +334,29 @@ func TestCrashAfterCosign(t *testing.T) {
 		}
 	}
 }
+
+// TestNonCanonicalSignatureRejected: note.Open decodes signatures leniently,
+// so a log signature whose last base64 character differs only in unused low
+// bits would still verify. The witness must refuse it (one signed checkpoint
+// has exactly one byte form) and not move its state.
+func TestNonCanonicalSignatureRejected(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	w := openTestWitness(t, t.TempDir(), key)
+	defer w.Close()
+	m := newMemTree(t, "entry", 4)
+	body := m.body(t, 0, 4)
+	// The signature line ends "...X=\n" where X carries 2 unused bits: flip one.
+	i := strings.LastIndex(body, "=\n") - 1
+	alphabet := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	pos := strings.IndexByte(alphabet, body[i])
+	mutated := body[:i] + string(alphabet[pos^1]) + body[i+1:]
+	if _, err := w.AddCheckpoint(t.Context(), []byte(mutated)); err == nil {
+		t.Fatal("checkpoint with a non-canonical signature was cosigned")
+	}
+	if cp, err := w.Checkpoint(testOrigin); err == nil {
+		t.Fatalf("state moved after a rejected request: %q", cp)
+	}
+	if _, err := w.AddCheckpoint(t.Context(), []byte(body)); err != nil {
+		t.Fatalf("canonical checkpoint rejected: %v", err)
+	}
+}
