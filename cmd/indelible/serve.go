@@ -57,6 +57,7 @@ type serveConfig struct {
 
 	witnesses     []string // --witness VKEY=URL: witnesses cosigning the checkpoints (witness.go)
 	witnessQuorum int      // cosignatures a served checkpoint needs; 0 means all
+	rateLimit     float64  // requests/s per client IP; 0 means no limit
 }
 
 func init() {
@@ -88,6 +89,7 @@ closed.`,
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
+	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
 	f.IntVar(&cfg.witnessQuorum, "witness-quorum", 0, "cosignatures a checkpoint needs before /checkpoint serves it (default: all witnesses)")
 	rootCmd.AddCommand(cmd)
 }
@@ -99,6 +101,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			return errors.New("--mode events is not yet implemented: use --mode raw")
 		}
 		return fmt.Errorf("--mode %q: want raw", cfg.mode)
+	}
+	if cfg.rateLimit < 0 {
+		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -145,7 +150,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if len(wcfg.Witnesses) > 0 {
 		metrics.WatchWitnessing(l)
 	}
-	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger})
+	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit})
 	hs := srv.HTTPServer(cfg.listen)
 	if cfg.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
