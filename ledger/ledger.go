@@ -364,14 +364,20 @@ var _ io.Closer = (*Log)(nil)
 
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 
-// WaitSize blocks until the published checkpoint covers at least n entries,
-// and returns it, or until ctx is done.
+// WaitSize blocks until a checkpoint covering at least n entries is
+// published, and returns it, or until ctx is done. With witnessing it waits
+// for a checkpoint that met the witness quorum (carrying the cosignatures),
+// never returning a merely log-signed one.
 func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, error) {
 	for {
 		l.pubMu.Lock()
-		p, ch := l.pub.Load(), l.pubWait
+		ch := l.pubWait
 		l.pubMu.Unlock()
-		if p.cp.N >= n {
+		p := l.pub.Load()
+		if l.wit != nil {
+			p = l.witnessedCheckpoint()
+		}
+		if p != nil && p.cp.N >= n {
 			return p.cp, p.signed, nil
 		}
 		if err := l.Err(); err != nil {
@@ -425,4 +431,12 @@ func (l *Log) publish(tree tlog.Tree, snap *edgeSnapshot) error {
 	close(l.pubWait)
 	l.pubWait = make(chan struct{})
 	return nil
+}
+
+// wakeWaiters wakes WaitSize callers to look at the served checkpoint again.
+func (l *Log) wakeWaiters() {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	close(l.pubWait)
+	l.pubWait = make(chan struct{})
 }

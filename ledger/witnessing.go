@@ -294,6 +294,7 @@ func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
 	if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
 		wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
 	}
+	wt.l.wakeWaiters()
 	return true, n
 }
 

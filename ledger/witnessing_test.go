@@ -271,3 +271,33 @@ func TestWitnessingSlowWitnessDoesNotDelayQuorum(t *testing.T) {
 		t.Fatalf("quorum waited %v for the hanging witness", d)
 	}
 }
+
+// TestWaitSizeWaitsForWitnesses: with witnessing, WaitSize (behind POST
+// ?wait=checkpoint and receipts) returns the served, cosigned checkpoint,
+// not merely the log-signed one.
+func TestWaitSizeWaitsForWitnesses(t *testing.T) {
+	s, v := testSigner(t)
+	w0 := newTestWitness(t, "w0.example", v)
+	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger(), Witnessing: WitnessConfig{
+		Witnesses: []Witness{w0}, Quorum: 1, Retry: 10 * time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		idx, err := l.Append(ctx, []byte(fmt.Sprintf("e%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, signed, err := l.WaitSize(ctx, idx+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.N < idx+1 || cosignedBy(signed, w0) != 1 {
+			t.Fatalf("WaitSize(%d) returned size %d with %d cosignatures", idx+1, cp.N, cosignedBy(signed, w0))
+		}
+	}
+}
