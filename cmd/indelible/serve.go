@@ -175,28 +175,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	cp, _ := l.Checkpoint()
 	printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
 
-	errc := make(chan error, 1)
-	go func() {
-		if cfg.tlsCert != "" {
-			errc <- hs.ServeTLS(ln, "", "")
-		} else {
-			errc <- hs.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving HTTP: %w", err)
-	case <-ctx.Done():
+	serve := func() error { return hs.Serve(ln) }
+	if cfg.tlsCert != "" {
+		serve = func() error { return hs.ServeTLS(ln, "", "") }
 	}
-	logger.Info("shutting down: draining HTTP requests, then closing the ledger")
-	srv.SetShuttingDown()
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		logger.Warn("HTTP shutdown", "err", err)
-		hs.Close()
-	}
-	return nil
+	return serveUntil(ctx, hs, srv, serve, logger, "ledger")
 }
 
 // logKey returns the log's signer and verifier key: from --key, from

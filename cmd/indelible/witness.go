@@ -296,21 +296,7 @@ A log uses it with:
   indelible serve --witness '%[2]s=http://%[8]s'
 `, cosigner.Name(), cosigner.VKey(), keyNote, len(logs), len(peers), cfg.interval, cfg.dataDir, ln.Addr().String())
 
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving HTTP: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down: draining HTTP requests, then closing the store")
-	srv.SetShuttingDown()
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
-	}
-	return nil
+	return serveUntil(ctx, hs, srv, func() error { return hs.Serve(ln) }, logger, "store")
 }
 
 // runningWitness returns the URL of the witness running on dir, or "" if
