@@ -40,6 +40,12 @@ type edgeTile struct {
 	w     int    // hashes (or entries) in data
 	data  []byte // hashes (32 bytes each) or bundle bytes
 	dirty bool   // changed since the last commit
+
+	// The inner nodes of tile innerN collected so far (see innerKey),
+	// written when the tile's last inner node is: proofs then read them
+	// instead of recomputing up to 255 hashes per tile.
+	inner  []byte
+	innerN int64
 }
 
 // edgeSnapshot is the right edge at one tree size, immutable.
@@ -125,6 +131,16 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 				return nil, fmt.Errorf("%w: right-edge tile %d/%d is %d bytes, want %d", ErrCorrupt, lvl, t.n, len(data), t.w*tlog.HashSize)
 			}
 			t.data = append(t.data, data...)
+		}
+		if t.w > 1 {
+			// Restore the inner nodes of the partial tile computed so far.
+			ex := expand(t.data)
+			t.inner, t.innerN = make([]byte, innerHashes*tlog.HashSize), t.n
+			for k := 1; k < itlog.TileHeight; k++ {
+				for i, h := range ex.levels[k] {
+					copy(t.inner[(innerStart(k)+i)*tlog.HashSize:], h[:])
+				}
+			}
 		}
 		if count == 0 {
 			break

@@ -132,11 +132,39 @@ func (l *Log) hashReader() tlog.HashReader {
 				if len(data)%tlog.HashSize != 0 || len(data)/tlog.HashSize < minW {
 					return nil, fmt.Errorf("%w: tile %d/%d is %d bytes, need %d hashes", ErrCorrupt, L, key.n, len(data), minW)
 				}
-				e = expand(data)
+				e = l.expandStored(L, key.n, data)
 				l.tiles.put(key, e)
 			}
 			out[i] = e.levels[k][off]
 		}
 		return out, nil
 	})
+}
+
+// expandStored returns the expansion of tile (lvl, n) whose hashes are data:
+// for a full tile, from its stored inner record if there is one (no hashing);
+// otherwise computed.
+func (l *Log) expandStored(lvl int, n int64, data []byte) *expanded {
+	if len(data) != itlog.TileWidth*tlog.HashSize {
+		return expand(data)
+	}
+	inner, err := l.get(innerKey(lvl, n))
+	if err != nil || len(inner) != innerHashes*tlog.HashSize {
+		return expand(data)
+	}
+	e := &expanded{w: itlog.TileWidth}
+	all := make([]tlog.Hash, 0, itlog.TileWidth+innerHashes)
+	for i := 0; i < itlog.TileWidth; i++ {
+		all = append(all, tlog.Hash(data[i*tlog.HashSize:(i+1)*tlog.HashSize]))
+	}
+	for i := 0; i < innerHashes; i++ {
+		all = append(all, tlog.Hash(inner[i*tlog.HashSize:(i+1)*tlog.HashSize]))
+	}
+	e.levels[0] = all[:itlog.TileWidth]
+	for k := 1; k < itlog.TileHeight; k++ {
+		start := itlog.TileWidth + innerStart(k)
+		e.levels[k] = all[start : start+itlog.TileWidth>>k]
+	}
+	// levels[8], the tile's own root, is never read by hashReader (k < 8).
+	return e
 }

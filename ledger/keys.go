@@ -16,6 +16,9 @@ import (
 //	                      for L >= 1, the current partial (a prefix of the
 //	                      future full tile). The partial level-0 tile is not
 //	                      stored: it is the leaf hashes of the partial bundle.
+//	'i' L(1) N(8)         the inner nodes of full hash tile L/N: tree levels
+//	                      8L+1 .. 8L+7 of the subtree it spans (128+64+...+2 =
+//	                      254 hashes, level by level), kept for proofs
 //	'b' N(8)              entry bundle N, once full (256 entries)
 //	'e' i(8)              entries i, i+1, ... of the current partial bundle,
 //	                      bundle-encoded, as appended by one commit (deleted
@@ -28,6 +31,7 @@ const (
 	prefixTile   = 't'
 	prefixBundle = 'b'
 	prefixDelta  = 'e'
+	prefixInner  = 'i'
 	prefixLeaf   = 'h'
 	prefixExt    = 'x'
 )
@@ -54,6 +58,18 @@ func bundleKey(n int64) []byte {
 	binary.BigEndian.PutUint64(k[1:], uint64(n))
 	return k
 }
+
+func innerKey(l int, n int64) []byte {
+	k := tileKey(l, n)
+	k[0] = prefixInner
+	return k
+}
+
+// innerHashes is the number of inner nodes of a full tile (levels 1 to 7
+// within it); innerStart(k) is where level k starts in an inner record.
+const innerHashes = 254
+
+func innerStart(k int) int { return 256 - 512>>k }
 
 func deltaKey(i int64) []byte {
 	k := make([]byte, 9)

@@ -216,7 +216,21 @@ func (l *Log) integrate(reqs []*request) *commit {
 	// deltaOff of its buffer: one 'e' record per commit (see edge.go).
 	deltaStart, deltaOff := e.size, len(e.bundle.data)
 	visit := func(id compact.NodeID, hash []byte) {
-		if id.Level%itlog.TileHeight != 0 {
+		if k := int(id.Level % itlog.TileHeight); k != 0 {
+			// An inner node of a tile at level lvl: keep it for the tile's
+			// inner record, written once the tile's last one arrives.
+			lvl := int(id.Level / itlog.TileHeight)
+			t := e.tile(lvl)
+			n := int64(id.Index >> (itlog.TileHeight - k))
+			off := int(int64(id.Index) - n<<(itlog.TileHeight-k))
+			if t.inner == nil || t.innerN != n {
+				t.inner, t.innerN = make([]byte, innerHashes*tlog.HashSize), n
+			}
+			copy(t.inner[(innerStart(k)+off)*tlog.HashSize:], hash)
+			if k == itlog.TileHeight-1 && off == 1 {
+				b.Set(innerKey(lvl, n), t.inner, nil)
+				t.inner = nil
+			}
 			return
 		}
 		lvl := int(id.Level / itlog.TileHeight)

@@ -153,3 +153,68 @@ func TestSmallCommitsWriteLittle(t *testing.T) {
 		}
 	}
 }
+
+// TestInnerRecords checks the inner-node records written for full tiles
+// (which proofs read instead of recomputing) against a recomputation, for
+// level-0 tiles and the first level-1 tile, with a restart in the middle
+// of a tile (the partial tile's inner nodes are rebuilt on open).
+func TestInnerRecords(t *testing.T) {
+	s, _ := testSigner(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	appendN := func(l *Log, from, to int) {
+		batch := make([]Entry, 0, 4096)
+		for i := from; i < to; i++ {
+			batch = append(batch, Entry{Data: []byte(fmt.Sprintf("entry %d", i))})
+			if len(batch) == cap(batch) || i == to-1 {
+				if _, err := l.AppendEntries(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(l, 0, 300) // tile 0/1 is partial (44 hashes) when the log closes
+	l.Close()
+	l, err = Open(dir, Options{Signer: s, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 300; i < 66_000; i += 1000 {
+		appendN(l, i, min(i+1000, 66_000))
+	}
+	check := func(lvl int, n int64) {
+		t.Helper()
+		data, err := l.get(tileKey(lvl, n))
+		if err != nil || len(data) != 8192 {
+			t.Fatalf("tile %d/%d: %d bytes, %v", lvl, n, len(data), err)
+		}
+		inner, err := l.get(innerKey(lvl, n))
+		if err != nil || len(inner) != innerHashes*32 {
+			t.Fatalf("inner record of tile %d/%d: %d bytes, %v", lvl, n, len(inner), err)
+		}
+		want, got := expand(data), l.expandStored(lvl, n, data)
+		for k := 0; k < 8; k++ {
+			if len(want.levels[k]) != len(got.levels[k]) {
+				t.Fatalf("tile %d/%d level %d: %d hashes, want %d", lvl, n, k, len(got.levels[k]), len(want.levels[k]))
+			}
+			for i := range want.levels[k] {
+				if want.levels[k][i] != got.levels[k][i] {
+					t.Fatalf("tile %d/%d: inner node %d at level %d differs", lvl, n, i, k)
+				}
+			}
+		}
+	}
+	for n := int64(0); n < 66_000/256; n++ {
+		check(0, n)
+	}
+	check(1, 0)
+	if _, err := l.get(innerKey(0, 66_000/256)); err == nil {
+		t.Fatal("inner record written for a partial tile")
+	}
+}
