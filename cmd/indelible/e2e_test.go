@@ -450,6 +450,11 @@ func TestBenchSmoke(t *testing.T) {
 	if _, errOut, code := run(t, nil, "bench", "append", "--url", p.url, "--size", "70000"); code == 0 || !strings.Contains(errOut, "--size") {
 		t.Fatalf("bench --size 70000: %d %s", code, errOut)
 	}
+	// bench proof: every answer must be a proof for the asked index and size.
+	out, errOut, code := run(t, nil, "bench", "proof", "--url", p.url, "--readers", "4", "--duration", "500ms")
+	if code != 0 || !strings.Contains(out, " proofs/s (0 errors)") || !strings.Contains(out, "latency: p50 ") {
+		t.Fatalf("bench proof: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 // TestServeTLS serves HTTPS with a certificate made here and reads the
