@@ -73,28 +73,26 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-// serveProc is a running `indelible serve`.
-type serveProc struct {
+// proc is a running indelible process started by a test.
+type proc struct {
 	cmd    *exec.Cmd
-	url    string
-	origin string
-	vkey   string
-	banner string
 	stderr *lockedBuffer
 	exited chan struct{}
 	err    error // of Wait, valid once exited is closed
 }
 
-// startServe starts `indelible serve --data dir --listen 127.0.0.1:0 args...`
-// and waits for its banner.
-func startServe(t testing.TB, dir string, args ...string) *serveProc {
+// startProc starts the binary with args and feeds each line of its standard
+// output to banner until banner returns true (the process is ready); the
+// rest of its output is drained. The test fails if the process exits first
+// or takes over 30 s; the process is killed when the test ends.
+func startProc(t testing.TB, args []string, banner func(line string) bool) *proc {
 	t.Helper()
-	cmd := exec.Command(binPath, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(binPath, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &serveProc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -112,45 +110,68 @@ func startServe(t testing.TB, dir string, args ...string) *serveProc {
 		}
 		close(lines)
 	}()
-	var banner strings.Builder
+	var out strings.Builder
 	timeout := time.After(30 * time.Second)
-	for !strings.Contains(banner.String(), "indelible checkpoint --url") {
+	for ready := false; !ready; {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				<-p.exited
-				t.Fatalf("indelible serve exited before listening: %v\nstdout:\n%s\nstderr:\n%s", p.err, banner.String(), p.stderr)
+				t.Fatalf("indelible %s exited before it was ready: %v\nstdout:\n%s\nstderr:\n%s", args[0], p.err, out.String(), p.stderr)
 			}
-			banner.WriteString(line + "\n")
-			f := strings.Fields(line)
-			switch {
-			case len(f) == 2 && f[0] == "origin:":
-				p.origin = f[1]
-			case len(f) == 3 && f[0] == "verifier" && f[1] == "key:":
-				p.vkey = f[2]
-			case len(f) == 3 && f[0] == "listening" && f[1] == "on":
-				p.url = f[2]
-			}
+			out.WriteString(line + "\n")
+			ready = banner(line)
 		case <-timeout:
-			t.Fatalf("no banner from indelible serve in 30s:\n%s\nstderr:\n%s", banner.String(), p.stderr)
+			t.Fatalf("indelible %s not ready in 30s:\n%s\nstderr:\n%s", args[0], out.String(), p.stderr)
 		}
-	}
-	if p.url == "" || p.vkey == "" || p.origin == "" {
-		t.Fatalf("banner without url, origin or key:\n%s", banner.String())
 	}
 	// Drain stdout so the process never blocks.
 	go func() {
 		for range lines {
 		}
 	}()
-	p.banner = banner.String()
 	return p
 }
 
 // kill SIGKILLs the process (if still running) and waits for it.
-func (p *serveProc) kill() {
+func (p *proc) kill() {
 	p.cmd.Process.Kill()
 	<-p.exited
+}
+
+// serveProc is a running `indelible serve`.
+type serveProc struct {
+	*proc
+	url    string
+	origin string
+	vkey   string
+	banner string
+}
+
+// startServe starts `indelible serve --data dir --listen 127.0.0.1:0 args...`
+// and waits for its banner.
+func startServe(t testing.TB, dir string, args ...string) *serveProc {
+	t.Helper()
+	p := &serveProc{}
+	var banner strings.Builder
+	p.proc = startProc(t, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...), func(line string) bool {
+		banner.WriteString(line + "\n")
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "origin:":
+			p.origin = f[1]
+		case len(f) == 3 && f[0] == "verifier" && f[1] == "key:":
+			p.vkey = f[2]
+		case len(f) == 3 && f[0] == "listening" && f[1] == "on":
+			p.url = f[2]
+		}
+		return strings.Contains(line, "indelible checkpoint --url")
+	})
+	if p.url == "" || p.vkey == "" || p.origin == "" {
+		t.Fatalf("banner without url, origin or key:\n%s", banner.String())
+	}
+	p.banner = banner.String()
+	return p
 }
 
 // stop sends SIGTERM and waits for a graceful exit.

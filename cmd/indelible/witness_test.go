@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,71 +22,28 @@ import (
 
 // witnessProc is a running `indelible witness`.
 type witnessProc struct {
-	cmd    *exec.Cmd
-	dir    string
-	url    string
-	vkey   string
-	stderr *lockedBuffer
-	exited chan struct{}
-	err    error
+	*proc
+	dir  string
+	url  string
+	vkey string
 }
 
 // startWitnessProc starts `indelible witness --data dir args...` and waits
 // for its banner.
 func startWitnessProc(t testing.TB, dir string, args ...string) *witnessProc {
 	t.Helper()
-	cmd := exec.Command(binPath, append([]string{"witness", "--data", dir}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &witnessProc{cmd: cmd, dir: dir, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.kill() })
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
+	p := &witnessProc{dir: dir}
+	p.proc = startProc(t, append([]string{"witness", "--data", dir}, args...), func(line string) bool {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "verifier" && f[1] == "key:":
+			p.vkey = f[2]
+		case len(f) == 3 && f[0] == "listening" && f[1] == "on":
+			p.url = f[2]
 		}
-		close(lines)
-	}()
-	timeout := time.After(30 * time.Second)
-	for p.url == "" {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				<-p.exited
-				t.Fatalf("indelible witness exited: %v\nstderr:\n%s", p.err, p.stderr)
-			}
-			f := strings.Fields(line)
-			switch {
-			case len(f) >= 3 && f[0] == "verifier" && f[1] == "key:":
-				p.vkey = f[2]
-			case len(f) == 3 && f[0] == "listening" && f[1] == "on":
-				p.url = f[2]
-			}
-		case <-timeout:
-			t.Fatalf("no banner from indelible witness in 30s\nstderr:\n%s", p.stderr)
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
+		return p.url != ""
+	})
 	return p
-}
-
-func (p *witnessProc) kill() {
-	p.cmd.Process.Kill()
-	<-p.exited
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
