@@ -11,7 +11,7 @@
 // tiles when the log has no proof endpoint). Then it replays only the new
 // part.
 //
-// It works against any C2SP tlog-tiles log through indelible.dev/httpapi/client
+// It works against any C2SP tlog-tiles log through indelible.dev/client
 // and never imports the log's own storage: it trusts nothing the log says
 // that it cannot recompute.
 //
@@ -29,7 +29,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
 )
 

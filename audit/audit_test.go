@@ -15,7 +15,7 @@ import (
 
 	"indelible.dev/audit"
 	"indelible.dev/audit/audittest"
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 )
 
 func options(t testing.TB, l *audittest.Log, url string) audit.Options {

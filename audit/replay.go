@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
 )
 

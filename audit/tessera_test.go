@@ -16,7 +16,7 @@ import (
 
 	"indelible.dev/audit"
 	"indelible.dev/audit/audittest"
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 )
 
 // tesseraGrow appends entries [from, to) to the tessera POSIX log in dir

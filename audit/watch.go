@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 )
 
 // Limits of the monitor's outgoing requests.

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/audit"
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 )
 
 // Exit codes of indelible audit.

@@ -28,7 +28,7 @@ import (
 
 	"indelible.dev/audit/audittest"
 	"indelible.dev/httpapi"
-	"indelible.dev/httpapi/client"
+	"indelible.dev/client"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
