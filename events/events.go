@@ -1,0 +1,151 @@
+// Package events is the audit layer over the ledger: it turns validated
+// events into log entries (salted commitments) and stores, in the same
+// pebble batch through the ledger's sidecar seam, the sealed payload
+// (AES-256-GCM under a per-UTC-day data key wrapped by the master key) and
+// the secondary indexes, whose keys are blind indexes (HMAC-SHA-256 under a
+// key derived from the master key). No event value is ever written in
+// plaintext. See docs/events.md for the key space.
+//
+// Everything costly (canonical bytes, salt, commitment, sealing, index keys)
+// is computed before the entries are queued; the Sidecar only sets
+// precomputed bytes.
+package events
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"indelible.dev/event"
+	"indelible.dev/ledger"
+)
+
+// Query limits (contract).
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound  = errors.New("events: no such event")            // 404
+	ErrBadQuery  = errors.New("events: bad query")                // 400; wrapped with the parameter named
+	ErrBadCursor = errors.New("events: bad cursor")               // 400
+	ErrNotEvent  = errors.New("events: entry is not an event")    // 404: an index written by no event
+	ErrDuplicate = errors.New("events: id in flight from writer") // 409: same id, same writer, concurrently
+)
+
+// Keyring wraps and unwraps the per-day data keys and gives the blind-index
+// key. The master-key implementation is NewKeyring; a KMS can replace it.
+type Keyring interface {
+	// WrapKey seals a data key for the given UTC day (days since the Unix epoch).
+	WrapKey(day int64, key []byte) ([]byte, error)
+	// UnwrapKey opens what WrapKey returned for that day.
+	UnwrapKey(day int64, wrapped []byte) ([]byte, error)
+	// IndexKey is the HMAC-SHA-256 key of blind indexes and idempotency keys.
+	IndexKey() []byte
+}
+
+// NewKeyring returns the Keyring of a 32-byte master key: data keys are
+// wrapped with AES-256-GCM under a key derived from it (HKDF-SHA-256, label
+// "indelible data-key wrap"), and the index key is derived likewise (label
+// "indelible blind index").
+func NewKeyring(master []byte) (Keyring, error) { panic("unimplemented") }
+
+// Config configures Open.
+type Config struct {
+	Log     *ledger.Log      // required
+	Keyring Keyring          // required
+	Now     func() time.Time // default time.Now
+	Logger  *slog.Logger     // default slog.Default()
+}
+
+// Layer is the open events layer. Safe for concurrent use.
+type Layer struct{}
+
+// Open opens the events layer over an open log. It does not own the log.
+func Open(cfg Config) (*Layer, error) { panic("unimplemented") }
+
+// Close stops the layer's goroutines (the log is closed by its owner).
+func (l *Layer) Close() error { panic("unimplemented") }
+
+// Appended is the result of appending one event.
+type Appended struct {
+	Index int64  `json:"index"`
+	ID    string `json:"id,omitempty"`
+	// Duplicate is true when the writer's id was seen before from the same
+	// writer: Index is then the original event's and nothing was stored.
+	Duplicate bool `json:"-"`
+}
+
+// Append finishes each event (received_at = now, submitted_by), stores it
+// and returns the results in request order once every event is durable.
+// Events carrying an id already used by the same submitter return the
+// original index and store nothing. Errors: ledger.ErrPushback (retry),
+// ErrDuplicate, *event.Error for an event over the size limit, ledger's
+// fatal errors.
+func (l *Layer) Append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
+	panic("unimplemented")
+}
+
+// Record is the unit every read returns (DESIGN section 6).
+type Record struct {
+	Index      int64
+	Event      event.Event
+	EventBytes []byte
+	Salt       [event.SaltSize]byte
+	Commitment [32]byte
+}
+
+// MarshalJSON writes {"index","event","event_bytes","salt","commitment"}
+// with event as the event bytes verbatim (a JSON object) and the rest base64.
+func (r Record) MarshalJSON() ([]byte, error) { panic("unimplemented") }
+
+// Get returns the record at index i, if i is below the published size and
+// was written by an event (ErrNotFound otherwise).
+func (l *Layer) Get(i int64) (Record, error) { panic("unimplemented") }
+
+// Query is a filtered listing: filters AND together, exact match.
+type Query struct {
+	Actor, Action, Resource, Outcome, Source string
+	Since, Until                             time.Time // on the event's time; zero means open
+	Limit                                    int       // 1..MaxLimit; 0 means DefaultLimit
+	Cursor                                   string    // from a previous Page
+}
+
+// ParseQuery parses the query parameters of GET /v1/events (and of the
+// stream, which also takes "cursor" as a resume index). Unknown parameters,
+// bad times (RFC 3339), bad limits are errors wrapping ErrBadQuery that name
+// the parameter.
+func ParseQuery(v url.Values) (Query, error) { panic("unimplemented") }
+
+// Page is one page of a listing, newest first by time, ties by index
+// (higher first). NextCursor is "" on the last page.
+type Page struct {
+	Records    []Record `json:"events"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// List returns one page of q. A cursor that was not issued for the same
+// filters by this server is ErrBadCursor (cursors are authenticated).
+func (l *Layer) List(q Query) (Page, error) { panic("unimplemented") }
+
+// Receipt returns the c2sp.org/tlog-proof receipt of event i: extra =
+// salt || event_bytes, an inclusion proof to the newest published (with
+// witnessing, quorum-cosigned) checkpoint, which it carries verbatim.
+func (l *Layer) Receipt(i int64) ([]byte, error) { panic("unimplemented") }
+
+// WaitReceipts waits until a published checkpoint covers every index, then
+// returns their receipts in the same order.
+func (l *Layer) WaitReceipts(ctx context.Context, indexes []int64) ([][]byte, error) {
+	panic("unimplemented")
+}
+
+// Stream calls send for every event matching q with index > after, in index
+// order, first those already stored, then each new one as it is published,
+// until ctx is done or send fails. It never skips an event.
+func (l *Layer) Stream(ctx context.Context, q Query, after int64, send func(Record) error) error {
+	panic("unimplemented")
+}
