@@ -12,8 +12,12 @@
 package event
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -53,7 +57,23 @@ type Error struct {
 	Kind     error // ErrInvalid or ErrTooLarge or ErrContentType
 }
 
-func (e *Error) Error() string { panic("unimplemented") }
+// Error reads like `event 3: field "actor.id": must be a string`; the
+// position and field are left out when they do not apply.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Position >= 0 {
+		b.WriteString("event ")
+		b.WriteString(strconv.Itoa(e.Position))
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString("field ")
+		b.WriteString(strconv.Quote(e.Field))
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
 func (e *Error) Unwrap() error { return e.Kind }
 
 // Actor is who did it.
@@ -86,35 +106,72 @@ type Event struct {
 	SubmittedBy string          `json:"submitted_by"`       // set by the server: the token's name
 }
 
-// ParseRequest parses a POST /v1/events body: one JSON object or a JSON
-// array ("application/json", parameters such as charset allowed), or NDJSON
-// ("application/x-ndjson", one object per non-empty line). Validation is
-// strict: unknown fields, a missing action, a bad time (RFC 3339), a bad
-// outcome, over-long ids, metadata that is not an object or nests too deep,
-// an empty body, and more than MaxEvents events are errors. The first bad
-// event makes the whole request fail with an *Error naming its position and
-// field. ReceivedAt and SubmittedBy are rejected if the writer sets them.
-func ParseRequest(contentType string, body []byte) ([]Event, error) { panic("unimplemented") }
-
 // Finish sets what the server adds: ReceivedAt (UTC), SubmittedBy, and Time
 // = ReceivedAt when the writer gave none.
-func (e *Event) Finish(receivedAt time.Time, submittedBy string) { panic("unimplemented") }
+func (e *Event) Finish(receivedAt time.Time, submittedBy string) {
+	e.ReceivedAt = receivedAt.UTC()
+	e.SubmittedBy = submittedBy
+	if e.Time.IsZero() {
+		e.Time = e.ReceivedAt
+	} else {
+		e.Time = e.Time.UTC()
+	}
+}
 
 // Canonical returns the event's canonical JSON bytes: object keys sorted at
 // every level (metadata included), no insignificant whitespace, no HTML
 // escaping, times in RFC 3339 with nanoseconds in UTC, empty optional fields
 // omitted. It fails with an *Error wrapping ErrTooLarge over MaxEventBytes.
 // Decode(Canonical(e)) == e, and Canonical is deterministic.
-func Canonical(e Event) ([]byte, error) { panic("unimplemented") }
+//
+// It also fails, wrapping ErrInvalid, on an event ParseRequest would not
+// accept (no action, a bad outcome, a field over its cap or with control
+// characters, metadata that is not a JSON object nested at most
+// MaxMetadataDepth deep): such bytes could not be decoded back. The
+// *Error's Position is -1.
+func Canonical(e Event) ([]byte, error) {
+	b, err := appendCanonical(make([]byte, 0, 512), &e)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxEventBytes {
+		return nil, &Error{Position: -1, Msg: "event is " + strconv.Itoa(len(b)) + " bytes in canonical form, over the limit of " + strconv.Itoa(MaxEventBytes), Kind: ErrTooLarge}
+	}
+	return b, nil
+}
 
 // Decode parses canonical event bytes as stored (the server-set fields
 // included). It is for reading back what the server wrote; it is lenient
 // only in not requiring canonical order.
-func Decode(b []byte) (Event, error) { panic("unimplemented") }
+// Errors are *Error (Position -1) wrapping ErrInvalid.
+func Decode(b []byte) (Event, error) {
+	s := &scanner{b: b}
+	s.ws()
+	e, err := parseEvent(s, -1, true)
+	if err == nil {
+		err = trailing(s, -1)
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
 
 // Commitment returns SHA-256("indelible/event/v1" || 0x00 || salt || eventBytes),
 // the log entry (leaf data) for the event.
-func Commitment(salt [SaltSize]byte, eventBytes []byte) [32]byte { panic("unimplemented") }
+func Commitment(salt [SaltSize]byte, eventBytes []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(commitmentPrefix))
+	h.Write([]byte{0})
+	h.Write(salt[:])
+	h.Write(eventBytes)
+	var c [32]byte
+	h.Sum(c[:0])
+	return c
+}
+
+// commitmentPrefix is the domain separator of commitments (contract).
+const commitmentPrefix = "indelible/event/v1"
 
 // Opening is what opens a commitment: the salt and the event bytes.
 type Opening struct {
@@ -124,11 +181,28 @@ type Opening struct {
 
 // Encode returns salt || event bytes, the receipt's extra data (the receipt
 // format base64-encodes it).
-func (o Opening) Encode() []byte { panic("unimplemented") }
+func (o Opening) Encode() []byte {
+	b := make([]byte, 0, SaltSize+len(o.Bytes))
+	b = append(b, o.Salt[:]...)
+	return append(b, o.Bytes...)
+}
 
 // ParseOpening splits salt || event bytes; it fails if there are fewer than
 // SaltSize+2 bytes or more than SaltSize+MaxEventBytes.
-func ParseOpening(b []byte) (Opening, error) { panic("unimplemented") }
+// It does not check that the event bytes are a valid event: Decode does.
+// The returned Bytes do not alias b. Errors wrap ErrInvalid.
+func ParseOpening(b []byte) (Opening, error) {
+	if len(b) < SaltSize+2 {
+		return Opening{}, fmt.Errorf("%w: opening of %d bytes, fewer than %d", ErrInvalid, len(b), SaltSize+2)
+	}
+	if len(b) > SaltSize+MaxEventBytes {
+		return Opening{}, fmt.Errorf("%w: opening of %d bytes, more than %d", ErrInvalid, len(b), SaltSize+MaxEventBytes)
+	}
+	var o Opening
+	copy(o.Salt[:], b)
+	o.Bytes = append([]byte(nil), b[SaltSize:]...)
+	return o, nil
+}
 
 // Commitment returns the opening's commitment.
 func (o Opening) Commitment() [32]byte { return Commitment(o.Salt, o.Bytes) }
