@@ -9,7 +9,16 @@
 package auth
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,7 +50,6 @@ type Token struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 	Revoked  time.Time `json:"revoked,omitzero"`
-	hash     [32]byte
 }
 
 // Record is what is persisted for a token: its public record and the SHA-256
@@ -60,28 +68,309 @@ type Persister interface {
 
 // Store is the set of tokens, in memory, backed by a Persister. Safe for
 // concurrent use. Revocation takes effect at once.
-type Store struct{}
+//
+// Secrets are "ind_" followed by 43 characters of unpadded base64url (32
+// random bytes from crypto/rand). The store keeps only SHA-256(secret), the
+// hash of the whole string, prefix included. A presented secret is hashed,
+// looked up by its hash, and the stored hash compared with crypto/subtle.
+//
+// Names are never reused, not even after revocation: past events name
+// their writer by its token name (submitted_by), so a name must always mean
+// one token.
+//
+// Last use is kept in memory by Authenticate and written to the Persister
+// only by Flush, Create and Revoke, so authenticating never waits for a
+// disk.
+type Store struct {
+	p   Persister
+	now func() time.Time
 
-// Open loads the tokens from p.
-func Open(p Persister, now func() time.Time) (*Store, error) { panic("unimplemented") }
+	// wmu serialises the writers (Create, Revoke, Flush), which call the
+	// Persister without holding mu, so authentication never waits for it.
+	wmu sync.Mutex
+
+	// mu guards byName and byHash and each entry's rec. Authenticate takes
+	// it for reading; writers hold wmu, then take it to change the maps.
+	mu     sync.RWMutex
+	byName map[string]*entry
+	byHash map[[32]byte]*entry
+}
+
+// entry is one token in memory.
+type entry struct {
+	rec Record // guarded by Store.mu
+
+	lastUsed  atomic.Int64 // unix nanoseconds of the last Authenticate, 0 if never
+	persisted int64        // lastUsed as last written; guarded by Store.wmu
+}
+
+// SecretPrefix starts every secret (it lets secret scanners recognise one).
+const SecretPrefix = "ind_"
+
+// maxSecretLen bounds what Authenticate hashes.
+const maxSecretLen = 256
+
+// Open loads the tokens from p. now defaults to time.Now.
+func Open(p Persister, now func() time.Time) (*Store, error) {
+	if now == nil {
+		now = time.Now
+	}
+	recs, err := p.Load()
+	if err != nil {
+		return nil, fmt.Errorf("auth: loading tokens: %w", err)
+	}
+	s := &Store{p: p, now: now, byName: map[string]*entry{}, byHash: map[[32]byte]*entry{}}
+	for _, r := range recs {
+		if _, ok := s.byName[r.Name]; ok {
+			return nil, fmt.Errorf("auth: loading tokens: name %q twice", r.Name)
+		}
+		if _, ok := s.byHash[r.Hash]; ok {
+			return nil, fmt.Errorf("auth: loading tokens: token %q has another's hash", r.Name)
+		}
+		r.Scopes = slices.Clone(r.Scopes)
+		e := &entry{rec: r}
+		if !r.LastUsed.IsZero() {
+			e.lastUsed.Store(r.LastUsed.UnixNano())
+			e.persisted = r.LastUsed.UnixNano()
+		}
+		s.byName[r.Name] = e
+		s.byHash[r.Hash] = e
+	}
+	return s, nil
+}
 
 // Create makes a new token, persists its hash, and returns its record and
 // the secret (shown once). Names are 1..MaxNameLen of [A-Za-z0-9._@-];
-// scopes non-empty and known.
-func (s *Store) Create(name string, scopes []Scope) (Token, string, error) { panic("unimplemented") }
+// scopes non-empty and known (duplicates are dropped, the order is
+// append, read, admin). Errors: ErrInvalid, ErrExists (revoked names
+// included), or the Persister's.
+func (s *Store) Create(name string, scopes []Scope) (Token, string, error) {
+	if err := checkName(name); err != nil {
+		return Token{}, "", err
+	}
+	scopes, err := normScopes(scopes)
+	if err != nil {
+		return Token{}, "", err
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return Token{}, "", fmt.Errorf("auth: creating token %q: %w", name, err)
+	}
+	secret := SecretPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	_, exists := s.byName[name]
+	s.mu.RUnlock()
+	if exists {
+		return Token{}, "", fmt.Errorf("auth: creating token %q: %w", name, ErrExists)
+	}
+	r := Record{
+		Token: Token{Name: name, Scopes: scopes, Created: s.now().UTC()},
+		Hash:  sha256.Sum256([]byte(secret)),
+	}
+	// Durable first: a token is usable only once its hash is stored.
+	if err := s.p.Put(r); err != nil {
+		return Token{}, "", fmt.Errorf("auth: creating token %q: %w", name, err)
+	}
+	e := &entry{rec: r}
+	s.mu.Lock()
+	s.byName[name] = e
+	s.byHash[r.Hash] = e
+	s.mu.Unlock()
+	return r.Token.clone(), secret, nil
+}
+
+// Bootstrap creates the token name with scopes if the store holds no token
+// at all (a server's first start), returning its secret and true; otherwise
+// it does nothing and returns "", false.
+func (s *Store) Bootstrap(name string, scopes []Scope) (secret string, created bool, err error) {
+	s.mu.RLock()
+	n := len(s.byName)
+	s.mu.RUnlock()
+	if n > 0 {
+		return "", false, nil
+	}
+	_, secret, err = s.Create(name, scopes)
+	if errors.Is(err, ErrExists) {
+		return "", false, nil // created concurrently
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return secret, true, nil
+}
 
 // List returns every token's public record, revoked ones included, by name.
-func (s *Store) List() []Token { panic("unimplemented") }
+func (s *Store) List() []Token {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Token, 0, len(s.byName))
+	for _, e := range s.byName {
+		t := e.rec.Token.clone()
+		if lu := e.lastUsed.Load(); lu != 0 {
+			t.LastUsed = time.Unix(0, lu).UTC()
+		}
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Token) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
 
-// Revoke revokes the named token at once (ErrNoToken if none).
-func (s *Store) Revoke(name string) error { panic("unimplemented") }
+// Revoke revokes the named token at once (ErrNoToken if none; revoking a
+// revoked token again is not an error). The
+// revocation holds in memory from the moment Revoke takes the lock, even if
+// persisting it then fails (the error is returned): failing open is not an
+// option for a revocation.
+func (s *Store) Revoke(name string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	e, ok := s.byName[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("auth: revoking token %q: %w", name, ErrNoToken)
+	}
+	// Revoking twice keeps the first time, and persists again in case the
+	// first Put failed.
+	if e.rec.Revoked.IsZero() {
+		e.rec.Revoked = s.now().UTC()
+	}
+	r := s.withLastUsed(e)
+	s.mu.Unlock()
+	if err := s.p.Put(r); err != nil {
+		return fmt.Errorf("auth: revoking token %q: %w", name, err)
+	}
+	e.persisted = r.LastUsed.UnixNano()
+	return nil
+}
+
+// withLastUsed returns e's record with the in-memory last use (s.mu held).
+func (s *Store) withLastUsed(e *entry) Record {
+	r := e.rec
+	r.Scopes = slices.Clone(r.Scopes)
+	if lu := e.lastUsed.Load(); lu != 0 {
+		r.LastUsed = time.Unix(0, lu).UTC()
+	}
+	return r
+}
+
+// Flush persists the last-use times that changed since they were last
+// persisted. A server calls it now and then and when it stops.
+func (s *Store) Flush() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	var dirty []*entry
+	for _, e := range s.byName {
+		if e.lastUsed.Load() != e.persisted {
+			dirty = append(dirty, e)
+		}
+	}
+	recs := make([]Record, len(dirty))
+	for i, e := range dirty {
+		recs[i] = s.withLastUsed(e)
+	}
+	s.mu.RUnlock()
+	for i, r := range recs {
+		if err := s.p.Put(r); err != nil {
+			return fmt.Errorf("auth: persisting last use of %q: %w", r.Name, err)
+		}
+		dirty[i].persisted = r.LastUsed.UnixNano()
+	}
+	return nil
+}
 
 // Authenticate returns the live token whose secret is secret, or
 // ErrUnauthenticated; it records last use (in memory, persisted lazily).
-func (s *Store) Authenticate(secret string) (Token, error) { panic("unimplemented") }
+func (s *Store) Authenticate(secret string) (Token, error) {
+	if len(secret) > maxSecretLen || !strings.HasPrefix(secret, SecretPrefix) {
+		return Token{}, ErrUnauthenticated
+	}
+	h := sha256.Sum256([]byte(secret))
+	s.mu.RLock()
+	e, ok := s.byHash[h]
+	var t Token
+	if ok {
+		// The map lookup is by hash, which leaks nothing useful about the
+		// secret; this constant-time check makes sure the entry found is
+		// the one whose hash matched, whatever the map does.
+		ok = subtle.ConstantTimeCompare(e.rec.Hash[:], h[:]) == 1 && e.rec.Revoked.IsZero()
+		t = e.rec.Token
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return Token{}, ErrUnauthenticated
+	}
+	now := s.now().UTC()
+	e.lastUsed.Store(now.UnixNano())
+	t = t.clone()
+	t.LastUsed = now
+	return t, nil
+}
+
+func (t Token) clone() Token {
+	t.Scopes = slices.Clone(t.Scopes)
+	return t
+}
 
 // Allows reports whether t holds scope (admin implies every scope).
-func (t Token) Allows(scope Scope) bool { panic("unimplemented") }
+func (t Token) Allows(scope Scope) bool {
+	for _, s := range t.Scopes {
+		if s == scope || s == ScopeAdmin {
+			return true
+		}
+	}
+	return false
+}
 
-// ParseScopes parses "append,read" into scopes (ErrInvalid for an unknown one).
-func ParseScopes(s string) ([]Scope, error) { panic("unimplemented") }
+// allScopes are the known scopes, in their canonical order.
+var allScopes = []Scope{ScopeAppend, ScopeRead, ScopeAdmin}
+
+// ParseScopes parses "append,read" into scopes (ErrInvalid for an unknown
+// one, an empty item, or no scope at all). Spaces around items are ignored.
+func ParseScopes(s string) ([]Scope, error) {
+	var out []Scope
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, fmt.Errorf("%w: empty scope in %q (known: append, read, admin)", ErrInvalid, s)
+		}
+		out = append(out, Scope(item))
+	}
+	return normScopes(out)
+}
+
+// normScopes checks scopes and returns them deduplicated in canonical order.
+func normScopes(scopes []Scope) ([]Scope, error) {
+	if len(scopes) == 0 {
+		return nil, fmt.Errorf("%w: no scope (known: append, read, admin)", ErrInvalid)
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(allScopes, sc) {
+			return nil, fmt.Errorf("%w: unknown scope %q (known: append, read, admin)", ErrInvalid, sc)
+		}
+	}
+	var out []Scope
+	for _, sc := range allScopes {
+		if slices.Contains(scopes, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+// checkName checks a token name: 1..MaxNameLen of [A-Za-z0-9._@-].
+func checkName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("%w: name must be 1 to %d characters", ErrInvalid, MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
+			return fmt.Errorf("%w: name %q: only A-Z a-z 0-9 . _ @ - are allowed", ErrInvalid, name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package auth
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FilePersister keeps token records in one JSON file (a server uses
+// <data>/tokens.json), mode 0600. Every Put rewrites the whole file
+// atomically: a temporary file in the same directory is written and
+// fsynced, renamed over the old one, and the directory fsynced, so a crash
+// leaves either the old file or the new one, and Put is durable when it
+// returns. The file holds names, scopes, times and the SHA-256 of each
+// secret (hex), never a secret. Safe for concurrent use.
+type FilePersister struct {
+	path string
+
+	mu     sync.Mutex
+	recs   map[string]Record // the file's content once loaded
+	loaded bool
+}
+
+// NewFilePersister returns the persister of the file at path (which need
+// not exist yet: then there are no tokens).
+func NewFilePersister(path string) *FilePersister { return &FilePersister{path: path} }
+
+// tokenFile is the file's format.
+type tokenFile struct {
+	Tokens []fileRecord `json:"tokens"`
+}
+
+type fileRecord struct {
+	Name     string    `json:"name"`
+	Scopes   []Scope   `json:"scopes"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+	Revoked  time.Time `json:"revoked,omitzero"`
+	SHA256   string    `json:"sha256"` // hex SHA-256 of the secret
+}
+
+// Load reads the records (none if the file does not exist).
+func (p *FilePersister) Load() ([]Record, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	out := make([]Record, 0, len(p.recs))
+	for _, r := range p.recs {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// load reads the file into p.recs, once (p.mu held).
+func (p *FilePersister) load() error {
+	if p.loaded {
+		return nil
+	}
+	recs := map[string]Record{}
+	b, err := os.ReadFile(p.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("auth: reading %s: %w", p.path, err)
+	}
+	if err == nil {
+		var f tokenFile
+		if err := json.Unmarshal(b, &f); err != nil {
+			return fmt.Errorf("auth: reading %s: %w", p.path, err)
+		}
+		for _, fr := range f.Tokens {
+			var r Record
+			r.Token = Token{Name: fr.Name, Scopes: fr.Scopes, Created: fr.Created, LastUsed: fr.LastUsed, Revoked: fr.Revoked}
+			h, err := hex.DecodeString(fr.SHA256)
+			if err != nil || len(h) != len(r.Hash) {
+				return fmt.Errorf("auth: reading %s: token %q: bad sha256", p.path, fr.Name)
+			}
+			copy(r.Hash[:], h)
+			if _, dup := recs[r.Name]; dup {
+				return fmt.Errorf("auth: reading %s: token %q twice", p.path, r.Name)
+			}
+			recs[r.Name] = r
+		}
+	}
+	p.recs, p.loaded = recs, true
+	return nil
+}
+
+// Put stores r (replacing the record of the same name) durably.
+func (p *FilePersister) Put(r Record) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.load(); err != nil {
+		return err
+	}
+	next := make(map[string]Record, len(p.recs)+1)
+	for k, v := range p.recs {
+		next[k] = v
+	}
+	next[r.Name] = r
+	var f tokenFile
+	for _, v := range next {
+		f.Tokens = append(f.Tokens, fileRecord{
+			Name: v.Name, Scopes: v.Scopes, Created: v.Created, LastUsed: v.LastUsed, Revoked: v.Revoked,
+			SHA256: hex.EncodeToString(v.Hash[:]),
+		})
+	}
+	slices.SortFunc(f.Tokens, func(a, b fileRecord) int { return strings.Compare(a.Name, b.Name) })
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("auth: writing %s: %w", p.path, err)
+	}
+	if err := writeFileAtomic(p.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("auth: writing %s: %w", p.path, err)
+	}
+	p.recs = next
+	return nil
+}
+
+// writeFileAtomic replaces path with data, mode 0600: temporary file,
+// fsync, rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
