@@ -34,10 +34,10 @@ const (
 // Errors callers branch on.
 var (
 	ErrUnauthenticated = errors.New("missing, unknown or revoked token") // 401
-	ErrForbidden       = errors.New("token lacks the required scope")     // 403
-	ErrExists          = errors.New("a token with that name exists")      // 409
-	ErrNoToken         = errors.New("no such token")                      // 404
-	ErrInvalid         = errors.New("invalid token request")              // 400: bad name or scope
+	ErrForbidden       = errors.New("token lacks the required scope")    // 403
+	ErrExists          = errors.New("a token with that name exists")     // 409
+	ErrNoToken         = errors.New("no such token")                     // 404
+	ErrInvalid         = errors.New("invalid token request")             // 400: bad name or scope
 )
 
 // MaxNameLen bounds a token's name (it becomes submitted_by and actor ids).
