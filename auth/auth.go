@@ -79,8 +79,8 @@ type Persister interface {
 // one token.
 //
 // Last use is kept in memory by Authenticate and written to the Persister
-// only by Flush, Create and Revoke, so authenticating never waits for a
-// disk.
+// only by Flush (and, for the token revoked, by Revoke), so authenticating
+// never waits for a disk; a server calls Flush now and then and on exit.
 type Store struct {
 	p   Persister
 	now func() time.Time
