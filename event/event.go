@@ -8,7 +8,50 @@
 //	commitment = SHA-256("indelible/event/v1" || 0x00 || salt || event_bytes)
 //
 // where salt is 32 random bytes and event_bytes the canonical JSON of the
-// event (keys sorted, no insignificant whitespace, no HTML escaping).
+// event.
+//
+// # Validation
+//
+// ParseRequest is strict so that a typo never loses data silently and two
+// different inputs never store the same bytes: unknown fields (at the top
+// level and inside actor and resource) and duplicate keys (anywhere,
+// metadata included, compared after unescaping) are rejected; strings must
+// be valid UTF-8 without escaped lone surrogates; the server's fields
+// (received_at, submitted_by) may not be sent; nothing may follow the JSON
+// value. A null field counts as absent (except action, which is required).
+// The string fields are capped, in bytes, and may hold no control
+// characters (C0, DEL, C1; metadata strings may hold anything, escaped):
+//
+//	id             256 (MaxIDBytes)
+//	action         256 (MaxActionBytes), required, and no whitespace
+//	actor.id      1024   actor.type   64   actor.ip   64
+//	resource.type  256   resource.id 1024
+//	source         256   reason     4096
+//	submitted_by    64 (set by the server: the token name)
+//
+// time is RFC 3339 (any offset; stored in UTC), outcome one of success,
+// failure, denied, unknown (or absent), metadata a JSON object nested at
+// most MaxMetadataDepth deep (the object itself is depth 1; arrays count).
+// An event's canonical bytes are at most MaxEventBytes once the server's
+// fields are added (ParseRequest keeps room for them), a request at most
+// MaxRequestBytes and MaxEvents events.
+//
+// # Canonical bytes
+//
+// Canonical writes one JSON object with no insignificant whitespace:
+//   - keys sorted bytewise (by their UTF-8 bytes) at every level, metadata
+//     included;
+//   - absent and empty optional fields (and an actor or resource with no
+//     field set) left out;
+//   - times as RFC 3339 with nanoseconds, trailing zeros dropped, in UTC
+//     (time.RFC3339Nano);
+//   - metadata numbers as the writer's literal text (1.50 stays 1.50);
+//   - strings escaped minimally: only '"', '\' and U+0000..U+001F (as
+//     \b \f \n \r \t, else \u00xx with lower-case hex); everything else,
+//     HTML characters and U+2028/U+2029 included, as UTF-8.
+//
+// So Canonical(Decode(Canonical(e))) == Canonical(e), and the order of keys
+// in the writer's JSON does not matter.
 package event
 
 import (
