@@ -218,7 +218,7 @@ func withEvidence(err error, msg []byte, prev *State) error {
 func verifyCheckpoint(msg []byte, opts Options) (itlog.Checkpoint, []string, error) {
 	origin := opts.Log.Name()
 	known := append([]note.Verifier{opts.Log}, opts.Witnesses...)
-	cp, n, err := itlog.OpenCheckpoint(msg, origin, note.VerifierList(known...))
+	cp, n, err := itlog.OpenCheckpoint(msg, known...)
 	if err != nil {
 		var inv *note.InvalidSignatureError
 		if errors.As(err, &inv) {

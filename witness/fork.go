@@ -40,11 +40,17 @@ type Evidence struct {
 // ErrBadEvidence is returned, wrapped, by VerifyEvidence.
 var ErrBadEvidence = errors.New("witness: evidence does not prove a fork")
 
-// VerifyEvidence checks that e proves a fork of a log with the given
-// verifiers: both checkpoints verify, and they cannot be consistent.
-func VerifyEvidence(e Evidence, verifiers note.Verifiers) error {
+// VerifyEvidence checks that e proves a fork of the log whose keys are
+// logKeys (named after e.Origin): both checkpoints carry a valid signature
+// by one of those keys, and they cannot be consistent.
+func VerifyEvidence(e Evidence, logKeys ...note.Verifier) error {
+	for _, v := range logKeys {
+		if v.Name() != e.Origin {
+			return fmt.Errorf("%w: log key %q is not named after the origin %q", ErrBadEvidence, v.Name(), e.Origin)
+		}
+	}
 	open := func(s string) (itlog.Checkpoint, error) {
-		cp, _, err := itlog.OpenCheckpoint([]byte(s), e.Origin, verifiers)
+		cp, _, err := itlog.OpenCheckpoint([]byte(s), logKeys...)
 		return cp, err
 	}
 	a, err := open(e.A)

@@ -143,7 +143,7 @@ func (w *Witness) gossipForks(ctx context.Context, p Peer) error {
 		if ls == nil || e.Cleared {
 			continue
 		}
-		if err := VerifyEvidence(e, ls.verifiers); err != nil {
+		if err := VerifyEvidence(e, ls.Verifiers...); err != nil {
 			w.log.Warn("gossip: ignoring unverifiable fork evidence", "peer", p.Verifier.Name(), "origin", e.Origin, "err", err)
 			continue
 		}
@@ -219,7 +219,7 @@ func (w *Witness) observe(ctx context.Context, signed []byte, source string) (Ob
 		ev.Proof = encodeProof(proof)
 		ev.ImpliedRoot = base64.StdEncoding.EncodeToString(implied[:])
 	}
-	if err := VerifyEvidence(ev, ls.verifiers); err != nil {
+	if err := VerifyEvidence(ev, ls.Verifiers...); err != nil {
 		// Should not happen: we only build conclusive evidence.
 		return Observation{}, fmt.Errorf("witness: built unverifiable evidence: %w", err)
 	}
