@@ -97,14 +97,14 @@ type Options struct {
 
 // Result describes a successful audit.
 type Result struct {
-	Origin     string
-	Size       int64     // the verified tree size
-	Root       tlog.Hash // the verified root
-	From       int64     // the verified size the run started from (0: full replay)
-	Entries    int64     // entries whose leaf hashes were recomputed
-	Tiles      int64     // hash tiles compared (full and partial)
-	Bundles    int64     // entry bundles parsed
-	Cosigners  []string  // names of the witnesses whose cosignatures verified
+	Origin    string
+	Size      int64     // the verified tree size
+	Root      tlog.Hash // the verified root
+	From      int64     // the verified size the run started from (0: full replay)
+	Entries   int64     // entries whose leaf hashes were recomputed
+	Tiles     int64     // hash tiles compared (full and partial)
+	Bundles   int64     // entry bundles parsed
+	Cosigners []string  // names of the witnesses whose cosignatures verified
 	// CosignedAt is the time of the newest verified witness cosignature
 	// (zero without one): the checkpoint itself carries no time, so this
 	// is how fresh the log's view is known to be.
