@@ -132,7 +132,7 @@ func (w *Witness) recordFork(ls *logState, e Evidence) bool {
 		// Enough proof is kept: refuse the log, store nothing more.
 		if !ls.forked {
 			// The marker's value is the latest evidence record's ID.
-			if err := w.db.Set(forkKey(e.Origin), evidenceKey(w.nextEv-1)[1:], pebble.Sync); err != nil {
+			if err := w.db.Set(forkKey(e.Origin), evidenceKey(w.nextEv - 1)[1:], pebble.Sync); err != nil {
 				w.log.Error("witness: storing fork marker failed; refusing the log in memory only", "origin", e.Origin, "err", err)
 			}
 			ls.forked = true

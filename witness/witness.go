@@ -188,8 +188,8 @@ type Witness struct {
 	opts     Options
 	log      *slog.Logger
 	clients  map[string]*client.Client // by peer or log URL; fixed after Open
-	logs     map[string]*logState // by origin; fixed after Open
-	byHash   map[string]*logState // by lowercase hex SHA-256 of the origin
+	logs     map[string]*logState      // by origin; fixed after Open
+	byHash   map[string]*logState      // by lowercase hex SHA-256 of the origin
 
 	evMu     sync.Mutex // serialises evidence writes and IDs
 	nextEv   uint64
@@ -202,7 +202,7 @@ type Witness struct {
 
 	stats struct {
 		cosigned, conflicts, rejected, forks, gossipRounds, gossipErrors, latest atomic.Int64
-		stateWrites, hwmWrites                                                 atomic.Int64
+		stateWrites, hwmWrites                                                   atomic.Int64
 	}
 
 	stop    context.CancelFunc
