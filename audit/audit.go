@@ -97,14 +97,18 @@ type Options struct {
 
 // Result describes a successful audit.
 type Result struct {
-	Origin     string
-	Size       int64     // the verified tree size
-	Root       tlog.Hash // the verified root
-	From       int64     // the verified size the run started from (0: full replay)
-	Entries    int64     // entries whose leaf hashes were recomputed
-	Tiles      int64     // hash tiles compared (full and partial)
-	Bundles    int64     // entry bundles parsed
-	Cosigners  []string  // names of the witnesses whose cosignatures verified
+	Origin    string
+	Size      int64     // the verified tree size
+	Root      tlog.Hash // the verified root
+	From      int64     // the verified size the run started from (0: full replay)
+	Entries   int64     // entries whose leaf hashes were recomputed
+	Tiles     int64     // hash tiles compared (full and partial)
+	Bundles   int64     // entry bundles parsed
+	Cosigners []string  // names of the witnesses whose cosignatures verified
+	// CosignedAt is the time of the newest verified witness cosignature
+	// (zero without one): the checkpoint itself carries no time, so this
+	// is how fresh the log's view is known to be.
+	CosignedAt time.Time
 	Duration   time.Duration
 	Checkpoint []byte // the verified signed checkpoint note
 	// ProofSource says how consistency with the previous state was checked
@@ -147,7 +151,8 @@ func Audit(ctx context.Context, opts Options, prev *State) (*Result, error) {
 	if err != nil {
 		return nil, withEvidence(err, msg, prev)
 	}
-	res := &Result{Origin: origin, Size: cp.N, Root: cp.Hash, Cosigners: cosigners, Checkpoint: msg}
+	res := &Result{Origin: origin, Size: cp.N, Root: cp.Hash, Cosigners: cosigners, Checkpoint: msg,
+		CosignedAt: newestCosignature(msg, opts.Witnesses)}
 
 	var m int64
 	var oldRoot tlog.Hash
@@ -213,45 +218,53 @@ func withEvidence(err error, msg []byte, prev *State) error {
 	return err
 }
 
-// verifyCheckpoint checks the log signature and the witness policy, and
-// parses the checkpoint strictly.
+// verifyCheckpoint checks the log signature and the witness policy
+// (tlog.Policy: the log's key by name and key hash, the witnesses apart, so
+// no witness can stand in for the log), and parses the checkpoint strictly.
 func verifyCheckpoint(msg []byte, opts Options) (itlog.Checkpoint, []string, error) {
-	origin := opts.Log.Name()
-	known := append([]note.Verifier{opts.Log}, opts.Witnesses...)
-	cp, n, err := itlog.OpenCheckpoint(msg, origin, note.VerifierList(known...))
-	if err != nil {
-		var inv *note.InvalidSignatureError
-		if errors.As(err, &inv) {
-			if inv.Name == origin && inv.Hash == opts.Log.KeyHash() {
-				return cp, nil, failf(KindCheckpoint, "checkpoint", "the log's signature does not verify")
-			}
-			return cp, nil, failf(KindWitness, "checkpoint", "the cosignature by witness %q (key %08x) does not verify", inv.Name, inv.Hash)
-		}
-		var unv *note.UnverifiedNoteError
-		if errors.As(err, &unv) {
-			return cp, nil, failf(KindCheckpoint, "checkpoint", "carries no signature by the log key %s+%08x", origin, opts.Log.KeyHash())
-		}
-		return cp, nil, failf(KindCheckpoint, "checkpoint", "%v", err)
-	}
-	var cosigners []string
-	seen := make(map[int]bool)
-	for _, s := range n.Sigs {
-		for i, w := range opts.Witnesses {
-			if !seen[i] && s.Name == w.Name() && s.Hash == w.KeyHash() {
-				seen[i] = true
-				cosigners = append(cosigners, s.Name)
-			}
-		}
-	}
 	q := opts.Quorum
 	if q <= 0 {
 		q = len(opts.Witnesses)
 	}
-	if len(cosigners) < q {
+	p := itlog.Policy{Log: opts.Log, Witnesses: opts.Witnesses, Quorum: q}
+	if err := p.Check(); err != nil {
+		return itlog.Checkpoint{}, nil, fmt.Errorf("audit: %w", err)
+	}
+	origin := opts.Log.Name()
+	cp, cosigners, err := p.Open(msg)
+	if err == nil {
+		return cp, cosigners, nil
+	}
+	var inv *note.InvalidSignatureError
+	if errors.As(err, &inv) && !(inv.Name == origin && inv.Hash == opts.Log.KeyHash()) {
+		return cp, nil, failf(KindWitness, "checkpoint", "the cosignature by witness %q (key %08x) does not verify", inv.Name, inv.Hash)
+	}
+	if errors.Is(err, itlog.ErrPolicy) && cp.Origin == origin {
+		// Policy.Open returns the checkpoint only when the log's
+		// signature verified and the quorum was not met.
 		return cp, nil, failf(KindWitness, "checkpoint",
 			"cosigned by %d of the %d given witnesses %v, the policy requires %d", len(cosigners), len(opts.Witnesses), cosigners, q)
 	}
-	return cp, cosigners, nil
+	return cp, nil, failf(KindCheckpoint, "checkpoint", "%v", err)
+}
+
+// newestCosignature returns the time of the newest cosignature in msg that
+// verifies with one of witnesses, or the zero time.
+func newestCosignature(msg []byte, witnesses []note.Verifier) time.Time {
+	var newest time.Time
+	if len(witnesses) == 0 {
+		return newest
+	}
+	n, err := itlog.OpenNote(msg, note.VerifierList(witnesses...))
+	if err != nil {
+		return newest
+	}
+	for _, s := range n.Sigs {
+		if t, err := itlog.CosignatureTime(s); err == nil && t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
 }
 
 // checkProof verifies the log's consistency proof from (m, oldRoot) to tree,

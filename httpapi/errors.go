@@ -43,6 +43,8 @@ var statusTable = []struct {
 	{witness.ErrMalformed, http.StatusBadRequest},
 	{witness.ErrInconsistent, http.StatusUnprocessableEntity},
 	{errAdminOnly, http.StatusForbidden},
+	{errWitnessPath, http.StatusNotFound},
+	{witness.ErrBusy, http.StatusServiceUnavailable},
 	{errRateLimited, http.StatusTooManyRequests},
 }
 

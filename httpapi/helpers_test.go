@@ -137,7 +137,7 @@ func (tl *testLog) checkpoint() (itlog.Checkpoint, []byte) {
 	if status != http.StatusOK {
 		tl.t.Fatalf("GET /checkpoint: %d %s", status, body)
 	}
-	cp, _, err := itlog.OpenCheckpoint(body, testOrigin, note.VerifierList(tl.verifier))
+	cp, _, err := itlog.OpenCheckpoint(body, tl.verifier)
 	if err != nil {
 		tl.t.Fatalf("checkpoint does not verify: %v\n%s", err, body)
 	}

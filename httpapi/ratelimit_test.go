@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -85,5 +86,49 @@ func TestRateLimiterEvicts(t *testing.T) {
 	}
 	if len(r.clients) > maxRateClients {
 		t.Fatalf("%d clients tracked, bound %d", len(r.clients), maxRateClients)
+	}
+}
+
+// TestRateLimiterIPv6Prefix: every address of one IPv6 /64 shares one
+// bucket; another /64 and IPv4 clients have their own.
+func TestRateLimiterIPv6Prefix(t *testing.T) {
+	r := newRateLimiter(1, 1)
+	now := time.Now()
+	if !r.allow("2001:db8:1:2::1", now) {
+		t.Fatal("first request refused")
+	}
+	for _, host := range []string{"2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::1%eth0"} {
+		if r.allow(host, now) {
+			t.Errorf("%s: a second address in the same /64 got a fresh bucket", host)
+		}
+	}
+	for _, host := range []string{"2001:db8:1:3::1", "192.0.2.1", "::ffff:192.0.2.2"} {
+		if !r.allow(host, now) {
+			t.Errorf("%s: refused on another client's bucket", host)
+		}
+	}
+	if r.allow("192.0.2.2", now) {
+		t.Error("an IPv4-mapped address and its IPv4 form got two buckets")
+	}
+}
+
+// TestRateLimiterEvictsLeastRecent: at the bound, the least recently seen
+// client is forgotten, not every client: a busy client keeps its empty
+// bucket while idle ones come and go.
+func TestRateLimiterEvictsLeastRecent(t *testing.T) {
+	r := newRateLimiter(0.001, 1)
+	now := time.Now()
+	const busy = "198.51.100.7"
+	if !r.allow(busy, now) {
+		t.Fatal("first request refused")
+	}
+	for i := 0; i < 3*maxRateClients; i++ {
+		r.allow(fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff), now)
+		if i%1000 == 0 && r.allow(busy, now) {
+			t.Fatalf("after %d other clients the busy client has a fresh bucket", i)
+		}
+	}
+	if len(r.clients) > maxRateClients || r.lru.Len() != len(r.clients) {
+		t.Fatalf("%d clients tracked (%d in the list), bound %d", len(r.clients), r.lru.Len(), maxRateClients)
 	}
 }

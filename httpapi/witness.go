@@ -33,6 +33,10 @@ const WitnessBodyLimit = witness.MaxBodySize
 // the data directory's admin token.
 var errAdminOnly = errors.New("admin endpoint: loopback only, with the admin token from the witness data directory")
 
+// errWitnessPath answers a monitoring path that is not a lowercase hex
+// SHA-256 (404).
+var errWitnessPath = errors.New("not found: want /<lowercase hex sha256 of the origin>/checkpoint")
+
 // WitnessConfig configures MountWitness.
 type WitnessConfig struct {
 	// AdminToken, if set, enables POST /v1/witness/clear-fork?origin=O for
@@ -133,7 +137,7 @@ func (h *witnessHandlers) serveAddCheckpoint(c echo.Context) error {
 func (h *witnessHandlers) serveCheckpoint(c echo.Context) error {
 	hash := c.Param("originhash")
 	if len(hash) != 64 || strings.ToLower(hash) != hash {
-		return echo.NewHTTPError(http.StatusNotFound, "not found: want /<lowercase hex sha256 of the origin>/checkpoint")
+		return errWitnessPath
 	}
 	signed, err := h.w.CheckpointByHash(hash)
 	if err != nil {

@@ -237,7 +237,7 @@ func testGossipDetectsFork(t *testing.T, sizes [2]int) {
 		f1, _ := ws[1].Forks()
 		if len(f0) > 0 && len(f1) > 0 {
 			for _, f := range append(f0, f1...) {
-				if err := witness.VerifyEvidence(f, note.VerifierList(verifier)); err != nil {
+				if err := witness.VerifyEvidence(f, verifier); err != nil {
 					t.Fatalf("recorded evidence does not verify: %v", err)
 				}
 			}

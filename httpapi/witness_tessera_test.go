@@ -59,7 +59,7 @@ func TestTesseraLogWitnessedByIndelible(t *testing.T) {
 			}
 			last = cp
 		}
-		cp, _, err := itlog.OpenCheckpoint(last, origin, note.VerifierList(verifier))
+		cp, _, err := itlog.OpenCheckpoint(last, verifier)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -348,7 +348,7 @@ func TestForkedOriginRefused(t *testing.T) {
 		t.Fatalf("forks: %s", fb)
 	}
 	forks, _ := w.Forks()
-	if len(forks) != 1 || witness.VerifyEvidence(forks[0], note.VerifierList(mustVerifier(t, tesseraVKey))) != nil {
+	if len(forks) != 1 || witness.VerifyEvidence(forks[0], mustVerifier(t, tesseraVKey)) != nil {
 		t.Fatalf("evidence %+v does not verify", forks)
 	}
 	// Clearing needs the token.

@@ -53,7 +53,6 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	verifiers := note.VerifierList(v)
 
 	const appenders, perAppender, readers = 24, 30, 8
 	var appendersDone atomic.Bool
@@ -86,7 +85,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				cp, _, err := itlog.OpenCheckpoint(signed, s.Name(), verifiers)
+				cp, _, err := itlog.OpenCheckpoint(signed, v)
 				if err != nil {
 					t.Error(err)
 					return
@@ -113,7 +112,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(r), 99))
 			var prev itlog.Checkpoint
 			for iter := 0; !appendersDone.Load() || iter < 20; iter++ {
-				if err := readAndVerify(l, s.Name(), verifiers, rng, &prev); err != nil {
+				if err := readAndVerify(l, v, rng, &prev); err != nil {
 					t.Errorf("reader %d: %v", r, err)
 					return
 				}
@@ -151,9 +150,9 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 // readAndVerify is one reader step: it takes the current signed checkpoint,
 // checks it against the previous one (*prev), and then verifies a random
 // selection of reads against it.
-func readAndVerify(l *Log, origin string, verifiers note.Verifiers, rng *rand.Rand, prev *itlog.Checkpoint) error {
+func readAndVerify(l *Log, v note.Verifier, rng *rand.Rand, prev *itlog.Checkpoint) error {
 	_, signed := l.Checkpoint()
-	cp, _, err := itlog.OpenCheckpoint(signed, origin, verifiers)
+	cp, _, err := itlog.OpenCheckpoint(signed, v)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %v", err)
 	}

@@ -104,7 +104,7 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 	}
 	defer l.Close()
 	cp, signed := l.Checkpoint()
-	if _, _, err := itlog.OpenCheckpoint(signed, s.Name(), note.VerifierList(v)); err != nil {
+	if _, _, err := itlog.OpenCheckpoint(signed, v); err != nil {
 		t.Fatalf("%s: recovered checkpoint does not verify: %v", name, err)
 	}
 	if cp.N < before.maxSize {

@@ -201,7 +201,7 @@ func TestExhaustive(t *testing.T) {
 	defer a.Close()
 	if cp, signed := a.Checkpoint(); cp.N != 0 || cp.Hash != itlog.EmptyRoot {
 		t.Fatalf("new log checkpoint = %d %v, want the empty tree", cp.N, cp.Hash)
-	} else if _, _, err := itlog.OpenCheckpoint(signed, s.Name(), note.VerifierList(v)); err != nil {
+	} else if _, _, err := itlog.OpenCheckpoint(signed, v); err != nil {
 		t.Fatalf("size-0 checkpoint does not verify: %v", err)
 	}
 	for i := 0; i < exhaustiveSize; i++ {
@@ -213,7 +213,7 @@ func TestExhaustive(t *testing.T) {
 		if cp.N != int64(i+1) || cp.Hash != roots[i+1] {
 			t.Fatalf("after Append(%d): checkpoint %d %v, want %d %v", i, cp.N, cp.Hash, i+1, roots[i+1])
 		}
-		if c, _, err := itlog.OpenCheckpoint(signed, s.Name(), note.VerifierList(v)); err != nil || c.N != cp.N || c.Hash != cp.Hash {
+		if c, _, err := itlog.OpenCheckpoint(signed, v); err != nil || c.N != cp.N || c.Hash != cp.Hash {
 			t.Fatalf("signed checkpoint %d: %v (%d)", i+1, err, c.N)
 		}
 	}

@@ -59,7 +59,7 @@ func TestSmoke(t *testing.T) {
 		if cp.N != n {
 			t.Fatalf("checkpoint size %d want %d", cp.N, n)
 		}
-		if _, _, err := itlog.OpenCheckpoint(signed, "example.com/test", note.VerifierList(v)); err != nil {
+		if _, _, err := itlog.OpenCheckpoint(signed, v); err != nil {
 			t.Fatal(err)
 		}
 		want, _ := tlog.TreeHash(n, hr)

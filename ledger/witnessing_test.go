@@ -75,7 +75,7 @@ func (w *testWitness) AddCheckpoint(ctx context.Context, old int64, proof tlog.T
 	if w.down.Load() {
 		return nil, errors.New("witness down")
 	}
-	cp, _, err := itlog.OpenCheckpoint(checkpoint, w.logV.Name(), note.VerifierList(w.logV))
+	cp, _, err := itlog.OpenCheckpoint(checkpoint, w.logV)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func TestWitnessingQuorumAndVerification(t *testing.T) {
 	if cosignedBy(signed, w0, w1) != 2 || cosignedBy(signed, w2) != 0 || strings.Count(string(signed), "— w2.example") != 0 {
 		t.Fatalf("checkpoint %d carries the wrong cosignatures:\n%s", cp.N, signed)
 	}
-	if _, _, err := itlog.OpenCheckpoint(signed, "example.com/test", note.VerifierList(v)); err != nil {
+	if _, _, err := itlog.OpenCheckpoint(signed, v); err != nil {
 		t.Fatalf("served checkpoint no longer verifies: %v", err)
 	}
 	st := l.WitnessStats()

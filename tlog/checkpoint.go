@@ -175,15 +175,30 @@ func SignCheckpoint(c Checkpoint, signers ...note.Signer) ([]byte, error) {
 	return note.Sign(&note.Note{Text: c.String()}, signers...)
 }
 
-// OpenCheckpoint verifies a signed checkpoint note against known verifiers and
-// parses its text strictly. At least one signature must verify and name
-// origin; a signature by a known key that fails to verify is an error (as
-// note.Open does). Signatures by unknown keys are ignored and not returned.
-func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint, *note.Note, error) {
+// OpenCheckpoint verifies a signed checkpoint note against the log's own
+// keys and parses its text strictly. logKeys are the log's note verifiers
+// (usually one; more while a key is rotated), all named after the origin. At
+// least one signature must verify with one of them, matched by name AND key
+// hash: a signature by any other key, whatever its name, never stands in for
+// the log's. A signature by a known key that fails to verify is an error (as
+// note.Open does); signatures by other keys are ignored and not returned.
+// Use Policy.Open to check witness cosignatures as well.
+func OpenCheckpoint(msg []byte, logKeys ...note.Verifier) (Checkpoint, *note.Note, error) {
+	if len(logKeys) == 0 {
+		return Checkpoint{}, nil, errors.New("tlog: OpenCheckpoint needs the log's verifier key")
+	}
+	origin := logKeys[0].Name()
+	for _, v := range logKeys[1:] {
+		if v.Name() != origin {
+			return Checkpoint{}, nil, fmt.Errorf("tlog: log keys named %q and %q: one log has one origin", origin, v.Name())
+		}
+	}
 	if len(msg) > MaxCheckpointSize {
 		return Checkpoint{}, nil, fmt.Errorf("%w: note larger than %d bytes", ErrMalformedCheckpoint, MaxCheckpointSize)
 	}
-	n, err := OpenNote(msg, known)
+	// Only the log's keys are known, so every verified signature is the
+	// log's (note.Open matches keys by name and hash).
+	n, err := OpenNote(msg, note.VerifierList(logKeys...))
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
@@ -194,12 +209,10 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 	if c.Origin != origin {
 		return Checkpoint{}, nil, fmt.Errorf("%w: origin %q, want %q", ErrMalformedCheckpoint, c.Origin, origin)
 	}
-	for _, s := range n.Sigs {
-		if s.Name == origin {
-			return c, n, nil
-		}
+	if len(n.Sigs) == 0 {
+		return Checkpoint{}, nil, fmt.Errorf("checkpoint for %q carries no verified signature by the log", origin)
 	}
-	return Checkpoint{}, nil, fmt.Errorf("checkpoint for %q carries no verified signature by the log", origin)
+	return c, n, nil
 }
 
 // OpenNote is note.Open that also requires every signature to be canonical

@@ -96,7 +96,7 @@ func TestCheckpointVectors(t *testing.T) {
 		if vec := signedTessera(n); !bytes.Equal(signed, vec) {
 			t.Errorf("checkpoint %d:\n%s\nwant tessera's\n%s", n, signed, vec)
 		}
-		got, nt, err := OpenCheckpoint(signedTessera(n), tesseraOrigin, note.VerifierList(v))
+		got, nt, err := OpenCheckpoint(signedTessera(n), v)
 		if err != nil {
 			t.Fatalf("OpenCheckpoint(checkpoint.%d): %v", n, err)
 		}
@@ -112,10 +112,18 @@ func TestCheckpointVectors(t *testing.T) {
 		}
 	}
 	// The wrong origin, no known key, and a key of another name.
-	if _, _, err := OpenCheckpoint(signedTessera(3), "example.com/other", note.VerifierList(v)); err == nil {
+	_, other, err := note.GenerateKey(nil, "example.com/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov, _ := note.NewVerifier(other)
+	if _, _, err := OpenCheckpoint(signedTessera(3), ov); err == nil {
 		t.Error("OpenCheckpoint accepted a checkpoint for another origin")
 	}
-	if _, _, err := OpenCheckpoint(signedTessera(3), tesseraOrigin, note.VerifierList()); err == nil {
+	if _, _, err := OpenCheckpoint(signedTessera(3), v, ov); err == nil {
+		t.Error("OpenCheckpoint accepted log keys of two names")
+	}
+	if _, _, err := OpenCheckpoint(signedTessera(3)); err == nil {
 		t.Error("OpenCheckpoint accepted a checkpoint with no known key")
 	}
 }
@@ -125,7 +133,7 @@ func TestCheckpointVectors(t *testing.T) {
 func TestCheckpointExtensionVector(t *testing.T) {
 	s, v := tesseraKeys(t)
 	const vec = "example.com/log/testdata\n15\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\next line one\n\n— example.com/log/testdata M9e0loVMPXaMf6ZlulpW5/VUG39P4B7o68qaw+BK0sjrvuW55y1FyNUwSv4t6cIUpCmMcxrLPW+aBe2R/eQIsmUSEgY=\n"
-	c, _, err := OpenCheckpoint([]byte(vec), tesseraOrigin, note.VerifierList(v))
+	c, _, err := OpenCheckpoint([]byte(vec), v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,16 +215,15 @@ var flips = []byte{0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff}
 // same way, must fail to parse or parse to a different checkpoint.
 func TestCheckpointMutations(t *testing.T) {
 	_, v := tesseraKeys(t)
-	known := note.VerifierList(v)
 	for _, n := range []int{0, 1, 15} {
 		orig := signedTessera(n)
-		want, _, err := OpenCheckpoint(orig, tesseraOrigin, known)
+		want, _, err := OpenCheckpoint(orig, v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		reject := func(what string, msg []byte) {
 			t.Helper()
-			if c, _, err := OpenCheckpoint(msg, tesseraOrigin, known); err == nil {
+			if c, _, err := OpenCheckpoint(msg, v); err == nil {
 				t.Errorf("checkpoint.%d with %s accepted as %+v:\n%s", n, what, c, msg)
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -50,7 +49,7 @@ func FuzzOpenCheckpoint(f *testing.F) {
 	f.Add([]byte("example.com/log/testdata\n15\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\next line one\n\n— example.com/log/testdata M9e0loVMPXaMf6ZlulpW5/VUG39P4B7o68qaw+BK0sjrvuW55y1FyNUwSv4t6cIUpCmMcxrLPW+aBe2R/eQIsmUSEgY=\n"))
 	s, v := tesseraKeys(f)
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		c, n, err := OpenCheckpoint(msg, tesseraOrigin, note.VerifierList(v))
+		c, n, err := OpenCheckpoint(msg, v)
 		if err != nil {
 			return
 		}

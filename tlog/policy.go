@@ -78,7 +78,9 @@ func (p Policy) Check() error {
 // returns the checkpoint, the names of the witnesses whose cosignatures
 // verified (in the policy's order), and an error wrapping ErrPolicy or
 // ErrMalformedCheckpoint if anything is missing or wrong. A signature by a
-// known key that does not verify is an error, as in note.Open.
+// known key that does not verify is an error, as in note.Open (wrapped: a
+// *note.InvalidSignatureError names the key). When only the quorum is not
+// met, the parsed checkpoint and the cosigners are returned with the error.
 func (p Policy) Open(msg []byte) (Checkpoint, []string, error) {
 	if err := p.Check(); err != nil {
 		return Checkpoint{}, nil, err
@@ -93,9 +95,9 @@ func (p Policy) Open(msg []byte) (Checkpoint, []string, error) {
 		var inv *note.InvalidSignatureError
 		if errors.As(err, &inv) {
 			if inv.Name == origin && inv.Hash == p.Log.KeyHash() {
-				return Checkpoint{}, nil, fmt.Errorf("%w: the log's signature does not verify", ErrPolicy)
+				return Checkpoint{}, nil, fmt.Errorf("%w: the log's signature does not verify: %w", ErrPolicy, err)
 			}
-			return Checkpoint{}, nil, fmt.Errorf("%w: the cosignature by %s+%08x does not verify", ErrPolicy, inv.Name, inv.Hash)
+			return Checkpoint{}, nil, fmt.Errorf("%w: the cosignature by %s+%08x does not verify: %w", ErrPolicy, inv.Name, inv.Hash, err)
 		}
 		var unv *note.UnverifiedNoteError
 		if errors.As(err, &unv) {

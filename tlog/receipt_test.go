@@ -32,7 +32,7 @@ func verifyReceipt(data []byte, v note.Verifier) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := OpenCheckpoint(r.Checkpoint, v.Name(), note.VerifierList(v))
+	c, _, err := OpenCheckpoint(r.Checkpoint, v)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,9 @@ type Client struct {
 
 // NewClient returns a client for the witness whose cosignature/v1 verifier
 // key is vkey and whose submission prefix is url. hc nil means
-// http.DefaultClient (callers bound each call with its context).
+// http.DefaultClient (callers bound each call with its context). The client
+// uses a copy of hc that never follows redirects: a redirect is answered as
+// the non-200 status it is.
 func NewClient(vkey, url string, hc *http.Client) (*Client, error) {
 	v, err := itlog.NewCosignatureVerifier(vkey)
 	if err != nil {
@@ -43,7 +45,9 @@ func NewClient(vkey, url string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{url: strings.TrimSuffix(url, "/"), verifier: v, http: hc}, nil
+	c := *hc
+	c.CheckRedirect = noRedirect
+	return &Client{url: strings.TrimSuffix(url, "/"), verifier: v, http: &c}, nil
 }
 
 // Verifier returns the witness's cosignature verifier.

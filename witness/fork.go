@@ -40,11 +40,17 @@ type Evidence struct {
 // ErrBadEvidence is returned, wrapped, by VerifyEvidence.
 var ErrBadEvidence = errors.New("witness: evidence does not prove a fork")
 
-// VerifyEvidence checks that e proves a fork of a log with the given
-// verifiers: both checkpoints verify, and they cannot be consistent.
-func VerifyEvidence(e Evidence, verifiers note.Verifiers) error {
+// VerifyEvidence checks that e proves a fork of the log whose keys are
+// logKeys (named after e.Origin): both checkpoints carry a valid signature
+// by one of those keys, and they cannot be consistent.
+func VerifyEvidence(e Evidence, logKeys ...note.Verifier) error {
+	for _, v := range logKeys {
+		if v.Name() != e.Origin {
+			return fmt.Errorf("%w: log key %q is not named after the origin %q", ErrBadEvidence, v.Name(), e.Origin)
+		}
+	}
 	open := func(s string) (itlog.Checkpoint, error) {
-		cp, _, err := itlog.OpenCheckpoint([]byte(s), e.Origin, verifiers)
+		cp, _, err := itlog.OpenCheckpoint([]byte(s), logKeys...)
 		return cp, err
 	}
 	a, err := open(e.A)
@@ -112,6 +118,7 @@ func evidenceDigest(e Evidence) [32]byte {
 // again (for example after an operator cleared the fork) is a no-op that
 // returns false. ls.mu must be held.
 func (w *Witness) recordFork(ls *logState, e Evidence) bool {
+	e.Reason, e.Source = cleanText(e.Reason), cleanText(e.Source)
 	d := evidenceDigest(e)
 	w.evMu.Lock()
 	defer w.evMu.Unlock()
@@ -119,6 +126,19 @@ func (w *Witness) recordFork(ls *logState, e Evidence) bool {
 		if err != nil {
 			w.log.Error("witness: reading fork evidence", "err", err)
 		}
+		return false
+	}
+	if w.evCounts[e.Origin] >= MaxEvidencePerOrigin {
+		// Enough proof is kept: refuse the log, store nothing more.
+		if !ls.forked {
+			// The marker's value is the latest evidence record's ID.
+			if err := w.db.Set(forkKey(e.Origin), evidenceKey(w.nextEv - 1)[1:], pebble.Sync); err != nil {
+				w.log.Error("witness: storing fork marker failed; refusing the log in memory only", "origin", e.Origin, "err", err)
+			}
+			ls.forked = true
+		}
+		w.log.Warn("witness: fork evidence not stored, the origin already has the most records kept",
+			"origin", e.Origin, "max", MaxEvidencePerOrigin)
 		return false
 	}
 	e.ID = w.nextEv
@@ -141,6 +161,7 @@ func (w *Witness) recordFork(ls *logState, e Evidence) bool {
 		return true
 	}
 	w.nextEv++
+	w.evCounts[e.Origin]++
 	ls.forked = true
 	w.stats.forks.Add(1)
 	w.log.Error("FORK: log showed two inconsistent views; refusing to cosign it until cleared",

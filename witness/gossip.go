@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
 )
 
@@ -82,15 +81,18 @@ func (w *Witness) GossipOnce(ctx context.Context) {
 }
 
 func (w *Witness) gossipCheckpoint(ctx context.Context, p Peer, ls *logState) error {
-	body, status, err := w.fetch(ctx, strings.TrimSuffix(p.URL, "/")+"/"+OriginHash(ls.Origin)+"/checkpoint", maxCheckpointIn)
+	pc, err := w.clientFor(p.URL)
 	if err != nil {
 		return err
 	}
-	if status == http.StatusNotFound {
+	ctx, cancel := context.WithTimeout(ctx, gossipTimeout)
+	defer cancel()
+	body, err := pc.Get(ctx, OriginHash(ls.Origin)+"/checkpoint", nil, maxCheckpointIn)
+	if errors.Is(err, client.ErrNotExist) {
 		return nil // the peer never cosigned this log
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("status %d", status)
+	if err != nil {
+		return err
 	}
 	// The peer's checkpoint counts only with a valid log signature and a
 	// valid cosignature by the peer.
@@ -101,8 +103,10 @@ func (w *Witness) gossipCheckpoint(ctx context.Context, p Peer, ls *logState) er
 	}
 	var byLog, byPeer bool
 	for _, s := range n.Sigs {
-		if s.Name == ls.Origin {
-			byLog = true
+		for _, v := range ls.Verifiers {
+			if s.Name == v.Name() && s.Hash == v.KeyHash() {
+				byLog = true
+			}
 		}
 		if s.Name == p.Verifier.Name() && s.Hash == p.Verifier.KeyHash() {
 			byPeer = true
@@ -122,15 +126,18 @@ func (w *Witness) gossipCheckpoint(ctx context.Context, p Peer, ls *logState) er
 }
 
 func (w *Witness) gossipForks(ctx context.Context, p Peer) error {
-	body, status, err := w.fetch(ctx, strings.TrimSuffix(p.URL, "/")+"/v1/witness/forks", maxForksBody)
+	pc, err := w.clientFor(p.URL)
 	if err != nil {
 		return err
 	}
-	if status == http.StatusNotFound {
+	ctx, cancel := context.WithTimeout(ctx, gossipTimeout)
+	defer cancel()
+	body, err := pc.Get(ctx, "v1/witness/forks", nil, maxForksBody)
+	if errors.Is(err, client.ErrNotExist) {
 		return nil
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("status %d", status)
+	if err != nil {
+		return err
 	}
 	var list struct {
 		Forks []Evidence `json:"forks"`
@@ -143,7 +150,7 @@ func (w *Witness) gossipForks(ctx context.Context, p Peer) error {
 		if ls == nil || e.Cleared {
 			continue
 		}
-		if err := VerifyEvidence(e, ls.verifiers); err != nil {
+		if err := VerifyEvidence(e, ls.Verifiers...); err != nil {
 			w.log.Warn("gossip: ignoring unverifiable fork evidence", "peer", p.Verifier.Name(), "origin", e.Origin, "err", err)
 			continue
 		}
@@ -164,7 +171,10 @@ func (w *Witness) gossipForks(ctx context.Context, p Peer) error {
 // from the log's URL and authenticated against the larger checkpoint). A
 // proven fork is recorded as evidence and the origin is refused from then
 // on. It returns errors matching ErrMalformed, ErrUnknownLog or ErrUntrusted
-// for a checkpoint it cannot use.
+// for a checkpoint it cannot use, and ErrBusy when a comparison that needs
+// the log's tiles cannot start now (see maxObserveFetches, observeRate).
+// Results are cached per (origin, size, root) while the witness's own view
+// is unchanged.
 func (w *Witness) Observe(ctx context.Context, signed []byte) (Observation, error) {
 	if len(signed) > MaxBodySize {
 		return Observation{}, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, MaxBodySize)
@@ -205,21 +215,34 @@ func (w *Witness) observe(ctx context.Context, signed []byte, source string) (Ob
 			obs.Result = ObservedConsistent // every tree extends the empty one (size-0 roots are checked on add)
 			return obs, nil
 		}
+		// Fetching tiles costs the witness and the log: remember results
+		// per (origin, size, root), and bound how many run and how often.
+		key := observeKey{origin: ls.Origin, tree: theirs.Tree}
+		now := time.Now()
+		if cached, ok := w.obs.lookup(key, ours.tree, now); ok {
+			return cached, nil
+		}
+		if err := w.obs.acquire(); err != nil {
+			return Observation{}, err
+		}
 		proof, implied, err := w.proveFromTiles(ctx, ls, small.N, large.Tree)
+		w.obs.release()
 		if err != nil {
 			obs.Result = ObservedUnverified
 			obs.Detail = err.Error()
+			w.obs.remember(key, observeEntry{ours: ours.tree, obs: obs, expires: now.Add(unverifiedTTL)})
 			return obs, nil
 		}
 		if implied == small.Hash {
 			obs.Result = ObservedConsistent
+			w.obs.remember(key, observeEntry{ours: ours.tree, obs: obs})
 			return obs, nil
 		}
 		ev.Reason = fmt.Sprintf("size %d is not a prefix of size %d: the log's tiles under the larger checkpoint give a different root for the smaller size", small.N, large.N)
 		ev.Proof = encodeProof(proof)
 		ev.ImpliedRoot = base64.StdEncoding.EncodeToString(implied[:])
 	}
-	if err := VerifyEvidence(ev, ls.verifiers); err != nil {
+	if err := VerifyEvidence(ev, ls.Verifiers...); err != nil {
 		// Should not happen: we only build conclusive evidence.
 		return Observation{}, fmt.Errorf("witness: built unverifiable evidence: %w", err)
 	}
@@ -248,7 +271,13 @@ func (w *Witness) proveFromTiles(ctx context.Context, ls *logState, m int64, tre
 	if ls.URL == "" {
 		return nil, tlog.Hash{}, errors.New("no URL configured for the log: cannot fetch tiles")
 	}
-	r := tlog.TileHashReader(tree, &tileFetcher{ctx: ctx, w: w, url: strings.TrimSuffix(ls.URL, "/")})
+	lc, err := w.clientFor(ls.URL)
+	if err != nil {
+		return nil, tlog.Hash{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, gossipTimeout)
+	defer cancel()
+	r := tlog.TileHashReader(tree, &tileFetcher{ctx: ctx, c: lc})
 	proof, err := tlog.ProveTree(tree.N, m, r)
 	if err != nil {
 		return nil, tlog.Hash{}, fmt.Errorf("consistency proof from the log's tiles: %w", err)
@@ -263,13 +292,12 @@ func (w *Witness) proveFromTiles(ctx context.Context, ls *logState, m int64, tre
 	return proof, implied, nil
 }
 
-// tileFetcher is a tlog.TileReader over a tlog-tiles HTTP prefix. Partial
+// tileFetcher is a tlog.TileReader over a log's tlog-tiles client. Partial
 // tiles that are gone are read from the full tile (a partial tile is a
 // prefix of it).
 type tileFetcher struct {
 	ctx context.Context
-	w   *Witness
-	url string
+	c   *client.Client
 }
 
 func (f *tileFetcher) Height() int { return itlog.TileHeight }
@@ -277,11 +305,11 @@ func (f *tileFetcher) Height() int { return itlog.TileHeight }
 func (f *tileFetcher) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		data, err := f.read(t)
+		data, err := f.c.Tile(f.ctx, t, nil)
 		if err != nil && t.W < itlog.TileWidth {
 			full := t
 			full.W = itlog.TileWidth
-			data, err = f.read(full)
+			data, err = f.c.Tile(f.ctx, full, nil)
 		}
 		if err != nil {
 			return nil, err
@@ -294,38 +322,53 @@ func (f *tileFetcher) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	return out, nil
 }
 
-func (f *tileFetcher) read(t tlog.Tile) ([]byte, error) {
-	body, status, err := f.w.fetch(f.ctx, f.url+"/"+itlog.TilePath(t), maxTileSize)
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: status %d", itlog.TilePath(t), status)
-	}
-	return body, nil
-}
-
 func (f *tileFetcher) SaveTiles([]tlog.Tile, [][]byte) {}
 
-// fetch GETs url and returns at most limit bytes of its body and the status.
-func (w *Witness) fetch(ctx context.Context, url string, limit int64) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, gossipTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, err
+// noRedirect is the CheckRedirect of every HTTP client the witness uses: a
+// peer or a log that redirects is answered as it answered, never followed
+// (a redirect could send the witness's requests anywhere).
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// clientFor returns the tlog-tiles client for base (a peer's monitoring
+// prefix or a log's tiles prefix), made once per base at Open.
+func (w *Witness) clientFor(base string) (*client.Client, error) {
+	if c := w.clients[base]; c != nil {
+		return c, nil
 	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return nil, 0, err
+	return nil, fmt.Errorf("witness: no client for %q", base)
+}
+
+// newClients builds one client per peer and log URL, sharing an HTTP
+// client that never follows redirects. Gossip does not retry within a
+// round: the next round is the retry.
+func (w *Witness) newClients() error {
+	hc := &http.Client{Timeout: gossipTimeout}
+	if w.opts.HTTPClient != nil {
+		c := *w.opts.HTTPClient
+		hc = &c
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("GET %s: %w", url, err)
+	hc.CheckRedirect = noRedirect
+	w.clients = make(map[string]*client.Client)
+	add := func(base string) error {
+		if base == "" || w.clients[base] != nil {
+			return nil
+		}
+		c, err := client.New(base, client.Options{HTTPClient: hc, Retries: -1, UserAgent: "indelible-witness"})
+		if err != nil {
+			return fmt.Errorf("witness: %w", err)
+		}
+		w.clients[base] = c
+		return nil
 	}
-	if int64(len(body)) > limit {
-		return nil, 0, fmt.Errorf("GET %s: body larger than %d bytes", url, limit)
+	for _, p := range w.opts.Peers {
+		if err := add(p.URL); err != nil {
+			return err
+		}
 	}
-	return body, resp.StatusCode, nil
+	for _, l := range w.opts.Logs {
+		if err := add(l.URL); err != nil {
+			return err
+		}
+	}
+	return nil
 }

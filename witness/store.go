@@ -78,6 +78,7 @@ func (w *Witness) writeState(origin string, st cosigned) error {
 	if err := w.db.Set(stateKey(origin), v, pebble.Sync); err != nil {
 		return fmt.Errorf("witness: storing state of %q: %w", origin, err)
 	}
+	w.stats.stateWrites.Add(1)
 	return nil
 }
 

@@ -53,8 +53,17 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
 )
+
+// StoreFormat is the pebble on-disk format the witness store is created
+// with and kept at. It is pinned, never pebble.FormatNewest, so that a
+// dependency bump cannot silently ratchet the format of existing stores
+// (pebble opens older formats but cannot downgrade). Raising it is a
+// deliberate change: bump this constant, note it in the release notes, and
+// keep the test that opens a store written at the previous value.
+const StoreFormat = pebble.FormatValueSeparation
 
 // Limits.
 const (
@@ -139,7 +148,8 @@ type Options struct {
 	// DefaultGossipInterval; negative disables the background loop
 	// (GossipOnce still works).
 	GossipInterval time.Duration
-	// HTTPClient fetches from peers and logs. Default: a client with a
+	// HTTPClient fetches from peers and logs; the witness uses a copy that
+	// never follows redirects. Default: a client with a
 	// gossipTimeout timeout.
 	HTTPClient *http.Client
 	// Logger receives operational messages; fork evidence is logged at
@@ -147,6 +157,15 @@ type Options struct {
 	Logger *slog.Logger
 	// FS is pebble's filesystem. Default: the operating system's.
 	FS vfs.FS
+	// HighWaterFile is the high-water mark file (see ErrBehindHighWater),
+	// kept beside the witness key, outside the store. Empty disables it
+	// (tests, and offline tools that never cosign).
+	HighWaterFile string
+	// ResumeFromHighWater lets Open continue the origins whose store is
+	// behind the high-water mark from the marked tree instead of failing
+	// with ErrBehindHighWater. An operator sets it once, knowing the store
+	// was lost.
+	ResumeFromHighWater bool
 }
 
 // Stats are counters for metrics. Read them with Witness.Stats.
@@ -168,15 +187,22 @@ type Witness struct {
 	cosigner *itlog.Cosigner
 	opts     Options
 	log      *slog.Logger
-	client   *http.Client
-	logs     map[string]*logState // by origin; fixed after Open
-	byHash   map[string]*logState // by lowercase hex SHA-256 of the origin
+	clients  map[string]*client.Client // by peer or log URL; fixed after Open
+	logs     map[string]*logState      // by origin; fixed after Open
+	byHash   map[string]*logState      // by lowercase hex SHA-256 of the origin
 
-	evMu   sync.Mutex // serialises evidence writes and IDs
-	nextEv uint64
+	evMu     sync.Mutex // serialises evidence writes and IDs
+	nextEv   uint64
+	evCounts map[string]int // evidence records per origin; guarded by evMu
+
+	hwmMu sync.Mutex // serialises high-water mark writes
+	hwm   hwm        // guarded by hwmMu
+
+	obs observeLimits
 
 	stats struct {
 		cosigned, conflicts, rejected, forks, gossipRounds, gossipErrors, latest atomic.Int64
+		stateWrites, hwmWrites                                                   atomic.Int64
 	}
 
 	stop    context.CancelFunc
@@ -191,9 +217,10 @@ type logState struct {
 	Log
 	verifiers note.Verifiers
 
-	mu     sync.Mutex
-	state  cosigned // guarded by mu
-	forked bool     // guarded by mu
+	mu      sync.Mutex
+	state   cosigned // guarded by mu
+	forked  bool     // guarded by mu
+	resumed bool     // state was seeded from the high-water mark; guarded by mu
 }
 
 // cosigned is the stored state of one origin: the latest cosigned tree and
@@ -224,15 +251,10 @@ func Open(dir string, opts Options) (*Witness, error) {
 	if opts.GossipInterval == 0 {
 		opts.GossipInterval = DefaultGossipInterval
 	}
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: gossipTimeout}
-	}
 	w := &Witness{
 		cosigner: opts.Cosigner,
 		opts:     opts,
 		log:      opts.Logger,
-		client:   client,
 		logs:     make(map[string]*logState),
 		byHash:   make(map[string]*logState),
 		stopped:  make(chan struct{}),
@@ -261,7 +283,16 @@ func Open(dir string, opts Options) (*Witness, error) {
 			return nil, errors.New("witness: a peer needs a verifier key and a URL")
 		}
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: opts.FS, Logger: pebbleLogger{opts.Logger}, FormatMajorVersion: pebble.FormatNewest})
+	for _, p := range opts.Peers {
+		if _, isLog := w.logs[p.Verifier.Name()]; isLog {
+			return nil, fmt.Errorf("witness: peer key %q is named like a known log: a peer must never stand in for a log", p.Verifier.Name())
+		}
+	}
+	w.obs = newObserveLimits()
+	if err := w.newClients(); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: opts.FS, Logger: pebbleLogger{opts.Logger}, FormatMajorVersion: StoreFormat})
 	if err != nil {
 		return nil, fmt.Errorf("witness: opening store %s: %w", dir, err)
 	}
@@ -269,6 +300,12 @@ func Open(dir string, opts Options) (*Witness, error) {
 	if err := w.load(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if opts.HighWaterFile != "" {
+		if err := w.checkHighWater(); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stop = cancel
@@ -299,6 +336,14 @@ func (w *Witness) load() error {
 		return err
 	}
 	w.nextEv = last + 1
+	forks, err := w.Forks()
+	if err != nil {
+		return err
+	}
+	w.evCounts = make(map[string]int)
+	for _, e := range forks {
+		w.evCounts[e.Origin]++
+	}
 	return nil
 }
 
@@ -516,6 +561,20 @@ func (w *Witness) addCheckpoint(body []byte) ([]byte, error) {
 	if err := itlog.CheckConsistency(req.proof, req.old, st.tree.Hash, cp.N, cp.Hash); err != nil {
 		return nil, fmt.Errorf("%w: consistency proof from %d to %d does not verify", ErrInconsistent, req.old, cp.N)
 	}
+	if req.old == cp.N && st.note != nil {
+		// The checkpoint the witness already holds: cosign it again
+		// without touching the store (a rewrite would let anyone force
+		// one fsync per request). The mark normally covers it already;
+		// if an earlier mark write failed, it is raised first.
+		if err := w.raiseHighWater(cp.Origin, cp.Tree); err != nil {
+			return nil, err
+		}
+		signed, err := note.Sign(&note.Note{Text: cp.String()}, w.cosigner)
+		if err != nil {
+			return nil, fmt.Errorf("witness: cosigning: %w", err)
+		}
+		return signed[len(cp.String())+1:], nil
+	}
 
 	// Cosign a re-encoding of what we parsed, never the received bytes.
 	text := cp.String()
@@ -537,6 +596,13 @@ func (w *Witness) addCheckpoint(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	ls.state = next
+	ls.resumed = false
+	// Durability point: the high-water mark covers the new tree before the
+	// cosignature is released. If this fails, the store is ahead of the
+	// mark, which is safe (Open repairs it) and nothing was released.
+	if err := w.raiseHighWater(cp.Origin, cp.Tree); err != nil {
+		return nil, err
+	}
 	return cosig, nil
 }
 

@@ -70,6 +70,7 @@ type auditConfig struct {
 	parallel   int
 	noProgress bool
 	compress   bool
+	maxAge     time.Duration
 }
 
 func init() { rootCmd.AddCommand(newAuditCmd()) }
@@ -118,6 +119,7 @@ tile, bundle, entry or checkpoint), 2 usage or network trouble.`,
 	f.BoolVar(&cfg.jsonOut, "json", false, "print one JSON object per run instead of text")
 	f.IntVar(&cfg.parallel, "parallel", client.DefaultParallelism, "requests in flight")
 	f.BoolVar(&cfg.noProgress, "no-progress", false, "do not report progress on stderr")
+	f.DurationVar(&cfg.maxAge, "max-age", 0, "fail (exit 1) when the newest witness cosignature is older than this (needs --witness; default 0: no limit)")
 	f.BoolVar(&cfg.compress, "compression", true, "accept gzip-compressed bundles (turn off on fast links to save CPU)")
 	return cmd
 }
@@ -147,6 +149,12 @@ func auditOptions(cfg auditConfig) (audit.Options, error) {
 	}
 	if cfg.watch && cfg.interval < minAuditInterval {
 		return opts, usageErr("audit: --interval must be at least %v", minAuditInterval)
+	}
+	if cfg.maxAge < 0 {
+		return opts, usageErr("audit: --max-age must not be negative")
+	}
+	if cfg.maxAge > 0 && len(cfg.witnesses) == 0 {
+		return opts, usageErr("audit: --max-age needs --witness: a checkpoint carries no time, only witness cosignatures do")
 	}
 	if cfg.parallel < 1 || cfg.parallel > 1024 {
 		return opts, usageErr("audit: --parallel must be 1 to 1024")
@@ -270,6 +278,13 @@ func auditOnce(ctx context.Context, stdout, stderr io.Writer, cfg auditConfig, o
 			}
 		}
 		*lastAlert = ""
+		if age := time.Since(res.CosignedAt); cfg.maxAge > 0 && age > cfg.maxAge {
+			// The log may be replaying an old checkpoint forever: what it
+			// serves verifies, but nobody vouched for it recently.
+			err := fmt.Errorf("audit: the newest witness cosignature of %s is from %s, %s old, older than --max-age %s",
+				res.Origin, res.CosignedAt.UTC().Format(time.RFC3339), age.Round(time.Second), cfg.maxAge)
+			return exitFailure, report(stdout, cfg, res, &exitError{exitFailure, err}, opts)
+		}
 		return exitVerified, report(stdout, cfg, res, nil, opts)
 	}
 	var f *audit.Failure

@@ -27,8 +27,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/audit/audittest"
-	"indelible.dev/httpapi"
 	"indelible.dev/client"
+	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )

@@ -112,7 +112,7 @@ func fetchCheckpoint(ctx context.Context, c *http.Client, url string, v note.Ver
 	if resp.StatusCode != http.StatusOK {
 		return itlog.Checkpoint{}, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
-	cp, _, err := itlog.OpenCheckpoint(body, v.Name(), note.VerifierList(v))
+	cp, _, err := itlog.OpenCheckpoint(body, v)
 	if err != nil {
 		return itlog.Checkpoint{}, verifyError{fmt.Errorf("checkpoint from %s does not verify: %w", url, err)}
 	}

@@ -277,7 +277,7 @@ func TestServeFirstStart(t *testing.T) {
 		}
 	}
 	status, body := httpGet(t, p.url+"/checkpoint")
-	cp, _, err := itlog.OpenCheckpoint(body, p.origin, note.VerifierList(v))
+	cp, _, err := itlog.OpenCheckpoint(body, v)
 	if status != 200 || err != nil || cp.N != 3 {
 		t.Fatalf("checkpoint: %d %v %+v", status, err, cp)
 	}
@@ -528,7 +528,7 @@ func TestServeTLS(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	v, _ := note.NewVerifier(p.vkey)
-	if _, _, err := itlog.OpenCheckpoint(body, p.origin, note.VerifierList(v)); resp.StatusCode != 200 || err != nil {
+	if _, _, err := itlog.OpenCheckpoint(body, v); resp.StatusCode != 200 || err != nil {
 		t.Fatalf("checkpoint over TLS: %d %v", resp.StatusCode, err)
 	}
 	// Plain HTTP to the TLS port is refused.

@@ -66,8 +66,7 @@ func TestKillRecovery(t *testing.T) {
 		acked   = make(map[int64][]byte)
 		seen    []seenCheckpoint
 		vkey    string
-		verif   note.Verifiers
-		origin  string
+		verif   note.Verifier
 		entryNo int
 	)
 	record := func(idx int64, entry []byte) {
@@ -81,12 +80,12 @@ func TestKillRecovery(t *testing.T) {
 	for round := 0; round < kills; round++ {
 		p := startServe(t, dir)
 		if vkey == "" {
-			vkey, origin = p.vkey, p.origin
+			vkey = p.vkey
 			v, err := note.NewVerifier(vkey)
 			if err != nil {
 				t.Fatal(err)
 			}
-			verif = note.VerifierList(v)
+			verif = v
 		} else if p.vkey != vkey {
 			t.Fatalf("round %d: key changed across restarts", round)
 		}
@@ -118,7 +117,7 @@ func TestKillRecovery(t *testing.T) {
 			defer wg.Done()
 			var last tlog.Tree
 			for ctx.Err() == nil {
-				if cp, err := getCheckpoint(ctx, client, p.url, origin, verif); err == nil && cp.Tree != last {
+				if cp, err := getCheckpoint(ctx, client, p.url, verif); err == nil && cp.Tree != last {
 					last = cp.Tree
 					mu.Lock()
 					seen = append(seen, seenCheckpoint{round, cp.Tree})
@@ -138,7 +137,7 @@ func TestKillRecovery(t *testing.T) {
 
 	// Restart once more and check everything against the final log.
 	p := startServe(t, dir)
-	final, err := getCheckpoint(context.Background(), client, p.url, origin, verif)
+	final, err := getCheckpoint(context.Background(), client, p.url, verif)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +233,7 @@ func postEntry(ctx context.Context, c *http.Client, url string, entry []byte) (i
 	return strconv.ParseInt(strings.TrimSuffix(string(b), "\n"), 10, 64)
 }
 
-func getCheckpoint(ctx context.Context, c *http.Client, url, origin string, v note.Verifiers) (itlog.Checkpoint, error) {
+func getCheckpoint(ctx context.Context, c *http.Client, url string, v note.Verifier) (itlog.Checkpoint, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/checkpoint", nil)
 	if err != nil {
 		return itlog.Checkpoint{}, err
@@ -248,7 +247,7 @@ func getCheckpoint(ctx context.Context, c *http.Client, url, origin string, v no
 	if err != nil {
 		return itlog.Checkpoint{}, err
 	}
-	cp, _, err := itlog.OpenCheckpoint(b, origin, v)
+	cp, _, err := itlog.OpenCheckpoint(b, v)
 	return cp, err
 }
 
@@ -363,7 +362,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	p2 := startServe(t, dir)
 	v, _ := note.NewVerifier(p.vkey)
-	cp, err := getCheckpoint(context.Background(), client, p2.url, p.origin, note.VerifierList(v))
+	cp, err := getCheckpoint(context.Background(), client, p2.url, v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 
-	wcfg, err := witnessingConfig(cfg.witnesses, cfg.witnessQuorum)
+	wcfg, err := witnessingConfig(signer.Name(), cfg.witnesses, cfg.witnessQuorum)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,7 @@ const (
 	witnessTokenFile = "admin.token"  // admin token for clear-fork while running, 0600
 	witnessAddrFile  = "witness.addr" // address of the running witness; removed on exit
 	witnessStoreDir  = "store"        // the pebble store
+	witnessHWMFile   = "witness.hwm"  // high-water mark: latest cosigned tree per origin, 0600
 	adminTimeout     = 10 * time.Second
 )
 
@@ -55,6 +56,8 @@ type witnessConfig struct {
 	logs     []string
 	peers    []string
 	interval time.Duration
+	rate     float64 // requests/s per client IP; 0 means no limit
+	resume   bool    // continue origins whose store is behind the high-water mark
 }
 
 func init() {
@@ -76,6 +79,16 @@ prints the name, the verifier key and the URL.
 contain "="). A log's URL (its tlog-tiles prefix) lets gossip build
 consistency proofs between checkpoints of different sizes.
 
+The witness keeps, beside its key, a high-water mark (witness.hwm: the latest
+tree it cosigned for each log), written before any cosignature is released.
+If the store is missing or behind it (a volume not mounted, a restore from an
+older backup), the witness refuses to start and names the logs: cosigning from
+such a store could sign a second root for a size it already cosigned. Restore
+a store at least as new, or, if the store is lost, start once with
+--resume-from-hwm: those logs continue from the marked tree (consistency is
+still checked from its root; the monitoring checkpoint returns after the next
+cosignature).
+
 Routes: POST /add-checkpoint, GET /<hex sha256 origin>/checkpoint,
 GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 		Args: cobra.NoArgs,
@@ -93,6 +106,8 @@ GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 	lf.StringArrayVar(&cfg.logs, "log", nil, "known log: its verifier key, optionally =URL of its tlog-tiles prefix (repeatable)")
 	lf.StringArrayVar(&cfg.peers, "peer", nil, "peer witness: its cosignature/v1 verifier key =URL (repeatable)")
 	lf.DurationVar(&cfg.interval, "gossip-interval", witness.DefaultGossipInterval, "time between gossip rounds")
+	lf.Float64Var(&cfg.rate, "rate-limit", 0, "requests per second allowed per client IP (an IPv6 /64 is one client; bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
+	lf.BoolVar(&cfg.resume, "resume-from-hwm", false, "the store was lost: continue the logs it is behind on from the high-water mark in DATA/"+witnessHWMFile+" (see the long help)")
 
 	forks := &cobra.Command{
 		Use:   "forks",
@@ -236,6 +251,9 @@ func adminToken(dir string) (string, error) {
 
 func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if cfg.rate < 0 {
+		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rate)
+	}
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
@@ -261,13 +279,17 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 		Peers:          peers,
 		GossipInterval: cfg.interval,
 		Logger:         logger,
+		// The mark lives beside the key, outside the store, so losing
+		// the store does not lose it.
+		HighWaterFile:       filepath.Join(cfg.dataDir, witnessHWMFile),
+		ResumeFromHighWater: cfg.resume,
 	})
 	if err != nil {
 		return err
 	}
 	defer w.Close()
 
-	srv := httpapi.New(httpapi.Config{Logger: logger})
+	srv := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rate})
 	srv.MountWitness(w, httpapi.WitnessConfig{AdminToken: token})
 	hs := srv.HTTPServer(cfg.listen)
 	ln, err := net.Listen("tcp", cfg.listen)
@@ -406,9 +428,13 @@ func printJSON(out io.Writer, v any) error {
 }
 
 // witnessingConfig builds the log side's witness configuration from
-// indelible serve's --witness VKEY=URL flags and --witness-quorum.
-func witnessingConfig(specs []string, quorum int) (ledger.WitnessConfig, error) {
+// indelible serve's --witness VKEY=URL flags and --witness-quorum, with the
+// rule of tlog.Policy: no witness key named like the log's origin (it could
+// stand in for the log with clients that look up keys by name), no witness
+// key twice.
+func witnessingConfig(origin string, specs []string, quorum int) (ledger.WitnessConfig, error) {
 	var cfg ledger.WitnessConfig
+	seen := map[string]bool{}
 	for _, s := range specs {
 		vkey, u := witness.ParseKeyURL(s)
 		if u == "" {
@@ -418,6 +444,14 @@ func witnessingConfig(specs []string, quorum int) (ledger.WitnessConfig, error) 
 		if err != nil {
 			return cfg, fmt.Errorf("--witness: %w", err)
 		}
+		if c.Verifier().Name() == origin {
+			return cfg, fmt.Errorf("--witness %q: the witness key has the log's own name %q: a witness must never stand in for the log", s, origin)
+		}
+		id := fmt.Sprintf("%s+%08x", c.Verifier().Name(), c.Verifier().KeyHash())
+		if seen[id] {
+			return cfg, fmt.Errorf("--witness %q: witness key %s given twice", s, id)
+		}
+		seen[id] = true
 		cfg.Witnesses = append(cfg.Witnesses, c)
 	}
 	if quorum < 0 || quorum > len(cfg.Witnesses) {

@@ -88,7 +88,7 @@ func newLogKey(t testing.TB, origin string) (file, vkey string) {
 func cosigners(t testing.TB, signed []byte, origin, logVKey string, vkeys ...string) (itlog.Checkpoint, []string) {
 	t.Helper()
 	lv, _ := note.NewVerifier(logVKey)
-	cp, _, err := itlog.OpenCheckpoint(signed, origin, note.VerifierList(lv))
+	cp, _, err := itlog.OpenCheckpoint(signed, lv)
 	if err != nil {
 		t.Fatalf("checkpoint does not verify: %v\n%s", err, signed)
 	}
@@ -251,7 +251,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 	t.Logf("both witnesses hold fork evidence %v after the split view began (gossip interval %v)", time.Since(start).Round(time.Millisecond), interval)
 	for i := range dirs {
 		for _, e := range forksOf(dirs[i]) {
-			if err := witness.VerifyEvidence(e, note.VerifierList(lv)); err != nil {
+			if err := witness.VerifyEvidence(e, lv); err != nil {
 				t.Fatalf("witness %d holds evidence that does not verify: %v", i, err)
 			}
 		}
