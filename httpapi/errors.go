@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -20,14 +21,24 @@ import (
 // statusTable is the one table mapping errors to HTTP status codes. The first
 // row whose error matches (errors.Is) wins; unmatched errors are 500. Add rows
 // here, never a status code in a handler.
+//
+// 503 (with Retry-After) is only for conditions that pass: pushback, a full
+// disk, a closing log, a checkpoint not yet witnessed, a server not ready. A
+// log that stopped on a storage failure or found its store corrupt will not
+// recover by itself, so those answer 500 (see ledger.Retryable).
 var statusTable = []struct {
 	err    error
 	status int
 }{
+	{errNotReady, http.StatusServiceUnavailable},
+	{errShuttingDown, http.StatusServiceUnavailable},
+	{ledger.ErrFailed, http.StatusInternalServerError},
+	{ledger.ErrCorrupt, http.StatusInternalServerError},
 	{ledger.ErrPushback, http.StatusServiceUnavailable},
 	{ledger.ErrDiskFull, http.StatusServiceUnavailable},
-	{ledger.ErrFailed, http.StatusServiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable},
+	{ledger.ErrNotWitnessed, http.StatusServiceUnavailable},
+	{ledger.ErrWitnessAhead, http.StatusServiceUnavailable},
 	{ledger.ErrNotFound, http.StatusNotFound},
 	{ledger.ErrEntryTooLarge, http.StatusRequestEntityTooLarge},
 	{ledger.ErrRange, http.StatusBadRequest},
@@ -53,6 +64,10 @@ var (
 	errBadRequest = errors.New("bad request")
 	// errTooLarge wraps request bodies over their limit.
 	errTooLarge = errors.New("request body too large")
+	// errNotReady wraps the reason /readyz fails.
+	errNotReady = errors.New("not ready")
+	// errShuttingDown is why /readyz fails during a graceful shutdown.
+	errShuttingDown = errors.New("shutting down")
 )
 
 // retryAfterSeconds is the Retry-After value sent with every 503: pushback
@@ -78,6 +93,23 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// unavailableMessage is the body text of a 503: the fixed texts of the
+// table's errors that err wraps, in table order, and nothing else. A 503's
+// chain may carry the text of a storage error (a ready check reporting why
+// the log stopped); that detail is for the server's log, not for clients.
+func unavailableMessage(err error) string {
+	var parts []string
+	for _, row := range statusTable {
+		if errors.Is(err, row.err) {
+			parts = append(parts, row.err.Error())
+		}
+	}
+	if len(parts) == 0 {
+		return http.StatusText(http.StatusServiceUnavailable)
+	}
+	return strings.Join(parts, ": ")
+}
+
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
 	Error string `json:"error"`
@@ -101,6 +133,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			} else {
 				msg = http.StatusText(he.Code)
 			}
+		}
+		if status == http.StatusServiceUnavailable && he == nil {
+			msg = unavailableMessage(err)
 		}
 		if status >= 500 && status != http.StatusServiceUnavailable {
 			logger.Error("http: internal error", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)

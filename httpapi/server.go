@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -66,7 +65,6 @@ type Server struct {
 	e       *echo.Echo
 	metrics *Metrics
 	logger  *slog.Logger
-	log     *ledger.Log
 
 	readyMu     sync.Mutex
 	readyChecks []func() error
@@ -89,7 +87,6 @@ func New(cfg Config) *Server {
 	s := &Server{
 		metrics: cfg.Metrics,
 		logger:  cfg.Logger,
-		log:     cfg.Log,
 		routes:  make(map[string]*routeMetrics),
 		other:   cfg.Metrics.route("other"),
 	}
@@ -188,7 +185,7 @@ func (s *Server) serveHealthz(c echo.Context) error {
 
 func (s *Server) serveReadyz(c echo.Context) error {
 	if err := s.processReadyz(); err != nil {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return fmt.Errorf("%w: %w", errNotReady, err)
 	}
 	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", okBody)
 }
@@ -196,7 +193,7 @@ func (s *Server) serveReadyz(c echo.Context) error {
 // processReadyz returns why the server is not ready, or nil.
 func (s *Server) processReadyz() error {
 	if s.shutdown.Load() {
-		return errors.New("shutting down")
+		return errShuttingDown
 	}
 	s.readyMu.Lock()
 	checks := s.readyChecks

@@ -81,6 +81,51 @@ func (s *edgeSnapshot) partialBundle(n int64) ([]byte, bool) {
 	return s.bundle.data, true
 }
 
+// visit records one node of the tree that a compact range append completed
+// (the callback of compact.Range.Append), adding what it fills to b.
+func (e *edge) visit(b *pebble.Batch, id compact.NodeID, hash []byte) {
+	lvl := int(id.Level / itlog.TileHeight)
+	if k := int(id.Level % itlog.TileHeight); k != 0 {
+		e.tile(lvl).visitInner(b, lvl, k, id.Index, hash)
+		return
+	}
+	e.tile(lvl).visitHash(b, lvl, id, hash)
+}
+
+// visitInner keeps an inner node (level k within the tile, k in 1..7) of the
+// tile at level lvl for the tile's inner record, written once the tile's
+// last inner node arrives.
+func (t *edgeTile) visitInner(b *pebble.Batch, lvl, k int, index uint64, hash []byte) {
+	n := int64(index >> (itlog.TileHeight - k))
+	off := int(int64(index) - n<<(itlog.TileHeight-k))
+	if t.inner == nil || t.innerN != n {
+		t.inner, t.innerN = make([]byte, innerHashes*tlog.HashSize), n
+	}
+	copy(t.inner[(innerStart(k)+off)*tlog.HashSize:], hash)
+	if k == itlog.TileHeight-1 && off == 1 {
+		b.Set(innerKey(lvl, n), t.inner, nil)
+		t.inner = nil
+	}
+}
+
+// visitHash appends a hash of the tile's bottom row; a tile that becomes full
+// is written to b and a new one started.
+func (t *edgeTile) visitHash(b *pebble.Batch, lvl int, id compact.NodeID, hash []byte) {
+	if int64(id.Index) != t.n*itlog.TileWidth+int64(t.w) {
+		panic(fmt.Sprintf("ledger: node %d/%d out of order in tile %d/%d width %d", id.Level, id.Index, lvl, t.n, t.w))
+	}
+	t.data = append(t.data, hash...)
+	t.w++
+	t.dirty = true
+	if t.w == itlog.TileWidth {
+		b.Set(tileKey(lvl, t.n), t.data, nil)
+		t.n++
+		t.w = 0
+		t.data = newTileBuf() // snapshots may still hold the old one
+		t.dirty = false
+	}
+}
+
 func newTileBuf() []byte { return make([]byte, 0, itlog.TileWidth*tlog.HashSize) }
 
 func (e *edge) tile(l int) *edgeTile {
@@ -120,12 +165,12 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 				return true
 			})
 			if err != nil {
-				return nil, fmt.Errorf("%w: right-edge bundle %d: %v", ErrCorrupt, e.bundle.n, err)
+				return nil, fmt.Errorf("%w: right-edge bundle %d: %w", ErrCorrupt, e.bundle.n, err)
 			}
 		default:
 			data, err := l.get(tileKey(lvl, t.n))
 			if err != nil {
-				return nil, fmt.Errorf("%w: reading right-edge tile %d/%d: %v", ErrCorrupt, lvl, t.n, err)
+				return nil, fmt.Errorf("%w: reading right-edge tile %d/%d: %w", ErrCorrupt, lvl, t.n, err)
 			}
 			if len(data) != t.w*tlog.HashSize {
 				return nil, fmt.Errorf("%w: right-edge tile %d/%d is %d bytes, want %d", ErrCorrupt, lvl, t.n, len(data), t.w*tlog.HashSize)
@@ -157,7 +202,7 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 	}
 	hashes, err := itlog.StoredHashReader(l.readTilesForEdge(e)).ReadHashes(indexes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading compact range: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: reading compact range: %w", ErrCorrupt, err)
 	}
 	hs := make([][]byte, len(hashes))
 	for i := range hashes {
@@ -165,7 +210,7 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 	}
 	rng, err := rangeFactory.NewRange(0, uint64(tree.N), hs)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	root, err := rootOf(rng)
 	if err != nil {

@@ -63,7 +63,7 @@ func (l *Log) reindex(from, n int64) error {
 		for bn := start / itlog.TileWidth; bn*itlog.TileWidth < end; bn++ {
 			data, err := l.readBundle(l.edge.snapshot(), bn)
 			if err != nil {
-				return fmt.Errorf("%w: re-indexing bundle %d: %v", ErrCorrupt, bn, err)
+				return fmt.Errorf("%w: re-indexing bundle %d: %w", ErrCorrupt, bn, err)
 			}
 			k := bn * itlog.TileWidth
 			err = itlog.WalkBundle(data, func(e []byte) bool {
@@ -74,7 +74,7 @@ func (l *Log) reindex(from, n int64) error {
 				return k < end
 			})
 			if err != nil {
-				return fmt.Errorf("%w: re-indexing bundle %d: %v", ErrCorrupt, bn, err)
+				return fmt.Errorf("%w: re-indexing bundle %d: %w", ErrCorrupt, bn, err)
 			}
 		}
 		if int64(len(job.hashes)) != end-start {
@@ -111,10 +111,27 @@ func writeIndex(b *pebble.Batch, jobs []indexJob) {
 	b.Set(keyIndexed, v[:], nil)
 }
 
+// Retry pauses of the indexer after a failed index batch.
+const (
+	indexRetryMin = 10 * time.Millisecond
+	indexRetryMax = 5 * time.Second
+)
+
 // indexLoop writes the leaf-hash index for committed entries. Its batches are
 // not synced: the index is rebuilt from the watermark on Open.
+//
+// A failed batch is retried, with the same jobs, until it succeeds: the
+// watermark covers a contiguous prefix of the log, so it may never move past
+// a job that is not written (a later job's success must not hide an earlier
+// one's failure). If the log closes while a batch keeps failing, the loop
+// gives up; the watermark stays below the unwritten jobs and Open re-indexes
+// them.
 func (l *Log) indexLoop() {
 	defer close(l.indexDone)
+	commit := l.opts.indexCommit
+	if commit == nil {
+		commit = func(b *pebble.Batch) error { return b.Commit(pebble.NoSync) }
+	}
 	for job := range l.indexq {
 		jobs := []indexJob{job}
 	drain:
@@ -129,22 +146,46 @@ func (l *Log) indexLoop() {
 				break drain
 			}
 		}
-		b := l.db.NewBatch()
-		writeIndex(b, jobs)
-		err := b.Commit(pebble.NoSync)
-		b.Close()
-		if err != nil {
-			// Not fatal for the log: lookups by hash beyond the watermark
-			// wait and then fail; Open re-indexes.
-			l.log.Error("writing leaf-hash index", "err", err)
-			continue
+		if !l.writeIndexJobs(jobs, commit) {
+			// Closing with a batch that keeps failing: drain the queue
+			// without writing, so the publisher is never blocked.
+			for range l.indexq {
+			}
+			return
 		}
 		last := jobs[len(jobs)-1]
 		l.indexed.Store(last.first + int64(len(last.hashes)))
-		l.indexMu.Lock()
-		close(l.indexWait)
-		l.indexWait = make(chan struct{})
-		l.indexMu.Unlock()
+		l.indexChanged.broadcast()
+	}
+}
+
+// writeIndexJobs writes jobs in one batch, retrying with backoff until it
+// succeeds (true) or the log has closed and a last attempt failed (false).
+func (l *Log) writeIndexJobs(jobs []indexJob, commit func(*pebble.Batch) error) bool {
+	pause := indexRetryMin
+	for {
+		b := l.db.NewBatch()
+		writeIndex(b, jobs)
+		err := commit(b)
+		b.Close()
+		if err == nil {
+			return true
+		}
+		// Not fatal for the log: lookups by hash beyond the watermark wait
+		// for the retry (and fail after maxIndexWait).
+		l.log.Error("writing leaf-hash index; retrying", "first", jobs[0].first, "err", err, "retry_in", pause)
+		select {
+		case <-l.done:
+			// The publisher has exited: one more attempt, then leave the
+			// rest to the re-indexing of the next Open.
+			b := l.db.NewBatch()
+			writeIndex(b, jobs)
+			err := commit(b)
+			b.Close()
+			return err == nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, indexRetryMax)
 	}
 }
 
@@ -153,9 +194,7 @@ func (l *Log) waitIndexed(n int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), maxIndexWait)
 	defer cancel()
 	for {
-		l.indexMu.Lock()
-		ch := l.indexWait
-		l.indexMu.Unlock()
+		ch := l.indexChanged.wait()
 		if l.indexed.Load() >= n {
 			return nil
 		}

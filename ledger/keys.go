@@ -11,6 +11,9 @@ import (
 //
 //	'm' "format"          store format version (decimal text)
 //	'm' "origin"          the log's origin line
+//	'm' "key"             the log key: its name, a space, its key hash
+//	                      (8 hex digits), so another key is refused
+//	'm' "storeid"         16 random bytes naming this store (keyguard.go)
 //	's'                   tree state: size (8 bytes BE) || root hash (32)
 //	't' L(1) N(8)         hash tile at level L, index N: full (8192 bytes) or,
 //	                      for L >= 1, the current partial (a prefix of the
@@ -41,6 +44,8 @@ const formatVersion = "1"
 var (
 	keyFormat = []byte("mformat")
 	keyOrigin = []byte("morigin")
+	keyKey    = []byte("mkey")
+	keyStoreID = []byte("mstoreid")
 	keyState  = []byte{prefixState}
 )
 

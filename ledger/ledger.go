@@ -49,7 +49,22 @@ const (
 	DefaultQueueSize = 1 << 17
 	// DefaultMaxBatch is the most entries committed in one pebble batch.
 	DefaultMaxBatch = 1 << 14
+	// DefaultQueueBytes is the most entry bytes that may wait to be
+	// sequenced before Append returns ErrPushback. Without it the entry
+	// bound alone allows DefaultQueueSize x 64 KiB = 8 GiB.
+	DefaultQueueBytes = 256 << 20
+	// DefaultMaxBatchBytes is the most entry bytes committed in one pebble
+	// batch (a single AppendEntries call may not exceed it either).
+	DefaultMaxBatchBytes = 32 << 20
 )
+
+// pebbleFormat is the on-disk format of the store, pinned: it is the
+// FormatNewest of the pebble release in go.mod when it was chosen
+// (FormatValueSeparation, pebble v2.1). Opening with FormatNewest would let a
+// dependency bump silently ratchet every existing store to a format older
+// releases cannot read. Raising it is a deliberate change: see
+// docs/STORAGE-FORMAT.md.
+const pebbleFormat = pebble.FormatValueSeparation
 
 // Errors callers branch on.
 var (
@@ -69,10 +84,29 @@ var (
 	ErrFailed = errors.New("ledger: storage failure, log stopped accepting writes")
 	// ErrCorrupt means the store's tiles disagree with its recorded state.
 	ErrCorrupt = errors.New("ledger: store is corrupt")
+	// ErrNotWitnessed means witnessing is configured and no checkpoint has
+	// met the quorum yet (or not within a caller's deadline): retry later.
+	ErrNotWitnessed = errors.New("ledger: no witnessed checkpoint yet, retry later")
+	// ErrWitnessAhead means a witness reported a tree larger than any this
+	// log has signed: the log has lost data or its key signed another
+	// history. The log stays up for reads but is not ready (see WitnessAlarm).
+	ErrWitnessAhead = errors.New("ledger: a witness knows a larger tree than this log")
 	// ErrRange means a proof was asked for an index or size outside the
 	// published tree.
 	ErrRange = itlog.ErrProofRange
 )
+
+// Retryable reports whether err is a condition that passes by itself
+// (pushback, a full disk, a closing log, no witnessed checkpoint yet), so the
+// same request may succeed later. ErrFailed and ErrCorrupt are fatal: the log
+// stopped, and only an operator (reopening or restoring the store) helps.
+func Retryable(err error) bool {
+	if errors.Is(err, ErrFailed) || errors.Is(err, ErrCorrupt) {
+		return false
+	}
+	return errors.Is(err, ErrPushback) || errors.Is(err, ErrDiskFull) ||
+		errors.Is(err, ErrClosed) || errors.Is(err, ErrNotWitnessed)
+}
 
 // Options configure Open. The zero value of every field but Signer has a
 // documented default.
@@ -86,6 +120,12 @@ type Options struct {
 	QueueSize int
 	// MaxBatch bounds the entries committed in one batch. Default DefaultMaxBatch.
 	MaxBatch int
+	// QueueBytes bounds the entry bytes waiting to be sequenced. Default
+	// DefaultQueueBytes.
+	QueueBytes int
+	// MaxBatchBytes bounds the entry bytes committed in one batch. Default
+	// DefaultMaxBatchBytes.
+	MaxBatchBytes int
 	// Dedup, when set, makes Append of an entry whose bytes equal an entry
 	// already in the log (or earlier in the same batch) return that entry's
 	// index instead of appending a copy. It costs one index lookup per entry.
@@ -108,8 +148,15 @@ type Options struct {
 	// and makes Checkpoint return the newest one meeting the quorum (see
 	// witnessing.go). Appends never wait for witnesses.
 	Witnessing WitnessConfig
+	// KeyGuard, if set, keeps the log key from ever signing two histories:
+	// see keyguard.go. indelible serve always sets it.
+	KeyGuard *KeyGuard
 
-	freeSpace func(dir string) (uint64, error) // for tests
+	// For tests: the free space of a directory, and a replacement of the
+	// wait for a commit's fsync and of the leaf-hash index commit.
+	freeSpace   func(dir string) (uint64, error)
+	syncWait    func(c *commit) error
+	indexCommit func(b *pebble.Batch) error
 }
 
 // CommitInfo describes one durable commit.
@@ -122,6 +169,35 @@ type CommitInfo struct {
 }
 
 // Log is an open transparency log. All methods are safe for concurrent use.
+//
+// Goroutines, and what each owns:
+//
+//   - sequence (sequencer.go) owns edge. It takes requests off the queue,
+//     integrates them into the edge, applies each batch to pebble without
+//     waiting for its fsync, and sends the commit to inflight.
+//   - publishLoop (sequencer.go) receives commits from inflight in order,
+//     waits for each fsync, publishes (pub), answers the writers, and sends
+//     the leaf hashes to indexq. It sets failed on the first failed commit;
+//     from then on no commit is published or acknowledged.
+//   - indexLoop (index.go) writes the leaf-hash index from indexq and
+//     advances indexed, never past a job it has not written.
+//   - watchDisk (diskguard.go) sets diskFull.
+//   - guardLoop (keyguard.go) writes the key's high-water mark after
+//     publishes, coalesced.
+//   - witnessing.run and its request goroutines (witnessing.go) own the
+//     witnessing state, under its own mutex.
+//
+// Locks: qmu guards queue, queued, queuedBytes and closing. pubMu serializes
+// publish (sizes only grow; one root per size). closeMu makes Close run
+// once. pubChanged and indexChanged are notifiers, each with its own lock.
+// Everything else is immutable after Open or atomic.
+//
+// Shutdown chain: Close sets closing and wakes sequence, which commits what
+// is queued, refuses the rest with ErrClosed and closes inflight;
+// publishLoop drains inflight (every writer is answered), then closes indexq
+// and done; indexLoop drains indexq and closes indexDone; guardLoop sees done,
+// and Close writes the final high-water mark; then witnessing stops and the
+// store closes.
 type Log struct {
 	db     *pebble.DB
 	signer note.Signer
@@ -129,21 +205,22 @@ type Log struct {
 	opts   Options
 	log    *slog.Logger
 
-	// Sequencing queue.
-	qmu     sync.Mutex
-	queue   []*request
-	queued  int // entries in queue
-	wake    chan struct{}
-	closing bool
+	// Sequencing queue, guarded by qmu.
+	qmu         sync.Mutex
+	queue       []*request
+	queued      int // entries in queue
+	queuedBytes int // entry bytes in queue
+	wake        chan struct{}
+	closing     bool
 
 	// Integration state: owned by the sequencer goroutine.
 	edge *edge
 
 	// Publishing.
-	pub     atomic.Pointer[published]
-	pubMu   sync.Mutex
-	pubWait chan struct{} // closed and replaced at each publish
-	failed  atomic.Pointer[error]
+	pub        atomic.Pointer[published]
+	pubMu      sync.Mutex
+	pubChanged notifier // at each publish, at a failure, at a new witnessed checkpoint
+	failed     atomic.Pointer[error]
 
 	diskFull atomic.Bool
 	tiles    *tileCache // expanded tiles for proofs (hashcache.go)
@@ -151,15 +228,16 @@ type Log struct {
 	inflight chan *commit
 	done     chan struct{} // closed when the publisher exits
 	wit      *witnessing   // nil unless Options.Witnessing has witnesses
+	guard    *guard        // nil unless Options.KeyGuard is set
 
 	// Leaf-hash index (see index.go).
-	indexq    chan indexJob
-	indexed   atomic.Int64 // entries below this are in the leaf-hash index
-	indexMu   sync.Mutex
-	indexWait chan struct{} // closed and replaced when indexed grows
-	indexDone chan struct{}
-	closeMu   sync.Mutex
-	closed    bool
+	indexq       chan indexJob
+	indexed      atomic.Int64 // entries below this are in the leaf-hash index
+	indexChanged notifier     // when indexed grows
+	indexDone    chan struct{}
+
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // published is one signed checkpoint, made visible atomically.
@@ -187,6 +265,13 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	opts.MaxBatchBytes = min(opts.MaxBatchBytes, opts.QueueBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -205,7 +290,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		FS:                 opts.FS,
 		Cache:              cache,
 		Logger:             pebbleLogger{opts.Logger},
-		FormatMajorVersion: pebble.FormatNewest,
+		FormatMajorVersion: pebbleFormat,
 		MemTableSize:       64 << 20,
 	}
 	db, err := pebble.Open(dir, popts)
@@ -219,15 +304,21 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		wake:      make(chan struct{}, 1),
-		pubWait:   make(chan struct{}),
 		inflight:  make(chan *commit, 2),
 		done:      make(chan struct{}),
 		indexq:    make(chan indexJob, 256),
-		indexWait: make(chan struct{}),
 		indexDone: make(chan struct{}),
 		tiles:     newTileCache(opts.TileCacheSize),
 	}
-	tree, err := l.init()
+	var hwm *highWater
+	if opts.KeyGuard != nil {
+		l.guard, hwm, err = openGuard(opts.KeyGuard, opts.Logger)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	tree, err := l.init(hwm)
 	if err == nil {
 		l.edge, err = l.loadEdge(tree)
 	}
@@ -241,6 +332,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err == nil {
 		err = l.publish(tree, l.edge.snapshot())
 	}
+	// The published checkpoint is not visible outside yet (Open has not
+	// returned): check that this store is the history the key has signed,
+	// as far as the high-water mark and the witnesses know, before any new
+	// signature can go out.
+	if err == nil && l.guard != nil {
+		err = l.guard.check(l, hwm)
+	}
+	if err == nil {
+		err = l.checkWitnesses(opts.Witnessing)
+	}
 	if err == nil {
 		err = l.startWitnessing(opts.Witnessing)
 	}
@@ -251,6 +352,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	go l.sequence()
 	go l.publishLoop()
 	go l.indexLoop()
+	if l.guard != nil {
+		go l.guardLoop()
+	}
 	if opts.MinFreeBytes > 0 && (opts.FS == nil || opts.freeSpace != nil) {
 		go l.watchDisk(dir)
 	}
@@ -259,16 +363,23 @@ func Open(dir string, opts Options) (*Log, error) {
 
 // init creates the store's metadata on first open, or checks it, and returns
 // the stored tree state.
-func (l *Log) init() (tlog.Tree, error) {
+func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
 	origin, err := l.get(keyOrigin)
 	if errors.Is(err, ErrNotFound) {
 		if _, err := l.get(keyState); !errors.Is(err, ErrNotFound) {
 			return tlog.Tree{}, fmt.Errorf("%w: tree state without origin", ErrCorrupt)
 		}
+		if l.guard != nil {
+			if err := l.guard.mayCreate(hwm); err != nil {
+				return tlog.Tree{}, err
+			}
+		}
 		// A new log: the empty tree. Durable before the size-0 checkpoint is signed.
 		b := l.db.NewBatch()
 		b.Set(keyFormat, []byte(formatVersion), nil)
 		b.Set(keyOrigin, []byte(l.origin), nil)
+		b.Set(keyKey, keyID(l.signer), nil)
+		b.Set(keyStoreID, newStoreID(), nil)
 		empty := tlog.Tree{N: 0, Hash: itlog.EmptyRoot}
 		b.Set(keyState, encodeState(empty), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
@@ -283,12 +394,18 @@ func (l *Log) init() (tlog.Tree, error) {
 	if string(origin) != l.origin {
 		return tlog.Tree{}, fmt.Errorf("ledger: store holds log %q, but the key is for %q", origin, l.origin)
 	}
+	if err := l.checkKey(); err != nil {
+		return tlog.Tree{}, err
+	}
+	if l.guard != nil && l.guard.cfg.Init {
+		return tlog.Tree{}, fmt.Errorf("%w: --init asks for a new log, but the store already holds one: start without --init", ErrKeyGuard)
+	}
 	if f, err := l.get(keyFormat); err != nil || string(f) != formatVersion {
 		return tlog.Tree{}, fmt.Errorf("ledger: unsupported store format %q", f)
 	}
 	v, err := l.get(keyState)
 	if err != nil {
-		return tlog.Tree{}, fmt.Errorf("%w: reading tree state: %v", ErrCorrupt, err)
+		return tlog.Tree{}, fmt.Errorf("%w: reading tree state: %w", ErrCorrupt, err)
 	}
 	tree, ok := decodeState(v)
 	if !ok {
@@ -341,6 +458,11 @@ func (l *Log) Close() error {
 	}
 	<-l.done
 	<-l.indexDone
+	if l.guard != nil {
+		// Exactly at a clean close: the newest signed tree.
+		<-l.guard.loopDone
+		l.guard.write(l.pub.Load().cp.Tree)
+	}
 	if l.wit != nil {
 		l.wit.close()
 	}
@@ -370,9 +492,7 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 // never returning a merely log-signed one.
 func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, error) {
 	for {
-		l.pubMu.Lock()
-		ch := l.pubWait
-		l.pubMu.Unlock()
+		ch := l.pubChanged.wait()
 		p := l.pub.Load()
 		if l.wit != nil {
 			p = l.witnessedCheckpoint()
@@ -393,14 +513,26 @@ func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, 
 	}
 }
 
-// Checkpoint returns the newest published checkpoint and its signed note.
-// With witnessing, it is the newest checkpoint that met the witness quorum,
-// carrying the cosignatures (until the first one does, the newest log-signed
-// checkpoint). The note is shared: callers must not modify it.
+// Checkpoint returns the checkpoint to serve and its signed note: the newest
+// published one, or, with witnessing, the newest one that met the witness
+// quorum, carrying the cosignatures. With witnessing, until a first
+// checkpoint meets the quorum it returns the zero Checkpoint and a nil note:
+// a log-signed checkpoint is never served in place of a witnessed one. The
+// note is shared: callers must not modify it.
 func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
-	if w := l.witnessedCheckpoint(); w != nil {
-		return w.cp, w.signed
+	if l.wit != nil {
+		if w := l.witnessedCheckpoint(); w != nil {
+			return w.cp, w.signed
+		}
+		return itlog.Checkpoint{}, nil
 	}
+	p := l.pub.Load()
+	return p.cp, p.signed
+}
+
+// Published returns the newest checkpoint signed by the log, witnessed or
+// not. Reads (tiles, proofs) are bounded by it.
+func (l *Log) Published() (itlog.Checkpoint, []byte) {
 	p := l.pub.Load()
 	return p.cp, p.signed
 }
@@ -428,15 +560,9 @@ func (l *Log) publish(tree tlog.Tree, snap *edgeSnapshot) error {
 	if l.wit != nil {
 		l.wit.notify()
 	}
-	close(l.pubWait)
-	l.pubWait = make(chan struct{})
+	if l.guard != nil {
+		l.guard.notify()
+	}
+	l.pubChanged.broadcast()
 	return nil
-}
-
-// wakeWaiters wakes WaitSize callers to look at the served checkpoint again.
-func (l *Log) wakeWaiters() {
-	l.pubMu.Lock()
-	defer l.pubMu.Unlock()
-	close(l.pubWait)
-	l.pubWait = make(chan struct{})
 }

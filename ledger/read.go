@@ -31,7 +31,7 @@ func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
 		}
 		p, err := itlog.BundlePrefix(data, t.W)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bundle %d: %v", ErrCorrupt, t.N, err)
+			return nil, fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, t.N, err)
 		}
 		return p, nil
 	}
@@ -70,7 +70,7 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 		err = errors.New("entry missing from bundle")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: bundle %d: %v", ErrCorrupt, i/itlog.TileWidth, err)
+		return nil, fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, i/itlog.TileWidth, err)
 	}
 	return out, nil
 }

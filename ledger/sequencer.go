@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -37,6 +36,7 @@ type Writer interface {
 
 type request struct {
 	entries []Entry
+	bytes   int // sum of the entries' lengths
 	indexes []int64
 	err     error
 	done    chan struct{}
@@ -76,10 +76,15 @@ func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, erro
 	if len(entries) > l.opts.MaxBatch {
 		return nil, fmt.Errorf("ledger: %d entries in one call, at most %d", len(entries), l.opts.MaxBatch)
 	}
+	size := 0
 	for _, e := range entries {
 		if len(e.Data) > itlog.MaxEntrySize {
 			return nil, ErrEntryTooLarge
 		}
+		size += len(e.Data)
+	}
+	if size > l.opts.MaxBatchBytes {
+		return nil, fmt.Errorf("ledger: %d bytes of entries in one call, at most %d", size, l.opts.MaxBatchBytes)
 	}
 	if err := l.Err(); err != nil {
 		return nil, err
@@ -87,18 +92,19 @@ func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, erro
 	if l.diskFull.Load() {
 		return nil, ErrDiskFull
 	}
-	r := &request{entries: entries, done: make(chan struct{})}
+	r := &request{entries: entries, bytes: size, done: make(chan struct{})}
 	l.qmu.Lock()
 	if l.closing {
 		l.qmu.Unlock()
 		return nil, ErrClosed
 	}
-	if l.queued+len(entries) > l.opts.QueueSize {
+	if l.queued+len(entries) > l.opts.QueueSize || l.queuedBytes+size > l.opts.QueueBytes {
 		l.qmu.Unlock()
 		return nil, ErrPushback
 	}
 	l.queue = append(l.queue, r)
 	l.queued += len(entries)
+	l.queuedBytes += size
 	l.qmu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -119,14 +125,17 @@ func (l *Log) QueueLen() int {
 	return l.queued
 }
 
-// take removes up to MaxBatch entries' worth of requests from the queue.
-// Whole requests are taken, so a batch may hold one request over the limit.
+// take removes up to MaxBatch entries' and MaxBatchBytes bytes' worth of
+// requests from the queue. Whole requests are taken; the first is always
+// taken (AppendEntries keeps each request within both limits).
 func (l *Log) take() (reqs []*request, closing bool) {
 	l.qmu.Lock()
 	defer l.qmu.Unlock()
-	n, k := 0, 0
-	for k < len(l.queue) && (k == 0 || n+len(l.queue[k].entries) <= l.opts.MaxBatch) {
+	n, size, k := 0, 0, 0
+	for k < len(l.queue) && (k == 0 || (n+len(l.queue[k].entries) <= l.opts.MaxBatch &&
+		size+l.queue[k].bytes <= l.opts.MaxBatchBytes)) {
 		n += len(l.queue[k].entries)
+		size += l.queue[k].bytes
 		k++
 	}
 	reqs = make([]*request, k)
@@ -135,6 +144,7 @@ func (l *Log) take() (reqs []*request, closing bool) {
 	clear(l.queue[rest:])
 	l.queue = l.queue[:rest]
 	l.queued -= n
+	l.queuedBytes -= size
 	if len(l.queue) > 0 {
 		// More is waiting: make sure the loop comes back for it.
 		select {
@@ -178,7 +188,7 @@ func (l *Log) sequence() {
 func (l *Log) failQueued(err error) {
 	l.qmu.Lock()
 	q := l.queue
-	l.queue, l.queued = nil, 0
+	l.queue, l.queued, l.queuedBytes = nil, 0, 0
 	l.closing = true
 	l.qmu.Unlock()
 	finish(q, err)
@@ -215,40 +225,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 	// The new entries of the partial bundle start at deltaStart, at byte
 	// deltaOff of its buffer: one 'e' record per commit (see edge.go).
 	deltaStart, deltaOff := e.size, len(e.bundle.data)
-	visit := func(id compact.NodeID, hash []byte) {
-		if k := int(id.Level % itlog.TileHeight); k != 0 {
-			// An inner node of a tile at level lvl: keep it for the tile's
-			// inner record, written once the tile's last one arrives.
-			lvl := int(id.Level / itlog.TileHeight)
-			t := e.tile(lvl)
-			n := int64(id.Index >> (itlog.TileHeight - k))
-			off := int(int64(id.Index) - n<<(itlog.TileHeight-k))
-			if t.inner == nil || t.innerN != n {
-				t.inner, t.innerN = make([]byte, innerHashes*tlog.HashSize), n
-			}
-			copy(t.inner[(innerStart(k)+off)*tlog.HashSize:], hash)
-			if k == itlog.TileHeight-1 && off == 1 {
-				b.Set(innerKey(lvl, n), t.inner, nil)
-				t.inner = nil
-			}
-			return
-		}
-		lvl := int(id.Level / itlog.TileHeight)
-		t := e.tile(lvl)
-		if int64(id.Index) != t.n*itlog.TileWidth+int64(t.w) {
-			panic(fmt.Sprintf("ledger: node %d/%d out of order in tile %d/%d width %d", id.Level, id.Index, lvl, t.n, t.w))
-		}
-		t.data = append(t.data, hash...)
-		t.w++
-		t.dirty = true
-		if t.w == itlog.TileWidth {
-			b.Set(tileKey(lvl, t.n), t.data, nil)
-			t.n++
-			t.w = 0
-			t.data = newTileBuf() // snapshots may still hold the old one
-			t.dirty = false
-		}
-	}
+	visit := func(id compact.NodeID, hash []byte) { e.visit(b, id, hash) }
 	for _, r := range reqs {
 		r.indexes = make([]int64, len(r.entries))
 		for i, ent := range r.entries {
@@ -259,7 +236,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 					continue
 				}
 				if idx, ok, err := l.lookupLeaf(h, e.size); err != nil {
-					c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+					c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 					break
 				} else if ok {
 					r.indexes[i] = idx
@@ -285,7 +262,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 			}
 			if ent.Sidecar != nil {
 				if err := ent.Sidecar(idx, batchWriter{b}); err != nil {
-					c.err = fmt.Errorf("%w: sidecar for entry %d: %v", ErrFailed, idx, err)
+					c.err = fmt.Errorf("%w: sidecar for entry %d: %w", ErrFailed, idx, err)
 					break
 				}
 			}
@@ -333,9 +310,10 @@ func (l *Log) integrate(reqs []*request) *commit {
 			b.Set(keyIndexed, v[:], nil)
 		}
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
-		// waits for the fsync before anything attests to it.
+		// waits for the fsync before anything attests to it, and publishes
+		// nothing more once a commit has failed.
 		if err := l.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
-			c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+			c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		}
 	}
 	if c.err != nil {
@@ -372,23 +350,31 @@ func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
 func (l *Log) publishLoop() {
 	defer close(l.done)
 	defer close(l.indexq)
+	syncWait := l.opts.syncWait
+	if syncWait == nil {
+		syncWait = func(c *commit) error { return c.batch.SyncWait() }
+	}
 	for c := range l.inflight {
 		if c.err == nil {
-			err := c.batch.SyncWait()
+			err := syncWait(c)
 			c.batch.Close()
 			if err != nil {
-				c.err = fmt.Errorf("%w: %v", ErrFailed, err)
+				c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 			}
 		}
+		if c.err == nil {
+			// A batch built while an earlier one's fsync was in flight
+			// extends a tree that failed to become durable: even if its own
+			// fsync succeeded, nothing of it may be published or
+			// acknowledged.
+			c.err = l.Err()
+		}
 		if c.err != nil {
-			l.log.Error("commit failed; the log stops accepting writes", "err", c.err)
-			err := c.err
-			l.failed.CompareAndSwap(nil, &err)
-			finish(c.reqs, c.err)
-			l.pubMu.Lock()
-			close(l.pubWait)
-			l.pubWait = make(chan struct{})
-			l.pubMu.Unlock()
+			if l.failed.CompareAndSwap(nil, &c.err) {
+				l.log.Error("commit failed; the log stops accepting writes", "err", c.err)
+			}
+			finish(c.reqs, l.Err())
+			l.pubChanged.broadcast()
 			continue
 		}
 		// c.tree is durable now: sign and publish it, then answer.
@@ -413,4 +399,3 @@ func (l *Log) publishLoop() {
 	}
 }
 
-var _ = errors.New

@@ -3,8 +3,10 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +80,7 @@ type WitnessStats struct {
 	Witnessed int64           // size of the newest checkpoint meeting the quorum (-1: none yet)
 	Round     time.Duration   // duration of the last round
 	Witnesses []WitnessStatus // one per configured witness, in order
+	Alarms    int64           // answers from witnesses knowing a larger tree than the log signed
 }
 
 // WitnessStatus is the log's view of one witness.
@@ -96,18 +99,26 @@ type witnessing struct {
 
 	served atomic.Pointer[published] // newest checkpoint meeting the quorum
 
-	mu   sync.Mutex // guards last and the peers' status fields
-	last WitnessStats
+	mu    sync.Mutex // guards last, ahead and the peers' fields
+	last  WitnessStats
+	// Alarms: answers from witnesses knowing a tree larger than any signed.
+	ahead      int64
+	aheadFirst string // the first one
 
 	cancel context.CancelFunc
 	done   chan struct{}  // closed when run returns
 	sends  sync.WaitGroup // requests in flight, possibly beyond their round
 }
 
+// witnessPeer is one witness's state. Every field but w is guarded by
+// witnessing.mu. busy is an ownership token: round sets it (under mu) when it
+// hands the peer to a request goroutine, which alone may then write known,
+// tree and line (still under mu), until it clears busy. So at most one
+// request per witness is in flight, and a reader under mu sees a consistent
+// state.
 type witnessPeer struct {
-	w Witness
-	// Guarded by witnessing.mu; written by the peer's request goroutine.
-	busy     bool // a request is in flight (at most one per witness)
+	w        Witness
+	busy     bool // a request goroutine owns the peer
 	known    int64
 	tree     tlog.Tree // the tree the line cosigns
 	line     []byte    // verified cosignature line for tree, or nil
@@ -294,7 +305,7 @@ func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
 	if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
 		wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
 	}
-	wt.l.wakeWaiters()
+	wt.l.pubChanged.broadcast()
 	return true, n
 }
 
@@ -303,7 +314,9 @@ func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
 func (wt *witnessing) send(ctx context.Context, p *witnessPeer, target *published) error {
 	v := p.w.Verifier()
 	for attempt := 0; ; attempt++ {
+		wt.mu.Lock()
 		old := p.known
+		wt.mu.Unlock()
 		if old > target.cp.N {
 			return fmt.Errorf("witness knows size %d, beyond our checkpoint %d", old, target.cp.N)
 		}
@@ -316,9 +329,16 @@ func (wt *witnessing) send(ctx context.Context, p *witnessPeer, target *publishe
 		cancel()
 		var ks interface{ KnownSize() int64 }
 		if errors.As(err, &ks) {
+			known := ks.KnownSize()
 			wt.mu.Lock()
-			p.known = ks.KnownSize()
+			p.known = known
 			wt.mu.Unlock()
+			if signed := wt.l.pub.Load().cp.N; known > signed {
+				// Not a stale view: the witness cosigned a tree this log
+				// never signed in this life. The store lost data, or the
+				// key signed another history.
+				return wt.alarm(v.Name(), known, signed)
+			}
 			if attempt < maxConflictRetries {
 				continue
 			}
@@ -327,10 +347,18 @@ func (wt *witnessing) send(ctx context.Context, p *witnessPeer, target *publishe
 			return err
 		}
 		// Carry only a cosignature we verified, by this witness's key,
-		// over exactly this checkpoint.
+		// over exactly this checkpoint: the reply must be signature lines
+		// and nothing else, or a reply smuggling in a blank line would
+		// turn the served note into another text that no client accepts.
+		if err := checkSignatureLines(resp); err != nil {
+			return fmt.Errorf("witness response: %w", err)
+		}
 		n, err := itlog.OpenNote(append(append([]byte(nil), target.signed...), resp...), note.VerifierList(v))
 		if err != nil {
 			return fmt.Errorf("witness response does not verify: %w", err)
+		}
+		if text, _, _ := itlog.SplitNote(target.signed); n.Text != string(text) {
+			return errors.New("witness response changes the checkpoint text")
 		}
 		var line []byte
 		for _, s := range n.Sigs {
@@ -348,8 +376,75 @@ func (wt *witnessing) send(ctx context.Context, p *witnessPeer, target *publishe
 	}
 }
 
+// maxWitnessReply bounds the lines of a witness's reply.
+const maxWitnessReply = 16
+
+// checkSignatureLines accepts only note signature lines ("— name base64\n"),
+// at least one, each complete, with no blank line and nothing else.
+func checkSignatureLines(resp []byte) error {
+	if len(resp) == 0 || resp[len(resp)-1] != '\n' {
+		return errors.New("not newline-terminated signature lines")
+	}
+	lines := strings.Split(string(resp[:len(resp)-1]), "\n")
+	if len(lines) > maxWitnessReply {
+		return fmt.Errorf("%d lines, at most %d", len(lines), maxWitnessReply)
+	}
+	for _, line := range lines {
+		rest, ok := strings.CutPrefix(line, "— ")
+		name, b64, ok2 := strings.Cut(rest, " ")
+		if !ok || !ok2 || name == "" || strings.ContainsAny(name, "+ ") || hasControlOrSpace(b64) {
+			return errors.New("a line that is not a signature line")
+		}
+		sig, err := base64.StdEncoding.Strict().DecodeString(b64)
+		if err != nil || len(sig) < 5 {
+			return errors.New("a signature line with a malformed signature")
+		}
+	}
+	return nil
+}
+
+func hasControlOrSpace(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// alarm records that witness name knows size known, beyond the signed size,
+// and returns the error of the request.
+func (wt *witnessing) alarm(name string, known, signed int64) error {
+	detail := fmt.Sprintf("witness %s knows size %d, this log has signed only %d", name, known, signed)
+	wt.l.log.Error("a witness is ahead of the log: the store lost data or the key signed another history; the log is not ready",
+		"witness", name, "witness_size", known, "log_size", signed)
+	wt.mu.Lock()
+	if wt.ahead == 0 {
+		wt.aheadFirst = detail
+	}
+	wt.ahead++
+	wt.mu.Unlock()
+	return fmt.Errorf("%w: %s", ErrWitnessAhead, detail)
+}
+
+// WitnessAlarm returns an error wrapping ErrWitnessAhead once any witness has
+// answered that it knows a tree larger than this log has signed, and nil
+// otherwise (or without witnessing). The alarm stays until the log is
+// reopened: a readiness check should fail on it.
+func (l *Log) WitnessAlarm() error {
+	if l.wit == nil {
+		return nil
+	}
+	l.wit.mu.Lock()
+	defer l.wit.mu.Unlock()
+	if l.wit.ahead == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrWitnessAhead, l.wit.aheadFirst)
+}
+
 func (wt *witnessing) statsLocked(published int64, d time.Duration) WitnessStats {
-	s := WitnessStats{Published: published, Witnessed: -1, Round: d}
+	s := WitnessStats{Published: published, Witnessed: -1, Round: d, Alarms: wt.ahead}
 	if p := wt.served.Load(); p != nil {
 		s.Witnessed = p.cp.N
 	}
