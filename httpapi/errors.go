@@ -32,6 +32,7 @@ var statusTable = []struct {
 }{
 	{errNotReady, http.StatusServiceUnavailable},
 	{errShuttingDown, http.StatusServiceUnavailable},
+	{errCheckpointWait, http.StatusServiceUnavailable},
 	{ledger.ErrFailed, http.StatusInternalServerError},
 	{ledger.ErrCorrupt, http.StatusInternalServerError},
 	{ledger.ErrPushback, http.StatusServiceUnavailable},

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
@@ -50,14 +51,24 @@ var (
 	hdrVaryAE      = []string{"Accept-Encoding"}
 )
 
+// DefaultCheckpointWait bounds how long POST /add?wait=checkpoint waits for
+// a checkpoint covering the entry (Config.CheckpointWait). It is well below
+// WriteTimeout, so the client gets a 503 with Retry-After rather than a
+// closed connection when the witness quorum is unreachable.
+const DefaultCheckpointWait = 30 * time.Second
+
+// errCheckpointWait is why POST /add?wait=checkpoint gave up waiting.
+var errCheckpointWait = errors.New("the entry was appended, but no checkpoint covers it yet")
+
 // logHandlers serves one ledger.
 type logHandlers struct {
-	l *ledger.Log
+	l         *ledger.Log
+	waitLimit time.Duration // of POST /add?wait=checkpoint
 }
 
 // mountLog registers the log's routes on s.
-func (s *Server) mountLog(l *ledger.Log, rawAppend bool) {
-	h := &logHandlers{l: l}
+func (s *Server) mountLog(l *ledger.Log, rawAppend bool, waitLimit time.Duration) {
+	h := &logHandlers{l: l, waitLimit: waitLimit}
 	s.route(http.MethodGet, routeCheckpoint, h.serveCheckpoint)
 	s.route(http.MethodGet, routeTile, h.serveTile)
 	s.route(http.MethodGet, routeInclusion, h.serveInclusion)
@@ -68,8 +79,15 @@ func (s *Server) mountLog(l *ledger.Log, rawAppend bool) {
 }
 
 // serveCheckpoint serves the newest published checkpoint (a signed note).
+// With witnessing, it is the newest witnessed one, and before any checkpoint
+// has met the quorum the answer is 503 with Retry-After (never a checkpoint
+// without the cosignatures clients require): tlog-tiles clients treat a 503
+// as a transient failure and retry.
 func (h *logHandlers) serveCheckpoint(c echo.Context) error {
 	_, signed := h.l.Checkpoint()
+	if signed == nil {
+		return ledger.ErrNotWitnessed
+	}
 	hdr := c.Response().Header()
 	hdr["Content-Type"] = hdrTextPlain
 	hdr["Cache-Control"] = hdrNoCache
@@ -393,7 +411,15 @@ func (h *logHandlers) processAdd(ctx context.Context, data []byte, wait bool) (i
 		return 0, err
 	}
 	if wait {
-		if _, _, err := h.l.WaitSize(ctx, index+1); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, h.waitLimit)
+		_, _, err := h.l.WaitSize(wctx, index+1)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The entry is durable; only its checkpoint is late (a witness
+			// quorum out of reach). 503: the client may fetch a proof later.
+			return 0, fmt.Errorf("%w: entry %d: %w", errCheckpointWait, index, ledger.ErrNotWitnessed)
+		}
+		if err != nil {
 			return 0, fmt.Errorf("entry %d is durable, but waiting for its checkpoint: %w", index, err)
 		}
 	}

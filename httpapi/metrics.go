@@ -118,6 +118,10 @@ func (m *Metrics) watchLog(l *ledger.Log) {
 			Name: "indelible_published_tree_size",
 			Help: "Size of the checkpoint currently served at /checkpoint.",
 		}, func() float64 { cp, _ := l.Checkpoint(); return float64(cp.N) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "indelible_witness_ahead_total",
+			Help: "Witness answers reporting a tree larger than the log has signed (lost data or a forked key: the log is not ready).",
+		}, func() float64 { return float64(l.WitnessStats().Alarms) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "indelible_queue_depth_live",
 			Help: "Entries waiting to be sequenced, read at scrape time.",

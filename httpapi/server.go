@@ -54,6 +54,9 @@ type Config struct {
 	// /metrics are exempt. Zero means no limit.
 	RateLimit float64
 	RateBurst int
+	// CheckpointWait bounds how long POST /add?wait=checkpoint waits for a
+	// checkpoint. Default DefaultCheckpointWait.
+	CheckpointWait time.Duration
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -108,7 +111,11 @@ func New(cfg Config) *Server {
 	if cfg.Log != nil {
 		cfg.Metrics.watchLog(cfg.Log)
 		s.AddReadyCheck(cfg.Log.Err)
-		s.mountLog(cfg.Log, cfg.RawAppend)
+		s.AddReadyCheck(cfg.Log.WitnessAlarm)
+		if cfg.CheckpointWait <= 0 {
+			cfg.CheckpointWait = DefaultCheckpointWait
+		}
+		s.mountLog(cfg.Log, cfg.RawAppend, cfg.CheckpointWait)
 	}
 	return s
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"errors"
-	"syscall"
 	"time"
 )
 
@@ -23,16 +22,6 @@ const diskCheckInterval = time.Second
 // process stops, and on restart Open recovers exactly what was acknowledged
 // (after a failed fsync the page cache can no longer be trusted, so retrying
 // in-process would be unsafe).
-
-// statfsFree returns the bytes available to an unprivileged user on the
-// filesystem holding dir.
-func statfsFree(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
-}
 
 // watchDisk samples free space until the log closes, and sets l.diskFull.
 func (l *Log) watchDisk(dir string) {

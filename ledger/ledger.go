@@ -27,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -293,6 +295,21 @@ func Open(dir string, opts Options) (*Log, error) {
 		FormatMajorVersion: pebbleFormat,
 		MemTableSize:       64 << 20,
 	}
+	var guard *guard
+	var hwm *highWater
+	if opts.KeyGuard != nil {
+		var err error
+		if guard, hwm, err = openGuard(opts.KeyGuard, opts.Logger); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(dir); opts.FS == nil && errors.Is(err, fs.ErrNotExist) {
+			// Refuse before pebble creates an empty store that a later
+			// start would take for the log's.
+			if err := guard.mayCreate(hwm); err != nil {
+				return nil, err
+			}
+		}
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: opening store %s: %w", dir, err)
@@ -310,14 +327,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		indexDone: make(chan struct{}),
 		tiles:     newTileCache(opts.TileCacheSize),
 	}
-	var hwm *highWater
-	if opts.KeyGuard != nil {
-		l.guard, hwm, err = openGuard(opts.KeyGuard, opts.Logger)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-	}
+	l.guard = guard
 	tree, err := l.init(hwm)
 	if err == nil {
 		l.edge, err = l.loadEdge(tree)

@@ -58,6 +58,7 @@ type serveConfig struct {
 	witnesses     []string // --witness VKEY=URL: witnesses cosigning the checkpoints (witness.go)
 	witnessQuorum int      // cosignatures a served checkpoint needs; 0 means all
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
+	init          bool     // start a new log with an existing key that never signed (keyguard.go)
 }
 
 func init() {
@@ -90,6 +91,7 @@ closed.`,
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
 	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
+	f.BoolVar(&cfg.init, "init", false, "start a new log with an existing key that has never signed one (refused if the key's high-water mark shows it has, or if the store exists)")
 	f.IntVar(&cfg.witnessQuorum, "witness-quorum", 0, "cosignatures a checkpoint needs before /checkpoint serves it (default: all witnesses)")
 	rootCmd.AddCommand(cmd)
 }
@@ -119,7 +121,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
-	signer, vkey, created, err := logKey(cfg)
+	signer, vkey, keyFile, created, err := logKey(cfg)
 	if err != nil {
 		return err
 	}
@@ -128,9 +130,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	monitorWitnesses(wcfg)
 	metrics := httpapi.NewMetrics()
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
 		Signer:   signer,
+		KeyGuard: keyGuard(keyFile, cfg.init || created),
 		Logger:   logger,
 		OnCommit: metrics.ObserveCommit,
 		// Witnessing runs beside ingestion; /checkpoint serves the newest
@@ -172,7 +176,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		defer stopPprof()
 	}
 
-	cp, _ := l.Checkpoint()
+	cp, _ := l.Published()
 	printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
 
 	serve := func() error { return hs.Serve(ln) }
@@ -182,32 +186,35 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	return serveUntil(ctx, hs, srv, serve, logger, "ledger")
 }
 
-// logKey returns the log's signer and verifier key: from --key, from
-// <data>/log.key, or newly created there (created is then true).
-func logKey(cfg serveConfig) (signer note.Signer, vkey string, created bool, err error) {
-	file := cfg.keyFile
+// logKey returns the log's signer, verifier key and key file: from --key,
+// from <data>/log.key, or newly created there (created is then true).
+func logKey(cfg serveConfig) (signer note.Signer, vkey, file string, created bool, err error) {
+	file = cfg.keyFile
 	if file == "" {
 		file = filepath.Join(cfg.dataDir, logKeyFile)
 		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			if err := checkKeyNotLost(cfg.dataDir); err != nil {
+				return nil, "", "", false, err
+			}
 			origin := cfg.origin
 			if origin == "" {
 				origin = defaultOrigin
 			}
 			pub := filepath.Join(cfg.dataDir, logPubFile)
 			if _, err := generateKey(origin, file, pub, false); err != nil {
-				return nil, "", false, fmt.Errorf("creating the log key: %w", err)
+				return nil, "", "", false, fmt.Errorf("creating the log key: %w", err)
 			}
 			created = true
 		}
 	}
 	signer, vkey, err = loadSigner(file)
 	if err != nil {
-		return nil, "", false, err
+		return nil, "", "", false, err
 	}
 	if cfg.origin != "" && cfg.origin != signer.Name() {
-		return nil, "", false, fmt.Errorf("--origin %q does not match the key %s, which is for %q", cfg.origin, file, signer.Name())
+		return nil, "", "", false, fmt.Errorf("--origin %q does not match the key %s, which is for %q", cfg.origin, file, signer.Name())
 	}
-	return signer, vkey, created, nil
+	return signer, vkey, file, created, nil
 }
 
 // printBanner tells the operator what is running and how to use it.
