@@ -357,4 +357,3 @@ func TestRetryable(t *testing.T) {
 		t.Error("cause lost")
 	}
 }
-

@@ -431,4 +431,3 @@ func (v selfVerifier) Verify(msg, sig []byte) bool {
 	mine, err := v.s.Sign(msg)
 	return err == nil && subtle.ConstantTimeCompare(mine, sig) == 1
 }
-

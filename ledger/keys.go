@@ -42,11 +42,11 @@ const (
 const formatVersion = "1"
 
 var (
-	keyFormat = []byte("mformat")
-	keyOrigin = []byte("morigin")
-	keyKey    = []byte("mkey")
+	keyFormat  = []byte("mformat")
+	keyOrigin  = []byte("morigin")
+	keyKey     = []byte("mkey")
 	keyStoreID = []byte("mstoreid")
-	keyState  = []byte{prefixState}
+	keyState   = []byte{prefixState}
 )
 
 func tileKey(l int, n int64) []byte {

@@ -398,4 +398,3 @@ func (l *Log) publishLoop() {
 		}
 	}
 }
-

@@ -99,8 +99,8 @@ type witnessing struct {
 
 	served atomic.Pointer[published] // newest checkpoint meeting the quorum
 
-	mu    sync.Mutex // guards last, ahead and the peers' fields
-	last  WitnessStats
+	mu   sync.Mutex // guards last, ahead and the peers' fields
+	last WitnessStats
 	// Alarms: answers from witnesses knowing a tree larger than any signed.
 	ahead      int64
 	aheadFirst string // the first one
