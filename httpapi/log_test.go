@@ -210,7 +210,10 @@ func TestErrorTable(t *testing.T) {
 		status int
 	}{
 		{ledger.ErrPushback, 503},
-		{fmt.Errorf("wrapped: %w", ledger.ErrFailed), 503},
+		{fmt.Errorf("wrapped: %w", ledger.ErrFailed), 500},
+		{fmt.Errorf("%w: %w", ledger.ErrCorrupt, errors.New("disk tile")), 500},
+		{ledger.ErrDiskFull, 503},
+		{ledger.ErrNotWitnessed, 503},
 		{ledger.ErrClosed, 503},
 		{ledger.ErrNotFound, 404},
 		{ledger.ErrEntryTooLarge, 413},
