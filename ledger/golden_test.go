@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -98,5 +99,26 @@ func TestGoldenStore(t *testing.T) {
 	}
 	if _, err := l.InclusionProof(7, goldenEntries); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestNoFormatNewest: the store is never opened with pebble.FormatNewest,
+// which would ratchet it with every dependency bump.
+func TestNoFormatNewest(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("pebble."+"FormatNewest")) {
+			t.Errorf("%s opens pebble with FormatNewest: use pebbleFormat", f)
+		}
 	}
 }

@@ -343,7 +343,7 @@ func TestServeKeyFlagAndModes(t *testing.T) {
 		t.Fatalf("keygen: %d %s", code, errOut)
 	}
 	vkey = strings.TrimSpace(vkey)
-	p := startServe(t, filepath.Join(dir, "data"), "--key", keyFile)
+	p := startServe(t, filepath.Join(dir, "data"), "--key", keyFile, "--init")
 	if p.origin != "example.com/mylog" || p.vkey != vkey {
 		t.Fatalf("serve --key: origin %q vkey %q; want %q", p.origin, p.vkey, vkey)
 	}

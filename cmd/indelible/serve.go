@@ -71,7 +71,12 @@ HTTP. On first start it creates the log's signer key in the data directory
 (log.key, mode 0600) and its verifier key (log.pub), unless --key is given.
 It prints the origin, the verifier key and curl examples, and shuts down
 gracefully on SIGINT or SIGTERM: in-flight appends finish and the store is
-closed.`,
+closed.
+
+The key never signs two histories: <key file>.hwm records the store it signs
+for and the largest tree it signed, and serve refuses to start on a missing,
+older or different store. --init starts a new log with an existing key that
+has never signed one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

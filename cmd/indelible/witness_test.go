@@ -138,7 +138,7 @@ func TestWitnessQuorumProcesses(t *testing.T) {
 		vkeys = append(vkeys, vkey)
 		addrs = append(addrs, addr)
 	}
-	args := []string{"--key", keyFile, "--witness-quorum", "2"}
+	args := []string{"--key", keyFile, "--init", "--witness-quorum", "2"}
 	for i := range ws {
 		args = append(args, "--witness", vkeys[i]+"="+ws[i].url)
 	}
@@ -222,7 +222,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 	var logs []*serveProc
 	for i := 0; i < 2; i++ {
 		logs = append(logs, startServeAt(t, filepath.Join(t.TempDir(), fmt.Sprintf("log%d", i)), logAddr[i],
-			"--key", keyFile, "--witness", vkeys[i]+"="+ws[i].url, "--witness-quorum", "1"))
+			"--key", keyFile, "--init", "--witness", vkeys[i]+"="+ws[i].url, "--witness-quorum", "1"))
 	}
 	start := time.Now()
 	for i, n := range []int{3, 5} {
