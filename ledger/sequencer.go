@@ -175,10 +175,11 @@ func (l *Log) sequence() {
 				continue
 			}
 			c := l.integrate(reqs)
+			err := c.err // c belongs to publishLoop once sent
 			l.inflight <- c
-			if c.err != nil {
+			if err != nil {
 				// The in-memory edge may be ahead of the store: stop for good.
-				l.failQueued(c.err)
+				l.failQueued(err)
 				return
 			}
 		}
@@ -355,23 +356,24 @@ func (l *Log) publishLoop() {
 		syncWait = func(c *commit) error { return c.batch.SyncWait() }
 	}
 	for c := range l.inflight {
-		if c.err == nil {
-			err := syncWait(c)
+		err := c.err
+		if err == nil {
+			err = syncWait(c)
 			c.batch.Close()
 			if err != nil {
-				c.err = fmt.Errorf("%w: %w", ErrFailed, err)
+				err = fmt.Errorf("%w: %w", ErrFailed, err)
 			}
 		}
-		if c.err == nil {
+		if err == nil {
 			// A batch built while an earlier one's fsync was in flight
 			// extends a tree that failed to become durable: even if its own
 			// fsync succeeded, nothing of it may be published or
 			// acknowledged.
-			c.err = l.Err()
+			err = l.Err()
 		}
-		if c.err != nil {
-			if l.failed.CompareAndSwap(nil, &c.err) {
-				l.log.Error("commit failed; the log stops accepting writes", "err", c.err)
+		if err != nil {
+			if l.failed.CompareAndSwap(nil, &err) {
+				l.log.Error("commit failed; the log stops accepting writes", "err", err)
 			}
 			finish(c.reqs, l.Err())
 			l.pubChanged.broadcast()
