@@ -24,7 +24,7 @@ func TestWitnessWipedStoreProcesses(t *testing.T) {
 	wdir, wvkey := newWitnessDir(t, "hwm.example")
 	waddr := freeAddr(t)
 	w := startWitnessProc(t, wdir, "--listen", waddr, "--log", logVKey)
-	log := startServe(t, filepath.Join(t.TempDir(), "log"), "--key", keyFile, "--witness", wvkey+"="+w.url)
+	log := startServe(t, filepath.Join(t.TempDir(), "log"), "--key", keyFile, "--init", "--witness", wvkey+"="+w.url)
 	monitored := func(url string) int64 {
 		code, body := httpGet(t, url+"/"+witness.OriginHash(origin)+"/checkpoint")
 		if code != 200 {
