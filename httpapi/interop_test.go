@@ -14,6 +14,7 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
 	"indelible.dev/ledger"
 )
 
@@ -115,7 +116,7 @@ func TestInteropClients(t *testing.T) {
 				t.Fatalf("x/mod proof of %d in %d does not verify: %v", i, n, err)
 			}
 			// The server's proof equals both.
-			var sp InclusionProof
+			var sp client.InclusionProof
 			tl.proofJSON(fmt.Sprintf("/v1/proof/inclusion?index=%d&size=%d", i, n), &sp)
 			if sp.Index != i || sp.TreeSize != n {
 				t.Fatalf("inclusion reply index %d size %d, want %d %d", sp.Index, sp.TreeSize, i, n)
@@ -127,7 +128,7 @@ func TestInteropClients(t *testing.T) {
 		}
 		// By hash, for a few entries.
 		for _, i := range []int64{0, n / 2, n - 1} {
-			var sp InclusionProof
+			var sp client.InclusionProof
 			h := tlog.RecordHash(tl.entries[i])
 			tl.proofJSON("/v1/proof/inclusion?size="+fmt.Sprint(n)+"&hash="+url.QueryEscape(h.String()), &sp)
 			if sp.Index != i {
@@ -172,7 +173,7 @@ func TestInteropClients(t *testing.T) {
 			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(lo.n), uint64(hi.n), tp, lo.root[:], hi.root[:]); err != nil {
 				t.Fatalf("tessera consistency %d -> %d: %v", lo.n, hi.n, err)
 			}
-			var sp ConsistencyProof
+			var sp client.ConsistencyProof
 			tl.proofJSON(fmt.Sprintf("/v1/proof/consistency?from=%d&to=%d", lo.n, hi.n), &sp)
 			if sp.From != lo.n || sp.To != hi.n {
 				t.Fatalf("consistency reply from %d to %d, want %d %d", sp.From, sp.To, lo.n, hi.n)
