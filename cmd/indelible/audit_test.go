@@ -29,6 +29,7 @@ import (
 	"indelible.dev/audit/audittest"
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -97,13 +98,8 @@ func runAuditCmd(t testing.TB, args ...string) (string, string, int) {
 	cmd.SetErr(&errb)
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true
 	err := cmd.ExecuteContext(context.Background())
-	code := 0
+	code := exitCode(err)
 	if err != nil {
-		code = exitTrouble
-		var ec exitCoder
-		if errors.As(err, &ec) {
-			code = ec.ExitCode()
-		}
 		fmt.Fprintln(&errb, "indelible:", err)
 	}
 	return out.String(), errb.String(), code
@@ -193,7 +189,7 @@ func (e *auditEnv) cosign(t testing.TB, msg []byte) []byte {
 func TestAuditBinaryTamper(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"))
-	signer, _, err := loadSigner(filepath.Join(dir, "data", logKeyFile))
+	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,8 +410,7 @@ func TestAuditWatchAlertsAndGossips(t *testing.T) {
 	})
 	cancel()
 	err = <-done
-	var ec exitCoder
-	if !errors.As(err, &ec) || ec.ExitCode() != 1 {
+	if exitCode(err) != exitFailure {
 		t.Fatalf("watch ended with %v, want exit 1", err)
 	}
 	if !strings.Contains(errb.String(), "ALERT:") || !strings.Contains(out.String(), "verified ") {
@@ -505,7 +500,7 @@ func TestAuditBench1M(t *testing.T) {
 func TestAuditRealWitness(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"))
-	signer, _, err := loadSigner(filepath.Join(dir, "data", logKeyFile))
+	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
 )
 
@@ -194,13 +195,13 @@ func logKey(cfg serveConfig) (signer note.Signer, vkey string, created bool, err
 				origin = defaultOrigin
 			}
 			pub := filepath.Join(cfg.dataDir, logPubFile)
-			if _, err := generateKey(origin, file, pub, false); err != nil {
+			if _, err := keyfile.Generate(origin, file, pub, false); err != nil {
 				return nil, "", false, fmt.Errorf("creating the log key: %w", err)
 			}
 			created = true
 		}
 	}
-	signer, vkey, err = loadSigner(file)
+	signer, vkey, err = keyfile.LoadSigner(file)
 	if err != nil {
 		return nil, "", false, err
 	}
