@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -242,12 +243,12 @@ func TestExhaustive(t *testing.T) {
 		for i := int64(0); i < m; i++ {
 			pa, errA := a.InclusionProof(i, m)
 			pb, errB := b.InclusionProof(i, m)
-			if errA != nil || errB != nil || !equalHashes(pa, pb) {
+			if errA != nil || errB != nil || !slices.Equal(pa, pb) {
 				t.Fatalf("InclusionProof(%d, %d) differs between logs: %v %v", i, m, errA, errB)
 			}
 			pa2, errA := a.ConsistencyProof(i, m)
 			pb2, errB := b.ConsistencyProof(i, m)
-			if errA != nil || errB != nil || !equalHashes(pa2, pb2) {
+			if errA != nil || errB != nil || !slices.Equal(pa2, pb2) {
 				t.Fatalf("ConsistencyProof(%d, %d) differs between logs: %v %v", i, m, errA, errB)
 			}
 		}
@@ -330,18 +331,6 @@ func checkAllProofs(l *Log, ref *tlogtest.Tree, roots []tlog.Hash, m int64) erro
 		}
 	}
 	return nil
-}
-
-func equalHashes(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestVectorsSize1000 checks the tiles and bundles of the log of entries

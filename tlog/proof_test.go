@@ -3,6 +3,7 @@ package tlog
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -137,7 +138,7 @@ func TestProofsExhaustive(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref, err := tlog.ProveRecord(n, i, hashes)
-			if err != nil || !equalProof(p, ref) {
+			if err != nil || !slices.Equal(p, ref) {
 				t.Fatalf("inclusion %d in %d differs from x/mod's: %v", i, n, err)
 			}
 			leaf := hashes.LeafHash(i)
@@ -164,18 +165,6 @@ func TestProofsExhaustive(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalProof(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func proofBytes(p []tlog.Hash) [][]byte {

@@ -24,8 +24,7 @@ const (
 )
 
 // addCheckpointBody returns an add-checkpoint body from old to n over m,
-// with a correct
-// proof and the checkpoint signed by the test log key.
+// with a correct proof and the checkpoint signed by the test log key.
 func addCheckpointBody(t testing.TB, m *tlogtest.Tree, old, n int64) string {
 	return m.AddCheckpointBody(old, n, m.Checkpoint(testOrigin, n, tlogtest.TesseraKey(t).Signer))
 }

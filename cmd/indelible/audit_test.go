@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -30,6 +29,7 @@ import (
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
 	"indelible.dev/internal/keyfile"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -193,18 +193,7 @@ func TestAuditBinaryTamper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wskey, wvkey01, err := note.GenerateKey(rand.Reader, "witness.example/w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, err := fnote.NewSignerForCosignatureV1(wskey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wvkey, err := fnote.VKeyToCosignatureV1(wvkey01)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws, wvkey := tlogtest.NewWitnessKey(t, "witness.example/w1")
 	env := &auditEnv{serve: p, proxy: audittest.NewProxy(t, p.url), signer: signer, witness: ws, wvkey: wvkey}
 
 	addN := func(n int) {
@@ -403,7 +392,7 @@ func TestAuditWatchAlertsAndGossips(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// A third run fails the same way: no second alert.
-	eventually(t, 10*time.Second, "a third run", func() (bool, string) {
+	tlogtest.Eventually(t, 10*time.Second, "a third run", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return runs >= 4, fmt.Sprint(runs, " runs")
@@ -510,7 +499,7 @@ func TestAuditRealWitness(t *testing.T) {
 		httpAdd(t, p.url, []byte("witnessed entry "+strconv.Itoa(i)))
 	}
 	var cp []byte
-	eventually(t, 10*time.Second, "checkpoint of size 300", func() (bool, string) {
+	tlogtest.Eventually(t, 10*time.Second, "checkpoint of size 300", func() (bool, string) {
 		_, cp = httpGet(t, p.url+"/checkpoint")
 		return bytes.HasPrefix(cp, []byte(p.origin+"\n300\n")), string(cp)
 	})

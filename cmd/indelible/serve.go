@@ -25,7 +25,7 @@ import (
 	"indelible.dev/ledger"
 )
 
-// Defaults of indelible serve (DESIGN.md section 7).
+// Defaults of indelible serve (README.md).
 const (
 	defaultDataDir = "./indelible-data"
 	defaultListen  = "127.0.0.1:8080"

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"testing"
 
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -40,3 +41,22 @@ func ParseKey(t testing.TB, skey, vkey string) Key {
 
 // TesseraKey returns the key of the tessera test log.
 func TesseraKey(t testing.TB) Key { return ParseKey(t, TesseraSKey, TesseraVKey) }
+
+// NewWitnessKey generates a c2sp.org/tlog-cosignature key named name and
+// returns its cosignature/v1 signer and verifier key.
+func NewWitnessKey(t testing.TB, name string) (note.Signer, string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := fnote.NewSignerForCosignatureV1(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cv, err := fnote.VKeyToCosignatureV1(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cv
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -151,5 +152,20 @@ func TestEventually(t *testing.T) {
 	}()
 	if !strings.Contains(f.msg, "never") || !strings.Contains(f.msg, "still false") {
 		t.Fatalf("message %q", f.msg)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	k := NewKey(t, "example.com/k")
+	ws, wvkey := NewWitnessKey(t, "witness.example/w")
+	wv, err := fnote.NewVerifierForCosignatureV1(wvkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := NewTreeN(3, "%d")
+	msg := tree.Checkpoint("example.com/k", 3, k.Signer, ws)
+	n, err := note.Open(msg, note.VerifierList(k.Verifier, wv))
+	if err != nil || len(n.Sigs) != 2 {
+		t.Fatalf("a checkpoint signed and cosigned by the test keys: %v", err)
 	}
 }
