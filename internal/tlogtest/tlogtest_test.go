@@ -21,7 +21,7 @@ func TestTesseraVectors(t *testing.T) {
 	k := TesseraKey(t)
 	for n, cp := range TesseraCheckpoints {
 		root := tree.Root(int64(n))
-		if b64 := fmt.Sprintf("%s", root); b64 != cp.Root {
+		if b64 := root.String(); b64 != cp.Root {
 			t.Fatalf("root of size %d is %s, want %s", n, b64, cp.Root)
 		}
 		if got, want := tree.Checkpoint(TesseraOrigin, int64(n), k.Signer), TesseraCheckpoint(n); !bytes.Equal(got, want) {
