@@ -1,5 +1,5 @@
-// Package indelible_test enforces the dependency rules of DESIGN.md section
-// 4 on the whole module, from the output of `go list -deps -json`.
+// Package indelible_test enforces the dependency rules of docs/design.md
+// ("Layers") on the whole module, from the output of `go list -deps -json`.
 package indelible_test
 
 import (
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -31,69 +32,125 @@ func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/"
 // ours reports whether p is one of the module's own packages.
 func ours(p string) bool { return under(p, module) }
 
-// tlogAllowedModules are the only modules (besides the standard library and
-// tlog itself) that tlog may depend on, even indirectly: it is pure math and
-// formats.
-var tlogAllowedModules = []string{"golang.org/x/mod", "golang.org/x/crypto", "github.com/transparency-dev/merkle"}
+// pureAllowedModules are the only modules (besides the standard library and
+// the module itself) that the pure packages, and the client outsiders embed,
+// may depend on, even indirectly.
+var pureAllowedModules = []string{"golang.org/x/mod", "golang.org/x/crypto", "github.com/transparency-dev/merkle"}
 
-// forbidden lists, for layers of DESIGN.md's import table
-// (tlog <- {ledger, witness} <- httpapi <- cmd), the packages of the module
-// each may NOT depend on, directly or not. (tlog may depend on no other
-// package of the module: its own rule below covers that.)
-var forbidden = map[string][]string{
-	module + "/ledger":  {module + "/witness", module + "/httpapi", module + "/cmd"},
-	module + "/witness": {module + "/ledger", module + "/httpapi", module + "/cmd"},
-	module + "/httpapi": {module + "/cmd"},
+// clientAllowedModules adds what the client may use on top of the pure set.
+var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModules...)
+
+// layers gives, for each package of the module (and the packages below it),
+// the packages of the module it may depend on, directly or not, besides
+// itself. It is docs/design.md's import table:
+//
+//	tlog, event                 pure
+//	ledger, witness, auth, client  over them (witness gossips through client)
+//	events                      over ledger (and auth)
+//	audit                       over client: it sees what any outsider sees
+//	httpapi                     over all but audit
+//	cmd                         on top
+//
+// so ledger and witness never depend on each other, ledger never on events,
+// audit never on ledger or events. A package of the module with no entry is
+// itself a violation: a new package gets its rule when it is created.
+var layers = map[string][]string{
+	"tlog":              {},
+	"event":             {"tlog"},
+	"ledger":            {"tlog", "event"},
+	"witness":           {"tlog", "event", "client"},
+	"auth":              {"tlog", "event"},
+	"client":            {"tlog", "event"},
+	"events":            {"tlog", "event", "ledger", "auth"},
+	"audit":             {"tlog", "event", "client", "internal/tlogtest"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":           {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile"},
+	"cmd":               {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen"},
+	"internal/keyfile":  {},
+	"internal/loadgen":  {"tlog", "client"},
+	"internal/tlogtest": {}, // not even tlog: tlog's own tests import it
+}
+
+// testOnly are packages only tests and test-helper packages (whose name
+// ends in "test", like audit/audittest) may import. Test imports are not in
+// go list's Imports, so any importer seen here is shipped code.
+var testOnly = []string{"internal/tlogtest"}
+
+// moduleRules restricts the external modules some packages may depend on.
+var moduleRules = map[string][]string{
+	"tlog":   pureAllowedModules,
+	"event":  pureAllowedModules,
+	"client": clientAllowedModules,
+}
+
+// layerOf returns the layers entry p falls under (the longest match), or ""
+// if none does.
+func layerOf(p string) string {
+	best := ""
+	for l := range layers {
+		if under(p, module+"/"+l) && len(l) > len(best) {
+			best = l
+		}
+	}
+	return best
 }
 
 // checkDeps returns every violation of the dependency rules in pkgs (all
 // packages of the module and their dependencies, keyed by import path):
-//   - pebble is imported only by ledger/ and witness/;
-//   - echo is imported only by httpapi/;
-//   - ledger and witness never depend on each other, and no layer depends
-//     on one above it;
-//   - tlog depends only on the standard library, x/mod, x/crypto and
-//     transparency-dev/merkle.
+//   - each package of the module depends only on the packages its layer
+//     allows (layers), and every package has a layer;
+//   - test-only packages are imported only by test-helper packages;
+//   - pebble is imported only by ledger/ and witness/, echo only by
+//     httpapi/;
+//   - the pure packages and the client depend only on the standard library
+//     and the modules moduleRules allows them.
 func checkDeps(pkgs map[string]*goPackage) []string {
 	var bad []string
 	for _, p := range pkgs {
-		if !ours(p.ImportPath) {
+		if !ours(p.ImportPath) || p.ImportPath == module {
 			continue
 		}
-		for _, imp := range p.Imports {
-			if under(imp, "github.com/cockroachdb/pebble") {
-				if !under(p.ImportPath, module+"/ledger") && !under(p.ImportPath, module+"/witness") {
-					bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
-				}
-			}
-			if under(imp, "github.com/labstack/echo") {
-				if !under(p.ImportPath, module+"/httpapi") {
-					bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))
-				}
-			}
+		layer := layerOf(p.ImportPath)
+		if layer == "" {
+			bad = append(bad, fmt.Sprintf("%s has no rule: give it one in deps_test.go and docs/design.md", p.ImportPath))
+			continue
 		}
-		for layer, no := range forbidden {
-			if !under(p.ImportPath, layer) {
+		for _, dep := range p.Deps {
+			if !ours(dep) || under(dep, module+"/"+layer) {
 				continue
 			}
-			for _, dep := range p.Deps {
-				for _, f := range no {
-					if under(dep, f) {
-						bad = append(bad, fmt.Sprintf("%s depends on %s, which it must not", p.ImportPath, dep))
-					}
+			ok := false
+			for _, a := range layers[layer] {
+				ok = ok || under(dep, module+"/"+a)
+			}
+			if !ok {
+				bad = append(bad, fmt.Sprintf("%s depends on %s, which its layer (%s) must not", p.ImportPath, dep, layer))
+			}
+		}
+		for _, dep := range p.Deps {
+			for _, t := range testOnly {
+				if under(dep, module+"/"+t) && !strings.HasSuffix(path.Base(p.ImportPath), "test") {
+					bad = append(bad, fmt.Sprintf("%s depends on %s, which only tests may import", p.ImportPath, dep))
 				}
 			}
 		}
-		if under(p.ImportPath, module+"/tlog") {
+		for _, imp := range p.Imports {
+			if under(imp, "github.com/cockroachdb/pebble") && layer != "ledger" && layer != "witness" {
+				bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
+			}
+			if under(imp, "github.com/labstack/echo") && layer != "httpapi" {
+				bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))
+			}
+		}
+		if allowed, ok := moduleRules[layer]; ok {
 			for _, dep := range p.Deps {
 				d := pkgs[dep]
 				switch {
 				case d == nil:
 					bad = append(bad, fmt.Sprintf("%s depends on %s, which go list did not describe", p.ImportPath, dep))
-				case d.Standard, under(dep, module+"/tlog"):
-				case d.Module != nil && slices.Contains(tlogAllowedModules, d.Module.Path):
+				case d.Standard, ours(dep):
+				case d.Module != nil && slices.Contains(allowed, d.Module.Path):
 				default:
-					bad = append(bad, fmt.Sprintf("%s depends on %s: tlog may use only the standard library, %s", p.ImportPath, dep, strings.Join(tlogAllowedModules, ", ")))
+					bad = append(bad, fmt.Sprintf("%s depends on %s: %s may use only the standard library, %s", p.ImportPath, dep, layer, strings.Join(allowed, ", ")))
 				}
 			}
 		}
@@ -144,6 +201,11 @@ func TestDependencyRules(t *testing.T) {
 	if n := pkgs["golang.org/x/mod/sumdb/note"]; n == nil || n.Module == nil || n.Module.Path != "golang.org/x/mod" {
 		t.Fatal("go list did not describe tlog's dependencies with their modules")
 	}
+	for _, want := range []string{"client", "internal/tlogtest", "internal/loadgen", "event", "events", "auth"} {
+		if pkgs[module+"/"+want] == nil {
+			t.Errorf("go list did not list %s/%s", module, want)
+		}
+	}
 	if len(pkgs[module+"/tlog"].Deps) < 10 {
 		t.Fatalf("tlog has only %d dependencies listed", len(pkgs[module+"/tlog"].Deps))
 	}
@@ -157,41 +219,85 @@ func TestDependencyRules(t *testing.T) {
 func TestDependencyRulesCatchViolations(t *testing.T) {
 	std := func(p string) *goPackage { return &goPackage{ImportPath: p, Standard: true} }
 	mod := func(p, m string) *goPackage { return &goPackage{ImportPath: p, Module: &struct{ Path string }{m}} }
+	// our returns package p of the module importing imps (ours are given
+	// relative to the module) and depending on them and deps.
+	our := func(p string, imps []string, deps ...string) *goPackage {
+		g := &goPackage{ImportPath: module + "/" + p}
+		for _, i := range imps {
+			if !strings.Contains(i, ".") && i != "fmt" {
+				i = module + "/" + i
+			}
+			g.Imports = append(g.Imports, i)
+			g.Deps = append(g.Deps, i)
+		}
+		for _, d := range deps {
+			if !strings.Contains(d, ".") {
+				d = module + "/" + d
+			}
+			g.Deps = append(g.Deps, d)
+		}
+		return g
+	}
+	const (
+		pebble  = "github.com/cockroachdb/pebble/v2"
+		echo    = "github.com/labstack/echo/v4"
+		tessera = "github.com/transparency-dev/tessera"
+		cobra   = "github.com/spf13/cobra"
+	)
 	pkgs := map[string]*goPackage{
-		"fmt":                                 std("fmt"),
-		"golang.org/x/mod/sumdb/tlog":         mod("golang.org/x/mod/sumdb/tlog", "golang.org/x/mod"),
-		"github.com/cockroachdb/pebble/v2":    mod("github.com/cockroachdb/pebble/v2", "github.com/cockroachdb/pebble/v2"),
-		"github.com/labstack/echo/v4":         mod("github.com/labstack/echo/v4", "github.com/labstack/echo/v4"),
-		"github.com/transparency-dev/tessera": mod("github.com/transparency-dev/tessera", "github.com/transparency-dev/tessera"),
-		module + "/tlog": {ImportPath: module + "/tlog", Imports: []string{"fmt", "github.com/transparency-dev/tessera"},
-			Deps: []string{"fmt", "golang.org/x/mod/sumdb/tlog", "github.com/transparency-dev/tessera"}},
-		module + "/ledger": {ImportPath: module + "/ledger", Imports: []string{"github.com/cockroachdb/pebble/v2", module + "/witness"},
-			Deps: []string{"github.com/cockroachdb/pebble/v2", module + "/witness"}},
-		module + "/witness": {ImportPath: module + "/witness", Imports: []string{"github.com/cockroachdb/pebble/v2"},
-			Deps: []string{"github.com/cockroachdb/pebble/v2", module + "/ledger"}},
-		module + "/httpapi": {ImportPath: module + "/httpapi", Imports: []string{"github.com/labstack/echo/v4", "github.com/cockroachdb/pebble/v2"},
-			Deps: []string{"github.com/labstack/echo/v4", "github.com/cockroachdb/pebble/v2", module + "/cmd/indelible"}},
-		module + "/cmd/indelible": {ImportPath: module + "/cmd/indelible", Imports: []string{"github.com/labstack/echo/v4"},
-			Deps: []string{"github.com/labstack/echo/v4"}},
+		"fmt":                         std("fmt"),
+		"golang.org/x/mod/sumdb/tlog": mod("golang.org/x/mod/sumdb/tlog", "golang.org/x/mod"),
+		pebble:                        mod(pebble, pebble),
+		echo:                          mod(echo, echo),
+		tessera:                       mod(tessera, tessera),
+		cobra:                         mod(cobra, cobra),
+	}
+	for _, p := range []*goPackage{
+		our("tlog", []string{"fmt", "golang.org/x/mod/sumdb/tlog", tessera}),
+		our("event", []string{"tlog"}),
+		our("ledger", []string{pebble, "witness", "events", "internal/tlogtest"}),
+		our("witness", []string{pebble, "ledger"}),
+		our("events", []string{"ledger", pebble}),
+		our("client", []string{"tlog", cobra, "httpapi"}),
+		our("audit", []string{"client", "ledger"}, "events"),
+		our("httpapi", []string{echo, pebble, "cmd/indelible", "audit"}),
+		our("cmd/indelible", []string{echo, "httpapi"}),
+		our("internal/tlogtest", []string{"tlog"}),
+		our("audit/audittest", []string{"internal/tlogtest"}),
+		our("newpkg", []string{"tlog"}),
+	} {
+		pkgs[p.ImportPath] = p
+	}
+	want := []string{
+		"indelible.dev/tlog depends on github.com/transparency-dev/tessera: tlog may use only",
+		"indelible.dev/ledger depends on indelible.dev/witness, which its layer (ledger) must not",
+		"indelible.dev/ledger depends on indelible.dev/events, which its layer (ledger) must not",
+		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which its layer (ledger) must not",
+		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which only tests may import",
+		"indelible.dev/witness depends on indelible.dev/ledger, which its layer (witness) must not",
+		"indelible.dev/events imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
+		"indelible.dev/client depends on github.com/spf13/cobra: client may use only",
+		"indelible.dev/client depends on indelible.dev/httpapi, which its layer (client) must not",
+		"indelible.dev/audit depends on indelible.dev/ledger, which its layer (audit) must not",
+		"indelible.dev/audit depends on indelible.dev/events, which its layer (audit) must not",
+		"indelible.dev/httpapi imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
+		"indelible.dev/httpapi depends on indelible.dev/cmd/indelible, which its layer (httpapi) must not",
+		"indelible.dev/httpapi depends on indelible.dev/audit, which its layer (httpapi) must not",
+		"indelible.dev/cmd/indelible imports github.com/labstack/echo/v4: echo belongs to httpapi/ only",
+		"indelible.dev/internal/tlogtest depends on indelible.dev/tlog, which its layer (internal/tlogtest) must not",
+		"indelible.dev/newpkg has no rule",
 	}
 	got := checkDeps(pkgs)
-	for _, want := range []string{
-		"indelible.dev/tlog depends on github.com/transparency-dev/tessera: tlog may use only",
-		"indelible.dev/ledger depends on indelible.dev/witness",
-		"indelible.dev/witness depends on indelible.dev/ledger",
-		"indelible.dev/httpapi imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
-		"indelible.dev/httpapi depends on indelible.dev/cmd/indelible",
-		"indelible.dev/cmd/indelible imports github.com/labstack/echo/v4: echo belongs to httpapi/ only",
-	} {
+	for _, w := range want {
 		found := false
 		for _, v := range got {
-			found = found || strings.HasPrefix(v, want)
+			found = found || strings.HasPrefix(v, w)
 		}
 		if !found {
-			t.Errorf("checkDeps missed %q; it reported:\n%s", want, strings.Join(got, "\n"))
+			t.Errorf("checkDeps missed %q; it reported:\n%s", w, strings.Join(got, "\n"))
 		}
 	}
-	if len(got) != 6 {
-		t.Errorf("checkDeps reported %d violations, want 6:\n%s", len(got), strings.Join(got, "\n"))
+	if len(got) != len(want) {
+		t.Errorf("checkDeps reported %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
 	}
 }

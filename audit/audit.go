@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/errgroup"
 
 	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
@@ -307,15 +308,19 @@ func noProofEndpoint(err error) bool {
 func tileHashReader(ctx context.Context, opts Options, n int64) tlog.HashReader {
 	return itlog.StoredHashReader(func(tiles []tlog.Tile) ([][]byte, error) {
 		out := make([][]byte, len(tiles))
-		err := client.ForEach(ctx, len(tiles), opts.Parallel, func(ctx context.Context, i int) error {
-			t, ok := tileAt(tiles[i].L, tiles[i].N, n)
-			if !ok {
-				return fmt.Errorf("audit: tile %d/%d not in a tree of size %d", tiles[i].L, tiles[i].N, n)
-			}
-			b, err := fetchHashTile(ctx, opts.Client, t, n, nil)
-			out[i] = b
-			return err
-		})
-		return out, err
+		g, ctx := errgroup.WithContext(ctx)
+		g.SetLimit(opts.Parallel)
+		for i := range tiles {
+			g.Go(func() error {
+				t, ok := tileAt(tiles[i].L, tiles[i].N, n)
+				if !ok {
+					return fmt.Errorf("audit: tile %d/%d not in a tree of size %d", tiles[i].L, tiles[i].N, n)
+				}
+				b, err := fetchHashTile(ctx, opts.Client, t, n, nil)
+				out[i] = b
+				return err
+			})
+		}
+		return out, g.Wait()
 	})
 }

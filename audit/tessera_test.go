@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"indelible.dev/audit"
 	"indelible.dev/audit/audittest"
 	"indelible.dev/client"
+	"indelible.dev/internal/tlogtest"
 )
 
 // tesseraGrow appends entries [from, to) to the tessera POSIX log in dir
@@ -61,18 +61,8 @@ func tesseraGrow(t *testing.T, dir string, s note.Signer, from, to int) {
 // tiles), and a flipped byte in one of its tiles is caught.
 func TestTesseraPOSIXLog(t *testing.T) {
 	dir := t.TempDir()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/tessera")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := tlogtest.NewKey(t, "example.com/tessera")
+	s, v := k.Signer, k.Verifier
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 	proxy := audittest.NewProxy(t, srv.URL)

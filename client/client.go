@@ -58,8 +58,8 @@ const (
 	MaxBackoff = 10 * time.Second
 	// DefaultTimeout bounds one HTTP request (not the retries).
 	DefaultTimeout = 30 * time.Second
-	// DefaultParallelism is the number of concurrent requests Fetch helpers
-	// use when the caller does not say.
+	// DefaultParallelism is the number of concurrent requests a caller
+	// fetching many tiles (the auditor) makes when not told otherwise.
 	DefaultParallelism = 16
 )
 
@@ -153,9 +153,6 @@ func New(base string, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// URL returns the log's URL prefix.
-func (c *Client) URL() string { return c.base }
-
 // Checkpoint fetches the signed checkpoint note at <prefix>/checkpoint,
 // verbatim. It does not verify it.
 func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
@@ -175,13 +172,6 @@ func (c *Client) Tile(ctx context.Context, t tlog.Tile, buf []byte) ([]byte, err
 	return c.Get(ctx, itlog.TilePath(t), buf, limit)
 }
 
-// ProofResponse is the JSON body of GET /v1/proof/consistency.
-type ProofResponse struct {
-	From   int64    `json:"from"`
-	To     int64    `json:"to"`
-	Hashes []string `json:"hashes"`
-}
-
 // ConsistencyProof fetches Indelible's GET /v1/proof/consistency?from=m&to=n
 // and decodes the proof hashes. It checks the echoed sizes and the hash
 // encoding, not the proof. A server without the endpoint gives an error
@@ -191,25 +181,18 @@ func (c *Client) ConsistencyProof(ctx context.Context, m, n int64) (tlog.TreePro
 	if err != nil {
 		return nil, err
 	}
-	var r ProofResponse
+	var r ConsistencyProof
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("client: consistency proof %d->%d: %w", m, n, err)
 	}
 	if r.From != m || r.To != n {
 		return nil, fmt.Errorf("client: consistency proof for %d->%d answered for %d->%d", m, n, r.From, r.To)
 	}
-	p, err := decodeHashes(r.Hashes)
+	p, err := r.Proof()
 	if err != nil {
 		return nil, fmt.Errorf("client: consistency proof %d->%d: %w", m, n, err)
 	}
-	return tlog.TreeProof(p), nil
-}
-
-// InclusionResponse is the JSON body of GET /v1/proof/inclusion.
-type InclusionResponse struct {
-	Index    int64    `json:"index"`
-	TreeSize int64    `json:"tree_size"`
-	Hashes   []string `json:"hashes"`
+	return p, nil
 }
 
 // InclusionProof fetches Indelible's GET /v1/proof/inclusion?index=i&size=n
@@ -229,18 +212,18 @@ func (c *Client) InclusionProofByHash(ctx context.Context, leaf tlog.Hash, n int
 	if err != nil {
 		return 0, nil, err
 	}
-	var r InclusionResponse
+	var r InclusionProof
 	if err := json.Unmarshal(body, &r); err != nil {
 		return 0, nil, fmt.Errorf("client: inclusion proof by hash: %w", err)
 	}
 	if r.TreeSize != n || r.Index < 0 || r.Index >= n {
 		return 0, nil, fmt.Errorf("client: inclusion proof by hash in size %d answered for index %d, size %d", n, r.Index, r.TreeSize)
 	}
-	p, err := decodeHashes(r.Hashes)
+	p, err := r.Proof()
 	if err != nil {
 		return 0, nil, fmt.Errorf("client: inclusion proof by hash: %w", err)
 	}
-	return r.Index, tlog.RecordProof(p), nil
+	return r.Index, p, nil
 }
 
 func (c *Client) inclusion(ctx context.Context, path string, i, n int64) (tlog.RecordProof, error) {
@@ -248,34 +231,18 @@ func (c *Client) inclusion(ctx context.Context, path string, i, n int64) (tlog.R
 	if err != nil {
 		return nil, err
 	}
-	var r InclusionResponse
+	var r InclusionProof
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("client: inclusion proof %d in %d: %w", i, n, err)
 	}
 	if r.Index != i || r.TreeSize != n {
 		return nil, fmt.Errorf("client: inclusion proof for %d in %d answered for %d in %d", i, n, r.Index, r.TreeSize)
 	}
-	p, err := decodeHashes(r.Hashes)
+	p, err := r.Proof()
 	if err != nil {
 		return nil, fmt.Errorf("client: inclusion proof %d in %d: %w", i, n, err)
 	}
-	return tlog.RecordProof(p), nil
-}
-
-// decodeHashes decodes base64 proof hashes, at most itlog.MaxProofHashes.
-func decodeHashes(hs []string) ([]tlog.Hash, error) {
-	if len(hs) > itlog.MaxProofHashes {
-		return nil, fmt.Errorf("%d hashes, at most %d", len(hs), itlog.MaxProofHashes)
-	}
-	out := make([]tlog.Hash, len(hs))
-	for i, s := range hs {
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil || len(b) != tlog.HashSize {
-			return nil, fmt.Errorf("hash %d is not base64 of 32 bytes", i)
-		}
-		copy(out[i][:], b)
-	}
-	return out, nil
+	return p, nil
 }
 
 // Get fetches <prefix>/<path>, appending the body to buf[:0], with retries

@@ -2,16 +2,21 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	itlog "indelible.dev/tlog"
 )
 
 func TestRetriesThenSucceeds(t *testing.T) {
@@ -112,42 +117,67 @@ func TestConsistencyProof(t *testing.T) {
 	}
 }
 
-func TestForEach(t *testing.T) {
-	var inflight, peak atomic.Int32
-	seen := make([]atomic.Int32, 100)
-	err := ForEach(context.Background(), 100, 4, func(ctx context.Context, i int) error {
-		n := inflight.Add(1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
+func TestInclusionProof(t *testing.T) {
+	h0 := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch {
+		case q.Get("index") == "3":
+			json.NewEncoder(w).Encode(InclusionProof{Index: 3, TreeSize: 7, Hashes: []string{h0, h0, h0}})
+		case q.Get("index") == "4":
+			json.NewEncoder(w).Encode(InclusionProof{Index: 5, TreeSize: 7, Hashes: []string{h0}})
+		case q.Has("hash"):
+			json.NewEncoder(w).Encode(InclusionProof{Index: 2, TreeSize: 7, Hashes: []string{h0}})
+		default:
+			json.NewEncoder(w).Encode(InclusionProof{Index: 1, TreeSize: 7, Hashes: []string{"AAAA"}})
 		}
-		time.Sleep(time.Millisecond)
-		seen[i].Add(1)
-		inflight.Add(-1)
-		return nil
-	})
-	if err != nil || peak.Load() > 4 {
-		t.Fatalf("err %v peak %d", err, peak.Load())
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{Retries: -1})
+	ctx := context.Background()
+	if p, err := c.InclusionProof(ctx, 3, 7); err != nil || len(p) != 3 {
+		t.Fatalf("%v %v", p, err)
 	}
-	for i := range seen {
-		if seen[i].Load() != 1 {
-			t.Fatalf("index %d ran %d times", i, seen[i].Load())
-		}
+	if _, err := c.InclusionProof(ctx, 4, 7); err == nil {
+		t.Fatal("an answer for another index was accepted")
 	}
-	boom := errors.New("boom")
-	var after atomic.Int32
-	err = ForEach(context.Background(), 1000, 2, func(ctx context.Context, i int) error {
-		if i == 5 {
-			return boom
+	if _, err := c.InclusionProof(ctx, 1, 7); err == nil {
+		t.Fatal("a short hash was accepted")
+	}
+	if i, p, err := c.InclusionProofByHash(ctx, tlog.Hash{1}, 7); err != nil || i != 2 || len(p) != 1 {
+		t.Fatalf("by hash: %d %v %v", i, p, err)
+	}
+	if _, _, err := c.InclusionProofByHash(ctx, tlog.Hash{1}, 2); err == nil {
+		t.Fatal("by hash: an index beyond the size was accepted")
+	}
+}
+
+// TestWireRoundTrip checks that the wire types encode as the endpoints'
+// documented JSON and decode back to the same hashes.
+func TestWireRoundTrip(t *testing.T) {
+	hs := []tlog.Hash{{1}, {2, 3}}
+	b, err := json.Marshal(NewInclusionProof(4, 9, hs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"index":4,"tree_size":9,"hashes":["` + base64.StdEncoding.EncodeToString(hs[0][:]) + `","` + base64.StdEncoding.EncodeToString(hs[1][:]) + `"]}`
+	if string(b) != want {
+		t.Fatalf("inclusion proof JSON %s, want %s", b, want)
+	}
+	var ip InclusionProof
+	if err := json.Unmarshal(b, &ip); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ip.Proof(); err != nil || !slices.Equal(p, hs) {
+		t.Fatalf("decoded %v %v", p, err)
+	}
+	b, _ = json.Marshal(NewConsistencyProof(0, 0, nil))
+	if string(b) != `{"from":0,"to":0,"hashes":[]}` {
+		t.Fatalf("empty consistency proof JSON %s", b)
+	}
+	for _, bad := range [][]string{{"AAAA"}, {"not base64!"}, make([]string, itlog.MaxProofHashes+1)} {
+		if _, err := DecodeHashes(bad); err == nil {
+			t.Errorf("DecodeHashes(%.40q) accepted", bad)
 		}
-		if i > 500 {
-			after.Add(1)
-		}
-		return nil
-	})
-	if !errors.Is(err, boom) || after.Load() > 0 {
-		t.Fatalf("err %v, %d calls after the error", err, after.Load())
 	}
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -37,18 +37,8 @@ type testLog struct {
 
 func newTestLog(t testing.TB, opts ledger.Options) *testLog {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := tlogtest.NewKey(t, testOrigin)
+	signer, verifier := key.Signer, key.Verifier
 	metrics := NewMetrics()
 	opts.Signer = signer
 	opts.OnCommit = metrics.ObserveCommit

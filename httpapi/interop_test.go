@@ -3,10 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -14,41 +12,10 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
-
-// httpTileReader is an x/mod tlog.TileReader fetching C2SP tiles over HTTP.
-// Paths are built here from x/mod's own tile paths (height segment removed,
-// as c2sp.org/tlog-tiles says), independently of package tlog.
-type httpTileReader struct {
-	t   testing.TB
-	url string
-}
-
-func (r httpTileReader) Height() int { return 8 }
-
-func (r httpTileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	out := make([][]byte, len(tiles))
-	for i, t := range tiles {
-		p := "tile/" + strings.TrimPrefix(t.Path(), "tile/8/")
-		resp, err := http.Get(r.url + "/" + p)
-		if err != nil {
-			return nil, err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("GET %s: %d %s", p, resp.StatusCode, b)
-		}
-		out[i] = b
-	}
-	return out, nil
-}
-
-func (r httpTileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 
 // TestInteropClients appends through HTTP in rounds that cross the 256 tile
 // boundary, and at each checkpoint checks the log with two independent
@@ -87,7 +54,7 @@ func TestInteropClients(t *testing.T) {
 		cps = append(cps, seen{n, root})
 
 		// x/mod: a hash reader over HTTP tiles, authenticated by the root.
-		hr := tlog.TileHashReader(tlog.Tree{N: n, Hash: root}, httpTileReader{t, tl.url})
+		hr := tlog.TileHashReader(tlog.Tree{N: n, Hash: root}, tlogtest.TileReader{URL: tl.url})
 		if th, err := tlog.TreeHash(n, hr); err != nil || th != root {
 			t.Fatalf("size %d: x/mod TreeHash from tiles = %v, %v; want %v", n, th, err, root)
 		}
@@ -115,19 +82,19 @@ func TestInteropClients(t *testing.T) {
 				t.Fatalf("x/mod proof of %d in %d does not verify: %v", i, n, err)
 			}
 			// The server's proof equals both.
-			var sp InclusionProof
+			var sp client.InclusionProof
 			tl.proofJSON(fmt.Sprintf("/v1/proof/inclusion?index=%d&size=%d", i, n), &sp)
 			if sp.Index != i || sp.TreeSize != n {
 				t.Fatalf("inclusion reply index %d size %d, want %d %d", sp.Index, sp.TreeSize, i, n)
 			}
 			got := decodeHashes(t, sp.Hashes)
-			if !equalHashes(got, xp) || !equalBytes(got, tp) {
+			if !slices.Equal(got, xp) || !equalBytes(got, tp) {
 				t.Fatalf("/v1/proof/inclusion %d in %d differs from the proofs built from tiles", i, n)
 			}
 		}
 		// By hash, for a few entries.
 		for _, i := range []int64{0, n / 2, n - 1} {
-			var sp InclusionProof
+			var sp client.InclusionProof
 			h := tlog.RecordHash(tl.entries[i])
 			tl.proofJSON("/v1/proof/inclusion?size="+fmt.Sprint(n)+"&hash="+url.QueryEscape(h.String()), &sp)
 			if sp.Index != i {
@@ -158,7 +125,7 @@ func TestInteropClients(t *testing.T) {
 	// Consistency between every pair of checkpoints seen, from tiles (both
 	// clients) and from the server, all equal and all verifying.
 	last := cps[len(cps)-1]
-	hr := tlog.TileHashReader(tlog.Tree{N: last.n, Hash: last.root}, httpTileReader{t, tl.url})
+	hr := tlog.TileHashReader(tlog.Tree{N: last.n, Hash: last.root}, tlogtest.TileReader{URL: tl.url})
 	for j, hi := range cps {
 		pb, err := tclient.NewProofBuilder(ctx, uint64(hi.n), fetcher.ReadTile)
 		if err != nil {
@@ -172,7 +139,7 @@ func TestInteropClients(t *testing.T) {
 			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(lo.n), uint64(hi.n), tp, lo.root[:], hi.root[:]); err != nil {
 				t.Fatalf("tessera consistency %d -> %d: %v", lo.n, hi.n, err)
 			}
-			var sp ConsistencyProof
+			var sp client.ConsistencyProof
 			tl.proofJSON(fmt.Sprintf("/v1/proof/consistency?from=%d&to=%d", lo.n, hi.n), &sp)
 			if sp.From != lo.n || sp.To != hi.n {
 				t.Fatalf("consistency reply from %d to %d, want %d %d", sp.From, sp.To, lo.n, hi.n)
@@ -188,7 +155,7 @@ func TestInteropClients(t *testing.T) {
 			if err != nil {
 				t.Fatalf("x/mod ProveTree(%d, %d): %v", hi.n, lo.n, err)
 			}
-			if !equalHashes(got, xp) {
+			if !slices.Equal(got, xp) {
 				t.Fatalf("/v1/proof/consistency %d -> %d differs from x/mod's proof built from tiles", lo.n, hi.n)
 			}
 			if err := tlog.CheckTree(got, hi.n, hi.root, lo.n, lo.root); err != nil {
@@ -196,18 +163,6 @@ func TestInteropClients(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalHashes(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func equalBytes(a []tlog.Hash, b [][]byte) bool {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +17,12 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
 
-// The log's routes (DESIGN.md section 6; c2sp.org/tlog-tiles).
+// The log's routes (c2sp.org/tlog-tiles; README.md lists them).
 const (
 	routeCheckpoint  = "/checkpoint"
 	routeTile        = "/tile/*"
@@ -191,20 +191,6 @@ func acceptsGzip(ae string) bool {
 	return false
 }
 
-// InclusionProof is the JSON reply of GET /v1/proof/inclusion.
-type InclusionProof struct {
-	Index    int64    `json:"index"`
-	TreeSize int64    `json:"tree_size"`
-	Hashes   []string `json:"hashes"`
-}
-
-// ConsistencyProof is the JSON reply of GET /v1/proof/consistency.
-type ConsistencyProof struct {
-	From   int64    `json:"from"`
-	To     int64    `json:"to"`
-	Hashes []string `json:"hashes"`
-}
-
 // serveInclusion serves ?index=I&size=S or ?hash=<base64 leaf hash>&size=S.
 func (h *logHandlers) serveInclusion(c echo.Context) error {
 	q, err := queryParams(c, "index", "hash", "size")
@@ -215,7 +201,7 @@ func (h *logHandlers) serveInclusion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var p InclusionProof
+	var p client.InclusionProof
 	switch {
 	case q.Has("index") && q.Has("hash"):
 		return fmt.Errorf("%w: give either index or hash, not both", errBadRequest)
@@ -243,25 +229,25 @@ func (h *logHandlers) serveInclusion(c echo.Context) error {
 }
 
 // processInclusion proves entry index in the tree of size n.
-func (h *logHandlers) processInclusion(index, n int64) (InclusionProof, error) {
+func (h *logHandlers) processInclusion(index, n int64) (client.InclusionProof, error) {
 	proof, err := h.l.InclusionProof(index, n)
 	if err != nil {
-		return InclusionProof{}, fmt.Errorf("inclusion proof of index %d in size %d: %w", index, n, err)
+		return client.InclusionProof{}, fmt.Errorf("inclusion proof of index %d in size %d: %w", index, n, err)
 	}
-	return InclusionProof{Index: index, TreeSize: n, Hashes: encodeHashes(proof)}, nil
+	return client.NewInclusionProof(index, n, proof), nil
 }
 
 // processInclusionByHash finds the first entry with leaf hash leaf and proves
 // it in the tree of size n.
-func (h *logHandlers) processInclusionByHash(leaf tlog.Hash, n int64) (InclusionProof, error) {
+func (h *logHandlers) processInclusionByHash(leaf tlog.Hash, n int64) (client.InclusionProof, error) {
 	index, proof, err := h.l.InclusionProofByHash(leaf, n)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return InclusionProof{}, fmt.Errorf("no entry with leaf hash %s in the tree of size %d: %w", leaf, n, err)
+		return client.InclusionProof{}, fmt.Errorf("no entry with leaf hash %s in the tree of size %d: %w", leaf, n, err)
 	}
 	if err != nil {
-		return InclusionProof{}, fmt.Errorf("inclusion proof of leaf hash %s in size %d: %w", leaf, n, err)
+		return client.InclusionProof{}, fmt.Errorf("inclusion proof of leaf hash %s in size %d: %w", leaf, n, err)
 	}
-	return InclusionProof{Index: index, TreeSize: n, Hashes: encodeHashes(proof)}, nil
+	return client.NewInclusionProof(index, n, proof), nil
 }
 
 // serveConsistency serves ?from=A&to=B.
@@ -288,25 +274,15 @@ func (h *logHandlers) serveConsistency(c echo.Context) error {
 
 // processConsistency proves that the tree of size from is a prefix of the
 // tree of size to.
-func (h *logHandlers) processConsistency(from, to int64) (ConsistencyProof, error) {
+func (h *logHandlers) processConsistency(from, to int64) (client.ConsistencyProof, error) {
 	if from > to {
-		return ConsistencyProof{}, fmt.Errorf("%w: from (%d) is larger than to (%d)", errBadRequest, from, to)
+		return client.ConsistencyProof{}, fmt.Errorf("%w: from (%d) is larger than to (%d)", errBadRequest, from, to)
 	}
 	proof, err := h.l.ConsistencyProof(from, to)
 	if err != nil {
-		return ConsistencyProof{}, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
+		return client.ConsistencyProof{}, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
 	}
-	return ConsistencyProof{From: from, To: to, Hashes: encodeHashes(proof)}, nil
-}
-
-// encodeHashes returns the hashes in standard base64, never nil (an empty
-// proof is "hashes":[]).
-func encodeHashes(hs []tlog.Hash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = base64.StdEncoding.EncodeToString(h[:])
-	}
-	return out
+	return client.NewConsistencyProof(from, to, proof), nil
 }
 
 // queryParams parses the query string and rejects parameters other than

@@ -17,7 +17,7 @@ import (
 	"indelible.dev/witness"
 )
 
-// The witness's routes (DESIGN.md section 6; c2sp.org/tlog-witness).
+// The witness's routes (c2sp.org/tlog-witness; README.md lists them).
 const (
 	routeAddCheckpoint     = "/add-checkpoint"
 	routeWitnessCheckpoint = "/:originhash/checkpoint"

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
 )
@@ -35,10 +36,10 @@ func BenchmarkAddCheckpoint(b *testing.B) {
 
 func benchAddCheckpoint(b *testing.B, nlogs int) {
 	steps := b.N/nlogs + 1
-	tree := newMemLog(b, benchEntries(steps))
+	tree := tlogtest.NewTreeStrings(benchEntries(steps)...)
 	proofs := make([]string, steps+1)
 	for i := 1; i < steps; i++ {
-		proofs[i] = tree.proof(b, int64(i), int64(i+1))
+		proofs[i] = tlogtest.ProofLines(tree.ConsistencyProof(int64(i), int64(i+1)))
 	}
 	type benchLog struct {
 		bodies []string
@@ -52,7 +53,7 @@ func benchAddCheckpoint(b *testing.B, nlogs int) {
 		v, _ := note.NewVerifier(vkey)
 		known = append(known, witness.Log{Origin: origin, Verifiers: []note.Verifier{v}})
 		for i := 1; i <= steps; i++ {
-			cp, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: int64(i), Hash: tree.root(b, int64(i))}}, s)
+			cp, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: int64(i), Hash: tree.Root(int64(i))}}, s)
 			if err != nil {
 				b.Fatal(err)
 			}

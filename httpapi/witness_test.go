@@ -22,15 +22,16 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
 )
 
-// Test data from specs/VECTORS.md: the tessera testdata log (sections 3 and
-// 3b), the cosignature vector key (section 4) and litewitness (section 8).
+// Test data: the tessera testdata log (internal/tlogtest), with its signed
+// checkpoints, a cosignature vector key and a litewitness key.
 const (
-	tesseraVKey = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
-	tesseraSKey = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg"
+	tesseraVKey = tlogtest.TesseraVKey
+	tesseraSKey = tlogtest.TesseraSKey
 	tesseraCP0  = "example.com/log/testdata\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— example.com/log/testdata M9e0lhxJACzE1KoUdqKuPa+9p6R7dSW8BlEvrg/noo8FkGg6PbJoRNOcdjqjOq89wVvTA60eubCc4oufo5BvIVEgtQc=\n"
 	tesseraCP14 = "example.com/log/testdata\n14\nSvCd38yNade7xEPY1a/aAc1M3A2AHYVF8lIiUnsH1ao=\n\n— example.com/log/testdata M9e0lu8roIpjC+NXEG7JDkajIahoYDYWgxDtxfx/6rzLoztU9t/PvivZ48xt8ygJpjzaboSpkbVv3Jb+D3NdXWQf5wo=\n"
 	tesseraCP15 = "example.com/log/testdata\n15\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\n\n— example.com/log/testdata M9e0luh4jTG+UMBqOUo9/q+yAEvx1ilBEniMvjf1zfcBOhg+CKubMt53MvIt/uEWP6zdkdIQzd/fmwlM/dlPWF74ewI=\n"
@@ -44,53 +45,7 @@ const (
 	sigsumVKey   = sigsumOrigin + "+5202289b+Af/cLU2Y5BJNP+r3iMDC+av9eWCD0fBJVDfzAux5zxAP"
 )
 
-var tesseraEntries = strings.Fields("one two three four five six seven eit nain ten ileven twelf threeten fourten fivten")
-
-// memLog is an in-memory tree over entries, for roots and proofs.
-type memLog struct{ hashes []tlog.Hash }
-
-func newMemLog(t testing.TB, entries []string) *memLog {
-	m := &memLog{}
-	for i, e := range entries {
-		hs, err := tlog.StoredHashes(int64(i), []byte(e), m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.hashes = append(m.hashes, hs...)
-	}
-	return m
-}
-
-func (m *memLog) ReadHashes(idx []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(idx))
-	for i, x := range idx {
-		out[i] = m.hashes[x]
-	}
-	return out, nil
-}
-
-func (m *memLog) root(t testing.TB, n int64) tlog.Hash {
-	if n == 0 {
-		return itlog.EmptyRoot
-	}
-	h, err := tlog.TreeHash(n, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-func (m *memLog) proof(t testing.TB, old, n int64) string {
-	p, err := itlog.ProveConsistency(old, n, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, h := range p {
-		b.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
-	}
-	return b.String()
-}
+var tesseraEntries = tlogtest.TesseraEntries
 
 func signCP(t testing.TB, skey string, cp itlog.Checkpoint) string {
 	s, err := note.NewSigner(skey)
@@ -193,10 +148,10 @@ func verifyCosig(t testing.TB, signedCP, resp string) {
 // (C2SP-NOTES.md section 5, tlog-witness HEAD) through HTTP, checking the
 // status, the headers, the body, and that the stored state moved only on 200.
 func TestAddCheckpointTable(t *testing.T) {
-	m := newMemLog(t, tesseraEntries)
-	other := newMemLog(t, []string{"uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once", "doce", "trece", "catorce", "quince"})
+	m := tlogtest.NewTreeStrings(tesseraEntries...)
+	other := tlogtest.NewTreeStrings("uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once", "doce", "trece", "catorce", "quince")
 	cp := func(n int64) string {
-		return signCP(t, tesseraSKey, itlog.Checkpoint{Origin: "example.com/log/testdata", Tree: tlog.Tree{N: n, Hash: m.root(t, n)}})
+		return signCP(t, tesseraSKey, itlog.Checkpoint{Origin: "example.com/log/testdata", Tree: tlog.Tree{N: n, Hash: m.Root(n)}})
 	}
 	const origin = "example.com/log/testdata"
 	unknownKey, _, _ := note.GenerateKey(nil, "example.com/unknown")
@@ -215,10 +170,10 @@ func TestAddCheckpointTable(t *testing.T) {
 	for i := 0; i < 64; i++ {
 		tooMany.WriteString("GiUtVP0XhIaZ/fl7ReMLgw+9YUtjFAt8kaTdfOe2u/I=\n")
 	}
-	size0WrongRoot := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 0, Hash: m.root(t, 1)}})
-	forked15 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: other.root(t, 15)}})
+	size0WrongRoot := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 0, Hash: m.Root(1)}})
+	forked15 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: other.Root(15)}})
 	unknownSig := strings.TrimSuffix(tesseraCP15, "\n") + "\n— other.example/w " + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 76)) + "\n"
-	badProof := m.proof(t, 4, 15)
+	badProof := tlogtest.ProofLines(m.ConsistencyProof(4, 15))
 	badProof = "AAAA" + badProof[4:]
 
 	type row struct {
@@ -233,18 +188,18 @@ func TestAddCheckpointTable(t *testing.T) {
 	rows := []row{
 		{name: "first checkpoint, old 0", body: addBody(0, "", tesseraCP15), status: 200, cosigned: tesseraCP15},
 		{name: "vector proof 14 to 15", setup: []string{addBody(0, "", tesseraCP14)}, body: addBody(14, proof14to15, tesseraCP15), status: 200, cosigned: tesseraCP15},
-		{name: "computed proof 4 to 15", setup: []string{addBody(0, "", cp(4))}, body: addBody(4, m.proof(t, 4, 15), tesseraCP15), status: 200, cosigned: tesseraCP15},
+		{name: "computed proof 4 to 15", setup: []string{addBody(0, "", cp(4))}, body: addBody(4, tlogtest.ProofLines(m.ConsistencyProof(4, 15)), tesseraCP15), status: 200, cosigned: tesseraCP15},
 		{name: "size 0 with the empty root", body: addBody(0, "", tesseraCP0), status: 200, cosigned: tesseraCP0},
-		{name: "unknown origin", body: addBody(0, "", signCP(t, unknownKey, itlog.Checkpoint{Origin: "example.com/unknown", Tree: tlog.Tree{N: 1, Hash: m.root(t, 1)}})), status: 404},
-		{name: "untrusted key for a known origin", body: addBody(0, "", signCP(t, impostorKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: m.root(t, 15)}})), status: 403},
+		{name: "unknown origin", body: addBody(0, "", signCP(t, unknownKey, itlog.Checkpoint{Origin: "example.com/unknown", Tree: tlog.Tree{N: 1, Hash: m.Root(1)}})), status: 404},
+		{name: "untrusted key for a known origin", body: addBody(0, "", signCP(t, impostorKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: m.Root(15)}})), status: 403},
 		{name: "bad signature by the known key", body: addBody(0, "", flipSig(tesseraCP15)), status: 403},
 		{name: "old larger than new", body: addBody(16, "", tesseraCP15), status: 400},
-		{name: "stale old size", setup: []string{addBody(0, "", cp(4))}, body: addBody(1, m.proof(t, 1, 15), tesseraCP15), status: 409, wantBody: "4\n", wantCT: "text/x.tlog.size"},
+		{name: "stale old size", setup: []string{addBody(0, "", cp(4))}, body: addBody(1, tlogtest.ProofLines(m.ConsistencyProof(1, 15)), tesseraCP15), status: 409, wantBody: "4\n", wantCT: "text/x.tlog.size"},
 		{name: "old 0 when the witness is ahead", setup: []string{addBody(0, "", cp(4))}, body: addBody(0, "", tesseraCP15), status: 409, wantBody: "4\n", wantCT: "text/x.tlog.size"},
 		{name: "size 0 with a wrong root", body: addBody(0, "", size0WrongRoot), status: 422},
 		{name: "old 0 with a proof", body: addBody(0, "GiUtVP0XhIaZ/fl7ReMLgw+9YUtjFAt8kaTdfOe2u/I=\n", tesseraCP15), status: 422},
 		{name: "bad proof", setup: []string{addBody(0, "", cp(4))}, body: addBody(4, badProof, tesseraCP15), status: 422},
-		{name: "proof for the wrong old size", setup: []string{addBody(0, "", cp(4))}, body: addBody(4, m.proof(t, 5, 15), tesseraCP15), status: 422},
+		{name: "proof for the wrong old size", setup: []string{addBody(0, "", cp(4))}, body: addBody(4, tlogtest.ProofLines(m.ConsistencyProof(5, 15)), tesseraCP15), status: 422},
 		{name: "same size same root", setup: []string{addBody(0, "", tesseraCP15)}, body: addBody(15, "", tesseraCP15), status: 200, cosigned: tesseraCP15},
 		{name: "same size same root with a proof", setup: []string{addBody(0, "", tesseraCP15)}, body: addBody(15, proof14to15, tesseraCP15), status: 422},
 		{name: "same size different root", setup: []string{addBody(0, "", tesseraCP15)}, body: addBody(15, "", forked15), status: 422},
@@ -321,7 +276,7 @@ func TestAddCheckpointTable(t *testing.T) {
 // until the admin endpoint clears it.
 func TestForkedOriginRefused(t *testing.T) {
 	const origin = "example.com/log/testdata"
-	other := newMemLog(t, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o"})
+	other := tlogtest.NewTreeStrings("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o")
 	w, ts := startWitness(t, t.TempDir())
 	if st, _, b := post(t, ts.URL+"/add-checkpoint", addBody(0, "", tesseraCP14)); st != 200 {
 		t.Fatal(st, b)
@@ -330,7 +285,7 @@ func TestForkedOriginRefused(t *testing.T) {
 		t.Fatal(st, b)
 	}
 	// Same size 14, different root: 422 and evidence.
-	forked14 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 14, Hash: other.root(t, 14)}})
+	forked14 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 14, Hash: other.Root(14)}})
 	if st, _, _ := post(t, ts.URL+"/add-checkpoint", addBody(14, "", forked14)); st != 422 {
 		t.Fatalf("status %d, want 422", st)
 	}
@@ -380,12 +335,12 @@ func TestForkedOriginRefused(t *testing.T) {
 // TestWitnessDrivenByTransparencyDevClient drives the witness with the
 // independent client github.com/transparency-dev/witness/client/http.
 func TestWitnessDrivenByTransparencyDevClient(t *testing.T) {
-	m := newMemLog(t, tesseraEntries)
+	m := tlogtest.NewTreeStrings(tesseraEntries...)
 	_, ts := startWitness(t, t.TempDir())
 	u, _ := url.Parse(ts.URL)
 	c := whttp.NewWitness(u, http.DefaultClient)
 	ctx := context.Background()
-	cp4 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: "example.com/log/testdata", Tree: tlog.Tree{N: 4, Hash: m.root(t, 4)}})
+	cp4 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: "example.com/log/testdata", Tree: tlog.Tree{N: 4, Hash: m.Root(4)}})
 	if _, _, err := c.Update(ctx, 0, []byte(cp4), nil); err != nil {
 		t.Fatalf("first update: %v", err)
 	}
@@ -465,8 +420,8 @@ func TestLitewitnessVectors(t *testing.T) {
 // elsewhere with the witness's view.
 func TestObserve(t *testing.T) {
 	const origin = "example.com/log/testdata"
-	m := newMemLog(t, tesseraEntries)
-	other := newMemLog(t, []string{"x", "y", "z", "w", "v", "u", "t", "s", "r", "q", "p", "o", "n", "m", "l"})
+	m := tlogtest.NewTreeStrings(tesseraEntries...)
+	other := tlogtest.NewTreeStrings("x", "y", "z", "w", "v", "u", "t", "s", "r", "q", "p", "o", "n", "m", "l")
 	w, ts := startWitness(t, t.TempDir())
 	observe := func(body string) (int, string) {
 		st, _, b := post(t, ts.URL+"/v1/witness/observe", body)
@@ -482,7 +437,7 @@ func TestObserve(t *testing.T) {
 		t.Fatalf("same checkpoint: %d %s", st, b)
 	}
 	// A smaller checkpoint: without a log URL no proof can be built.
-	cp4 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 4, Hash: m.root(t, 4)}})
+	cp4 := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 4, Hash: m.Root(4)}})
 	if st, b := observe(cp4); st != 200 || !strings.Contains(b, `"result":"unverified"`) {
 		t.Fatalf("different size without a log URL: %d %s", st, b)
 	}
@@ -499,7 +454,7 @@ func TestObserve(t *testing.T) {
 		t.Fatalf("evidence without a fork: %+v", forks)
 	}
 	// Same size, different root, signed by the log: a fork.
-	split := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: other.root(t, 15)}})
+	split := signCP(t, tesseraSKey, itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: 15, Hash: other.Root(15)}})
 	if st, b := observe(split); st != 200 || !strings.Contains(b, `"result":"fork"`) {
 		t.Fatalf("split view: %d %s", st, b)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -110,7 +111,7 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 	if cp.N < before.maxSize {
 		t.Fatalf("%s: recovered size %d, but size %d was published before the crash", name, cp.N, before.maxSize)
 	}
-	ref := &refLog{}
+	ref := &tlogtest.Tree{}
 	seen := map[string]int64{}
 	for i := int64(0); i < cp.N; i++ {
 		e, err := l.Entry(i)
@@ -127,14 +128,14 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 			t.Fatalf("%s: entry %q at %d and %d", name, e, j, i)
 		}
 		seen[string(e)] = i
-		ref.add(t, e)
+		ref.Add(e)
 	}
 	for idx := range before.acked {
 		if idx >= cp.N {
 			t.Fatalf("%s: acknowledged entry %d lost (recovered size %d)", name, idx, cp.N)
 		}
 	}
-	if root := ref.root(t, cp.N); root != cp.Hash {
+	if root := ref.Root(cp.N); root != cp.Hash {
 		t.Fatalf("%s: recovered root %v, x/mod computes %v", name, cp.Hash, root)
 	}
 	// The leaf-hash index (written off the sequencer's path, not synced)
@@ -143,7 +144,7 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 		if i < 0 || i >= cp.N {
 			continue
 		}
-		leaf := ref.hashes[tlog.StoredHashIndex(0, i)]
+		leaf := ref.LeafHash(i)
 		j, p, err := l.InclusionProofByHash(leaf, cp.N)
 		if err != nil || j != i {
 			t.Fatalf("%s: InclusionProofByHash(entry %d) = %d, %v", name, i, j, err)
@@ -159,7 +160,7 @@ func checkRecovered(t *testing.T, name string, fs vfs.FS, s note.Signer, v note.
 	}
 	for _, tile := range tlog.NewTiles(itlog.TileHeight, 0, cp.N) {
 		got, err := l.ReadTile(tile)
-		if err != nil || !bytes.Equal(got, ref.tile(t, tile)) {
+		if err != nil || !bytes.Equal(got, ref.Tile(tile)) {
 			t.Fatalf("%s: tile %s after the crash: %v", name, itlog.TilePath(tile), err)
 		}
 	}

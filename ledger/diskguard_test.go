@@ -3,9 +3,12 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 func TestDiskFullPausesAppends(t *testing.T) {
@@ -23,7 +26,10 @@ func TestDiskFullPausesAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	free.Store(1000)
-	waitFor(t, func() bool { _, err := l.Append(ctx, []byte("b")); return errors.Is(err, ErrDiskFull) })
+	tlogtest.Eventually(t, 5*time.Second, "appends refused with ErrDiskFull", func() (bool, string) {
+		_, err := l.Append(ctx, []byte("b"))
+		return errors.Is(err, ErrDiskFull), fmt.Sprint(err)
+	})
 	paused, _ := l.Checkpoint()
 	for i := 0; i < 10; i++ {
 		if _, err := l.Append(ctx, []byte("d")); !errors.Is(err, ErrDiskFull) {
@@ -34,19 +40,11 @@ func TestDiskFullPausesAppends(t *testing.T) {
 		t.Fatalf("size moved from %d to %d while appends were paused", paused.N, cp.N)
 	}
 	free.Store(1 << 40)
-	waitFor(t, func() bool { _, err := l.Append(ctx, []byte("c")); return err == nil })
+	tlogtest.Eventually(t, 5*time.Second, "appends accepted again", func() (bool, string) {
+		_, err := l.Append(ctx, []byte("c"))
+		return err == nil, fmt.Sprint(err)
+	})
 	if e, err := l.Entry(0); err != nil || string(e) != "a" {
 		t.Fatalf("entry 0 = %q, %v", e, err)
-	}
-}
-
-func waitFor(t *testing.T, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

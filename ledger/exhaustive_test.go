@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -28,68 +29,6 @@ import (
 // and every pair of sizes of. It crosses the level-0 tile boundaries at 256
 // and 512 and the first level-1 partial tile widths 1 and 2.
 const exhaustiveSize = 600
-
-// refLog is an independent reference model of a log, built only with
-// golang.org/x/mod/sumdb/tlog: the stored hashes of every entry, in memory.
-type refLog struct {
-	entries [][]byte
-	hashes  []tlog.Hash // x/mod stored hashes, indexed by tlog.StoredHashIndex
-}
-
-func (r *refLog) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x < 0 || x >= int64(len(r.hashes)) {
-			return nil, fmt.Errorf("reference: stored hash %d not available", x)
-		}
-		out[i] = r.hashes[x]
-	}
-	return out, nil
-}
-
-func (r *refLog) add(t testing.TB, data []byte) {
-	t.Helper()
-	st, err := tlog.StoredHashes(int64(len(r.entries)), data, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.entries = append(r.entries, bytes.Clone(data))
-	r.hashes = append(r.hashes, st...)
-}
-
-func (r *refLog) size() int64 { return int64(len(r.entries)) }
-
-func (r *refLog) root(t testing.TB, n int64) tlog.Hash {
-	t.Helper()
-	if n == 0 {
-		return itlog.EmptyRoot
-	}
-	h, err := tlog.TreeHash(n, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// tile returns the x/mod tile data for a hash tile, or the C2SP encoding
-// (uint16 big-endian length prefixes, built here independently of tlog) of an
-// entry bundle.
-func (r *refLog) tile(t testing.TB, tile tlog.Tile) []byte {
-	t.Helper()
-	if tile.L == itlog.EntriesLevel {
-		var b []byte
-		for i := tile.N * 256; i < tile.N*256+int64(tile.W); i++ {
-			b = binary.BigEndian.AppendUint16(b, uint16(len(r.entries[i])))
-			b = append(b, r.entries[i]...)
-		}
-		return b
-	}
-	data, err := tlog.ReadTileData(tile, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
 
 // tilesUpTo returns every hash tile and entry bundle, full or partial at any
 // width, that a tree of size n implies: the union of x/mod's NewTiles over
@@ -133,14 +72,14 @@ func hashesToBytes(p []tlog.Hash) [][]byte {
 
 // compareTiles checks every tile implied by size n, read from l, against the
 // reference, and that the tile just past the right edge is not served.
-func compareTiles(t *testing.T, name string, l *Log, ref *refLog, n int64) {
+func compareTiles(t *testing.T, name string, l *Log, ref *tlogtest.Tree, n int64) {
 	t.Helper()
 	for _, tile := range tilesUpTo(n) {
 		got, err := l.ReadTile(tile)
 		if err != nil {
 			t.Fatalf("%s: ReadTile(%s): %v", name, itlog.TilePath(tile), err)
 		}
-		if want := ref.tile(t, tile); !bytes.Equal(got, want) {
+		if want := ref.Tile(tile); !bytes.Equal(got, want) {
 			t.Fatalf("%s: tile %s differs from x/mod (%d bytes, want %d)", name, itlog.TilePath(tile), len(got), len(want))
 		}
 	}
@@ -185,13 +124,13 @@ func compareTiles(t *testing.T, name string, l *Log, ref *refLog, n int64) {
 func TestExhaustive(t *testing.T) {
 	s, v := testSigner(t)
 	ctx := context.Background()
-	ref := &refLog{}
+	ref := &tlogtest.Tree{}
 	for i := 0; i < exhaustiveSize; i++ {
-		ref.add(t, entryData(i))
+		ref.Add(entryData(i))
 	}
 	roots := make([]tlog.Hash, exhaustiveSize+1)
 	for n := range roots {
-		roots[n] = ref.root(t, int64(n))
+		roots[n] = ref.Root(int64(n))
 	}
 
 	// Log A: one entry per Append; after each, the published checkpoint is
@@ -304,12 +243,12 @@ func TestExhaustive(t *testing.T) {
 		for i := int64(0); i < m; i++ {
 			pa, errA := a.InclusionProof(i, m)
 			pb, errB := b.InclusionProof(i, m)
-			if errA != nil || errB != nil || !equalHashes(pa, pb) {
+			if errA != nil || errB != nil || !slices.Equal(pa, pb) {
 				t.Fatalf("InclusionProof(%d, %d) differs between logs: %v %v", i, m, errA, errB)
 			}
 			pa2, errA := a.ConsistencyProof(i, m)
 			pb2, errB := b.ConsistencyProof(i, m)
-			if errA != nil || errB != nil || !equalHashes(pa2, pb2) {
+			if errA != nil || errB != nil || !slices.Equal(pa2, pb2) {
 				t.Fatalf("ConsistencyProof(%d, %d) differs between logs: %v %v", i, m, errA, errB)
 			}
 		}
@@ -336,7 +275,7 @@ func TestExhaustive(t *testing.T) {
 	}
 	for i := int64(0); i < n; i++ {
 		e, err := b.Entry(i)
-		if err != nil || !bytes.Equal(e, ref.entries[i]) {
+		if err != nil || !bytes.Equal(e, ref.Entry(i)) {
 			t.Fatalf("Entry(%d) = %q, %v", i, e, err)
 		}
 	}
@@ -358,14 +297,14 @@ func proofSizes(n int64) []int64 {
 // proof from l with x/mod CheckRecord and merkle VerifyInclusion, and every
 // consistency proof from an older size k <= m with x/mod CheckTree and merkle
 // VerifyConsistency.
-func checkAllProofs(l *Log, ref *refLog, roots []tlog.Hash, m int64) error {
+func checkAllProofs(l *Log, ref *tlogtest.Tree, roots []tlog.Hash, m int64) error {
 	hasher := rfc6962.DefaultHasher
 	for i := int64(0); i < m; i++ {
 		p, err := l.InclusionProof(i, m)
 		if err != nil {
 			return fmt.Errorf("InclusionProof(%d, %d): %v", i, m, err)
 		}
-		leaf := ref.hashes[tlog.StoredHashIndex(0, i)]
+		leaf := ref.LeafHash(i)
 		if err := tlog.CheckRecord(p, m, roots[m], i, leaf); err != nil {
 			return fmt.Errorf("x/mod CheckRecord(%d, %d): %v", i, m, err)
 		}
@@ -392,18 +331,6 @@ func checkAllProofs(l *Log, ref *refLog, roots []tlog.Hash, m int64) error {
 		}
 	}
 	return nil
-}
-
-func equalHashes(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestVectorsSize1000 checks the tiles and bundles of the log of entries
@@ -495,12 +422,12 @@ func TestInclusionProofByHash(t *testing.T) {
 	l := openMem(t, vfs.NewMem(), s, false)
 	defer l.Close()
 	ctx := context.Background()
-	ref := &refLog{}
+	ref := &tlogtest.Tree{}
 	const n = 300
 	var batch []Entry
 	for i := 0; i < n; i++ {
 		d := entryData(i % 280) // entries 280..299 repeat 0..19
-		ref.add(t, d)
+		ref.Add(d)
 		batch = append(batch, Entry{Data: d})
 	}
 	idx, err := l.AppendEntries(ctx, batch)
@@ -513,7 +440,7 @@ func TestInclusionProofByHash(t *testing.T) {
 		}
 	}
 	for _, m := range []int64{1, 20, 255, 256, 257, 281, n} {
-		root := ref.root(t, m)
+		root := ref.Root(m)
 		for i := int64(0); i < n; i++ {
 			leaf := tlog.RecordHash(entryData(int(i % 280)))
 			got, p, err := l.InclusionProofByHash(leaf, m)
@@ -554,7 +481,7 @@ func TestDedup(t *testing.T) {
 	ctx := context.Background()
 	fs := vfs.NewMem()
 	l := openMem(t, fs, s, true)
-	ref := &refLog{}
+	ref := &tlogtest.Tree{}
 	want := map[string]int64{}
 	check := func(d []byte, got int64) {
 		t.Helper()
@@ -564,11 +491,11 @@ func TestDedup(t *testing.T) {
 			}
 			return
 		}
-		if got != ref.size() {
-			t.Fatalf("new entry %q got index %d, want %d", d, got, ref.size())
+		if got != ref.Size() {
+			t.Fatalf("new entry %q got index %d, want %d", d, got, ref.Size())
 		}
 		want[string(d)] = got
-		ref.add(t, d)
+		ref.Add(d)
 	}
 	for i := 0; i < 300; i++ {
 		d := entryData(i % 7 * (i % 3))
@@ -595,7 +522,7 @@ func TestDedup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newBefore := ref.size()
+	newBefore := ref.Size()
 	for i, d := range datas {
 		check(d, idx[i])
 	}
@@ -604,18 +531,18 @@ func TestDedup(t *testing.T) {
 			t.Fatalf("sidecar of index %d called %d times (new entries start at %d)", index, c, newBefore)
 		}
 		v, err := l.GetExt([]byte(fmt.Sprintf("side/%d", index)))
-		if err != nil || !bytes.Equal(v, ref.entries[index]) {
+		if err != nil || !bytes.Equal(v, ref.Entry(index)) {
 			t.Fatalf("sidecar write of %d: %q, %v", index, v, err)
 		}
 	}
-	if int64(len(sidecars)) != ref.size()-newBefore {
-		t.Fatalf("%d sidecars called, want %d", len(sidecars), ref.size()-newBefore)
+	if int64(len(sidecars)) != ref.Size()-newBefore {
+		t.Fatalf("%d sidecars called, want %d", len(sidecars), ref.Size()-newBefore)
 	}
 	cp, _ := l.Checkpoint()
-	if cp.N != ref.size() || cp.Hash != ref.root(t, ref.size()) {
-		t.Fatalf("dedup log checkpoint %d %v, want %d distinct entries", cp.N, cp.Hash, ref.size())
+	if cp.N != ref.Size() || cp.Hash != ref.Root(ref.Size()) {
+		t.Fatalf("dedup log checkpoint %d %v, want %d distinct entries", cp.N, cp.Hash, ref.Size())
 	}
-	compareTiles(t, "dedup", l, ref, ref.size())
+	compareTiles(t, "dedup", l, ref, ref.Size())
 
 	// After reopening, duplicates are still found through the stored index.
 	if err := l.Close(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"filippo.io/torchwood"
@@ -408,7 +409,7 @@ func TestTorchwoodClient(t *testing.T) {
 				t.Fatalf("torchwood Entry(%d) in %d: %q, %v", i, size, e, err)
 			}
 			own, err := l.InclusionProof(i, cp.N)
-			if err != nil || !equalHashes(own, p) {
+			if err != nil || !slices.Equal(own, p) {
 				t.Fatalf("ledger's inclusion proof of %d in %d differs from torchwood's: %v", i, cp.N, err)
 			}
 		}

@@ -2,30 +2,19 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
 func testSigner(t testing.TB) (note.Signer, note.Verifier) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, v
+	k := tlogtest.NewKey(t, "example.com/test")
+	return k.Signer, k.Verifier
 }
 
 func TestSmoke(t *testing.T) {
@@ -35,14 +24,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hashes []tlog.Hash
-	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
+	ref := &tlogtest.Tree{}
 	ctx := context.Background()
 	for n := int64(1); n <= 600; n++ {
 		data := []byte(fmt.Sprintf("entry %d", n-1))
@@ -50,11 +32,7 @@ func TestSmoke(t *testing.T) {
 		if err != nil || idx != n-1 {
 			t.Fatalf("append: %d %v", idx, err)
 		}
-		st, err := tlog.StoredHashes(n-1, data, hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hashes = append(hashes, st...)
+		ref.Add(data)
 		cp, signed := l.Checkpoint()
 		if cp.N != n {
 			t.Fatalf("checkpoint size %d want %d", cp.N, n)
@@ -62,15 +40,11 @@ func TestSmoke(t *testing.T) {
 		if _, _, err := itlog.OpenCheckpoint(signed, v); err != nil {
 			t.Fatal(err)
 		}
-		want, _ := tlog.TreeHash(n, hr)
-		if cp.Hash != want {
+		if cp.Hash != ref.Root(n) {
 			t.Fatalf("size %d root mismatch", n)
 		}
 		for _, tile := range tlog.NewTiles(8, n-1, n) {
-			wantData, err := tlog.ReadTileData(tile, hr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wantData := ref.Tile(tile)
 			got, err := l.ReadTile(tile)
 			if err != nil {
 				t.Fatalf("read tile %v: %v", tile, err)
@@ -94,8 +68,7 @@ func TestSmoke(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				old, _ := tlog.TreeHash(m, hr)
-				if err := tlog.CheckTree(p, n, cp.Hash, m, old); err != nil {
+				if err := tlog.CheckTree(p, n, cp.Hash, m, ref.Root(m)); err != nil {
 					t.Fatalf("consistency %d->%d: %v", m, n, err)
 				}
 			}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -100,17 +101,6 @@ func (w *testWitness) AddCheckpoint(ctx context.Context, old int64, proof tlog.T
 	return signed[len(cp.String())+1:], nil
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func cosignedBy(signed []byte, ws ...*testWitness) int {
 	n := 0
 	for _, w := range ws {
@@ -140,7 +130,7 @@ func TestWitnessingQuorumAndVerification(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "size 50 witnessed", func() bool { cp, _ := l.Checkpoint(); return cp.N == 50 })
+	tlogtest.Eventually(t, 10*time.Second, "size 50 witnessed", func() (bool, string) { cp, _ := l.Checkpoint(); return cp.N == 50, "" })
 	cp, signed := l.Checkpoint()
 	if cosignedBy(signed, w0, w1) != 2 || cosignedBy(signed, w2) != 0 || strings.Count(string(signed), "— w2.example") != 0 {
 		t.Fatalf("checkpoint %d carries the wrong cosignatures:\n%s", cp.N, signed)
@@ -163,14 +153,14 @@ func TestWitnessingQuorumAndVerification(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "w0 to cosign size 60", func() bool { w0.mu.Lock(); defer w0.mu.Unlock(); return w0.tree.N == 60 })
+	tlogtest.Eventually(t, 10*time.Second, "w0 to cosign size 60", func() (bool, string) { w0.mu.Lock(); defer w0.mu.Unlock(); return w0.tree.N == 60, "" })
 	time.Sleep(50 * time.Millisecond)
 	if cp, _ := l.Checkpoint(); cp.N != 50 {
 		t.Fatalf("served size %d without the quorum", cp.N)
 	}
 	// Back up: it catches up (the log retries without new appends).
 	w1.down.Store(false)
-	waitUntil(t, "size 60 witnessed after recovery", func() bool { cp, _ := l.Checkpoint(); return cp.N == 60 })
+	tlogtest.Eventually(t, 10*time.Second, "size 60 witnessed after recovery", func() (bool, string) { cp, _ := l.Checkpoint(); return cp.N == 60, "" })
 }
 
 // TestWitnessingConflictRetry: a witness that already knows a larger size
@@ -197,9 +187,12 @@ func TestWitnessingConflictRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitUntil(t, "size 20 cosigned", func() bool { _, signed := l.Checkpoint(); return cosignedBy(signed, w) == 1 })
+	tlogtest.Eventually(t, 10*time.Second, "size 20 cosigned", func() (bool, string) { _, signed := l.Checkpoint(); return cosignedBy(signed, w) == 1, "" })
 	l.Append(ctx, []byte("more"))
-	waitUntil(t, "size 21 cosigned", func() bool { cp, signed := l.Checkpoint(); return cp.N == 21 && cosignedBy(signed, w) == 1 })
+	tlogtest.Eventually(t, 10*time.Second, "size 21 cosigned", func() (bool, string) {
+		cp, signed := l.Checkpoint()
+		return cp.N == 21 && cosignedBy(signed, w) == 1, ""
+	})
 
 	// The witnessed checkpoint survives a restart of the log.
 	l.Close()
@@ -237,7 +230,7 @@ func TestWitnessingNeverBlocksIngestion(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	close(w.block)
-	waitUntil(t, "catch up", func() bool { cp, _ := l.Checkpoint(); return cp.N == 200 })
+	tlogtest.Eventually(t, 10*time.Second, "catch up", func() (bool, string) { cp, _ := l.Checkpoint(); return cp.N == 200, "" })
 	if m := w.maxIn.Load(); m != 1 {
 		t.Fatalf("%d requests in flight at once to one witness", m)
 	}
@@ -266,7 +259,10 @@ func TestWitnessingSlowWitnessDoesNotDelayQuorum(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	waitUntil(t, "a witnessed checkpoint", func() bool { cp, signed := l.Checkpoint(); return cp.N > 0 && cosignedBy(signed, w0, w1) == 2 })
+	tlogtest.Eventually(t, 10*time.Second, "a witnessed checkpoint", func() (bool, string) {
+		cp, signed := l.Checkpoint()
+		return cp.N > 0 && cosignedBy(signed, w0, w1) == 2, ""
+	})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("quorum waited %v for the hanging witness", d)
 	}

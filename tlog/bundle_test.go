@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // encodeBundle is an independent encoder: each entry as a big-endian uint16
@@ -26,7 +28,7 @@ func encodeBundle(entries [][]byte) []byte {
 
 func tesseraEntryBytes() [][]byte {
 	var out [][]byte
-	for _, e := range tesseraEntries {
+	for _, e := range tlogtest.TesseraEntries {
 		out = append(out, []byte(e))
 	}
 	return out
@@ -46,7 +48,7 @@ func TestBundleVectors(t *testing.T) {
 	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != "9ac6a9fc9012f2b4d67ac26041933c119e1505defc5c808ed614c5778c9f1716" {
 		t.Errorf("bundle sha256 %x", sum)
 	}
-	tile, err := tlog.ReadTileData(tlog.Tile{H: 8, L: 0, N: 0, W: 15}, tesseraHashes(t))
+	tile, err := tlog.ReadTileData(tlog.Tile{H: 8, L: 0, N: 0, W: 15}, tlogtest.TesseraTree())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func checkBundle(b, tile []byte, w int) error {
 func TestBundleMutations(t *testing.T) {
 	entries := tesseraEntryBytes()
 	entries = append(entries, []byte{}, bytes.Repeat([]byte{0}, 300))
-	hashes := buildHashes(t, entries)
+	hashes := tlogtest.NewTree(entries...)
 	w := len(entries)
 	tile, err := tlog.ReadTileData(tlog.Tile{H: 8, L: 0, N: 0, W: w}, hashes)
 	if err != nil {

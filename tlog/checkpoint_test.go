@@ -11,72 +11,13 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 func tesseraKeys(t testing.TB) (note.Signer, note.Verifier) {
-	t.Helper()
-	s, err := note.NewSigner(tesseraSKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(tesseraVKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, v
-}
-
-// memHashes is an in-memory x/mod hash store, the reference for proofs.
-type memHashes []tlog.Hash
-
-func (m memHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x < 0 || x >= int64(len(m)) {
-			return nil, fmt.Errorf("no stored hash %d", x)
-		}
-		out[i] = m[x]
-	}
-	return out, nil
-}
-
-func buildHashes(t testing.TB, entries [][]byte) memHashes {
-	t.Helper()
-	var m memHashes
-	for i, e := range entries {
-		st, err := tlog.StoredHashes(int64(i), e, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m = append(m, st...)
-	}
-	return m
-}
-
-func tesseraHashes(t testing.TB) memHashes {
-	var entries [][]byte
-	for _, e := range tesseraEntries {
-		entries = append(entries, []byte(e))
-	}
-	return buildHashes(t, entries)
-}
-
-func treeHash(t testing.TB, n int64, r tlog.HashReader) tlog.Hash {
-	t.Helper()
-	if n == 0 {
-		return EmptyRoot
-	}
-	h, err := tlog.TreeHash(n, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// signedTessera returns tessera's testdata checkpoint.n, rebuilt from the
-// vector's root and signature line.
-func signedTessera(n int) []byte {
-	return []byte(fmt.Sprintf("%s\n%d\n%s\n\n— %s %s\n", tesseraOrigin, n, tesseraCheckpoints[n].root, tesseraOrigin, tesseraCheckpoints[n].sig))
+	k := tlogtest.TesseraKey(t)
+	return k.Signer, k.Verifier
 }
 
 // TestCheckpointVectors checks every checkpoint of tessera's testdata log:
@@ -85,18 +26,18 @@ func signedTessera(n int) []byte {
 // ParseCheckpoint return it; String re-encodes the text exactly.
 func TestCheckpointVectors(t *testing.T) {
 	s, v := tesseraKeys(t)
-	hashes := tesseraHashes(t)
-	for n := range tesseraCheckpoints {
-		root := treeHash(t, int64(n), hashes)
-		want := Checkpoint{Origin: tesseraOrigin, Tree: tlog.Tree{N: int64(n), Hash: root}}
+	hashes := tlogtest.TesseraTree()
+	for n := range tlogtest.TesseraCheckpoints {
+		root := hashes.Root(int64(n))
+		want := Checkpoint{Origin: tlogtest.TesseraOrigin, Tree: tlog.Tree{N: int64(n), Hash: root}}
 		signed, err := SignCheckpoint(want, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if vec := signedTessera(n); !bytes.Equal(signed, vec) {
+		if vec := tlogtest.TesseraCheckpoint(n); !bytes.Equal(signed, vec) {
 			t.Errorf("checkpoint %d:\n%s\nwant tessera's\n%s", n, signed, vec)
 		}
-		got, nt, err := OpenCheckpoint(signedTessera(n), v)
+		got, nt, err := OpenCheckpoint(tlogtest.TesseraCheckpoint(n), v)
 		if err != nil {
 			t.Fatalf("OpenCheckpoint(checkpoint.%d): %v", n, err)
 		}
@@ -117,13 +58,13 @@ func TestCheckpointVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ov, _ := note.NewVerifier(other)
-	if _, _, err := OpenCheckpoint(signedTessera(3), ov); err == nil {
+	if _, _, err := OpenCheckpoint(tlogtest.TesseraCheckpoint(3), ov); err == nil {
 		t.Error("OpenCheckpoint accepted a checkpoint for another origin")
 	}
-	if _, _, err := OpenCheckpoint(signedTessera(3), v, ov); err == nil {
+	if _, _, err := OpenCheckpoint(tlogtest.TesseraCheckpoint(3), v, ov); err == nil {
 		t.Error("OpenCheckpoint accepted log keys of two names")
 	}
-	if _, _, err := OpenCheckpoint(signedTessera(3)); err == nil {
+	if _, _, err := OpenCheckpoint(tlogtest.TesseraCheckpoint(3)); err == nil {
 		t.Error("OpenCheckpoint accepted a checkpoint with no known key")
 	}
 }
@@ -137,7 +78,7 @@ func TestCheckpointExtensionVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.N != 15 || len(c.Extension) != 1 || c.Extension[0] != "ext line one" || c.Hash != treeHash(t, 15, tesseraHashes(t)) {
+	if c.N != 15 || len(c.Extension) != 1 || c.Extension[0] != "ext line one" || c.Hash != tlogtest.TesseraTree().Root(15) {
 		t.Fatalf("parsed %+v", c)
 	}
 	signed, err := SignCheckpoint(c, s)
@@ -216,7 +157,7 @@ var flips = []byte{0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff}
 func TestCheckpointMutations(t *testing.T) {
 	_, v := tesseraKeys(t)
 	for _, n := range []int{0, 1, 15} {
-		orig := signedTessera(n)
+		orig := tlogtest.TesseraCheckpoint(n)
 		want, _, err := OpenCheckpoint(orig, v)
 		if err != nil {
 			t.Fatal(err)

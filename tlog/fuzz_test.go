@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // The fuzz targets below check a round-trip property of each parser of
@@ -16,8 +18,8 @@ import (
 // `go test -fuzz FuzzX ./tlog` explores.
 
 func FuzzParseCheckpoint(f *testing.F) {
-	for n := range tesseraCheckpoints {
-		f.Add(tesseraOrigin + "\n" + strconv.Itoa(n) + "\n" + tesseraCheckpoints[n].root + "\n")
+	for n := range tlogtest.TesseraCheckpoints {
+		f.Add(tlogtest.TesseraOrigin + "\n" + strconv.Itoa(n) + "\n" + tlogtest.TesseraCheckpoints[n].Root + "\n")
 	}
 	f.Add("example.com/log\n15\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\next one\next two\n")
 	f.Add("example.com/log\n015\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\n")
@@ -43,8 +45,8 @@ func FuzzParseCheckpoint(f *testing.F) {
 }
 
 func FuzzOpenCheckpoint(f *testing.F) {
-	for n := range tesseraCheckpoints {
-		f.Add(signedTessera(n))
+	for n := range tlogtest.TesseraCheckpoints {
+		f.Add(tlogtest.TesseraCheckpoint(n))
 	}
 	f.Add([]byte("example.com/log/testdata\n15\nrKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=\next line one\n\n— example.com/log/testdata M9e0loVMPXaMf6ZlulpW5/VUG39P4B7o68qaw+BK0sjrvuW55y1FyNUwSv4t6cIUpCmMcxrLPW+aBe2R/eQIsmUSEgY=\n"))
 	s, v := tesseraKeys(f)
@@ -92,7 +94,7 @@ func FuzzParseTilePath(f *testing.F) {
 
 func FuzzParseBundle(f *testing.F) {
 	var b []byte
-	for _, e := range tesseraEntries {
+	for _, e := range tlogtest.TesseraEntries {
 		b = AppendBundleEntry(b, []byte(e))
 	}
 	f.Add(b, 15)
@@ -172,8 +174,8 @@ func FuzzParseSize(f *testing.F) {
 }
 
 func FuzzParseHash(f *testing.F) {
-	for _, c := range tesseraCheckpoints {
-		f.Add(c.root)
+	for _, c := range tlogtest.TesseraCheckpoints {
+		f.Add(c.Root)
 	}
 	f.Add("rKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cd=")
 	f.Fuzz(func(t *testing.T, s string) {

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // policyFixture is a log key and three witnesses, with a checkpoint signed by
@@ -25,7 +27,7 @@ type policyFixture struct {
 
 func newPolicyFixture(t testing.TB) *policyFixture {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(nil, tesseraOrigin)
+	skey, vkey, err := note.GenerateKey(nil, tlogtest.TesseraOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func newPolicyFixture(t testing.TB) *policyFixture {
 		t.Fatal(err)
 	}
 	f := &policyFixture{logS: s, logVKey: vkey,
-		cp: Checkpoint{Origin: tesseraOrigin, Tree: tlog.Tree{N: 7, Hash: tlog.Hash{1, 2, 3}}}}
+		cp: Checkpoint{Origin: tlogtest.TesseraOrigin, Tree: tlog.Tree{N: 7, Hash: tlog.Hash{1, 2, 3}}}}
 	for i := 0; i < 3; i++ {
 		f.addWitness(t, fmt.Sprintf("w%d.example", i))
 	}
@@ -137,7 +139,7 @@ func TestPolicyMutations(t *testing.T) {
 // with the origin's name but another key hash is not the log's key.
 func TestPolicyWitnessNamedLikeOrigin(t *testing.T) {
 	f := newPolicyFixture(t)
-	impostor := f.addWitness(t, tesseraOrigin)
+	impostor := f.addWitness(t, tlogtest.TesseraOrigin)
 	if _, err := NewPolicy(f.logVKey, f.wvkeys, 1); err == nil || !strings.Contains(err.Error(), "log's own name") {
 		t.Fatalf("NewPolicy with a witness named like the origin: %v", err)
 	}
@@ -153,7 +155,7 @@ func TestPolicyWitnessNamedLikeOrigin(t *testing.T) {
 
 	// Another Ed25519 note key with the origin's name (a key that signed
 	// elsewhere): its signature does not count as the log's.
-	skey, _, err := note.GenerateKey(nil, tesseraOrigin)
+	skey, _, err := note.GenerateKey(nil, tlogtest.TesseraOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,14 @@ package tlog
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 func mustHash(t testing.TB, s string) tlog.Hash {
@@ -23,7 +26,7 @@ func mustHash(t testing.TB, s string) tlog.Hash {
 // stores them, and reads them for StoredHashReader.
 type tileStore map[[2]int64][]byte
 
-func newTileStore(t testing.TB, hashes memHashes, n int64) tileStore {
+func newTileStore(t testing.TB, hashes *tlogtest.Tree, n int64) tileStore {
 	t.Helper()
 	ts := tileStore{}
 	for _, tile := range tlog.NewTiles(TileHeight, 0, n) {
@@ -54,9 +57,9 @@ func (ts tileStore) reader() tlog.HashReader {
 // testdata log (VECTORS.md section 3), built by ProveInclusion and
 // ProveConsistency over stored tiles, and their checks.
 func TestProofVectors(t *testing.T) {
-	hashes := tesseraHashes(t)
+	hashes := tlogtest.TesseraTree()
 	r := newTileStore(t, hashes, 15).reader()
-	root := mustHash(t, tesseraCheckpoints[15].root)
+	root := mustHash(t, tlogtest.TesseraCheckpoints[15].Root)
 	incl := map[int64][]string{
 		0:  {"qxq38Hx8j+Dv9LpvqlPH5EEukaWZFT6KpOAb7s5beCU=", "Fn6xZD9sPWKLwgCo+qZLMAqFlh0MMf5ytM55jhjCpmM=", "g0ZoeYWtIV8Q8i+4CmgqPnBvH2il107lyCgTQsyB7H4=", "5jLpqTgjsBDSEX6SgZiRnbTMdTuRd8bQ5tSsAOxe0Ks="},
 		2:  {"9xWrP6pdBx5uKsS7mU1b9zWUPcw3mdoNCF55gM+5M2o=", "T1X2GdkhUjV3iyufF9b0kVsWFxIU0VI4EpNml2Teci4=", "g0ZoeYWtIV8Q8i+4CmgqPnBvH2il107lyCgTQsyB7H4=", "5jLpqTgjsBDSEX6SgZiRnbTMdTuRd8bQ5tSsAOxe0Ks="},
@@ -76,7 +79,7 @@ func TestProofVectors(t *testing.T) {
 				t.Errorf("inclusion %d hash %d = %v, want %s", i, k, p[k], want[k])
 			}
 		}
-		if err := CheckInclusion(p, i, 15, tlog.RecordHash([]byte(tesseraEntries[i])), root); err != nil {
+		if err := CheckInclusion(p, i, 15, tlog.RecordHash([]byte(tlogtest.TesseraEntries[i])), root); err != nil {
 			t.Errorf("CheckInclusion(%d): %v", i, err)
 		}
 	}
@@ -100,7 +103,7 @@ func TestProofVectors(t *testing.T) {
 				t.Errorf("consistency %d hash %d = %v, want %s", m, k, p[k], want[k])
 			}
 		}
-		if err := CheckConsistency(p, m, mustHash(t, tesseraCheckpoints[m].root), 15, root); err != nil {
+		if err := CheckConsistency(p, m, mustHash(t, tlogtest.TesseraCheckpoints[m].Root), 15, root); err != nil {
 			t.Errorf("CheckConsistency(%d): %v", m, err)
 		}
 	}
@@ -116,11 +119,11 @@ func TestProofsExhaustive(t *testing.T) {
 	for i := 0; i < 520; i++ {
 		entries = append(entries, []byte(fmt.Sprintf("entry %d", i)))
 	}
-	hashes := buildHashes(t, entries)
+	hashes := tlogtest.NewTree(entries...)
 	r := newTileStore(t, hashes, int64(len(entries))).reader()
 	roots := make([]tlog.Hash, len(entries)+1)
 	for n := range roots {
-		roots[n] = treeHash(t, int64(n), hashes)
+		roots[n] = hashes.Root(int64(n))
 	}
 	var sizes []int64
 	for n := int64(1); n <= 70; n++ {
@@ -135,10 +138,10 @@ func TestProofsExhaustive(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref, err := tlog.ProveRecord(n, i, hashes)
-			if err != nil || !equalProof(p, ref) {
+			if err != nil || !slices.Equal(p, ref) {
 				t.Fatalf("inclusion %d in %d differs from x/mod's: %v", i, n, err)
 			}
-			leaf := hashes[tlog.StoredHashIndex(0, i)]
+			leaf := hashes.LeafHash(i)
 			if err := CheckInclusion(p, i, n, leaf, roots[n]); err != nil {
 				t.Fatalf("CheckInclusion(%d, %d): %v", i, n, err)
 			}
@@ -164,18 +167,6 @@ func TestProofsExhaustive(t *testing.T) {
 	}
 }
 
-func equalProof(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func proofBytes(p []tlog.Hash) [][]byte {
 	out := make([][]byte, len(p))
 	for i := range p {
@@ -196,10 +187,10 @@ func TestProofMutations(t *testing.T) {
 	for i := 0; i <= 600; i++ {
 		entries = append(entries, []byte(fmt.Sprintf("entry %d", i)))
 	}
-	hashes := buildHashes(t, entries)
+	hashes := tlogtest.NewTree(entries...)
 	r := newTileStore(t, hashes, 600).reader()
-	root := func(n int64) tlog.Hash { return treeHash(t, n, hashes) }
-	leaf := func(i int64) tlog.Hash { return hashes[tlog.StoredHashIndex(0, i)] }
+	root := func(n int64) tlog.Hash { return hashes.Root(n) }
+	leaf := func(i int64) tlog.Hash { return hashes.LeafHash(i) }
 
 	variants := func(p []tlog.Hash) map[string][]tlog.Hash {
 		out := map[string][]tlog.Hash{}

@@ -10,18 +10,20 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // tesseraReceipt is the receipt of entry i of tessera's testdata log in the
 // size-15 tree, carrying the entry itself as extra data.
 func tesseraReceipt(t testing.TB, i int64) Receipt {
 	t.Helper()
-	r := newTileStore(t, tesseraHashes(t), 15).reader()
+	r := newTileStore(t, tlogtest.TesseraTree(), 15).reader()
 	p, err := ProveInclusion(i, 15, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Receipt{Extra: []byte(tesseraEntries[i]), Index: i, Proof: p, Checkpoint: signedTessera(15)}
+	return Receipt{Extra: []byte(tlogtest.TesseraEntries[i]), Index: i, Proof: p, Checkpoint: tlogtest.TesseraCheckpoint(15)}
 }
 
 // verifyReceipt is what an offline verifier does with a receipt: parse it,
@@ -74,7 +76,7 @@ func TestReceiptRoundTrip(t *testing.T) {
 		t.Errorf("receipt with empty extra: %+v, %v", got, err)
 	}
 	// A size-1 tree has an empty proof.
-	one := Receipt{Index: 0, Proof: tlog.RecordProof{}, Checkpoint: signedTessera(1), Extra: []byte("one")}
+	one := Receipt{Index: 0, Proof: tlog.RecordProof{}, Checkpoint: tlogtest.TesseraCheckpoint(1), Extra: []byte("one")}
 	if err := verifyReceipt([]byte(one.String()), v); err != nil {
 		t.Errorf("size-1 receipt: %v", err)
 	}
@@ -82,7 +84,7 @@ func TestReceiptRoundTrip(t *testing.T) {
 
 func TestParseReceiptRejects(t *testing.T) {
 	good := tesseraReceipt(t, 7).String()
-	cp := string(signedTessera(15))
+	cp := string(tlogtest.TesseraCheckpoint(15))
 	h := "2Q0P5jSR+TdkwdXWyx+GbBWX0KZbNZkWzCjyTPSozsw="
 	for _, bad := range []string{
 		"",

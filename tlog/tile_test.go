@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // tilePathVectors is VECTORS.md section 6 (tessera layout.TilePath and
@@ -228,7 +230,7 @@ func TestStoredHashReaderTiles(t *testing.T) {
 	for i := 0; i < 700; i++ {
 		entries = append(entries, []byte(fmt.Sprintf("entry %d", i)))
 	}
-	hashes := buildHashes(t, entries)
+	hashes := tlogtest.NewTree(entries...)
 	n := int64(len(entries))
 	tiles := map[[2]int64][]byte{}
 	for _, tile := range tlog.NewTiles(TileHeight, 0, n) {
@@ -254,15 +256,19 @@ func TestStoredHashReaderTiles(t *testing.T) {
 		return out, nil
 	})
 	var all []int64
-	for i := int64(0); i < int64(len(hashes)); i++ {
+	for i := int64(0); i < tlog.StoredHashCount(n); i++ {
 		all = append(all, i)
+	}
+	want, err := hashes.ReadHashes(all)
+	if err != nil {
+		t.Fatal(err)
 	}
 	got, err := r.ReadHashes(all)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range got {
-		if got[i] != hashes[i] {
+		if got[i] != want[i] {
 			t.Fatalf("stored hash %d differs", i)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -78,11 +79,11 @@ func copyDir(t testing.TB, from, to string) {
 // cosigns another root for a size it cosigned.
 func TestHighWaterWipedStore(t *testing.T) {
 	ctx := context.Background()
-	main := newMemTree(t, "main", 8)
-	evil := newMemTree(t, "evil", 8)
+	main := tlogtest.NewTreeN(8, "main %d")
+	evil := tlogtest.NewTreeN(8, "evil %d")
 	e := newHWMEnv(t)
 	w := e.mustOpen(false)
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 0, 3))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 0, 3))); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -99,16 +100,16 @@ func TestHighWaterWipedStore(t *testing.T) {
 	w = e.mustOpen(true)
 	defer w.Close()
 	var ce *ConflictError
-	if _, err := w.AddCheckpoint(ctx, []byte(evil.body(t, 0, 3))); !errors.As(err, &ce) || ce.Known != 3 {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, evil, 0, 3))); !errors.As(err, &ce) || ce.Known != 3 {
 		t.Fatalf("a second root for size 3 from old 0: %v, want a 409 with size 3", err)
 	}
-	if _, err := w.AddCheckpoint(ctx, []byte(evil.body(t, 3, 3))); !errors.Is(err, ErrInconsistent) {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, evil, 3, 3))); !errors.Is(err, ErrInconsistent) {
 		t.Fatalf("a second root for size 3: %v", err)
 	}
-	if _, err := w.AddCheckpoint(ctx, []byte(evil.body(t, 3, 5))); !errors.Is(err, ErrInconsistent) {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, evil, 3, 5))); !errors.Is(err, ErrInconsistent) {
 		t.Fatalf("the other history from size 3: %v", err)
 	}
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 3, 5))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 3, 5))); err != nil {
 		t.Fatalf("the cosigned history from size 3: %v", err)
 	}
 	w.Close()
@@ -120,17 +121,17 @@ func TestHighWaterWipedStore(t *testing.T) {
 // behind the mark and refused; so is a mark of another key.
 func TestHighWaterRestoredBackup(t *testing.T) {
 	ctx := context.Background()
-	main := newMemTree(t, "main", 8)
+	main := tlogtest.NewTreeN(8, "main %d")
 	e := newHWMEnv(t)
 	w := e.mustOpen(false)
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 0, 3))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 0, 3))); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
 	backup := filepath.Join(t.TempDir(), "backup")
 	copyDir(t, e.store, backup)
 	w = e.mustOpen(false)
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 3, 6))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 3, 6))); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -153,35 +154,35 @@ func TestHighWaterRestoredBackup(t *testing.T) {
 // next Open and the mark brought up to it.
 func TestHighWaterCoversEveryCosignature(t *testing.T) {
 	ctx := context.Background()
-	main := newMemTree(t, "main", 8)
+	main := tlogtest.NewTreeN(8, "main %d")
 	e := newHWMEnv(t)
 	e.mark = filepath.Join(e.dir, "marks", "witness.hwm")
 	os.MkdirAll(filepath.Dir(e.mark), 0o700)
 	w := e.mustOpen(false)
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 0, 2))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 0, 2))); err != nil {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Dir(e.mark)) // the mark can no longer be written
-	if cosig, err := w.AddCheckpoint(ctx, []byte(main.body(t, 2, 4))); err == nil || cosig != nil {
+	if cosig, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 2, 4))); err == nil || cosig != nil {
 		t.Fatalf("cosignature %q released without a high-water mark (err %v)", cosig, err)
 	}
 	// The same checkpoint again, now held: still not released.
-	if cosig, err := w.AddCheckpoint(ctx, []byte(main.body(t, 4, 4))); err == nil || cosig != nil {
+	if cosig, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 4, 4))); err == nil || cosig != nil {
 		t.Fatalf("held cosignature %q released without a high-water mark (err %v)", cosig, err)
 	}
 	os.MkdirAll(filepath.Dir(e.mark), 0o700)
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 4, 4))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 4, 4))); err != nil {
 		t.Fatal(err)
 	}
 	h, _, err := readHWM(e.mark)
-	if err != nil || h.trees[testOrigin] != (tlog.Tree{N: 4, Hash: main.root(4)}) {
+	if err != nil || h.trees[testOrigin] != (tlog.Tree{N: 4, Hash: main.Root(4)}) {
 		t.Fatalf("mark after the retry: %+v %v", h, err)
 	}
 	w.Close()
 
 	// A crash between the store's commit and the mark's: the store is
 	// ahead. Open accepts it and raises the mark.
-	lagging := hwm{key: h.key, trees: map[string]tlog.Tree{testOrigin: {N: 2, Hash: main.root(2)}}}
+	lagging := hwm{key: h.key, trees: map[string]tlog.Tree{testOrigin: {N: 2, Hash: main.Root(2)}}}
 	if err := writeHWM(e.mark, lagging); err != nil {
 		t.Fatal(err)
 	}
@@ -197,16 +198,16 @@ func TestHighWaterCoversEveryCosignature(t *testing.T) {
 // the store, the WAL or the mark.
 func TestHeldCheckpointNotRewritten(t *testing.T) {
 	ctx := context.Background()
-	main := newMemTree(t, "main", 4)
+	main := tlogtest.NewTreeN(4, "main %d")
 	e := newHWMEnv(t)
 	w := e.mustOpen(false)
 	defer w.Close()
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 0, 4))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 0, 4))); err != nil {
 		t.Fatal(err)
 	}
 	writes, marks := w.stats.stateWrites.Load(), w.stats.hwmWrites.Load()
 	wal := w.db.Metrics().WAL.BytesWritten
-	body := []byte(main.body(t, 4, 4))
+	body := []byte(addCheckpointBody(t, main, 4, 4))
 	for i := 0; i < 20; i++ {
 		cosig, err := w.AddCheckpoint(ctx, body)
 		if err != nil || !strings.HasPrefix(string(cosig), "— witness.example/hwm ") {
@@ -269,10 +270,10 @@ func TestStoreFormatPinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	main := newMemTree(t, "main", 3)
+	main := tlogtest.NewTreeN(3, "main %d")
 	st := []byte{}
 	st = append(st, 0, 0, 0, 0, 0, 0, 0, 3)
-	root := main.root(3)
+	root := main.Root(3)
 	st = append(st, root[:]...)
 	st = append(st, "x\n"...)
 	if err := db.Set(stateKey(testOrigin), st, pebble.Sync); err != nil {

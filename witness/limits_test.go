@@ -16,13 +16,14 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
 // tileServer serves m's hash tiles and counts the requests; delay slows
 // each one down and inflight records the most served at once.
 type tileServer struct {
-	m        *memTree
+	m        *tlogtest.Tree
 	n        int64
 	requests atomic.Int64
 	delay    time.Duration
@@ -51,13 +52,8 @@ func (s *tileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
-func signedCP(t testing.TB, m *memTree, n int64) []byte {
-	s, _ := note.NewSigner(testLogSKey)
-	cp, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: testOrigin, Tree: tlog.Tree{N: n, Hash: m.root(n)}}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cp
+func signedCP(t testing.TB, m *tlogtest.Tree, n int64) []byte {
+	return m.Checkpoint(testOrigin, n, tlogtest.TesseraKey(t).Signer)
 }
 
 func openWithLogURL(t testing.TB, url string, hc *http.Client) *Witness {
@@ -80,13 +76,13 @@ func openWithLogURL(t testing.TB, url string, hc *http.Client) *Witness {
 // the witness answers ErrBusy.
 func TestObserveCachedAndBounded(t *testing.T) {
 	const n = 600
-	m := newMemTree(t, "obs", n)
+	m := tlogtest.NewTreeN(n, "obs %d")
 	ts := &tileServer{m: m, n: n}
 	srv := httptest.NewServer(ts)
 	defer srv.Close()
 	w := openWithLogURL(t, srv.URL, nil)
 	ctx := context.Background()
-	if _, err := w.AddCheckpoint(ctx, []byte(m.body(t, 0, 10))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, m, 0, 10))); err != nil {
 		t.Fatal(err)
 	}
 	cp := signedCP(t, m, 500)
@@ -138,7 +134,7 @@ func TestObserveCachedAndBounded(t *testing.T) {
 // TestObserveNoRedirect: a log URL that redirects is not followed, even to
 // a server that holds the right tiles.
 func TestObserveNoRedirect(t *testing.T) {
-	m := newMemTree(t, "redir", 40)
+	m := tlogtest.NewTreeN(40, "redir %d")
 	good := httptest.NewServer(&tileServer{m: m, n: 40})
 	defer good.Close()
 	var redirected atomic.Int64
@@ -150,7 +146,7 @@ func TestObserveNoRedirect(t *testing.T) {
 	// Even a caller's client that would follow redirects does not.
 	w := openWithLogURL(t, redir.URL, &http.Client{Timeout: 5 * time.Second})
 	ctx := context.Background()
-	if _, err := w.AddCheckpoint(ctx, []byte(m.body(t, 0, 5))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, m, 0, 5))); err != nil {
 		t.Fatal(err)
 	}
 	obs, err := w.Observe(ctx, signedCP(t, m, 30))
@@ -170,9 +166,9 @@ func TestForkEvidenceBounded(t *testing.T) {
 	dir := t.TempDir()
 	w := openTestWitness(t, dir, key)
 	ls := w.logs[testOrigin]
-	a := newMemTree(t, "a", 1)
+	a := tlogtest.NewTreeN(1, "a %d")
 	for i := 0; i < MaxEvidencePerOrigin+10; i++ {
-		b := newMemTree(t, fmt.Sprintf("b%d", i), 1)
+		b := tlogtest.NewTreeN(1, fmt.Sprintf("b%d", i)+" %d")
 		reason := "peer says\x1b[31m fork\n" + strings.Repeat("é", MaxReasonLen)
 		ls.mu.Lock()
 		w.recordFork(ls, Evidence{Origin: testOrigin, Reason: reason, Source: "test\r\n", A: string(signedCP(t, a, 1)), B: string(signedCP(t, b, 1))})
@@ -198,7 +194,7 @@ func TestForkEvidenceBounded(t *testing.T) {
 	w = openTestWitness(t, dir, key)
 	defer w.Close()
 	ls = w.logs[testOrigin]
-	b := newMemTree(t, "after restart", 1)
+	b := tlogtest.NewTreeN(1, "after restart %d")
 	ls.mu.Lock()
 	w.recordFork(ls, Evidence{Origin: testOrigin, Reason: "r", A: string(signedCP(t, a, 1)), B: string(signedCP(t, b, 1))})
 	ls.mu.Unlock()
@@ -223,7 +219,7 @@ func TestClientNoRedirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMemTree(t, "c", 2)
+	m := tlogtest.NewTreeN(2, "c %d")
 	_, err = c.AddCheckpoint(context.Background(), 0, nil, signedCP(t, m, 2))
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusTemporaryRedirect || followed.Load() != 0 {

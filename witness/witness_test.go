@@ -3,7 +3,6 @@ package witness
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,68 +14,19 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
 const (
-	testLogSKey = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg"
-	testLogVKey = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
-	testOrigin  = "example.com/log/testdata"
+	testLogVKey = tlogtest.TesseraVKey
+	testOrigin  = tlogtest.TesseraOrigin
 )
 
-type memTree struct{ hashes []tlog.Hash }
-
-func newMemTree(t testing.TB, prefix string, n int) *memTree {
-	m := &memTree{}
-	for i := 0; i < n; i++ {
-		hs, err := tlog.StoredHashes(int64(i), []byte(fmt.Sprintf("%s %d", prefix, i)), m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.hashes = append(m.hashes, hs...)
-	}
-	return m
-}
-
-func (m *memTree) ReadHashes(idx []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(idx))
-	for i, x := range idx {
-		out[i] = m.hashes[x]
-	}
-	return out, nil
-}
-
-func (m *memTree) root(n int64) tlog.Hash {
-	if n == 0 {
-		return itlog.EmptyRoot
-	}
-	h, err := tlog.TreeHash(n, m)
-	if err != nil {
-		panic(err)
-	}
-	return h
-}
-
-// body returns an add-checkpoint body from old to n over m (a correct proof
-// for m; signed by the test log key).
-func (m *memTree) body(t testing.TB, old, n int64) string {
-	p, err := itlog.ProveConsistency(old, n, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := note.NewSigner(testLogSKey)
-	cp, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: testOrigin, Tree: tlog.Tree{N: n, Hash: m.root(n)}}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "old %d\n", old)
-	for _, h := range p {
-		b.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
-	}
-	b.WriteString("\n")
-	b.Write(cp)
-	return b.String()
+// addCheckpointBody returns an add-checkpoint body from old to n over m,
+// with a correct proof and the checkpoint signed by the test log key.
+func addCheckpointBody(t testing.TB, m *tlogtest.Tree, old, n int64) string {
+	return m.AddCheckpointBody(old, n, m.Checkpoint(testOrigin, n, tlogtest.TesseraKey(t).Signer))
 }
 
 func openTestWitness(t testing.TB, dir string, key ed25519.PrivateKey) *Witness {
@@ -101,13 +51,13 @@ func openTestWitness(t testing.TB, dir string, key ed25519.PrivateKey) *Witness 
 // a restart.
 func TestConcurrentAddCheckpoint(t *testing.T) {
 	const n = 64
-	main := newMemTree(t, "main", n)
-	evil := newMemTree(t, "evil", n)
+	main := tlogtest.NewTreeN(n, "main %d")
+	evil := tlogtest.NewTreeN(n, "evil %d")
 	_, key, _ := ed25519.GenerateKey(nil)
 	dir := t.TempDir()
 	w := openTestWitness(t, dir, key)
 	ctx := context.Background()
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, 0, 1))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 0, 1))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -175,13 +125,13 @@ func TestConcurrentAddCheckpoint(t *testing.T) {
 				if old > newN {
 					continue
 				}
-				body := tree.body(t, old, newN)
+				body := addCheckpointBody(t, tree, old, newN)
 				_, err := w.AddCheckpoint(ctx, []byte(body))
 				var ce *ConflictError
 				switch {
 				case err == nil:
 					mu.Lock()
-					got = append(got, accepted{old, newN, tree.root(newN)})
+					got = append(got, accepted{old, newN, tree.Root(newN)})
 					if newN > maxCosigned {
 						maxCosigned = newN
 					}
@@ -204,13 +154,13 @@ func TestConcurrentAddCheckpoint(t *testing.T) {
 	if len(got) == 0 {
 		t.Fatal("nothing accepted")
 	}
-	roots := map[int64]tlog.Hash{1: main.root(1)}
+	roots := map[int64]tlog.Hash{1: main.Root(1)}
 	for _, a := range got {
 		if r, ok := roots[a.n]; ok && r != a.root {
 			t.Fatalf("size %d cosigned with two roots", a.n)
 		}
 		roots[a.n] = a.root
-		if a.root != main.root(a.n) {
+		if a.root != main.Root(a.n) {
 			t.Fatalf("cosigned a root of the conflicting tree at size %d", a.n)
 		}
 	}
@@ -255,15 +205,15 @@ func TestConcurrentAddCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, _ := itlog.ParseCheckpoint(string(mustText(b)))
-	if cp.N != final || cp.N != maxCosigned || cp.Hash != main.root(final) {
+	if cp.N != final || cp.N != maxCosigned || cp.Hash != main.Root(final) {
 		t.Fatalf("after restart: size %d, want %d (max cosigned %d)", cp.N, final, maxCosigned)
 	}
-	_, err = w.AddCheckpoint(ctx, []byte(main.body(t, 1, n)))
+	_, err = w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, 1, n)))
 	var ce *ConflictError
 	if final != 1 && (!errors.As(err, &ce) || ce.Known != final) {
 		t.Fatalf("stale request after restart: %v", err)
 	}
-	if _, err := w.AddCheckpoint(ctx, []byte(main.body(t, final, n))); err != nil {
+	if _, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, main, final, n))); err != nil {
 		t.Fatalf("continuing after restart: %v", err)
 	}
 }
@@ -297,7 +247,7 @@ func FuzzParseAddCheckpoint(f *testing.F) {
 // crashed store holds that checkpoint; a rejected request leaves the
 // previous state.
 func TestCrashAfterCosign(t *testing.T) {
-	m := newMemTree(t, "crash", 40)
+	m := tlogtest.NewTreeN(40, "crash %d")
 	_, key, _ := ed25519.GenerateKey(nil)
 	cs, _ := itlog.NewCosigner("witness.example/crash", key, nil)
 	v, _ := note.NewVerifier(testLogVKey)
@@ -318,7 +268,7 @@ func TestCrashAfterCosign(t *testing.T) {
 		if next < cur {
 			old = next // a stale request: rejected
 		}
-		_, err := w.AddCheckpoint(ctx, []byte(m.body(t, old, next)))
+		_, err := w.AddCheckpoint(ctx, []byte(addCheckpointBody(t, m, old, next)))
 		if err == nil {
 			cur = next
 		}
@@ -329,7 +279,7 @@ func TestCrashAfterCosign(t *testing.T) {
 			t.Fatalf("step %d: crashed store: %v", step, err2)
 		}
 		cp, _ := itlog.ParseCheckpoint(string(mustText(b)))
-		if cp.N != cur || cp.Hash != m.root(cur) {
+		if cp.N != cur || cp.Hash != m.Root(cur) {
 			t.Fatalf("step %d (add %d, err %v): crashed store at size %d, want %d", step, next, err, cp.N, cur)
 		}
 	}
@@ -343,8 +293,8 @@ func TestNonCanonicalSignatureRejected(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	w := openTestWitness(t, t.TempDir(), key)
 	defer w.Close()
-	m := newMemTree(t, "entry", 4)
-	body := m.body(t, 0, 4)
+	m := tlogtest.NewTreeN(4, "entry %d")
+	body := addCheckpointBody(t, m, 0, 4)
 	// The signature line ends "...X=\n" where X carries 2 unused bits: flip one.
 	i := strings.LastIndex(body, "=\n") - 1
 	alphabet := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

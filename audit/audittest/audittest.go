@@ -7,7 +7,6 @@ package audittest
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log"
@@ -22,9 +21,10 @@ import (
 	"sync"
 	"testing"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/internal/tlogtest"
 )
 
 // Log is a tlog-tiles log in a directory, written with x/mod's tile code.
@@ -39,8 +39,7 @@ type Log struct {
 	WitnessVKeys   []string
 	WitnessSigners []note.Signer
 
-	hashes  []tlog.Hash
-	entries [][]byte
+	tree tlogtest.Tree
 	// Checkpoints holds the signed checkpoint of every size Grow produced.
 	Checkpoints map[int64][]byte
 }
@@ -49,28 +48,10 @@ type Log struct {
 // temporary directory, with witnesses cosigners.
 func NewLog(t testing.TB, origin string, witnesses int) *Log {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &Log{Dir: t.TempDir(), Origin: origin, VKey: vkey, Signer: s, Checkpoints: map[int64][]byte{}}
+	k := tlogtest.NewKey(t, origin)
+	l := &Log{Dir: t.TempDir(), Origin: origin, VKey: k.VKey, Signer: k.Signer, Checkpoints: map[int64][]byte{}}
 	for i := 0; i < witnesses; i++ {
-		wskey, wvkey, err := note.GenerateKey(rand.Reader, fmt.Sprintf("witness%d.example", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws, err := fnote.NewSignerForCosignatureV1(wskey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cv, err := fnote.VKeyToCosignatureV1(wvkey)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ws, cv := tlogtest.NewWitnessKey(t, fmt.Sprintf("witness%d.example", i))
 		l.WitnessSigners = append(l.WitnessSigners, ws)
 		l.WitnessVKeys = append(l.WitnessVKeys, cv)
 	}
@@ -85,7 +66,7 @@ func Entry(i int64) []byte {
 }
 
 // Size returns the log's size.
-func (l *Log) Size() int64 { return int64(len(l.entries)) }
+func (l *Log) Size() int64 { return l.tree.Size() }
 
 // Grow appends entries up to size n, writes every tile and bundle that
 // changed (keeping the older partial ones, as logs must), and publishes a
@@ -96,48 +77,19 @@ func (l *Log) Grow(t testing.TB, n int64) {
 	if n < old {
 		t.Fatalf("audittest: Grow(%d) below size %d", n, old)
 	}
-	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = l.hashes[x]
-		}
-		return out, nil
-	})
 	for i := old; i < n; i++ {
-		e := Entry(i)
-		hs, err := tlog.StoredHashes(i, e, hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.hashes = append(l.hashes, hs...)
-		l.entries = append(l.entries, e)
+		l.tree.Add(Entry(i))
 	}
-	for _, tile := range tlog.NewTiles(8, old, n) {
-		data, err := tlog.ReadTileData(tile, hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.write(t, c2spPath(tile), data)
+	for _, tile := range tlog.NewTiles(tlogtest.TileHeight, old, n) {
+		l.write(t, tlogtest.TilePath(tile), l.tree.Tile(tile))
 	}
 	if n > old {
 		for k := old / 256; k <= (n-1)/256; k++ {
-			w := int64(256)
-			if (k+1)*256 > n {
-				w = n - k*256
-			}
-			var b []byte
-			for _, e := range l.entries[k*256 : k*256+w] {
-				b = append(b, byte(len(e)>>8), byte(len(e)))
-				b = append(b, e...)
-			}
-			l.write(t, c2spPath(tlog.Tile{H: 8, L: -1, N: k, W: int(w)}), b)
+			b := tlog.Tile{H: tlogtest.TileHeight, L: tlogtest.EntriesLevel, N: k, W: int(min(n-k*256, 256))}
+			l.write(t, tlogtest.TilePath(b), l.tree.Tile(b))
 		}
 	}
-	root, err := tlog.TreeHash(n, hr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := l.Sign(t, n, root)
+	msg := l.Sign(t, n, l.tree.Root(n))
 	l.Checkpoints[n] = msg
 	l.write(t, "checkpoint", msg)
 }
@@ -147,29 +99,11 @@ func (l *Log) Grow(t testing.TB, n int64) {
 // with it.
 func (l *Log) Sign(t testing.TB, n int64, root tlog.Hash) []byte {
 	t.Helper()
-	text := fmt.Sprintf("%s\n%d\n%s\n", l.Origin, n, root)
-	msg, err := note.Sign(&note.Note{Text: text}, append([]note.Signer{l.Signer}, l.WitnessSigners...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msg
+	return tlogtest.SignCheckpoint(l.Origin, n, root, append([]note.Signer{l.Signer}, l.WitnessSigners...)...)
 }
 
 // Root returns the root hash of the tree of size n <= Size().
-func (l *Log) Root(t testing.TB, n int64) tlog.Hash {
-	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = l.hashes[x]
-		}
-		return out, nil
-	})
-	h, err := tlog.TreeHash(n, hr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
+func (l *Log) Root(t testing.TB, n int64) tlog.Hash { return l.tree.Root(n) }
 
 func (l *Log) write(t testing.TB, path string, data []byte) {
 	p := filepath.Join(l.Dir, filepath.FromSlash(path))
@@ -179,16 +113,6 @@ func (l *Log) write(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// c2spPath is x/mod's tile path with the height segment removed and "data"
-// renamed to "entries", written independently of indelible.dev/tlog.
-func c2spPath(t tlog.Tile) string {
-	p := strings.TrimPrefix(t.Path(), "tile/8/")
-	if rest, ok := strings.CutPrefix(p, "data/"); ok {
-		return "tile/entries/" + rest
-	}
-	return "tile/" + p
 }
 
 // Serve serves the log's directory with http.FileServer on a loopback

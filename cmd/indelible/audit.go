@@ -22,13 +22,6 @@ import (
 	"indelible.dev/client"
 )
 
-// Exit codes of indelible audit.
-const (
-	exitVerified = 0 // the log verified
-	exitFailure  = 1 // a verification failure: the log is inconsistent
-	exitTrouble  = 2 // usage or network trouble: nothing was concluded
-)
-
 // Audit defaults and limits.
 const (
 	defaultAuditInterval = time.Minute
@@ -40,16 +33,6 @@ const (
 	// maxKeyFile bounds a key read from a file.
 	maxKeyFile = 64 << 10
 )
-
-// exitError is an error with the process exit code main should use.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-func (e *exitError) ExitCode() int { return e.code }
 
 func usageErr(format string, args ...any) error {
 	return &exitError{exitTrouble, fmt.Errorf(format, args...)}

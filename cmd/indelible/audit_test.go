@@ -22,13 +22,14 @@ import (
 	"testing"
 	"time"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/audit/audittest"
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/keyfile"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -97,13 +98,8 @@ func runAuditCmd(t testing.TB, args ...string) (string, string, int) {
 	cmd.SetErr(&errb)
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true
 	err := cmd.ExecuteContext(context.Background())
-	code := 0
+	code := exitCode(err)
 	if err != nil {
-		code = exitTrouble
-		var ec exitCoder
-		if errors.As(err, &ec) {
-			code = ec.ExitCode()
-		}
 		fmt.Fprintln(&errb, "indelible:", err)
 	}
 	return out.String(), errb.String(), code
@@ -193,22 +189,11 @@ func (e *auditEnv) cosign(t testing.TB, msg []byte) []byte {
 func TestAuditBinaryTamper(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"))
-	signer, _, err := loadSigner(filepath.Join(dir, "data", logKeyFile))
+	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wskey, wvkey01, err := note.GenerateKey(rand.Reader, "witness.example/w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, err := fnote.NewSignerForCosignatureV1(wskey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wvkey, err := fnote.VKeyToCosignatureV1(wvkey01)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws, wvkey := tlogtest.NewWitnessKey(t, "witness.example/w1")
 	env := &auditEnv{serve: p, proxy: audittest.NewProxy(t, p.url), signer: signer, witness: ws, wvkey: wvkey}
 
 	addN := func(n int) {
@@ -407,15 +392,14 @@ func TestAuditWatchAlertsAndGossips(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// A third run fails the same way: no second alert.
-	eventually(t, 10*time.Second, "a third run", func() (bool, string) {
+	tlogtest.Eventually(t, 10*time.Second, "a third run", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return runs >= 4, fmt.Sprint(runs, " runs")
 	})
 	cancel()
 	err = <-done
-	var ec exitCoder
-	if !errors.As(err, &ec) || ec.ExitCode() != 1 {
+	if exitCode(err) != exitFailure {
 		t.Fatalf("watch ended with %v, want exit 1", err)
 	}
 	if !strings.Contains(errb.String(), "ALERT:") || !strings.Contains(out.String(), "verified ") {
@@ -505,7 +489,7 @@ func TestAuditBench1M(t *testing.T) {
 func TestAuditRealWitness(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"))
-	signer, _, err := loadSigner(filepath.Join(dir, "data", logKeyFile))
+	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +499,7 @@ func TestAuditRealWitness(t *testing.T) {
 		httpAdd(t, p.url, []byte("witnessed entry "+strconv.Itoa(i)))
 	}
 	var cp []byte
-	eventually(t, 10*time.Second, "checkpoint of size 300", func() (bool, string) {
+	tlogtest.Eventually(t, 10*time.Second, "checkpoint of size 300", func() (bool, string) {
 		_, cp = httpGet(t, p.url+"/checkpoint")
 		return bytes.HasPrefix(cp, []byte(p.origin+"\n300\n")), string(cp)
 	})

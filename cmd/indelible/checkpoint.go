@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
 )
 
@@ -22,14 +22,6 @@ const (
 	// clientTimeout bounds one client request.
 	clientTimeout = 30 * time.Second
 )
-
-// verifyError is a verification failure: exit code 1, as opposed to 2 for
-// usage or network trouble.
-type verifyError struct{ err error }
-
-func (e verifyError) Error() string { return e.err.Error() }
-func (e verifyError) Unwrap() error { return e.err }
-func (e verifyError) ExitCode() int { return 1 }
 
 // envURL returns $INDELIBLE_URL, or the default server URL.
 func envURL() string {
@@ -60,7 +52,7 @@ $INDELIBLE_URL, or ` + defaultURL + `.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
 			defer cancel()
-			cp, err := fetchCheckpoint(ctx, http.DefaultClient, url, v)
+			cp, err := fetchCheckpoint(ctx, url, v)
 			if err != nil {
 				return err
 			}
@@ -92,29 +84,20 @@ func parseVerifierArg(arg string) (note.Verifier, error) {
 	return v, nil
 }
 
-// fetchCheckpoint GETs <url>/checkpoint and verifies it was signed by v,
-// whose name must be the checkpoint's origin.
-func fetchCheckpoint(ctx context.Context, c *http.Client, url string, v note.Verifier) (itlog.Checkpoint, error) {
-	url = strings.TrimSuffix(url, "/") + "/checkpoint"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// fetchCheckpoint GETs <url>/checkpoint, once, and verifies it was signed by
+// v, whose name must be the checkpoint's origin.
+func fetchCheckpoint(ctx context.Context, url string, v note.Verifier) (itlog.Checkpoint, error) {
+	c, err := client.New(url, client.Options{Retries: -1, HTTPClient: &http.Client{Timeout: clientTimeout}})
 	if err != nil {
 		return itlog.Checkpoint{}, err
 	}
-	resp, err := c.Do(req)
+	body, err := c.Checkpoint(ctx)
 	if err != nil {
 		return itlog.Checkpoint{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, itlog.MaxCheckpointSize+1))
-	if err != nil {
-		return itlog.Checkpoint{}, fmt.Errorf("reading %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return itlog.Checkpoint{}, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	cp, _, err := itlog.OpenCheckpoint(body, v)
 	if err != nil {
-		return itlog.Checkpoint{}, verifyError{fmt.Errorf("checkpoint from %s does not verify: %w", url, err)}
+		return itlog.Checkpoint{}, &exitError{exitFailure, fmt.Errorf("checkpoint from %s does not verify: %w", url, err)}
 	}
 	return cp, nil
 }

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/keyfile"
 	itlog "indelible.dev/tlog"
 )
 
@@ -384,7 +385,7 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("signer key file: %v mode %v", err, st.Mode())
 	}
 	// The key files work together: a note signed with one verifies with the other.
-	s, gotVkey, err := loadSigner(out)
+	s, gotVkey, err := keyfile.LoadSigner(out)
 	if err != nil || gotVkey != vkey {
 		t.Fatalf("loadSigner: %v, vkey %q want %q", err, gotVkey, vkey)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -20,6 +19,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/client"
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -32,6 +33,15 @@ const (
 	checkpointPoll  = 5 * time.Millisecond
 	killTestTimeout = 5 * time.Second // per HTTP request
 )
+
+// logClient returns a client for the log at url that does not retry.
+func logClient(t testing.TB, url string) *client.Client {
+	c, err := client.New(url, client.Options{Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // seenCheckpoint is a verified checkpoint observed while the server ran.
 type seenCheckpoint struct {
@@ -163,7 +173,7 @@ func TestKillRecovery(t *testing.T) {
 		if a.N == 0 {
 			continue
 		}
-		proof, err := getConsistency(client, p.url, a.N, b.N)
+		proof, err := logClient(t, p.url).ConsistencyProof(context.Background(), a.N, b.N)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +196,7 @@ func TestKillRecovery(t *testing.T) {
 		b := idx / 256
 		if _, ok := bundles[b]; !ok {
 			w := min(final.N-b*256, 256)
-			entries, err := getBundle(client, p.url, b, int(w))
+			entries, err := getBundle(logClient(t, p.url), b, int(w))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +206,7 @@ func TestKillRecovery(t *testing.T) {
 			t.Fatalf("index %d holds %q, but %q was acknowledged", idx, got, acked[idx])
 		}
 	}
-	hr := tlog.TileHashReader(final.Tree, httpTiles{client, p.url})
+	hr := tlog.TileHashReader(final.Tree, tlogtest.TileReader{URL: p.url, Client: client})
 	stored := make([]int64, len(indexes))
 	for i, idx := range indexes {
 		stored[i] = tlog.StoredHashIndex(0, idx)
@@ -251,79 +261,14 @@ func getCheckpoint(ctx context.Context, c *http.Client, url string, v note.Verif
 	return cp, err
 }
 
-func getConsistency(c *http.Client, url string, from, to int64) (tlog.TreeProof, error) {
-	resp, err := c.Get(fmt.Sprintf("%s/v1/proof/consistency?from=%d&to=%d", url, from, to))
+// getBundle fetches entry bundle n of width w and parses it.
+func getBundle(c *client.Client, n int64, w int) ([][]byte, error) {
+	b, err := c.Tile(context.Background(), tlog.Tile{H: itlog.TileHeight, L: itlog.EntriesLevel, N: n, W: w}, nil)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	var p struct {
-		From, To int64
-		Hashes   []string
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("consistency %d -> %d: %s %s", from, to, resp.Status, b)
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, err
-	}
-	proof := make(tlog.TreeProof, len(p.Hashes))
-	for i, s := range p.Hashes {
-		if proof[i], err = itlog.ParseHash(s); err != nil {
-			return nil, err
-		}
-	}
-	return proof, nil
-}
-
-func getBundle(c *http.Client, url string, n int64, w int) ([][]byte, error) {
-	path := itlog.TilePath(tlog.Tile{H: 8, L: itlog.EntriesLevel, N: n, W: w})
-	resp, err := c.Get(url + "/" + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return itlog.ParseBundle(b, w)
 }
-
-// httpTiles is an x/mod tlog.TileReader over the C2SP tile paths.
-type httpTiles struct {
-	c   *http.Client
-	url string
-}
-
-func (h httpTiles) Height() int { return 8 }
-
-func (h httpTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	out := make([][]byte, len(tiles))
-	for i, t := range tiles {
-		path := "tile/" + strings.TrimPrefix(t.Path(), "tile/8/")
-		resp, err := h.c.Get(h.url + "/" + path)
-		if err != nil {
-			return nil, err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != 200 {
-			return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-		}
-		out[i] = b
-	}
-	return out, nil
-}
-
-func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 
 // TestGracefulShutdownUnderLoad sends SIGTERM while writers append: the
 // process exits cleanly, and after a restart every acknowledged entry is
@@ -374,7 +319,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		b := idx / 256
 		entries, ok := bundles[b]
 		if !ok {
-			if entries, err = getBundle(client, p2.url, b, int(min(cp.N-b*256, 256))); err != nil {
+			if entries, err = getBundle(logClient(t, p2.url), b, int(min(cp.N-b*256, 256))); err != nil {
 				t.Fatal(err)
 			}
 			bundles[b] = entries

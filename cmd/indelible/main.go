@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -22,16 +23,40 @@ Run the tests: ./scripts/test.sh`,
 	SilenceErrors: true,
 }
 
-// exitCoder lets a command choose its process exit code (audit uses 1 for a
-// verification failure and 2 for usage or network trouble).
-type exitCoder interface{ ExitCode() int }
+// Exit codes of every command. The commands that verify something (audit,
+// checkpoint) exit with exitFailure when it does not verify.
+const (
+	exitVerified = 0 // success; for a verifying command, it verified
+	exitFailure  = 1 // a verification failure: what was checked is wrong
+	exitTrouble  = 2 // usage, network or other trouble: nothing was concluded
+)
+
+// exitError is an error with the process exit code main should use; any
+// other error exits with exitTrouble.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode returns the process exit code for a command's error.
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return exitVerified
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		return exitTrouble
+	}
+}
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "indelible:", err)
-		if ec, ok := err.(exitCoder); ok {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(2)
+		os.Exit(exitCode(err))
 	}
 }

@@ -21,10 +21,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
 )
 
-// Defaults of indelible serve (DESIGN.md section 7).
+// Defaults of indelible serve (README.md).
 const (
 	defaultDataDir = "./indelible-data"
 	defaultListen  = "127.0.0.1:8080"
@@ -206,13 +207,13 @@ func logKey(cfg serveConfig) (signer note.Signer, vkey, file string, created boo
 				origin = defaultOrigin
 			}
 			pub := filepath.Join(cfg.dataDir, logPubFile)
-			if _, err := generateKey(origin, file, pub, false); err != nil {
+			if _, err := keyfile.Generate(origin, file, pub, false); err != nil {
 				return nil, "", "", false, fmt.Errorf("creating the log key: %w", err)
 			}
 			created = true
 		}
 	}
-	signer, vkey, err = loadSigner(file)
+	signer, vkey, err = keyfile.LoadSigner(file)
 	if err != nil {
 		return nil, "", "", false, err
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -200,7 +201,7 @@ func witnessKey(dir, name string) (*itlog.Cosigner, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if err := writeKeyFile(file, itlog.CosignerKey(name, priv)+"\n", signerKeyPerm, false); err != nil {
+		if err := keyfile.Write(file, itlog.CosignerKey(name, priv)+"\n", keyfile.SecretPerm, false); err != nil {
 			return nil, false, err
 		}
 		b, err = os.ReadFile(file)
@@ -224,7 +225,7 @@ func witnessKey(dir, name string) (*itlog.Cosigner, bool, error) {
 		return nil, false, err
 	}
 	vfile := filepath.Join(dir, witnessVKeyFile)
-	if err := writeKeyFile(vfile, c.VKey()+"\n", verifierKeyPerm, true); err != nil {
+	if err := keyfile.Write(vfile, c.VKey()+"\n", keyfile.PublicPerm, true); err != nil {
 		return nil, false, err
 	}
 	return c, created, nil
@@ -238,7 +239,7 @@ func adminToken(dir string) (string, error) {
 		var r [32]byte
 		rand.Read(r[:])
 		tok := hex.EncodeToString(r[:])
-		if err := writeKeyFile(file, tok+"\n", signerKeyPerm, false); err != nil {
+		if err := keyfile.Write(file, tok+"\n", keyfile.SecretPerm, false); err != nil {
 			return "", err
 		}
 		return tok, nil
@@ -297,7 +298,7 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 		return err
 	}
 	addrFile := filepath.Join(cfg.dataDir, witnessAddrFile)
-	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), verifierKeyPerm); err != nil {
+	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), keyfile.PublicPerm); err != nil {
 		ln.Close()
 		return err
 	}

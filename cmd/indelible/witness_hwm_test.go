@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/witness"
 )
 
@@ -36,7 +37,7 @@ func TestWitnessWipedStoreProcesses(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		httpAdd(t, log.url, []byte(fmt.Sprintf("entry %d", i)))
 	}
-	eventually(t, 20*time.Second, "the witness cosigned size 3", func() (bool, string) {
+	tlogtest.Eventually(t, 20*time.Second, "the witness cosigned size 3", func() (bool, string) {
 		n := monitored(w.url)
 		return n == 3, fmt.Sprintf("witness at size %d", n)
 	})
@@ -57,11 +58,11 @@ func TestWitnessWipedStoreProcesses(t *testing.T) {
 		t.Fatalf("no warning about resuming:\n%s", w.stderr)
 	}
 	httpAdd(t, log.url, []byte("after the restore"))
-	eventually(t, 20*time.Second, "the witness cosigned size 4", func() (bool, string) {
+	tlogtest.Eventually(t, 20*time.Second, "the witness cosigned size 4", func() (bool, string) {
 		n := monitored(w.url)
 		return n == 4, fmt.Sprintf("witness at size %d", n)
 	})
-	eventually(t, 20*time.Second, "the log serves size 4 cosigned", func() (bool, string) {
+	tlogtest.Eventually(t, 20*time.Second, "the log serves size 4 cosigned", func() (bool, string) {
 		_, body := httpGet(t, log.url+"/checkpoint")
 		cp, names := cosigners(t, body, origin, logVKey, wvkey)
 		return cp.N == 4 && len(names) == 1, fmt.Sprintf("size %d cosigned by %v", cp.N, names)

@@ -16,6 +16,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
 )
@@ -105,21 +106,6 @@ func cosigners(t testing.TB, signed []byte, origin, logVKey string, vkeys ...str
 	return cp, out
 }
 
-func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", d, what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestWitnessQuorumProcesses runs real binaries: one log, three witnesses,
 // quorum 2. Killing one witness does not stop ingestion and /checkpoint
 // keeps carrying 2 valid cosignatures; restarted, it catches up.
@@ -153,7 +139,7 @@ func TestWitnessQuorumProcesses(t *testing.T) {
 	}
 	waitCosigned := func(size int64, want []string) {
 		t.Helper()
-		eventually(t, 20*time.Second, fmt.Sprintf("size >= %d cosigned by %v", size, want), func() (bool, string) {
+		tlogtest.Eventually(t, 20*time.Second, fmt.Sprintf("size >= %d cosigned by %v", size, want), func() (bool, string) {
 			_, body := httpGet(t, log.url+"/checkpoint")
 			cp, names := cosigners(t, body, origin, logVKey, vkeys...)
 			got := map[string]bool{}
@@ -244,7 +230,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 		return list.Forks
 	}
 	lv, _ := note.NewVerifier(logVKey)
-	eventually(t, 20*interval+10*time.Second, "fork evidence on both witnesses", func() (bool, string) {
+	tlogtest.Eventually(t, 20*interval+10*time.Second, "fork evidence on both witnesses", func() (bool, string) {
 		f0, f1 := forksOf(dirs[0]), forksOf(dirs[1])
 		return len(f0) > 0 && len(f1) > 0, fmt.Sprintf("w0 %d records, w1 %d records", len(f0), len(f1))
 	})
@@ -287,7 +273,7 @@ func TestWitnessForkProcesses(t *testing.T) {
 		t.Fatalf("clear-fork on the running witness: %d %s %s", code, out, errOut)
 	}
 	httpAdd(t, logs[0].url, []byte("after clearing"))
-	eventually(t, 20*time.Second, "log 0 witnessed past size 3", func() (bool, string) {
+	tlogtest.Eventually(t, 20*time.Second, "log 0 witnessed past size 3", func() (bool, string) {
 		_, body := httpGet(t, logs[0].url+"/checkpoint")
 		cp, names := cosigners(t, body, origin, logVKey, vkeys[0])
 		return cp.N == 4 && len(names) == 1, fmt.Sprintf("size %d cosigned by %v", cp.N, names)

@@ -1,24 +1,28 @@
-package tlog
+package tlogtest
 
-// Test vectors copied from ../shared/specs/VECTORS.md, which took them from
-// github.com/transparency-dev/tessera@v1.0.4/testdata/log (built by its
-// testdata/build_log.sh) and cross-verified them with x/mod, tessera's client
-// and transparency-dev/merkle.
+import "fmt"
 
-// tesseraVKey and tesseraSKey are tessera's published test log key.
+// The tessera test log: github.com/transparency-dev/tessera@v1.0.4's
+// testdata/log, built by its testdata/build_log.sh, cross-checked with x/mod,
+// tessera's client and transparency-dev/merkle. Ed25519 signatures are
+// deterministic, so signing a checkpoint's text with TesseraSKey reproduces
+// the published note byte for byte.
+
+// TesseraOrigin, TesseraVKey and TesseraSKey are the origin and published
+// key of the tessera test log.
 const (
-	tesseraOrigin = "example.com/log/testdata"
-	tesseraVKey   = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
-	tesseraSKey   = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg"
+	TesseraOrigin = "example.com/log/testdata"
+	TesseraVKey   = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
+	TesseraSKey   = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg"
 )
 
-// tesseraEntries are the entries of tessera's testdata log, in order.
-var tesseraEntries = []string{"one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven", "twelf", "threeten", "fourten", "fivten"}
+// TesseraEntries are the entries of tessera's testdata log, in order.
+var TesseraEntries = []string{"one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven", "twelf", "threeten", "fourten", "fivten"}
 
-// tesseraCheckpoints[n] is the root hash and the log signature line of
+// TesseraCheckpoints[n] is the root hash and the log signature line of
 // tessera's testdata checkpoint.n (Ed25519 is deterministic, so signing the
-// same text with tesseraSKey reproduces each byte for byte).
-var tesseraCheckpoints = [16]struct{ root, sig string }{
+// same text with TesseraSKey reproduces each byte for byte).
+var TesseraCheckpoints = [16]struct{ Root, Sig string }{
 	{"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", "M9e0lhxJACzE1KoUdqKuPa+9p6R7dSW8BlEvrg/noo8FkGg6PbJoRNOcdjqjOq89wVvTA60eubCc4oufo5BvIVEgtQc="},
 	{"0Nc2CrefWKseHj/mStd+LqC8B+NrX0btIiPt2SmN+ek=", "M9e0lhr9kuLxGdAtaUrhm84TQffVsLdcy808sN0a3WyniNlfcr9+bywoiIke1YYciCNjJGkCgIlQ8b16jhsmg/SChAM="},
 	{"T1X2GdkhUjV3iyufF9b0kVsWFxIU0VI4EpNml2Teci4=", "M9e0llH4NKmlf0u7C8tkJioQOmi7l5ELqljXgKRg6R3G5JJ7vx7emDWo5fpqKuA/Dk/jRrI6il+7QCVirNhyUAWGoAk="},
@@ -36,3 +40,12 @@ var tesseraCheckpoints = [16]struct{ root, sig string }{
 	{"SvCd38yNade7xEPY1a/aAc1M3A2AHYVF8lIiUnsH1ao=", "M9e0lu8roIpjC+NXEG7JDkajIahoYDYWgxDtxfx/6rzLoztU9t/PvivZ48xt8ygJpjzaboSpkbVv3Jb+D3NdXWQf5wo="},
 	{"rKbDipCvhuX1GZ7g5BBe8sA6BbJ7ja/1nk427v383cs=", "M9e0luh4jTG+UMBqOUo9/q+yAEvx1ilBEniMvjf1zfcBOhg+CKubMt53MvIt/uEWP6zdkdIQzd/fmwlM/dlPWF74ewI="},
 }
+
+// TesseraCheckpoint returns tessera's testdata checkpoint.n, the signed note,
+// rebuilt from TesseraCheckpoints.
+func TesseraCheckpoint(n int) []byte {
+	return fmt.Appendf(nil, "%s\n%d\n%s\n\n\u2014 %s %s\n", TesseraOrigin, n, TesseraCheckpoints[n].Root, TesseraOrigin, TesseraCheckpoints[n].Sig)
+}
+
+// TesseraTree returns the tree of the tessera test log's 15 entries.
+func TesseraTree() *Tree { return NewTreeStrings(TesseraEntries...) }
