@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,9 +150,13 @@ type serveProc struct {
 }
 
 // startServe starts `indelible serve --data dir --listen 127.0.0.1:0 args...`
-// and waits for its banner.
+// and waits for its banner. It runs raw mode (POST /add) unless args say
+// --mode.
 func startServe(t testing.TB, dir string, args ...string) *serveProc {
 	t.Helper()
+	if !slices.Contains(args, "--mode") {
+		args = append([]string{"--mode", "raw"}, args...)
+	}
 	p := &serveProc{}
 	var banner strings.Builder
 	p.proc = startProc(t, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...), func(line string) bool {
