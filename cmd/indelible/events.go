@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -57,7 +55,7 @@ func openEvents(cfg serveConfig, l *ledger.Log, logger *slog.Logger) (*eventsSer
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	tokens, err := auth.Open(&filePersister{file: filepath.Join(cfg.dataDir, tokensFile)}, time.Now)
+	tokens, err := auth.Open(auth.NewFilePersister(filepath.Join(cfg.dataDir, tokensFile)), time.Now)
 	if err != nil {
 		return nil, fmt.Errorf("opening the token store: %w", err)
 	}
@@ -124,61 +122,6 @@ func parseMasterKey(b []byte, from string) ([]byte, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("master key from %s: want %d bytes, raw, hex or base64", from, masterKeySize)
-}
-
-// filePersister keeps the token records (hashes, never secrets) in one JSON
-// file, 0600, replaced atomically on every change.
-type filePersister struct {
-	file string
-	mu   sync.Mutex
-	recs []auth.Record
-}
-
-func (p *filePersister) Load() ([]auth.Record, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b, err := os.ReadFile(p.file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &p.recs); err != nil {
-		return nil, fmt.Errorf("token file %s: %w", p.file, err)
-	}
-	return p.recs, nil
-}
-
-// Put replaces (by name) or adds r and rewrites the file durably: a
-// temporary file, synced, renamed over the old one, and the directory synced.
-func (p *filePersister) Put(r auth.Record) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	recs := make([]auth.Record, 0, len(p.recs)+1)
-	for _, old := range p.recs {
-		if old.Name != r.Name {
-			recs = append(recs, old)
-		}
-	}
-	recs = append(recs, r)
-	b, err := json.MarshalIndent(recs, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := p.file + ".tmp"
-	if err := writeKeyFile(tmp, string(b)+"\n", signerKeyPerm, true); err != nil {
-		return fmt.Errorf("writing tokens: %w", err)
-	}
-	if err := os.Rename(tmp, p.file); err != nil {
-		return fmt.Errorf("writing tokens: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(p.file)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	p.recs = recs
-	return nil
 }
 
 // printEventsBanner tells the operator what is running in events mode and how
