@@ -357,9 +357,9 @@ func TestServeKeyFlagAndModes(t *testing.T) {
 	}
 	p.stop(t)
 
-	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--mode", "events")
-	if code == 0 || !strings.Contains(errOut, "not yet implemented") {
-		t.Fatalf("--mode events: exit %d: %s", code, errOut)
+	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--mode", "bogus")
+	if code == 0 || !strings.Contains(errOut, "want events or raw") {
+		t.Fatalf("--mode bogus: exit %d: %s", code, errOut)
 	}
 	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--pprof", "0.0.0.0:0")
 	if code == 0 || !strings.Contains(errOut, "loopback") {
