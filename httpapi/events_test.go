@@ -703,4 +703,3 @@ func isStatus(err error, status int) bool {
 	se, ok := err.(*client.StatusError)
 	return ok && se.Status == status
 }
-

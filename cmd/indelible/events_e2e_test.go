@@ -372,4 +372,3 @@ func verifyIndependently(t testing.TB, receipt []byte, vkey string, index int64)
 		t.Fatalf("independent inclusion check: %v", err)
 	}
 }
-
