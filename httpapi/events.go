@@ -337,7 +337,14 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	if err := write([]byte(": stream of events after index " + strconv.FormatInt(after, 10) + "\n\n")); err != nil {
 		return nil
 	}
+	// The heartbeat goroutine must be gone before the handler returns: the
+	// response may not be written after that.
+	var hb sync.WaitGroup
+	defer hb.Wait()
+	defer cancel()
+	hb.Add(1)
 	go func() {
+		defer hb.Done()
 		t := time.NewTicker(h.s.heartbeat)
 		defer t.Stop()
 		for {

@@ -276,7 +276,7 @@ func TestEventsBadInput(t *testing.T) {
 	}
 	var huge strings.Builder
 	for huge.Len() <= event.MaxRequestBytes {
-		huge.WriteString(`{"action":"a","reason":"` + strings.Repeat("y", 60000) + `"}` + "\n")
+		huge.WriteString(`{"action":"a","metadata":{"y":"` + strings.Repeat("y", 60000) + `"}}` + "\n")
 	}
 	for _, tc := range []struct {
 		name, ct, body string
@@ -289,7 +289,7 @@ func TestEventsBadInput(t *testing.T) {
 		{"bad time", "application/json", `{"action":"a","time":"yesterday"}`, 400, []string{"time"}},
 		{"bad outcome", "application/json", `{"action":"a","outcome":"maybe"}`, 400, []string{"outcome"}},
 		{"server field", "application/json", `{"action":"a","submitted_by":"root"}`, 400, []string{"submitted_by"}},
-		{"oversize event", "application/json", `{"action":"a","reason":"` + big + `"}`, 413, nil},
+		{"oversize event", "application/json", `{"action":"a","metadata":{"blob":"` + big + `"}}`, 413, nil},
 		{"oversize request", "application/x-ndjson", huge.String(), 413, nil},
 		{"too many events", "application/x-ndjson", tooMany.String(), 413, nil},
 		{"NDJSON with one bad line", "application/x-ndjson", "{\"action\":\"a\"}\n{\"action\":\"b\"}\n{\"action\":\"c\",\"outcome\":\"nope\"}\n", 400, []string{`"event":2`, "outcome"}},
