@@ -98,6 +98,14 @@ func queryJSON(t testing.TB, env []string, args ...string) []client.Record {
 	return recs
 }
 
+func indexesOfAppended(res []client.Appended) []int64 {
+	var out []int64
+	for _, r := range res {
+		out = append(out, r.Index)
+	}
+	return out
+}
+
 func indexesOf(recs []client.Record) []int64 {
 	var out []int64
 	for _, r := range recs {
@@ -163,7 +171,21 @@ func TestEventsEndToEnd(t *testing.T) {
 	if err != nil || len(kres) != 2 || kres[0].Index != 255 {
 		t.Fatalf("kubernetes: %+v %v", kres, err)
 	}
-	const n = 257
+	// The sample EventList of testdata/: 13 audit events (one exec seen at
+	// two stages, which get distinct ids). Sent again, it stores nothing:
+	// the auditIDs are idempotency keys.
+	sample, err := os.ReadFile("../../testdata/kubernetes/eventlist.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kres, err = c.AppendKubernetes(ctx, sample, false)
+	if err != nil || len(kres) != 13 || kres[0].Index != 257 || kres[12].Index != 269 {
+		t.Fatalf("kubernetes sample: %+v %v", kres, err)
+	}
+	if again, err := c.AppendKubernetes(ctx, sample, false); err != nil || !slices.Equal(indexesOfAppended(again), indexesOfAppended(kres)) {
+		t.Fatalf("kubernetes sample again: %+v %v", again, err)
+	}
+	const n = 270
 
 	// Every filter.
 	for _, tc := range []struct {
@@ -173,10 +195,11 @@ func TestEventsEndToEnd(t *testing.T) {
 		{[]string{"--actor", marker + "-alice"}, []int64{2, 0}}, // 2 has no time: received now, so newest
 		{[]string{"--action", "deploy.start"}, []int64{0}},
 		{[]string{"--resource", marker + "-svc"}, []int64{0}},
-		{[]string{"--outcome", "failure"}, []int64{1}},
-		{[]string{"--outcome", "denied", "--source", "kube-apiserver"}, []int64{256}},
+		{[]string{"--outcome", "failure"}, []int64{1, 268}},
+		{[]string{"--outcome", "denied", "--source", "kube-apiserver"}, []int64{267, 262, 256}},
 		{[]string{"--source", "ci"}, []int64{0}},
 		{[]string{"--actor", "MARKER-k8s-user", "--limit", "1000"}, []int64{256, 255}},
+		{[]string{"--actor", "bob@example.com", "--outcome", "denied"}, []int64{262}},
 	} {
 		if got := indexesOf(queryJSON(t, env, tc.args...)); !slices.Equal(got, tc.want) {
 			t.Errorf("query %v: %v, want %v", tc.args, got, tc.want)
