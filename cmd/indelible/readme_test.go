@@ -44,4 +44,22 @@ func TestREADMEEventsWalkthrough(t *testing.T) {
 			t.Errorf("walk-through output lacks %q:\n%s", want, out)
 		}
 	}
+
+	// The banner's commands work as printed, too.
+	_, try, ok := strings.Cut(p.banner, "Try:\n")
+	if !ok || !strings.Contains(try, `-d '{"action":"demo.hello"}'`) {
+		t.Fatalf("banner without a curl appending an event:\n%s", p.banner)
+	}
+	cmd = exec.Command("bash", "-euo", "pipefail", "-c", try)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binPath)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("banner commands failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"index":`, "demo.hello", "verified: event 0", "origin " + p.origin} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("banner commands' output lacks %q:\n%s", want, out)
+		}
+	}
 }
