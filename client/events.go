@@ -30,6 +30,12 @@ const (
 	// AppendBatch is how many events the CLI sends per request; the server
 	// takes up to 10,000 events and 16 MiB per request.
 	AppendBatch = 1000
+	// MaxBatchBytes keeps each NDJSON request of AppendNDJSONReader under
+	// the server's 16 MiB limit.
+	MaxBatchBytes = 15 << 20
+	// MaxNDJSONLine bounds one line read by AppendNDJSONReader (an event's
+	// canonical bytes are at most 64 KiB; a writer's may have more spaces).
+	MaxNDJSONLine = 1 << 20
 )
 
 // Actor is who did it.
@@ -164,6 +170,49 @@ func (c *Client) Append(ctx context.Context, evs []Event, wait bool) ([]Appended
 // line) as Append does.
 func (c *Client) AppendNDJSON(ctx context.Context, ndjson []byte, wait bool) ([]Appended, error) {
 	return c.appendBody(ctx, "v1/events", "application/x-ndjson", ndjson, wait)
+}
+
+// AppendNDJSONReader appends the NDJSON events of r in batches of
+// AppendBatch events (and at most MaxBatchBytes), in order, calling done
+// with each batch's results once it is durable. Blank lines are skipped. On
+// an error, the batches before it are stored and the failing one is not.
+func (c *Client) AppendNDJSONReader(ctx context.Context, r io.Reader, done func([]Appended) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxNDJSONLine)
+	var batch bytes.Buffer
+	n, line := 0, 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		res, err := c.AppendNDJSON(ctx, batch.Bytes(), false)
+		if err != nil {
+			return fmt.Errorf("client: the batch of %d events ending at line %d: %w", n, line, err)
+		}
+		batch.Reset()
+		n = 0
+		return done(res)
+	}
+	for sc.Scan() {
+		l := bytes.TrimSpace(sc.Bytes())
+		if len(l) == 0 {
+			line++
+			continue
+		}
+		if n == AppendBatch || batch.Len()+len(l)+1 > MaxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		line++
+		batch.Write(l)
+		batch.WriteByte('\n')
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("client: reading NDJSON at line %d: %w", line+1, err)
+	}
+	return flush()
 }
 
 // AppendKubernetes sends a kube-apiserver audit webhook body (an

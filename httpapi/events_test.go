@@ -682,12 +682,33 @@ func TestEventsClient(t *testing.T) {
 		t.Fatalf("revoked token appended: %v", err)
 	}
 
+	// NDJSON from a reader, in batches of client.AppendBatch.
+	var nd strings.Builder
+	for i := range 2500 {
+		fmt.Fprintf(&nd, "{\"action\":\"bulk\",\"id\":\"b%d\"}\n\n", i)
+	}
+	var sizes []int
+	next := int64(4)
+	err = admin.AppendNDJSONReader(ctx, strings.NewReader(nd.String()), func(res []client.Appended) error {
+		sizes = append(sizes, len(res))
+		for _, r := range res {
+			if r.Index != next || r.ID != fmt.Sprintf("b%d", next-4) {
+				t.Fatalf("AppendNDJSONReader: %+v, want index %d", r, next)
+			}
+			next++
+		}
+		return nil
+	})
+	if err != nil || fmt.Sprint(sizes) != "[1000 1000 500]" {
+		t.Fatalf("AppendNDJSONReader: batches %v, %v", sizes, err)
+	}
+
 	// Stream: from index 1 on, then a new one.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := make(chan int64, 10)
 	go admin.Stream(sctx, client.Query{}, 1, func(r client.Record) error { got <- r.Index; return nil })
-	for _, want := range []int64{2, 3} {
+	for _, want := range []int64{2, 3, 4} {
 		select {
 		case i := <-got:
 			if i != want {

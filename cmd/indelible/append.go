@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +13,6 @@ import (
 
 	"indelible.dev/client"
 )
-
-// maxBatchBytes keeps each NDJSON request under the server's 16 MiB limit.
-const maxBatchBytes = 15 << 20
 
 func init() {
 	var (
@@ -94,41 +90,7 @@ in order, once the server has stored them durably.`,
 
 // appendNDJSON sends the NDJSON of r in batches and prints the indexes.
 func appendNDJSON(ctx context.Context, c *client.Client, r io.Reader, out io.Writer) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var batch bytes.Buffer
-	n, line := 0, 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		res, err := c.AppendNDJSON(ctx, batch.Bytes(), false)
-		if err != nil {
-			return fmt.Errorf("batch ending at line %d: %w", line, err)
-		}
-		batch.Reset()
-		n = 0
-		return printIndexes(out, res)
-	}
-	for sc.Scan() {
-		line++
-		l := bytes.TrimSpace(sc.Bytes())
-		if len(l) == 0 {
-			continue
-		}
-		if n == client.AppendBatch || batch.Len()+len(l)+1 > maxBatchBytes {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batch.Write(l)
-		batch.WriteByte('\n')
-		n++
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading NDJSON at line %d: %w", line+1, err)
-	}
-	return flush()
+	return c.AppendNDJSONReader(ctx, r, func(res []client.Appended) error { return printIndexes(out, res) })
 }
 
 func printIndexes(w io.Writer, res []client.Appended) error {
