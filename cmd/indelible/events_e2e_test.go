@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -393,5 +394,66 @@ func verifyIndependently(t testing.TB, receipt []byte, vkey string, index int64)
 	}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(index), size, leaf, hashes, root); err != nil {
 		t.Fatalf("independent inclusion check: %v", err)
+	}
+}
+
+// TestEventsTail runs `indelible tail`: the last N events oldest first, and
+// with -f the new ones as they are appended.
+func TestEventsTail(t *testing.T) {
+	p := startEvents(t, filepath.Join(t.TempDir(), "data"))
+	env := p.env()
+	for i := range 5 {
+		mustRun(t, env, "append", "--action", fmt.Sprintf("tail.%d", i))
+	}
+	if got := indexesOf(func() []client.Record {
+		out := mustRun(t, env, "tail", "-n", "3", "--json")
+		var recs []client.Record
+		for _, l := range strings.Fields(out) {
+			var r client.Record
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, r)
+		}
+		return recs
+	}()); !slices.Equal(got, []int64{2, 3, 4}) {
+		t.Fatalf("tail -n 3: %v", got)
+	}
+
+	cmd := exec.Command(binPath, "tail", "-n", "1", "-f", "--action", "tail.new")
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Append until the follower shows one (it may connect after the first).
+	deadline := time.After(10 * time.Second)
+	for {
+		mustRun(t, env, "append", "--action", "tail.new", "--actor", "follower")
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, "TIME") {
+				l = <-lines
+			}
+			if !strings.Contains(l, "tail.new") || !strings.Contains(l, "follower") {
+				t.Fatalf("tail -f printed %q", l)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("tail -f printed nothing in 10 s")
+		}
 	}
 }
