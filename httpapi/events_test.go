@@ -479,7 +479,7 @@ func checkReceipt(t *testing.T, v note.Verifier, data []byte, index int64) {
 	if err != nil {
 		t.Fatalf("receipt %d: %v\n%s", index, err, data)
 	}
-	cp, _, err := itlog.OpenCheckpoint(r.Checkpoint, testOrigin, note.VerifierList(v))
+	cp, _, err := itlog.OpenCheckpoint(r.Checkpoint, v)
 	if err != nil {
 		t.Fatalf("receipt %d: checkpoint: %v", index, err)
 	}
