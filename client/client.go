@@ -16,6 +16,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -112,6 +114,12 @@ type Options struct {
 	// fast link, compressing bundles costs more CPU than it saves). It has
 	// no effect with HTTPClient set.
 	DisableCompression bool
+	// Token, if set, is sent as "Authorization: Bearer <token>" with every
+	// request to the log (never with Post, which goes to other services).
+	Token string
+	// RootCAs, if set, are the certificate authorities trusted for HTTPS
+	// (a private CA); nil means the system's. No effect with HTTPClient set.
+	RootCAs *x509.CertPool
 }
 
 // Client fetches from one log. It is safe for concurrent use.
@@ -121,6 +129,7 @@ type Client struct {
 	retries int
 	backoff time.Duration
 	ua      string
+	token   string
 }
 
 // New returns a client for the log whose tlog-tiles URL prefix is base
@@ -131,12 +140,15 @@ func New(base string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("client: log URL %q is not an http(s) URL", base)
 	}
 	c := &Client{base: strings.TrimSuffix(base, "/"), hc: opts.HTTPClient, retries: opts.Retries,
-		backoff: opts.Backoff, ua: opts.UserAgent}
+		backoff: opts.Backoff, ua: opts.UserAgent, token: opts.Token}
 	if c.hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 256
 		t.DisableCompression = opts.DisableCompression
+		if opts.RootCAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		c.hc = &http.Client{Transport: t, Timeout: DefaultTimeout}
 	}
 	if c.retries == 0 {
@@ -297,6 +309,7 @@ func (c *Client) get1(ctx context.Context, u string, buf []byte, limit int64) ([
 		return nil, 0, fmt.Errorf("client: %w", err)
 	}
 	req.Header.Set("User-Agent", c.ua)
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

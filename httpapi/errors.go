@@ -13,6 +13,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/auth"
+	"indelible.dev/event"
+	"indelible.dev/events"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -58,6 +61,19 @@ var statusTable = []struct {
 	{errWitnessPath, http.StatusNotFound},
 	{witness.ErrBusy, http.StatusServiceUnavailable},
 	{errRateLimited, http.StatusTooManyRequests},
+	{event.ErrInvalid, http.StatusBadRequest},
+	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{event.ErrContentType, http.StatusUnsupportedMediaType},
+	{events.ErrBadQuery, http.StatusBadRequest},
+	{events.ErrBadCursor, http.StatusBadRequest},
+	{events.ErrNotFound, http.StatusNotFound},
+	{events.ErrNotEvent, http.StatusNotFound},
+	{events.ErrDuplicate, http.StatusConflict},
+	{auth.ErrUnauthenticated, http.StatusUnauthorized},
+	{auth.ErrForbidden, http.StatusForbidden},
+	{auth.ErrExists, http.StatusConflict},
+	{auth.ErrNoToken, http.StatusNotFound},
+	{auth.ErrInvalid, http.StatusBadRequest},
 }
 
 var (

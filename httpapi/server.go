@@ -11,6 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"indelible.dev/auth"
+	"indelible.dev/events"
 	"indelible.dev/ledger"
 )
 
@@ -57,6 +59,14 @@ type Config struct {
 	// CheckpointWait bounds how long POST /add?wait=checkpoint waits for a
 	// checkpoint. Default DefaultCheckpointWait.
 	CheckpointWait time.Duration
+	// Events, if set with Tokens, serves the events API (events mode): the
+	// /v1/events routes, POST /v1/ingest/kubernetes and the /v1/tokens
+	// admin routes, all behind Bearer tokens (events.go, tokens.go).
+	Events *events.Layer
+	Tokens *auth.Store
+	// StreamHeartbeat is the event stream's heartbeat interval. Default
+	// StreamHeartbeat.
+	StreamHeartbeat time.Duration
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -77,6 +87,14 @@ type Server struct {
 	// written before serving starts.
 	routes map[string]*routeMetrics
 	other  *routeMetrics
+	// bodyLimits overrides MaxRequestBody for some route patterns; only
+	// written before serving starts.
+	bodyLimits map[string]int64
+	// stopping is closed by SetShuttingDown: long-lived responses (the event
+	// stream) end on it.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
+	heartbeat    time.Duration
 }
 
 // New returns a Server for cfg.
@@ -92,6 +110,13 @@ func New(cfg Config) *Server {
 		logger:  cfg.Logger,
 		routes:  make(map[string]*routeMetrics),
 		other:   cfg.Metrics.route("other"),
+
+		bodyLimits: make(map[string]int64),
+		stopping:   make(chan struct{}),
+		heartbeat:  cfg.StreamHeartbeat,
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = StreamHeartbeat
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -116,6 +141,10 @@ func New(cfg Config) *Server {
 			cfg.CheckpointWait = DefaultCheckpointWait
 		}
 		s.mountLog(cfg.Log, cfg.RawAppend, cfg.CheckpointWait)
+	}
+	if cfg.Events != nil && cfg.Tokens != nil && cfg.Log != nil {
+		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
+		s.mountTokens(cfg.Tokens)
 	}
 	return s
 }
@@ -154,7 +183,10 @@ func (s *Server) AddReadyCheck(check func() error) {
 
 // SetShuttingDown makes /readyz fail from now on, so load balancers stop
 // sending requests while in-flight ones finish.
-func (s *Server) SetShuttingDown() { s.shutdown.Store(true) }
+func (s *Server) SetShuttingDown() {
+	s.shutdown.Store(true)
+	s.stoppingOnce.Do(func() { close(s.stopping) })
+}
 
 // instrument is the one middleware: it runs the handler, turns its error into
 // a response through the error handler (so the status is known), and records
@@ -163,13 +195,17 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		r := c.Request()
-		if r.ContentLength > MaxRequestBody {
-			c.Error(fmt.Errorf("%w: %d bytes, at most %d", errTooLarge, r.ContentLength, MaxRequestBody))
+		limit := int64(MaxRequestBody)
+		if l, ok := s.bodyLimits[c.Path()]; ok {
+			limit = l
+		}
+		if r.ContentLength > limit {
+			c.Error(fmt.Errorf("%w: %d bytes, at most %d", errTooLarge, r.ContentLength, limit))
 		} else {
 			if r.ContentLength < 0 {
 				// Chunked: no declared length to check up front. (A declared
 				// length is enforced by net/http itself.)
-				r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxRequestBody)
+				r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 			}
 			if err := next(c); err != nil {
 				c.Error(err)

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,9 +151,13 @@ type serveProc struct {
 }
 
 // startServe starts `indelible serve --data dir --listen 127.0.0.1:0 args...`
-// and waits for its banner.
+// and waits for its banner. It runs raw mode (POST /add) unless args say
+// --mode.
 func startServe(t testing.TB, dir string, args ...string) *serveProc {
 	t.Helper()
+	if !slices.Contains(args, "--mode") {
+		args = append([]string{"--mode", "raw"}, args...)
+	}
 	p := &serveProc{}
 	var banner strings.Builder
 	p.proc = startProc(t, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...), func(line string) bool {
@@ -353,9 +358,9 @@ func TestServeKeyFlagAndModes(t *testing.T) {
 	}
 	p.stop(t)
 
-	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--mode", "events")
-	if code == 0 || !strings.Contains(errOut, "not yet implemented") {
-		t.Fatalf("--mode events: exit %d: %s", code, errOut)
+	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--mode", "bogus")
+	if code == 0 || !strings.Contains(errOut, "want events or raw") {
+		t.Fatalf("--mode bogus: exit %d: %s", code, errOut)
 	}
 	_, errOut, code = run(t, nil, "serve", "--data", filepath.Join(dir, "d2"), "--pprof", "0.0.0.0:0")
 	if code == 0 || !strings.Contains(errOut, "loopback") {

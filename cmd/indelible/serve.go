@@ -51,7 +51,7 @@ type serveConfig struct {
 	listen  string // address of the HTTP listener
 	origin  string // log origin; "" means the key's name, or defaultOrigin for a new key
 	keyFile string // signer key file; "" means <dataDir>/log.key, created if missing
-	mode    string // "raw" (POST /add); "events" is not implemented yet
+	mode    string // "events" (the events API, events.go) or "raw" (POST /add)
 	pprof   string // if set, net/http/pprof is served on this (loopback) address
 	tlsCert string // if set with tlsKey, serve HTTPS with this certificate chain (PEM)
 	tlsKey  string // the certificate's private key (PEM)
@@ -60,6 +60,7 @@ type serveConfig struct {
 	witnessQuorum int      // cosignatures a served checkpoint needs; 0 means all
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
 	init          bool     // start a new log with an existing key that never signed (keyguard.go)
+	masterKey     string   // events mode: master key file (events.go)
 }
 
 func init() {
@@ -70,6 +71,13 @@ func init() {
 		Long: `serve runs the Indelible log: a c2sp.org/tlog-tiles transparency log over
 HTTP. On first start it creates the log's signer key in the data directory
 (log.key, mode 0600) and its verifier key (log.pub), unless --key is given.
+
+In events mode (the default) it serves the audit events API behind Bearer
+tokens. On first start it also creates the master key that encrypts events at
+rest (master.key, 0600: 32 random bytes in hex; or give --master-key FILE, or
+set INDELIBLE_MASTER_KEY, each holding the key in hex or base64) and a first
+admin token, printed once and written to admin.token (0600). --mode raw
+serves a generic log instead: POST /add appends the request body.
 It prints the origin, the verifier key and curl examples, and shuts down
 gracefully on SIGINT or SIGTERM: in-flight appends finish and the store is
 closed.
@@ -90,7 +98,8 @@ has never signed one.`,
 	f.StringVar(&cfg.listen, "listen", defaultListen, "HTTP listen address")
 	f.StringVar(&cfg.origin, "origin", "", `log origin (default: the key's name; "`+defaultOrigin+`" for a new key)`)
 	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
-	f.StringVar(&cfg.mode, "mode", "raw", `"raw": POST /add appends the body as an entry ("events" is not implemented yet)`)
+	f.StringVar(&cfg.mode, "mode", "events", `"events": the audit events API (/v1/events, Bearer tokens); "raw": a generic log, POST /add appends the body as an entry`)
+	eventsFlags(f, &cfg)
 	f.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
 	f.StringVar(&cfg.tlsKey, "tls-key", "", "private key of --tls-cert (PEM file)")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
@@ -104,11 +113,8 @@ has never signed one.`,
 
 // runServe runs the server until ctx is done, then shuts it down gracefully.
 func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
-	if cfg.mode != "raw" {
-		if cfg.mode == "events" {
-			return errors.New("--mode events is not yet implemented: use --mode raw")
-		}
-		return fmt.Errorf("--mode %q: want raw", cfg.mode)
+	if cfg.mode != "raw" && cfg.mode != "events" {
+		return fmt.Errorf("--mode %q: want events or raw", cfg.mode)
 	}
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
@@ -160,7 +166,16 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if len(wcfg.Witnesses) > 0 {
 		metrics.WatchWitnessing(l)
 	}
-	srv := httpapi.New(httpapi.Config{Log: l, RawAppend: true, Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit})
+	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit}
+	var es *eventsServer
+	if cfg.mode == "events" {
+		if es, err = openEvents(cfg, l, logger); err != nil {
+			return err
+		}
+		defer es.layer.Close() // before the ledger (defers run last first)
+		hcfg.Events, hcfg.Tokens = es.layer, es.tokens
+	}
+	srv := httpapi.New(hcfg)
 	hs := srv.HTTPServer(cfg.listen)
 	if cfg.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
@@ -183,7 +198,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 
 	cp, _ := l.Published()
-	printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
+	if es != nil {
+		printEventsBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N, es)
+	} else {
+		printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
+	}
 
 	serve := func() error { return hs.Serve(ln) }
 	if cfg.tlsCert != "" {

@@ -1,0 +1,486 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits on what the events API reads and sends.
+const (
+	// MaxEventsResponse bounds a reply of the events API: a page of 1,000
+	// records of up to 64 KiB of event bytes each, which a record carries
+	// twice (as JSON and as base64), or the reply to 10,000 appends with
+	// their receipts.
+	MaxEventsResponse = 256 << 20
+	// MaxReceiptSize bounds a receipt: a checkpoint with its cosignatures,
+	// the proof, and the extra line (salt and up to 64 KiB of event bytes).
+	MaxReceiptSize = 256 << 10
+	// MaxStreamLine bounds one line of the event stream.
+	MaxStreamLine = 1 << 20
+	// AppendBatch is how many events the CLI sends per request; the server
+	// takes up to 10,000 events and 16 MiB per request.
+	AppendBatch = 1000
+	// MaxBatchBytes keeps each NDJSON request of AppendNDJSONReader under
+	// the server's 16 MiB limit.
+	MaxBatchBytes = 15 << 20
+	// MaxNDJSONLine bounds one line read by AppendNDJSONReader (an event's
+	// canonical bytes are at most 64 KiB; a writer's may have more spaces).
+	MaxNDJSONLine = 1 << 20
+)
+
+// Actor is who did it.
+type Actor struct {
+	ID   string `json:"id,omitempty"`
+	Type string `json:"type,omitempty"`
+	IP   string `json:"ip,omitempty"`
+}
+
+// Resource is what it was done to.
+type Resource struct {
+	Type string `json:"type,omitempty"`
+	ID   string `json:"id,omitempty"`
+}
+
+// Event is an audit event as a writer sends it, and as records carry it (then
+// with ReceivedAt and SubmittedBy, which the server sets). Time and
+// ReceivedAt are RFC 3339 strings, kept as the server wrote them.
+type Event struct {
+	ID          string          `json:"id,omitempty"`
+	Time        string          `json:"time,omitempty"`
+	Actor       *Actor          `json:"actor,omitempty"`
+	Action      string          `json:"action"`
+	Resource    *Resource       `json:"resource,omitempty"`
+	Outcome     string          `json:"outcome,omitempty"`
+	Source      string          `json:"source,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	ReceivedAt  string          `json:"received_at,omitempty"`
+	SubmittedBy string          `json:"submitted_by,omitempty"`
+}
+
+// Record is the unit every read of the events API returns: the event (as a
+// JSON object, for people), the exact event bytes the commitment covers, the
+// salt and the commitment (the log entry at Index). It verifies nothing.
+type Record struct {
+	Index      int64           `json:"index"`
+	Event      json.RawMessage `json:"event"`
+	EventBytes []byte          `json:"event_bytes"`
+	Salt       []byte          `json:"salt"`
+	Commitment []byte          `json:"commitment"`
+}
+
+// Decode returns the record's event, parsed from its event bytes.
+func (r Record) Decode() (Event, error) {
+	var e Event
+	if err := json.Unmarshal(r.EventBytes, &e); err != nil {
+		return Event{}, fmt.Errorf("client: event %d: %w", r.Index, err)
+	}
+	return e, nil
+}
+
+// Appended is one element of an append reply, in request order. Receipt is
+// set when the append waited for a checkpoint.
+type Appended struct {
+	Index   int64  `json:"index"`
+	ID      string `json:"id,omitempty"`
+	Receipt string `json:"receipt,omitempty"`
+}
+
+// Page is one page of a query, newest first. NextCursor is "" on the last.
+type Page struct {
+	Events     []Record `json:"events"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// Query is a filtered listing of GET /v1/events: filters AND together,
+// exact match; zero values are left out.
+type Query struct {
+	Actor, Action, Resource, Outcome, Source string
+	Since, Until                             time.Time
+	Limit                                    int
+	Cursor                                   string
+}
+
+// Values returns q as query parameters (without the cursor if cursor is
+// false: the stream takes its own).
+func (q Query) values(cursor bool) url.Values {
+	v := url.Values{}
+	set := func(k, s string) {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	set("actor", q.Actor)
+	set("action", q.Action)
+	set("resource", q.Resource)
+	set("outcome", q.Outcome)
+	set("source", q.Source)
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Limit != 0 && cursor {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if cursor {
+		set("cursor", q.Cursor)
+	}
+	return v
+}
+
+// Token is a token's public record (never its secret).
+type Token struct {
+	Name     string    `json:"name"`
+	Scopes   []string  `json:"scopes"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+	Revoked  time.Time `json:"revoked,omitzero"`
+}
+
+// NewToken is a created token and its secret, shown once.
+type NewToken struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// Append appends events (POST /v1/events, a JSON array) and returns their
+// indexes in order once they are durable; with wait, once a published
+// checkpoint covers them, each with its receipt.
+func (c *Client) Append(ctx context.Context, evs []Event, wait bool) ([]Appended, error) {
+	body, err := json.Marshal(evs)
+	if err != nil {
+		return nil, fmt.Errorf("client: encoding events: %w", err)
+	}
+	return c.appendBody(ctx, "v1/events", "application/json", body, wait)
+}
+
+// AppendNDJSON appends the events of an NDJSON body (one JSON object per
+// line) as Append does.
+func (c *Client) AppendNDJSON(ctx context.Context, ndjson []byte, wait bool) ([]Appended, error) {
+	return c.appendBody(ctx, "v1/events", "application/x-ndjson", ndjson, wait)
+}
+
+// AppendNDJSONReader appends the NDJSON events of r in batches of
+// AppendBatch events (and at most MaxBatchBytes), in order, calling done
+// with each batch's results once it is durable. Blank lines are skipped. On
+// an error, the batches before it are stored and the failing one is not.
+func (c *Client) AppendNDJSONReader(ctx context.Context, r io.Reader, done func([]Appended) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxNDJSONLine)
+	var batch bytes.Buffer
+	n, line := 0, 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		res, err := c.AppendNDJSON(ctx, batch.Bytes(), false)
+		if err != nil {
+			return fmt.Errorf("client: the batch of %d events ending at line %d: %w", n, line, err)
+		}
+		batch.Reset()
+		n = 0
+		return done(res)
+	}
+	for sc.Scan() {
+		l := bytes.TrimSpace(sc.Bytes())
+		if len(l) == 0 {
+			line++
+			continue
+		}
+		if n == AppendBatch || batch.Len()+len(l)+1 > MaxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		line++
+		batch.Write(l)
+		batch.WriteByte('\n')
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("client: reading NDJSON at line %d: %w", line+1, err)
+	}
+	return flush()
+}
+
+// AppendKubernetes sends a kube-apiserver audit webhook body (an
+// audit.k8s.io/v1 EventList) to POST /v1/ingest/kubernetes.
+func (c *Client) AppendKubernetes(ctx context.Context, eventList []byte, wait bool) ([]Appended, error) {
+	return c.appendBody(ctx, "v1/ingest/kubernetes", "application/json", eventList, wait)
+}
+
+func (c *Client) appendBody(ctx context.Context, path, ct string, body []byte, wait bool) ([]Appended, error) {
+	if wait {
+		path += "?wait=checkpoint"
+	}
+	b, err := c.do(ctx, http.MethodPost, path, ct, body, MaxEventsResponse)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Events []Appended `json:"events"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("client: append reply: %w", err)
+	}
+	return r.Events, nil
+}
+
+// Query fetches one page of q (GET /v1/events).
+func (c *Client) Query(ctx context.Context, q Query) (Page, error) {
+	path := "v1/events"
+	if v := q.values(true); len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	b, err := c.do(ctx, http.MethodGet, path, "", nil, MaxEventsResponse)
+	if err != nil {
+		return Page{}, err
+	}
+	var p Page
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Page{}, fmt.Errorf("client: query reply: %w", err)
+	}
+	return p, nil
+}
+
+// Event fetches the record of event i (GET /v1/events/{i}).
+func (c *Client) Event(ctx context.Context, i int64) (Record, error) {
+	b, err := c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10), "", nil, MaxEventsResponse)
+	if err != nil {
+		return Record{}, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("client: event %d: %w", i, err)
+	}
+	if r.Index != i {
+		return Record{}, fmt.Errorf("client: asked for event %d, got %d", i, r.Index)
+	}
+	return r, nil
+}
+
+// Receipt fetches the receipt of event i (a c2sp.org/tlog-proof document),
+// verbatim. It verifies nothing.
+func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10)+"/receipt", "", nil, MaxReceiptSize)
+}
+
+// Stream follows GET /v1/events/stream for the filters of q (its limit and
+// cursor are ignored), calling f for each record in index order, from the
+// first event after index after (after < 0: from the next event appended).
+// It reconnects after a dropped connection, resuming after the last record
+// received, and returns when ctx is done (nil), when f fails, or when the
+// server refuses the request.
+func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record) error) error {
+	v := q.values(false)
+	delay := c.backoff
+	for {
+		last, err := c.stream1(ctx, v, after, f)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if last > after {
+			after = last
+			delay = c.backoff
+		}
+		var se *StatusError
+		if errors.As(err, &se) && !retryable(err) || errors.Is(err, errCallback) {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil
+		}
+		delay = min(delay*2, MaxBackoff)
+	}
+}
+
+var errCallback = errors.New("stream callback failed")
+
+// stream1 reads one connection of the stream and returns the last index
+// delivered to f.
+func (c *Client) stream1(ctx context.Context, v url.Values, after int64, f func(Record) error) (int64, error) {
+	u := c.base + "/v1/events/stream"
+	if len(v) > 0 {
+		u += "?" + v.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return after, fmt.Errorf("client: %w", err)
+	}
+	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("Accept", "text/event-stream")
+	if after >= 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(after, 10))
+	}
+	c.authorize(req)
+	// The stream outlives the client's request timeout: a client of its own
+	// with the same transport and no timeout.
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return after, &transportError{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+		return after, &StatusError{Method: http.MethodGet, URL: u, Status: resp.StatusCode, Body: string(b)}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxStreamLine)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0: // end of one server-sent event
+			if data == nil {
+				continue
+			}
+			var r Record
+			if err := json.Unmarshal(data, &r); err != nil {
+				return after, fmt.Errorf("client: stream: %w", err)
+			}
+			data = nil
+			if r.Index <= after {
+				continue // already delivered
+			}
+			if err := f(r); err != nil {
+				return after, fmt.Errorf("%w: %w", errCallback, err)
+			}
+			after = r.Index
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return after, &transportError{fmt.Errorf("client: stream: %w", err)}
+	}
+	return after, &transportError{errors.New("client: stream: connection closed")}
+}
+
+// CreateToken creates a token (admin) and returns it with its secret.
+func (c *Client) CreateToken(ctx context.Context, name string, scopes []string) (NewToken, error) {
+	body, _ := json.Marshal(map[string]any{"name": name, "scopes": scopes})
+	b, err := c.do(ctx, http.MethodPost, "v1/tokens", "application/json", body, MaxProofSize)
+	if err != nil {
+		return NewToken{}, err
+	}
+	var t NewToken
+	if err := json.Unmarshal(b, &t); err != nil || t.Secret == "" {
+		return NewToken{}, fmt.Errorf("client: token reply: %v", err)
+	}
+	return t, nil
+}
+
+// Tokens lists the tokens (admin), revoked ones included.
+func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
+	b, err := c.do(ctx, http.MethodGet, "v1/tokens", "", nil, MaxEventsResponse)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Tokens []Token `json:"tokens"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("client: token list: %w", err)
+	}
+	return r.Tokens, nil
+}
+
+// RevokeToken revokes the named token (admin), at once.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "v1/tokens/"+url.PathEscape(name), "", nil, MaxErrorBody)
+	return err
+}
+
+// authorize adds the Bearer token, if any.
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
+
+// do sends one API request with retries: GETs on 429, 5xx and transport
+// errors; other methods only on 429 and 503, which the server answers before
+// storing anything (a transport error after sending an append may mean it was
+// stored: the caller decides, e.g. by resending with the same event ids).
+// A status outside 2xx after the retries is a *StatusError.
+func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, limit int64) ([]byte, error) {
+	u := c.base + "/" + path
+	delay := c.backoff
+	for attempt := 0; ; attempt++ {
+		b, retryAfter, err := c.do1(ctx, method, u, ct, body, limit)
+		if err == nil {
+			return b, nil
+		}
+		var se *StatusError
+		again := retryable(err)
+		if method != http.MethodGet {
+			again = errors.As(err, &se) && (se.Status == http.StatusTooManyRequests || se.Status == http.StatusServiceUnavailable)
+		}
+		if !again || attempt >= c.retries || ctx.Err() != nil {
+			return nil, err
+		}
+		d := min(max(delay, retryAfter), MaxBackoff)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: %s %s: %w (after %v)", method, u, ctx.Err(), err)
+		}
+		delay *= 2
+	}
+}
+
+func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, limit int64) ([]byte, time.Duration, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, 0, fmt.Errorf("client: %w", err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("User-Agent", c.ua)
+	c.authorize(req)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, err
+		}
+		return nil, 0, &transportError{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+		var ra time.Duration
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			ra = time.Duration(s) * time.Second
+		}
+		return nil, ra, &StatusError{Method: method, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	}
+	b, err := readAll(resp.Body, nil, limit)
+	if err != nil {
+		if errors.Is(err, errTooLong) {
+			return nil, 0, fmt.Errorf("client: %s %s: %w: longer than %d bytes", method, u, ErrTooLarge, limit)
+		}
+		return nil, 0, &transportError{fmt.Errorf("client: %s %s: reading body: %w", method, u, err)}
+	}
+	return b, 0, nil
+}

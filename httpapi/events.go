@@ -1,0 +1,379 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"indelible.dev/auth"
+	"indelible.dev/event"
+	"indelible.dev/events"
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+)
+
+// The events routes (events mode).
+const (
+	routeEvents     = "/v1/events"
+	routeEvent      = "/v1/events/:index"
+	routeReceipt    = "/v1/events/:index/receipt"
+	routeStream     = "/v1/events/stream"
+	routeKubernetes = "/v1/ingest/kubernetes"
+)
+
+// StreamHeartbeat is how often the event stream sends an SSE comment when no
+// event is due, so proxies and clients see the connection is alive.
+const StreamHeartbeat = 15 * time.Second
+
+// AppendResult is one element of the reply of POST /v1/events and POST
+// /v1/ingest/kubernetes, in request order. Receipt is set with
+// ?wait=checkpoint: a c2sp.org/tlog-proof document.
+type AppendResult struct {
+	Index   int64  `json:"index"`
+	ID      string `json:"id,omitempty"`
+	Receipt string `json:"receipt,omitempty"`
+}
+
+// AppendReply is the reply of POST /v1/events.
+type AppendReply struct {
+	Events []AppendResult `json:"events"`
+}
+
+// eventErrorBody is the JSON error of a rejected event: the message, and
+// which event (its 0-based position in the request) and which field.
+type eventErrorBody struct {
+	Error    string `json:"error"`
+	Position *int   `json:"event,omitempty"`
+	Field    string `json:"field,omitempty"`
+}
+
+// eventHandlers serves one events layer.
+type eventHandlers struct {
+	s      *Server
+	l      *events.Layer
+	log    *ledger.Log
+	tokens *auth.Store
+}
+
+// mountEvents registers the events routes on s; every route needs a token.
+// The two append routes accept bodies up to event.MaxRequestBytes.
+func (s *Server) mountEvents(l *events.Layer, log *ledger.Log, tokens *auth.Store) {
+	h := &eventHandlers{s: s, l: l, log: log, tokens: tokens}
+	appendScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeAppend, f) }
+	readScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeRead, f) }
+	s.route(http.MethodPost, routeEvents, appendScope(h.serveAppend))
+	s.route(http.MethodPost, routeKubernetes, appendScope(h.serveKubernetes))
+	s.bodyLimits[routeEvents] = event.MaxRequestBytes
+	s.bodyLimits[routeKubernetes] = event.MaxRequestBytes
+	s.route(http.MethodGet, routeEvents, readScope(h.serveQuery))
+	s.route(http.MethodGet, routeStream, readScope(h.serveStream))
+	s.route(http.MethodGet, routeEvent, readScope(h.serveGet))
+	s.route(http.MethodGet, routeReceipt, readScope(h.serveReceipt))
+}
+
+// readBody reads a request body of at most event.MaxRequestBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > event.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d per request", event.ErrTooLarge, r.ContentLength, event.MaxRequestBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, event.MaxRequestBytes+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: request body over %d bytes", event.ErrTooLarge, event.MaxRequestBytes)
+		}
+		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+	}
+	if len(b) > event.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: request body over %d bytes", event.ErrTooLarge, event.MaxRequestBytes)
+	}
+	return b, nil
+}
+
+// waitParam parses the append routes' only parameter, ?wait=checkpoint.
+func waitParam(c echo.Context) (bool, error) {
+	q, err := queryParams(c, "wait")
+	if err != nil {
+		return false, err
+	}
+	switch w := q.Get("wait"); w {
+	case "":
+		return false, nil
+	case "checkpoint":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: parameter wait: %q is not \"checkpoint\"", errBadRequest, w)
+	}
+}
+
+func (h *eventHandlers) serveAppend(c echo.Context) error {
+	return h.serveIngest(c, func(body []byte) ([]event.Event, error) {
+		return event.ParseRequest(c.Request().Header.Get("Content-Type"), body)
+	})
+}
+
+// serveKubernetes takes kube-apiserver's audit webhook body (an
+// audit.k8s.io/v1 EventList, JSON).
+func (h *eventHandlers) serveKubernetes(c echo.Context) error {
+	return h.serveIngest(c, func(body []byte) ([]event.Event, error) {
+		if ct := c.Request().Header.Get("Content-Type"); !isJSON(ct) {
+			return nil, fmt.Errorf("%w: %q, want application/json (an audit.k8s.io/v1 EventList)", event.ErrContentType, ct)
+		}
+		return event.FromKubernetes(body)
+	})
+}
+
+// isJSON reports whether a Content-Type is application/json (with any
+// parameters).
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// serveIngest reads the body, parses it with parse, appends the events as the
+// request's token, and replies once they are durable (or covered by a
+// published checkpoint, with ?wait=checkpoint). A rejected event is answered
+// with its position and field; nothing of the request is then stored.
+func (h *eventHandlers) serveIngest(c echo.Context, parse func([]byte) ([]event.Event, error)) error {
+	wait, err := waitParam(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c.Request())
+	if err != nil {
+		return err
+	}
+	evs, err := parse(body)
+	if err != nil {
+		return eventError(c, err)
+	}
+	reply, err := h.processAppend(c.Request().Context(), requestToken(c).Name, evs, wait)
+	if err != nil {
+		return eventError(c, err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, reply)
+}
+
+// processAppend appends evs as submittedBy and returns the reply.
+func (h *eventHandlers) processAppend(ctx context.Context, submittedBy string, evs []event.Event, wait bool) (AppendReply, error) {
+	res, err := h.l.Append(ctx, submittedBy, evs)
+	if err != nil {
+		return AppendReply{}, err
+	}
+	reply := AppendReply{Events: make([]AppendResult, len(res))}
+	indexes := make([]int64, len(res))
+	for i, r := range res {
+		reply.Events[i] = AppendResult{Index: r.Index, ID: r.ID}
+		indexes[i] = r.Index
+	}
+	if wait {
+		receipts, err := h.l.WaitReceipts(ctx, indexes)
+		if err != nil {
+			return AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
+		}
+		for i, r := range receipts {
+			reply.Events[i].Receipt = string(r)
+		}
+	}
+	return reply, nil
+}
+
+// eventError answers err itself if it is an *event.Error, adding the
+// event's position and field to the JSON error; any other error is returned
+// for the error handler. The status comes from statusTable either way.
+func eventError(c echo.Context, err error) error {
+	var ee *event.Error
+	if !errors.As(err, &ee) {
+		return err
+	}
+	body := eventErrorBody{Error: err.Error(), Field: ee.Field}
+	if ee.Position >= 0 {
+		pos := ee.Position
+		body.Position = &pos
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(statusOf(err), body)
+}
+
+func (h *eventHandlers) serveQuery(c echo.Context) error {
+	v, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: malformed query string: %v", errBadRequest, err)
+	}
+	q, err := events.ParseQuery(v)
+	if err != nil {
+		return err
+	}
+	page, err := h.l.List(q)
+	if err != nil {
+		return err
+	}
+	if page.Records == nil {
+		page.Records = []events.Record{}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, page)
+}
+
+// indexParam parses the :index path parameter.
+func indexParam(c echo.Context) (int64, error) {
+	i, err := itlog.ParseSize(c.Param("index"))
+	if err != nil {
+		return 0, fmt.Errorf("%w: event index %q: %v", errBadRequest, c.Param("index"), err)
+	}
+	return i, nil
+}
+
+func (h *eventHandlers) serveGet(c echo.Context) error {
+	if _, err := queryParams(c); err != nil {
+		return err
+	}
+	i, err := indexParam(c)
+	if err != nil {
+		return err
+	}
+	rec, err := h.l.Get(i)
+	if err != nil {
+		return fmt.Errorf("event %d: %w", i, err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, rec)
+}
+
+func (h *eventHandlers) serveReceipt(c echo.Context) error {
+	if _, err := queryParams(c); err != nil {
+		return err
+	}
+	i, err := indexParam(c)
+	if err != nil {
+		return err
+	}
+	r, err := h.l.Receipt(i)
+	if err != nil {
+		return fmt.Errorf("receipt of event %d: %w", i, err)
+	}
+	w := c.Response()
+	w.Header()["Content-Type"] = hdrTextPlain
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(r)
+	return err
+}
+
+// serveStream sends server-sent events: each new event matching the filters
+// as "id: <index>" and "data: <record JSON>", flushed one by one, with a
+// comment line every StreamHeartbeat. It resumes after the index in
+// Last-Event-ID or ?cursor=, else it starts with the next event appended.
+// It ends when the client goes away or the server shuts down.
+func (h *eventHandlers) serveStream(c echo.Context) error {
+	r := c.Request()
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: malformed query string: %v", errBadRequest, err)
+	}
+	resume := r.Header.Get("Last-Event-ID")
+	if v.Has("cursor") {
+		if len(v["cursor"]) > 1 {
+			return fmt.Errorf("%w: parameter cursor given %d times", errBadRequest, len(v["cursor"]))
+		}
+		resume = v.Get("cursor")
+		v.Del("cursor")
+	}
+	q, err := events.ParseQuery(v)
+	if err != nil {
+		return err
+	}
+	var after int64
+	if resume != "" {
+		i, err := itlog.ParseSize(resume)
+		if err != nil {
+			return fmt.Errorf("%w: stream cursor %q (Last-Event-ID or cursor): want an event index: %v", events.ErrBadCursor, resume, err)
+		}
+		after = i
+	} else {
+		cp, _ := h.log.Published()
+		after = cp.N - 1
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.s.stopping:
+			cancel() // the server is shutting down: end the stream
+		case <-ctx.Done():
+		}
+	}()
+
+	w := c.Response()
+	rc := http.NewResponseController(w.Writer)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no")
+	var mu sync.Mutex // serialises writes of events and heartbeats
+	write := func(b []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		// The server's WriteTimeout would cut the stream: each write gets its own.
+		rc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	w.WriteHeader(http.StatusOK)
+	if err := write([]byte(": stream of events after index " + strconv.FormatInt(after, 10) + "\n\n")); err != nil {
+		return nil
+	}
+	// The heartbeat goroutine must be gone before the handler returns: the
+	// response may not be written after that.
+	var hb sync.WaitGroup
+	defer hb.Wait()
+	defer cancel()
+	hb.Add(1)
+	go func() {
+		defer hb.Done()
+		t := time.NewTicker(h.s.heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if write([]byte(": heartbeat\n\n")) != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err = h.l.Stream(ctx, q, after, func(rec events.Record) error {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		msg := make([]byte, 0, len(data)+32)
+		msg = append(msg, "id: "...)
+		msg = strconv.AppendInt(msg, rec.Index, 10)
+		msg = append(msg, "\ndata: "...)
+		msg = append(msg, data...)
+		msg = append(msg, "\n\n"...)
+		return write(msg)
+	})
+	if err != nil && ctx.Err() == nil {
+		h.s.logger.Warn("http: event stream ended", "err", err)
+	}
+	return nil // the response is committed: nothing more to say
+}
