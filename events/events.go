@@ -14,8 +14,11 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"indelible.dev/event"
@@ -48,12 +51,6 @@ type Keyring interface {
 	IndexKey() []byte
 }
 
-// NewKeyring returns the Keyring of a 32-byte master key: data keys are
-// wrapped with AES-256-GCM under a key derived from it (HKDF-SHA-256, label
-// "indelible data-key wrap"), and the index key is derived likewise (label
-// "indelible blind index").
-func NewKeyring(master []byte) (Keyring, error) { panic("unimplemented") }
-
 // Config configures Open.
 type Config struct {
 	Log     *ledger.Log      // required
@@ -63,13 +60,58 @@ type Config struct {
 }
 
 // Layer is the open events layer. Safe for concurrent use.
-type Layer struct{}
+type Layer struct {
+	log    *ledger.Log
+	keys   Keyring
+	now    func() time.Time
+	logger *slog.Logger
+	blind  *blinder
+
+	dmu  sync.Mutex
+	days map[int64]*dayKey // data keys in use, unwrapped (seal.go)
+
+	imu      sync.Mutex
+	inflight map[[blindSize]byte]chan struct{} // idempotency keys being appended
+
+	closed atomic.Bool
+}
 
 // Open opens the events layer over an open log. It does not own the log.
-func Open(cfg Config) (*Layer, error) { panic("unimplemented") }
+func Open(cfg Config) (*Layer, error) {
+	if cfg.Log == nil || cfg.Keyring == nil {
+		return nil, errors.New("events: Config.Log and Config.Keyring are required")
+	}
+	ik := cfg.Keyring.IndexKey()
+	if len(ik) < 32 {
+		return nil, fmt.Errorf("%w: index key of %d bytes, want at least 32", ErrBadKey, len(ik))
+	}
+	l := &Layer{
+		log:      cfg.Log,
+		keys:     cfg.Keyring,
+		now:      cfg.Now,
+		logger:   cfg.Logger,
+		blind:    newBlinder(ik),
+		days:     make(map[int64]*dayKey),
+		inflight: make(map[[blindSize]byte]chan struct{}),
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	return l, nil
+}
 
 // Close stops the layer's goroutines (the log is closed by its owner).
-func (l *Layer) Close() error { panic("unimplemented") }
+// The layer has none of its own today; Close makes later calls fail.
+func (l *Layer) Close() error {
+	l.closed.Store(true)
+	return nil
+}
+
+// ErrClosed means the layer was closed.
+var ErrClosed = errors.New("events: closed")
 
 // Appended is the result of appending one event.
 type Appended struct {
@@ -87,7 +129,7 @@ type Appended struct {
 // ErrDuplicate, *event.Error for an event over the size limit, ledger's
 // fatal errors.
 func (l *Layer) Append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
-	panic("unimplemented")
+	return l.append(ctx, submittedBy, evs)
 }
 
 // Record is the unit every read returns (DESIGN section 6).
@@ -101,11 +143,15 @@ type Record struct {
 
 // MarshalJSON writes {"index","event","event_bytes","salt","commitment"}
 // with event as the event bytes verbatim (a JSON object) and the rest base64.
-func (r Record) MarshalJSON() ([]byte, error) { panic("unimplemented") }
+func (r Record) MarshalJSON() ([]byte, error) {
+	return marshalRecord(make([]byte, 0, 64+len(r.EventBytes)*7/3), &r), nil
+}
 
 // Get returns the record at index i, if i is below the published size and
-// was written by an event (ErrNotFound otherwise).
-func (l *Layer) Get(i int64) (Record, error) { panic("unimplemented") }
+// was written by an event (ErrNotFound otherwise; ErrNotEvent for an entry
+// written by no event). It decrypts the payload and checks that it opens the
+// log entry at i (ErrCorrupt otherwise).
+func (l *Layer) Get(i int64) (Record, error) { return l.get(i) }
 
 // Query is a filtered listing: filters AND together, exact match.
 type Query struct {
@@ -118,8 +164,10 @@ type Query struct {
 // ParseQuery parses the query parameters of GET /v1/events (and of the
 // stream, which also takes "cursor" as a resume index). Unknown parameters,
 // bad times (RFC 3339), bad limits are errors wrapping ErrBadQuery that name
-// the parameter.
-func ParseQuery(v url.Values) (Query, error) { panic("unimplemented") }
+// the parameter. since is inclusive and until exclusive (since <= time <
+// until); outcome must be one of the four outcomes; a parameter may be given
+// once.
+func ParseQuery(v url.Values) (Query, error) { return parseQuery(v) }
 
 // Page is one page of a listing, newest first by time, ties by index
 // (higher first). NextCursor is "" on the last page.
@@ -130,22 +178,28 @@ type Page struct {
 
 // List returns one page of q. A cursor that was not issued for the same
 // filters by this server is ErrBadCursor (cursors are authenticated).
-func (l *Layer) List(q Query) (Page, error) { panic("unimplemented") }
+func (l *Layer) List(q Query) (Page, error) { return l.list(q) }
 
 // Receipt returns the c2sp.org/tlog-proof receipt of event i: extra =
 // salt || event_bytes, an inclusion proof to the newest published (with
 // witnessing, quorum-cosigned) checkpoint, which it carries verbatim.
-func (l *Layer) Receipt(i int64) ([]byte, error) { panic("unimplemented") }
+func (l *Layer) Receipt(i int64) ([]byte, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	cp, signed := l.log.Checkpoint()
+	return l.receipt(i, cp, signed)
+}
 
 // WaitReceipts waits until a published checkpoint covers every index, then
 // returns their receipts in the same order.
 func (l *Layer) WaitReceipts(ctx context.Context, indexes []int64) ([][]byte, error) {
-	panic("unimplemented")
+	return l.waitReceipts(ctx, indexes)
 }
 
 // Stream calls send for every event matching q with index > after, in index
 // order, first those already stored, then each new one as it is published,
 // until ctx is done or send fails. It never skips an event.
 func (l *Layer) Stream(ctx context.Context, q Query, after int64, send func(Record) error) error {
-	panic("unimplemented")
+	return l.stream(ctx, q, after, send)
 }

@@ -1,0 +1,288 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"indelible.dev/event"
+	"indelible.dev/ledger"
+)
+
+// prepared is one event ready to append: its log entry, its sealed payload,
+// and its index keys, each ending with 8 placeholder bytes the Sidecar fills
+// with the index once the sequencer assigns it.
+type prepared struct {
+	commitment [32]byte
+	payload    []byte
+	keys       [][]byte // 't' and 'f' keys, value empty
+	idem       []byte   // 'd' key or nil; its value is the index
+	day        *dayKey  // non-nil: also write this day's wrapped key
+}
+
+// sidecar adds the event's writes to the log's batch. It only copies
+// precomputed bytes: everything costly happened before AppendEntries.
+func (p *prepared) sidecar(i int64, w ledger.Writer) error {
+	var ib [indexSize]byte
+	binary.BigEndian.PutUint64(ib[:], uint64(i))
+	if p.day != nil {
+		if err := w.Set(dayKeyKey(p.day.day), p.day.wrapped); err != nil {
+			return err
+		}
+	}
+	pk := [1 + indexSize]byte{prefixPayload}
+	copy(pk[1:], ib[:])
+	if err := w.Set(pk[:], p.payload); err != nil {
+		return err
+	}
+	for _, k := range p.keys {
+		copy(k[len(k)-indexSize:], ib[:])
+		if err := w.Set(k, nil); err != nil {
+			return err
+		}
+	}
+	if p.idem != nil {
+		if err := w.Set(p.idem, ib[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	if len(submittedBy) > 0xffff {
+		return nil, fmt.Errorf("events: submitter name of %d bytes", len(submittedBy))
+	}
+	if len(evs) == 0 {
+		return []Appended{}, nil
+	}
+	now := l.now()
+	out := make([]Appended, len(evs))
+	bytes := make([][]byte, len(evs))
+	evs = append([]event.Event(nil), evs...) // the caller's events stay as they were
+	for i := range evs {
+		e := &evs[i]
+		e.Finish(now, submittedBy)
+		b, err := event.Canonical(*e)
+		if err != nil {
+			var ee *event.Error
+			if errors.As(err, &ee) {
+				c := *ee
+				c.Position = i
+				return nil, &c
+			}
+			return nil, fmt.Errorf("events: encoding event %d: %w", i, err)
+		}
+		bytes[i] = b
+		out[i].ID = e.ID
+	}
+
+	// Idempotency: claim the request's ids (so a concurrent duplicate waits
+	// for this append to finish), then look each up. The first occurrence
+	// of an id in the request is the one appended.
+	var idem [][blindSize]byte
+	first := map[[blindSize]byte]int{}
+	skip := make([]int, len(evs)) // -1: append; else: same as that position, or the stored index (dupStored)
+	for i := range evs {
+		skip[i] = -1
+		if evs[i].ID == "" {
+			continue
+		}
+		k := l.blind.idem(submittedBy, evs[i].ID)
+		if j, ok := first[k]; ok {
+			skip[i] = j
+			continue
+		}
+		first[k] = i
+		idem = append(idem, k)
+	}
+	release, err := l.claim(ctx, idem)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	stored := map[[blindSize]byte]int64{}
+	for _, k := range idem {
+		v, err := l.log.GetExt(idemKey(k))
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("events: looking up an id: %w", err)
+		}
+		if len(v) != indexSize {
+			return nil, fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
+		}
+		stored[k] = int64(binary.BigEndian.Uint64(v))
+	}
+
+	day, err := l.dayKeyFor(dayOf(now), true)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for i := range evs {
+		if skip[i] < 0 {
+			if evs[i].ID != "" {
+				if _, ok := stored[l.blind.idem(submittedBy, evs[i].ID)]; ok {
+					continue
+				}
+			}
+			n++
+		}
+	}
+	// One draw of randomness for every salt of the request.
+	salts := make([]byte, n*event.SaltSize)
+	if _, err := rand.Read(salts); err != nil {
+		return nil, fmt.Errorf("events: drawing salts: %w", err)
+	}
+	ctr := day.nonces(n)
+	preps := make([]prepared, n)
+	entries := make([]ledger.Entry, n)
+	pos := make([]int, n) // event position of each entry
+	k := 0
+	for i := range evs {
+		if skip[i] >= 0 {
+			continue
+		}
+		var ik [blindSize]byte
+		if evs[i].ID != "" {
+			ik = l.blind.idem(submittedBy, evs[i].ID)
+			if idx, ok := stored[ik]; ok {
+				out[i].Index, out[i].Duplicate = idx, true
+				continue
+			}
+		}
+		p := &preps[k]
+		var salt [event.SaltSize]byte
+		copy(salt[:], salts[k*event.SaltSize:])
+		p.commitment = event.Commitment(salt, bytes[i])
+		p.payload = day.seal(ctr+uint64(k), &salt, bytes[i], &p.commitment)
+		p.keys = l.indexKeys(&evs[i])
+		if evs[i].ID != "" {
+			p.idem = idemKey(ik)
+		}
+		if k == 0 && !day.durable.Load() {
+			p.day = day
+		}
+		entries[k] = ledger.Entry{Data: p.commitment[:], Sidecar: p.sidecar}
+		pos[k] = i
+		k++
+	}
+	if n > 0 {
+		// The entries must not be abandoned half-way: a cancelled context
+		// would let this call return (and release the ids) while the batch
+		// may still commit. The wait is bounded by one commit.
+		idx, err := l.log.AppendEntries(context.WithoutCancel(ctx), entries)
+		if err != nil {
+			return nil, fmt.Errorf("events: appending: %w", err)
+		}
+		day.durable.Store(true)
+		for j, i := range pos {
+			out[i].Index = idx[j]
+		}
+	}
+	for i := range evs {
+		if j := skip[i]; j >= 0 {
+			out[i].Index, out[i].Duplicate = out[j].Index, true
+		}
+	}
+	return out, nil
+}
+
+// indexKeys returns the event's 't' key and its 'f' keys, in one
+// allocation, each ending with the index placeholder.
+func (l *Layer) indexKeys(e *event.Event) [][]byte {
+	var vals [numFields + 1]string
+	if e.Actor != nil {
+		vals[fieldActor] = e.Actor.ID
+	}
+	vals[fieldAction] = e.Action
+	if e.Resource != nil {
+		vals[fieldResource] = e.Resource.ID
+	}
+	vals[fieldOutcome] = e.Outcome
+	vals[fieldSource] = e.Source
+	nf := 0
+	for f := fieldActor; f <= numFields; f++ {
+		if vals[f] != "" {
+			nf++
+		}
+	}
+	const tlen = 1 + timeKeySize + indexSize
+	const flen = 2 + blindSize + timeKeySize + indexSize
+	arena := make([]byte, 0, tlen+nf*flen)
+	keys := make([][]byte, 0, 1+nf)
+	var tk [timeKeySize]byte
+	appendTimeKey(tk[:0], e.Time)
+	arena = append(arena, prefixTime)
+	arena = append(arena, tk[:]...)
+	arena = append(arena, make([]byte, indexSize)...)
+	keys = append(keys, arena[:tlen:tlen])
+	for f := fieldActor; f <= numFields; f++ {
+		if vals[f] == "" {
+			continue
+		}
+		b := l.blind.field(f, vals[f])
+		s := len(arena)
+		arena = append(arena, prefixField, f)
+		arena = append(arena, b[:]...)
+		arena = append(arena, tk[:]...)
+		arena = append(arena, make([]byte, indexSize)...)
+		keys = append(keys, arena[s:len(arena):len(arena)])
+	}
+	return keys
+}
+
+func idemKey(b [blindSize]byte) []byte {
+	k := make([]byte, 1+blindSize)
+	k[0] = prefixIdem
+	copy(k[1:], b[:])
+	return k
+}
+
+// claim marks the idempotency keys as in flight. If another append holds
+// one of them, it releases what it took, waits for that append to finish
+// and tries again (never holding one key while waiting for another, so two
+// requests cannot deadlock).
+func (l *Layer) claim(ctx context.Context, keys [][blindSize]byte) (release func(), err error) {
+	if len(keys) == 0 {
+		return func() {}, nil
+	}
+	for {
+		l.imu.Lock()
+		var busy chan struct{}
+		for _, k := range keys {
+			if ch, ok := l.inflight[k]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			ch := make(chan struct{})
+			for _, k := range keys {
+				l.inflight[k] = ch
+			}
+			l.imu.Unlock()
+			return func() {
+				l.imu.Lock()
+				for _, k := range keys {
+					delete(l.inflight, k)
+				}
+				l.imu.Unlock()
+				close(ch)
+			}, nil
+		}
+		l.imu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

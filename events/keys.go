@@ -1,0 +1,174 @@
+package events
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"sync"
+	"time"
+)
+
+// The events layer's key space inside the ledger's extension namespace
+// (docs/events.md has the full table). Every key is a one-byte prefix and
+// fixed-width fields; integers are big-endian, so numeric order is key order.
+//
+//	'k' day(8)                              wrapped data key of a UTC day
+//	'p' i(8)                                sealed payload of the event at index i
+//	't' time(12) i(8)                       time index (value empty)
+//	'f' field(1) blind(16) time(12) i(8)    blind field index (value empty)
+//	'd' blind(16)                           idempotency key -> i(8)
+//
+// Reserved for the lifecycle (erasure, retention) and tokens: 'z', 'r', 'a'.
+const (
+	prefixDayKey  = 'k'
+	prefixPayload = 'p'
+	prefixTime    = 't'
+	prefixField   = 'f'
+	prefixIdem    = 'd'
+)
+
+const (
+	blindSize   = 16
+	timeKeySize = 12
+	indexSize   = 8
+)
+
+// Blind-indexed fields. The byte is the field's code in 'f' keys; the name
+// is what the HMAC covers.
+const (
+	fieldActor byte = iota + 1
+	fieldAction
+	fieldResource
+	fieldOutcome
+	fieldSource
+	numFields = fieldSource
+)
+
+var fieldNames = [numFields + 1]string{"", "actor", "action", "resource", "outcome", "source"}
+
+func dayKeyKey(day int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixDayKey
+	binary.BigEndian.PutUint64(k[1:], uint64(day))
+	return k
+}
+
+func payloadKey(i int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixPayload
+	binary.BigEndian.PutUint64(k[1:], uint64(i))
+	return k
+}
+
+// appendTimeKey appends t as 12 bytes that sort as the times do: Unix
+// seconds with the sign bit flipped, then nanoseconds. (Nanoseconds since
+// the epoch in an int64 would not cover the years 0000..9999 events allow.)
+func appendTimeKey(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^1<<63)
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+func parseTimeKey(b []byte) time.Time {
+	s := int64(binary.BigEndian.Uint64(b) ^ 1<<63)
+	return time.Unix(s, int64(binary.BigEndian.Uint32(b[8:]))).UTC()
+}
+
+// dayOf is the UTC day (days since the Unix epoch) of t.
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	d := s / 86400
+	if s%86400 < 0 {
+		d--
+	}
+	return d
+}
+
+// blinder computes blind indexes: HMAC-SHA-256 under the index key,
+// truncated to 16 bytes. Low-cardinality values (actions, outcomes,
+// sources...) repeat a lot, so results are cached in memory (never on disk).
+type blinder struct {
+	pool sync.Pool // of hash.Hash (keyed HMAC)
+
+	mu    sync.RWMutex
+	cache [numFields + 1]map[string][blindSize]byte
+	n     int
+}
+
+const blindCacheMax = 1 << 16
+
+func newBlinder(key []byte) *blinder {
+	k := append([]byte(nil), key...)
+	b := &blinder{}
+	b.pool.New = func() any { return hmac.New(sha256.New, k) }
+	for f := range b.cache {
+		b.cache[f] = make(map[string][blindSize]byte)
+	}
+	return b
+}
+
+// field returns the blind index of value in field f:
+// HMAC(indexKey, name || 0x00 || value)[:16].
+func (b *blinder) field(f byte, value string) [blindSize]byte {
+	b.mu.RLock()
+	v, ok := b.cache[f][value]
+	b.mu.RUnlock()
+	if ok {
+		return v
+	}
+	h := b.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(fieldNames[f]))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	b.pool.Put(h)
+	copy(v[:], sum[:])
+	b.mu.Lock()
+	if b.n >= blindCacheMax {
+		for f := range b.cache {
+			clear(b.cache[f])
+		}
+		b.n = 0
+	}
+	if _, ok := b.cache[f][value]; !ok {
+		b.cache[f][value] = v
+		b.n++
+	}
+	b.mu.Unlock()
+	return v
+}
+
+// idem returns the idempotency key of a writer's id:
+// HMAC(indexKey, "id" || 0x00 || len(submittedBy) (2 bytes) || submittedBy || id)[:16].
+// The length prefix keeps (writer, id) pairs from running into each other.
+func (b *blinder) idem(submittedBy, id string) [blindSize]byte {
+	h := b.pool.Get().(hash.Hash)
+	h.Reset()
+	var pre [5]byte
+	copy(pre[:], "id\x00")
+	binary.BigEndian.PutUint16(pre[3:], uint16(len(submittedBy)))
+	h.Write(pre[:])
+	h.Write([]byte(submittedBy))
+	h.Write([]byte(id))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	b.pool.Put(h)
+	var v [blindSize]byte
+	copy(v[:], sum[:])
+	return v
+}
+
+// mac returns HMAC(indexKey, label || 0x00 || data), whole: for cursors.
+func (b *blinder) mac(label string, data []byte) [sha256.Size]byte {
+	h := b.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(label))
+	h.Write([]byte{0})
+	h.Write(data)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	b.pool.Put(h)
+	return sum
+}
