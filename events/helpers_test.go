@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,9 +28,22 @@ type env struct {
 	clock  *clock
 }
 
-type clock struct{ t time.Time }
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *clock) now() time.Time { return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
 
 func newSigner(t testing.TB) (note.Signer, string) {
 	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/events-test")
@@ -49,7 +64,7 @@ func newEnv(t testing.TB, fs vfs.FS) *env {
 	master := make([]byte, MasterKeySize)
 	rand.Read(master)
 	e := &env{t: t, dir: t.TempDir(), signer: s, vkey: vkey, master: master, fs: fs,
-		clock: &clock{time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}}
+		clock: &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}}
 	if fs != nil {
 		e.dir = "/data"
 	}
@@ -60,7 +75,7 @@ func newEnv(t testing.TB, fs vfs.FS) *env {
 
 func (e *env) open() {
 	e.t.Helper()
-	log, err := ledger.Open(e.dir, ledger.Options{Signer: e.signer, FS: e.fs})
+	log, err := ledger.Open(e.dir, ledger.Options{Signer: e.signer, FS: e.fs, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
