@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -165,12 +164,4 @@ func (e *env) listAll(q Query) []Record {
 		}
 		q.Cursor = p.NextCursor
 	}
-}
-
-func indexes(rs []Record) string {
-	s := ""
-	for _, r := range rs {
-		s += fmt.Sprint(r.Index, " ")
-	}
-	return s
 }

@@ -69,11 +69,6 @@ func appendTimeKey(b []byte, t time.Time) []byte {
 	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 }
 
-func parseTimeKey(b []byte) time.Time {
-	s := int64(binary.BigEndian.Uint64(b) ^ 1<<63)
-	return time.Unix(s, int64(binary.BigEndian.Uint32(b[8:]))).UTC()
-}
-
 // dayOf is the UTC day (days since the Unix epoch) of t.
 func dayOf(t time.Time) int64 {
 	s := t.Unix()
