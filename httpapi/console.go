@@ -46,9 +46,11 @@ type Histogrammer interface {
 
 // ConsoleConfig configures MountConsole.
 type ConsoleConfig struct {
-	// Tokens authenticates the read-scoped routes (histogram, log status).
+	// Tokens authenticates the read-scoped routes (histogram, log status);
+	// nil leaves them out. Default in Config.Console: Config.Tokens.
 	Tokens *auth.Store
 	// Events serves GET /v1/events/histogram; nil leaves the route out.
+	// Default in Config.Console: Config.Events.
 	Events Histogrammer
 	// LogVKey is the log's note verifier key; WitnessVKeys the witnesses'
 	// cosignature/v1 verifier keys; Quorum the cosignatures a checkpoint
@@ -92,10 +94,25 @@ func (s *Server) MountConsole(cfg ConsoleConfig) {
 	s.route(http.MethodGet, routeConsole, h.serveIndex)
 	s.route(http.MethodGet, routeConsoleAsset, h.serveAsset)
 	s.route(http.MethodGet, routeKeys, h.serveKeys)
-	s.route(http.MethodGet, routeLogStatus, h.requireRead(h.serveLogStatus))
-	if cfg.Events != nil {
-		s.route(http.MethodGet, routeHistogram, h.requireRead(h.serveHistogram))
+	if cfg.Tokens != nil {
+		s.route(http.MethodGet, routeLogStatus, requireScope(cfg.Tokens, auth.ScopeRead, h.serveLogStatus))
+		if cfg.Events != nil {
+			s.route(http.MethodGet, routeHistogram, requireScope(cfg.Tokens, auth.ScopeRead, h.serveHistogram))
+		}
 	}
+}
+
+// mountConsoleFor mounts the console as cfg.Console says, with the token
+// store and events layer of cfg (New calls it in events mode).
+func (s *Server) mountConsoleFor(cfg Config) {
+	c := *cfg.Console
+	if c.Tokens == nil {
+		c.Tokens = cfg.Tokens
+	}
+	if c.Events == nil && cfg.Events != nil {
+		c.Events = cfg.Events
+	}
+	s.MountConsole(c)
 }
 
 // consoleHeaders sets the headers every console page and asset carries.
@@ -141,31 +158,6 @@ func (h *consoleHandlers) serveFile(c echo.Context, name string) error {
 func (h *consoleHandlers) serveKeys(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, h.keys)
-}
-
-// requireRead lets through requests carrying a live token with the read
-// scope ("Authorization: Bearer <token>"): 401 without one, 403 with one
-// lacking the scope. The token is never logged.
-func (h *consoleHandlers) requireRead(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if h.cfg.Tokens == nil {
-			return echo.NewHTTPError(http.StatusUnauthorized, "no token store configured")
-		}
-		secret, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if !ok || secret == "" {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="indelible"`)
-			return echo.NewHTTPError(http.StatusUnauthorized, "missing bearer token")
-		}
-		t, err := h.cfg.Tokens.Authenticate(secret)
-		if err != nil {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="indelible", error="invalid_token"`)
-			return echo.NewHTTPError(http.StatusUnauthorized, auth.ErrUnauthenticated.Error())
-		}
-		if !t.Allows(auth.ScopeRead) {
-			return echo.NewHTTPError(http.StatusForbidden, auth.ErrForbidden.Error()+": read")
-		}
-		return next(c)
-	}
 }
 
 // logStatusBody is the reply of GET /v1/log/status.
