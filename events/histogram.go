@@ -45,11 +45,11 @@ type Histogram struct {
 // It pages through List (decrypting each record), so its cost grows with the
 // number of events in the range; MaxHistogramEvents caps it.
 func (l *Layer) Histogram(q Query, bucket time.Duration) (Histogram, error) {
-	return histogram(q, bucket, l.List)
+	return histogram(q, bucket, l.List, MaxHistogramEvents)
 }
 
-// histogram is Histogram over any List.
-func histogram(q Query, bucket time.Duration, list func(Query) (Page, error)) (Histogram, error) {
+// histogram is Histogram over any List, counting at most maxEvents.
+func histogram(q Query, bucket time.Duration, list func(Query) (Page, error), maxEvents int64) (Histogram, error) {
 	if bucket < time.Second || bucket%time.Second != 0 {
 		return Histogram{}, fmt.Errorf("%w: bucket %v: want whole seconds, at least 1s", ErrBadQuery, bucket)
 	}
@@ -84,7 +84,7 @@ func histogram(q Query, bucket time.Duration, list func(Query) (Page, error)) (H
 			}
 			h.Buckets[t.Sub(start)/bucket].Count++
 			h.Total++
-			if h.Total >= MaxHistogramEvents {
+			if h.Total >= maxEvents {
 				if i < len(p.Records)-1 || p.NextCursor != "" {
 					h.Complete, h.Oldest = false, t
 				}
