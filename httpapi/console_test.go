@@ -96,7 +96,7 @@ func newTab(t *testing.T) context.Context {
 		cancel()
 		noBrowser("%v", err)
 	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() {
 		if t.Failed() {
 			sctx, c := context.WithTimeout(ctx, 5*time.Second)

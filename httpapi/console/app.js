@@ -316,6 +316,8 @@ async function loadEvents(reset) {
       state.loading = false;
       $("more").disabled = false;
       $("more").hidden = !state.next;
+      // Which view the rows are for (tests and scripts wait on it).
+      document.body.dataset.loaded = `${gen}:${location.hash}`;
     }
   }
 }
