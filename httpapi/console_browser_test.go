@@ -8,6 +8,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"iter"
 	"log/slog"
@@ -17,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -219,7 +223,8 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%s): %v", what, expr, err)
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash + " | status: " + document.getElementById("status").textContent + " | " + document.getElementById("empty").textContent`))
+			t.Fatalf("timed out waiting for %s (%s): %v; page: %s", what, expr, err, page)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -277,9 +282,20 @@ func TestConsoleTimeline(t *testing.T) {
 	f := newConsoleFixture(t)
 	f.seed()
 	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=all")
+	f.signIn(t, ctx, "#/events?range=1h")
 
-	// All time: 160 events, 100 per page; scrolling loads the rest.
+	// The last hour: 120 events, 100 per page; scrolling loads the rest
+	// (with the cursor of the same resolved range).
+	if n := len(rowIndexes(t, ctx)); n != 100 {
+		t.Fatalf("first page: %d rows, want 100", n)
+	}
+	do(t, ctx, chromedp.ScrollIntoView(chromedp.ID("sentinel")))
+	waitJS(t, ctx, "the second page", `document.querySelectorAll("#rows tr").length === 120 && document.getElementById("status").textContent.includes("shown")`)
+	checkNewestFirst(t, rowTimes(t, ctx))
+
+	// All time: 160 events.
+	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
+	waitLoaded(t, ctx, "all time", "range=all")
 	if n := len(rowIndexes(t, ctx)); n != 100 {
 		t.Fatalf("first page: %d rows, want 100", n)
 	}
@@ -409,7 +425,7 @@ func TestConsoleVerify(t *testing.T) {
 		t.Errorf("canonical JSON shown %q, want %q", got, rec.bytes)
 	}
 	if screenshot := os.Getenv("INDELIBLE_SCREENSHOT"); screenshot == "1" {
-		saveDocsScreenshot(t, ctx)
+		saveDocsScreenshot(t, ctx, f.url, index)
 	}
 
 	for _, tc := range []struct{ mode, step string }{{"event", "commitment"}, {"proof", "inclusion"}} {
@@ -482,19 +498,68 @@ func (f *consoleFixture) record(index int64) testRecord {
 	return testRecord{bytes: r.EventBytes}
 }
 
-// saveDocsScreenshot writes docs/console.png: the console at 1280x800 with
-// an event verified.
-func saveDocsScreenshot(t *testing.T, ctx context.Context) {
+// saveDocsScreenshot writes docs/console.png: the console at 1280x800, the
+// last 24 hours with the histogram, and an event verified step by step.
+func saveDocsScreenshot(t *testing.T, ctx context.Context, base string, index int64) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	do(t, ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(fmt.Sprintf("%s/#/events?range=1h&event=%d", base, index)))
+	waitJS(t, ctx, "the histogram", `document.querySelectorAll("#hist-body rect.bar").length > 0`)
+	waitJS(t, ctx, "the event panel", `document.getElementById("verify")`)
+	do(t, ctx, chromedp.Click(chromedp.ID("verify")))
+	waitJS(t, ctx, "the verdict", `document.getElementById("verify-result").dataset.verdict === "ok"`)
+	js[bool](t, ctx, `(document.getElementById("panel").scrollTop = 330, document.activeElement.blur(), true)`)
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join("..", "docs", "console.png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s (%d bytes)", p, len(png))
+	var out bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&out, quantize(img)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join("..", "docs", "console.png")
+	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d bytes)", p, out.Len())
+}
+
+// quantize maps img to its 256 most frequent colours (each pixel to the
+// nearest), which keeps a flat UI screenshot sharp and the PNG small.
+func quantize(img image.Image) *image.Paletted {
+	b := img.Bounds()
+	counts := map[color.RGBA]int{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			counts[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)]++
+		}
+	}
+	cs := make([]color.RGBA, 0, len(counts))
+	for c := range counts {
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b color.RGBA) int { return counts[b] - counts[a] })
+	pal := make(color.Palette, 0, 256)
+	for _, c := range cs[:min(256, len(cs))] {
+		pal = append(pal, c)
+	}
+	out := image.NewPaletted(b, pal)
+	nearest := map[color.RGBA]uint8{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			i, ok := nearest[c]
+			if !ok {
+				i = uint8(pal.Index(c))
+				nearest[c] = i
+			}
+			out.SetColorIndex(x, y, i)
+		}
+	}
+	return out
 }
 
 // TestConsoleLiveTail: with live tail on, an event posted during the test

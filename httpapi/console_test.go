@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +101,7 @@ func newTab(t *testing.T) context.Context {
 	t.Cleanup(func() {
 		if t.Failed() {
 			sctx, c := context.WithTimeout(ctx, 5*time.Second)
-			if png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90)); err == nil {
+			if png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil { // 100: PNG
 				dir, err := os.MkdirTemp("", "indelible-console-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
 				if err == nil {
 					p := filepath.Join(dir, "failure.png")
@@ -578,4 +579,100 @@ func TestConsoleVerifierMatchesGo(t *testing.T) {
 		t.Errorf("quorum 1 with one cosignature: Go %v, browser ok=%v step %q", gerr, v.OK, v.Failed)
 	}
 	t.Logf("%d valid receipts, %d named mutations, %d byte flips and truncations: verdicts agree", len(valid), len(ms), len(sweep))
+}
+
+// get sends GET path to the fixture's server with token ("" for none).
+func (f *consoleFixture) get(path, token string) (int, []byte) {
+	f.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.direct+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestHistogramRoute checks GET /v1/events/histogram over real stored
+// events: counts per bucket, filters, auth, and every bad parameter.
+func TestHistogramRoute(t *testing.T) {
+	f := newConsoleFixture(t)
+	base := time.Now().UTC().Truncate(5 * time.Minute).Add(-30 * time.Minute)
+	var evs []map[string]any
+	for i := 0; i < 90; i++ {
+		evs = append(evs, map[string]any{"action": "a", "actor": map[string]any{"id": []string{"x", "y", "z"}[i%3]},
+			"time": base.Add(time.Duration(i*20) * time.Second).Format(time.RFC3339)})
+	}
+	f.post(evs)
+	q := url.Values{"since": {base.Format(time.RFC3339)}, "until": {base.Add(30 * time.Minute).Format(time.RFC3339)}, "bucket": {"5m"}}
+	status, b := f.get("/v1/events/histogram?"+q.Encode(), f.read)
+	if status != 200 {
+		t.Fatalf("histogram: %d %s", status, b)
+	}
+	var h histogramBody
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Total != 90 || len(h.Buckets) != 6 || !h.Complete || h.Bucket != "5m0s" {
+		t.Fatalf("histogram: %s", b)
+	}
+	for i, bk := range h.Buckets {
+		if bk.Count != 15 || !bk.Start.Equal(base.Add(time.Duration(i)*5*time.Minute)) {
+			t.Errorf("bucket %d: %+v, want 15 events from %v", i, bk, base.Add(time.Duration(i)*5*time.Minute))
+		}
+	}
+	q.Set("actor", "y")
+	q.Set("bucket", "30m")
+	if _, b := f.get("/v1/events/histogram?"+q.Encode(), f.read); !strings.Contains(string(b), `"total":30`) {
+		t.Errorf("actor=y: %s", b)
+	}
+	if status, _ := f.get("/v1/events/histogram?"+q.Encode(), ""); status != 401 {
+		t.Errorf("no token: %d, want 401", status)
+	}
+	if status, _ := f.get("/v1/events/histogram?"+q.Encode(), f.write); status != 403 {
+		t.Errorf("append-only token: %d, want 403", status)
+	}
+	since := base.Format(time.RFC3339)
+	for _, bad := range []string{
+		"since=" + since,                          // no bucket
+		"since=" + since + "&bucket=fast",         // bad bucket
+		"since=" + since + "&bucket=500ms",        // under a second
+		"since=" + since + "&bucket=1500ms",       // not whole seconds
+		"since=" + since + "&bucket=1m&bucket=2m", // twice
+		"bucket=1m",                                                // no since
+		"since=yesterday&bucket=1m",                                // bad time
+		"since=" + since + "&bucket=1m&limit=5",                    // limit
+		"since=" + since + "&bucket=1m&cursor=abc",                 // cursor
+		"since=" + since + "&bucket=1m&colour=blue",                // unknown parameter
+		"since=2000-01-01T00:00:00Z&bucket=1m",                     // too many buckets
+		"since=" + since + "&until=2000-01-01T00:00:00Z&bucket=1m", // reversed
+	} {
+		status, b := f.get("/v1/events/histogram?"+bad, f.read)
+		if status != 400 || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("%s: %d %s, want 400 with an error", bad, status, b)
+		}
+	}
+}
+
+// TestLogStatusRoute checks GET /v1/log/status: the witnesses as the log
+// sees them, behind the read scope.
+func TestLogStatusRoute(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.post([]map[string]any{{"action": "a"}})
+	if status, _ := f.get("/v1/log/status", ""); status != 401 {
+		t.Fatalf("no token: %d", status)
+	}
+	status, b := f.get("/v1/log/status", f.read)
+	var st logStatusBody
+	if status != 200 || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("status: %d %s", status, b)
+	}
+	if st.Origin != "example.com/console" || st.Published < 1 || st.Witnessed == nil || *st.Witnessed < 1 || len(st.Witnesses) != 2 ||
+		st.Witnesses[0].Name != "w1.example" || st.Witnesses[0].Known < 1 {
+		t.Fatalf("status: %s", b)
+	}
 }

@@ -19,6 +19,7 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   view: "events",
   query: {}, // the filters in the URL
+  range: null, // the listing's time range, resolved when it started
   loadedKey: null, // the query string the rows were loaded for
   rows: [], // records shown, newest first
   indexes: new Set(),
@@ -47,6 +48,12 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c);
   return e;
+}
+
+// fill replaces e's children, skipping null and undefined (which
+// replaceChildren would turn into the text "null").
+function fill(e, ...children) {
+  e.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 }
 
 function toast(msg) {
@@ -135,10 +142,13 @@ async function api(path, opts = {}) {
 
 const apiJSON = async (path, opts) => (await api(path, opts)).json();
 
-function queryString(q, extra = {}) {
+// queryString is the API query for the filters q, with the time range
+// resolved once per listing (a quick pick moves with the clock, and a
+// cursor is only valid for the exact filters it was issued for).
+function queryString(q, extra = {}, range = state.range) {
   const p = new URLSearchParams();
   for (const k of FILTERS) if (q[k]) p.set(k, q[k]);
-  const { since, until } = timeRange(q);
+  const { since, until } = range || timeRange(q);
   if (since) p.set("since", since);
   if (until) p.set("until", until);
   for (const [k, v] of Object.entries(extra)) if (v !== "" && v !== undefined && v !== null) p.set(k, v);
@@ -173,7 +183,7 @@ function signOut(msg = "") {
   state.indexes.clear();
   state.loadedKey = null;
   state.next = "";
-  $("rows").replaceChildren();
+  fill($("rows"), );
   showSignin(msg);
 }
 
@@ -233,7 +243,7 @@ function route() {
     parseHash.visited = true;
     state.query = q;
     fillFilters(q);
-    const key = queryString(q, { range: q.range });
+    const key = listingKey(q);
     if (key !== state.loadedKey) loadEvents(true);
     if (q.event) openEvent(q.event);
     else closePanel(false);
@@ -279,14 +289,20 @@ function filterBy(field, value) {
 
 // ---------- timeline ----------
 
+// listingKey identifies a listing: the URL's filters, without the event.
+function listingKey(q) {
+  return JSON.stringify([...FILTERS, "range", "since", "until"].map((k) => q[k] || ""));
+}
+
 async function loadEvents(reset) {
   if (reset) {
     state.gen++;
     state.rows = [];
     state.indexes.clear();
     state.next = "";
-    state.loadedKey = queryString(state.query, { range: state.query.range });
-    $("rows").replaceChildren();
+    state.loadedKey = listingKey(state.query);
+    state.range = timeRange(state.query);
+    fill($("rows"), );
     $("empty").hidden = true;
     loadHistogram();
     if (state.live) startLive();
@@ -318,6 +334,11 @@ async function loadEvents(reset) {
       $("more").hidden = !state.next;
       // Which view the rows are for (tests and scripts wait on it).
       document.body.dataset.loaded = `${gen}:${location.hash}`;
+      // The observer fires on changes only: if the end of the list is
+      // still in sight (a tall window, or a scroll during the load), go on.
+      if (state.next && state.view === "events" && $("sentinel").getBoundingClientRect().top < innerHeight + 200) {
+        setTimeout(() => loadEvents(false), 0);
+      }
     }
   }
 }
@@ -330,7 +351,7 @@ function showEmpty() {
     return;
   }
   const any = FILTERS.some((k) => state.query[k]);
-  e.replaceChildren(
+  fill(e, 
     "No events match ",
     any ? "these filters" : "this view",
     state.query.range && state.query.range !== "all" ? ` in the last ${state.query.range}` : "",
@@ -346,7 +367,7 @@ function showError(err) {
   const e = $("empty");
   e.classList.add("error");
   const gone = err.status === 0;
-  e.replaceChildren(
+  fill(e, 
     gone ? "The server is not answering. " : `The server refused the request: ${err.message}. `,
     el("button", { type: "button", class: "secondary", onclick: () => loadEvents(true) }, "Retry"),
   );
@@ -415,18 +436,18 @@ function bucketFor(ms) {
 async function loadHistogram() {
   const fig = $("histogram");
   const body = $("hist-body");
-  const { since, until } = timeRange(state.query);
+  const { since, until } = state.range;
   if (!since) {
     fig.hidden = false;
     $("hist-caption").textContent = "Pick a time range to see events over time.";
-    body.replaceChildren();
+    fill(body, );
     return;
   }
   const end = until ? new Date(until) : new Date();
   const [bucket] = bucketFor(end - new Date(since));
   if (!bucket) {
     $("hist-caption").textContent = "The range is too long for a histogram; narrow it.";
-    body.replaceChildren();
+    fill(body, );
     return;
   }
   const gen = state.gen;
@@ -477,7 +498,7 @@ function renderHistogram(h) {
     (h.complete ? "" : `; counted back to ${fmtTime(h.oldest_counted)} only`);
   svg.setAttribute("aria-label", summary);
   $("hist-caption").textContent = summary + ". Click a bar to zoom in.";
-  $("hist-body").replaceChildren(svg);
+  fill($("hist-body"), svg);
 }
 
 // ---------- live tail ----------
@@ -649,7 +670,7 @@ async function renderKeys() {
         el("dd", { class: "mono" }, (k.witnesses || []).length ? (k.witnesses || []).join("\n") : "none"),
         el("dt", {}, "Quorum"), el("dd", {}, String(k.quorum || (k.witnesses || []).length)))
       : el("p", {}, "none");
-  body.replaceChildren(
+  fill(body, 
     el("div", { class: "health" }, el("h3", {}, "Offered by the server"), server ? list(server) : el("p", {}, `Unavailable: ${err}`)),
     el("div", { class: "health" }, el("h3", {}, pin ? `Pinned in this browser (${fmtTime(pin.pinned_at)})` : "Pinned in this browser"), list(pin),
       pin ? el("p", { class: mismatch ? "plain bad" : "plain ok" }, mismatch ? "The pinned keys differ from the server's." : "The pinned keys match the server's.") : el("p", {}, "Nothing pinned: receipts are checked with the server's keys.")),
@@ -689,13 +710,13 @@ async function openEvent(index) {
   let rec = recordOf(index);
   panel.hidden = false;
   $("panel-title").textContent = `Event ${index}`;
-  $("panel-body").replaceChildren(el("p", {}, "Loading…"));
+  fill($("panel-body"), el("p", {}, "Loading…"));
   panel.focus();
   if (!rec) {
     try {
       rec = await apiJSON(`/v1/events/${encodeURIComponent(index)}`);
     } catch (e) {
-      $("panel-body").replaceChildren(el("p", { class: "empty error" }, e.status === 404 ? "No such event." : e.status === 410 ? `This event was erased: ${e.message}` : e.message));
+      fill($("panel-body"), el("p", { class: "empty error" }, e.status === 404 ? "No such event." : e.status === 410 ? `This event was erased: ${e.message}` : e.message));
       return;
     }
   }
@@ -730,7 +751,7 @@ function renderPanel(rec) {
     row("Commitment", rec.commitment),
   );
   const result = el("div", { id: "verify-result", "aria-live": "polite" });
-  $("panel-body").replaceChildren(
+  fill($("panel-body"), 
     table,
     ev.metadata ? [el("h3", {}, "Metadata"), el("pre", {}, JSON.stringify(ev.metadata, null, 2))] : null,
     el("h3", {}, "Canonical JSON (the bytes the commitment covers)"),
@@ -773,14 +794,14 @@ async function downloadReceipt(index) {
 }
 
 async function verifyEvent(rec, out) {
-  out.replaceChildren(el("p", {}, "Verifying in this browser…"));
+  fill(out, el("p", {}, "Verifying in this browser…"));
   out.removeAttribute("data-verdict");
   let data;
   let ks;
   try {
     [data, ks] = await Promise.all([fetchReceipt(rec.index), keysForVerify()]);
   } catch (e) {
-    out.replaceChildren(el("p", { class: "verdict bad" }, `Cannot verify: ${e.message}`));
+    fill(out, el("p", { class: "verdict bad" }, `Cannot verify: ${e.message}`));
     out.dataset.verdict = "error";
     return;
   }
@@ -809,7 +830,7 @@ function renderVerification(out, res, keySource) {
   const failed = res.steps.find((s) => s.ok === false);
   out.dataset.verdict = res.ok ? "ok" : "bad";
   out.dataset.failed = failed ? failed.id : "";
-  out.replaceChildren(
+  fill(out, 
     el("p", { class: `verdict ${res.ok ? "ok" : "bad"}`, id: "verdict" },
       res.ok ? "Verified in this browser: the log committed to exactly these event bytes, in a checkpoint signed by the log and cosigned by its witnesses." :
         `Verification FAILED at: ${failed ? failed.title : "unknown step"}. Do not trust this event's record.`),
@@ -945,12 +966,12 @@ async function refreshBadge() {
 
 async function renderHealth() {
   const body = $("health-body");
-  body.replaceChildren(el("p", {}, "Checking…"));
+  fill(body, el("p", {}, "Checking…"));
   let h;
   try {
     h = await checkHealth();
   } catch (e) {
-    body.replaceChildren(el("p", { class: "empty error" }, e.status === 0 ? "The server is not answering." : `Cannot check the log: ${e.message}`));
+    fill(body, el("p", { class: "empty error" }, e.status === 0 ? "The server is not answering." : `Cannot check the log: ${e.message}`));
     return;
   }
   refreshBadge();
@@ -973,7 +994,7 @@ async function renderHealth() {
       el("td", {}, s ? (s.last_error ? `${s.failures} failures; last: ${s.last_error}` : `${s.failures} failures, last request fine`) : "—"),
     );
   });
-  body.replaceChildren(
+  fill(body, 
     el("div", { class: "health" },
       el("p", { class: `plain ${h.ok ? "ok" : "bad"}`, id: "health-plain" }, plain),
       h.problems.length ? el("ul", { id: "health-problems" }, h.problems.map((p) => el("li", {}, p))) : null,
@@ -1010,6 +1031,7 @@ function wire() {
   $("signout").addEventListener("click", () => signOut("Signed out."));
   $("filters").addEventListener("submit", (e) => {
     e.preventDefault();
+    state.loadedKey = null; // Apply always refreshes
     setHash("events", readFilters());
   });
   $("f-clear").addEventListener("click", () => setHash("events", { range: "24h" }));
@@ -1019,6 +1041,7 @@ function wire() {
       delete q.since;
       delete q.until;
       q.range = b.dataset.range;
+      state.loadedKey = null; // a quick pick always refreshes (it moves with the clock)
       setHash("events", q);
     });
   }
