@@ -27,6 +27,7 @@ import (
 	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"golang.org/x/mod/sumdb/note"
@@ -378,6 +379,22 @@ func TestConsoleTimeline(t *testing.T) {
 	}
 	do(t, ctx, chromedp.KeyEvent(kb.Escape))
 	waitJS(t, ctx, "the panel closed", `document.getElementById("panel").hidden`)
+
+	// A phone-width window: nothing wider than the screen but the table,
+	// which scrolls in its own box. Dark mode follows the system.
+	do(t, ctx, chromedp.EmulateViewport(390, 844))
+	if w := js[int](t, ctx, `document.documentElement.scrollWidth - innerWidth`); w > 0 {
+		wide := js[[]string](t, ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".timeline-wrap") && e.offsetParent !== null).slice(0, 5).map(e => e.tagName + "#" + e.id + "." + e.className)`)
+		t.Errorf("at 390 px the page is %d px wider than the window: %v", w, wide)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if bg := js[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(13, 17, 23)" {
+		t.Errorf("dark mode background %q", bg)
+	}
+	do(t, ctx, chromedp.EmulateViewport(1280, 800))
 
 	// Sign out forgets the token.
 	do(t, ctx, chromedp.Click(chromedp.ID("signout")))
