@@ -231,10 +231,25 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	}
 }
 
+// do runs the steps, each within 30 s.
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatal(err)
+	for i, step := range steps {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(sctx, step)
+		cancel()
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+}
+
+// click clicks the element matching the CSS selector from script (the
+// element's click(), as a keyboard activation would).
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	if !js[bool](t, ctx, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel)) {
+		t.Fatalf("no element %s to click", sel)
 	}
 }
 
@@ -710,11 +725,18 @@ func TestConsoleErrorStates(t *testing.T) {
 	if err := f.tokens.Revoke("sre"); err != nil {
 		t.Fatal(err)
 	}
-	do(t, ctx, chromedp.Click(chromedp.CSS(`.quick button[data-range="1h"]`)))
+	click(t, ctx, `.quick button[data-range="1h"]`)
 	waitJS(t, ctx, "sign-in after revocation", `!document.getElementById("signin").hidden && document.getElementById("signin-msg").textContent.includes("no longer accepts this token")`)
 	if js[int](t, ctx, `sessionStorage.length`) != 0 {
 		t.Error("the revoked token is still in sessionStorage")
 	}
+	// A navigation afterwards (or a request answered late) keeps the reason.
+	js[bool](t, ctx, `(location.hash = "#/health", true)`)
+	time.Sleep(200 * time.Millisecond)
+	if !js[bool](t, ctx, `document.getElementById("signin-msg").textContent.includes("no longer accepts this token")`) {
+		t.Error("the sign-out reason vanished on the next navigation")
+	}
+	js[bool](t, ctx, `(location.hash = "#/events?range=all", true)`)
 	// A bad token at sign-in is refused with a message.
 	do(t, ctx, chromedp.SendKeys(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
 	waitJS(t, ctx, "the refusal", `document.getElementById("signin-msg").textContent.includes("not accepted")`)
@@ -726,7 +748,7 @@ func TestConsoleErrorStates(t *testing.T) {
 	waitJS(t, ctx, "signed in again", `!document.getElementById("view-events").hidden && document.getElementById("status").textContent.includes("shown")`)
 	f.proxy.CloseClientConnections()
 	f.proxy.Close()
-	do(t, ctx, chromedp.Click(chromedp.CSS(`.quick button[data-range="7d"]`)))
+	click(t, ctx, `.quick button[data-range="7d"]`)
 	waitJS(t, ctx, "the server-gone state", `document.getElementById("empty").textContent.includes("The server is not answering")`)
 }
 

@@ -166,11 +166,13 @@ function timeRange(q) {
 
 // ---------- sign-in ----------
 
-function showSignin(msg = "") {
+// showSignin shows the sign-in form with msg; without one it keeps the
+// message already shown (a navigation after a sign-out must not erase why).
+function showSignin(msg = null) {
   $("signin").hidden = false;
   for (const id of ["view-events", "view-health", "view-keys", "nav", "signout", "health-badge"]) $(id).hidden = true;
   $("panel").hidden = true;
-  $("signin-msg").textContent = msg;
+  if (msg !== null) $("signin-msg").textContent = msg;
   $("token").value = "";
   $("token").focus();
 }
