@@ -67,6 +67,8 @@ type Config struct {
 	// StreamHeartbeat is the event stream's heartbeat interval. Default
 	// StreamHeartbeat.
 	StreamHeartbeat time.Duration
+	// Console, if set in events mode, serves the web console at / (console.go).
+	Console *ConsoleConfig
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -145,6 +147,9 @@ func New(cfg Config) *Server {
 	if cfg.Events != nil && cfg.Tokens != nil && cfg.Log != nil {
 		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
 		s.mountTokens(cfg.Tokens)
+		if cfg.Console != nil {
+			s.mountConsoleFor(cfg)
+		}
 	}
 	return s
 }

@@ -23,6 +23,7 @@ import (
 	"indelible.dev/httpapi"
 	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
+	"indelible.dev/witness"
 )
 
 // Defaults of indelible serve (README.md).
@@ -174,6 +175,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 		defer es.layer.Close() // before the ledger (defers run last first)
 		hcfg.Events, hcfg.Tokens = es.layer, es.tokens
+		// The web console at /, with the keys it verifies receipts with.
+		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
+		for _, w := range cfg.witnesses {
+			wk, _ := witness.ParseKeyURL(w)
+			hcfg.Console.WitnessVKeys = append(hcfg.Console.WitnessVKeys, wk)
+		}
 	}
 	srv := httpapi.New(hcfg)
 	hs := srv.HTTPServer(cfg.listen)

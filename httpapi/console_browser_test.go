@@ -1,0 +1,755 @@
+package httpapi
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"iter"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"golang.org/x/mod/sumdb/note"
+
+	"indelible.dev/auth"
+	"indelible.dev/events"
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+	"indelible.dev/witness"
+)
+
+// consoleFixture is a real events-mode server (ledger witnessed by two real
+// witnesses over HTTP, events layer, tokens) with the console mounted,
+// reached through a reverse proxy that can tamper with receipts.
+type consoleFixture struct {
+	t       *testing.T
+	url     string // the proxy: what the browser loads
+	proxy   *httptest.Server
+	direct  string // the server itself
+	tokens  *auth.Store
+	read    string // a read-scoped token
+	write   string // an append-scoped token
+	policy  itlog.Policy
+	tamper  atomic.Value // "", "event" or "proof"
+	started time.Time
+}
+
+func newConsoleFixture(t *testing.T) *consoleFixture {
+	t.Helper()
+	const origin = "example.com/console"
+	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	logs := []witness.Log{{Origin: origin, Verifiers: []note.Verifier{verifier}}}
+	var clients []ledger.Witness
+	var wkeys []string
+	for _, name := range []string{"w1.example", "w2.example"} {
+		tw := newTestWitness(t, name, logs, nil, -1)
+		c, err := witness.NewClient(tw.vkey, tw.ts.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		wkeys = append(wkeys, tw.vkey)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger, MinFreeBytes: -1,
+		Witnessing: ledger.WitnessConfig{Witnesses: clients, Timeout: 2 * time.Second, Retry: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := make([]byte, 32)
+	rand.Read(master)
+	kr, err := events.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.Open(&memPersister{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &consoleFixture{t: t, tokens: tokens, started: time.Now()}
+	f.tamper.Store("")
+	_, f.read, _ = tokens.Create("sre", []auth.Scope{auth.ScopeRead})
+	_, f.write, _ = tokens.Create("ci", []auth.Scope{auth.ScopeAppend})
+	f.policy, err = itlog.NewPolicy(vkey, wkeys, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 200 * time.Millisecond,
+		Console: &ConsoleConfig{LogVKey: vkey, WitnessVKeys: wkeys}})
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config = srv.HTTPServer("")
+	hs.Start()
+	f.direct = hs.URL
+	target, _ := url.Parse(hs.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // the event stream
+	proxy.ModifyResponse = func(r *http.Response) error {
+		mode := f.tamper.Load().(string)
+		if mode == "" || !strings.HasSuffix(r.Request.URL.Path, "/receipt") || r.StatusCode != 200 {
+			return nil
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		b = tamperReceipt(b, mode)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", fmt.Sprint(len(b)))
+		return nil
+	}
+	ps := httptest.NewServer(proxy)
+	f.url, f.proxy = ps.URL, ps
+	t.Cleanup(func() {
+		ps.Close()
+		srv.SetShuttingDown()
+		hs.Close()
+		layer.Close()
+		l.Close()
+	})
+	return f
+}
+
+// tamperReceipt flips one byte of the event (in the extra line) or of the
+// first proof hash, keeping the receipt well formed.
+func tamperReceipt(b []byte, mode string) []byte {
+	lines := strings.Split(string(b), "\n")
+	switch mode {
+	case "event":
+		x, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(lines[1], "extra "))
+		x[len(x)-3] ^= 0x01 // inside the event's JSON
+		lines[1] = "extra " + base64.StdEncoding.EncodeToString(x)
+	case "proof":
+		lines[3] = b64Flip(lines[3], 7)
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// post appends events (JSON array) and waits for a witnessed checkpoint
+// covering them, so that their receipts exist.
+func (f *consoleFixture) post(evs []map[string]any) {
+	f.t.Helper()
+	body, _ := json.Marshal(evs)
+	req, _ := http.NewRequest(http.MethodPost, f.direct+"/v1/events?wait=checkpoint", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.write)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		f.t.Fatalf("POST /v1/events: %d %s", resp.StatusCode, b)
+	}
+}
+
+// seed stores 160 events: 120 in the last 50 minutes (alice, bob, carol in
+// turn; every 20th by dave), and 40 two to three days ago (erin).
+func (f *consoleFixture) seed() {
+	f.t.Helper()
+	now := time.Now().UTC()
+	var evs []map[string]any
+	for i := 0; i < 120; i++ {
+		actor := []string{"alice@example.com", "bob@example.com", "carol@example.com"}[i%3]
+		if i%20 == 7 {
+			actor = "dave@example.com"
+		}
+		evs = append(evs, map[string]any{
+			"time":     now.Add(-time.Duration(i*25) * time.Second).Format(time.RFC3339Nano),
+			"actor":    map[string]any{"id": actor, "type": "user"},
+			"action":   []string{"kubectl.get", "kubectl.exec", "secrets.read"}[i%3],
+			"resource": map[string]any{"type": "pod", "id": fmt.Sprintf("prod/payments-%d", i%4)},
+			"outcome":  []string{"success", "success", "denied", "failure"}[i%4],
+			"source":   "kube-apiserver/prod-eu1",
+		})
+	}
+	for i := 0; i < 40; i++ {
+		evs = append(evs, map[string]any{
+			"time":   now.Add(-48*time.Hour - time.Duration(i)*time.Hour/2).Format(time.RFC3339Nano),
+			"actor":  map[string]any{"id": "erin@example.com"},
+			"action": "db.query", "outcome": "success", "source": "postgres/prod",
+		})
+	}
+	f.post(evs)
+	f.t.Logf("server up and %d events stored in %v", len(evs), time.Since(f.started).Round(time.Millisecond))
+}
+
+// ---------- browser helpers ----------
+
+// js evaluates expr (awaiting a promise) and returns its value.
+func js[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitJS polls expr until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash + " | status: " + document.getElementById("status").textContent + " | " + document.getElementById("empty").textContent`))
+			t.Fatalf("timed out waiting for %s (%s): %v; page: %s", what, expr, err, page)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// do runs the steps, each within 30 s.
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	for i, step := range steps {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(sctx, step)
+		cancel()
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+}
+
+// click clicks the element matching the CSS selector from script (the
+// element's click(), as a keyboard activation would).
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	if !js[bool](t, ctx, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel)) {
+		t.Fatalf("no element %s to click", sel)
+	}
+}
+
+// signIn opens the console at hash and signs in with token.
+func (f *consoleFixture) signIn(t *testing.T, ctx context.Context, hash string) {
+	t.Helper()
+	do(t, ctx, chromedp.Navigate(f.url+"/"+hash), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), f.read), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
+	waitJS(t, ctx, "the timeline", `!document.getElementById("view-events").hidden && document.getElementById("status").textContent.includes("shown")`)
+}
+
+// waitLoaded waits until the rows shown were loaded for the current URL,
+// which contains want.
+func waitLoaded(t *testing.T, ctx context.Context, what, want string) {
+	t.Helper()
+	waitJS(t, ctx, what, fmt.Sprintf(`location.hash.includes(%q) && (document.body.dataset.loaded || "").endsWith(":" + location.hash)`, want))
+}
+
+// rowIndexes returns the indexes of the rows shown, top to bottom.
+func rowIndexes(t *testing.T, ctx context.Context) []int64 {
+	return js[[]int64](t, ctx, `[...document.querySelectorAll("#rows tr")].map(r => Number(r.dataset.index))`)
+}
+
+// rowTimes returns the times of the rows shown (RFC 3339), top to bottom.
+func rowTimes(t *testing.T, ctx context.Context) []string {
+	return js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:first-child")].map(td => td.title)`)
+}
+
+func checkNewestFirst(t *testing.T, times []string) {
+	t.Helper()
+	for i := 1; i < len(times); i++ {
+		a, _ := time.Parse(time.RFC3339Nano, times[i-1])
+		b, _ := time.Parse(time.RFC3339Nano, times[i])
+		if a.Before(b) {
+			t.Fatalf("row %d (%s) is older than row %d (%s): not newest first", i-1, times[i-1], i, times[i])
+		}
+	}
+}
+
+// ---------- the acceptance tests ----------
+
+// TestConsoleTimeline: sign in, page through results as you scroll, filter
+// by actor (typed, and by clicking a value), by a time range, see the
+// histogram, and keep the token out of the URL.
+func TestConsoleTimeline(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=1h")
+
+	// The last hour: 120 events, 100 per page; scrolling loads the rest
+	// (with the cursor of the same resolved range).
+	if n := len(rowIndexes(t, ctx)); n != 100 {
+		t.Fatalf("first page: %d rows, want 100", n)
+	}
+	do(t, ctx, chromedp.ScrollIntoView(chromedp.ID("sentinel")))
+	waitJS(t, ctx, "the second page", `document.querySelectorAll("#rows tr").length === 120 && document.getElementById("status").textContent.includes("shown")`)
+	checkNewestFirst(t, rowTimes(t, ctx))
+
+	// All time: 160 events.
+	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
+	waitLoaded(t, ctx, "all time", "range=all")
+	if n := len(rowIndexes(t, ctx)); n != 100 {
+		t.Fatalf("first page: %d rows, want 100", n)
+	}
+	do(t, ctx, chromedp.ScrollIntoView(chromedp.ID("sentinel")))
+	waitJS(t, ctx, "the second page", `document.querySelectorAll("#rows tr").length === 160`)
+	idx := rowIndexes(t, ctx)
+	seen := map[int64]bool{}
+	for _, i := range idx {
+		if seen[i] {
+			t.Fatalf("index %d shown twice", i)
+		}
+		seen[i] = true
+	}
+	checkNewestFirst(t, rowTimes(t, ctx))
+	if js[bool](t, ctx, `!document.getElementById("more").hidden`) {
+		t.Error("Load more still shown on the last page")
+	}
+
+	// Filter by actor, typed into the form.
+	do(t, ctx, chromedp.SendKeys(chromedp.ID("f-actor"), "bob@example.com"), chromedp.Click(chromedp.CSS(`#filters button[type=submit]`)))
+	waitLoaded(t, ctx, "bob's rows", "actor=bob%40example.com")
+	actors := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(2)")].map(td => td.textContent)`)
+	if len(actors) != 38 {
+		t.Errorf("actor=bob: %d rows, want 38", len(actors))
+	}
+	for _, a := range actors {
+		if a != "bob@example.com" {
+			t.Fatalf("actor filter shows a row by %q", a)
+		}
+	}
+	// Clicking a value filters by it too.
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:first-child td:nth-child(5) .val`)))
+	waitLoaded(t, ctx, "the outcome filter", "outcome=")
+	outcomes := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(5)")].map(td => td.textContent)`)
+	for _, o := range outcomes {
+		if o != outcomes[0] {
+			t.Fatalf("outcome filter shows %q and %q", outcomes[0], o)
+		}
+	}
+
+	// A time range: the last hour (quick pick) drops erin's old events.
+	do(t, ctx, chromedp.Navigate(f.url+"/#/events?actor=erin%40example.com&range=all"))
+	waitJS(t, ctx, "erin's rows", `document.querySelectorAll("#rows tr").length === 40`)
+	do(t, ctx, chromedp.Click(chromedp.CSS(`.quick button[data-range="1h"]`)))
+	waitLoaded(t, ctx, "the last hour", "range=1h")
+	if !js[bool](t, ctx, `!document.getElementById("empty").hidden && document.querySelectorAll("#rows tr").length === 0`) {
+		t.Error("erin's events shown in the last hour")
+	}
+	// And an explicit range, in the form: 72 h ago to 24 h ago.
+	from := time.Now().Add(-72 * time.Hour).Local().Format("2006-01-02T15:04:05")
+	to := time.Now().Add(-24 * time.Hour).Local().Format("2006-01-02T15:04:05")
+	js[bool](t, ctx, fmt.Sprintf(`(() => { document.getElementById("f-actor").value = ""; document.getElementById("f-since").value = %q; document.getElementById("f-until").value = %q; return true; })()`, from, to))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#filters button[type=submit]`)))
+	waitLoaded(t, ctx, "the explicit range", "since=")
+	if n := len(rowIndexes(t, ctx)); n != 40 {
+		t.Errorf("range 72h..24h ago: %d rows, want 40", n)
+	}
+	for _, a := range js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(2)")].map(td => td.textContent)`) {
+		if a != "erin@example.com" {
+			t.Fatalf("range 72h..24h ago shows a row by %q", a)
+		}
+	}
+	// The histogram counts the same 40 events.
+	waitJS(t, ctx, "the histogram", `document.querySelectorAll("#hist-body rect.bar").length > 0`)
+	if c := js[string](t, ctx, `document.getElementById("hist-caption").textContent`); !strings.HasPrefix(c, "40 events") {
+		t.Errorf("histogram caption %q, want 40 events", c)
+	}
+
+	// A shared view: the URL carries the filters, never the token.
+	hash := js[string](t, ctx, `location.href`)
+	if strings.Contains(hash, f.read) || strings.Contains(hash, "token") {
+		t.Fatalf("the URL carries the token: %s", hash)
+	}
+	// Keyboard: focus the first row, arrow down, Enter opens the event.
+	do(t, ctx, chromedp.Focus(chromedp.CSS(`#rows tr:first-child`)), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.Enter))
+	waitJS(t, ctx, "the event panel", `!document.getElementById("panel").hidden && location.hash.includes("event=")`)
+	second := js[string](t, ctx, `document.querySelector("#rows tr:nth-child(2)").dataset.index`)
+	if !strings.Contains(js[string](t, ctx, `location.hash`), "event="+second) {
+		t.Errorf("arrow down + Enter opened %s, want event %s", js[string](t, ctx, `location.hash`), second)
+	}
+	do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	waitJS(t, ctx, "the panel closed", `document.getElementById("panel").hidden`)
+
+	// A phone-width window: nothing wider than the screen but the table,
+	// which scrolls in its own box. Dark mode follows the system.
+	do(t, ctx, chromedp.EmulateViewport(390, 844))
+	if w := js[int](t, ctx, `document.documentElement.scrollWidth - innerWidth`); w > 0 {
+		wide := js[[]string](t, ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".timeline-wrap") && e.offsetParent !== null).slice(0, 5).map(e => e.tagName + "#" + e.id + "." + e.className)`)
+		t.Errorf("at 390 px the page is %d px wider than the window: %v", w, wide)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if bg := js[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(13, 17, 23)" {
+		t.Errorf("dark mode background %q", bg)
+	}
+	do(t, ctx, chromedp.EmulateViewport(1280, 800))
+
+	// Sign out forgets the token.
+	do(t, ctx, chromedp.Click(chromedp.ID("signout")))
+	waitJS(t, ctx, "the sign-in form", `!document.getElementById("signin").hidden && sessionStorage.length === 0`)
+}
+
+// verifyIn opens the event at index and presses Verify; it returns the
+// verdict ("ok" or "bad") and the failed step.
+func verifyIn(t *testing.T, ctx context.Context, base string, index int64) (string, string) {
+	t.Helper()
+	do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/#/events?range=all&event=%d", base, index)))
+	waitJS(t, ctx, "the event panel", `document.getElementById("verify")`)
+	do(t, ctx, chromedp.Click(chromedp.ID("verify")))
+	waitJS(t, ctx, "the verdict", `document.getElementById("verify-result").dataset.verdict`)
+	return js[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`),
+		js[string](t, ctx, `document.getElementById("verify-result").dataset.failed`)
+}
+
+// TestConsoleVerify: open an event, Verify shows every step green; through
+// a proxy that flips a byte of the event or of a proof hash, Verify shows
+// which step failed; a pinned key that stops matching raises the alarm.
+func TestConsoleVerify(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all")
+	const index = 42
+
+	verdict, failed := verifyIn(t, ctx, f.url, index)
+	steps := js[[]map[string]string](t, ctx, `[...document.querySelectorAll("#verify-result .steps > li")].map(li => ({step: li.dataset.step, ok: li.dataset.ok}))`)
+	if verdict != "ok" || failed != "" || len(steps) != 9 {
+		t.Fatalf("Verify: verdict %q, failed %q, steps %v", verdict, failed, steps)
+	}
+	for _, s := range steps {
+		if s["ok"] != "true" {
+			t.Errorf("step %s is %s, want green", s["step"], s["ok"])
+		}
+	}
+	if w := js[string](t, ctx, `document.querySelector('[data-step="cosignatures"]').textContent`); !strings.Contains(w, "w1.example: cosignature verified") || !strings.Contains(w, "w2.example: cosignature verified") {
+		t.Errorf("cosignature step: %q", w)
+	}
+	// The panel shows the canonical JSON the commitment covers.
+	rec := f.record(index)
+	if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
+		t.Errorf("canonical JSON shown %q, want %q", got, rec.bytes)
+	}
+	if screenshot := os.Getenv("INDELIBLE_SCREENSHOT"); screenshot == "1" {
+		saveDocsScreenshot(t, ctx, f.url, index)
+	}
+
+	for _, tc := range []struct{ mode, step string }{{"event", "commitment"}, {"proof", "inclusion"}} {
+		f.tamper.Store(tc.mode)
+		verdict, failed := verifyIn(t, ctx, f.url, index)
+		if verdict != "bad" || failed != tc.step {
+			t.Errorf("tampered %s: verdict %q, failed step %q, want bad at %q", tc.mode, verdict, failed, tc.step)
+		}
+		text := js[string](t, ctx, `document.getElementById("verdict").textContent`)
+		if !strings.Contains(text, "FAILED") {
+			t.Errorf("tampered %s: verdict text %q", tc.mode, text)
+		}
+	}
+	f.tamper.Store("")
+
+	// Pin the keys, then pretend the server changed its log key: alarm, and
+	// verification still uses the pinned keys.
+	do(t, ctx, chromedp.Navigate(f.url+"/#/keys"))
+	waitJS(t, ctx, "the keys view", `document.getElementById("k-log").value !== ""`)
+	do(t, ctx, chromedp.Click(chromedp.ID("k-server")))
+	waitJS(t, ctx, "pinned", `localStorage.getItem("indelible.keys.pinned")`)
+	if js[bool](t, ctx, `!document.getElementById("alarm").hidden`) {
+		t.Fatal("alarm raised while the pinned keys match")
+	}
+	_, otherVKey, _ := note.GenerateKey(rand.Reader, "example.com/console")
+	js[bool](t, ctx, fmt.Sprintf(`(() => { const p = JSON.parse(localStorage.getItem("indelible.keys.pinned")); p.log = %q; localStorage.setItem("indelible.keys.pinned", JSON.stringify(p)); return true; })()`, otherVKey))
+	verdict, failed = verifyIn(t, ctx, f.url, index)
+	if verdict != "bad" || failed != "logsig" {
+		t.Errorf("with another pinned log key: verdict %q failed %q, want bad at logsig", verdict, failed)
+	}
+	if !js[bool](t, ctx, `!document.getElementById("alarm").hidden && document.getElementById("alarm").textContent.includes("different verification keys")`) {
+		t.Error("no alarm when the pinned key stops matching the server's")
+	}
+
+	// Log health, in plain words: verified checkpoint, both witnesses.
+	js[bool](t, ctx, `(localStorage.removeItem("indelible.keys.pinned"), true)`)
+	do(t, ctx, chromedp.Navigate(f.url+"/#/health"))
+	waitJS(t, ctx, "the health view", `document.getElementById("health-plain")`)
+	plain := js[string](t, ctx, `document.getElementById("health-plain").textContent`)
+	if !strings.Contains(plain, "signed by the log's key (verified in this browser)") || !strings.Contains(plain, "cosigned by 2 of 2 witnesses") || !strings.Contains(plain, "No fork evidence") {
+		t.Errorf("health: %q", plain)
+	}
+	// Fork evidence: the browser remembers a checkpoint of the same size
+	// with another root.
+	js[bool](t, ctx, `(() => { const s = JSON.parse(localStorage.getItem("indelible.checkpoint.seen")); for (const o in s) s[o].root = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; localStorage.setItem("indelible.checkpoint.seen", JSON.stringify(s)); return true; })()`)
+	do(t, ctx, chromedp.Click(chromedp.ID("health-refresh")))
+	waitJS(t, ctx, "fork evidence", `document.getElementById("health-plain") && document.getElementById("health-plain").textContent.includes("FORK EVIDENCE")`)
+}
+
+type testRecord struct {
+	bytes []byte
+}
+
+// record fetches the record at index directly.
+func (f *consoleFixture) record(index int64) testRecord {
+	f.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/events/%d", f.direct, index), nil)
+	req.Header.Set("Authorization", "Bearer "+f.read)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		EventBytes []byte `json:"event_bytes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		f.t.Fatal(err)
+	}
+	return testRecord{bytes: r.EventBytes}
+}
+
+// saveDocsScreenshot writes docs/console.png: the console at 1280x800, the
+// last 24 hours with the histogram, and an event verified step by step.
+func saveDocsScreenshot(t *testing.T, ctx context.Context, base string, index int64) {
+	t.Helper()
+	do(t, ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(fmt.Sprintf("%s/#/events?range=1h&event=%d", base, index)))
+	waitJS(t, ctx, "the histogram", `document.querySelectorAll("#hist-body rect.bar").length > 0`)
+	waitJS(t, ctx, "the event panel", `document.getElementById("verify")`)
+	do(t, ctx, chromedp.Click(chromedp.ID("verify")))
+	waitJS(t, ctx, "the verdict", `document.getElementById("verify-result").dataset.verdict === "ok"`)
+	js[bool](t, ctx, `(document.getElementById("panel").scrollTop = 330, document.activeElement.blur(), true)`)
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&out, quantize(img)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join("..", "docs", "console.png")
+	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d bytes)", p, out.Len())
+}
+
+// quantize maps img to its 256 most frequent colours (each pixel to the
+// nearest), which keeps a flat UI screenshot sharp and the PNG small.
+func quantize(img image.Image) *image.Paletted {
+	b := img.Bounds()
+	counts := map[color.RGBA]int{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			counts[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)]++
+		}
+	}
+	cs := make([]color.RGBA, 0, len(counts))
+	for c := range counts {
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b color.RGBA) int { return counts[b] - counts[a] })
+	pal := make(color.Palette, 0, 256)
+	for _, c := range cs[:min(256, len(cs))] {
+		pal = append(pal, c)
+	}
+	out := image.NewPaletted(b, pal)
+	nearest := map[color.RGBA]uint8{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			i, ok := nearest[c]
+			if !ok {
+				i = uint8(pal.Index(c))
+				nearest[c] = i
+			}
+			out.SetColorIndex(x, y, i)
+		}
+	}
+	return out
+}
+
+// TestConsoleLiveTail: with live tail on, an event posted during the test
+// appears at the top; with the event panel open the console holds new
+// events back and says how many.
+func TestConsoleLiveTail(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all")
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
+	time.Sleep(300 * time.Millisecond) // let the stream's request reach the server
+	f.post([]map[string]any{{"action": "live.tail.one", "actor": map[string]any{"id": "zoe@example.com"}}})
+	waitJS(t, ctx, "the live event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.one"`)
+
+	// Paused (the panel is open): "1 new event", then shown on demand.
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:nth-child(3) td:nth-child(7)`)))
+	waitJS(t, ctx, "the event panel", `!document.getElementById("panel").hidden`)
+	f.post([]map[string]any{{"action": "live.tail.two"}})
+	waitJS(t, ctx, "the pending count", `!document.getElementById("pending").hidden && document.getElementById("pending").textContent.startsWith("1 new event")`)
+	do(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.Click(chromedp.ID("pending")))
+	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.two"`)
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "live off", `document.getElementById("live").getAttribute("aria-pressed") === "false"`)
+}
+
+// downloads makes the tab save downloads in dir and returns a function that
+// waits for the next completed download and returns its bytes.
+func downloads(t *testing.T, ctx context.Context) func() []byte {
+	t.Helper()
+	dir := t.TempDir()
+	progress := chromedp.Events(ctx, cdpbrowser.DownloadProgress)
+	_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: ptrTo(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, stop := iter.Pull2(progress)
+	t.Cleanup(stop)
+	return func() []byte {
+		t.Helper()
+		for {
+			ev, err, ok := next()
+			if !ok || err != nil {
+				t.Fatalf("waiting for a download: %v", err)
+			}
+			if ev.State == cdpbrowser.DownloadProgressStateCompleted {
+				b, err := os.ReadFile(filepath.Join(dir, ev.GUID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+		}
+	}
+}
+
+// TestConsoleExport: the NDJSON export holds exactly the rows shown, and
+// the zip holds one verifying receipt per row, named <index>.tlog-proof.
+func TestConsoleExport(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all&actor=dave%40example.com")
+	waitJS(t, ctx, "dave's rows", `document.querySelectorAll("#rows tr").length === 6`)
+	shown := rowIndexes(t, ctx)
+	next := downloads(t, ctx)
+
+	do(t, ctx, chromedp.Click(chromedp.ID("export-ndjson")))
+	nd := next()
+	var got []int64
+	for _, line := range strings.Split(strings.TrimSuffix(string(nd), "\n"), "\n") {
+		var r struct {
+			Index int64 `json:"index"`
+			Event struct {
+				Actor struct{ ID string } `json:"actor"`
+			} `json:"event"`
+			EventBytes []byte `json:"event_bytes"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("NDJSON line %q: %v", line, err)
+		}
+		if r.Event.Actor.ID != "dave@example.com" || len(r.EventBytes) == 0 {
+			t.Errorf("exported record %+v", r)
+		}
+		got = append(got, r.Index)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(shown) {
+		t.Fatalf("NDJSON export has indexes %v, the rows shown are %v", got, shown)
+	}
+
+	do(t, ctx, chromedp.Click(chromedp.ID("export-zip")))
+	zb := next()
+	zr, err := zip.NewReader(bytes.NewReader(zb), int64(len(zb)))
+	if err != nil {
+		t.Fatalf("the receipts zip: %v", err)
+	}
+	if len(zr.File) != len(shown) {
+		t.Fatalf("zip has %d files, want %d", len(zr.File), len(shown))
+	}
+	for i, zf := range zr.File {
+		if zf.Name != fmt.Sprintf("%d.tlog-proof", shown[i]) || zf.Method != zip.Store {
+			t.Errorf("zip entry %d: %q method %d", i, zf.Name, zf.Method)
+		}
+		rc, err := zf.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc) // checks the CRC-32
+		rc.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", zf.Name, err)
+		}
+		if err := goVerify(b, f.policy); err != nil {
+			t.Errorf("%s does not verify: %v", zf.Name, err)
+		}
+	}
+}
+
+// TestConsoleErrorStates: a revoked token sends the user back to sign-in
+// with a message; a server that is gone is said so; no results is said so.
+func TestConsoleErrorStates(t *testing.T) {
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all&actor=nobody")
+	waitJS(t, ctx, "the empty state", `!document.getElementById("empty").hidden && document.getElementById("empty").textContent.includes("No events match")`)
+
+	if err := f.tokens.Revoke("sre"); err != nil {
+		t.Fatal(err)
+	}
+	click(t, ctx, `.quick button[data-range="1h"]`)
+	waitJS(t, ctx, "sign-in after revocation", `!document.getElementById("signin").hidden && document.getElementById("signin-msg").textContent.includes("no longer accepts this token")`)
+	if js[int](t, ctx, `sessionStorage.length`) != 0 {
+		t.Error("the revoked token is still in sessionStorage")
+	}
+	// A navigation afterwards (or a request answered late) keeps the reason.
+	js[bool](t, ctx, `(location.hash = "#/health", true)`)
+	time.Sleep(200 * time.Millisecond)
+	if !js[bool](t, ctx, `document.getElementById("signin-msg").textContent.includes("no longer accepts this token")`) {
+		t.Error("the sign-out reason vanished on the next navigation")
+	}
+	js[bool](t, ctx, `(location.hash = "#/events?range=all", true)`)
+	// A bad token at sign-in is refused with a message.
+	do(t, ctx, chromedp.SendKeys(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
+	waitJS(t, ctx, "the refusal", `document.getElementById("signin-msg").textContent.includes("not accepted")`)
+
+	// The server goes away under a signed-in console.
+	_, f.read, _ = f.tokens.Create("sre2", []auth.Scope{auth.ScopeRead})
+	js[bool](t, ctx, `(document.getElementById("token").value = "", true)`)
+	do(t, ctx, chromedp.SendKeys(chromedp.ID("token"), f.read), chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
+	waitJS(t, ctx, "signed in again", `!document.getElementById("view-events").hidden && document.getElementById("status").textContent.includes("shown")`)
+	f.proxy.CloseClientConnections()
+	f.proxy.Close()
+	click(t, ctx, `.quick button[data-range="7d"]`)
+	waitJS(t, ctx, "the server-gone state", `document.getElementById("empty").textContent.includes("The server is not answering")`)
+}
+
+func ptrTo[T any](v T) *T { return &v }
