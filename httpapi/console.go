@@ -15,6 +15,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/events"
+	"indelible.dev/ledger"
 )
 
 // The console: a single page (plain ES modules, no build step) embedded in
@@ -46,6 +47,9 @@ type Histogrammer interface {
 
 // ConsoleConfig configures MountConsole.
 type ConsoleConfig struct {
+	// Log is the log whose status GET /v1/log/status reports. Default in
+	// Config.Console: Config.Log.
+	Log *ledger.Log
 	// Tokens authenticates the read-scoped routes (histogram, log status);
 	// nil leaves them out. Default in Config.Console: Config.Tokens.
 	Tokens *auth.Store
@@ -108,6 +112,9 @@ func (s *Server) mountConsoleFor(cfg Config) {
 	c := *cfg.Console
 	if c.Tokens == nil {
 		c.Tokens = cfg.Tokens
+	}
+	if c.Log == nil {
+		c.Log = cfg.Log
 	}
 	if c.Events == nil && cfg.Events != nil {
 		c.Events = cfg.Events
@@ -176,11 +183,11 @@ type witnessStatusEntry struct {
 }
 
 func (h *consoleHandlers) serveLogStatus(c echo.Context) error {
-	l := h.s.log
+	l := h.cfg.Log
 	if l == nil {
 		return echo.ErrNotFound
 	}
-	cp, _ := l.Checkpoint()
+	cp, _ := l.Published()
 	body := logStatusBody{Origin: l.Origin(), Published: cp.N, Witnesses: []witnessStatusEntry{}}
 	st := l.WitnessStats()
 	if len(st.Witnesses) > 0 {
