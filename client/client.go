@@ -362,7 +362,9 @@ func readAll(r io.Reader, b []byte, limit int64) ([]byte, error) {
 // Post sends body to url (an absolute URL, not under the log prefix) with
 // the given content type, once, and returns the response body (at most
 // limit bytes). A status outside 2xx is a *StatusError. It is for the
-// auditor's alerts and gossip, which go to other services than the log.
+// auditor's alerts and gossip, which go to other services than the log. It
+// never follows a redirect: a 3xx answer is a *StatusError (a redirect could
+// send the evidence, and the request, anywhere).
 func (c *Client) Post(ctx context.Context, url, contentType string, body []byte, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -370,7 +372,9 @@ func (c *Client) Post(ctx context.Context, url, contentType string, body []byte,
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", c.ua)
-	resp, err := c.hc.Do(req)
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: POST %s: %w", url, err)
 	}
