@@ -55,19 +55,27 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 // audit never on ledger or events. A package of the module with no entry is
 // itself a violation: a new package gets its rule when it is created.
 var layers = map[string][]string{
-	"tlog":              {},
-	"event":             {"tlog"},
-	"ledger":            {"tlog", "event"},
-	"witness":           {"tlog", "event", "client"},
-	"auth":              {"tlog", "event"},
-	"client":            {"tlog", "event"},
-	"events":            {"tlog", "event", "ledger", "auth"},
-	"audit":             {"tlog", "event", "client", "internal/tlogtest"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":           {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile"},
-	"cmd":               {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen"},
-	"internal/keyfile":  {},
-	"internal/loadgen":  {"tlog", "client"},
-	"internal/tlogtest": {}, // not even tlog: tlog's own tests import it
+	"tlog":             {},
+	"event":            {"tlog"},
+	"ledger":           {"tlog", "event"},
+	"witness":          {"tlog", "event", "client"},
+	"auth":             {"tlog", "event"},
+	"client":           {"tlog", "event"},
+	"events":           {"tlog", "event", "ledger", "auth"},
+	"audit":            {"tlog", "event", "client", "internal/tlogtest"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile"},
+	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt"},
+	"internal/keyfile": {},
+	"internal/loadgen": {"tlog", "client"},
+	// The commands' logic, under cmd only (nothing else may import them).
+	"internal/exitcode":   {},
+	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode"},
+	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile"},
+	"internal/receipt":    {"tlog", "event", "internal/exitcode"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "internal/keyfile"},
+	"internal/banner":     {},
+	"internal/recordfmt":  {"tlog", "event", "client"},
+	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
 }
 
 // testOnly are packages only tests and test-helper packages (whose name

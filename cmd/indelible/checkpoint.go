@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/client"
+	"indelible.dev/internal/exitcode"
 	itlog "indelible.dev/tlog"
 )
 
@@ -97,7 +98,7 @@ func fetchCheckpoint(ctx context.Context, url string, v note.Verifier) (itlog.Ch
 	}
 	cp, _, err := itlog.OpenCheckpoint(body, v)
 	if err != nil {
-		return itlog.Checkpoint{}, &exitError{exitFailure, fmt.Errorf("checkpoint from %s does not verify: %w", url, err)}
+		return itlog.Checkpoint{}, exitcode.New(exitFailure, fmt.Errorf("checkpoint from %s does not verify: %w", url, err))
 	}
 	return cp, nil
 }

@@ -4,11 +4,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"indelible.dev/internal/exitcode"
 )
 
 var rootCmd = &cobra.Command{
@@ -23,36 +24,18 @@ Run the tests: ./scripts/test.sh`,
 	SilenceErrors: true,
 }
 
-// Exit codes of every command. The commands that verify something (audit,
-// checkpoint) exit with exitFailure when it does not verify.
+// Exit codes of every command (internal/exitcode).
 const (
-	exitVerified = 0 // success; for a verifying command, it verified
-	exitFailure  = 1 // a verification failure: what was checked is wrong
-	exitTrouble  = 2 // usage, network or other trouble: nothing was concluded
+	exitVerified = exitcode.Verified
+	exitFailure  = exitcode.Failure
+	exitTrouble  = exitcode.Trouble
 )
 
-// exitError is an error with the process exit code main should use; any
-// other error exits with exitTrouble.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
+// exitError is an error with the process exit code main should use.
+type exitError = exitcode.Error
 
 // exitCode returns the process exit code for a command's error.
-func exitCode(err error) int {
-	var ee *exitError
-	switch {
-	case err == nil:
-		return exitVerified
-	case errors.As(err, &ee):
-		return ee.code
-	default:
-		return exitTrouble
-	}
-}
+func exitCode(err error) int { return exitcode.Of(err) }
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {

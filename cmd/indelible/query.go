@@ -2,16 +2,14 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"indelible.dev/client"
+	"indelible.dev/internal/recordfmt"
 )
 
 // queryFlags are the filters shared by query and tail.
@@ -52,52 +50,6 @@ func (qf *queryFlags) query() (client.Query, error) {
 	return q, nil
 }
 
-// recordPrinter prints records as an aligned table or as NDJSON.
-type recordPrinter struct {
-	json   bool
-	w      io.Writer
-	tw     *tabwriter.Writer
-	header bool
-}
-
-func newRecordPrinter(w io.Writer, asJSON bool) *recordPrinter {
-	return &recordPrinter{json: asJSON, w: w, tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
-}
-
-func (p *recordPrinter) print(r client.Record) error {
-	if p.json {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.w, "%s\n", b)
-		return err
-	}
-	if !p.header {
-		fmt.Fprintln(p.tw, "TIME\tINDEX\tACTOR\tACTION\tRESOURCE\tOUTCOME")
-		p.header = true
-	}
-	e, err := r.Decode()
-	if err != nil {
-		return err
-	}
-	actor, resource := "-", "-"
-	if e.Actor != nil && e.Actor.ID != "" {
-		actor = e.Actor.ID
-	}
-	if e.Resource != nil && e.Resource.ID != "" {
-		resource = e.Resource.ID
-	}
-	outcome := e.Outcome
-	if outcome == "" {
-		outcome = "-"
-	}
-	_, err = fmt.Fprintf(p.tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.Time, r.Index, actor, e.Action, resource, outcome)
-	return err
-}
-
-func (p *recordPrinter) flush() error { return p.tw.Flush() }
-
 func init() {
 	var (
 		api apiFlags
@@ -121,14 +73,14 @@ prints one page of --limit events; --all follows the pages to the end.`,
 			if err != nil {
 				return err
 			}
-			p := newRecordPrinter(cmd.OutOrStdout(), qf.json)
+			p := recordfmt.NewPrinter(cmd.OutOrStdout(), qf.json)
 			for {
 				page, err := c.Query(cmd.Context(), q)
 				if err != nil {
 					return err
 				}
 				for _, r := range page.Events {
-					if err := p.print(r); err != nil {
+					if err := p.Print(r); err != nil {
 						return err
 					}
 				}
@@ -137,7 +89,7 @@ prints one page of --limit events; --all follows the pages to the end.`,
 				}
 				q.Cursor = page.NextCursor
 			}
-			return p.flush()
+			return p.Flush()
 		},
 	}
 	qf.register(cmd)
@@ -166,7 +118,7 @@ prints one page of --limit events; --all follows the pages to the end.`,
 				return err
 			}
 			out := bufio.NewWriter(cmd.OutOrStdout())
-			p := newRecordPrinter(out, tqf.json)
+			p := recordfmt.NewPrinter(out, tqf.json)
 			after := int64(-1)
 			if n > 0 {
 				q.Limit = n
@@ -177,19 +129,19 @@ prints one page of --limit events; --all follows the pages to the end.`,
 				slices.Reverse(page.Events)
 				for _, r := range page.Events {
 					after = max(after, r.Index)
-					if err := p.print(r); err != nil {
+					if err := p.Print(r); err != nil {
 						return err
 					}
 				}
 			}
-			if err := flushAll(p, out); err != nil || !follow {
+			if err := recordfmt.FlushAll(p, out); err != nil || !follow {
 				return err
 			}
 			return c.Stream(cmd.Context(), q, after, func(r client.Record) error {
-				if err := p.print(r); err != nil {
+				if err := p.Print(r); err != nil {
 					return err
 				}
-				return flushAll(p, out)
+				return recordfmt.FlushAll(p, out)
 			})
 		},
 	}
@@ -198,11 +150,4 @@ prints one page of --limit events; --all follows the pages to the end.`,
 	tail.Flags().BoolVarP(&follow, "follow", "f", false, "then print new events as they are appended, until interrupted")
 	tapi.register(tail)
 	rootCmd.AddCommand(tail)
-}
-
-func flushAll(p *recordPrinter, out *bufio.Writer) error {
-	if err := p.flush(); err != nil {
-		return err
-	}
-	return out.Flush()
 }

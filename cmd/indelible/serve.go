@@ -21,7 +21,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/httpapi"
+	"indelible.dev/internal/banner"
+	"indelible.dev/internal/eventsetup"
 	"indelible.dev/internal/keyfile"
+	"indelible.dev/internal/witnesscli"
 	"indelible.dev/ledger"
 	"indelible.dev/witness"
 )
@@ -139,11 +142,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 
-	wcfg, err := witnessingConfig(signer.Name(), cfg.witnesses, cfg.witnessQuorum)
+	wcfg, err := witnesscli.LogWitnesses(signer.Name(), cfg.witnesses, cfg.witnessQuorum)
 	if err != nil {
 		return err
 	}
-	monitorWitnesses(wcfg)
 	metrics := httpapi.NewMetrics()
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
 		Signer:   signer,
@@ -168,13 +170,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		metrics.WatchWitnessing(l)
 	}
 	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit}
-	var es *eventsServer
+	var es *eventsetup.Server
 	if cfg.mode == "events" {
-		if es, err = openEvents(cfg, l, logger); err != nil {
+		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger); err != nil {
 			return err
 		}
-		defer es.layer.Close() // before the ledger (defers run last first)
-		hcfg.Events, hcfg.Tokens = es.layer, es.tokens
+		defer es.Layer.Close() // before the ledger (defers run last first)
+		hcfg.Events, hcfg.Tokens = es.Layer, es.Tokens
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
 		for _, w := range cfg.witnesses {
@@ -205,11 +207,15 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 
 	cp, _ := l.Published()
-	if es != nil {
-		printEventsBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N, es)
-	} else {
-		printBanner(out, cfg, ln.Addr().String(), signer.Name(), vkey, created, cp.N)
+	info := banner.Info{Mode: cfg.mode, Addr: ln.Addr().String(), TLS: cfg.tlsCert != "", Origin: signer.Name(), VKey: vkey,
+		DataDir: cfg.dataDir, Size: cp.N, AdminTokenFile: filepath.Join(cfg.dataDir, adminTokenFile)}
+	if created {
+		info.KeyFile, info.PubFile = filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile)
 	}
+	if es != nil {
+		info.AdminToken = es.AdminToken
+	}
+	banner.Print(out, info)
 
 	serve := func() error { return hs.Serve(ln) }
 	if cfg.tlsCert != "" {
@@ -247,32 +253,6 @@ func logKey(cfg serveConfig) (signer note.Signer, vkey, file string, created boo
 		return nil, "", "", false, fmt.Errorf("--origin %q does not match the key %s, which is for %q", cfg.origin, file, signer.Name())
 	}
 	return signer, vkey, file, created, nil
-}
-
-// printBanner tells the operator what is running and how to use it.
-func printBanner(w io.Writer, cfg serveConfig, addr, origin, vkey string, created bool, size int64) {
-	url := "http://" + addr
-	if cfg.tlsCert != "" {
-		url = "https://" + addr
-	}
-	keyNote := ""
-	if created {
-		keyNote = fmt.Sprintf("\n  new key:      signer %s (0600, keep it secret), verifier %s",
-			filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile))
-	}
-	fmt.Fprintf(w, `Indelible log (mode %s)
-  origin:       %s
-  verifier key: %s%s
-  data:         %s (tree size %d)
-  listening on  %s
-
-Try:
-  curl --data-binary 'hello, log' %[7]s/add
-  curl %[7]s/checkpoint
-  curl -s %[7]s/tile/entries/000.p/1 | od -An -c
-  curl '%[7]s/v1/proof/inclusion?index=0&size=1'
-  indelible checkpoint --url %[7]s --key '%[3]s'
-`, cfg.mode, origin, vkey, keyNote, cfg.dataDir, size, url)
 }
 
 // servePprof serves the runtime profiles on their own listener, so they are

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,9 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 
-	"indelible.dev/event"
+	"indelible.dev/internal/receipt"
 	itlog "indelible.dev/tlog"
 )
 
@@ -55,7 +50,7 @@ status 1, naming the step, if any check fails.`,
 			if err != nil {
 				return err
 			}
-			return verifyReceipt(cmd.OutOrStdout(), data, policy)
+			return receipt.Verify(cmd.OutOrStdout(), data, policy)
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key, or a file holding it (required)")
@@ -77,48 +72,4 @@ func verifierKeyArg(arg string) (string, error) {
 		return "", fmt.Errorf("--key %q is neither a verifier key nor a readable file", arg)
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// verifyReceipt checks an event receipt against policy, step by step, and
-// prints the event. Any failure is an exitError with exitFailure (status 1) naming the
-// step that failed.
-func verifyReceipt(w io.Writer, data []byte, policy itlog.Policy) error {
-	fail := func(step string, err error) error {
-		return &exitError{exitFailure, fmt.Errorf("verify: %s: %w", step, err)}
-	}
-	r, err := itlog.ParseReceipt(data)
-	if err != nil {
-		return fail("parsing the receipt", err)
-	}
-	cp, cosigners, err := policy.Open(r.Checkpoint)
-	if err != nil {
-		return fail("checking the checkpoint's signatures", err)
-	}
-	if r.Extra == nil {
-		return fail("opening the commitment", errors.New("the receipt carries no extra line (salt and event bytes)"))
-	}
-	op, err := event.ParseOpening(r.Extra)
-	if err != nil {
-		return fail("opening the commitment", err)
-	}
-	ev, err := event.Decode(op.Bytes)
-	if err != nil {
-		return fail("decoding the event", err)
-	}
-	commitment := op.Commitment()
-	leaf := tlog.RecordHash(commitment[:])
-	if err := itlog.CheckInclusion(r.Proof, r.Index, cp.N, leaf, cp.Hash); err != nil {
-		return fail(fmt.Sprintf("checking the inclusion proof of index %d in tree size %d", r.Index, cp.N), err)
-	}
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, op.Bytes, "", "  "); err != nil {
-		return fail("decoding the event", err)
-	}
-	cosigned := ""
-	if len(cosigners) > 0 {
-		cosigned = ", cosigned by " + strings.Join(cosigners, ", ")
-	}
-	_, err = fmt.Fprintf(w, "%s\nverified: event %d (action %q) is in %s at tree size %d%s\ncommitment %s\n",
-		pretty.Bytes(), r.Index, ev.Action, cp.Origin, cp.N, cosigned, base64.StdEncoding.EncodeToString(commitment[:]))
-	return err
 }

@@ -1,34 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/keyfile"
-	"indelible.dev/ledger"
-	itlog "indelible.dev/tlog"
+	"indelible.dev/internal/witnesscli"
 	"indelible.dev/witness"
 )
 
@@ -36,18 +23,15 @@ import (
 const (
 	defaultWitnessDir    = "./indelible-witness"
 	defaultWitnessListen = "127.0.0.1:8081"
-	defaultWitnessName   = "indelible.local/witness"
 )
 
-// Files inside the witness data directory.
+// Files inside the witness data directory (internal/witnesscli).
 const (
-	witnessKeyFile   = "witness.key"  // cosigner key, 0600, created on first start
-	witnessVKeyFile  = "witness.vkey" // its cosignature/v1 verifier key
-	witnessTokenFile = "admin.token"  // admin token for clear-fork while running, 0600
-	witnessAddrFile  = "witness.addr" // address of the running witness; removed on exit
-	witnessStoreDir  = "store"        // the pebble store
-	witnessHWMFile   = "witness.hwm"  // high-water mark: latest cosigned tree per origin, 0600
-	adminTimeout     = 10 * time.Second
+	witnessKeyFile   = witnesscli.KeyFile
+	witnessVKeyFile  = witnesscli.VKeyFile
+	witnessTokenFile = witnesscli.TokenFile
+	witnessStoreDir  = witnesscli.StoreDir
+	witnessHWMFile   = witnesscli.HWMFile
 )
 
 type witnessConfig struct {
@@ -103,7 +87,7 @@ GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 	f.StringVar(&cfg.dataDir, "data", defaultWitnessDir, "data directory (key and store)")
 	lf := cmd.Flags()
 	lf.StringVar(&cfg.listen, "listen", defaultWitnessListen, "HTTP listen address")
-	lf.StringVar(&cfg.name, "name", "", `witness name for a new key (default "`+defaultWitnessName+`"); must match an existing key`)
+	lf.StringVar(&cfg.name, "name", "", `witness name for a new key (default "`+witnesscli.DefaultName+`"); must match an existing key`)
 	lf.StringArrayVar(&cfg.logs, "log", nil, "known log: its verifier key, optionally =URL of its tlog-tiles prefix (repeatable)")
 	lf.StringArrayVar(&cfg.peers, "peer", nil, "peer witness: its cosignature/v1 verifier key =URL (repeatable)")
 	lf.DurationVar(&cfg.interval, "gossip-interval", witness.DefaultGossipInterval, "time between gossip rounds")
@@ -118,7 +102,7 @@ store is locked by the running process) it asks it over loopback, at the
 address in DATA/witness.addr; when it is stopped it reads the store directly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWitnessForks(cmd.Context(), cfg.dataDir, cmd.OutOrStdout())
+			return witnesscli.Forks(cmd.Context(), cfg.dataDir, cmd.OutOrStdout())
 		},
 	}
 	clear := &cobra.Command{
@@ -131,123 +115,11 @@ DATA/admin.token, which only the operator can read; when it is stopped the
 store is changed directly.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWitnessClearFork(cmd.Context(), cfg.dataDir, args[0], cmd.OutOrStdout())
+			return witnesscli.ClearFork(cmd.Context(), cfg.dataDir, args[0], cmd.OutOrStdout())
 		},
 	}
 	cmd.AddCommand(forks, clear)
 	rootCmd.AddCommand(cmd)
-}
-
-// parseWitnessLogs turns --log flags into known logs; keys with the same
-// name are one log with several keys.
-func parseWitnessLogs(specs []string) ([]witness.Log, error) {
-	var logs []witness.Log
-	idx := map[string]int{}
-	for _, s := range specs {
-		vkey, u := witness.ParseKeyURL(s)
-		v, err := note.NewVerifier(vkey)
-		if err != nil {
-			return nil, fmt.Errorf("--log %q: not a log verifier key: %w", s, err)
-		}
-		if u != "" {
-			if _, err := url.Parse(u); err != nil {
-				return nil, fmt.Errorf("--log %q: %w", s, err)
-			}
-		}
-		i, ok := idx[v.Name()]
-		if !ok {
-			i = len(logs)
-			idx[v.Name()] = i
-			logs = append(logs, witness.Log{Origin: v.Name()})
-		}
-		logs[i].Verifiers = append(logs[i].Verifiers, v)
-		if u != "" {
-			logs[i].URL = u
-		}
-	}
-	return logs, nil
-}
-
-// parsePeers turns --peer flags into peers.
-func parsePeers(specs []string) ([]witness.Peer, error) {
-	var peers []witness.Peer
-	for _, s := range specs {
-		vkey, u := witness.ParseKeyURL(s)
-		if u == "" {
-			return nil, fmt.Errorf("--peer %q: want VKEY=URL", s)
-		}
-		v, err := itlog.NewCosignatureVerifier(vkey)
-		if err != nil {
-			return nil, fmt.Errorf("--peer %q: not a cosignature/v1 verifier key: %w", s, err)
-		}
-		peers = append(peers, witness.Peer{Verifier: v, URL: u})
-	}
-	return peers, nil
-}
-
-// witnessKey loads the cosigner key from dir, creating it on first start.
-func witnessKey(dir, name string) (*itlog.Cosigner, bool, error) {
-	file := filepath.Join(dir, witnessKeyFile)
-	b, err := os.ReadFile(file)
-	created := false
-	if errors.Is(err, fs.ErrNotExist) {
-		if name == "" {
-			name = defaultWitnessName
-		}
-		if !itlog.ValidOrigin(name) {
-			return nil, false, fmt.Errorf("--name %q: want a non-empty name without spaces or \"+\"", name)
-		}
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := keyfile.Write(file, itlog.CosignerKey(name, priv)+"\n", keyfile.SecretPerm, false); err != nil {
-			return nil, false, err
-		}
-		b, err = os.ReadFile(file)
-		if err != nil {
-			return nil, false, err
-		}
-		created = true
-	} else if err != nil {
-		return nil, false, fmt.Errorf("reading witness key: %w", err)
-	}
-	keyName, priv, err := itlog.ParseCosignerKey(string(b))
-	if err != nil {
-		// The error does not include the key.
-		return nil, false, fmt.Errorf("witness key %s: %w", file, err)
-	}
-	if name != "" && name != keyName {
-		return nil, false, fmt.Errorf("--name %q does not match the key %s, which is for %q", name, file, keyName)
-	}
-	c, err := itlog.NewCosigner(keyName, priv, nil)
-	if err != nil {
-		return nil, false, err
-	}
-	vfile := filepath.Join(dir, witnessVKeyFile)
-	if err := keyfile.Write(vfile, c.VKey()+"\n", keyfile.PublicPerm, true); err != nil {
-		return nil, false, err
-	}
-	return c, created, nil
-}
-
-// adminToken returns the admin token of dir, creating it (0600) if missing.
-func adminToken(dir string) (string, error) {
-	file := filepath.Join(dir, witnessTokenFile)
-	b, err := os.ReadFile(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		var r [32]byte
-		rand.Read(r[:])
-		tok := hex.EncodeToString(r[:])
-		if err := keyfile.Write(file, tok+"\n", keyfile.SecretPerm, false); err != nil {
-			return "", err
-		}
-		return tok, nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
@@ -258,19 +130,19 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
-	logs, err := parseWitnessLogs(cfg.logs)
+	logs, err := witnesscli.ParseLogs(cfg.logs)
 	if err != nil {
 		return err
 	}
-	peers, err := parsePeers(cfg.peers)
+	peers, err := witnesscli.ParsePeers(cfg.peers)
 	if err != nil {
 		return err
 	}
-	cosigner, created, err := witnessKey(cfg.dataDir, cfg.name)
+	cosigner, created, err := witnesscli.Key(cfg.dataDir, cfg.name)
 	if err != nil {
 		return err
 	}
-	token, err := adminToken(cfg.dataDir)
+	token, err := witnesscli.AdminToken(cfg.dataDir)
 	if err != nil {
 		return err
 	}
@@ -297,12 +169,12 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addrFile := filepath.Join(cfg.dataDir, witnessAddrFile)
-	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), keyfile.PublicPerm); err != nil {
+	removeAddr, err := witnesscli.WriteAddr(cfg.dataDir, ln.Addr().String())
+	if err != nil {
 		ln.Close()
 		return err
 	}
-	defer os.Remove(addrFile)
+	defer removeAddr()
 
 	keyNote := ""
 	if created {
@@ -320,144 +192,4 @@ A log uses it with:
 `, cosigner.Name(), cosigner.VKey(), keyNote, len(logs), len(peers), cfg.interval, cfg.dataDir, ln.Addr().String())
 
 	return serveUntil(ctx, hs, srv, func() error { return hs.Serve(ln) }, logger, "store")
-}
-
-// runningWitness returns the URL of the witness running on dir, or "" if
-// none answers.
-func runningWitness(ctx context.Context, dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, witnessAddrFile))
-	if err != nil {
-		return ""
-	}
-	u := "http://" + strings.TrimSpace(string(b))
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ""
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ""
-	}
-	return u
-}
-
-// openOffline opens the witness store of a stopped witness.
-func openOffline(dir string) (*witness.Witness, error) {
-	cosigner, _, err := witnessKey(dir, "")
-	if err != nil {
-		return nil, err
-	}
-	w, err := witness.Open(filepath.Join(dir, witnessStoreDir), witness.Options{Cosigner: cosigner, GossipInterval: -1})
-	if err != nil {
-		return nil, fmt.Errorf("%w (is the witness running? its address file %s is missing or it does not answer)", err, filepath.Join(dir, witnessAddrFile))
-	}
-	return w, nil
-}
-
-func runWitnessForks(ctx context.Context, dir string, out io.Writer) error {
-	if u := runningWitness(ctx, dir); u != "" {
-		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/witness/forks", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var v any
-		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-			return fmt.Errorf("reading fork list: %w", err)
-		}
-		return printJSON(out, v)
-	}
-	w, err := openOffline(dir)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	forks, err := w.Forks()
-	if err != nil {
-		return err
-	}
-	return printJSON(out, map[string]any{"forks": forks})
-}
-
-func runWitnessClearFork(ctx context.Context, dir, origin string, out io.Writer) error {
-	if u := runningWitness(ctx, dir); u != "" {
-		token, err := os.ReadFile(filepath.Join(dir, witnessTokenFile))
-		if err != nil {
-			return fmt.Errorf("reading the admin token: %w", err)
-		}
-		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+"/v1/witness/clear-fork?origin="+url.QueryEscape(origin), nil)
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("clear-fork: witness answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-		}
-		_, err = out.Write(body)
-		return err
-	}
-	w, err := openOffline(dir)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	n, err := w.ClearFork(origin)
-	if err != nil {
-		return err
-	}
-	return printJSON(out, map[string]any{"origin": origin, "cleared": n})
-}
-
-func printJSON(out io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = out.Write(append(b, '\n'))
-	return err
-}
-
-// witnessingConfig builds the log side's witness configuration from
-// indelible serve's --witness VKEY=URL flags and --witness-quorum, with the
-// rule of tlog.Policy: no witness key named like the log's origin (it could
-// stand in for the log with clients that look up keys by name), no witness
-// key twice.
-func witnessingConfig(origin string, specs []string, quorum int) (ledger.WitnessConfig, error) {
-	var cfg ledger.WitnessConfig
-	seen := map[string]bool{}
-	for _, s := range specs {
-		vkey, u := witness.ParseKeyURL(s)
-		if u == "" {
-			return cfg, fmt.Errorf("--witness %q: want VKEY=URL", s)
-		}
-		c, err := witness.NewClient(vkey, u, &http.Client{Timeout: ledger.DefaultWitnessTimeout})
-		if err != nil {
-			return cfg, fmt.Errorf("--witness: %w", err)
-		}
-		if c.Verifier().Name() == origin {
-			return cfg, fmt.Errorf("--witness %q: the witness key has the log's own name %q: a witness must never stand in for the log", s, origin)
-		}
-		id := fmt.Sprintf("%s+%08x", c.Verifier().Name(), c.Verifier().KeyHash())
-		if seen[id] {
-			return cfg, fmt.Errorf("--witness %q: witness key %s given twice", s, id)
-		}
-		seen[id] = true
-		cfg.Witnesses = append(cfg.Witnesses, c)
-	}
-	if quorum < 0 || quorum > len(cfg.Witnesses) {
-		return cfg, fmt.Errorf("--witness-quorum %d with %d witnesses", quorum, len(cfg.Witnesses))
-	}
-	cfg.Quorum = quorum
-	return cfg, nil
 }

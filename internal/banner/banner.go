@@ -1,0 +1,78 @@
+// Package banner prints what indelible serve tells the operator at start:
+// what is running, where, and commands to paste.
+package banner
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Info is what the banner shows.
+type Info struct {
+	Mode    string // "events" or "raw"
+	Addr    string // the listener's address
+	TLS     bool   // served over HTTPS
+	Origin  string
+	VKey    string // the log's verifier key
+	DataDir string
+	Size    int64 // the published tree size
+	// KeyFile and PubFile are the signer and verifier key files when this
+	// start created the key ("" otherwise).
+	KeyFile, PubFile string
+	// AdminTokenFile holds the first admin token (events mode); AdminToken
+	// is the token itself when this start created it ("" otherwise).
+	AdminTokenFile, AdminToken string
+}
+
+// Print writes the banner of in to w.
+func Print(w io.Writer, in Info) {
+	url := "http://" + in.Addr
+	if in.TLS {
+		url = "https://" + in.Addr
+	}
+	keyNote := ""
+	if in.KeyFile != "" {
+		keyNote = fmt.Sprintf("\n  new key:      signer %s (0600, keep it secret), verifier %s", in.KeyFile, in.PubFile)
+	}
+	title, tokenNote := "Indelible log (mode "+in.Mode+")", ""
+	if in.Mode == "events" {
+		title = "Indelible audit ledger (mode events)"
+		if in.AdminToken != "" {
+			tokenNote = fmt.Sprintf("\n  admin token:  %s\n                (shown once; also written to %s, 0600)", in.AdminToken, in.AdminTokenFile)
+		}
+	}
+	fmt.Fprintf(w, `%s
+  origin:       %s
+  verifier key: %s%s
+  data:         %s (tree size %d)
+  listening on  %s%s
+
+Try:
+`, title, in.Origin, in.VKey, keyNote, in.DataDir, in.Size, url, tokenNote)
+	if in.Mode == "events" {
+		auth := fmt.Sprintf(`-H "Authorization: Bearer $(cat %s)"`, ShellQuote(in.AdminTokenFile))
+		fmt.Fprintf(w, `  curl %[2]s -H 'Content-Type: application/json' -d '{"action":"demo.hello"}' %[1]s/v1/events
+  curl %[2]s '%[1]s/v1/events?action=demo.hello'
+  curl %[2]s %[1]s/v1/events/0/receipt > receipt.txt
+  indelible verify receipt.txt --key '%[3]s'
+`, url, auth, in.VKey)
+	} else {
+		fmt.Fprintf(w, `  curl --data-binary 'hello, log' %[1]s/add
+  curl %[1]s/checkpoint
+  curl -s %[1]s/tile/entries/000.p/1 | od -An -c
+  curl '%[1]s/v1/proof/inclusion?index=0&size=1'
+`, url)
+	}
+	fmt.Fprintf(w, "  indelible checkpoint --url %s --key '%s'\n", url, in.VKey)
+}
+
+// ShellQuote quotes s for a POSIX shell if it needs it.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

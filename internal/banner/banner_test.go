@@ -1,0 +1,34 @@
+package banner
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{"data/admin.token": "data/admin.token", "my dir/x": `'my dir/x'`, "it's": `'it'\''s'`, "": "''"} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("ShellQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPrint(t *testing.T) {
+	var b strings.Builder
+	Print(&b, Info{Mode: "raw", Addr: "127.0.0.1:1", Origin: "o", VKey: "o+1+AA", DataDir: "d", Size: 3})
+	out := b.String()
+	if !strings.HasPrefix(out, "Indelible log (mode raw)\n") || !strings.Contains(out, "curl --data-binary 'hello, log' http://127.0.0.1:1/add") ||
+		strings.Contains(out, "new key") || !strings.HasSuffix(out, "indelible checkpoint --url http://127.0.0.1:1 --key 'o+1+AA'\n") {
+		t.Errorf("raw banner:\n%s", out)
+	}
+	b.Reset()
+	Print(&b, Info{Mode: "events", Addr: "h:1", TLS: true, Origin: "o", VKey: "v", DataDir: "d", KeyFile: "d/log.key", PubFile: "d/log.pub",
+		AdminTokenFile: "my d/admin.token", AdminToken: "tok"})
+	out = b.String()
+	for _, want := range []string{"Indelible audit ledger (mode events)\n", "new key:      signer d/log.key", "listening on  https://h:1\n  admin token:  tok\n",
+		`Bearer $(cat 'my d/admin.token')`, "indelible verify receipt.txt --key 'v'"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("events banner lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,361 @@
+// Package witnesscli holds what the indelible witness command does besides
+// wiring: the --log and --peer flags, the files of the data directory (key,
+// admin token, address of the running witness), the admin calls that
+// forks and clear-fork make to a running witness or to the stopped store,
+// and the log side's witness configuration for indelible serve.
+package witnesscli
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"indelible.dev/internal/keyfile"
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+	"indelible.dev/witness"
+)
+
+// DefaultName is the witness name of a new key.
+const DefaultName = "indelible.local/witness"
+
+// Files inside the witness data directory.
+const (
+	KeyFile      = "witness.key"  // cosigner key, 0600, created on first start
+	VKeyFile     = "witness.vkey" // its cosignature/v1 verifier key
+	TokenFile    = "admin.token"  // admin token for clear-fork while running, 0600
+	AddrFile     = "witness.addr" // address of the running witness; removed on exit
+	StoreDir     = "store"        // the pebble store
+	HWMFile      = "witness.hwm"  // high-water mark: latest cosigned tree per origin, 0600
+	adminTimeout = 10 * time.Second
+)
+
+// WriteAddr writes the address of the running witness to dir, for forks and
+// clear-fork, and returns a function removing it.
+func WriteAddr(dir, addr string) (func(), error) {
+	file := filepath.Join(dir, AddrFile)
+	if err := os.WriteFile(file, []byte(addr+"\n"), keyfile.PublicPerm); err != nil {
+		return nil, err
+	}
+	return func() { os.Remove(file) }, nil
+}
+
+// ParseLogs turns --log flags into known logs; keys with the same
+// name are one log with several keys.
+func ParseLogs(specs []string) ([]witness.Log, error) {
+	var logs []witness.Log
+	idx := map[string]int{}
+	for _, s := range specs {
+		vkey, u := witness.ParseKeyURL(s)
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("--log %q: not a log verifier key: %w", s, err)
+		}
+		if u != "" {
+			if _, err := url.Parse(u); err != nil {
+				return nil, fmt.Errorf("--log %q: %w", s, err)
+			}
+		}
+		i, ok := idx[v.Name()]
+		if !ok {
+			i = len(logs)
+			idx[v.Name()] = i
+			logs = append(logs, witness.Log{Origin: v.Name()})
+		}
+		logs[i].Verifiers = append(logs[i].Verifiers, v)
+		if u != "" {
+			logs[i].URL = u
+		}
+	}
+	return logs, nil
+}
+
+// ParsePeers turns --peer flags into peers.
+func ParsePeers(specs []string) ([]witness.Peer, error) {
+	var peers []witness.Peer
+	for _, s := range specs {
+		vkey, u := witness.ParseKeyURL(s)
+		if u == "" {
+			return nil, fmt.Errorf("--peer %q: want VKEY=URL", s)
+		}
+		v, err := itlog.NewCosignatureVerifier(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("--peer %q: not a cosignature/v1 verifier key: %w", s, err)
+		}
+		peers = append(peers, witness.Peer{Verifier: v, URL: u})
+	}
+	return peers, nil
+}
+
+// Key loads the cosigner key from dir, creating it on first start.
+func Key(dir, name string) (*itlog.Cosigner, bool, error) {
+	file := filepath.Join(dir, KeyFile)
+	b, err := os.ReadFile(file)
+	created := false
+	if errors.Is(err, fs.ErrNotExist) {
+		if name == "" {
+			name = DefaultName
+		}
+		if !itlog.ValidOrigin(name) {
+			return nil, false, fmt.Errorf("--name %q: want a non-empty name without spaces or \"+\"", name)
+		}
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := keyfile.Write(file, itlog.CosignerKey(name, priv)+"\n", keyfile.SecretPerm, false); err != nil {
+			return nil, false, err
+		}
+		b, err = os.ReadFile(file)
+		if err != nil {
+			return nil, false, err
+		}
+		created = true
+	} else if err != nil {
+		return nil, false, fmt.Errorf("reading witness key: %w", err)
+	}
+	keyName, priv, err := itlog.ParseCosignerKey(string(b))
+	if err != nil {
+		// The error does not include the key.
+		return nil, false, fmt.Errorf("witness key %s: %w", file, err)
+	}
+	if name != "" && name != keyName {
+		return nil, false, fmt.Errorf("--name %q does not match the key %s, which is for %q", name, file, keyName)
+	}
+	c, err := itlog.NewCosigner(keyName, priv, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	vfile := filepath.Join(dir, VKeyFile)
+	if err := keyfile.Write(vfile, c.VKey()+"\n", keyfile.PublicPerm, true); err != nil {
+		return nil, false, err
+	}
+	return c, created, nil
+}
+
+// AdminToken returns the admin token of dir, creating it (0600) if missing.
+func AdminToken(dir string) (string, error) {
+	file := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		var r [32]byte
+		rand.Read(r[:])
+		tok := hex.EncodeToString(r[:])
+		if err := keyfile.Write(file, tok+"\n", keyfile.SecretPerm, false); err != nil {
+			return "", err
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// running returns the URL of the witness running on dir, or "" if
+// none answers.
+func running(ctx context.Context, dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, AddrFile))
+	if err != nil {
+		return ""
+	}
+	u := "http://" + strings.TrimSpace(string(b))
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return u
+}
+
+// openOffline opens the witness store of a stopped witness.
+func openOffline(dir string) (*witness.Witness, error) {
+	cosigner, _, err := Key(dir, "")
+	if err != nil {
+		return nil, err
+	}
+	w, err := witness.Open(filepath.Join(dir, StoreDir), witness.Options{Cosigner: cosigner, GossipInterval: -1})
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the witness running? its address file %s is missing or it does not answer)", err, filepath.Join(dir, AddrFile))
+	}
+	return w, nil
+}
+
+func Forks(ctx context.Context, dir string, out io.Writer) error {
+	if u := running(ctx, dir); u != "" {
+		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/witness/forks", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var v any
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			return fmt.Errorf("reading fork list: %w", err)
+		}
+		return printJSON(out, v)
+	}
+	w, err := openOffline(dir)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	forks, err := w.Forks()
+	if err != nil {
+		return err
+	}
+	return printJSON(out, map[string]any{"forks": forks})
+}
+
+func ClearFork(ctx context.Context, dir, origin string, out io.Writer) error {
+	if u := running(ctx, dir); u != "" {
+		token, err := os.ReadFile(filepath.Join(dir, TokenFile))
+		if err != nil {
+			return fmt.Errorf("reading the admin token: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+"/v1/witness/clear-fork?origin="+url.QueryEscape(origin), nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("clear-fork: witness answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+		}
+		_, err = out.Write(body)
+		return err
+	}
+	w, err := openOffline(dir)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	n, err := w.ClearFork(origin)
+	if err != nil {
+		return err
+	}
+	return printJSON(out, map[string]any{"origin": origin, "cleared": n})
+}
+
+func printJSON(out io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(append(b, '\n'))
+	return err
+}
+
+// LogWitnesses builds the log side's witness configuration from
+// indelible serve's --witness VKEY=URL flags and --witness-quorum, with the
+// rule of tlog.Policy: no witness key named like the log's origin (it could
+// stand in for the log with clients that look up keys by name), no witness
+// key twice.
+func LogWitnesses(origin string, specs []string, quorum int) (ledger.WitnessConfig, error) {
+	var cfg ledger.WitnessConfig
+	seen := map[string]bool{}
+	for _, s := range specs {
+		vkey, u := witness.ParseKeyURL(s)
+		if u == "" {
+			return cfg, fmt.Errorf("--witness %q: want VKEY=URL", s)
+		}
+		c, err := witness.NewClient(vkey, u, &http.Client{Timeout: ledger.DefaultWitnessTimeout})
+		if err != nil {
+			return cfg, fmt.Errorf("--witness: %w", err)
+		}
+		if c.Verifier().Name() == origin {
+			return cfg, fmt.Errorf("--witness %q: the witness key has the log's own name %q: a witness must never stand in for the log", s, origin)
+		}
+		id := fmt.Sprintf("%s+%08x", c.Verifier().Name(), c.Verifier().KeyHash())
+		if seen[id] {
+			return cfg, fmt.Errorf("--witness %q: witness key %s given twice", s, id)
+		}
+		seen[id] = true
+		cfg.Witnesses = append(cfg.Witnesses, c)
+	}
+	if quorum < 0 || quorum > len(cfg.Witnesses) {
+		return cfg, fmt.Errorf("--witness-quorum %d with %d witnesses", quorum, len(cfg.Witnesses))
+	}
+	cfg.Quorum = quorum
+	monitor(cfg)
+	return cfg, nil
+}
+
+// monitoredWitness is a witness client that can also read the witness's
+// monitoring endpoint, so the ledger can ask at start what it last cosigned
+// (ledger.WitnessMonitor).
+type monitoredWitness struct {
+	*witness.Client
+	hc *http.Client
+}
+
+// monitor wraps the configured witnesses as monitoredWitness.
+func monitor(cfg ledger.WitnessConfig) {
+	hc := &http.Client{
+		Timeout: ledger.DefaultWitnessTimeout,
+		// A witness answers for itself: never follow a redirect elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	for i, w := range cfg.Witnesses {
+		if c, ok := w.(*witness.Client); ok {
+			cfg.Witnesses[i] = monitoredWitness{Client: c, hc: hc}
+		}
+	}
+}
+
+// LatestCheckpoint reads GET <url>/<hex sha256 of origin>/checkpoint.
+func (m monitoredWitness) LatestCheckpoint(ctx context.Context, origin string) ([]byte, error) {
+	h := sha256.Sum256([]byte(origin))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.URL()+"/"+hex.EncodeToString(h[:])+"/checkpoint", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := m.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, nil // the witness knows no checkpoint of this log
+	default:
+		return nil, fmt.Errorf("witness %s: monitoring endpoint answered %d", m.URL(), resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, itlog.MaxCheckpointSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("witness %s: reading the monitoring endpoint: %w", m.URL(), err)
+	}
+	if len(body) > itlog.MaxCheckpointSize {
+		return nil, fmt.Errorf("witness %s: checkpoint larger than %d bytes", m.URL(), itlog.MaxCheckpointSize)
+	}
+	return body, nil
+}
