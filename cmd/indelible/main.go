@@ -31,9 +31,6 @@ const (
 	exitTrouble  = exitcode.Trouble
 )
 
-// exitError is an error with the process exit code main should use.
-type exitError = exitcode.Error
-
 // exitCode returns the process exit code for a command's error.
 func exitCode(err error) int { return exitcode.Of(err) }
 

@@ -43,8 +43,8 @@ type Server struct {
 // Open opens the events layer over l with the master key and the token
 // store, creating the first admin token (and <data>/admin.token) if there is
 // no token yet.
-func Open(dataDir, masterKeyFile string, l *ledger.Log, logger *slog.Logger) (*Server, error) {
-	master, err := MasterKey(dataDir, MasterKeyFile)
+func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger) (*Server, error) {
+	master, err := MasterKey(dataDir, masterKeyArg)
 	if err != nil {
 		return nil, err
 	}
