@@ -41,6 +41,7 @@ func Print(w io.Writer, in Info) {
 		if in.AdminToken != "" {
 			tokenNote = fmt.Sprintf("\n  admin token:  %s\n                (shown once; also written to %s, 0600)", in.AdminToken, in.AdminTokenFile)
 		}
+		tokenNote += fmt.Sprintf("\n  console:      open %s/ in a browser and sign in with a token", url)
 	}
 	fmt.Fprintf(w, `%s
   origin:       %s

@@ -26,7 +26,7 @@ func TestPrint(t *testing.T) {
 		AdminTokenFile: "my d/admin.token", AdminToken: "tok"})
 	out = b.String()
 	for _, want := range []string{"Indelible audit ledger (mode events)\n", "new key:      signer d/log.key", "listening on  https://h:1\n  admin token:  tok\n",
-		`Bearer $(cat 'my d/admin.token')`, "indelible verify receipt.txt --key 'v'"} {
+		`Bearer $(cat 'my d/admin.token')`, "indelible verify receipt.txt --key 'v'", "console:      open https://h:1/ in a browser"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("events banner lacks %q:\n%s", want, out)
 		}
