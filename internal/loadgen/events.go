@@ -1,0 +1,199 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EventsConfig configures Events: writers POSTing audit events to an
+// events-mode server's /v1/events, closed loop.
+type EventsConfig struct {
+	URL        string        // base URL, e.g. http://127.0.0.1:8080
+	Token      string        // bearer token with the append scope
+	Writers    int           // concurrent writers, one request in flight each
+	PerRequest int           // events per request: 1 sends one JSON object, more send NDJSON
+	Duration   time.Duration // how long to send
+	Seed       int           // varies the generated values between runs
+}
+
+// EventsResult is what Events measured from the client side.
+type EventsResult struct {
+	Events, Requests, Errors int64
+	Elapsed                  time.Duration
+	Latencies                []time.Duration // per request
+	FirstErr                 error
+}
+
+// EventsBase is the time of generated event 0; event k is k ms later.
+var EventsBase = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+
+// EventLine returns the k-th generated event as one JSON line (no newline):
+// about 300 bytes with realistic spreads of values (5,000 actors, 40
+// actions, 20,000 resources, 4 outcomes, 3 sources) and a time k ms after
+// base.
+func EventLine(dst []byte, k int, base time.Time) []byte {
+	t := base.Add(time.Duration(k) * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	dst = append(dst, `{"time":"`...)
+	dst = append(dst, t...)
+	dst = fmt.Appendf(dst, `","actor":{"id":"user%04d@example.com","type":"user","ip":"10.0.3.7"}`, k%5000)
+	dst = fmt.Appendf(dst, `,"action":"kubectl.verb%02d","resource":{"type":"pod","id":"prod/payments-%05d"}`, k%40, k%20000)
+	dst = fmt.Appendf(dst, `,"outcome":%q,"source":"kube-apiserver/prod-eu%d"`, []string{"success", "failure", "denied", "unknown"}[k%4], k%3)
+	dst = fmt.Appendf(dst, `,"reason":"INC-4211 debugging the payment service","metadata":{"request_id":"%d","user_agent":"kubectl/v1.31"}}`, k)
+	return dst
+}
+
+// eventBodies pre-builds the request bodies, so the writers spend their
+// CPU on sending, not on formatting.
+func eventBodies(n, per, seed int, base time.Time) [][]byte {
+	bodies := make([][]byte, n)
+	for b := range bodies {
+		var buf []byte
+		for i := range per {
+			buf = EventLine(buf, (seed*n+b)*per+i, base)
+			if per > 1 {
+				buf = append(buf, '\n')
+			}
+		}
+		bodies[b] = buf
+	}
+	return bodies
+}
+
+// Events runs cfg and returns what the writers saw. A non-200 reply counts
+// as an error (its events are not counted).
+func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
+	if cfg.Writers < 1 || cfg.Writers > MaxWriters || cfg.PerRequest < 1 || cfg.Duration <= 0 {
+		return EventsResult{}, errors.New("loadgen: bad events config")
+	}
+	ct := "application/json"
+	if cfg.PerRequest > 1 {
+		ct = "application/x-ndjson"
+	}
+	base := EventsBase
+	nb := max(64, 4*cfg.Writers)
+	if cfg.PerRequest > 1 {
+		nb = 4 * cfg.Writers
+	}
+	bodies := eventBodies(nb, cfg.PerRequest, cfg.Seed, base)
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers, MaxConnsPerHost: cfg.Writers, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: RequestTimeout}
+	var (
+		res      EventsResult
+		mu       sync.Mutex
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		deadline = time.Now().Add(cfg.Duration)
+	)
+	start := time.Now()
+	for range cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			var evs, reqs, errs int64
+			var first error
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				body := bodies[next.Add(1)%int64(len(bodies))]
+				t0 := time.Now()
+				err := postEvents(ctx, hc, cfg.URL+"/v1/events", cfg.Token, ct, body)
+				lat = append(lat, time.Since(t0))
+				reqs++
+				if err != nil {
+					errs++
+					if first == nil {
+						first = err
+					}
+					time.Sleep(pushbackPause)
+					continue
+				}
+				evs += int64(cfg.PerRequest)
+			}
+			mu.Lock()
+			res.Latencies = append(res.Latencies, lat...)
+			res.Events += evs
+			res.Requests += reqs
+			res.Errors += errs
+			if res.FirstErr == nil {
+				res.FirstErr = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+func postEvents(ctx context.Context, hc *http.Client, u, token, ct string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("loadgen: POST /v1/events: %d %.200s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// Print writes a one-line summary with latency percentiles.
+func (r EventsResult) Print(w io.Writer) {
+	s := r.Elapsed.Seconds()
+	slices.Sort(r.Latencies)
+	fmt.Fprintf(w, "events %d in %.1fs: %.0f events/s, %d requests (%.0f/s), %d errors; request latency p50 %v p99 %v max %v\n",
+		r.Events, s, float64(r.Events)/s, r.Requests, float64(r.Requests)/s, r.Errors,
+		Percentile(r.Latencies, 50), Percentile(r.Latencies, 99), Percentile(r.Latencies, 100))
+	if r.FirstErr != nil {
+		fmt.Fprintf(w, "first error: %v\n", r.FirstErr)
+	}
+}
+
+// QueryLatency sends GET path n times, one at a time, and returns each
+// request's latency, in request order. Any non-200 reply is an error.
+func QueryLatency(ctx context.Context, baseURL, token, path string, n int) ([]time.Duration, error) {
+	hc := &http.Client{Timeout: RequestTimeout}
+	defer hc.CloseIdleConnections()
+	out := make([]time.Duration, 0, n)
+	for range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		t0 := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("loadgen: GET %s: %d %.200s", path, resp.StatusCode, b)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

@@ -1,0 +1,303 @@
+package loadgen
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"indelible.dev/auth"
+	"indelible.dev/events"
+	"indelible.dev/httpapi"
+	"indelible.dev/ledger"
+)
+
+// The events benchmark (BENCHMARKS.md, "Audit events"): a real ledger,
+// events layer and token store in a directory, served by the real HTTP API
+// on a loopback port in this process, driven by Events and QueryLatency.
+// Skipped unless INDELIBLE_EVENTS_BENCH=1. Knobs (environment):
+//
+//	EVBENCH_DIR      store directory, kept and reused (default: a temporary one)
+//	EVBENCH_DUR      duration of each ingest phase (default 20s)
+//	EVBENCH_BUILD    extra batched ingest before the queries, to grow the store (default 0)
+//	EVBENCH_PHASES   comma-separated subset of batch,single,build,query,restart (default all)
+//	EVBENCH_CPUPROF  write a CPU profile of the batched phase to this file
+//
+//	INDELIBLE_EVENTS_BENCH=1 go test ./internal/loadgen -run TestEventsBench -v -timeout 0
+
+type benchServer struct {
+	dir    string
+	log    *ledger.Log
+	layer  *events.Layer
+	hs     *httptest.Server
+	srv    *httpapi.Server
+	tokens *auth.Store
+	tok    string
+}
+
+type benchPersister struct{}
+
+func (benchPersister) Load() ([]auth.Record, error) { return nil, nil }
+func (benchPersister) Put(auth.Record) error        { return nil }
+
+var benchMaster = func() []byte { b := make([]byte, 32); rand.Read(b); return b }()
+
+func openBench(t *testing.T, dir string, skey string) *benchServer {
+	t.Helper()
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := ledger.Open(dir, ledger.Options{Signer: s, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := events.NewKeyring(benchMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.Open(benchPersister{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := tokens.Create("bench", []auth.Scope{auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httpapi.New(httpapi.Config{Log: l, Events: layer, Tokens: tokens, Logger: logger})
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config = srv.HTTPServer("")
+	hs.Start()
+	return &benchServer{dir: dir, log: l, layer: layer, hs: hs, srv: srv, tokens: tokens, tok: secret}
+}
+
+func (b *benchServer) size() int64 {
+	cp, _ := b.log.Checkpoint()
+	return cp.N
+}
+
+func (b *benchServer) published() int64 {
+	cp, _ := b.log.Published()
+	return cp.N
+}
+
+func (b *benchServer) close() {
+	b.srv.SetShuttingDown()
+	b.hs.Close()
+	b.layer.Close()
+	b.log.Close()
+}
+
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssMiB reads this process's resident set size.
+func rssMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// ingest runs one Events phase and logs events/s, process CPU per event,
+// and RSS sampled every second (first, max, last).
+func (b *benchServer) ingest(t *testing.T, name string, cfg EventsConfig) {
+	t.Helper()
+	cfg.URL, cfg.Token = b.hs.URL, b.tok
+	var rss []float64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				rss = append(rss, rssMiB())
+			}
+		}
+	}()
+	cpu0 := cpuNow()
+	res, err := Events(t.Context(), cfg)
+	cpu := cpuNow() - cpu0
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	res.Print(&sb)
+	per := time.Duration(0)
+	if res.Events > 0 {
+		per = cpu / time.Duration(res.Events)
+	}
+	rs := "n/a"
+	if len(rss) > 0 {
+		rs = fmt.Sprintf("first %.0f MiB, max %.0f MiB, last %.0f MiB (%d samples)", rss[0], slices.Max(rss), rss[len(rss)-1], len(rss))
+	}
+	t.Logf("%s: %s  process CPU %v per event (%.2f cores); RSS %s; log size %d",
+		name, strings.TrimSpace(sb.String()), per, cpu.Seconds()/res.Elapsed.Seconds(), rs, b.size())
+	if res.Errors > 0 && res.Events == 0 {
+		t.Fatalf("%s: every request failed: %v", name, res.FirstErr)
+	}
+}
+
+func pct(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return fmt.Sprintf("p50 %v p90 %v p99 %v max %v (n=%d)", Percentile(s, 50), Percentile(s, 90), Percentile(s, 99), Percentile(s, 100), len(s))
+}
+
+func TestEventsBench(t *testing.T) {
+	if os.Getenv("INDELIBLE_EVENTS_BENCH") != "1" {
+		t.Skip("set INDELIBLE_EVENTS_BENCH=1 to run the events benchmark")
+	}
+	dir := os.Getenv("EVBENCH_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	dur := 20 * time.Second
+	if v := os.Getenv("EVBENCH_DUR"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dur = d
+	}
+	var build time.Duration
+	if v := os.Getenv("EVBENCH_BUILD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build = d
+	}
+	phases := map[string]bool{}
+	for p := range strings.SplitSeq(cmp.Or(os.Getenv("EVBENCH_PHASES"), "batch,single,build,query,restart"), ",") {
+		phases[p] = true
+	}
+	// The signing key and master key must survive a reused directory.
+	skey := loadOrMake(t, dir+".skey", func() string {
+		k, _, err := note.GenerateKey(rand.Reader, "example.com/evbench")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	})
+	benchMaster = []byte(loadOrMake(t, dir+".master", func() string { return string(benchMaster) }))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b := openBench(t, dir, skey)
+	t.Cleanup(func() { b.close() })
+	var seed atomic.Int64
+	seed.Store(b.size()/1000 + 1)
+
+	if phases["batch"] {
+		var pf *os.File
+		if p := os.Getenv("EVBENCH_CPUPROF"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pf = f
+			pprof.StartCPUProfile(f)
+		}
+		b.ingest(t, "batched NDJSON, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Seed: int(seed.Add(100))})
+		if pf != nil {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}
+	}
+	if phases["single"] {
+		b.ingest(t, "single-event POSTs, 256 writers", EventsConfig{Writers: 256, PerRequest: 1, Duration: dur, Seed: int(seed.Add(100))})
+	}
+	if phases["build"] && build > 0 {
+		b.ingest(t, "store build (batched, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Seed: int(seed.Add(100))})
+	}
+	if phases["query"] {
+		// Wait until the last batch is published, so every event counts.
+		deadline := time.Now().Add(5 * time.Second)
+		for b.published() < b.size() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("store: %d events", b.size())
+		w0, w1 := EventsBase.Add(30*time.Minute).Format(time.RFC3339), EventsBase.Add(40*time.Minute).Format(time.RFC3339)
+		paths := map[string]string{
+			"actor filter (1 of 5,000 actors)":      "/v1/events?limit=100&actor=user0042@example.com",
+			"outcome filter (1 of 4)":               "/v1/events?limit=100&outcome=denied",
+			"time range (a 10-minute window)":       "/v1/events?limit=100&since=" + url.QueryEscape(w0) + "&until=" + url.QueryEscape(w1),
+			"no filter (newest 100)":                "/v1/events?limit=100",
+			"actor and action (AND of two filters)": "/v1/events?limit=100&actor=user0042@example.com&action=kubectl.verb02",
+		}
+		for _, name := range slices.Sorted(maps.Keys(paths)) {
+			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("query %s: %s", name, pct(ds[20:])) // the first 20 warm the caches
+		}
+	}
+	if phases["restart"] {
+		n := b.size()
+		b.close()
+		t0 := time.Now()
+		b = openBench(t, dir, skey)
+		ds, err := QueryLatency(context.Background(), b.hs.URL, b.tok, "/v1/events?limit=100", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("restart with %d events: Open to first served query %v (the query itself %v)", n, time.Since(t0), ds[0])
+	}
+}
+
+// loadOrMake reads a file, or writes what mk returns to it (0600).
+func loadOrMake(t *testing.T, path string, mk func() string) string {
+	if b, err := os.ReadFile(path); err == nil {
+		return string(b)
+	}
+	v := mk()
+	if err := os.WriteFile(path, []byte(v), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
