@@ -17,7 +17,8 @@ import (
 type prepared struct {
 	commitment [32]byte
 	payload    []byte
-	keys       [][]byte // 't' and 'f' keys, value empty
+	keys       [][]byte // the 't' key, then the 'f' keys (value empty)
+	tval       []byte   // the 't' key's value: the outcome's blind value, or empty
 	idem       []byte   // 'd' key or nil; its value is the index
 	day        *dayKey  // non-nil: also write this day's wrapped key
 }
@@ -37,9 +38,13 @@ func (p *prepared) sidecar(i int64, w ledger.Writer) error {
 	if err := w.Set(pk[:], p.payload); err != nil {
 		return err
 	}
-	for _, k := range p.keys {
+	for j, k := range p.keys {
 		copy(k[len(k)-indexSize:], ib[:])
-		if err := w.Set(k, nil); err != nil {
+		var v []byte
+		if j == 0 {
+			v = p.tval
+		}
+		if err := w.Set(k, v); err != nil {
 			return err
 		}
 	}
@@ -163,7 +168,7 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 		copy(salt[:], salts[k*event.SaltSize:])
 		p.commitment = event.Commitment(salt, bytes[i])
 		p.payload = day.seal(ctr+uint64(k), &salt, bytes[i], &p.commitment)
-		p.keys = l.indexKeys(&evs[i])
+		p.keys, p.tval = l.indexKeys(&evs[i])
 		if evs[i].ID != "" {
 			p.idem = idemKey(ik)
 		}
@@ -196,8 +201,11 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 }
 
 // indexKeys returns the event's 't' key and its 'f' keys, in one
-// allocation, each ending with the index placeholder.
-func (l *Layer) indexKeys(e *event.Event) [][]byte {
+// allocation, each ending with the index placeholder, and the 't' key's
+// value. The outcome has no 'f' key: its blind value is the 't' key's value
+// (four outcomes would make four huge postings; a scan of the time index
+// filters on the value instead, without decrypting).
+func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
 	var vals [numFields + 1]string
 	if e.Actor != nil {
 		vals[fieldActor] = e.Actor.ID
@@ -206,7 +214,6 @@ func (l *Layer) indexKeys(e *event.Event) [][]byte {
 	if e.Resource != nil {
 		vals[fieldResource] = e.Resource.ID
 	}
-	vals[fieldOutcome] = e.Outcome
 	vals[fieldSource] = e.Source
 	nf := 0
 	for f := fieldActor; f <= numFields; f++ {
@@ -214,10 +221,14 @@ func (l *Layer) indexKeys(e *event.Event) [][]byte {
 			nf++
 		}
 	}
+	if e.Outcome != "" {
+		b := l.blind.field(fieldOutcome, e.Outcome)
+		tval = b[:]
+	}
 	const tlen = 1 + timeKeySize + indexSize
 	const flen = 2 + blindSize + timeKeySize + indexSize
 	arena := make([]byte, 0, tlen+nf*flen)
-	keys := make([][]byte, 0, 1+nf)
+	keys = make([][]byte, 0, 1+nf)
 	var tk [timeKeySize]byte
 	appendTimeKey(tk[:0], e.Time)
 	arena = append(arena, prefixTime)
@@ -236,7 +247,7 @@ func (l *Layer) indexKeys(e *event.Event) [][]byte {
 		arena = append(arena, make([]byte, indexSize)...)
 		keys = append(keys, arena[s:len(arena):len(arena)])
 	}
-	return keys
+	return keys, tval
 }
 
 func idemKey(b [blindSize]byte) []byte {

@@ -40,11 +40,16 @@ func checkStore(t testing.TB, l *Layer) map[int64]Record {
 		}
 		recs[i] = r
 	}
-	want := map[string]bool{} // index keys the events imply
+	want := map[string]bool{}      // index keys the events imply
+	wantVal := map[string]string{} // and their values ('t' keys: the blind outcome)
 	for i, r := range recs {
-		for _, k := range l.indexKeys(&r.Event) {
+		ks, tval := l.indexKeys(&r.Event)
+		for j, k := range ks {
 			binary.BigEndian.PutUint64(k[len(k)-8:], uint64(i))
 			want[string(k)] = true
+			if j == 0 {
+				wantVal[string(k)] = string(tval)
+			}
 		}
 		if r.Event.ID != "" {
 			b := l.blind.idem(r.Event.SubmittedBy, r.Event.ID)
@@ -62,6 +67,9 @@ func checkStore(t testing.TB, l *Layer) map[int64]Record {
 		case prefixTime, prefixField:
 			if !want[string(k)] {
 				t.Fatalf("index key %x of no event", k)
+			}
+			if string(vals[n]) != wantVal[string(k)] {
+				t.Fatalf("index key %x has value %x, want %x", k, vals[n], wantVal[string(k)])
 			}
 			delete(want, string(k))
 		case prefixIdem:

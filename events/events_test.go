@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -260,6 +261,8 @@ func TestList(t *testing.T) {
 				{"action", "exec"},
 				{"resource", "res-c"},
 				{"outcome", "denied"},
+				{"outcome", "unknown", "since", base.Add(10 * time.Minute).Format(time.RFC3339), "until", base.Add(45 * time.Minute).Format(time.RFC3339)},
+				{"action", "read", "outcome", "failure"},
 				{"source", "ssh"},
 				{"actor", "bob", "action", "write"},
 				{"actor", "carol", "source", "kube", "outcome", "failure"},
@@ -421,5 +424,38 @@ func TestReceipt(t *testing.T) {
 	}
 	if _, err := e.l.Receipt(10000); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("receipt beyond the log: %v", err)
+	}
+}
+
+// TestKeysPerEvent pins the key space of one event with every field set and
+// no id: a payload, a time key whose value is the outcome's blind value, and
+// one field key each for actor, action, resource and source (the outcome has
+// none); no idempotency key.
+func TestKeysPerEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	at := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	e.append("writer", ev("alice", "read", "res-a", "denied", "kube", at))
+	count := map[byte]int{}
+	fields := map[byte]bool{}
+	if err := e.l.log.ScanExt(nil, nil, false, func(k, v []byte) bool {
+		count[k[0]]++
+		switch k[0] {
+		case prefixTime:
+			if b := e.l.blind.field(fieldOutcome, "denied"); string(v) != string(b[:]) {
+				t.Errorf("time key value %x, want the blind outcome %x", v, b)
+			}
+		case prefixField:
+			fields[k[1]] = true
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[byte]int{prefixDayKey: 1, prefixPayload: 1, prefixTime: 1, prefixField: 4}
+	if !maps.Equal(count, want) {
+		t.Fatalf("keys by prefix %v, want %v", count, want)
+	}
+	if fields[fieldOutcome] {
+		t.Fatal("an outcome field key was written")
 	}
 }

@@ -15,8 +15,8 @@ import (
 //
 //	'k' day(8)                              wrapped data key of a UTC day
 //	'p' i(8)                                sealed payload of the event at index i
-//	't' time(12) i(8)                       time index (value empty)
-//	'f' field(1) blind(16) time(12) i(8)    blind field index (value empty)
+//	't' time(12) i(8)                       time index -> blind outcome(16) or empty
+//	'f' field(1) blind(16) time(12) i(8)    blind field index (value empty; no outcome keys)
 //	'd' blind(16)                           idempotency key -> i(8)
 //
 // Reserved for the lifecycle (erasure, retention) and tokens: 'z', 'r', 'a'.

@@ -81,15 +81,20 @@ func parseQuery(v url.Values) (Query, error) {
 // filter is a compiled query.
 type filter struct {
 	q     Query
-	nf    int               // field filters given
-	plan  byte              // the field whose index is scanned; 0: the time index
-	blind [blindSize]byte   // the plan field's blind value
-	hash  [sha256.Size]byte // identifies the filters, for cursors
+	nf    int             // field filters given
+	plan  byte            // the field whose index is scanned; 0: the time index
+	blind [blindSize]byte // the plan field's blind value
+	// outcome is set when the time index is scanned for an outcome: its
+	// keys' values must equal this blind value.
+	outcome []byte
+	hash    [sha256.Size]byte // identifies the filters, for cursors
 }
 
 // planOrder is the order in which a field's index is preferred when several
-// filters are given: the ones likely most selective first.
-var planOrder = []byte{fieldActor, fieldResource, fieldAction, fieldSource, fieldOutcome}
+// filters are given: the ones likely most selective first. The outcome has
+// no index of its own: alone, it filters a scan of the time index on the
+// keys' values.
+var planOrder = []byte{fieldActor, fieldResource, fieldAction, fieldSource}
 
 func (l *Layer) compile(q Query) (*filter, error) {
 	if q.Limit < 0 || q.Limit > MaxLimit {
@@ -108,8 +113,14 @@ func (l *Layer) compile(q Query) (*filter, error) {
 			f.plan = fl
 		}
 	}
+	if q.Outcome != "" {
+		f.nf++
+	}
 	if f.plan != 0 {
 		f.blind = l.blind.field(f.plan, q.fieldValue(f.plan))
+	} else if q.Outcome != "" {
+		b := l.blind.field(fieldOutcome, q.Outcome)
+		f.outcome = b[:]
 	}
 	h := sha256.New()
 	for fl := fieldActor; fl <= numFields; fl++ {
@@ -239,9 +250,10 @@ func (l *Layer) list(q Query) (Page, error) {
 	if string(lo) >= string(hi) {
 		return Page{Records: []Record{}}, nil
 	}
-	// Every filter is decided by the scanned keys themselves when at most
-	// one field filter is given (time bounds are the key range): then the
-	// look-ahead for a next page needs no decryption.
+	// Every filter is decided by the scanned keys themselves (and, for an
+	// outcome, their values) when at most one field filter is given (time
+	// bounds are the key range): then the look-ahead for a next page needs
+	// no decryption.
 	covered := f.nf <= 1
 	page := Page{Records: make([]Record, 0, min(f.q.Limit, 128))}
 	var last []byte
@@ -251,6 +263,9 @@ func (l *Layer) list(q Query) (Page, error) {
 		if len(k) != len(pre)+timeKeySize+indexSize {
 			ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
 			return false
+		}
+		if f.outcome != nil && string(v) != string(f.outcome) {
+			return true
 		}
 		pos := k[len(pre):]
 		i := int64(binary.BigEndian.Uint64(pos[timeKeySize:]))
