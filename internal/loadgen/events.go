@@ -21,7 +21,7 @@ type EventsConfig struct {
 	Writers    int           // concurrent writers, one request in flight each
 	PerRequest int           // events per request: 1 sends one JSON object, more send NDJSON
 	Duration   time.Duration // how long to send
-	Seed       int           // varies the generated values between runs
+	Start      int64         // number of the first event (its time is EventsBase + Start ms)
 }
 
 // EventsResult is what Events measured from the client side.
@@ -35,36 +35,47 @@ type EventsResult struct {
 // EventsBase is the time of generated event 0; event k is k ms later.
 var EventsBase = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 
-// EventLine returns the k-th generated event as one JSON line (no newline):
-// about 300 bytes with realistic spreads of values (5,000 actors, 40
-// actions, 20,000 resources, 4 outcomes, 3 sources) and a time k ms after
-// base.
-func EventLine(dst []byte, k int, base time.Time) []byte {
-	t := base.Add(time.Duration(k) * time.Millisecond).UTC().Format(time.RFC3339Nano)
+// eventTimeLayout formats every event time with the same width, so a
+// writer can patch the times of a pre-built body in place.
+const eventTimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func appendEventTime(dst []byte, k int64) []byte {
+	return EventsBase.Add(time.Duration(k)*time.Millisecond).AppendFormat(dst, eventTimeLayout)
+}
+
+// EventLine appends the k-th generated event as one JSON line (no
+// newline): about 300 bytes with realistic spreads of values (5,000 actors,
+// 40 actions, 20,000 resources, 4 outcomes, 3 sources) and a time k ms
+// after EventsBase, which starts at byte timeOffset of the line.
+func EventLine(dst []byte, k int) []byte {
 	dst = append(dst, `{"time":"`...)
-	dst = append(dst, t...)
+	dst = appendEventTime(dst, int64(k))
 	dst = fmt.Appendf(dst, `","actor":{"id":"user%04d@example.com","type":"user","ip":"10.0.3.7"}`, k%5000)
 	dst = fmt.Appendf(dst, `,"action":"kubectl.verb%02d","resource":{"type":"pod","id":"prod/payments-%05d"}`, k%40, k%20000)
 	dst = fmt.Appendf(dst, `,"outcome":%q,"source":"kube-apiserver/prod-eu%d"`, []string{"success", "failure", "denied", "unknown"}[k%4], k%3)
-	dst = fmt.Appendf(dst, `,"reason":"INC-4211 debugging the payment service","metadata":{"request_id":"%d","user_agent":"kubectl/v1.31"}}`, k)
+	dst = fmt.Appendf(dst, `,"reason":"INC-4211 debugging","metadata":{"request_id":"%d"}}`, k)
 	return dst
 }
 
+const timeOffset = len(`{"time":"`)
+
 // eventBodies pre-builds the request bodies, so the writers spend their
-// CPU on sending, not on formatting.
-func eventBodies(n, per, seed int, base time.Time) [][]byte {
-	bodies := make([][]byte, n)
+// CPU on sending, not on formatting; offs gives where each event's time
+// starts in its body, for the writers to patch.
+func eventBodies(n, per int) (bodies [][]byte, offs [][]int) {
+	bodies, offs = make([][]byte, n), make([][]int, n)
 	for b := range bodies {
 		var buf []byte
 		for i := range per {
-			buf = EventLine(buf, (seed*n+b)*per+i, base)
+			offs[b] = append(offs[b], len(buf)+timeOffset)
+			buf = EventLine(buf, b*per+i)
 			if per > 1 {
 				buf = append(buf, '\n')
 			}
 		}
 		bodies[b] = buf
 	}
-	return bodies
+	return bodies, offs
 }
 
 // Events runs cfg and returns what the writers saw. A non-200 reply counts
@@ -77,19 +88,18 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	if cfg.PerRequest > 1 {
 		ct = "application/x-ndjson"
 	}
-	base := EventsBase
 	nb := max(64, 4*cfg.Writers)
 	if cfg.PerRequest > 1 {
 		nb = 4 * cfg.Writers
 	}
-	bodies := eventBodies(nb, cfg.PerRequest, cfg.Seed, base)
+	bodies, offs := eventBodies(nb, cfg.PerRequest)
 	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers, MaxConnsPerHost: cfg.Writers, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: RequestTimeout}
 	var (
 		res      EventsResult
 		mu       sync.Mutex
-		next     atomic.Int64
+		next     atomic.Int64 // bodies sent
 		wg       sync.WaitGroup
 		deadline = time.Now().Add(cfg.Duration)
 	)
@@ -101,8 +111,17 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 			var lat []time.Duration
 			var evs, reqs, errs int64
 			var first error
+			var body, ts []byte
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				body := bodies[next.Add(1)%int64(len(bodies))]
+				// Every event gets the next time: the events of a run are
+				// numbered from cfg.Start in the order bodies are taken.
+				n := next.Add(1) - 1
+				b := n % int64(len(bodies))
+				body = append(body[:0], bodies[b]...)
+				for j, off := range offs[b] {
+					ts = appendEventTime(ts[:0], cfg.Start+n*int64(cfg.PerRequest)+int64(j))
+					copy(body[off:], ts)
+				}
 				t0 := time.Now()
 				err := postEvents(ctx, hc, cfg.URL+"/v1/events", cfg.Token, ct, body)
 				lat = append(lat, time.Since(t0))

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -229,8 +228,6 @@ func TestEventsBench(t *testing.T) {
 	}
 	b := openBench(t, dir, skey)
 	t.Cleanup(func() { b.close() })
-	var seed atomic.Int64
-	seed.Store(b.size()/1000 + 1)
 
 	if phases["batch"] {
 		var pf *os.File
@@ -242,17 +239,17 @@ func TestEventsBench(t *testing.T) {
 			pf = f
 			pprof.StartCPUProfile(f)
 		}
-		b.ingest(t, "batched NDJSON, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Seed: int(seed.Add(100))})
+		b.ingest(t, "batched NDJSON, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size()})
 		if pf != nil {
 			pprof.StopCPUProfile()
 			pf.Close()
 		}
 	}
 	if phases["single"] {
-		b.ingest(t, "single-event POSTs, 256 writers", EventsConfig{Writers: 256, PerRequest: 1, Duration: dur, Seed: int(seed.Add(100))})
+		b.ingest(t, "single-event POSTs, 256 writers", EventsConfig{Writers: 256, PerRequest: 1, Duration: dur, Start: b.size()})
 	}
 	if phases["build"] && build > 0 {
-		b.ingest(t, "store build (batched, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Seed: int(seed.Add(100))})
+		b.ingest(t, "store build (batched, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Start: b.size()})
 	}
 	if phases["query"] {
 		// Wait until the last batch is published, so every event counts.
@@ -261,11 +258,14 @@ func TestEventsBench(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		t.Logf("store: %d events", b.size())
-		w0, w1 := EventsBase.Add(30*time.Minute).Format(time.RFC3339), EventsBase.Add(40*time.Minute).Format(time.RFC3339)
+		// A 10-minute window in the middle of the store's time line
+		// (event k is at EventsBase + k ms).
+		mid := EventsBase.Add(time.Duration(b.size()/2) * time.Millisecond)
+		w0, w1 := mid.Format(time.RFC3339), mid.Add(10*time.Minute).Format(time.RFC3339)
 		paths := map[string]string{
 			"actor filter (1 of 5,000 actors)":      "/v1/events?limit=100&actor=user0042@example.com",
 			"outcome filter (1 of 4)":               "/v1/events?limit=100&outcome=denied",
-			"time range (a 10-minute window)":       "/v1/events?limit=100&since=" + url.QueryEscape(w0) + "&until=" + url.QueryEscape(w1),
+			"time range (10 minutes in the middle)": "/v1/events?limit=100&since=" + url.QueryEscape(w0) + "&until=" + url.QueryEscape(w1),
 			"no filter (newest 100)":                "/v1/events?limit=100",
 			"actor and action (AND of two filters)": "/v1/events?limit=100&actor=user0042@example.com&action=kubectl.verb02",
 		}
@@ -300,4 +300,52 @@ func loadOrMake(t *testing.T, path string, mk func() string) string {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestEventsRealServer runs the events load generator briefly against a
+// real events-mode server: every event sent is acknowledged and stored,
+// each with its own time (event k at EventsBase + k ms), and the query
+// helper reads them back.
+func TestEventsRealServer(t *testing.T) {
+	k, _, err := note.GenerateKey(rand.Reader, "example.com/evbench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := openBench(t, t.TempDir(), k)
+	t.Cleanup(func() { b.close() })
+	var total int64
+	for _, per := range []int{1, 25} {
+		res, err := Events(t.Context(), EventsConfig{URL: b.hs.URL, Token: b.tok, Writers: 3, PerRequest: per, Duration: 200 * time.Millisecond, Start: total})
+		if err != nil || res.Errors != 0 || res.Events == 0 || res.Events != res.Requests*int64(per) {
+			t.Fatalf("per %d: %+v %v", per, res, err)
+		}
+		total += res.Events
+	}
+	if n := b.size(); n != total {
+		t.Fatalf("log size %d, sent %d events", n, total)
+	}
+	for b.published() < total {
+		time.Sleep(5 * time.Millisecond)
+	}
+	p, err := b.layer.List(events.Query{Limit: events.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := min(total, events.MaxLimit)
+	if int64(len(p.Records)) != want {
+		t.Fatalf("%d records, want %d", len(p.Records), want)
+	}
+	for i, r := range p.Records { // newest first, one ms apart
+		if at := EventsBase.Add(time.Duration(total-1-int64(i)) * time.Millisecond); !r.Event.Time.Equal(at) {
+			t.Fatalf("record %d at %v, want %v", i, r.Event.Time, at)
+		}
+	}
+	if n := len(EventLine(nil, 12345)); n < 250 || n > 350 {
+		t.Fatalf("generated event of %d bytes, want about 300", n)
+	}
+	t.Logf("generated event: %d bytes; stored canonical event (with received_at, submitted_by): %d bytes", len(EventLine(nil, 12345)), len(p.Records[0].EventBytes))
+	ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, "/v1/events?limit=10&outcome=denied", 3)
+	if err != nil || len(ds) != 3 {
+		t.Fatal(ds, err)
+	}
 }
