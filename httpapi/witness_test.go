@@ -145,7 +145,7 @@ func verifyCosig(t testing.TB, signedCP, resp string) {
 }
 
 // TestAddCheckpointTable drives every row of the add-checkpoint status table
-// (C2SP-NOTES.md section 5, tlog-witness HEAD) through HTTP, checking the
+// (c2sp.org/tlog-witness, newest text) through HTTP, checking the
 // status, the headers, the body, and that the stored state moved only on 200.
 func TestAddCheckpointTable(t *testing.T) {
 	m := tlogtest.NewTreeStrings(tesseraEntries...)
@@ -371,7 +371,7 @@ func TestWitnessDrivenByTransparencyDevClient(t *testing.T) {
 }
 
 // TestLitewitnessVectors replays the litewitness v0.6.1 testdata bodies
-// (VECTORS.md section 8) with the statuses of tlog-witness HEAD.
+// (cross-checked vectors) with the statuses of tlog-witness HEAD.
 func TestLitewitnessVectors(t *testing.T) {
 	const sigsumSig1 = "— " + sigsumOrigin + " UgIom7fPZTqpxWWhyjWduBvTvGVqsokMbqTArsQilegKoFBJQjUFAmQ0+YeSPM3wfUQMFSzVnnNuWRTYrajXpNUbIQY=\n"
 	const sigsumSig3 = "— " + sigsumOrigin + " UgIom2VbtIcdFbwFAy1n7s6IkAxIY6J/GQOTuZF2ORV39d75cbAj2aQYwyJre36kezNobZs4SUUdrcawfAB8WVrx6go=\n"

@@ -335,7 +335,7 @@ func checkAllProofs(l *Log, ref *tlogtest.Tree, roots []tlog.Hash, m int64) erro
 
 // TestVectorsSize1000 checks the tiles and bundles of the log of entries
 // "entry 0".."entry 999" against the SHA-256 values in
-// ../shared/specs/VECTORS.md section 7 (cross-verified there with tessera's
+// cross-checked test vectors (cross-verified with tessera's
 // posix-oneshot output), and the roots listed there.
 func TestVectorsSize1000(t *testing.T) {
 	s, _ := testSigner(t)

@@ -35,7 +35,7 @@ func tesseraEntryBytes() [][]byte {
 }
 
 // TestBundleVectors checks tessera's testdata bundle and level-0 tile
-// (VECTORS.md section 3b).
+// (a cross-checked test vector).
 func TestBundleVectors(t *testing.T) {
 	var b []byte
 	for _, e := range tesseraEntryBytes() {

@@ -69,7 +69,7 @@ func TestCheckpointVectors(t *testing.T) {
 	}
 }
 
-// TestCheckpointExtensionVector checks VECTORS.md section 4: the log-signed
+// TestCheckpointExtensionVector checks a cross-checked vector: the log-signed
 // size-15 checkpoint with one extension line.
 func TestCheckpointExtensionVector(t *testing.T) {
 	s, v := tesseraKeys(t)

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Vectors from specs/VECTORS.md section 4 (cross-verified with formats and torchwood).
+// Test vectors (cross-verified with formats and torchwood).
 const (
 	vecSeed   = "85d4c6b99bb41b01cf2fc3611275b3a2bb094c418c65597eba32277e328f3639"
 	vecName   = "witness.example.com/w1"

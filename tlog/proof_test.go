@@ -54,7 +54,7 @@ func (ts tileStore) reader() tlog.HashReader {
 }
 
 // TestProofVectors checks the inclusion and consistency proofs of tessera's
-// testdata log (VECTORS.md section 3), built by ProveInclusion and
+// testdata log (a cross-checked vector), built by ProveInclusion and
 // ProveConsistency over stored tiles, and their checks.
 func TestProofVectors(t *testing.T) {
 	hashes := tlogtest.TesseraTree()

@@ -11,7 +11,7 @@ import (
 	"indelible.dev/internal/tlogtest"
 )
 
-// tilePathVectors is VECTORS.md section 6 (tessera layout.TilePath and
+// tilePathVectors are cross-checked vectors (tessera layout.TilePath and
 // torchwood.TilePath agree on each).
 var tilePathVectors = []struct {
 	l    int
