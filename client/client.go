@@ -16,7 +16,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -117,8 +116,9 @@ type Options struct {
 	// Token, if set, is sent as "Authorization: Bearer <token>" with every
 	// request to the log (never with Post, which goes to other services).
 	Token string
-	// RootCAs, if set, are the certificate authorities trusted for HTTPS
-	// (a private CA); nil means the system's. No effect with HTTPClient set.
+	// RootCAs, if set, are the only certificate authorities trusted for
+	// HTTPS (a private CA: see LoadCA); nil means the system's roots. No
+	// effect with HTTPClient set (use NewTransport for its transport).
 	RootCAs *x509.CertPool
 }
 
@@ -142,13 +142,10 @@ func New(base string, opts Options) (*Client, error) {
 	c := &Client{base: strings.TrimSuffix(base, "/"), hc: opts.HTTPClient, retries: opts.Retries,
 		backoff: opts.Backoff, ua: opts.UserAgent, token: opts.Token}
 	if c.hc == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := NewTransport(opts.RootCAs)
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 256
 		t.DisableCompression = opts.DisableCompression
-		if opts.RootCAs != nil {
-			t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
-		}
 		c.hc = &http.Client{Transport: t, Timeout: DefaultTimeout}
 	}
 	if c.retries == 0 {
@@ -295,6 +292,9 @@ func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
 func retryable(err error) bool {
+	if IsCertificateError(err) {
+		return false // final: a retry would fail the same way
+	}
 	var se *StatusError
 	if errors.As(err, &se) {
 		return se.Status == http.StatusTooManyRequests || se.Status >= 500

@@ -296,7 +296,7 @@ func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record
 			delay = c.backoff
 		}
 		var se *StatusError
-		if errors.As(err, &se) && !retryable(err) || errors.Is(err, errCallback) {
+		if errors.As(err, &se) && !retryable(err) || errors.Is(err, errCallback) || IsCertificateError(err) {
 			return err
 		}
 		select {

@@ -69,10 +69,10 @@ type logHandlers struct {
 // mountLog registers the log's routes on s.
 func (s *Server) mountLog(l *ledger.Log, rawAppend bool, waitLimit time.Duration) {
 	h := &logHandlers{l: l, waitLimit: waitLimit}
-	s.route(http.MethodGet, routeCheckpoint, h.serveCheckpoint)
-	s.route(http.MethodGet, routeTile, h.serveTile)
-	s.route(http.MethodGet, routeInclusion, h.serveInclusion)
-	s.route(http.MethodGet, routeConsistency, h.serveConsistency)
+	s.route(http.MethodGet, routeCheckpoint, s.guardRead(h.serveCheckpoint))
+	s.route(http.MethodGet, routeTile, s.guardRead(h.serveTile))
+	s.route(http.MethodGet, routeInclusion, s.guardRead(h.serveInclusion))
+	s.route(http.MethodGet, routeConsistency, s.guardRead(h.serveConsistency))
 	if rawAppend {
 		s.route(http.MethodPost, routeAdd, h.serveAdd)
 	}

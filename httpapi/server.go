@@ -69,6 +69,9 @@ type Config struct {
 	StreamHeartbeat time.Duration
 	// Console, if set in events mode, serves the web console at / (console.go).
 	Console *ConsoleConfig
+	// PrivateLog puts the log's read routes (checkpoint, tiles, proofs) and
+	// /metrics behind the read scope of Tokens (private.go).
+	PrivateLog bool
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -97,6 +100,9 @@ type Server struct {
 	stopping     chan struct{}
 	stoppingOnce sync.Once
 	heartbeat    time.Duration
+	// readGuard wraps the log's read routes (private.go); only written
+	// before serving starts.
+	readGuard func(echo.HandlerFunc) echo.HandlerFunc
 }
 
 // New returns a Server for cfg.
@@ -116,6 +122,7 @@ func New(cfg Config) *Server {
 		bodyLimits: make(map[string]int64),
 		stopping:   make(chan struct{}),
 		heartbeat:  cfg.StreamHeartbeat,
+		readGuard:  readGuard(cfg.PrivateLog, cfg.Tokens),
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = StreamHeartbeat
@@ -133,7 +140,7 @@ func New(cfg Config) *Server {
 	s.route(http.MethodGet, "/healthz", s.serveHealthz)
 	s.route(http.MethodGet, "/readyz", s.serveReadyz)
 	metrics := promhttp.HandlerFor(cfg.Metrics.reg, promhttp.HandlerOpts{})
-	s.route(http.MethodGet, "/metrics", echo.WrapHandler(metrics))
+	s.route(http.MethodGet, "/metrics", s.guardRead(echo.WrapHandler(metrics)))
 
 	if cfg.Log != nil {
 		cfg.Metrics.watchLog(cfg.Log)

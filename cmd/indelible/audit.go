@@ -12,6 +12,7 @@ func init() { rootCmd.AddCommand(newAuditCmd()) }
 // newAuditCmd returns a fresh indelible audit command (tests run several).
 func newAuditCmd() *cobra.Command {
 	var cfg auditcli.Config
+	var ca string
 	cmd := &cobra.Command{
 		Use:   "audit --url URL --key VKEY [--witness VKEY]... [--quorum K] [--state FILE] [--watch --interval D]",
 		Short: "Replay a log from its tiles and verify it was never rewritten",
@@ -30,6 +31,11 @@ With --watch it repeats every --interval; on an inconsistency it alerts on
 stderr, POSTs a JSON alert to --alert-webhook, and submits both checkpoints
 to each --gossip witness's observe endpoint so the witnesses record the fork.
 
+A log run with --private-log needs a token with the read scope (--token, or
+$INDELIBLE_TOKEN, which is sent to the log whenever it is set, never to the
+webhook or the witnesses). --ca (or $INDELIBLE_CA) names the certificate
+authorities trusted for HTTPS to the log, the webhook and the witnesses.
+
 Exit status: 0 verified, 1 a verification failure (the message names the
 tile, bundle, entry or checkpoint), 2 usage or network trouble.`,
 		Args: cobra.NoArgs,
@@ -37,6 +43,12 @@ tile, bundle, entry or checkpoint), 2 usage or network trouble.`,
 			if cfg.URL == "" {
 				cfg.URL = envURL()
 			}
+			cfg.Token = envToken(cfg.Token)
+			pool, err := caPool(ca)
+			if err != nil {
+				return err
+			}
+			cfg.RootCAs = pool
 			return auditcli.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
 		},
 	}
@@ -54,6 +66,8 @@ tile, bundle, entry or checkpoint), 2 usage or network trouble.`,
 	f.IntVar(&cfg.Parallel, "parallel", client.DefaultParallelism, "requests in flight")
 	f.BoolVar(&cfg.NoProgress, "no-progress", false, "do not report progress on stderr")
 	f.DurationVar(&cfg.MaxAge, "max-age", 0, "fail (exit 1) when the newest witness cosignature is older than this (needs --witness; default 0: no limit)")
+	f.StringVar(&cfg.Token, "token", "", "token with the read scope, for a log run with --private-log (default $"+envTokenVar+")")
+	caFlag(f, &ca)
 	f.BoolVar(&cfg.Compress, "compression", true, "accept gzip-compressed bundles (turn off on fast links to save CPU)")
 	return cmd
 }

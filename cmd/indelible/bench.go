@@ -14,6 +14,7 @@ import (
 func init() {
 	bench := &cobra.Command{Use: "bench", Short: "Load generators"}
 	var cfg loadgen.AppendConfig
+	var ca string
 	appendCmd := &cobra.Command{
 		Use:   "append",
 		Short: "Append entries with concurrent writers (one entry per POST /add) and report throughput and latency",
@@ -38,6 +39,10 @@ the same machine; --client std uses net/http.`,
 			if cfg.URL == "" {
 				cfg.URL = envURL()
 			}
+			var err error
+			if cfg.RootCAs, err = caPool(ca); err != nil {
+				return err
+			}
 			res, err := loadgen.Append(cmd.Context(), cfg)
 			if err != nil {
 				return fmt.Errorf("bench append --url %s --writers %d --size %d --duration %v --rate %v --client %s: %w",
@@ -57,9 +62,11 @@ the same machine; --client std uses net/http.`,
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to run")
 	f.Float64Var(&cfg.Rate, "rate", 0, "offered load in appends/s over all writers (0: closed loop, as fast as possible)")
 	f.BoolVar(&cfg.WaitCheckpoint, "wait-checkpoint", false, "POST /add?wait=checkpoint: measure POST-to-checkpoint latency")
-	f.StringVar(&cfg.Client, "client", loadgen.ClientRaw, `HTTP client: "raw" (minimal HTTP/1.1) or "std" (net/http)`)
+	f.StringVar(&cfg.Client, "client", loadgen.ClientRaw, `HTTP client: "raw" (minimal HTTP/1.1, plain HTTP only) or "std" (net/http, needed for HTTPS)`)
+	caFlag(f, &ca)
 
 	var pcfg loadgen.ProofConfig
+	var pca string
 	proofCmd := &cobra.Command{
 		Use:   "proof",
 		Short: "Load a log's inclusion-proof endpoint and report requests/s and latency",
@@ -71,6 +78,11 @@ percentiles. Every reply must be a 200 with the requested index and size.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pcfg.URL == "" {
 				pcfg.URL = envURL()
+			}
+			pcfg.Token = envToken(pcfg.Token)
+			var err error
+			if pcfg.RootCAs, err = caPool(pca); err != nil {
+				return err
 			}
 			res, err := loadgen.Proof(cmd.Context(), pcfg)
 			if err != nil {
@@ -87,6 +99,8 @@ percentiles. Every reply must be a 200 with the requested index and size.`,
 	f.StringVar(&pcfg.URL, "url", "", "log URL (default $INDELIBLE_URL or "+defaultURL+")")
 	f.IntVar(&pcfg.Readers, "readers", 64, "concurrent clients")
 	f.DurationVar(&pcfg.Duration, "duration", 10*time.Second, "how long to run")
+	f.StringVar(&pcfg.Token, "token", "", "token with the read scope, for a log run with --private-log (default $"+envTokenVar+")")
+	caFlag(f, &pca)
 
 	bench.AddCommand(appendCmd, proofCmd)
 	rootCmd.AddCommand(bench)

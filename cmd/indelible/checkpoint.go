@@ -26,14 +26,14 @@ const (
 
 // envURL returns $INDELIBLE_URL, or the default server URL.
 func envURL() string {
-	if u := os.Getenv("INDELIBLE_URL"); u != "" {
+	if u := os.Getenv(envURLVar); u != "" {
 		return u
 	}
 	return defaultURL
 }
 
 func init() {
-	var url, key string
+	var url, key, token, ca string
 	cmd := &cobra.Command{
 		Use:   "checkpoint",
 		Short: "Fetch the log's checkpoint, verify its signature, print its origin, size and root",
@@ -41,7 +41,9 @@ func init() {
 verifier key --key (the key itself, or a file holding it, e.g.
 indelible-data/log.pub), and prints the origin, the tree size and the root hash.
 It exits with status 1 if the checkpoint does not verify. --url defaults to
-$INDELIBLE_URL, or ` + defaultURL + `.`,
+$INDELIBLE_URL, or ` + defaultURL + `. A log run with --private-log needs a
+token with the read scope (--token, or $INDELIBLE_TOKEN, which is sent
+whenever it is set).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if url == "" {
@@ -53,7 +55,11 @@ $INDELIBLE_URL, or ` + defaultURL + `.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
 			defer cancel()
-			cp, err := fetchCheckpoint(ctx, url, v)
+			pool, err := caPool(ca)
+			if err != nil {
+				return err
+			}
+			cp, err := fetchCheckpoint(ctx, url, v, client.Options{Token: envToken(token), RootCAs: pool})
 			if err != nil {
 				return err
 			}
@@ -64,6 +70,8 @@ $INDELIBLE_URL, or ` + defaultURL + `.`,
 	}
 	cmd.Flags().StringVar(&url, "url", "", "log URL (default $INDELIBLE_URL or "+defaultURL+")")
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key, or a file holding it (required)")
+	cmd.Flags().StringVar(&token, "token", "", "token with the read scope, for a log run with --private-log (default $"+envTokenVar+")")
+	caFlag(cmd.Flags(), &ca)
 	cmd.MarkFlagRequired("key")
 	rootCmd.AddCommand(cmd)
 }
@@ -86,9 +94,12 @@ func parseVerifierArg(arg string) (note.Verifier, error) {
 }
 
 // fetchCheckpoint GETs <url>/checkpoint, once, and verifies it was signed by
-// v, whose name must be the checkpoint's origin.
-func fetchCheckpoint(ctx context.Context, url string, v note.Verifier) (itlog.Checkpoint, error) {
-	c, err := client.New(url, client.Options{Retries: -1, HTTPClient: &http.Client{Timeout: clientTimeout}})
+// v, whose name must be the checkpoint's origin. opts gives the token and
+// the certificate authorities; fetchCheckpoint sets the rest.
+func fetchCheckpoint(ctx context.Context, url string, v note.Verifier, opts client.Options) (itlog.Checkpoint, error) {
+	opts.Retries = -1
+	opts.HTTPClient = &http.Client{Timeout: clientTimeout, Transport: client.NewTransport(opts.RootCAs)}
+	c, err := client.New(url, opts)
 	if err != nil {
 		return itlog.Checkpoint{}, err
 	}

@@ -36,6 +36,7 @@ func exitCode(err error) int { return exitcode.Of(err) }
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {
+		err = certificateHint(err)
 		fmt.Fprintln(os.Stderr, "indelible:", err)
 		os.Exit(exitCode(err))
 	}

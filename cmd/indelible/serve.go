@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/client"
 	"indelible.dev/httpapi"
 	"indelible.dev/internal/banner"
 	"indelible.dev/internal/eventsetup"
@@ -51,14 +52,17 @@ const (
 // the server later (witnessing, the events layer) add their fields here and
 // their wiring to runServe.
 type serveConfig struct {
-	dataDir string // data directory: keys and the store
-	listen  string // address of the HTTP listener
-	origin  string // log origin; "" means the key's name, or defaultOrigin for a new key
-	keyFile string // signer key file; "" means <dataDir>/log.key, created if missing
-	mode    string // "events" (the events API, events.go) or "raw" (POST /add)
-	pprof   string // if set, net/http/pprof is served on this (loopback) address
-	tlsCert string // if set with tlsKey, serve HTTPS with this certificate chain (PEM)
-	tlsKey  string // the certificate's private key (PEM)
+	dataDir string   // data directory: keys and the store
+	listen  string   // address of the HTTP listener
+	origin  string   // log origin; "" means the key's name, or defaultOrigin for a new key
+	keyFile string   // signer key file; "" means <dataDir>/log.key, created if missing
+	mode    string   // "events" (the events API, events.go) or "raw" (POST /add)
+	pprof   string   // if set, net/http/pprof is served on this (loopback) address
+	tls     tlsFlags // --tls-cert, --tls-key: serve HTTPS (tls.go)
+	ca      string   // CAs trusted for HTTPS to the witnesses; "" means the system's
+	// privateLog puts the log's read routes behind the read scope (events
+	// mode only: raw mode has no tokens).
+	privateLog bool
 
 	witnesses     []string // --witness VKEY=URL: witnesses cosigning the checkpoints (witness.go)
 	witnessQuorum int      // cosignatures a served checkpoint needs; 0 means all
@@ -89,7 +93,19 @@ closed.
 The key never signs two histories: <key file>.hwm records the store it signs
 for and the largest tree it signed, and serve refuses to start on a missing,
 older or different store. --init starts a new log with an existing key that
-has never signed one.`,
+has never signed one.
+
+With --tls-cert and --tls-key it serves HTTPS (HTTP/2, TLS 1.2 or later) and
+prints https:// URLs; plain HTTP to the port is refused. --ca FILE names the
+certificate authorities trusted, instead of the system's, for witnesses
+served over HTTPS.
+
+--private-log (events mode) puts the log's otherwise public routes (GET
+/checkpoint, /tile/..., /v1/proof/... and /metrics) behind a token with the
+read scope: 401 without a token, 403 with one lacking the scope. Witnesses
+are unaffected (the log pushes checkpoints and proofs to them); auditors pass
+a read token (indelible audit --token). Raw mode refuses the flag: it has no
+tokens.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -104,8 +120,10 @@ has never signed one.`,
 	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
 	f.StringVar(&cfg.mode, "mode", "events", `"events": the audit events API (/v1/events, Bearer tokens); "raw": a generic log, POST /add appends the body as an entry`)
 	eventsFlags(f, &cfg)
-	f.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
-	f.StringVar(&cfg.tlsKey, "tls-key", "", "private key of --tls-cert (PEM file)")
+	f.StringVar(&cfg.tls.cert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
+	f.StringVar(&cfg.tls.key, "tls-key", "", "private key of --tls-cert (PEM file)")
+	f.StringVar(&cfg.ca, "ca", "", "PEM file of the certificate authorities trusted, instead of the system's, for witnesses served over HTTPS")
+	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
@@ -123,8 +141,18 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
-	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
+	if cfg.privateLog && cfg.mode != "events" {
+		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
+	}
+	tlsConfig, err := cfg.tls.config()
+	if err != nil {
+		return err
+	}
+	var witnessCAs *x509.CertPool
+	if cfg.ca != "" {
+		if witnessCAs, err = client.LoadCA(cfg.ca); err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
 	}
 	if cfg.pprof != "" {
 		// Profiles reveal memory contents: loopback only.
@@ -142,7 +170,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 
-	wcfg, err := witnesscli.LogWitnesses(signer.Name(), cfg.witnesses, cfg.witnessQuorum)
+	wcfg, err := witnesscli.LogWitnesses(signer.Name(), cfg.witnesses, cfg.witnessQuorum, witnessCAs)
 	if err != nil {
 		return err
 	}
@@ -169,7 +197,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if len(wcfg.Witnesses) > 0 {
 		metrics.WatchWitnessing(l)
 	}
-	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit}
+	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit,
+		PrivateLog: cfg.privateLog}
 	var es *eventsetup.Server
 	if cfg.mode == "events" {
 		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger); err != nil {
@@ -186,13 +215,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	srv := httpapi.New(hcfg)
 	hs := srv.HTTPServer(cfg.listen)
-	if cfg.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-		if err != nil {
-			return fmt.Errorf("loading the TLS certificate: %w", err)
-		}
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
+	hs.TLSConfig = tlsConfig
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
@@ -207,7 +230,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 
 	cp, _ := l.Published()
-	info := banner.Info{Mode: cfg.mode, Addr: ln.Addr().String(), TLS: cfg.tlsCert != "", Origin: signer.Name(), VKey: vkey,
+	info := banner.Info{Mode: cfg.mode, Addr: ln.Addr().String(), TLS: tlsConfig != nil, PrivateLog: cfg.privateLog, Origin: signer.Name(), VKey: vkey,
 		DataDir: cfg.dataDir, Size: cp.N, AdminTokenFile: filepath.Join(cfg.dataDir, adminTokenFile)}
 	if created {
 		info.KeyFile, info.PubFile = filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile)
@@ -217,11 +240,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	banner.Print(out, info)
 
-	serve := func() error { return hs.Serve(ln) }
-	if cfg.tlsCert != "" {
-		serve = func() error { return hs.ServeTLS(ln, "", "") }
-	}
-	return serveUntil(ctx, hs, srv, serve, logger, "ledger")
+	return serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
 }
 
 // logKey returns the log's signer, verifier key and key file: from --key,

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"indelible.dev/client"
 	"indelible.dev/httpapi"
 	"indelible.dev/internal/witnesscli"
 	"indelible.dev/witness"
@@ -43,10 +46,13 @@ type witnessConfig struct {
 	interval time.Duration
 	rate     float64 // requests/s per client IP; 0 means no limit
 	resume   bool    // continue origins whose store is behind the high-water mark
+	tls      tlsFlags
+	ca       string // CAs trusted for HTTPS to peers and logs (gossip); "" means the system's
 }
 
 func init() {
 	var cfg witnessConfig
+	var adminCA string // --ca of forks and clear-fork
 	cmd := &cobra.Command{
 		Use:   "witness",
 		Short: "Run a witness (c2sp.org/tlog-witness) that cosigns logs' checkpoints",
@@ -74,6 +80,13 @@ a store at least as new, or, if the store is lost, start once with
 still checked from its root; the monitoring checkpoint returns after the next
 cosignature).
 
+With --tls-cert and --tls-key it serves HTTPS (HTTP/2, TLS 1.2 or later).
+--ca FILE names the certificate authorities trusted, instead of the system's,
+when gossiping with peers and logs served over HTTPS. The admin commands
+(forks, clear-fork) reach a running witness at the URL in DATA/witness.addr
+(https:// with TLS, so its certificate must name the listening address, e.g.
+127.0.0.1) and take --ca (or $INDELIBLE_CA) too.
+
 Routes: POST /add-checkpoint, GET /<hex sha256 origin>/checkpoint,
 GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 		Args: cobra.NoArgs,
@@ -92,6 +105,9 @@ GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 	lf.StringArrayVar(&cfg.peers, "peer", nil, "peer witness: its cosignature/v1 verifier key =URL (repeatable)")
 	lf.DurationVar(&cfg.interval, "gossip-interval", witness.DefaultGossipInterval, "time between gossip rounds")
 	lf.Float64Var(&cfg.rate, "rate-limit", 0, "requests per second allowed per client IP (an IPv6 /64 is one client; bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
+	lf.StringVar(&cfg.tls.cert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
+	lf.StringVar(&cfg.tls.key, "tls-key", "", "private key of --tls-cert (PEM file)")
+	lf.StringVar(&cfg.ca, "ca", "", "PEM file of the certificate authorities trusted, instead of the system's, for peers and logs served over HTTPS")
 	lf.BoolVar(&cfg.resume, "resume-from-hwm", false, "the store was lost: continue the logs it is behind on from the high-water mark in DATA/"+witnessHWMFile+" (see the long help)")
 
 	forks := &cobra.Command{
@@ -102,7 +118,11 @@ store is locked by the running process) it asks it over loopback, at the
 address in DATA/witness.addr; when it is stopped it reads the store directly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return witnesscli.Forks(cmd.Context(), cfg.dataDir, cmd.OutOrStdout())
+			pool, err := caPool(adminCA)
+			if err != nil {
+				return err
+			}
+			return witnesscli.Forks(cmd.Context(), cfg.dataDir, pool, cmd.OutOrStdout())
 		},
 	}
 	clear := &cobra.Command{
@@ -115,9 +135,15 @@ DATA/admin.token, which only the operator can read; when it is stopped the
 store is changed directly.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return witnesscli.ClearFork(cmd.Context(), cfg.dataDir, args[0], cmd.OutOrStdout())
+			pool, err := caPool(adminCA)
+			if err != nil {
+				return err
+			}
+			return witnesscli.ClearFork(cmd.Context(), cfg.dataDir, args[0], pool, cmd.OutOrStdout())
 		},
 	}
+	caFlag(forks.Flags(), &adminCA)
+	caFlag(clear.Flags(), &adminCA)
 	cmd.AddCommand(forks, clear)
 	rootCmd.AddCommand(cmd)
 }
@@ -126,6 +152,16 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if cfg.rate < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rate)
+	}
+	tlsConfig, err := cfg.tls.config()
+	if err != nil {
+		return err
+	}
+	var pool *x509.CertPool
+	if cfg.ca != "" {
+		if pool, err = client.LoadCA(cfg.ca); err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
 	}
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
@@ -152,6 +188,9 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 		Peers:          peers,
 		GossipInterval: cfg.interval,
 		Logger:         logger,
+		// Gossip to peers and logs served over HTTPS trusts --ca. (Each
+		// gossip call is also bounded by the witness's own timeout.)
+		HTTPClient: &http.Client{Transport: client.NewTransport(pool), Timeout: client.DefaultTimeout},
 		// The mark lives beside the key, outside the store, so losing
 		// the store does not lose it.
 		HighWaterFile:       filepath.Join(cfg.dataDir, witnessHWMFile),
@@ -165,11 +204,13 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	srv := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rate})
 	srv.MountWitness(w, httpapi.WitnessConfig{AdminToken: token})
 	hs := srv.HTTPServer(cfg.listen)
+	hs.TLSConfig = tlsConfig
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
 	}
-	removeAddr, err := witnesscli.WriteAddr(cfg.dataDir, ln.Addr().String())
+	url := scheme(tlsConfig) + "://" + ln.Addr().String()
+	removeAddr, err := witnesscli.WriteAddr(cfg.dataDir, url)
 	if err != nil {
 		ln.Close()
 		return err
@@ -185,11 +226,11 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
   verifier key: %s%s
   logs:         %d known, %d peers (gossip every %s)
   data:         %s
-  listening on  http://%s
+  listening on  %s
 
 A log uses it with:
-  indelible serve --witness '%[2]s=http://%[8]s'
-`, cosigner.Name(), cosigner.VKey(), keyNote, len(logs), len(peers), cfg.interval, cfg.dataDir, ln.Addr().String())
+  indelible serve --witness '%[2]s=%[8]s'
+%[9]s`, cosigner.Name(), cosigner.VKey(), keyNote, len(logs), len(peers), cfg.interval, cfg.dataDir, url, caNote(tlsConfig))
 
-	return serveUntil(ctx, hs, srv, func() error { return hs.Serve(ln) }, logger, "store")
+	return serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "store")
 }

@@ -6,6 +6,7 @@ package auditcli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,12 @@ type Config struct {
 	NoProgress bool
 	Compress   bool
 	MaxAge     time.Duration
+	// Token, if set, is sent to the log (never to the webhook or the gossip
+	// witnesses): a log run with --private-log needs one with the read scope.
+	Token string
+	// RootCAs, if set, are the only certificate authorities trusted for
+	// HTTPS, to the log, the webhook and the gossip witnesses alike.
+	RootCAs *x509.CertPool
 }
 
 // readKey returns s, or the first line of the file s names if it exists.
@@ -91,7 +98,7 @@ func auditOptions(cfg Config) (audit.Options, error) {
 	if cfg.Parallel < 1 || cfg.Parallel > 1024 {
 		return opts, exitcode.Usage("audit: --parallel must be 1 to 1024")
 	}
-	c, err := client.New(cfg.URL, client.Options{DisableCompression: !cfg.Compress})
+	c, err := client.New(cfg.URL, client.Options{DisableCompression: !cfg.Compress, Token: cfg.Token, RootCAs: cfg.RootCAs})
 	if err != nil {
 		return opts, exitcode.Usage("audit: %v", err)
 	}

@@ -10,13 +10,15 @@ import (
 
 // Info is what the banner shows.
 type Info struct {
-	Mode    string // "events" or "raw"
-	Addr    string // the listener's address
-	TLS     bool   // served over HTTPS
-	Origin  string
-	VKey    string // the log's verifier key
-	DataDir string
-	Size    int64 // the published tree size
+	Mode string // "events" or "raw"
+	Addr string // the listener's address
+	TLS  bool   // served over HTTPS
+	// PrivateLog: the checkpoint, tiles and proofs need a read token.
+	PrivateLog bool
+	Origin     string
+	VKey       string // the log's verifier key
+	DataDir    string
+	Size       int64 // the published tree size
 	// KeyFile and PubFile are the signer and verifier key files when this
 	// start created the key ("" otherwise).
 	KeyFile, PubFile string
@@ -24,6 +26,9 @@ type Info struct {
 	// is the token itself when this start created it ("" otherwise).
 	AdminTokenFile, AdminToken string
 }
+
+// PrivateCANote is the line a banner of a server with TLS ends with.
+const PrivateCANote = "  (if the certificate is from a private CA: add --cacert CA.pem to curl, --ca CA.pem to indelible commands)"
 
 // Print writes the banner of in to w.
 func Print(w io.Writer, in Info) {
@@ -42,6 +47,9 @@ func Print(w io.Writer, in Info) {
 			tokenNote = fmt.Sprintf("\n  admin token:  %s\n                (shown once; also written to %s, 0600)", in.AdminToken, in.AdminTokenFile)
 		}
 		tokenNote += fmt.Sprintf("\n  console:      open %s/ in a browser and sign in with a token", url)
+		if in.PrivateLog {
+			tokenNote += "\n  private log:  the checkpoint, tiles, proofs and /metrics need a token with the read scope"
+		}
 	}
 	fmt.Fprintf(w, `%s
   origin:       %s
@@ -65,7 +73,14 @@ Try:
   curl '%[1]s/v1/proof/inclusion?index=0&size=1'
 `, url)
 	}
-	fmt.Fprintf(w, "  indelible checkpoint --url %s --key '%s'\n", url, in.VKey)
+	env := ""
+	if in.PrivateLog {
+		env = fmt.Sprintf("INDELIBLE_TOKEN=$(cat %s) ", ShellQuote(in.AdminTokenFile))
+	}
+	fmt.Fprintf(w, "  %sindelible checkpoint --url %s --key '%s'\n", env, url, in.VKey)
+	if in.TLS {
+		fmt.Fprintln(w, PrivateCANote)
+	}
 }
 
 // ShellQuote quotes s for a POSIX shell if it needs it.

@@ -32,3 +32,21 @@ func TestPrint(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintTLSPrivate: a TLS server's banner tells how to trust a private
+// CA; a private log's checkpoint command carries the admin token.
+func TestPrintTLSPrivate(t *testing.T) {
+	var b strings.Builder
+	Print(&b, Info{Mode: "events", Addr: "h:1", TLS: true, PrivateLog: true, Origin: "o", VKey: "v", DataDir: "d", AdminTokenFile: "d/admin.token"})
+	out := b.String()
+	for _, want := range []string{"--cacert CA.pem", "--ca CA.pem", "INDELIBLE_TOKEN=$(cat d/admin.token) indelible checkpoint --url https://h:1", "private log:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("TLS private banner lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	Print(&b, Info{Mode: "events", Addr: "h:1", Origin: "o", VKey: "v", DataDir: "d", AdminTokenFile: "d/admin.token"})
+	if out := b.String(); strings.Contains(out, "CA.pem") || strings.Contains(out, "INDELIBLE_TOKEN") || strings.Contains(out, "private log") {
+		t.Errorf("plain public banner mentions TLS or a private log:\n%s", out)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"indelible.dev/client"
 )
 
 // Limits and defaults.
@@ -60,13 +63,14 @@ const (
 
 // AppendConfig configures Append.
 type AppendConfig struct {
-	URL            string        // the log's URL prefix (http only)
-	Writers        int           // concurrent writers, each with its own connection: 1 to MaxWriters
-	Size           int           // entry size in bytes: MinEntrySize to MaxEntrySize
-	Duration       time.Duration // how long to run
-	Rate           float64       // offered appends/s over all writers; 0 = closed loop, as fast as possible
-	WaitCheckpoint bool          // POST /add?wait=checkpoint: latency is POST-to-checkpoint
-	Client         string        // ClientRaw or ClientStd
+	URL            string         // the log's URL prefix (https only with ClientStd)
+	Writers        int            // concurrent writers, each with its own connection: 1 to MaxWriters
+	Size           int            // entry size in bytes: MinEntrySize to MaxEntrySize
+	Duration       time.Duration  // how long to run
+	Rate           float64        // offered appends/s over all writers; 0 = closed loop, as fast as possible
+	WaitCheckpoint bool           // POST /add?wait=checkpoint: latency is POST-to-checkpoint
+	Client         string         // ClientRaw or ClientStd
+	RootCAs        *x509.CertPool // ClientStd: the only CAs trusted for HTTPS; nil means the system's
 }
 
 // AppendResult is what an Append run measured.
@@ -108,8 +112,11 @@ func (cfg AppendConfig) check() (*url.URL, error) {
 		return nil, fmt.Errorf("loadgen: rate %v: want 0 (closed loop) or a positive rate", cfg.Rate)
 	}
 	u, err := url.Parse(strings.TrimSuffix(cfg.URL, "/") + "/add")
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("loadgen: URL %q: want http://host:port", cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("loadgen: URL %q: want http://host:port or https://host:port", cfg.URL)
+	}
+	if u.Scheme == "https" && cfg.Client != ClientStd {
+		return nil, fmt.Errorf("loadgen: URL %q: the raw client speaks plain HTTP only: use the std client for HTTPS", cfg.URL)
 	}
 	if cfg.WaitCheckpoint {
 		u.RawQuery = "wait=checkpoint"
@@ -133,7 +140,8 @@ func Append(ctx context.Context, cfg AppendConfig) (AppendResult, error) {
 	case ClientRaw, "":
 		newPoster = func() (poster, error) { return dialRaw(u) }
 	case ClientStd:
-		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers, DisableCompression: true}
+		tr := client.NewTransport(cfg.RootCAs)
+		tr.MaxIdleConnsPerHost, tr.DisableCompression = cfg.Writers, true
 		defer tr.CloseIdleConnections()
 		hc := &http.Client{Transport: tr, Timeout: RequestTimeout}
 		newPoster = func() (poster, error) { return &stdPoster{c: hc, url: u.String()}, nil }

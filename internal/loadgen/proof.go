@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +18,11 @@ import (
 
 // ProofConfig configures Proof.
 type ProofConfig struct {
-	URL      string        // the log's URL prefix
-	Readers  int           // concurrent clients (keep-alive): 1 to MaxWriters
-	Duration time.Duration // how long to run
+	URL      string         // the log's URL prefix
+	Readers  int            // concurrent clients (keep-alive): 1 to MaxWriters
+	Duration time.Duration  // how long to run
+	Token    string         // sent as a Bearer token if set (a log run with --private-log)
+	RootCAs  *x509.CertPool // the only CAs trusted for HTTPS; nil means the system's
 }
 
 // ProofResult is what a Proof run measured.
@@ -41,9 +44,10 @@ func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 	if cfg.Readers < 1 || cfg.Readers > MaxWriters || cfg.Duration <= 0 {
 		return ProofResult{}, fmt.Errorf("loadgen: %d readers for %v: want 1 to %d readers and a positive duration", cfg.Readers, cfg.Duration, MaxWriters)
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Readers, MaxConnsPerHost: cfg.Readers}
+	tr := client.NewTransport(cfg.RootCAs)
+	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = cfg.Readers, cfg.Readers
 	defer tr.CloseIdleConnections()
-	c, err := client.New(cfg.URL, client.Options{HTTPClient: &http.Client{Transport: tr, Timeout: RequestTimeout}, Retries: -1})
+	c, err := client.New(cfg.URL, client.Options{HTTPClient: &http.Client{Transport: tr, Timeout: RequestTimeout}, Retries: -1, Token: cfg.Token})
 	if err != nil {
 		return ProofResult{}, fmt.Errorf("loadgen: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/client"
 	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
@@ -40,17 +42,18 @@ const (
 	KeyFile      = "witness.key"  // cosigner key, 0600, created on first start
 	VKeyFile     = "witness.vkey" // its cosignature/v1 verifier key
 	TokenFile    = "admin.token"  // admin token for clear-fork while running, 0600
-	AddrFile     = "witness.addr" // address of the running witness; removed on exit
+	AddrFile     = "witness.addr" // URL of the running witness; removed on exit
 	StoreDir     = "store"        // the pebble store
 	HWMFile      = "witness.hwm"  // high-water mark: latest cosigned tree per origin, 0600
 	adminTimeout = 10 * time.Second
 )
 
-// WriteAddr writes the address of the running witness to dir, for forks and
-// clear-fork, and returns a function removing it.
-func WriteAddr(dir, addr string) (func(), error) {
+// WriteAddr writes the URL of the running witness (http:// or https:// and
+// its listener's address) to dir, for forks and clear-fork, and returns a
+// function removing it.
+func WriteAddr(dir, u string) (func(), error) {
 	file := filepath.Join(dir, AddrFile)
-	if err := os.WriteFile(file, []byte(addr+"\n"), keyfile.PublicPerm); err != nil {
+	if err := os.WriteFile(file, []byte(u+"\n"), keyfile.PublicPerm); err != nil {
 		return nil, err
 	}
 	return func() { os.Remove(file) }, nil
@@ -168,26 +171,42 @@ func AdminToken(dir string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// running returns the URL of the witness running on dir, or "" if
-// none answers.
-func running(ctx context.Context, dir string) string {
+// adminClient returns the HTTP client of the admin calls: rootCAs (nil:
+// the system's roots) are the authorities trusted for a witness serving
+// HTTPS.
+func adminClient(rootCAs *x509.CertPool) *http.Client {
+	return &http.Client{Transport: client.NewTransport(rootCAs), Timeout: adminTimeout}
+}
+
+// running returns the URL of the witness running on dir, or "" if none
+// answers (no address file, or a stale one). A witness that answers with a
+// certificate hc does not trust is an error: falling back to the store,
+// which the running witness holds locked, would hide the real problem.
+func running(ctx context.Context, dir string, hc *http.Client) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, AddrFile))
 	if err != nil {
-		return ""
+		return "", nil
 	}
-	u := "http://" + strings.TrimSpace(string(b))
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	u := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		u = "http://" + u // written by an older witness: a bare address
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
 	if err != nil {
-		return ""
+		return "", nil
+	}
+	resp, err := hc.Do(req)
+	if client.IsCertificateError(err) {
+		return "", fmt.Errorf("witnesscli: the witness running at %s: %w", u, err)
+	}
+	if err != nil {
+		return "", nil
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ""
+		return "", nil
 	}
-	return u
+	return u, nil
 }
 
 // openOffline opens the witness store of a stopped witness.
@@ -203,12 +222,18 @@ func openOffline(dir string) (*witness.Witness, error) {
 	return w, nil
 }
 
-func Forks(ctx context.Context, dir string, out io.Writer) error {
-	if u := running(ctx, dir); u != "" {
-		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
+// Forks prints the fork evidence of the witness of dir as JSON: asked over
+// HTTP(S) if it runs (trusting rootCAs for HTTPS, nil: the system's roots),
+// else read from its store.
+func Forks(ctx context.Context, dir string, rootCAs *x509.CertPool, out io.Writer) error {
+	hc := adminClient(rootCAs)
+	u, err := running(ctx, dir, hc)
+	if err != nil {
+		return err
+	}
+	if u != "" {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/witness/forks", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return err
 		}
@@ -231,17 +256,23 @@ func Forks(ctx context.Context, dir string, out io.Writer) error {
 	return printJSON(out, map[string]any{"forks": forks})
 }
 
-func ClearFork(ctx context.Context, dir, origin string, out io.Writer) error {
-	if u := running(ctx, dir); u != "" {
+// ClearFork lets the witness of dir cosign origin again: asked over
+// HTTP(S) with the admin token of dir if it runs (trusting rootCAs for
+// HTTPS, nil: the system's roots), else changed in its store.
+func ClearFork(ctx context.Context, dir, origin string, rootCAs *x509.CertPool, out io.Writer) error {
+	hc := adminClient(rootCAs)
+	u, err := running(ctx, dir, hc)
+	if err != nil {
+		return err
+	}
+	if u != "" {
 		token, err := os.ReadFile(filepath.Join(dir, TokenFile))
 		if err != nil {
 			return fmt.Errorf("reading the admin token: %w", err)
 		}
-		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+"/v1/witness/clear-fork?origin="+url.QueryEscape(origin), nil)
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return err
 		}
@@ -278,8 +309,10 @@ func printJSON(out io.Writer, v any) error {
 // indelible serve's --witness VKEY=URL flags and --witness-quorum, with the
 // rule of tlog.Policy: no witness key named like the log's origin (it could
 // stand in for the log with clients that look up keys by name), no witness
-// key twice.
-func LogWitnesses(origin string, specs []string, quorum int) (ledger.WitnessConfig, error) {
+// key twice. rootCAs (nil: the system's roots) are the certificate
+// authorities trusted for witnesses served over HTTPS.
+func LogWitnesses(origin string, specs []string, quorum int, rootCAs *x509.CertPool) (ledger.WitnessConfig, error) {
+	tr := client.NewTransport(rootCAs)
 	var cfg ledger.WitnessConfig
 	seen := map[string]bool{}
 	for _, s := range specs {
@@ -287,7 +320,7 @@ func LogWitnesses(origin string, specs []string, quorum int) (ledger.WitnessConf
 		if u == "" {
 			return cfg, fmt.Errorf("--witness %q: want VKEY=URL", s)
 		}
-		c, err := witness.NewClient(vkey, u, &http.Client{Timeout: ledger.DefaultWitnessTimeout})
+		c, err := witness.NewClient(vkey, u, &http.Client{Transport: tr, Timeout: ledger.DefaultWitnessTimeout})
 		if err != nil {
 			return cfg, fmt.Errorf("--witness: %w", err)
 		}
@@ -305,7 +338,7 @@ func LogWitnesses(origin string, specs []string, quorum int) (ledger.WitnessConf
 		return cfg, fmt.Errorf("--witness-quorum %d with %d witnesses", quorum, len(cfg.Witnesses))
 	}
 	cfg.Quorum = quorum
-	monitor(cfg)
+	monitor(cfg, tr)
 	return cfg, nil
 }
 
@@ -318,9 +351,10 @@ type monitoredWitness struct {
 }
 
 // monitor wraps the configured witnesses as monitoredWitness.
-func monitor(cfg ledger.WitnessConfig) {
+func monitor(cfg ledger.WitnessConfig, tr http.RoundTripper) {
 	hc := &http.Client{
-		Timeout: ledger.DefaultWitnessTimeout,
+		Transport: tr,
+		Timeout:   ledger.DefaultWitnessTimeout,
 		// A witness answers for itself: never follow a redirect elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,14 +39,14 @@ func TestKeyAndToken(t *testing.T) {
 		}
 	}
 	// No address file: not running.
-	if u := running(context.Background(), dir); u != "" {
+	if u, _ := running(context.Background(), dir, http.DefaultClient); u != "" {
 		t.Fatalf("running = %q without an address file", u)
 	}
 	remove, err := WriteAddr(dir, "127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := running(context.Background(), dir); u != "" {
+	if u, _ := running(context.Background(), dir, http.DefaultClient); u != "" {
 		t.Fatalf("running = %q with nothing listening", u)
 	}
 	remove()
@@ -78,20 +79,20 @@ func TestParseFlags(t *testing.T) {
 	if _, err := ParsePeers([]string{wc.VKey()}); err == nil || !strings.Contains(err.Error(), "want VKEY=URL") {
 		t.Fatalf("ParsePeers without URL: %v", err)
 	}
-	cfg, err := LogWitnesses("log.example", []string{wc.VKey() + "=http://w.example"}, 0)
+	cfg, err := LogWitnesses("log.example", []string{wc.VKey() + "=http://w.example"}, 0, nil)
 	if err != nil || len(cfg.Witnesses) != 1 {
 		t.Fatalf("LogWitnesses = %+v, %v", cfg, err)
 	}
 	if _, ok := cfg.Witnesses[0].(monitoredWitness); !ok {
 		t.Fatalf("witness %T is not monitored", cfg.Witnesses[0])
 	}
-	if _, err := LogWitnesses("log.example", []string{wc.VKey() + "=http://a", wc.VKey() + "=http://b"}, 0); err == nil {
+	if _, err := LogWitnesses("log.example", []string{wc.VKey() + "=http://a", wc.VKey() + "=http://b"}, 0, nil); err == nil {
 		t.Fatal("a witness key given twice was accepted")
 	}
-	if _, err := LogWitnesses("w.example", []string{wc.VKey() + "=http://a"}, 0); err == nil {
+	if _, err := LogWitnesses("w.example", []string{wc.VKey() + "=http://a"}, 0, nil); err == nil {
 		t.Fatal("a witness named like the log was accepted")
 	}
-	if _, err := LogWitnesses("log.example", nil, 1); err == nil {
+	if _, err := LogWitnesses("log.example", nil, 1, nil); err == nil {
 		t.Fatal("a quorum above the witnesses was accepted")
 	}
 }
