@@ -50,7 +50,7 @@ type testEvents struct {
 	tok    map[string]string // "admin", "append", "read", "revoked" -> secret
 }
 
-func newTestEvents(t testing.TB) *testEvents {
+func newTestEvents(t testing.TB, opts ...func(*Config)) *testEvents {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
 	if err != nil {
@@ -92,7 +92,11 @@ func newTestEvents(t testing.TB) *testEvents {
 	if err := tokens.Revoke("revoked"); err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 50 * time.Millisecond})
+	cfg := Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := New(cfg)
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = srv.HTTPServer("")
 	hs.Start()

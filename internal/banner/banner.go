@@ -77,10 +77,11 @@ Try:
 	if in.PrivateLog {
 		env = fmt.Sprintf("INDELIBLE_TOKEN=$(cat %s) ", ShellQuote(in.AdminTokenFile))
 	}
-	fmt.Fprintf(w, "  %sindelible checkpoint --url %s --key '%s'\n", env, url, in.VKey)
 	if in.TLS {
 		fmt.Fprintln(w, PrivateCANote)
 	}
+	// Last: tests and scripts wait for this line.
+	fmt.Fprintf(w, "  %sindelible checkpoint --url %s --key '%s'\n", env, url, in.VKey)
 }
 
 // ShellQuote quotes s for a POSIX shell if it needs it.

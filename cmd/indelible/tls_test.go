@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"indelible.dev/client"
+	"indelible.dev/internal/tlogtest"
+)
+
+// testPKI is a certificate authority made by a test and a server
+// certificate it issued for 127.0.0.1 and localhost, in PEM files.
+type testPKI struct {
+	caFile, certFile, keyFile string
+	pool                      *x509.CertPool // holding only the CA
+}
+
+// newTestPKI creates a CA and a leaf certificate for 127.0.0.1, ::1 and
+// localhost in dir.
+func newTestPKI(t testing.TB, dir string) testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "indelible test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem"),
+		pool: x509.NewCertPool()}
+	p.pool.AddCert(caCert)
+	for _, f := range []struct {
+		name, typ string
+		der       []byte
+		perm      os.FileMode
+	}{{p.caFile, "CERTIFICATE", caDER, 0o644}, {p.certFile, "CERTIFICATE", leafDER, 0o644}, {p.keyFile, "PRIVATE KEY", keyDER, 0o600}} {
+		if err := os.WriteFile(f.name, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.perm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// args returns the server flags serving HTTPS with the leaf certificate.
+func (p testPKI) args() []string { return []string{"--tls-cert", p.certFile, "--tls-key", p.keyFile} }
+
+// checkHTTPS checks the server at base (an https URL) speaks HTTP/2 over TLS
+// 1.2 or later to a client trusting the CA, refuses a TLS 1.1 client, and
+// refuses plain HTTP on the same port.
+func checkHTTPS(t *testing.T, pki testPKI, base string) {
+	t.Helper()
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("server URL %q is not https", base)
+	}
+	hc := &http.Client{Transport: client.NewTransport(pki.pool), Timeout: 10 * time.Second}
+	resp, err := hc.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("GET %s/healthz over TLS: %v", base, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" || resp.TLS.Version < tls.VersionTLS12 {
+		t.Fatalf("GET %s/healthz: %d %s, TLS %+v: want 200 over h2, TLS 1.2+", base, resp.StatusCode, resp.Proto, resp.TLS)
+	}
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}}, Timeout: 10 * time.Second}
+	if resp, err := old.Get(base + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a TLS 1.1 client was served: %s", resp.Proto)
+	}
+	// Plain HTTP to the TLS port: net/http answers 400 and serves nothing.
+	resp, err = http.Get("http://" + strings.TrimPrefix(base, "https://") + "/healthz")
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(b), "ok") {
+			t.Fatalf("plain HTTP to the TLS port %s: %d %q, want 400", base, resp.StatusCode, b)
+		}
+	}
+}
+
+// metricValue returns the value of the metric name in a Prometheus text
+// exposition, or -1.
+func metricValue(text, name string) float64 {
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+// TestTLSEndToEnd runs everything over HTTPS with a certificate made here:
+// a witness and an events-mode log (HTTP/2, TLS 1.2+, plain HTTP refused),
+// the log's witnessing through --ca, witness gossip to a TLS peer and
+// consistency proofs fetched from the TLS log, and every client command with
+// --ca (or $INDELIBLE_CA); without it, each fails at once with a certificate
+// error that says what to do.
+func TestTLSEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	const origin = "example.com/tls-log"
+	keyFile, logVKey := newLogKey(t, origin)
+	logAddr, witAddr := freeAddr(t), freeAddr(t)
+	wdir, wvkey := newWitnessDir(t, "wa.example")
+	w := startWitnessProc(t, wdir, append([]string{"--listen", witAddr, "--log", logVKey + "=https://" + logAddr, "--ca", pki.caFile}, pki.args()...)...)
+	checkHTTPS(t, pki, w.url)
+	// Peers of the TLS witness: one trusting the CA, one not.
+	peer := func(name string, ca ...string) *witnessProc {
+		d, _ := newWitnessDir(t, name)
+		return startWitnessProc(t, d, append([]string{"--listen", "127.0.0.1:0", "--log", logVKey, "--peer", wvkey + "=" + w.url, "--gossip-interval", "100ms"}, ca...)...)
+	}
+	good, bad := peer("wb.example", "--ca", pki.caFile), peer("wc.example")
+
+	p := startEvents(t, filepath.Join(dir, "log"), append([]string{"--listen", logAddr, "--key", keyFile, "--init",
+		"--witness", wvkey + "=" + w.url, "--ca", pki.caFile}, pki.args()...)...)
+	checkHTTPS(t, pki, p.url)
+	if !strings.Contains(p.banner, "--cacert CA.pem") || !strings.Contains(p.banner, "curl") || strings.Contains(p.banner, "http://") {
+		t.Fatalf("TLS banner:\n%s", p.banner)
+	}
+
+	env := []string{"INDELIBLE_URL=" + p.url, "INDELIBLE_TOKEN=" + p.token, "INDELIBLE_CA="}
+	ca := []string{"--ca", pki.caFile}
+	with := func(args ...string) string { return mustRun(t, env, append(args, ca...)...) }
+
+	// The events commands.
+	if out := with("append", "--action", "tls.test", "--actor", "alice"); strings.TrimSpace(out) != "0" {
+		t.Fatalf("append over TLS printed %q, want index 0", out)
+	}
+	if recs := queryJSON(t, env, append([]string{"--action", "tls.test"}, ca...)...); len(recs) != 1 || recs[0].Index != 0 {
+		t.Fatalf("query over TLS: %+v", recs)
+	}
+	if out := mustRun(t, append(env, "INDELIBLE_CA="+pki.caFile), "tail", "-n", "1"); !strings.Contains(out, "tls.test") {
+		t.Fatalf("tail with $INDELIBLE_CA: %q", out)
+	}
+	out := with("token", "create", "--name", "reader", "--scope", "read")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	readTok := lines[len(lines)-1]
+	if out := with("token", "list"); !strings.Contains(out, "reader") {
+		t.Fatalf("token list over TLS: %q", out)
+	}
+	if out := mustRun(t, []string{"INDELIBLE_URL=" + p.url, "INDELIBLE_TOKEN=" + readTok, "INDELIBLE_CA="}, append([]string{"query"}, ca...)...); !strings.Contains(out, "tls.test") {
+		t.Fatalf("query with the new read token: %q", out)
+	}
+	if out := with("token", "revoke", "reader"); !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke over TLS: %q", out)
+	}
+
+	// tail -f: the event stream over HTTP/2.
+	follow := exec.Command(binPath, append([]string{"tail", "-n", "0", "-f", "--action", "tls.follow"}, ca...)...)
+	follow.Env = append(os.Environ(), env...)
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	followed := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			followed <- sc.Text()
+		}
+		close(followed)
+	}()
+	tlogtest.Eventually(t, 15*time.Second, "tail -f over TLS prints an appended event", func() (bool, string) {
+		with("append", "--action", "tls.follow", "--actor", "bob")
+		select {
+		case l := <-followed:
+			return strings.Contains(l, "tls.follow") || strings.HasPrefix(l, "TIME") && strings.Contains(<-followed, "tls.follow"), l
+		case <-time.After(300 * time.Millisecond):
+			return false, "nothing yet"
+		}
+	})
+
+	// Witnessing over TLS: the served checkpoint carries the witness's
+	// cosignature (serve --ca trusts the witness's certificate).
+	hc := &http.Client{Transport: client.NewTransport(pki.pool), Timeout: 10 * time.Second}
+	get := func(u string) []byte {
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+		}
+		return b
+	}
+	var first []byte
+	tlogtest.Eventually(t, 15*time.Second, "a checkpoint cosigned by the TLS witness", func() (bool, string) {
+		first = get(p.url + "/checkpoint")
+		cp, names := cosigners(t, first, origin, logVKey, wvkey)
+		return cp.N >= 2 && len(names) == 1, fmt.Sprintf("size %d cosigned by %v", cp.N, names)
+	})
+	with("append", "--action", "tls.more")
+	tlogtest.Eventually(t, 15*time.Second, "a larger cosigned checkpoint", func() (bool, string) {
+		cp0, _ := cosigners(t, first, origin, logVKey)
+		cp, names := cosigners(t, get(p.url+"/checkpoint"), origin, logVKey, wvkey)
+		return cp.N > cp0.N && len(names) == 1, fmt.Sprintf("size %d cosigned by %v", cp.N, names)
+	})
+	// The older checkpoint, observed by the witness, is proven consistent
+	// with what it cosigned since: from the log's URL, over TLS.
+	resp, err := hc.Post(w.url+"/v1/witness/observe", "text/plain", bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(obs), `"consistent"`) {
+		t.Fatalf("observe an older checkpoint on the TLS witness: %d %s", resp.StatusCode, obs)
+	}
+	// Gossip to the TLS peer: rounds without errors with --ca, errors
+	// without it.
+	tlogtest.Eventually(t, 15*time.Second, "gossip rounds over TLS", func() (bool, string) {
+		_, gm := httpGet(t, good.url+"/metrics")
+		_, bm := httpGet(t, bad.url+"/metrics")
+		gr, ge := metricValue(string(gm), "indelible_witness_gossip_rounds_total"), metricValue(string(gm), "indelible_witness_gossip_errors_total")
+		be := metricValue(string(bm), "indelible_witness_gossip_errors_total")
+		return gr >= 3 && ge == 0 && be >= 1, fmt.Sprintf("with --ca: %v rounds, %v errors; without: %v errors", gr, ge, be)
+	})
+
+	// checkpoint, audit, bench proof, and the witness admin commands.
+	if out := with("checkpoint", "--key", logVKey); !strings.Contains(out, "origin "+origin) {
+		t.Fatalf("checkpoint over TLS: %q", out)
+	}
+	if out := with("audit", "--key", logVKey, "--witness", wvkey, "--no-progress"); !strings.HasPrefix(out, "verified "+origin) {
+		t.Fatalf("audit over TLS: %q", out)
+	}
+	if out := with("bench", "proof", "--readers", "2", "--duration", "300ms"); !strings.Contains(out, "(0 errors)") {
+		t.Fatalf("bench proof over TLS: %q", out)
+	}
+	if out := with("witness", "forks", "--data", wdir); !strings.Contains(out, `"forks"`) {
+		t.Fatalf("witness forks over TLS: %q", out)
+	}
+	if out := with("witness", "clear-fork", origin, "--data", wdir); !strings.Contains(out, `"cleared"`) {
+		t.Fatalf("witness clear-fork over TLS: %q", out)
+	}
+
+	// Without --ca (and without $INDELIBLE_CA) every one fails promptly
+	// with a certificate error and the hint, never hanging on retries.
+	for _, args := range [][]string{
+		{"append", "--action", "x"},
+		{"query"},
+		{"tail", "-n", "0", "-f"},
+		{"token", "list"},
+		{"token", "create", "--name", "n", "--scope", "read"},
+		{"token", "revoke", "n"},
+		{"checkpoint", "--key", logVKey},
+		{"audit", "--key", logVKey, "--no-progress"},
+		{"bench", "proof", "--readers", "1", "--duration", "100ms"},
+		{"witness", "forks", "--data", wdir},
+		{"witness", "clear-fork", origin, "--data", wdir},
+	} {
+		start := time.Now()
+		_, errOut, code := run(t, env, args...)
+		if el := time.Since(start); code == 0 || !strings.Contains(errOut, "certificate") || !strings.Contains(errOut, "--ca FILE") || el > 5*time.Second {
+			t.Errorf("%s without --ca: exit %d after %v:\n%s", strings.Join(args, " "), code, el.Round(time.Millisecond), errOut)
+		}
+	}
+	// A --ca file that holds no certificate is refused as such.
+	if _, errOut, code := run(t, env, "query", "--ca", keyFile); code == 0 || !strings.Contains(errOut, "no PEM certificate") {
+		t.Errorf("query --ca <not a certificate>: exit %d %s", code, errOut)
+	}
+	// The servers refuse half a TLS configuration.
+	for _, args := range [][]string{
+		{"serve", "--data", filepath.Join(dir, "x"), "--tls-cert", pki.certFile},
+		{"witness", "--data", filepath.Join(dir, "y"), "--tls-key", pki.keyFile},
+	} {
+		if _, errOut, code := run(t, nil, args...); code == 0 || !strings.Contains(errOut, "--tls-cert and --tls-key go together") {
+			t.Errorf("%s: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	p.stop(t)
+}
