@@ -332,3 +332,89 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestPrivateLogEndToEnd runs serve --private-log with a witness: the
+// checkpoint, tiles and proofs answer 401 without a token, 403 to an
+// append-only token and 200 to a read token; witnessing goes on (the log
+// pushes to the witness); checkpoint, audit and bench proof work with a read
+// token and fail without one. Raw mode refuses the flag.
+func TestPrivateLogEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	if _, errOut, code := run(t, nil, "serve", "--mode", "raw", "--private-log", "--data", filepath.Join(dir, "raw")); code == 0 || !strings.Contains(errOut, "--private-log needs --mode events") {
+		t.Fatalf("raw mode with --private-log: exit %d: %s", code, errOut)
+	}
+	const origin = "example.com/private-log"
+	keyFile, logVKey := newLogKey(t, origin)
+	wdir, wvkey := newWitnessDir(t, "wp.example")
+	w := startWitnessProc(t, wdir, "--listen", "127.0.0.1:0", "--log", logVKey)
+	p := startEvents(t, filepath.Join(dir, "log"), "--private-log", "--key", keyFile, "--init", "--witness", wvkey+"="+w.url)
+	if !strings.Contains(p.banner, "private log:") {
+		t.Fatalf("banner does not say the log is private:\n%s", p.banner)
+	}
+	env := p.env()
+	mustRun(t, env, "append", "--action", "private.a")
+	mustRun(t, env, "append", "--action", "private.b")
+	tokenOf := func(name, scope string) string {
+		lines := strings.Split(strings.TrimSpace(mustRun(t, env, "token", "create", "--name", name, "--scope", scope)), "\n")
+		return lines[len(lines)-1]
+	}
+	readTok, appendTok := tokenOf("auditor", "read"), tokenOf("writer", "append")
+	get := func(path, token string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, p.url+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	tlogtest.Eventually(t, 15*time.Second, "a checkpoint of 2 entries cosigned by the witness", func() (bool, string) {
+		status, body := get("/checkpoint", readTok)
+		if status != 200 {
+			return false, fmt.Sprintf("%d %s", status, body)
+		}
+		cp, names := cosigners(t, body, origin, logVKey, wvkey)
+		return cp.N >= 2 && len(names) == 1, fmt.Sprintf("size %d cosigned by %v", cp.N, names)
+	})
+	for _, path := range []string{"/checkpoint", "/tile/0/000.p/2", "/tile/entries/000.p/2", "/v1/proof/inclusion?index=0&size=2", "/v1/proof/consistency?from=1&to=2", "/metrics"} {
+		for _, c := range []struct {
+			who, token string
+			want       int
+		}{{"no token", "", 401}, {"an append token", appendTok, 403}, {"a read token", readTok, 200}} {
+			if status, body := get(path, c.token); status != c.want {
+				t.Errorf("private log: GET %s with %s: %d %s, want %d", path, c.who, status, body, c.want)
+			}
+		}
+	}
+	// Still open: health and the console's page.
+	for _, path := range []string{"/healthz", "/"} {
+		if status, _ := get(path, ""); status != 200 {
+			t.Errorf("private log: GET %s without a token: %d, want 200", path, status)
+		}
+	}
+
+	readEnv := []string{"INDELIBLE_URL=" + p.url, "INDELIBLE_TOKEN="}
+	if out := mustRun(t, readEnv, "audit", "--key", logVKey, "--witness", wvkey, "--no-progress", "--token", readTok); !strings.HasPrefix(out, "verified "+origin) {
+		t.Fatalf("audit with a read token: %q", out)
+	}
+	if out := mustRun(t, readEnv, "checkpoint", "--key", logVKey, "--token", readTok); !strings.Contains(out, "origin "+origin) {
+		t.Fatalf("checkpoint with a read token: %q", out)
+	}
+	if out := mustRun(t, []string{"INDELIBLE_URL=" + p.url, "INDELIBLE_TOKEN=" + readTok}, "bench", "proof", "--readers", "1", "--duration", "200ms"); !strings.Contains(out, "(0 errors)") {
+		t.Fatalf("bench proof with $INDELIBLE_TOKEN: %q", out)
+	}
+	for _, args := range [][]string{
+		{"audit", "--key", logVKey, "--no-progress"},
+		{"checkpoint", "--key", logVKey},
+		{"audit", "--key", logVKey, "--no-progress", "--token", appendTok},
+	} {
+		if _, errOut, code := run(t, readEnv, args...); code == 0 || !(strings.Contains(errOut, "HTTP 401") || strings.Contains(errOut, "HTTP 403")) {
+			t.Errorf("%s on a private log: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	p.stop(t)
+}
