@@ -345,15 +345,24 @@ func TestEventsBadInput(t *testing.T) {
 	status, hdr, b = te.req(http.MethodDelete, "/v1/tokens/nobody", "admin", "", nil)
 	checkEventError(t, status, hdr, b, 404, nil)
 
-	// Nothing was stored: the next event gets the next index.
-	if next := te.append("application/json", `{"action":"second"}`); next[0] != good[0]+1 {
-		t.Fatalf("after the bad requests, the next event got index %d, want %d", next[0], good[0]+1)
+	// Nothing was stored but the indelible.read events of the four reads
+	// that passed parsing (two bad cursors, checked by the listing, and two
+	// missing events): the next event gets the index after them.
+	const audited = 4
+	if next := te.append("application/json", `{"action":"second"}`); next[0] != good[0]+1+audited {
+		t.Fatalf("after the bad requests, the next event got index %d, want %d", next[0], good[0]+1+audited)
 	}
-	if _, _, err := te.l.WaitSize(t.Context(), 2); err != nil {
+	if _, _, err := te.l.WaitSize(t.Context(), 2+audited); err != nil {
 		t.Fatal(err)
 	}
-	if cp, _ := te.l.Checkpoint(); cp.N != 2 {
-		t.Fatalf("tree size %d after 2 good events", cp.N)
+	for i := good[0] + 1; i <= good[0]+audited; i++ {
+		rec, err := te.layer.Get(i)
+		if err != nil || rec.Event.Action != ActionRead {
+			t.Fatalf("event %d: %+v %v, want an %s event", i, rec.Event, err, ActionRead)
+		}
+	}
+	if cp, _ := te.l.Checkpoint(); cp.N != 2+audited {
+		t.Fatalf("tree size %d after 2 good events and %d audited reads", cp.N, audited)
 	}
 }
 
@@ -587,19 +596,21 @@ func TestEventsStream(t *testing.T) {
 	}
 	resp, br := open("/v1/events/stream?action=keep", "")
 	defer resp.Body.Close()
-	te.append("application/x-ndjson", "{\"action\":\"keep\"}\n{\"action\":\"drop\"}\n{\"action\":\"keep\"}\n")
-	for _, want := range []string{"1", "3"} {
+	// Opening the stream appended its indelible.read event: the indexes
+	// are the append's.
+	idx := te.append("application/x-ndjson", "{\"action\":\"keep\"}\n{\"action\":\"drop\"}\n{\"action\":\"keep\"}\n")
+	for _, want := range []string{fmt.Sprint(idx[0]), fmt.Sprint(idx[2])} {
 		id, data := next(br)
 		var r client.Record
 		if err := json.Unmarshal([]byte(data), &r); err != nil || id != want || fmt.Sprint(r.Index) != want {
 			t.Fatalf("stream event id %s, record %s, want %s", id, data, want)
 		}
 	}
-	// Resume after index 1: index 3 is next (2 is filtered out).
-	resp2, br2 := open("/v1/events/stream?action=keep", "1")
+	// Resume after the first keep: the second is next (drop is filtered out).
+	resp2, br2 := open("/v1/events/stream?action=keep", fmt.Sprint(idx[0]))
 	defer resp2.Body.Close()
-	if id, _ := next(br2); id != "3" {
-		t.Fatalf("resumed at %s, want 3", id)
+	if id, _ := next(br2); id != fmt.Sprint(idx[2]) {
+		t.Fatalf("resumed at %s, want %d", id, idx[2])
 	}
 	// And ?cursor= too, unfiltered.
 	resp3, br3 := open("/v1/events/stream?cursor=0", "")
@@ -609,10 +620,16 @@ func TestEventsStream(t *testing.T) {
 			t.Fatalf("cursor stream: id %s, want %s", id, want)
 		}
 	}
-	// Heartbeats keep flowing while nothing happens.
-	line, err := br3.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, ":") {
-		t.Fatalf("heartbeat: %q %v", line, err)
+	// Heartbeats keep flowing while nothing happens (after the rest of
+	// the stored events: the indelible.read events of the streams opened).
+	for n := 0; ; n++ {
+		line, err := br3.ReadString('\n')
+		if err != nil || n > 100 {
+			t.Fatalf("heartbeat: %q %v", line, err)
+		}
+		if strings.HasPrefix(line, ":") {
+			break
+		}
 	}
 	// Shutdown ends the stream.
 	te.srv.SetShuttingDown()
@@ -688,11 +705,17 @@ func TestEventsClient(t *testing.T) {
 		fmt.Fprintf(&nd, "{\"action\":\"bulk\",\"id\":\"b%d\"}\n\n", i)
 	}
 	var sizes []int
-	next := int64(4)
+	// The reads and token changes above were recorded as events too: the
+	// bulk events follow them, consecutively.
+	first := int64(-1)
+	next := int64(-1)
 	err = admin.AppendNDJSONReader(ctx, strings.NewReader(nd.String()), func(res []client.Appended) error {
 		sizes = append(sizes, len(res))
 		for _, r := range res {
-			if r.Index != next || r.ID != fmt.Sprintf("b%d", next-4) {
+			if first < 0 {
+				first, next = r.Index, r.Index
+			}
+			if r.Index != next || r.ID != fmt.Sprintf("b%d", next-first) {
 				t.Fatalf("AppendNDJSONReader: %+v, want index %d", r, next)
 			}
 			next++

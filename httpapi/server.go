@@ -97,6 +97,9 @@ type Server struct {
 	stopping     chan struct{}
 	stoppingOnce sync.Once
 	heartbeat    time.Duration
+	// reads records every read of event content (readaudit.go); nil
+	// without an events layer. Set before serving starts.
+	reads *readAuditor
 }
 
 // New returns a Server for cfg.

@@ -65,6 +65,8 @@ type serveConfig struct {
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
 	init          bool     // start a new log with an existing key that never signed (keyguard.go)
 	masterKey     string   // events mode: master key file (events.go)
+	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
+	tokenBurst    int      // events mode: burst per token
 }
 
 func init() {
@@ -123,6 +125,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
+	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
+		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
+	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -176,6 +181,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)
+		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
 		hcfg.Events, hcfg.Tokens = es.Layer, es.Tokens
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
