@@ -331,3 +331,18 @@ func measureReads(t *testing.T, te *testEvents, conc int, d time.Duration) []tim
 	wg.Wait()
 	return lat
 }
+
+// TestReadAuditHistogram: the console's histogram (counts of matching
+// events) is a read of event content too, recorded with its filters.
+func TestReadAuditHistogram(t *testing.T) {
+	te := newTestEvents(t)
+	v := url.Values{"since": {"2026-01-01T00:00:00Z"}, "bucket": {"24h"}, "actor": {"alice"}}
+	if status, _, b := te.req(http.MethodGet, routeHistogram+"?"+v.Encode(), "read", "", nil); status != 200 {
+		t.Fatalf("histogram: %d %s", status, b)
+	}
+	te.waitPublished(t)
+	want := []string{"read read " + canonicalMeta(t, queryMeta(routeHistogram, v))}
+	if got := te.readEvents(t); !slices.Equal(got, want) {
+		t.Fatalf("read events %q, want %q", got, want)
+	}
+}
