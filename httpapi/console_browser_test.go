@@ -13,7 +13,6 @@ import (
 	"image/png"
 	"io"
 	"iter"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -73,7 +72,7 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		clients = append(clients, c)
 		wkeys = append(wkeys, tw.vkey)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger, _, _ := checkedLogger(t) // token secrets in its log fail the test
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger, MinFreeBytes: -1,
 		Witnessing: ledger.WitnessConfig{Witnesses: clients, Timeout: 2 * time.Second, Retry: 50 * time.Millisecond}})
 	if err != nil {

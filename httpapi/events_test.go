@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,6 +23,7 @@ import (
 	"indelible.dev/client"
 	"indelible.dev/event"
 	"indelible.dev/events"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -48,6 +49,12 @@ type testEvents struct {
 	layer  *events.Layer
 	tokens *auth.Store
 	tok    map[string]string // "admin", "append", "read", "revoked" -> secret
+	// The server's log and the secrets it must not reveal (checked when
+	// the test ends): the tokens, the master key (hex), the signer key.
+	logs    *logCapture
+	secrets *tlogtest.Secrets
+	master  string
+	skey    string
 }
 
 func newTestEvents(t testing.TB) *testEvents {
@@ -58,13 +65,15 @@ func newTestEvents(t testing.TB) *testEvents {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger, logs, secrets := checkedLogger(t)
+	secrets.AddNoteKey("the log's signer key", skey)
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	master := make([]byte, 32)
 	rand.Read(master)
+	secrets.AddKey("the master key", master)
 	kr, err := events.NewKeyring(master)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +86,7 @@ func newTestEvents(t testing.TB) *testEvents {
 	if err != nil {
 		t.Fatal(err)
 	}
-	te := &testEvents{layer: layer, tokens: tokens, tok: map[string]string{}}
+	te := &testEvents{layer: layer, tokens: tokens, tok: map[string]string{}, logs: logs, secrets: secrets, master: hex.EncodeToString(master), skey: skey}
 	for _, name := range []string{"admin", "append", "read", "revoked"} {
 		scope := auth.Scope(name)
 		if name == "revoked" {
@@ -88,6 +97,7 @@ func newTestEvents(t testing.TB) *testEvents {
 			t.Fatal(err)
 		}
 		te.tok[name] = secret
+		secrets.Add("token "+name, secret)
 	}
 	if err := tokens.Revoke("revoked"); err != nil {
 		t.Fatal(err)
