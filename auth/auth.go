@@ -94,6 +94,9 @@ type Store struct {
 	mu     sync.RWMutex
 	byName map[string]*entry
 	byHash map[[32]byte]*entry
+
+	// limits is the per-token rate limit (ratelimit.go); it has its own lock.
+	limits rateLimits
 }
 
 // entry is one token in memory.
@@ -365,6 +368,10 @@ func normScopes(scopes []Scope) ([]Scope, error) {
 func checkName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("%w: name must be 1 to %d characters", ErrInvalid, MaxNameLen)
+	}
+	if name == ServerActor {
+		// Reserved: server-recorded events name the server this way.
+		return fmt.Errorf("%w: name %q is reserved for the server", ErrInvalid, name)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]

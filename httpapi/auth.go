@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -32,6 +35,15 @@ func requireScope(tokens *auth.Store, scope auth.Scope, h echo.HandlerFunc) echo
 		tok, err := tokens.Authenticate(secret)
 		if err != nil {
 			c.Response().Header().Set("WWW-Authenticate", bearerChallenge)
+			return err
+		}
+		// Per-token rate limit, once the token is known: 429 naming the
+		// limit, with Retry-After rounded up to whole seconds.
+		if err := tokens.Allow(tok.Name); err != nil {
+			var rl *auth.RateLimitError
+			if errors.As(err, &rl) {
+				c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(rl.RetryAfter.Seconds())))))
+			}
 			return err
 		}
 		if !tok.Allows(scope) {

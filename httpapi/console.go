@@ -221,7 +221,14 @@ func (h *consoleHandlers) serveHistogram(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	audited, err := h.s.auditRead(c, queryMeta(routeHistogram, c.QueryParams()))
+	if err != nil {
+		return err
+	}
 	hist, err := h.cfg.Events.Histogram(q, bucket)
+	if err := audited(); err != nil {
+		return err
+	}
 	if err != nil {
 		if errors.Is(err, events.ErrBadQuery) {
 			return fmt.Errorf("%w: %w", errBadRequest, err)

@@ -61,6 +61,9 @@ var statusTable = []struct {
 	{errWitnessPath, http.StatusNotFound},
 	{witness.ErrBusy, http.StatusServiceUnavailable},
 	{errRateLimited, http.StatusTooManyRequests},
+	{auth.ErrRateLimited, http.StatusTooManyRequests},
+	{errReadAuditFull, http.StatusServiceUnavailable},
+	{events.ErrClosed, http.StatusServiceUnavailable},
 	{event.ErrInvalid, http.StatusBadRequest},
 	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{event.ErrContentType, http.StatusUnsupportedMediaType},
@@ -159,7 +162,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			msg = "internal server error"
 		}
 		h := c.Response().Header()
-		if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 			h.Set("Retry-After", retryAfterSeconds)
 		}
 		body, _ := json.Marshal(errorBody{Error: msg})

@@ -69,6 +69,7 @@ type eventHandlers struct {
 // The two append routes accept bodies up to event.MaxRequestBytes.
 func (s *Server) mountEvents(l *events.Layer, log *ledger.Log, tokens *auth.Store) {
 	h := &eventHandlers{s: s, l: l, log: log, tokens: tokens}
+	s.reads = newReadAuditor(l, s.metrics)
 	appendScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeAppend, f) }
 	readScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeRead, f) }
 	s.route(http.MethodPost, routeEvents, appendScope(h.serveAppend))
@@ -215,7 +216,14 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	audited, err := h.s.auditRead(c, queryMeta(routeEvents, v))
+	if err != nil {
+		return err
+	}
 	page, err := h.l.List(q)
+	if err := audited(); err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -243,7 +251,14 @@ func (h *eventHandlers) serveGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	audited, err := h.s.auditRead(c, indexMeta(routeEvent, i))
+	if err != nil {
+		return err
+	}
 	rec, err := h.l.Get(i)
+	if err := audited(); err != nil {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("event %d: %w", i, err)
 	}
@@ -259,7 +274,14 @@ func (h *eventHandlers) serveReceipt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	audited, err := h.s.auditRead(c, indexMeta(routeReceipt, i))
+	if err != nil {
+		return err
+	}
 	r, err := h.l.Receipt(i)
+	if err := audited(); err != nil {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("receipt of event %d: %w", i, err)
 	}
@@ -304,6 +326,19 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	} else {
 		cp, _ := h.log.Published()
 		after = cp.N - 1
+	}
+	// Audited once per connection, before anything is sent (the resume
+	// point in the metadata); the records it then delivers are not.
+	meta := queryMeta(routeStream, v)
+	if resume != "" {
+		meta.Query["cursor"] = resume
+	}
+	audited, err := h.s.auditRead(c, meta)
+	if err != nil {
+		return err
+	}
+	if err := audited(); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())

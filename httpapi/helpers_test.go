@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -42,7 +41,9 @@ func newTestLog(t testing.TB, opts ledger.Options) *testLog {
 	metrics := NewMetrics()
 	opts.Signer = signer
 	opts.OnCommit = metrics.ObserveCommit
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger, _, secrets := checkedLogger(t)
+	secrets.AddNoteKey("the log's signer key", key.SKey)
+	opts.Logger = logger
 	l, err := ledger.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)

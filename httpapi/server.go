@@ -103,6 +103,9 @@ type Server struct {
 	// readGuard wraps the log's read routes (private.go); only written
 	// before serving starts.
 	readGuard func(echo.HandlerFunc) echo.HandlerFunc
+	// reads records every read of event content (readaudit.go); nil
+	// without an events layer. Set before serving starts.
+	reads *readAuditor
 }
 
 // New returns a Server for cfg.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"indelible.dev/auth"
+	"indelible.dev/event"
+	"indelible.dev/events"
 )
 
 // The token routes (admin scope).
@@ -42,11 +45,17 @@ type TokenList struct {
 // tokenHandlers serves the admin routes over one token store.
 type tokenHandlers struct {
 	tokens *auth.Store
+	// l records token changes as events (auth.Event); nil without an
+	// events layer.
+	l *events.Layer
 }
 
 // mountTokens registers the token routes on s.
 func (s *Server) mountTokens(tokens *auth.Store) {
 	h := &tokenHandlers{tokens: tokens}
+	if s.reads != nil {
+		h.l = s.reads.l
+	}
 	s.route(http.MethodPost, routeTokens, requireScope(tokens, auth.ScopeAdmin, h.serveCreate))
 	s.route(http.MethodGet, routeTokens, requireScope(tokens, auth.ScopeAdmin, h.serveList))
 	s.route(http.MethodDelete, routeToken, requireScope(tokens, auth.ScopeAdmin, h.serveRevoke))
@@ -63,7 +72,7 @@ func (h *tokenHandlers) serveCreate(c echo.Context) error {
 	if len(body) > maxTokenRequest {
 		return fmt.Errorf("%w: token request larger than %d bytes", errTooLarge, maxTokenRequest)
 	}
-	created, err := h.processCreate(body)
+	created, err := h.processCreate(c.Request().Context(), requestToken(c).Name, body)
 	if err != nil {
 		return err
 	}
@@ -71,8 +80,11 @@ func (h *tokenHandlers) serveCreate(c echo.Context) error {
 	return c.JSON(http.StatusCreated, created)
 }
 
-// processCreate creates the token a POST /v1/tokens body asks for.
-func (h *tokenHandlers) processCreate(body []byte) (TokenCreated, error) {
+// processCreate creates the token a POST /v1/tokens body asks for, as the
+// admin token named by, and records it in the log. If the record cannot be
+// appended the new token is revoked at once and the request fails: no token
+// exists that the log does not show being created.
+func (h *tokenHandlers) processCreate(ctx context.Context, by string, body []byte) (TokenCreated, error) {
 	var req TokenRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -85,6 +97,12 @@ func (h *tokenHandlers) processCreate(body []byte) (TokenCreated, error) {
 	tok, secret, err := h.tokens.Create(req.Name, req.Scopes)
 	if err != nil {
 		return TokenCreated{}, fmt.Errorf("creating token %q: %w", req.Name, err)
+	}
+	if err := h.record(ctx, auth.ActionCreate, by, tok); err != nil {
+		if rerr := h.tokens.Revoke(tok.Name); rerr != nil {
+			return TokenCreated{}, fmt.Errorf("creating token %q: %w (and revoking it again: %w)", req.Name, err, rerr)
+		}
+		return TokenCreated{}, fmt.Errorf("creating token %q (revoked again): %w", req.Name, err)
 	}
 	return TokenCreated{Token: tok, Secret: secret}, nil
 }
@@ -109,5 +127,26 @@ func (h *tokenHandlers) serveRevoke(c echo.Context) error {
 	if err := h.tokens.Revoke(name); err != nil {
 		return fmt.Errorf("revoking token %q: %w", name, err)
 	}
+	// The revocation holds whatever happens next; if recording it fails
+	// the client is told, and revoking again (a no-op) records it then.
+	tok, err := h.tokens.Get(name)
+	if err != nil {
+		return fmt.Errorf("revoking token %q: %w", name, err)
+	}
+	if err := h.record(c.Request().Context(), auth.ActionRevoke, requestToken(c).Name, tok); err != nil {
+		return fmt.Errorf("token %q is revoked, but %w", name, err)
+	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// record appends the event of action on tok, done by the token named by, and
+// waits for it to be durable.
+func (h *tokenHandlers) record(ctx context.Context, action, by string, tok auth.Token) error {
+	if h.l == nil {
+		return nil
+	}
+	if _, err := h.l.Append(ctx, by, []event.Event{auth.Event(action, by, tok)}); err != nil {
+		return fmt.Errorf("recording %s of %q in the log: %w", action, tok.Name, err)
+	}
+	return nil
 }

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/internal/keyfile"
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -103,11 +104,25 @@ func startProc(t testing.TB, args []string, banner func(line string) bool) *proc
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
+	// Once the process is gone (cleanups run last first): its whole output
+	// must reveal no secret of its data directory or key files.
+	allOut := &lockedBuffer{}
+	drained := make(chan struct{})
+	t.Cleanup(func() {
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
+		}
+		checkNoSecrets(t, args, allOut.String()+p.stderr.String())
+	})
 	t.Cleanup(func() { p.kill() })
 	lines := make(chan string)
 	go func() {
+		defer close(drained)
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
+			allOut.Write([]byte(sc.Text() + "\n"))
 			lines <- sc.Text()
 		}
 		close(lines)
@@ -133,6 +148,24 @@ func startProc(t testing.TB, args []string, banner func(line string) bool) *proc
 		}
 	}()
 	return p
+}
+
+// checkNoSecrets fails t if out, the output of `indelible args...`, holds a
+// token secret (but the first admin token, once, in the first-start
+// banner), the master key, or a signing key: those of the --data directory
+// and of the key files the arguments name.
+func checkNoSecrets(t testing.TB, args []string, out string) {
+	t.Helper()
+	s := tlogtest.NewSecrets()
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--data":
+			s.AddDataDir(args[i+1])
+		case "--key", "--master-key":
+			s.AddFile(args[i+1])
+		}
+	}
+	s.Check(t, "output of indelible "+args[0], out)
 }
 
 // kill SIGKILLs the process (if still running) and waits for it.

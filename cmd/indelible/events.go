@@ -14,6 +14,17 @@ const (
 )
 
 // eventsFlags registers the flags of events mode on serve.
+// Per-token rate limit defaults: far above what one client of the events
+// API does (the load generator's single-event POSTs reach about 10,000/s
+// over one token on the development machine), low enough that one leaked
+// or runaway token cannot monopolise the server.
+const (
+	defaultTokenRate  = 50000
+	defaultTokenBurst = 100000
+)
+
 func eventsFlags(f *pflag.FlagSet, cfg *serveConfig) {
+	f.Float64Var(&cfg.tokenRate, "token-rate", defaultTokenRate, "events mode: requests per second allowed per token (0: no limit); over it, 429 with Retry-After")
+	f.IntVar(&cfg.tokenBurst, "token-burst", defaultTokenBurst, "events mode: burst of requests allowed per token above --token-rate")
 	f.StringVar(&cfg.masterKey, "master-key", "", "events mode: file holding the 32-byte master key (raw, hex or base64; default: $"+eventsetup.MasterKeyEnv+", else <data>/"+masterKeyFile+", created on first start)")
 }

@@ -139,12 +139,15 @@ func TestEventsEndToEnd(t *testing.T) {
 	out := mustRun(t, env, "append", "--action", "deploy.start", "--actor", marker+"-alice", "--resource", marker+"-svc",
 		"--outcome", "success", "--source", "ci", "--reason", marker+" INC-1", "--id", marker+"-id", "--time", "2020-01-02T09:00:00Z",
 		"--metadata", `{"secret":"`+marker+`-meta"}`)
-	if strings.TrimSpace(out) != "0" {
-		t.Fatalf("append printed %q, want 0", out)
+	// Index 0 is the server's record of the first admin token (actor
+	// indelible): the writers' events start at o.
+	const o = 1
+	if strings.TrimSpace(out) != strconv.Itoa(o) {
+		t.Fatalf("append printed %q, want %d", out, o)
 	}
 	// An array through the API.
 	res, err := c.Append(ctx, []client.Event{{Action: "deploy.end", Actor: &client.Actor{ID: marker + "-bob"}, Outcome: "failure"}, {Action: "login", Actor: &client.Actor{ID: marker + "-alice"}, Outcome: "denied"}}, false)
-	if err != nil || len(res) != 2 || res[0].Index != 1 {
+	if err != nil || len(res) != 2 || res[0].Index != o+1 {
 		t.Fatalf("array append: %+v %v", res, err)
 	}
 	// NDJSON: 250 events a second apart, from a file (3 batches of 100
@@ -157,19 +160,19 @@ func TestEventsEndToEnd(t *testing.T) {
 	ndFile := filepath.Join(t.TempDir(), "events.ndjson")
 	os.WriteFile(ndFile, []byte(nd.String()), 0o600)
 	out = mustRun(t, env, "append", "--file", ndFile)
-	if lines := strings.Fields(out); len(lines) != 250 || lines[0] != "3" || lines[249] != "252" {
+	if lines := strings.Fields(out); len(lines) != 250 || lines[0] != strconv.Itoa(o+3) || lines[249] != strconv.Itoa(o+252) {
 		t.Fatalf("NDJSON append printed %d lines (%q...)", len(lines), out[:min(len(out), 40)])
 	}
 	// NDJSON from stdin.
 	cmd := exec.Command(binPath, "append", "--file", "-")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(`{"action":"stdin.one"}` + "\n" + `{"action":"stdin.two"}` + "\n")
-	if b, err := cmd.Output(); err != nil || strings.Join(strings.Fields(string(b)), ",") != "253,254" {
+	if b, err := cmd.Output(); err != nil || strings.Join(strings.Fields(string(b)), ",") != fmt.Sprintf("%d,%d", o+253, o+254) {
 		t.Fatalf("append from stdin: %q %v", b, err)
 	}
 	// Kubernetes.
 	kres, err := c.AppendKubernetes(ctx, []byte(kubernetesEventList), false)
-	if err != nil || len(kres) != 2 || kres[0].Index != 255 {
+	if err != nil || len(kres) != 2 || kres[0].Index != o+255 {
 		t.Fatalf("kubernetes: %+v %v", kres, err)
 	}
 	// The sample EventList of testdata/: 13 audit events (one exec seen at
@@ -180,7 +183,7 @@ func TestEventsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	kres, err = c.AppendKubernetes(ctx, sample, false)
-	if err != nil || len(kres) != 13 || kres[0].Index != 257 || kres[12].Index != 269 {
+	if err != nil || len(kres) != 13 || kres[0].Index != o+257 || kres[12].Index != o+269 {
 		t.Fatalf("kubernetes sample: %+v %v", kres, err)
 	}
 	if again, err := c.AppendKubernetes(ctx, sample, false); err != nil || !slices.Equal(indexesOfAppended(again), indexesOfAppended(kres)) {
@@ -202,6 +205,9 @@ func TestEventsEndToEnd(t *testing.T) {
 		{[]string{"--actor", "MARKER-k8s-user", "--limit", "1000"}, []int64{256, 255}},
 		{[]string{"--actor", "bob@example.com", "--outcome", "denied"}, []int64{262}},
 	} {
+		for i := range tc.want {
+			tc.want[i] += o
+		}
 		if got := indexesOf(queryJSON(t, env, tc.args...)); !slices.Equal(got, tc.want) {
 			t.Errorf("query %v: %v, want %v", tc.args, got, tc.want)
 		}
@@ -210,7 +216,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	recs := queryJSON(t, env, "--since", base.Add(10*time.Second).Format(time.RFC3339), "--until", base.Add(200*time.Second).Format(time.RFC3339), "--limit", "33", "--all")
 	var want []int64
 	for i := int64(199); i >= 10; i-- {
-		want = append(want, 3+i)
+		want = append(want, o+3+i)
 	}
 	if got := indexesOf(recs); !slices.Equal(got, want) {
 		t.Fatalf("time range query: %v\nwant %v", got, want)
@@ -227,8 +233,15 @@ func TestEventsEndToEnd(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	ciTok := lines[len(lines)-1]
 	ciEnv := []string{"INDELIBLE_URL=" + p.url, "INDELIBLE_TOKEN=" + ciTok}
-	if out := mustRun(t, ciEnv, "append", "--action", "ci.token.used"); strings.TrimSpace(out) != strconv.Itoa(n) {
+	// Every read above and the token's creation were recorded as events
+	// too: the new token's event comes after them.
+	out = mustRun(t, ciEnv, "append", "--action", "ci.token.used")
+	ciIdx, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil || ciIdx <= o+n {
 		t.Fatalf("append with the new token: %q", out)
+	}
+	if r, err := c.Event(ctx, ciIdx); err != nil || !strings.Contains(string(r.EventBytes), `"submitted_by":"ci-bot"`) {
+		t.Fatalf("event %d: %s %v", ciIdx, r.EventBytes, err)
 	}
 	if out := mustRun(t, env, "token", "list"); !strings.Contains(out, "ci-bot") || strings.Contains(out, ciTok) {
 		t.Fatalf("token list:\n%s", out)
@@ -240,7 +253,9 @@ func TestEventsEndToEnd(t *testing.T) {
 	if _, _, code := run(t, ciEnv, "token", "list"); code == 0 {
 		t.Fatal("token list with a non-admin token succeeded")
 	}
-	total := int64(n + 1)
+	// After the event read just now (ciIdx+1) comes the revocation: nothing
+	// else was recorded since (the refused requests are not).
+	total := ciIdx + 3
 
 	// Wait for a checkpoint covering everything.
 	var cpNote []byte
@@ -286,7 +301,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	}
 
 	// A receipt, verified by `indelible verify` and independently here.
-	receipt, err := c.Receipt(ctx, 0)
+	receipt, err := c.Receipt(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +311,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "deploy.start") || !strings.Contains(out, "verified") {
 		t.Fatalf("verify printed:\n%s", out)
 	}
-	verifyIndependently(t, receipt, p.vkey, 0)
+	verifyIndependently(t, receipt, p.vkey, o)
 	// Tampering: each failure exits 1 and names the step.
 	for _, tc := range []struct {
 		name, from, to, step string
@@ -308,7 +323,15 @@ func TestEventsEndToEnd(t *testing.T) {
 		if tc.from != "" {
 			bad = tamperExtra(t, receipt, tc.from, tc.to)
 		} else {
-			bad = bytes.Replace(receipt, []byte("\n"+strconv.FormatInt(total, 10)+"\n"), []byte("\n"+strconv.FormatInt(total+1, 10)+"\n"), 1)
+			// The checkpoint's size line follows its origin line (the
+			// reads above grew the log past total).
+			_, rest, _ := strings.Cut(string(receipt), p.origin+"\n")
+			size, _, _ := strings.Cut(rest, "\n")
+			n, err := strconv.ParseInt(size, 10, 64)
+			if err != nil || n < total {
+				t.Fatalf("receipt checkpoint size %q", size)
+			}
+			bad = bytes.Replace(receipt, []byte(p.origin+"\n"+size+"\n"), []byte(p.origin+"\n"+strconv.FormatInt(n+1, 10)+"\n"), 1)
 		}
 		os.WriteFile(rfile, bad, 0o600)
 		if _, errOut, code := run(t, nil, "verify", rfile, "--key", p.vkey); code != 1 || !strings.Contains(errOut, tc.step) {
@@ -323,6 +346,12 @@ func TestEventsEndToEnd(t *testing.T) {
 	// indelible audit works unchanged on an events-mode log.
 	if out, errOut, code := run(t, nil, "audit", "--url", p.url, "--key", p.vkey, "--no-progress"); code != 0 {
 		t.Fatalf("audit: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// Event 0 records the first admin token's creation, by the server.
+	if r, err := c.Event(ctx, 0); err != nil || !strings.Contains(string(r.EventBytes), `"action":"indelible.token.create"`) ||
+		!strings.Contains(string(r.EventBytes), `"submitted_by":"indelible"`) || strings.Contains(string(r.EventBytes), p.token) {
+		t.Fatalf("event 0: %s %v, want the first admin token's creation", r.EventBytes, err)
 	}
 
 	// No event value anywhere in the data directory, WAL included.
@@ -402,11 +431,16 @@ func verifyIndependently(t testing.TB, receipt []byte, vkey string, index int64)
 func TestEventsTail(t *testing.T) {
 	p := startEvents(t, filepath.Join(t.TempDir(), "data"))
 	env := p.env()
+	var appended []int64
 	for i := range 5 {
-		mustRun(t, env, "append", "--action", fmt.Sprintf("tail.%d", i))
+		out := mustRun(t, env, "append", "--action", fmt.Sprintf("tail.%d", i), "--source", "tailtest")
+		i, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		appended = append(appended, i)
 	}
+	// Filtered by source: the server's own events (the first admin token,
+	// the reads) are not the test's.
 	if got := indexesOf(func() []client.Record {
-		out := mustRun(t, env, "tail", "-n", "3", "--json")
+		out := mustRun(t, env, "tail", "-n", "3", "--json", "--source", "tailtest")
 		var recs []client.Record
 		for _, l := range strings.Fields(out) {
 			var r client.Record
@@ -416,7 +450,7 @@ func TestEventsTail(t *testing.T) {
 			recs = append(recs, r)
 		}
 		return recs
-	}()); !slices.Equal(got, []int64{2, 3, 4}) {
+	}()); !slices.Equal(got, appended[2:]) {
 		t.Fatalf("tail -n 3: %v", got)
 	}
 

@@ -39,7 +39,7 @@ func TestREADMEEventsWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README walk-through failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{`{"events":[{"index":0}]}`, "TIME", "carol", `"outcome":"denied"`, "verified: event 0", "repo.delete"} {
+	for _, want := range []string{`{"events":[{"index":1}]}`, "TIME", "carol", `"outcome":"denied"`, "verified: event 1", "repo.delete"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("walk-through output lacks %q:\n%s", want, out)
 		}

@@ -69,6 +69,8 @@ type serveConfig struct {
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
 	init          bool     // start a new log with an existing key that never signed (keyguard.go)
 	masterKey     string   // events mode: master key file (events.go)
+	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
+	tokenBurst    int      // events mode: burst per token
 }
 
 func init() {
@@ -141,6 +143,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
+	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
+		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
+	}
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
 	}
@@ -205,6 +210,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)
+		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
 		hcfg.Events, hcfg.Tokens = es.Layer, es.Tokens
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}

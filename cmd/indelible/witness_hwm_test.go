@@ -54,9 +54,10 @@ func TestWitnessWipedStoreProcesses(t *testing.T) {
 	}
 
 	w = startWitnessProc(t, wdir, "--listen", waddr, "--log", logVKey, "--resume-from-hwm")
-	if !strings.Contains(w.stderr.String(), "resuming from the high-water mark") {
-		t.Fatalf("no warning about resuming:\n%s", w.stderr)
-	}
+	// stderr is copied by its own goroutine: it may trail the banner.
+	tlogtest.Eventually(t, 5*time.Second, "a warning about resuming", func() (bool, string) {
+		return strings.Contains(w.stderr.String(), "resuming from the high-water mark"), w.stderr.String()
+	})
 	httpAdd(t, log.url, []byte("after the restore"))
 	tlogtest.Eventually(t, 20*time.Second, "the witness cosigned size 4", func() (bool, string) {
 		n := monitored(w.url)

@@ -4,6 +4,7 @@
 package eventsetup
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"indelible.dev/auth"
+	"indelible.dev/event"
 	"indelible.dev/events"
 	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
@@ -30,7 +32,10 @@ const (
 	AdminTokenFile = "admin.token" // the first admin token, 0600, written once
 	MasterKeyEnv   = "INDELIBLE_MASTER_KEY"
 	firstAdmin     = "admin" // the first admin token's name
-	masterKeySize  = 32
+	// firstAdminEventID is the id of the event recording the first admin
+	// token (written by auth.ServerActor).
+	firstAdminEventID = "indelible.first-admin-token"
+	masterKeySize     = 32
 )
 
 // Server is the events layer and token store of a running server.
@@ -57,19 +62,30 @@ func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger) (*Se
 		return nil, fmt.Errorf("opening the token store: %w", err)
 	}
 	es := &Server{Tokens: tokens}
-	if len(tokens.List()) == 0 {
-		_, secret, err := tokens.Create(firstAdmin, []auth.Scope{auth.ScopeAdmin})
-		if err != nil {
-			return nil, fmt.Errorf("creating the first admin token: %w", err)
-		}
-		if err := keyfile.Write(filepath.Join(dataDir, AdminTokenFile), secret+"\n", keyfile.SecretPerm, true); err != nil {
-			return nil, fmt.Errorf("writing the first admin token: %w", err)
-		}
-		es.AdminToken = secret
-	}
 	es.Layer, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
 	if err != nil {
 		return nil, err
+	}
+	if len(tokens.List()) == 0 {
+		// Recorded first, under a fixed id: a start that dies before the
+		// token exists records it again as the same event (deduplicated).
+		scopes := []auth.Scope{auth.ScopeAdmin}
+		ev := auth.Event(auth.ActionCreate, auth.ServerActor, auth.Token{Name: firstAdmin, Scopes: scopes})
+		ev.ID = firstAdminEventID
+		if _, err := es.Layer.Append(context.Background(), auth.ServerActor, []event.Event{ev}); err != nil {
+			es.Layer.Close()
+			return nil, fmt.Errorf("recording the first admin token: %w", err)
+		}
+		_, secret, err := tokens.Create(firstAdmin, scopes)
+		if err != nil {
+			es.Layer.Close()
+			return nil, fmt.Errorf("creating the first admin token: %w", err)
+		}
+		if err := keyfile.Write(filepath.Join(dataDir, AdminTokenFile), secret+"\n", keyfile.SecretPerm, true); err != nil {
+			es.Layer.Close()
+			return nil, fmt.Errorf("writing the first admin token: %w", err)
+		}
+		es.AdminToken = secret
 	}
 	return es, nil
 }
