@@ -65,6 +65,7 @@ type serveConfig struct {
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
 	init          bool     // start a new log with an existing key that never signed (keyguard.go)
 	masterKey     string   // events mode: master key file (events.go)
+	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 }
 
 func init() {
@@ -172,7 +173,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit}
 	var es *eventsetup.Server
 	if cfg.mode == "events" {
-		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger); err != nil {
+		retention, err := parseRetention(cfg.retention)
+		if err != nil {
+			return err
+		}
+		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger, retention); err != nil {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)
