@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"indelible.dev/event"
 	"indelible.dev/ledger"
@@ -18,9 +19,12 @@ type prepared struct {
 	commitment [32]byte
 	payload    []byte
 	keys       [][]byte // the 't' key, then the 'f' keys (value empty)
-	tval       []byte   // the 't' key's value: the outcome's blind value, or empty
+	tval       []byte   // the 't' key's value: the wrapped event key, then the outcome's blind value if any
 	idem       []byte   // 'd' key or nil; its value is the index
-	day        *dayKey  // non-nil: also write this day's wrapped key
+	l          *Layer
+	dk         *dayKey                                  // the day key the payload is sealed under
+	writeDay   bool                                     // also write the day's wrapped key
+	extra      func(index int64, w ledger.Writer) error // more writes in the same batch (erasure, retention)
 }
 
 // sidecar adds the event's writes to the log's batch. It only copies
@@ -28,10 +32,19 @@ type prepared struct {
 func (p *prepared) sidecar(i int64, w ledger.Writer) error {
 	var ib [indexSize]byte
 	binary.BigEndian.PutUint64(ib[:], uint64(i))
-	if p.day != nil {
-		if err := w.Set(dayKeyKey(p.day.day), p.day.wrapped); err != nil {
+	if p.writeDay {
+		if err := w.Set(dayKeyKey(p.dk.day), p.dk.wrapped); err != nil {
 			return err
 		}
+	}
+	// Record where, in index order, the day of the payloads changes: a
+	// day's events are then the index ranges retention shreds. Sidecars run
+	// one at a time, in index order, on the sequencer's goroutine.
+	if p.dk.day != p.l.seqDay.Load() {
+		if err := w.Set(switchKey(i), binary.BigEndian.AppendUint64(nil, uint64(p.dk.day))); err != nil {
+			return err
+		}
+		p.l.seqDay.Store(p.dk.day)
 	}
 	pk := [1 + indexSize]byte{prefixPayload}
 	copy(pk[1:], ib[:])
@@ -53,10 +66,19 @@ func (p *prepared) sidecar(i int64, w ledger.Writer) error {
 			return err
 		}
 	}
+	if p.extra != nil {
+		return p.extra(i, w)
+	}
 	return nil
 }
 
 func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
+	return l.appendAt(ctx, l.now(), submittedBy, evs, nil)
+}
+
+// appendAt is append at time now, with extra called in the batch of the
+// first event appended (after that event's own writes).
+func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string, evs []event.Event, extra func(int64, ledger.Writer) error) ([]Appended, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -66,7 +88,6 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 	if len(evs) == 0 {
 		return []Appended{}, nil
 	}
-	now := l.now()
 	out := make([]Appended, len(evs))
 	bytes := make([][]byte, len(evs))
 	evs = append([]event.Event(nil), evs...) // the caller's events stay as they were
@@ -141,11 +162,12 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 			n++
 		}
 	}
-	// One draw of randomness for every salt of the request.
-	salts := make([]byte, n*event.SaltSize)
+	// One draw of randomness for every salt and event key of the request.
+	salts := make([]byte, n*(event.SaltSize+dataKeySize))
 	if _, err := rand.Read(salts); err != nil {
 		return nil, fmt.Errorf("events: drawing salts: %w", err)
 	}
+	ekeys := salts[n*event.SaltSize:]
 	ctr := day.nonces(n)
 	preps := make([]prepared, n)
 	entries := make([]ledger.Entry, n)
@@ -167,13 +189,22 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 		var salt [event.SaltSize]byte
 		copy(salt[:], salts[k*event.SaltSize:])
 		p.commitment = event.Commitment(salt, bytes[i])
-		p.payload = day.seal(ctr+uint64(k), &salt, bytes[i], &p.commitment)
-		p.keys, p.tval = l.indexKeys(&evs[i])
+		var tk [timeKeySize]byte
+		appendTimeKey(tk[:0], evs[i].Time)
+		var wrapped, outcome []byte
+		p.payload, wrapped, err = day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, bytes[i], &p.commitment)
+		if err != nil {
+			return nil, err
+		}
+		p.keys, outcome = l.indexKeys(&evs[i])
+		p.tval = append(wrapped, outcome...)
 		if evs[i].ID != "" {
 			p.idem = idemKey(ik)
 		}
-		if k == 0 && !day.durable.Load() {
-			p.day = day
+		p.l, p.dk = l, day
+		if k == 0 {
+			p.writeDay = !day.durable.Load()
+			p.extra = extra
 		}
 		entries[k] = ledger.Entry{Data: p.commitment[:], Sidecar: p.sidecar}
 		pos[k] = i

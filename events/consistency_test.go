@@ -22,6 +22,9 @@ import (
 // index keys. It returns the records by index.
 func checkStore(t testing.TB, l *Layer) map[int64]Record {
 	t.Helper()
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
 	cp, _ := l.log.Checkpoint()
 	recs := map[int64]Record{}
 	var keys [][]byte
@@ -63,12 +66,12 @@ func checkStore(t testing.TB, l *Layer) map[int64]Record {
 			if _, ok := recs[i]; !ok {
 				t.Fatalf("payload at %d, beyond the log's size %d", i, cp.N)
 			}
-		case prefixDayKey:
+		case prefixDayKey, prefixLife:
 		case prefixTime, prefixField:
 			if !want[string(k)] {
 				t.Fatalf("index key %x of no event", k)
 			}
-			if string(vals[n]) != wantVal[string(k)] {
+			if string(outcomeOf(vals[n])) != wantVal[string(k)] {
 				t.Fatalf("index key %x has value %x, want %x", k, vals[n], wantVal[string(k)])
 			}
 			delete(want, string(k))

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,11 @@ type Config struct {
 	Keyring Keyring          // required
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger     // default slog.Default()
+	// Retention, if positive, has a background job shred every UTC day
+	// (of the server's receive time) entirely older than this: see Retain.
+	Retention time.Duration
+	// RetentionEvery is how often the job runs. Default 1h.
+	RetentionEvery time.Duration
 }
 
 // Layer is the open events layer. Safe for concurrent use.
@@ -73,6 +79,20 @@ type Layer struct {
 	imu      sync.Mutex
 	inflight map[[blindSize]byte]chan struct{} // idempotency keys being appended
 
+	// Lifecycle (erase.go, retention.go): emu serializes erasures and
+	// retention passes; lmu guards what retention shredded.
+	emu       sync.Mutex
+	lmu       sync.RWMutex
+	shredded  []shredRange
+	shedding  map[int64]bool // days being shredded
+	retention time.Duration
+	stop      chan struct{}
+	wg        sync.WaitGroup
+
+	// seqDay is the day of the last payload sequenced (sidecars only; see
+	// prepared.sidecar).
+	seqDay atomic.Int64
+
 	closed atomic.Bool
 }
 
@@ -86,27 +106,45 @@ func Open(cfg Config) (*Layer, error) {
 		return nil, fmt.Errorf("%w: index key of %d bytes, want at least 32", ErrBadKey, len(ik))
 	}
 	l := &Layer{
-		log:      cfg.Log,
-		keys:     cfg.Keyring,
-		now:      cfg.Now,
-		logger:   cfg.Logger,
-		blind:    newBlinder(ik),
-		days:     make(map[int64]*dayKey),
-		inflight: make(map[[blindSize]byte]chan struct{}),
+		log:       cfg.Log,
+		keys:      cfg.Keyring,
+		now:       cfg.Now,
+		logger:    cfg.Logger,
+		blind:     newBlinder(ik),
+		days:      make(map[int64]*dayKey),
+		inflight:  make(map[[blindSize]byte]chan struct{}),
+		shedding:  make(map[int64]bool),
+		retention: cfg.Retention,
+		stop:      make(chan struct{}),
 	}
+	l.seqDay.Store(math.MinInt64)
 	if l.now == nil {
 		l.now = time.Now
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()
 	}
+	if err := l.openLifecycle(); err != nil {
+		return nil, err
+	}
+	if cfg.Retention > 0 {
+		every := cfg.RetentionEvery
+		if every <= 0 {
+			every = time.Hour
+		}
+		l.wg.Add(1)
+		go l.retentionLoop(every)
+	}
 	return l, nil
 }
 
-// Close stops the layer's goroutines (the log is closed by its owner).
-// The layer has none of its own today; Close makes later calls fail.
+// Close stops the layer's goroutines (the log is closed by its owner): the
+// retention job, after its current pass. Later calls fail.
 func (l *Layer) Close() error {
-	l.closed.Store(true)
+	if !l.closed.Swap(true) {
+		close(l.stop)
+	}
+	l.wg.Wait()
 	return nil
 }
 

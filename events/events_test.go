@@ -441,8 +441,8 @@ func TestKeysPerEvent(t *testing.T) {
 		count[k[0]]++
 		switch k[0] {
 		case prefixTime:
-			if b := e.l.blind.field(fieldOutcome, "denied"); string(v) != string(b[:]) {
-				t.Errorf("time key value %x, want the blind outcome %x", v, b)
+			if b := e.l.blind.field(fieldOutcome, "denied"); len(v) != wrappedEventKeySize+blindSize || string(outcomeOf(v)) != string(b[:]) {
+				t.Errorf("time key value %x, want a wrapped event key and the blind outcome %x", v, b)
 			}
 		case prefixField:
 			fields[k[1]] = true
@@ -451,7 +451,7 @@ func TestKeysPerEvent(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[byte]int{prefixDayKey: 1, prefixPayload: 1, prefixTime: 1, prefixField: 4}
+	want := map[byte]int{prefixDayKey: 1, prefixPayload: 1, prefixTime: 1, prefixField: 4, prefixLife: 1} // a day switch: the first event
 	if !maps.Equal(count, want) {
 		t.Fatalf("keys by prefix %v, want %v", count, want)
 	}

@@ -26,7 +26,33 @@ const (
 	prefixTime    = 't'
 	prefixField   = 'f'
 	prefixIdem    = 'd'
+	prefixTomb    = 'z' // 'z' i(8) -> tombstone (JSON) of an erased event
+	prefixLife    = 'r' // lifecycle state, below
 )
+
+// Lifecycle keys ('r' kind ...).
+const (
+	lifeSwitch   = 's' // 'r' 's' i(8) -> day(8): from index i on, payloads are of that day
+	lifeShredded = 'x' // 'r' 'x' day(8) -> shredded-day record (JSON)
+	lifeShedding = 'q' // 'r' 'q' day(8) -> empty: retention is shredding that day
+	lifePurge    = 'p' // 'r' 'p' seq(8) -> ranges still to purge (see purge)
+)
+
+func lifeKey(kind byte, n int64) []byte {
+	k := make([]byte, 10)
+	k[0], k[1] = prefixLife, kind
+	binary.BigEndian.PutUint64(k[2:], uint64(n))
+	return k
+}
+
+func switchKey(i int64) []byte { return lifeKey(lifeSwitch, i) }
+
+func tombKey(i int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixTomb
+	binary.BigEndian.PutUint64(k[1:], uint64(i))
+	return k
+}
 
 const (
 	blindSize   = 16
@@ -52,6 +78,24 @@ func dayKeyKey(day int64) []byte {
 	k[0] = prefixDayKey
 	binary.BigEndian.PutUint64(k[1:], uint64(day))
 	return k
+}
+
+// timeIndexKey returns the 't' key of the event at index i with time key tk.
+func timeIndexKey(tk []byte, i int64) []byte {
+	k := make([]byte, 0, 1+timeKeySize+indexSize)
+	k = append(k, prefixTime)
+	k = append(k, tk...)
+	return binary.BigEndian.AppendUint64(k, uint64(i))
+}
+
+// outcomeOf returns the blind outcome in a 't' value: the whole value (16
+// bytes or empty) for a version-1 event, what follows the wrapped event key
+// for a version-2 event.
+func outcomeOf(tval []byte) []byte {
+	if len(tval) >= wrappedEventKeySize {
+		return tval[wrappedEventKeySize:]
+	}
+	return tval
 }
 
 func payloadKey(i int64) []byte {

@@ -264,7 +264,7 @@ func (l *Layer) list(q Query) (Page, error) {
 			ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
 			return false
 		}
-		if f.outcome != nil && string(v) != string(f.outcome) {
+		if f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
 			return true
 		}
 		pos := k[len(pre):]
@@ -278,8 +278,8 @@ func (l *Layer) list(q Query) (Page, error) {
 		}
 		r, err := l.get(i)
 		if err != nil {
-			if errorsIsNotFound(err) {
-				return true // not yet published
+			if errorsIsNotFound(err) || errors.Is(err, ErrGone) || errors.Is(err, ErrNotEvent) {
+				return true // not yet published, or destroyed since the scan
 			}
 			ferr = err
 			return false

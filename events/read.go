@@ -54,7 +54,13 @@ func (l *Layer) recordOf(i int64, v, c []byte) (Record, error) {
 	if len(c) != 32 {
 		return Record{}, fmt.Errorf("%w: payload at index %d, whose log entry is %d bytes", ErrCorrupt, i, len(c))
 	}
-	salt, b, err := l.openPayload(v, c)
+	salt, b, err := l.openPayload(i, v, c, nil)
+	if errors.Is(err, errKeyGone) {
+		day, _, _ := payloadDay(v)
+		if g := l.gone(i, day, true); g != nil {
+			return Record{}, g
+		}
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("events: event %d: %w", i, err)
 	}
@@ -83,6 +89,9 @@ func (l *Layer) get(i int64) (Record, error) {
 	}
 	v, err := l.log.GetExt(payloadKey(i))
 	if errors.Is(err, ledger.ErrNotFound) {
+		if g := l.gone(i, 0, false); g != nil {
+			return Record{}, g
+		}
 		return Record{}, fmt.Errorf("%w: index %d", ErrNotEvent, i)
 	}
 	if err != nil {
@@ -170,6 +179,10 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 			}
 			for _, it := range buf {
 				r, err := l.record(it.i, it.v)
+				if errors.Is(err, ErrGone) {
+					next = it.i + 1 // erased or shredded since the scan
+					continue
+				}
 				if err != nil {
 					return err
 				}

@@ -13,17 +13,32 @@ import (
 	"indelible.dev/ledger"
 )
 
-// A payload ('p' i) is
+// A payload ('p' i) has one of two versions:
 //
-//	version(1) = 1 || day(8) || nonce(12) || AES-256-GCM(day key, nonce, salt || event_bytes, aad = commitment)
+//	1 || day(8) || nonce(12) || AES-256-GCM(day key, nonce, salt || event_bytes, aad = commitment)
+//	2 || day(8) || time(12) || AES-256-GCM(event key, 0, salt || event_bytes, aad = commitment)
+//
+// Version 2 (written since erasure exists) seals each event under its own
+// random key, used once (hence the fixed nonce). The event key is wrapped
+// under the day key and stored small, in the value of the event's time-index
+// key ('t' time i, found from the time in the payload header): erasing the
+// event destroys those 60 bytes, and the payload, wherever its bytes linger,
+// no longer opens. Version 1 payloads still open.
 //
 // The AAD binds the sealed bytes to the log entry: opening needs the
 // commitment read from the log at i, so a payload moved to another index
 // (or a log entry swapped under it) does not open.
 const (
-	payloadVersion = 1
-	payloadHeader  = 1 + 8 + nonceSize
+	payloadV1       = 1
+	payloadV2       = 2
+	payloadHeader   = 1 + 8 + nonceSize   // version 1
+	payloadHeaderV2 = 1 + 8 + timeKeySize // version 2
+	// wrappedEventKeySize is a wrapped event key: nonce(12) || AES-256-GCM
+	// (day key, nonce, event key, aad = "indelible event key" 0x00 commitment).
+	wrappedEventKeySize = nonceSize + dataKeySize + tagSize
 )
+
+var zeroNonce [nonceSize]byte
 
 // ErrCorrupt means stored event data does not check out: a payload that does
 // not open, or whose opening does not match the log entry.
@@ -108,6 +123,12 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 	case !create:
 		return nil, fmt.Errorf("%w: no data key for day %d", ErrCorrupt, day)
 	}
+	l.lmu.RLock()
+	shredded := l.isShredded(day)
+	l.lmu.RUnlock()
+	if shredded {
+		return nil, fmt.Errorf("events: day %d was shredded by retention: no event can be sealed under it", day)
+	}
 	key := make([]byte, dataKeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("events: drawing a data key: %w", err)
@@ -124,35 +145,94 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 	return d, nil
 }
 
-// seal returns the payload value of one event: the header, then salt ||
-// eventBytes sealed in place.
-func (d *dayKey) seal(ctr uint64, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) []byte {
+// seal returns the payload value (version 2) of one event sealed under the
+// event key ekey, and ekey wrapped under the day key with the counter's
+// nonce. tk is the event's time key.
+func (d *dayKey) seal(ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) (payload, wrapped []byte, err error) {
+	aead, err := newAEAD(ekey)
+	if err != nil {
+		return nil, nil, err
+	}
 	n := len(salt) + len(eventBytes)
-	v := make([]byte, payloadHeader+n+tagSize)
-	v[0] = payloadVersion
+	v := make([]byte, payloadHeaderV2+n+tagSize)
+	v[0] = payloadV2
 	binary.BigEndian.PutUint64(v[1:], uint64(d.day))
-	nonce := v[9:payloadHeader]
-	d.nonce(nonce, ctr)
-	pt := v[payloadHeader : payloadHeader+n]
+	copy(v[9:], tk[:])
+	pt := v[payloadHeaderV2 : payloadHeaderV2+n]
 	copy(pt, salt[:])
 	copy(pt[len(salt):], eventBytes)
-	d.aead.Seal(pt[:0], nonce, pt, commitment[:])
-	return v
+	aead.Seal(pt[:0], zeroNonce[:], pt, commitment[:])
+
+	w := make([]byte, nonceSize, wrappedEventKeySize)
+	d.nonce(w, ctr)
+	return v, d.aead.Seal(w, w, ekey, eventKeyAAD(commitment[:])), nil
 }
 
-// openPayload opens a payload value under the commitment read from the log.
-func (l *Layer) openPayload(v []byte, commitment []byte) (salt [event.SaltSize]byte, eventBytes []byte, err error) {
-	if len(v) < payloadHeader+event.SaltSize+tagSize || v[0] != payloadVersion {
-		return salt, nil, fmt.Errorf("%w: malformed payload", ErrCorrupt)
+func eventKeyAAD(commitment []byte) []byte {
+	b := make([]byte, 0, 20+len(commitment))
+	b = append(b, "indelible event key\x00"...)
+	return append(b, commitment...)
+}
+
+// payloadDay returns the day of a payload and, for version 2, its time key.
+func payloadDay(v []byte) (day int64, tk []byte, err error) {
+	switch {
+	case len(v) >= payloadHeader+event.SaltSize+tagSize && v[0] == payloadV1:
+		return int64(binary.BigEndian.Uint64(v[1:])), nil, nil
+	case len(v) >= payloadHeaderV2+event.SaltSize+tagSize && v[0] == payloadV2:
+		return int64(binary.BigEndian.Uint64(v[1:])), v[9:payloadHeaderV2], nil
 	}
-	day := int64(binary.BigEndian.Uint64(v[1:]))
+	return 0, nil, fmt.Errorf("%w: malformed payload", ErrCorrupt)
+}
+
+// errKeyGone means a version-2 payload whose wrapped event key is not
+// stored: the event is being erased or its day shredded.
+var errKeyGone = errors.New("events: event key destroyed")
+
+// openPayload opens payload v of index i under the commitment c read from
+// the log. For version 2, tval is the value of the event's 't' key if the
+// caller has it (nil: it is read).
+func (l *Layer) openPayload(i int64, v, c, tval []byte) (salt [event.SaltSize]byte, eventBytes []byte, err error) {
+	day, tk, err := payloadDay(v)
+	if err != nil {
+		return salt, nil, err
+	}
 	d, err := l.dayKeyFor(day, false)
 	if err != nil {
 		return salt, nil, err
 	}
-	pt, err := d.aead.Open(nil, v[9:payloadHeader], v[payloadHeader:], commitment)
-	if err != nil {
-		return salt, nil, fmt.Errorf("%w: payload does not open under its day key and log entry", ErrCorrupt)
+	var pt []byte
+	if tk == nil {
+		pt, err = d.aead.Open(nil, v[9:payloadHeader], v[payloadHeader:], c)
+		if err != nil {
+			return salt, nil, fmt.Errorf("%w: payload does not open under its day key and log entry", ErrCorrupt)
+		}
+	} else {
+		if tval == nil {
+			tval, err = l.log.GetExt(timeIndexKey(tk, i))
+			if errors.Is(err, ledger.ErrNotFound) {
+				return salt, nil, errKeyGone
+			}
+			if err != nil {
+				return salt, nil, fmt.Errorf("events: reading the key of event %d: %w", i, err)
+			}
+		}
+		if len(tval) < wrappedEventKeySize {
+			return salt, nil, fmt.Errorf("%w: time index value of %d bytes", ErrCorrupt, len(tval))
+		}
+		w := tval[:wrappedEventKeySize]
+		ekey, err := d.aead.Open(nil, w[:nonceSize], w[nonceSize:], eventKeyAAD(c))
+		if err != nil {
+			return salt, nil, fmt.Errorf("%w: event key does not open under its day key and log entry", ErrCorrupt)
+		}
+		aead, err := newAEAD(ekey)
+		if err != nil {
+			return salt, nil, err
+		}
+		pt, err = aead.Open(nil, zeroNonce[:], v[payloadHeaderV2:], c)
+		if err != nil {
+			return salt, nil, fmt.Errorf("%w: payload does not open under its event key and log entry", ErrCorrupt)
+		}
 	}
 	copy(salt[:], pt)
 	return salt, pt[event.SaltSize:], nil

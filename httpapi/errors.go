@@ -71,6 +71,8 @@ var statusTable = []struct {
 	{events.ErrBadCursor, http.StatusBadRequest},
 	{events.ErrNotFound, http.StatusNotFound},
 	{events.ErrNotEvent, http.StatusNotFound},
+	{events.ErrGone, http.StatusGone},
+	{events.ErrBadErase, http.StatusBadRequest},
 	{events.ErrDuplicate, http.StatusConflict},
 	{auth.ErrUnauthenticated, http.StatusUnauthorized},
 	{auth.ErrForbidden, http.StatusForbidden},
@@ -166,6 +168,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			h.Set("Retry-After", retryAfterSeconds)
 		}
 		body, _ := json.Marshal(errorBody{Error: msg})
+		if gb, ok := goneBody(err, msg); ok {
+			body = gb
+		}
 		body = append(body, '\n')
 		h.Set("Content-Type", "application/json")
 		h.Set("Cache-Control", "no-store")

@@ -80,6 +80,7 @@ func (s *Server) mountEvents(l *events.Layer, log *ledger.Log, tokens *auth.Stor
 	s.route(http.MethodGet, routeStream, readScope(h.serveStream))
 	s.route(http.MethodGet, routeEvent, readScope(h.serveGet))
 	s.route(http.MethodGet, routeReceipt, readScope(h.serveReceipt))
+	s.route(http.MethodDelete, routeEvent, requireScope(tokens, auth.ScopeAdmin, h.serveErase))
 }
 
 // readBody reads a request body of at most event.MaxRequestBytes.

@@ -202,6 +202,7 @@ type CommitInfo struct {
 // store closes.
 type Log struct {
 	db     *pebble.DB
+	dir    string
 	signer note.Signer
 	origin string
 	opts   Options
@@ -294,6 +295,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebbleFormat,
 		MemTableSize:       64 << 20,
+		Cleaner:            noRecycleCleaner{}, // purge.go
 	}
 	var guard *guard
 	var hwm *highWater
@@ -316,6 +318,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{
 		db:        db,
+		dir:       dir,
 		signer:    opts.Signer,
 		origin:    origin,
 		opts:      opts,

@@ -32,6 +32,9 @@ type Entry struct {
 // Log.GetExt and Log.ScanExt).
 type Writer interface {
 	Set(key, value []byte) error
+	// Delete removes key; DeleteRange removes every key in [lo, hi).
+	Delete(key []byte) error
+	DeleteRange(lo, hi []byte) error
 }
 
 type request struct {
@@ -207,6 +210,12 @@ type batchWriter struct{ b *pebble.Batch }
 
 func (w batchWriter) Set(key, value []byte) error {
 	return w.b.Set(extKey(key), value, nil)
+}
+
+func (w batchWriter) Delete(key []byte) error { return w.b.Delete(extKey(key), nil) }
+
+func (w batchWriter) DeleteRange(lo, hi []byte) error {
+	return w.b.DeleteRange(extKey(lo), extKey(hi), nil)
 }
 
 // integrate assigns indexes to reqs, extends the right edge, builds the batch

@@ -181,4 +181,6 @@ func TestEventsKillRecovery(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	p.stop(t)
+	checkEventsStore(t, dir)
 }

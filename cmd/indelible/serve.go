@@ -71,6 +71,7 @@ type serveConfig struct {
 	masterKey     string   // events mode: master key file (events.go)
 	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
 	tokenBurst    int      // events mode: burst per token
+	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 }
 
 func init() {
@@ -206,7 +207,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		PrivateLog: cfg.privateLog}
 	var es *eventsetup.Server
 	if cfg.mode == "events" {
-		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger); err != nil {
+		retention, err := parseRetention(cfg.retention)
+		if err != nil {
+			return err
+		}
+		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger, retention); err != nil {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)

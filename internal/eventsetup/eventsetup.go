@@ -47,8 +47,9 @@ type Server struct {
 
 // Open opens the events layer over l with the master key and the token
 // store, creating the first admin token (and <data>/admin.token) if there is
-// no token yet.
-func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger) (*Server, error) {
+// no token yet. retention, if positive, shreds the days older than it (see
+// events.Layer.Retain).
+func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger, retention time.Duration) (*Server, error) {
 	master, err := MasterKey(dataDir, masterKeyArg)
 	if err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger) (*Se
 		return nil, fmt.Errorf("opening the token store: %w", err)
 	}
 	es := &Server{Tokens: tokens}
-	es.Layer, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	es.Layer, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: logger, Retention: retention})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,118 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// grepDir returns the files under dir that contain needle.
+func grepDir(t *testing.T, dir string, needle []byte) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, needle) {
+			hits = append(hits, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+// TestWALNotRecycled: the store's cleaner makes pebble delete obsolete WAL
+// files instead of recycling them (a recycled file keeps old bytes past its
+// new records), and deletes rather than archives.
+func TestWALNotRecycled(t *testing.T) {
+	var c any = noRecycleCleaner{}
+	if _, ok := c.(interface{ String() string }); !ok || c.(interface{ String() string }).String() != "delete" {
+		t.Fatalf("cleaner is %v, want pebble's delete cleaner", c)
+	}
+	dir := t.TempDir()
+	s, _ := testSigner(t)
+	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for range 5 {
+		if err := l.WriteExt(func(w Writer) error { return w.Set([]byte("k"), []byte("v")) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.PurgeExt(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	m := l.db.Metrics()
+	if m.WAL.ObsoleteFiles != 0 {
+		t.Errorf("%d recycled WAL files kept", m.WAL.ObsoleteFiles)
+	}
+	wals, err := walFiles(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wals) != 1 {
+		t.Errorf("WAL files %v, want only the live one", wals)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "archive")); err == nil {
+		t.Error("obsolete files were archived, not deleted")
+	}
+}
+
+// TestPurgeExt: a deleted extension value is in no file of the store once
+// PurgeExt returns, while it was before (in the WAL, then in a table).
+func TestPurgeExt(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := testSigner(t)
+	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	secret := []byte("purge-me-" + strings.Repeat("S", 40))
+	key := []byte("zsecret")
+	for i := range 50 {
+		k := []byte{'q', byte(i)}
+		if err := l.WriteExt(func(w Writer) error { return w.Set(k, bytes.Repeat([]byte{'o'}, 100)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.WriteExt(func(w Writer) error { return w.Set(key, secret) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(grepDir(t, dir, secret)) == 0 {
+		t.Fatal("secret not in the WAL: the test would prove nothing")
+	}
+	if err := l.db.Flush(); err != nil { // into a table, and a second WAL
+		t.Fatal(err)
+	}
+	if err := l.WriteExt(func(w Writer) error { return w.Delete(key) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.PurgeExt(context.Background(), [][2][]byte{{key, append(key, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepDir(t, dir, secret); len(hits) != 0 {
+		t.Fatalf("deleted value still in %v after PurgeExt", hits)
+	}
+	if v, err := l.GetExt([]byte{'q', 7}); err != nil || len(v) != 100 {
+		t.Fatalf("other keys lost: %v", err)
+	}
+}
