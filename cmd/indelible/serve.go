@@ -123,6 +123,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
+	tuneGC()
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
