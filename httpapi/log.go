@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"indelible.dev/client"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -201,7 +201,8 @@ func (h *logHandlers) serveInclusion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var p client.InclusionProof
+	var index int64
+	var p tlog.RecordProof
 	switch {
 	case q.Has("index") && q.Has("hash"):
 		return fmt.Errorf("%w: give either index or hash, not both", errBadRequest)
@@ -210,12 +211,12 @@ func (h *logHandlers) serveInclusion(c echo.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w: parameter hash: %v", errBadRequest, err)
 		}
-		p, err = h.processInclusionByHash(leaf, size)
+		index, p, err = h.processInclusionByHash(leaf, size)
 		if err != nil {
 			return err
 		}
 	default:
-		index, err := sizeParam(q, "index")
+		index, err = sizeParam(q, "index")
 		if err != nil {
 			return fmt.Errorf("%w (or give hash)", err)
 		}
@@ -224,30 +225,29 @@ func (h *logHandlers) serveInclusion(c echo.Context) error {
 			return err
 		}
 	}
-	c.Response().Header()["Cache-Control"] = hdrImmutable
-	return c.JSON(http.StatusOK, p)
+	return writeProof(c, "index", index, "tree_size", size, p)
 }
 
 // processInclusion proves entry index in the tree of size n.
-func (h *logHandlers) processInclusion(index, n int64) (client.InclusionProof, error) {
+func (h *logHandlers) processInclusion(index, n int64) (tlog.RecordProof, error) {
 	proof, err := h.l.InclusionProof(index, n)
 	if err != nil {
-		return client.InclusionProof{}, fmt.Errorf("inclusion proof of index %d in size %d: %w", index, n, err)
+		return nil, fmt.Errorf("inclusion proof of index %d in size %d: %w", index, n, err)
 	}
-	return client.NewInclusionProof(index, n, proof), nil
+	return proof, nil
 }
 
 // processInclusionByHash finds the first entry with leaf hash leaf and proves
 // it in the tree of size n.
-func (h *logHandlers) processInclusionByHash(leaf tlog.Hash, n int64) (client.InclusionProof, error) {
+func (h *logHandlers) processInclusionByHash(leaf tlog.Hash, n int64) (int64, tlog.RecordProof, error) {
 	index, proof, err := h.l.InclusionProofByHash(leaf, n)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return client.InclusionProof{}, fmt.Errorf("no entry with leaf hash %s in the tree of size %d: %w", leaf, n, err)
+		return 0, nil, fmt.Errorf("no entry with leaf hash %s in the tree of size %d: %w", leaf, n, err)
 	}
 	if err != nil {
-		return client.InclusionProof{}, fmt.Errorf("inclusion proof of leaf hash %s in size %d: %w", leaf, n, err)
+		return 0, nil, fmt.Errorf("inclusion proof of leaf hash %s in size %d: %w", leaf, n, err)
 	}
-	return client.NewInclusionProof(index, n, proof), nil
+	return index, proof, nil
 }
 
 // serveConsistency serves ?from=A&to=B.
@@ -268,21 +268,64 @@ func (h *logHandlers) serveConsistency(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header()["Cache-Control"] = hdrImmutable
-	return c.JSON(http.StatusOK, p)
+	return writeProof(c, "from", from, "to", to, p)
 }
 
 // processConsistency proves that the tree of size from is a prefix of the
 // tree of size to.
-func (h *logHandlers) processConsistency(from, to int64) (client.ConsistencyProof, error) {
+func (h *logHandlers) processConsistency(from, to int64) (tlog.TreeProof, error) {
 	if from > to {
-		return client.ConsistencyProof{}, fmt.Errorf("%w: from (%d) is larger than to (%d)", errBadRequest, from, to)
+		return nil, fmt.Errorf("%w: from (%d) is larger than to (%d)", errBadRequest, from, to)
 	}
 	proof, err := h.l.ConsistencyProof(from, to)
 	if err != nil {
-		return client.ConsistencyProof{}, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
+		return nil, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
 	}
-	return client.NewConsistencyProof(from, to, proof), nil
+	return proof, nil
+}
+
+// Header values of proof responses.
+var hdrJSON = []string{echo.MIMEApplicationJSON}
+
+// writeProof writes a proof's JSON body, {"<k1>":v1,"<k2>":v2,"hashes":[...]}
+// and a newline, exactly as encoding/json writes client.InclusionProof and
+// client.ConsistencyProof (TestProofJSON), but without reflection or one
+// string per hash: encoding/json was the largest cost of a proof after the
+// proof itself (BENCHMARKS.md, issue 13). Proofs never change: immutable.
+func writeProof(c echo.Context, k1 string, v1 int64, k2 string, v2 int64, hashes []tlog.Hash) error {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	buf.Write(appendProofJSON(buf.AvailableBuffer(), k1, v1, k2, v2, hashes))
+	w := c.Response()
+	hdr := w.Header()
+	hdr["Content-Type"] = hdrJSON
+	hdr["Cache-Control"] = hdrImmutable
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// appendProofJSON appends the body writeProof writes to b.
+func appendProofJSON(b []byte, k1 string, v1 int64, k2 string, v2 int64, hashes []tlog.Hash) []byte {
+	b = append(b, `{"`...)
+	b = append(b, k1...)
+	b = append(b, `":`...)
+	b = strconv.AppendInt(b, v1, 10)
+	b = append(b, `,"`...)
+	b = append(b, k2...)
+	b = append(b, `":`...)
+	b = strconv.AppendInt(b, v2, 10)
+	b = append(b, `,"hashes":[`...)
+	for i, h := range hashes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, h[:])
+		b = append(b, '"')
+	}
+	return append(b, "]}\n"...)
 }
 
 // queryParams parses the query string and rejects parameters other than
@@ -370,7 +413,10 @@ func (h *logHandlers) serveAdd(c echo.Context) error {
 	var out [24]byte
 	reply := append(strconv.AppendInt(out[:0], index, 10), '\n')
 	w := c.Response()
-	w.Header()["Content-Type"] = hdrTextPlain
+	// No header is set: touching the header map makes net/http clone it
+	// for every response. net/http derives the same Content-Type from the
+	// digits ("text/plain; charset=utf-8") and the Content-Length
+	// (TestAddResponseHeaders).
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write(reply)
 	return err

@@ -114,6 +114,30 @@ func TestAddWaitCheckpoint(t *testing.T) {
 	}
 }
 
+// TestAddResponseHeaders: POST /add answers text/plain with the index, a
+// Content-Length and no chunking, for small and large indexes.
+func TestAddResponseHeaders(t *testing.T) {
+	tl := newTestLog(t, ledger.Options{})
+	for i := 0; i < 12; i++ {
+		resp, err := http.Post(tl.url+"/add", "application/octet-stream", strings.NewReader(fmt.Sprint("entry ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("%d\n", i)
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("POST /add: %d %q, want 200 %q", resp.StatusCode, body, want)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+			t.Errorf("POST /add: Content-Type %q", ct)
+		}
+		if resp.ContentLength != int64(len(want)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("POST /add: Content-Length %d, Transfer-Encoding %v", resp.ContentLength, resp.TransferEncoding)
+		}
+	}
+}
+
 // TestConcurrentAdds checks that concurrent writers get distinct indexes and
 // that each index holds the entry its writer sent.
 func TestConcurrentAdds(t *testing.T) {

@@ -66,6 +66,7 @@ type tileCache struct {
 	max   int
 	ll    *list.List // front = most recent; values are *cacheEntry
 	items map[tileKeyLN]*list.Element
+	gets  int64 // lookups so far (tests count them)
 }
 
 type cacheEntry struct {
@@ -80,6 +81,7 @@ func newTileCache(max int) *tileCache {
 func (c *tileCache) get(k tileKeyLN, minW int) *expanded {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gets++
 	el, ok := c.items[k]
 	if !ok {
 		return nil
@@ -116,6 +118,16 @@ func (l *Log) hashReader() tlog.HashReader {
 	snap := l.pub.Load().edge
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
+		// A proof reads several hashes from each tile it touches (up to
+		// eight levels each): look each tile up in the shared cache once per
+		// call, not once per hash (the cache's lock dominated proofs served
+		// in parallel; BENCHMARKS.md, issue 13).
+		type seenTile struct {
+			key tileKeyLN
+			e   *expanded
+		}
+		var seenBuf [8]seenTile
+		seen := seenBuf[:0]
 		for i, x := range indexes {
 			level, n := tlog.SplitStoredHashIndex(x)
 			L, k := level/itlog.TileHeight, level%itlog.TileHeight
@@ -123,7 +135,19 @@ func (l *Log) hashReader() tlog.HashReader {
 			key := tileKeyLN{L, n >> span}
 			off := int(n - key.n<<span)
 			minW := (off + 1) << k // tile hashes needed for node off at level k
-			e := l.tiles.get(key, minW)
+			var e *expanded
+			for _, t := range seen {
+				if t.key == key && t.e.w >= minW {
+					e = t.e
+					break
+				}
+			}
+			if e == nil {
+				e = l.tiles.get(key, minW)
+				if e != nil {
+					seen = append(seen, seenTile{key, e})
+				}
+			}
 			if e == nil {
 				data, err := l.readTile(snap, L, key.n)
 				if err != nil {
@@ -134,6 +158,7 @@ func (l *Log) hashReader() tlog.HashReader {
 				}
 				e = l.expandStored(L, key.n, data)
 				l.tiles.put(key, e)
+				seen = append(seen, seenTile{key, e})
 			}
 			out[i] = e.levels[k][off]
 		}

@@ -24,6 +24,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -497,7 +498,22 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 
 var _ io.Closer = (*Log)(nil)
 
-var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+var rangeFactory = &compact.RangeFactory{Hash: hashChildren}
+
+// hashChildren is the RFC 6962 interior node hash, SHA-256(0x01 || l || r),
+// as rfc6962.DefaultHasher.HashChildren computes it, with one allocation
+// instead of three (the sequencer hashes about one node per entry).
+func hashChildren(l, r []byte) []byte {
+	var buf [1 + 2*tlog.HashSize]byte
+	if len(l)+len(r) > 2*tlog.HashSize {
+		return rfc6962.DefaultHasher.HashChildren(l, r)
+	}
+	buf[0] = rfc6962.RFC6962NodeHashPrefix
+	n := 1 + copy(buf[1:], l)
+	n += copy(buf[n:], r)
+	h := sha256.Sum256(buf[:n])
+	return h[:]
+}
 
 // WaitSize blocks until a checkpoint covering at least n entries is
 // published, and returns it, or until ctx is done. With witnessing it waits

@@ -144,6 +144,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
+	tuneGC()
 	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
 		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
 	}
