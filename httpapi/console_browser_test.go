@@ -33,7 +33,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/auth"
-	"indelible.dev/events"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -79,20 +78,7 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master := make([]byte, 32)
-	rand.Read(master)
-	kr, err := events.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := auth.Open(&memPersister{}, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, tokens := newLayerAndTokens(t, l, logger)
 	f := &consoleFixture{t: t, tokens: tokens, started: time.Now()}
 	f.tamper.Store("")
 	_, f.read, _ = tokens.Create("sre", []auth.Scope{auth.ScopeRead})

@@ -41,6 +41,27 @@ func (p *memPersister) Put(r auth.Record) error {
 	return nil
 }
 
+// newLayerAndTokens opens a real events layer over l, keyed by a random
+// master key, and an empty token store kept in memory.
+func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger) (*events.Layer, *auth.Store) {
+	t.Helper()
+	master := make([]byte, 32)
+	rand.Read(master)
+	kr, err := events.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.Open(&memPersister{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layer, tokens
+}
+
 // testEvents is a real ledger, events layer and token store served over
 // real HTTP on a loopback port, with one token per scope and a revoked one.
 type testEvents struct {
@@ -63,20 +84,7 @@ func newTestEvents(t testing.TB) *testEvents {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master := make([]byte, 32)
-	rand.Read(master)
-	kr, err := events.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := auth.Open(&memPersister{}, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, tokens := newLayerAndTokens(t, l, logger)
 	te := &testEvents{layer: layer, tokens: tokens, tok: map[string]string{}}
 	for _, name := range []string{"admin", "append", "read", "revoked"} {
 		scope := auth.Scope(name)
