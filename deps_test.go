@@ -66,7 +66,7 @@ var layers = map[string][]string{
 	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile"},
 	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt"},
 	"internal/keyfile": {},
-	"internal/loadgen": {"tlog", "client"},
+	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
 	"internal/exitcode":   {},
 	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode"},

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"indelible.dev/event"
 )
 
 // Limits on what the events API reads and sends.
@@ -38,18 +40,11 @@ const (
 	MaxNDJSONLine = 1 << 20
 )
 
-// Actor is who did it.
-type Actor struct {
-	ID   string `json:"id,omitempty"`
-	Type string `json:"type,omitempty"`
-	IP   string `json:"ip,omitempty"`
-}
+// Actor is who did it: the same JSON object as the server's.
+type Actor = event.Actor
 
-// Resource is what it was done to.
-type Resource struct {
-	Type string `json:"type,omitempty"`
-	ID   string `json:"id,omitempty"`
-}
+// Resource is what it was done to: the same JSON object as the server's.
+type Resource = event.Resource
 
 // Event is an audit event as a writer sends it, and as records carry it (then
 // with ReceivedAt and SubmittedBy, which the server sets). Time and
