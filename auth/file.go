@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"indelible.dev/internal/atomicfile"
 )
 
 // FilePersister keeps token records in one JSON file (a server uses
@@ -119,46 +120,9 @@ func (p *FilePersister) Put(r Record) error {
 	if err != nil {
 		return fmt.Errorf("auth: writing %s: %w", p.path, err)
 	}
-	if err := writeFileAtomic(p.path, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(p.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("auth: writing %s: %w", p.path, err)
 	}
 	p.recs = next
 	return nil
-}
-
-// writeFileAtomic replaces path with data, mode 0600: temporary file,
-// fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
