@@ -418,7 +418,7 @@ func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, l
 	u := c.base + "/" + path
 	delay := c.backoff
 	for attempt := 0; ; attempt++ {
-		b, retryAfter, err := c.do1(ctx, method, u, ct, body, limit)
+		b, retryAfter, err := c.do1(ctx, method, u, ct, body, nil, limit)
 		if err == nil {
 			return b, nil
 		}
@@ -440,7 +440,10 @@ func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, l
 	}
 }
 
-func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, limit int64) ([]byte, time.Duration, error) {
+// do1 sends one request and reads the reply into buf (reused when it has
+// room), at most limit bytes. A GET must be answered 200 (a 204 or 206 is
+// not the whole resource); any other method, any 2xx.
+func (c *Client) do1(ctx context.Context, method, u, ct string, body, buf []byte, limit int64) ([]byte, time.Duration, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -462,7 +465,7 @@ func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, lim
 		return nil, 0, &transportError{err}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	if resp.StatusCode/100 != 2 || method == http.MethodGet && resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 		var ra time.Duration
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -470,7 +473,7 @@ func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, lim
 		}
 		return nil, ra, &StatusError{Method: method, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
 	}
-	b, err := readAll(resp.Body, nil, limit)
+	b, err := readAll(resp.Body, buf[:0], limit)
 	if err != nil {
 		if errors.Is(err, errTooLong) {
 			return nil, 0, fmt.Errorf("client: %s %s: %w: longer than %d bytes", method, u, ErrTooLarge, limit)
