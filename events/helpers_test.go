@@ -28,14 +28,8 @@ type env struct {
 }
 
 func newSigner(t testing.TB) (note.Signer, string) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/events-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := tlogtest.NewKey(t, "example.com/events-test")
+	s, vkey := key.Signer, key.VKey
 	return s, vkey
 }
 

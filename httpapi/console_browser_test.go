@@ -33,6 +33,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/auth"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -57,9 +58,8 @@ type consoleFixture struct {
 func newConsoleFixture(t *testing.T) *consoleFixture {
 	t.Helper()
 	const origin = "example.com/console"
-	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, origin)
+	signer, verifier, vkey := key.Signer, key.Verifier, key.VKey
 	logs := []witness.Log{{Origin: origin, Verifiers: []note.Verifier{verifier}}}
 	var clients []ledger.Witness
 	var wkeys []string

@@ -23,6 +23,7 @@ import (
 	"indelible.dev/client"
 	"indelible.dev/event"
 	"indelible.dev/events"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -73,12 +74,8 @@ type testEvents struct {
 
 func newTestEvents(t testing.TB) *testEvents {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, testOrigin)
+	signer, verifier := key.Signer, key.Verifier
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger})
 	if err != nil {
