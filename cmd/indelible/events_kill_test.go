@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -82,13 +81,7 @@ func TestEventsKillRecovery(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(rand.N(maxKillDelay))
-		p.kill() // SIGKILL
-		cancel()
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
+		killMidRound(t, p, cancel, &wg)
 	}
 
 	p := startEvents(t, dir)

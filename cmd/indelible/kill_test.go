@@ -48,6 +48,20 @@ func killRounds(t testing.TB) int {
 	return n
 }
 
+// killMidRound SIGKILLs p after a random delay under maxKillDelay, then
+// stops the round's writers and waits for them; a round in which a writer
+// failed ends the test.
+func killMidRound(t testing.TB, p interface{ kill() }, cancel context.CancelFunc, wg *sync.WaitGroup) {
+	t.Helper()
+	time.Sleep(rand.N(maxKillDelay))
+	p.kill() // SIGKILL
+	cancel()
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 // logEntries reads the log's first n entries from its entry bundles.
 func logEntries(ctx context.Context, t testing.TB, c *client.Client, n int64) [][]byte {
 	t.Helper()
@@ -162,13 +176,7 @@ func TestKillRecovery(t *testing.T) {
 				time.Sleep(checkpointPoll)
 			}
 		}()
-		time.Sleep(rand.N(maxKillDelay))
-		p.kill() // SIGKILL
-		cancel()
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
+		killMidRound(t, p, cancel, &wg)
 	}
 
 	// Restart once more and check everything against the final log.
