@@ -57,24 +57,26 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 var layers = map[string][]string{
 	"tlog":             {},
 	"event":            {"tlog"},
-	"ledger":           {"tlog", "event"},
-	"witness":          {"tlog", "event", "client"},
-	"auth":             {"tlog", "event"},
+	"ledger":           {"tlog", "event", "internal/atomicfile"},
+	"witness":          {"tlog", "event", "client", "internal/atomicfile"},
+	"auth":             {"tlog", "event", "internal/atomicfile"},
 	"client":           {"tlog", "event"},
-	"events":           {"tlog", "event", "ledger", "auth"},
-	"audit":            {"tlog", "event", "client", "internal/tlogtest"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile"},
-	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt"},
+	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
-	"internal/loadgen": {"tlog", "client"},
+	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
 	"internal/exitcode":   {},
-	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode"},
-	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile"},
+	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode", "internal/atomicfile"},
+	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile", "internal/atomicfile"},
 	"internal/receipt":    {"tlog", "event", "internal/exitcode"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "internal/keyfile"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "internal/keyfile", "internal/atomicfile"},
 	"internal/banner":     {},
 	"internal/recordfmt":  {"tlog", "event", "client"},
+	// Atomic state files, for the stores and the auditor.
+	"internal/atomicfile": {},
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
 }
 

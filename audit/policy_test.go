@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"testing"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/audit"
 	"indelible.dev/audit/audittest"
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -26,11 +24,7 @@ func TestWitnessCannotStandInForLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf("%s\n%d\n%s\n", l.Origin, 10, l.Root(t, 10))
-	forged, err := note.Sign(&note.Note{Text: text}, impostor)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := tlogtest.SignCheckpoint(l.Origin, 10, l.Root(t, 10), impostor)
 	proxy.Set(audittest.Replace("checkpoint", forged))
 
 	opts := options(t, l, proxy.URL)

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/atomicfile"
 	itlog "indelible.dev/tlog"
 )
 
@@ -100,23 +100,7 @@ func SaveState(path string, s *State) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("audit: saving state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("audit: saving state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("audit: saving state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("audit: saving state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("audit: saving state: %w", err)
 	}
 	return nil

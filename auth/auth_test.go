@@ -12,31 +12,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"indelible.dev/internal/tlogtest"
 )
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)} }
-
-func openFile(t *testing.T, path string, c *clock) *Store {
+func openFile(t *testing.T, path string, c *tlogtest.Clock) *Store {
 	t.Helper()
-	s, err := Open(NewFilePersister(path), c.now)
+	s, err := Open(NewFilePersister(path), c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,25 +26,25 @@ func openFile(t *testing.T, path string, c *clock) *Store {
 }
 
 func TestCreateAuthenticateRevoke(t *testing.T) {
-	c := newClock()
+	c := tlogtest.NewClock()
 	s := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), c)
 	tok, secret, err := s.Create("ci", []Scope{ScopeRead, ScopeAppend, ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(tok.Scopes, []Scope{ScopeAppend, ScopeRead}) || tok.Name != "ci" || !tok.Created.Equal(c.now()) {
+	if !reflect.DeepEqual(tok.Scopes, []Scope{ScopeAppend, ScopeRead}) || tok.Name != "ci" || !tok.Created.Equal(c.Now()) {
 		t.Fatalf("%+v", tok)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(secret, SecretPrefix))
 	if !strings.HasPrefix(secret, SecretPrefix) || err != nil || len(raw) != 32 {
 		t.Fatalf("secret %q is not ind_ + base64url(32 bytes)", secret)
 	}
-	c.add(time.Minute)
+	c.Add(time.Minute)
 	got, err := s.Authenticate(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != "ci" || !got.LastUsed.Equal(c.now()) || !got.Allows(ScopeAppend) || !got.Allows(ScopeRead) || got.Allows(ScopeAdmin) {
+	if got.Name != "ci" || !got.LastUsed.Equal(c.Now()) || !got.Allows(ScopeAppend) || !got.Allows(ScopeRead) || got.Allows(ScopeAdmin) {
 		t.Fatalf("%+v", got)
 	}
 	for _, bad := range []string{"", secret[:len(secret)-1], secret + "x", strings.ToUpper(secret), "Bearer " + secret, SecretPrefix, strings.Repeat("x", 1000)} {
@@ -103,7 +85,7 @@ func TestCreateAuthenticateRevoke(t *testing.T) {
 }
 
 func TestCreateInvalid(t *testing.T) {
-	s := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), newClock())
+	s := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), tlogtest.NewClock())
 	for _, tt := range []struct {
 		name   string
 		scopes []Scope
@@ -171,7 +153,7 @@ func TestAllowsAndParseScopes(t *testing.T) {
 }
 
 func TestPersistedAcrossReopen(t *testing.T) {
-	c := newClock()
+	c := tlogtest.NewClock()
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	s := openFile(t, path, c)
 	_, secretA, err := s.Create("a", []Scope{ScopeAppend})
@@ -182,23 +164,23 @@ func TestPersistedAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.add(time.Hour)
+	c.Add(time.Hour)
 	if _, err := s.Authenticate(secretA); err != nil {
 		t.Fatal(err)
 	}
-	usedAt := c.now()
+	usedAt := c.Now()
 	if err := s.Revoke("b"); err != nil {
 		t.Fatal(err)
 	}
-	c.add(time.Hour)
+	c.Add(time.Hour)
 	if _, err := s.Authenticate(secretA); err != nil {
 		t.Fatal(err)
 	}
 	// Last use is not persisted until Flush.
 	s2 := openFile(t, path, c)
 	if !reflect.DeepEqual(s2.List(), []Token{
-		{Name: "a", Scopes: []Scope{ScopeAppend}, Created: c.t.Add(-2 * time.Hour)},
-		{Name: "b", Scopes: []Scope{ScopeRead, ScopeAdmin}, Created: c.t.Add(-2 * time.Hour), Revoked: usedAt},
+		{Name: "a", Scopes: []Scope{ScopeAppend}, Created: c.Now().Add(-2 * time.Hour)},
+		{Name: "b", Scopes: []Scope{ScopeRead, ScopeAdmin}, Created: c.Now().Add(-2 * time.Hour), Revoked: usedAt},
 	}) {
 		t.Fatalf("after reopen: %+v", s2.List())
 	}
@@ -212,8 +194,8 @@ func TestPersistedAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s3 := openFile(t, path, c)
-	if lu := s3.List()[0].LastUsed; !lu.Equal(c.now()) {
-		t.Fatalf("LastUsed after Flush = %v, want %v", lu, c.now())
+	if lu := s3.List()[0].LastUsed; !lu.Equal(c.Now()) {
+		t.Fatalf("LastUsed after Flush = %v, want %v", lu, c.Now())
 	}
 
 	// File mode 0600; no secret in the file, only its hash.
@@ -308,7 +290,7 @@ func TestOpenRejectsBadFile(t *testing.T) {
 
 func TestBootstrap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.json")
-	s := openFile(t, path, newClock())
+	s := openFile(t, path, tlogtest.NewClock())
 	secret, created, err := s.Bootstrap("admin", []Scope{ScopeAdmin})
 	if err != nil || !created || secret == "" {
 		t.Fatalf("Bootstrap = %q, %v, %v", secret, created, err)
@@ -321,7 +303,7 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("second Bootstrap = %q, %v, %v", again, created, err)
 	}
 	// Not even after reopening, nor when every token is revoked.
-	s2 := openFile(t, path, newClock())
+	s2 := openFile(t, path, tlogtest.NewClock())
 	if err := s2.Revoke("admin"); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +315,7 @@ func TestBootstrap(t *testing.T) {
 // TestConcurrent runs creates, authentications, revocations, lists and
 // flushes at once (meant for -race).
 func TestConcurrent(t *testing.T) {
-	c := newClock()
+	c := tlogtest.NewClock()
 	s := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), c)
 	_, keep, err := s.Create("keep", []Scope{ScopeRead})
 	if err != nil {
@@ -366,7 +348,7 @@ func TestConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				c.add(time.Millisecond)
+				c.Add(time.Millisecond)
 			}
 		})
 	}
@@ -381,5 +363,57 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := len(s.List()); n != 41 {
 		t.Fatalf("%d tokens, want 41", n)
+	}
+}
+
+// TestTokenFileFormat pins the token file's bytes: the public record's
+// fields in order (zero times left out) and the hex SHA-256 of the secret,
+// never the secret.
+func TestTokenFileFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	p := NewFilePersister(path)
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for _, r := range []Record{
+		{Token: Token{Name: "ci", Scopes: []Scope{ScopeAppend, ScopeRead}, Created: at}, Hash: [32]byte{1, 2, 3}},
+		{Token: Token{Name: "old", Scopes: []Scope{ScopeAdmin}, Created: at, LastUsed: at.Add(time.Hour), Revoked: at.Add(2 * time.Hour)}, Hash: [32]byte{0xff}},
+	} {
+		if err := p.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{
+  "tokens": [
+    {
+      "name": "ci",
+      "scopes": [
+        "append",
+        "read"
+      ],
+      "created": "2026-11-25T10:00:00Z",
+      "sha256": "0102030000000000000000000000000000000000000000000000000000000000"
+    },
+    {
+      "name": "old",
+      "scopes": [
+        "admin"
+      ],
+      "created": "2026-11-25T10:00:00Z",
+      "last_used": "2026-11-25T11:00:00Z",
+      "revoked": "2026-11-25T12:00:00Z",
+      "sha256": "ff00000000000000000000000000000000000000000000000000000000000000"
+    }
+  ]
+}
+`
+	if string(b) != want {
+		t.Fatalf("token file:\n%s\nwant\n%s", b, want)
+	}
+	recs, err := NewFilePersister(path).Load()
+	if err != nil || len(recs) != 2 || recs[0].Name != "ci" || recs[0].Hash != ([32]byte{1, 2, 3}) || !recs[1].Revoked.Equal(at.Add(2*time.Hour)) {
+		t.Fatalf("Load: %+v, %v", recs, err)
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
+
+	"indelible.dev/internal/atomicfile"
 )
 
 // FilePersister keeps token records in one JSON file (a server uses
@@ -38,13 +38,11 @@ type tokenFile struct {
 	Tokens []fileRecord `json:"tokens"`
 }
 
+// fileRecord is a token's public record, its fields inline, and the hex
+// SHA-256 of its secret.
 type fileRecord struct {
-	Name     string    `json:"name"`
-	Scopes   []Scope   `json:"scopes"`
-	Created  time.Time `json:"created"`
-	LastUsed time.Time `json:"last_used,omitzero"`
-	Revoked  time.Time `json:"revoked,omitzero"`
-	SHA256   string    `json:"sha256"` // hex SHA-256 of the secret
+	Token
+	SHA256 string `json:"sha256"`
 }
 
 // Load reads the records (none if the file does not exist).
@@ -79,7 +77,7 @@ func (p *FilePersister) load() error {
 		}
 		for _, fr := range f.Tokens {
 			var r Record
-			r.Token = Token{Name: fr.Name, Scopes: fr.Scopes, Created: fr.Created, LastUsed: fr.LastUsed, Revoked: fr.Revoked}
+			r.Token = fr.Token
 			h, err := hex.DecodeString(fr.SHA256)
 			if err != nil || len(h) != len(r.Hash) {
 				return fmt.Errorf("auth: reading %s: token %q: bad sha256", p.path, fr.Name)
@@ -109,56 +107,16 @@ func (p *FilePersister) Put(r Record) error {
 	next[r.Name] = r
 	var f tokenFile
 	for _, v := range next {
-		f.Tokens = append(f.Tokens, fileRecord{
-			Name: v.Name, Scopes: v.Scopes, Created: v.Created, LastUsed: v.LastUsed, Revoked: v.Revoked,
-			SHA256: hex.EncodeToString(v.Hash[:]),
-		})
+		f.Tokens = append(f.Tokens, fileRecord{Token: v.Token, SHA256: hex.EncodeToString(v.Hash[:])})
 	}
 	slices.SortFunc(f.Tokens, func(a, b fileRecord) int { return strings.Compare(a.Name, b.Name) })
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("auth: writing %s: %w", p.path, err)
 	}
-	if err := writeFileAtomic(p.path, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(p.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("auth: writing %s: %w", p.path, err)
 	}
 	p.recs = next
 	return nil
-}
-
-// writeFileAtomic replaces path with data, mode 0600: temporary file,
-// fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

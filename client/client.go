@@ -304,36 +304,7 @@ func retryable(err error) bool {
 }
 
 func (c *Client) get1(ctx context.Context, u string, buf []byte, limit int64) ([]byte, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("client: %w", err)
-	}
-	req.Header.Set("User-Agent", c.ua)
-	c.authorize(req)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, 0, err
-		}
-		return nil, 0, &transportError{err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
-		var ra time.Duration
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			ra = time.Duration(s) * time.Second
-		}
-		return nil, ra, &StatusError{Method: http.MethodGet, URL: u, Status: resp.StatusCode, Body: string(b)}
-	}
-	body, err := readAll(resp.Body, buf[:0], limit)
-	if err != nil {
-		if errors.Is(err, errTooLong) {
-			return nil, 0, fmt.Errorf("client: GET %s: %w: longer than %d bytes", u, ErrTooLarge, limit)
-		}
-		return nil, 0, &transportError{fmt.Errorf("client: GET %s: reading body: %w", u, err)}
-	}
-	return body, 0, nil
+	return c.do1(ctx, http.MethodGet, u, "", nil, buf, limit)
 }
 
 var errTooLong = errors.New("body too long")

@@ -181,3 +181,42 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusAccepted: a GET, of the log or of the events API, must be
+// answered 200 (a 206 is not the whole resource, and is not retried); other
+// methods take any 2xx; a GET reads into the caller's buffer when it has
+// room.
+func TestStatusAccepted(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch {
+		case r.URL.Path == "/whole":
+			w.Write([]byte("abc"))
+		case r.Method == http.MethodGet:
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write([]byte("part"))
+		default:
+			w.WriteHeader(http.StatusCreated)
+			w.Write([]byte(`created`))
+		}
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{Backoff: time.Millisecond})
+	ctx := context.Background()
+	var se *StatusError
+	if _, err := c.Get(ctx, "x", nil, 10); !errors.As(err, &se) || se.Status != http.StatusPartialContent || calls.Load() != 1 {
+		t.Fatalf("GET answered 206: %v after %d calls", err, calls.Load())
+	}
+	if _, err := c.Event(ctx, 7); !errors.As(err, &se) || se.Status != http.StatusPartialContent {
+		t.Fatalf("events GET answered 206: %v", err)
+	}
+	if b, err := c.do(ctx, http.MethodPost, "x", "text/plain", []byte("x"), 10); err != nil || string(b) != "created" {
+		t.Fatalf("POST answered 201: %q, %v", b, err)
+	}
+	buf := make([]byte, 0, 16)
+	b, err := c.Get(ctx, "whole", buf, 10)
+	if err != nil || string(b) != "abc" || &b[0] != &buf[:1][0] {
+		t.Fatalf("GET into a buffer with room: %q, %v, reused %v", b, err, err == nil && &b[0] == &buf[:1][0])
+	}
+}

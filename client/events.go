@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"indelible.dev/event"
 )
 
 // Limits on what the events API reads and sends.
@@ -38,18 +40,11 @@ const (
 	MaxNDJSONLine = 1 << 20
 )
 
-// Actor is who did it.
-type Actor struct {
-	ID   string `json:"id,omitempty"`
-	Type string `json:"type,omitempty"`
-	IP   string `json:"ip,omitempty"`
-}
+// Actor is who did it: the same JSON object as the server's.
+type Actor = event.Actor
 
-// Resource is what it was done to.
-type Resource struct {
-	Type string `json:"type,omitempty"`
-	ID   string `json:"id,omitempty"`
-}
+// Resource is what it was done to: the same JSON object as the server's.
+type Resource = event.Resource
 
 // Event is an audit event as a writer sends it, and as records carry it (then
 // with ReceivedAt and SubmittedBy, which the server sets). Time and
@@ -423,7 +418,7 @@ func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, l
 	u := c.base + "/" + path
 	delay := c.backoff
 	for attempt := 0; ; attempt++ {
-		b, retryAfter, err := c.do1(ctx, method, u, ct, body, limit)
+		b, retryAfter, err := c.do1(ctx, method, u, ct, body, nil, limit)
 		if err == nil {
 			return b, nil
 		}
@@ -445,7 +440,10 @@ func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, l
 	}
 }
 
-func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, limit int64) ([]byte, time.Duration, error) {
+// do1 sends one request and reads the reply into buf (reused when it has
+// room), at most limit bytes. A GET must be answered 200 (a 204 or 206 is
+// not the whole resource); any other method, any 2xx.
+func (c *Client) do1(ctx context.Context, method, u, ct string, body, buf []byte, limit int64) ([]byte, time.Duration, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -467,7 +465,7 @@ func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, lim
 		return nil, 0, &transportError{err}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	if resp.StatusCode/100 != 2 || method == http.MethodGet && resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 		var ra time.Duration
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -475,7 +473,7 @@ func (c *Client) do1(ctx context.Context, method, u, ct string, body []byte, lim
 		}
 		return nil, ra, &StatusError{Method: method, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
 	}
-	b, err := readAll(resp.Body, nil, limit)
+	b, err := readAll(resp.Body, buf[:0], limit)
 	if err != nil {
 		if errors.Is(err, errTooLong) {
 			return nil, 0, fmt.Errorf("client: %s %s: %w: longer than %d bytes", method, u, ErrTooLarge, limit)

@@ -49,13 +49,13 @@ func appendCanonical(dst []byte, e *Event) ([]byte, *Error) {
 			dst = append(dst, '"')
 		}
 	}
-	// Keys in bytewise order: action, actor, id, metadata, outcome, reason,
-	// received_at, resource, source, submitted_by, time.
-	str("action", e.Action)
-	if a := e.Actor; a != nil && *a != (Actor{}) {
-		key("actor")
+	// obj writes key k and an object of the non-empty fields, given in
+	// bytewise key order.
+	type field struct{ k, v string }
+	obj := func(k string, fields ...field) {
+		key(k)
 		inner := byte('{')
-		for _, f := range [...]struct{ k, v string }{{"id", a.ID}, {"ip", a.IP}, {"type", a.Type}} {
+		for _, f := range fields {
 			if f.v != "" {
 				dst = append(dst, inner, '"')
 				dst = append(dst, f.k...)
@@ -65,6 +65,12 @@ func appendCanonical(dst []byte, e *Event) ([]byte, *Error) {
 			}
 		}
 		dst = append(dst, '}')
+	}
+	// Keys in bytewise order: action, actor, id, metadata, outcome, reason,
+	// received_at, resource, source, submitted_by, time.
+	str("action", e.Action)
+	if a := e.Actor; a != nil && *a != (Actor{}) {
+		obj("actor", field{"id", a.ID}, field{"ip", a.IP}, field{"type", a.Type})
 	}
 	str("id", e.ID)
 	if meta != nil {
@@ -75,18 +81,7 @@ func appendCanonical(dst []byte, e *Event) ([]byte, *Error) {
 	str("reason", e.Reason)
 	tim("received_at", e.ReceivedAt)
 	if r := e.Resource; r != nil && *r != (Resource{}) {
-		key("resource")
-		inner := byte('{')
-		for _, f := range [...]struct{ k, v string }{{"id", r.ID}, {"type", r.Type}} {
-			if f.v != "" {
-				dst = append(dst, inner, '"')
-				dst = append(dst, f.k...)
-				dst = append(dst, '"', ':')
-				dst = appendString(dst, f.v)
-				inner = ','
-			}
-		}
-		dst = append(dst, '}')
+		obj("resource", field{"id", r.ID}, field{"type", r.Type})
 	}
 	str("source", e.Source)
 	str("submitted_by", e.SubmittedBy)

@@ -221,14 +221,8 @@ func (k *k8sEvent) event(pos int) (Event, *Error) {
 	if err := check(&e, pos); err != nil {
 		return Event{}, err
 	}
-	b, cerr := appendCanonical(nil, &e)
-	if cerr != nil {
-		cerr.Position = pos
-		return Event{}, cerr
-	}
-	if len(b) > MaxEventBytes-serverReserve {
-		return Event{}, &Error{Position: pos, Msg: "event is " + strconv.Itoa(len(b)) + " bytes in canonical form, over the limit of " +
-			strconv.Itoa(MaxEventBytes-serverReserve), Kind: ErrTooLarge}
+	if err := checkWriterSize(&e, pos); err != nil {
+		return Event{}, err
 	}
 	return e, nil
 }

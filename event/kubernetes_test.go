@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +147,7 @@ func TestFromKubernetesRejects(t *testing.T) {
 		{"bad time", `{"items":[{"verb":"get","stageTimestamp":"now"}]}`, ErrInvalid, 0, "stageTimestamp", "RFC 3339"},
 		{"control in user", `{"items":[{"verb":"get","user":{"username":"a\u0000"}}]}`, ErrInvalid, 0, "actor.id", "control"},
 		{"long auditID", `{"items":[{"verb":"get","auditID":"` + strings.Repeat("a", 300) + `"}]}`, ErrInvalid, 0, "id", "longer"},
-		{"huge event", `{"items":[{"verb":"get","userAgent":"` + strings.Repeat("a", MaxEventBytes) + `"}]}`, ErrTooLarge, 0, "", "canonical"},
+		{"huge event", `{"items":[{"verb":"get","userAgent":"` + strings.Repeat("a", MaxEventBytes) + `"}]}`, ErrTooLarge, 0, "", "bytes in canonical form, over the limit of " + strconv.Itoa(MaxEventBytes-serverReserve) + " (" + strconv.Itoa(MaxEventBytes) + " once the server's fields are added)"},
 		{"too many", `{"items":[` + strings.Repeat(`{"verb":"get"},`, MaxEvents) + `{"verb":"get"}]}`, ErrTooLarge, -1, "", "more than 10000"},
 		{"too big", `{"items":[{"verb":"get","userAgent":"` + strings.Repeat("a", MaxRequestBytes) + `"}]}`, ErrTooLarge, -1, "", "over"},
 	}

@@ -202,17 +202,27 @@ func parseWriterEvent(s *scanner, pos int) (Event, *Error) {
 	// drop whitespace, nulls and escapes, and shorten times), so only a
 	// long input needs the exact check.
 	if s.i-start > MaxEventBytes-serverReserve {
-		b, cerr := appendCanonical(nil, &e)
-		if cerr != nil {
-			cerr.Position = pos
-			return Event{}, cerr
-		}
-		if len(b) > MaxEventBytes-serverReserve {
-			return Event{}, &Error{Position: pos, Msg: "event is " + strconv.Itoa(len(b)) + " bytes in canonical form, over the limit of " +
-				strconv.Itoa(MaxEventBytes-serverReserve) + " (" + strconv.Itoa(MaxEventBytes) + " once the server's fields are added)", Kind: ErrTooLarge}
+		if err := checkWriterSize(&e, pos); err != nil {
+			return Event{}, err
 		}
 	}
 	return e, nil
+}
+
+// checkWriterSize fails when the canonical bytes of writer's event e (at
+// position pos of the request) leave no room for the server's fields
+// within MaxEventBytes.
+func checkWriterSize(e *Event, pos int) *Error {
+	b, cerr := appendCanonical(nil, e)
+	if cerr != nil {
+		cerr.Position = pos
+		return cerr
+	}
+	if len(b) > MaxEventBytes-serverReserve {
+		return &Error{Position: pos, Msg: "event is " + strconv.Itoa(len(b)) + " bytes in canonical form, over the limit of " +
+			strconv.Itoa(MaxEventBytes-serverReserve) + " (" + strconv.Itoa(MaxEventBytes) + " once the server's fields are added)", Kind: ErrTooLarge}
+	}
+	return nil
 }
 
 // parseEvent parses one event object. stored allows (and Decode needs)

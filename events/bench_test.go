@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"indelible.dev/event"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -103,7 +104,7 @@ func listStore(b *testing.B) *env {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e := &env{t: b, dir: dir, master: make([]byte, MasterKeySize), clock: &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}}
+		e := &env{t: b, dir: dir, master: make([]byte, MasterKeySize), clock: tlogtest.NewClock()}
 		e.signer, e.vkey = newSigner(b)
 		e.open()
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)

@@ -141,7 +141,7 @@ func TestCrash(t *testing.T) {
 	for k := range 12 {
 		time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 		if k%3 == 0 {
-			e.clock.add(24 * time.Hour) // a new day: a new data key
+			e.clock.Add(24 * time.Hour) // a new day: a new data key
 		}
 		mu.Lock()
 		n := len(acked)

@@ -41,7 +41,7 @@ func TestAppendGet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Event.Action != want.Action || r.Event.SubmittedBy != "writer" || !r.Event.ReceivedAt.Equal(e.clock.now()) {
+		if r.Event.Action != want.Action || r.Event.SubmittedBy != "writer" || !r.Event.ReceivedAt.Equal(e.clock.Now()) {
 			t.Fatalf("record %d: %+v", i, r.Event)
 		}
 		entry, err := e.log.Entry(int64(i))
@@ -74,7 +74,7 @@ func TestAppendGet(t *testing.T) {
 	if r, _ := e.l.Get(0); !r.Event.Time.Equal(t0) {
 		t.Fatalf("time %v", r.Event.Time)
 	}
-	if r, _ := e.l.Get(1); !r.Event.Time.Equal(e.clock.now()) {
+	if r, _ := e.l.Get(1); !r.Event.Time.Equal(e.clock.Now()) {
 		t.Fatalf("default time %v", r.Event.Time)
 	}
 	for _, i := range []int64{-1, 2, 1 << 40} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/event"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -24,35 +24,12 @@ type env struct {
 	fs     vfs.FS
 	log    *ledger.Log
 	l      *Layer
-	clock  *clock
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	clock  *tlogtest.Clock
 }
 
 func newSigner(t testing.TB) (note.Signer, string) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/events-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := tlogtest.NewKey(t, "example.com/events-test")
+	s, vkey := key.Signer, key.VKey
 	return s, vkey
 }
 
@@ -63,7 +40,7 @@ func newEnv(t testing.TB, fs vfs.FS) *env {
 	master := make([]byte, MasterKeySize)
 	rand.Read(master)
 	e := &env{t: t, dir: t.TempDir(), signer: s, vkey: vkey, master: master, fs: fs,
-		clock: &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}}
+		clock: tlogtest.NewClock()}
 	if fs != nil {
 		e.dir = "/data"
 	}
@@ -82,7 +59,7 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	l, err := Open(Config{Log: log, Keyring: kr, Now: e.clock.now})
+	l, err := Open(Config{Log: log, Keyring: kr, Now: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -57,9 +57,8 @@ type consoleFixture struct {
 func newConsoleFixture(t *testing.T) *consoleFixture {
 	t.Helper()
 	const origin = "example.com/console"
-	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, origin)
+	signer, verifier, vkey := key.Signer, key.Verifier, key.VKey
 	logs := []witness.Log{{Origin: origin, Verifiers: []note.Verifier{verifier}}}
 	var clients []ledger.Witness
 	var wkeys []string
@@ -72,26 +71,13 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		clients = append(clients, c)
 		wkeys = append(wkeys, tw.vkey)
 	}
-	logger, _, _ := checkedLogger(t) // token secrets in its log fail the test
+	logger, _, secrets := checkedLogger(t) // token secrets in its log fail the test
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger, MinFreeBytes: -1,
 		Witnessing: ledger.WitnessConfig{Witnesses: clients, Timeout: 2 * time.Second, Retry: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	master := make([]byte, 32)
-	rand.Read(master)
-	kr, err := events.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := auth.Open(&memPersister{}, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, tokens, _ := newLayerAndTokens(t, l, logger, secrets)
 	f := &consoleFixture{t: t, tokens: tokens, started: time.Now()}
 	f.tamper.Store("")
 	_, f.read, _ = tokens.Create("sre", []auth.Scope{auth.ScopeRead})

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -144,14 +145,8 @@ func commitmentOf(opening []byte) [32]byte {
 
 func newReceiptFixture(t testing.TB, n int64) *receiptFixture {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/console-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := tlogtest.NewKey(t, "example.com/console-test")
+	ls, vkey := key.Signer, key.VKey
 	f := &receiptFixture{logVKey: vkey, signers: []note.Signer{ls}, n: n}
 	for _, name := range []string{"witness.example/w1", "witness.example/w2"} {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,6 +43,29 @@ func (p *memPersister) Put(r auth.Record) error {
 	return nil
 }
 
+// newLayerAndTokens opens a real events layer over l, keyed by a random
+// master key (added to secrets, which the server must never reveal), and an
+// empty token store kept in memory.
+func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets *tlogtest.Secrets) (*events.Layer, *auth.Store, []byte) {
+	t.Helper()
+	master := make([]byte, 32)
+	rand.Read(master)
+	secrets.AddKey("the master key", master)
+	kr, err := events.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.Open(&memPersister{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layer, tokens, master
+}
+
 // testEvents is a real ledger, events layer and token store served over
 // real HTTP on a loopback port, with one token per scope and a revoked one.
 type testEvents struct {
@@ -71,21 +95,7 @@ func newTestEvents(t testing.TB, opts ...func(*Config)) *testEvents {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master := make([]byte, 32)
-	rand.Read(master)
-	secrets.AddKey("the master key", master)
-	kr, err := events.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := auth.Open(&memPersister{}, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, tokens, master := newLayerAndTokens(t, l, logger, secrets)
 	te := &testEvents{layer: layer, tokens: tokens, tok: map[string]string{}, logs: logs, secrets: secrets, master: hex.EncodeToString(master), skey: skey}
 	for _, name := range []string{"admin", "append", "read", "revoked"} {
 		scope := auth.Scope(name)

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -74,11 +75,8 @@ func unreachableWitness(t *testing.T) ledger.Witness {
 // (never the unwitnessed checkpoint), and POST /add?wait=checkpoint gives up
 // with a 503 before the write timeout, the entry being durable.
 func TestQuorumOutOfReach(t *testing.T) {
-	skey, _, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
+	key := tlogtest.NewKey(t, testOrigin)
+	signer := key.Signer
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger, MinFreeBytes: -1,
 		Witnessing: ledger.WitnessConfig{Witnesses: []ledger.Witness{unreachableWitness(t)}, Retry: 10 * time.Millisecond}})
@@ -128,9 +126,8 @@ func TestQuorumOutOfReach(t *testing.T) {
 // gets a 409 naming a size it never signed: /readyz fails and the alarm is
 // counted in /metrics.
 func TestWitnessAheadFailsReadiness(t *testing.T) {
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "example.com/ahead")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, "example.com/ahead")
+	signer, verifier := key.Signer, key.Verifier
 	tw := newTestWitness(t, "w.example", []witness.Log{{Origin: "example.com/ahead", Verifiers: []note.Verifier{verifier}}}, nil, -1)
 	open := func() *ledger.Log {
 		c, err := witness.NewClient(tw.vkey, tw.ts.URL, nil)

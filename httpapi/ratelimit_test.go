@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -21,11 +19,8 @@ import (
 // the bucket get 429 with Retry-After and a JSON error, append nothing, and
 // health endpoints stay exempt.
 func TestRateLimit(t *testing.T) {
-	skey, _, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
+	key := tlogtest.NewKey(t, testOrigin)
+	signer := key.Signer
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: quiet})
 	if err != nil {

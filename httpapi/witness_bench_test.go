@@ -48,9 +48,8 @@ func benchAddCheckpoint(b *testing.B, nlogs int) {
 	logs := make([]benchLog, nlogs)
 	for j := range logs {
 		origin := fmt.Sprintf("bench.example/log%d", j)
-		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-		s, _ := note.NewSigner(skey)
-		v, _ := note.NewVerifier(vkey)
+		key := tlogtest.NewKey(b, origin)
+		s, v := key.Signer, key.Verifier
 		known = append(known, witness.Log{Origin: origin, Verifiers: []note.Verifier{v}})
 		for i := 1; i <= steps; i++ {
 			cp, err := itlog.SignCheckpoint(itlog.Checkpoint{Origin: origin, Tree: tlog.Tree{N: int64(i), Hash: tree.Root(int64(i))}}, s)

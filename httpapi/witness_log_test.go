@@ -17,6 +17,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
@@ -52,9 +53,8 @@ func newTestWitness(t *testing.T, name string, logs []witness.Log, peers []witne
 // witness going away does not stop ingestion or the quorum, and the
 // witnessing catches up.
 func TestLogWitnessedInProcess(t *testing.T) {
-	skey, vkey, _ := note.GenerateKey(rand.Reader, "example.com/witnessed")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, "example.com/witnessed")
+	signer, verifier := key.Signer, key.Verifier
 	logs := []witness.Log{{Origin: "example.com/witnessed", Verifiers: []note.Verifier{verifier}}}
 	var ws []*testWitness
 	var clients []ledger.Witness
@@ -179,9 +179,8 @@ func TestGossipDetectsFork(t *testing.T) {
 
 func testGossipDetectsFork(t *testing.T, sizes [2]int) {
 	const origin = "example.com/forked"
-	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, origin)
+	signer, verifier := key.Signer, key.Verifier
 	logSrv := []*lazyServer{newLazyServer(t), newLazyServer(t)}
 	witSrv := []*lazyServer{newLazyServer(t), newLazyServer(t)}
 	var cos []*itlog.Cosigner

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/url"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
 )
@@ -23,9 +23,8 @@ import (
 // tiles, and publishes them only once our cosignature verifies.
 func TestTesseraLogWitnessedByIndelible(t *testing.T) {
 	const origin = "example.com/tessera-log"
-	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	key := tlogtest.NewKey(t, origin)
+	signer, verifier := key.Signer, key.Verifier
 	tw := newTestWitness(t, "witness.example/indelible", []witness.Log{{Origin: origin, Verifiers: []note.Verifier{verifier}}}, nil, -1)
 
 	u, _ := url.Parse(tw.ts.URL)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	itlog "indelible.dev/tlog"
@@ -83,19 +84,27 @@ func TestWitnessReplyMustBeSignatureLines(t *testing.T) {
 	}
 }
 
-// TestNoUnwitnessedCheckpoint: with witnessing configured, Checkpoint never
-// returns a checkpoint that did not meet the quorum (nil until one does).
-func TestNoUnwitnessedCheckpoint(t *testing.T) {
-	s, v := testSigner(t)
-	w := newTestWitness(t, "w.example", v)
-	w.down.Store(true)
+// openWitnessedBy opens a log in a temporary directory, witnessed by w
+// alone and retrying every 10ms, and closes it when the test ends.
+func openWitnessedBy(t *testing.T, s note.Signer, w Witness) *Log {
+	t.Helper()
 	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger(), Witnessing: WitnessConfig{
 		Witnesses: []Witness{w}, Retry: 10 * time.Millisecond,
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestNoUnwitnessedCheckpoint: with witnessing configured, Checkpoint never
+// returns a checkpoint that did not meet the quorum (nil until one does).
+func TestNoUnwitnessedCheckpoint(t *testing.T) {
+	s, v := testSigner(t)
+	w := newTestWitness(t, "w.example", v)
+	w.down.Store(true)
+	l := openWitnessedBy(t, s, w)
 	appendN(t, l, "e", 3)
 	if cp, signed := l.Checkpoint(); signed != nil || cp.N != 0 {
 		t.Fatalf("Checkpoint served size %d before any quorum", cp.N)
@@ -113,13 +122,7 @@ func TestWitnessAheadAlarm(t *testing.T) {
 	s, v := testSigner(t)
 	w := newTestWitness(t, "w.example", v)
 	w.tree = tlog.Tree{N: 100, Hash: tlog.RecordHash([]byte("elsewhere"))}
-	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger(), Witnessing: WitnessConfig{
-		Witnesses: []Witness{w}, Retry: 10 * time.Millisecond,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := openWitnessedBy(t, s, w)
 	appendN(t, l, "e", 3)
 	waitUntil(t, "the alarm", func() bool { return l.WitnessAlarm() != nil })
 	if err := l.WitnessAlarm(); !errors.Is(err, ErrWitnessAhead) {

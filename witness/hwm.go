@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/atomicfile"
 	itlog "indelible.dev/tlog"
 )
 
@@ -132,37 +132,8 @@ func readHWM(file string) (hwm, bool, error) {
 // the same directory, written and fsynced, renamed over file, and the
 // directory fsynced so the rename survives a crash.
 func writeHWM(file string, h hwm) error {
-	dir := filepath.Dir(file)
-	tmp, err := os.CreateTemp(dir, ".hwm-*")
-	if err != nil {
+	if err := atomicfile.Write(file, []byte(h.String())); err != nil {
 		return fmt.Errorf("witness: writing high-water mark: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("witness: writing high-water mark: %w", err)
-	}
-	if _, err := tmp.WriteString(h.String()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("witness: writing high-water mark: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("witness: syncing high-water mark: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("witness: writing high-water mark: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("witness: replacing high-water mark: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("witness: syncing high-water mark directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("witness: syncing high-water mark directory: %w", err)
 	}
 	return nil
 }

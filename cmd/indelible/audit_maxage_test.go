@@ -2,14 +2,12 @@ package main
 
 import (
 	"crypto/ed25519"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"indelible.dev/audit/audittest"
+	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )
 
@@ -26,12 +24,7 @@ func TestAuditMaxAge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := fmt.Sprintf("%s\n%d\n%s\n", l.Origin, 5, l.Root(t, 5))
-		msg, err := note.Sign(&note.Note{Text: text}, l.Signer, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, msg
+		return c, tlogtest.SignCheckpoint(l.Origin, 5, l.Root(t, 5), l.Signer, c)
 	}
 	c, old := cosignedAt(time.Now().Add(-2 * time.Hour))
 	proxy.Set(audittest.Replace("checkpoint", old))

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,16 +37,10 @@ import (
 // in batches, and serves it with the real HTTP handlers on loopback.
 func ledgerServer(t testing.TB, n int) (url, vkey string, l *ledger.Log, signer note.Signer) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/audit-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err = note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := tlogtest.NewKey(t, "example.com/audit-test")
+	signer, vkey = key.Signer, key.VKey
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err = ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: quiet})
+	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

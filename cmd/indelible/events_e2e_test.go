@@ -20,7 +20,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
@@ -272,30 +271,13 @@ func TestEventsEndToEnd(t *testing.T) {
 
 	// Every record's commitment recomputes and equals the public log entry at
 	// its index (read from the bundles, /tile/entries).
-	var entries [][]byte
-	for k := int64(0); k*256 < total; k++ {
-		w := int(min(256, total-k*256))
-		tile := tlog.Tile{H: itlog.TileHeight, L: -1, N: k, W: w}
-		b, err := c.Tile(ctx, tile, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		es, err := itlog.ParseBundle(b, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, es...)
-	}
+	entries := logEntries(ctx, t, c, total)
 	for i := range total {
 		r, err := c.Event(ctx, i)
 		if err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
-		h := sha256.New()
-		h.Write([]byte("indelible/event/v1\x00"))
-		h.Write(r.Salt)
-		h.Write(r.EventBytes)
-		if got := h.Sum(nil); !bytes.Equal(got, r.Commitment) || !bytes.Equal(entries[i], r.Commitment) {
+		if got := recomputeCommitment(r); !bytes.Equal(got, r.Commitment) || !bytes.Equal(entries[i], r.Commitment) {
 			t.Fatalf("event %d: commitment %x, recomputed %x, log entry %x", i, r.Commitment, got, entries[i])
 		}
 	}
@@ -490,4 +472,14 @@ func TestEventsTail(t *testing.T) {
 			t.Fatal("tail -f printed nothing in 10 s")
 		}
 	}
+}
+
+// recomputeCommitment computes a record's event commitment from its salt and
+// event bytes, here, independently of package event.
+func recomputeCommitment(r client.Record) []byte {
+	h := sha256.New()
+	h.Write([]byte("indelible/event/v1\x00"))
+	h.Write(r.Salt)
+	h.Write(r.EventBytes)
+	return h.Sum(nil)
 }

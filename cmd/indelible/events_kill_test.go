@@ -3,18 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
@@ -33,14 +27,7 @@ const (
 // is there and its commitment recomputes and equals the public log entry),
 // and no index was acknowledged twice.
 func TestEventsKillRecovery(t *testing.T) {
-	kills := defaultKills
-	if s := os.Getenv("INDELIBLE_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("INDELIBLE_KILLS=%q", s)
-		}
-		kills = n
-	}
+	kills := killRounds(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	var (
 		mu    sync.Mutex
@@ -94,13 +81,7 @@ func TestEventsKillRecovery(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(rand.N(maxKillDelay))
-		p.kill() // SIGKILL
-		cancel()
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
+		killMidRound(t, p, cancel, &wg)
 	}
 
 	p := startEvents(t, dir)
@@ -134,19 +115,7 @@ func TestEventsKillRecovery(t *testing.T) {
 	}
 	t.Logf("%d kills: %d events acknowledged, final size %d", kills, len(acked), n)
 
-	var entries [][]byte
-	for k := int64(0); k*256 < n; k++ {
-		w := int(min(256, n-k*256))
-		b, err := c.Tile(ctx, tlog.Tile{H: itlog.TileHeight, L: -1, N: k, W: w}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		es, err := itlog.ParseBundle(b, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, es...)
-	}
+	entries := logEntries(ctx, t, c, n)
 	// Every index below the size is a whole event.
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -159,11 +128,7 @@ func TestEventsKillRecovery(t *testing.T) {
 					t.Errorf("index %d: %v (a log entry without its event)", i, err)
 					continue
 				}
-				h := sha256.New()
-				h.Write([]byte("indelible/event/v1\x00"))
-				h.Write(r.Salt)
-				h.Write(r.EventBytes)
-				if sum := h.Sum(nil); !bytes.Equal(sum, r.Commitment) || !bytes.Equal(r.Commitment, entries[i]) {
+				if sum := recomputeCommitment(r); !bytes.Equal(sum, r.Commitment) || !bytes.Equal(r.Commitment, entries[i]) {
 					t.Errorf("index %d: commitment %x, recomputed %x, log entry %x", i, r.Commitment, sum, entries[i])
 				}
 				e, err := r.Decode()

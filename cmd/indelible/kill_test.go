@@ -34,6 +34,53 @@ const (
 	killTestTimeout = 5 * time.Second // per HTTP request
 )
 
+// killRounds returns how many times a kill test kills the server:
+// defaultKills, or INDELIBLE_KILLS when set.
+func killRounds(t testing.TB) int {
+	s := os.Getenv("INDELIBLE_KILLS")
+	if s == "" {
+		return defaultKills
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("INDELIBLE_KILLS=%q", s)
+	}
+	return n
+}
+
+// killMidRound SIGKILLs p after a random delay under maxKillDelay, then
+// stops the round's writers and waits for them; a round in which a writer
+// failed ends the test.
+func killMidRound(t testing.TB, p interface{ kill() }, cancel context.CancelFunc, wg *sync.WaitGroup) {
+	t.Helper()
+	time.Sleep(rand.N(maxKillDelay))
+	p.kill() // SIGKILL
+	cancel()
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// logEntries reads the log's first n entries from its entry bundles.
+func logEntries(ctx context.Context, t testing.TB, c *client.Client, n int64) [][]byte {
+	t.Helper()
+	var entries [][]byte
+	for k := int64(0); k*256 < n; k++ {
+		w := int(min(256, n-k*256))
+		b, err := c.Tile(ctx, tlog.Tile{H: itlog.TileHeight, L: -1, N: k, W: w}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := itlog.ParseBundle(b, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, es...)
+	}
+	return entries
+}
+
 // logClient returns a client for the log at url that does not retry.
 func logClient(t testing.TB, url string) *client.Client {
 	c, err := client.New(url, client.Options{Retries: -1})
@@ -58,14 +105,7 @@ type seenCheckpoint struct {
 // checkpoint seen is consistent with the next (x/mod CheckTree on the
 // server's consistency proofs) and never goes backwards.
 func TestKillRecovery(t *testing.T) {
-	kills := defaultKills
-	if s := os.Getenv("INDELIBLE_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("INDELIBLE_KILLS=%q", s)
-		}
-		kills = n
-	}
+	kills := killRounds(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	client := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: killWriters * 2},
@@ -136,13 +176,7 @@ func TestKillRecovery(t *testing.T) {
 				time.Sleep(checkpointPoll)
 			}
 		}()
-		time.Sleep(rand.N(maxKillDelay))
-		p.kill() // SIGKILL
-		cancel()
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
+		killMidRound(t, p, cancel, &wg)
 	}
 
 	// Restart once more and check everything against the final log.

@@ -2,7 +2,7 @@
 // reference tree built only with golang.org/x/mod/sumdb/tlog (roots, proofs,
 // tiles, bundles, signed checkpoints and c2sp.org/tlog-witness
 // add-checkpoint bodies), test keys and the tessera test vectors, Eventually
-// for polling, and an HTTP tile reader.
+// for polling, an HTTP tile reader, and a settable clock.
 //
 // It is independent of indelible.dev/tlog on purpose: it is the reference
 // that package's tests check against, and importing it would be a cycle.
