@@ -23,7 +23,7 @@ func TestEraseCrash(t *testing.T) {
 	e := newEnv(t, mem)
 	var evs []event.Event
 	for k := range 40 {
-		evs = append(evs, ev("erin", "act", "r", "success", "s", e.clock.now().Add(time.Duration(k)*time.Second)))
+		evs = append(evs, ev("erin", "act", "r", "success", "s", e.clock.Now().Add(time.Duration(k)*time.Second)))
 	}
 	a := e.append("writer", evs...)
 	if _, _, err := e.log.WaitSize(context.Background(), a[len(a)-1].Index+1); err != nil {

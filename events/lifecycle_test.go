@@ -179,7 +179,7 @@ func openCopy(t *testing.T, e *env, dir string) (*ledger.Log, *Layer) {
 		t.Fatal(err)
 	}
 	kr, _ := NewKeyring(e.master)
-	l, err := Open(Config{Log: log, Keyring: kr, Now: e.clock.now})
+	l, err := Open(Config{Log: log, Keyring: kr, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func actions(t *testing.T, e *env, action string) []Record {
 func TestErase(t *testing.T) {
 	e := newEnv(t, nil)
 	const marker = "ERASE-ME-7f3a9c"
-	at := e.clock.now()
+	at := e.clock.Now()
 	var evs []event.Event
 	for k := range 20 {
 		x := ev("alice", "read", "res", "success", "kube", at.Add(time.Duration(k)*time.Second))
@@ -343,7 +343,7 @@ func TestErase(t *testing.T) {
 func TestRetention(t *testing.T) {
 	e := newEnv(t, nil)
 	const marker = "SHRED-ME-c41d"
-	day1 := e.clock.now()
+	day1 := e.clock.Now()
 	var old []Appended
 	for k := range 3 {
 		x := ev("bob", "login", "", "failure", "sso", day1)
@@ -357,8 +357,8 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, ekey, wrapped := secretsOf(t, e, old[1].Index)
-	e.clock.add(24 * time.Hour)
-	recent := e.append("writer", ev("bob", "login", "", "success", "sso", e.clock.now()))
+	e.clock.Add(24 * time.Hour)
+	recent := e.append("writer", ev("bob", "login", "", "success", "sso", e.clock.Now()))
 	if _, _, err := e.log.WaitSize(context.Background(), recent[0].Index+1); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestRetention(t *testing.T) {
 	if days, err := e.l.Retain(context.Background()); err != nil || len(days) != 0 {
 		t.Fatalf("nothing is past retention yet: %v %v", days, err)
 	}
-	e.clock.add(400*24*time.Hour - time.Hour) // day1 ended 400 days ago; day 2 has not
+	e.clock.Add(400*24*time.Hour - time.Hour) // day1 ended 400 days ago; day 2 has not
 	days, err := e.l.Retain(context.Background())
 	if err != nil || len(days) != 1 || !days[0].Equal(dayTime(dayOf(day1))) {
 		t.Fatalf("Retain: %v %v", days, err)

@@ -16,7 +16,7 @@ import (
 // key per day, the time key's value the outcome alone, no day switches).
 func appendV1(t *testing.T, e *env, x event.Event) int64 {
 	t.Helper()
-	now := e.clock.now()
+	now := e.clock.Now()
 	x.Finish(now, "writer")
 	b, err := event.Canonical(x)
 	if err != nil {
@@ -63,7 +63,7 @@ func appendV1(t *testing.T, e *env, x event.Event) int64 {
 func TestPayloadV1(t *testing.T) {
 	e := newEnv(t, nil)
 	const marker = "V1-MARKER-91be"
-	day1 := e.clock.now()
+	day1 := e.clock.Now()
 	var old []int64
 	for k := range 3 {
 		x := ev("carol", "v1.act", "r", "success", "src", day1.Add(time.Duration(k)*time.Second))
@@ -96,8 +96,8 @@ func TestPayloadV1(t *testing.T) {
 	if err := e.l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.add(3 * 24 * time.Hour)
-	e.append("writer", ev("dave", "later", "", "", "", e.clock.now()))
+	e.clock.Add(3 * 24 * time.Hour)
+	e.append("writer", ev("dave", "later", "", "", "", e.clock.Now()))
 	e.l.retention = 48 * time.Hour
 	days, err := e.l.Retain(context.Background())
 	if err != nil || len(days) != 1 {
