@@ -3,19 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -518,48 +510,18 @@ func TestBenchSmoke(t *testing.T) {
 }
 
 // TestServeTLS serves HTTPS with a certificate made here and reads the
-// checkpoint through a client that trusts only that certificate.
+// checkpoint through a client that trusts only the test's CA.
 func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "indelible test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-
-	if _, errOut, code := run(t, nil, "serve", "--data", filepath.Join(dir, "x"), "--tls-cert", certFile); code == 0 || !strings.Contains(errOut, "go together") {
+	pki := newTestPKI(t, dir)
+	if _, errOut, code := run(t, nil, "serve", "--data", filepath.Join(dir, "x"), "--tls-cert", pki.certFile); code == 0 || !strings.Contains(errOut, "go together") {
 		t.Fatalf("--tls-cert without --tls-key: exit %d: %s", code, errOut)
 	}
-	p := startServe(t, filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
+	p := startServe(t, filepath.Join(dir, "data"), pki.args()...)
 	if !strings.HasPrefix(p.url, "https://") {
 		t.Fatalf("TLS server URL %q", p.url)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
 	resp, err := c.Get(p.url + "/checkpoint")
 	if err != nil {
 		t.Fatal(err)
