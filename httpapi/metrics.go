@@ -38,38 +38,14 @@ type Metrics struct {
 // Go runtime and process collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		appends: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_appends_total",
-			Help: "Entries durably appended to the log (deduplicated ones excluded).",
-		}),
-		commits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_commits_total",
-			Help: "Durable commits (pebble batches synced) of the sequencer.",
-		}),
-		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "indelible_commit_batch_entries",
-			Help:    "Entries per durable commit.",
-			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 .. 65536
-		}),
-		batchRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "indelible_commit_batch_requests",
-			Help:    "Append calls answered per durable commit.",
-			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
-		}),
-		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "indelible_commit_latency_seconds",
-			Help:    "Time from building a batch to the end of its fsync.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
-		}),
-		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "indelible_tree_size",
-			Help: "Size of the newest durable tree.",
-		}),
-		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "indelible_queue_depth",
-			Help: "Entries waiting to be sequenced, as of the last commit.",
-		}),
+		reg:           prometheus.NewRegistry(),
+		appends:       newCounter("indelible_appends_total", "Entries durably appended to the log (deduplicated ones excluded)."),
+		commits:       newCounter("indelible_commits_total", "Durable commits (pebble batches synced) of the sequencer."),
+		batchEntries:  newHistogram("indelible_commit_batch_entries", "Entries per durable commit.", prometheus.ExponentialBuckets(1, 4, 9)), // 1 .. 65536
+		batchRequests: newHistogram("indelible_commit_batch_requests", "Append calls answered per durable commit.", prometheus.ExponentialBuckets(1, 4, 9)),
+		commitLatency: newHistogram("indelible_commit_latency_seconds", "Time from building a batch to the end of its fsync.", prometheus.ExponentialBuckets(0.0001, 2, 16)), // 100µs .. 3.3s
+		treeSize:      newGauge("indelible_tree_size", "Size of the newest durable tree."),
+		queueDepth:    newGauge("indelible_queue_depth", "Entries waiting to be sequenced, as of the last commit."),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "indelible_http_requests_total",
 			Help: "HTTP requests by route and status code.",
@@ -163,4 +139,16 @@ func (r *routeMetrics) observe(code int, d time.Duration) {
 		c, _ = r.byCode.LoadOrStore(code, r.requests.WithLabelValues(r.route, strconv.Itoa(code)))
 	}
 	c.(prometheus.Counter).Inc()
+}
+
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func newHistogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 }

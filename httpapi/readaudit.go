@@ -74,34 +74,14 @@ type readAudit struct {
 
 func newReadAuditor(l *events.Layer, m *Metrics) *readAuditor {
 	a := &readAuditor{
-		l:      l,
-		append: l.Append,
-		batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_read_audit_batches_total",
-			Help: "Batches of indelible.read events appended (group commits of audited reads).",
-		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "indelible_read_audit_batch_events",
-			Help:    "indelible.read events per batch.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
-		}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "indelible_read_audit_latency_seconds",
-			Help:    "Time from queueing a read event to its append being durable (or failing).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
-		recorded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_read_audit_events_total",
-			Help: "indelible.read events durably appended.",
-		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_read_audit_failed_total",
-			Help: "Reads that failed because their indelible.read event could not be appended.",
-		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "indelible_read_audit_refused_total",
-			Help: "Reads refused (503) because the read-audit queue was full.",
-		}),
+		l:         l,
+		append:    l.Append,
+		batches:   newCounter("indelible_read_audit_batches_total", "Batches of indelible.read events appended (group commits of audited reads)."),
+		batchSize: newHistogram("indelible_read_audit_batch_events", "indelible.read events per batch.", prometheus.ExponentialBuckets(1, 2, 11)), // 1 .. 1024
+		latency:   newHistogram("indelible_read_audit_latency_seconds", "Time from queueing a read event to its append being durable (or failing).", prometheus.ExponentialBuckets(0.0001, 2, 16)),
+		recorded:  newCounter("indelible_read_audit_events_total", "indelible.read events durably appended."),
+		failed:    newCounter("indelible_read_audit_failed_total", "Reads that failed because their indelible.read event could not be appended."),
+		refused:   newCounter("indelible_read_audit_refused_total", "Reads refused (503) because the read-audit queue was full."),
 	}
 	m.reg.MustRegister(a.batches, a.batchSize, a.latency, a.recorded, a.failed, a.refused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
