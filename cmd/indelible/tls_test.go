@@ -181,16 +181,18 @@ func TestTLSEndToEnd(t *testing.T) {
 	with := func(args ...string) string { return mustRun(t, env, append(args, ca...)...) }
 
 	// The events commands.
-	if out := with("append", "--action", "tls.test", "--actor", "alice"); strings.TrimSpace(out) != "0" {
-		t.Fatalf("append over TLS printed %q, want index 0", out)
+	out := with("append", "--action", "tls.test", "--actor", "alice")
+	idx, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("append over TLS printed %q, want an index", out)
 	}
-	if recs := queryJSON(t, env, append([]string{"--action", "tls.test"}, ca...)...); len(recs) != 1 || recs[0].Index != 0 {
-		t.Fatalf("query over TLS: %+v", recs)
+	if recs := queryJSON(t, env, append([]string{"--action", "tls.test"}, ca...)...); len(recs) != 1 || recs[0].Index != idx {
+		t.Fatalf("query over TLS: %+v, want index %d", recs, idx)
 	}
-	if out := mustRun(t, append(env, "INDELIBLE_CA="+pki.caFile), "tail", "-n", "1"); !strings.Contains(out, "tls.test") {
+	if out := mustRun(t, append(env, "INDELIBLE_CA="+pki.caFile), "tail", "-n", "1", "--action", "tls.test"); !strings.Contains(out, "tls.test") {
 		t.Fatalf("tail with $INDELIBLE_CA: %q", out)
 	}
-	out := with("token", "create", "--name", "reader", "--scope", "read")
+	out = with("token", "create", "--name", "reader", "--scope", "read")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	readTok := lines[len(lines)-1]
 	if out := with("token", "list"); !strings.Contains(out, "reader") {
@@ -201,6 +203,9 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	if out := with("token", "revoke", "reader"); !strings.Contains(out, "revoked") {
 		t.Fatalf("token revoke over TLS: %q", out)
+	}
+	if out := with("erase", fmt.Sprint(idx), "--reason", "tls test"); !strings.Contains(out, fmt.Sprint(idx)) {
+		t.Fatalf("erase over TLS: %q", out)
 	}
 
 	// tail -f: the event stream over HTTP/2.
@@ -306,6 +311,7 @@ func TestTLSEndToEnd(t *testing.T) {
 		{"token", "list"},
 		{"token", "create", "--name", "n", "--scope", "read"},
 		{"token", "revoke", "n"},
+		{"erase", "1", "--reason", "x"},
 		{"checkpoint", "--key", logVKey},
 		{"audit", "--key", logVKey, "--no-progress"},
 		{"bench", "proof", "--readers", "1", "--duration", "100ms"},
