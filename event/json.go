@@ -23,6 +23,7 @@ type jsonError struct {
 	path  string
 	msg   string
 	shape bool // well-formed so far, but breaks a rule of ours (depth, duplicate key)
+	deep  bool // nested deeper than allowed: a limit (413), not a malformation
 }
 
 // scanner reads JSON from b, starting at i.
@@ -256,7 +257,7 @@ func (s *scanner) value(depth, maxDepth int) (value, *jsonError) {
 	switch c := s.peek(); {
 	case c == '{' || c == '[':
 		if depth > maxDepth {
-			return value{}, &jsonError{off: s.i, msg: "nested deeper than " + strconv.Itoa(maxDepth) + " levels", shape: true}
+			return value{}, &jsonError{off: s.i, msg: "nested deeper than " + strconv.Itoa(maxDepth) + " levels", shape: true, deep: true}
 		}
 		if c == '{' {
 			return s.object(depth, maxDepth)

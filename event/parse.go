@@ -423,7 +423,11 @@ func stringField(s *scanner, pos int, field string, max int) (string, *Error) {
 			return "", syntaxErr(pos, field, jerr)
 		}
 		if msg := checkString(v, max); msg != "" {
-			return "", &Error{Position: pos, Field: field, Msg: msg, Kind: ErrInvalid}
+			kind := ErrInvalid
+			if field == "id" && len(v) > max {
+				kind = ErrTooLarge // the id's length is a contract limit: 413
+			}
+			return "", &Error{Position: pos, Field: field, Msg: msg, Kind: kind}
 		}
 		return v, nil
 	}
@@ -565,7 +569,11 @@ func metadataField(s *scanner, pos int) ([]byte, *Error) {
 	}
 	v, jerr := s.value(1, MaxMetadataDepth)
 	if jerr != nil {
-		return nil, syntaxErr(pos, "metadata", jerr)
+		err := syntaxErr(pos, "metadata", jerr)
+		if jerr.deep {
+			err.Kind = ErrTooLarge // a contract limit: 413, like the size limits
+		}
+		return nil, err
 	}
 	return appendValue(nil, &v), nil
 }

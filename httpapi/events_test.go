@@ -325,8 +325,8 @@ func TestEventsBadInput(t *testing.T) {
 		{"no content type", "", `{"action":"a"}`, 415, nil},
 		{"empty body", "application/json", ``, 400, nil},
 		{"empty array", "application/json", `[]`, 400, nil},
-		{"deep metadata", "application/json", `{"action":"a","metadata":` + strings.Repeat(`{"a":`, 10) + `1` + strings.Repeat(`}`, 10) + `}`, 400, []string{"metadata"}},
-		{"long id", "application/json", `{"action":"a","id":"` + strings.Repeat("i", event.MaxIDBytes+1) + `"}`, 400, []string{"id"}},
+		{"deep metadata", "application/json", `{"action":"a","metadata":` + strings.Repeat(`{"a":`, 10) + `1` + strings.Repeat(`}`, 10) + `}`, 413, []string{"metadata"}},
+		{"long id", "application/json", `{"action":"a","id":"` + strings.Repeat("i", event.MaxIDBytes+1) + `"}`, 413, []string{"id"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, hdr, b := te.req(http.MethodPost, "/v1/events", "append", tc.ct, []byte(tc.body))
