@@ -60,12 +60,14 @@ func Print(w io.Writer, in Info) {
 Try:
 `, title, in.Origin, in.VKey, keyNote, in.DataDir, in.Size, url, tokenNote)
 	if in.Mode == "events" {
+		// On a quiet log the first curl's event gets the index that is
+		// the tree size now (event 0 records the first admin token).
 		auth := fmt.Sprintf(`-H "Authorization: Bearer $(cat %s)"`, ShellQuote(in.AdminTokenFile))
 		fmt.Fprintf(w, `  curl %[2]s -H 'Content-Type: application/json' -d '{"action":"demo.hello"}' %[1]s/v1/events
   curl %[2]s '%[1]s/v1/events?action=demo.hello'
-  curl %[2]s %[1]s/v1/events/0/receipt > receipt.txt
+  curl %[2]s %[1]s/v1/events/%[4]d/receipt > receipt.txt
   indelible verify receipt.txt --key '%[3]s'
-`, url, auth, in.VKey)
+`, url, auth, in.VKey, in.Size)
 	} else {
 		fmt.Fprintf(w, `  curl --data-binary 'hello, log' %[1]s/add
   curl %[1]s/checkpoint

@@ -23,10 +23,10 @@ func TestPrint(t *testing.T) {
 	}
 	b.Reset()
 	Print(&b, Info{Mode: "events", Addr: "h:1", TLS: true, Origin: "o", VKey: "v", DataDir: "d", KeyFile: "d/log.key", PubFile: "d/log.pub",
-		AdminTokenFile: "my d/admin.token", AdminToken: "tok"})
+		AdminTokenFile: "my d/admin.token", AdminToken: "tok", Size: 1})
 	out = b.String()
 	for _, want := range []string{"Indelible audit ledger (mode events)\n", "new key:      signer d/log.key", "listening on  https://h:1\n  admin token:  tok\n",
-		`Bearer $(cat 'my d/admin.token')`, "indelible verify receipt.txt --key 'v'", "console:      open https://h:1/ in a browser"} {
+		`Bearer $(cat 'my d/admin.token')`, "https://h:1/v1/events/1/receipt > receipt.txt", "indelible verify receipt.txt --key 'v'", "console:      open https://h:1/ in a browser"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("events banner lacks %q:\n%s", want, out)
 		}
