@@ -374,19 +374,7 @@ func TestPrivateLogEndToEnd(t *testing.T) {
 		return lines[len(lines)-1]
 	}
 	readTok, appendTok := tokenOf("auditor", "read"), tokenOf("writer", "append")
-	get := func(path, token string) (int, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, p.url+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
+	get := func(path, token string) (int, []byte) { return httpDo(t, http.MethodGet, p.url+path, token) }
 	tlogtest.Eventually(t, 15*time.Second, "a checkpoint of 2 entries cosigned by the witness", func() (bool, string) {
 		status, body := get("/checkpoint", readTok)
 		if status != 200 {
