@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"indelible.dev/event"
 	"indelible.dev/internal/receipt"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -146,29 +146,6 @@ func copyDir(t *testing.T, src string) string {
 		t.Fatal(err)
 	}
 	return dst
-}
-
-// checkNotInFiles fails if any file under dir contains any of the needles.
-func checkNotInFiles(t *testing.T, dir string, needles map[string][]byte) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for name, n := range needles {
-			if bytes.Contains(b, n) {
-				t.Errorf("%s found in %s", name, p)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // openCopy opens a copy of the data directory with the master key.
@@ -300,7 +277,7 @@ func TestErase(t *testing.T) {
 
 	// Gone means gone: a copy of the directory, read with the master key.
 	dir := copyDir(t, e.dir)
-	checkNotInFiles(t, dir, map[string][]byte{"marker": []byte(marker), "salt": salt, "event key": ekey, "wrapped event key": wrapped})
+	tlogtest.CheckNotInFiles(t, dir, map[string][]byte{"marker": []byte(marker), "salt": salt, "event key": ekey, "wrapped event key": wrapped})
 	e.close()
 	log, l := openCopy(t, e, dir)
 	if err := l.Check(); err != nil {
@@ -411,7 +388,7 @@ func TestRetention(t *testing.T) {
 	}
 
 	dir := copyDir(t, e.dir)
-	checkNotInFiles(t, dir, map[string][]byte{"marker": []byte(marker), "wrapped day key": wrappedDay, "event key": ekey})
+	tlogtest.CheckNotInFiles(t, dir, map[string][]byte{"marker": []byte(marker), "wrapped day key": wrappedDay, "event key": ekey})
 	_ = wrapped // under the destroyed day key: it may linger, and opens nothing
 	e.close()
 	log, l := openCopy(t, e, dir)

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"indelible.dev/event"
+	"indelible.dev/internal/tlogtest"
 )
 
 // TestNoPlaintext appends events carrying a unique marker in every field a
@@ -48,27 +46,7 @@ func TestNoPlaintext(t *testing.T) {
 	e.close()
 	grep := func(stage string) {
 		t.Helper()
-		n := 0
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			n++
-			if bytes.Contains(b, []byte(m)) || bytes.Contains(b, []byte(m[3:])) {
-				t.Errorf("%s: %s holds the marker", stage, path)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatal("no files")
-		}
+		tlogtest.CheckNotInFiles(t, dir, map[string][]byte{stage + ": the marker": []byte(m), stage + ": the marker's tail": []byte(m[3:])})
 	}
 	grep("after close")
 	db, err := pebble.Open(dir, &pebble.Options{})

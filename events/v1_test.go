@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"indelible.dev/event"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -110,5 +111,5 @@ func TestPayloadV1(t *testing.T) {
 	if err := e.l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	checkNotInFiles(t, copyDir(t, e.dir), map[string][]byte{"marker": []byte(marker)})
+	tlogtest.CheckNotInFiles(t, copyDir(t, e.dir), map[string][]byte{"marker": []byte(marker)})
 }

@@ -9,30 +9,9 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-)
 
-// grepDir returns the files under dir that contain needle.
-func grepDir(t *testing.T, dir string, needle []byte) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, needle) {
-			hits = append(hits, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
+	"indelible.dev/internal/tlogtest"
+)
 
 // TestWALNotRecycled: the store's cleaner makes pebble delete obsolete WAL
 // files instead of recycling them (a recycled file keeps old bytes past its
@@ -97,7 +76,7 @@ func TestPurgeExt(t *testing.T) {
 	if err := l.WriteExt(func(w Writer) error { return w.Set(key, secret) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(grepDir(t, dir, secret)) == 0 {
+	if len(tlogtest.FilesContaining(t, dir, secret)) == 0 {
 		t.Fatal("secret not in the WAL: the test would prove nothing")
 	}
 	if err := l.db.Flush(); err != nil { // into a table, and a second WAL
@@ -109,7 +88,7 @@ func TestPurgeExt(t *testing.T) {
 	if err := l.PurgeExt(context.Background(), [][2][]byte{{key, append(key, 0)}}); err != nil {
 		t.Fatal(err)
 	}
-	if hits := grepDir(t, dir, secret); len(hits) != 0 {
+	if hits := tlogtest.FilesContaining(t, dir, secret); len(hits) != 0 {
 		t.Fatalf("deleted value still in %v after PurgeExt", hits)
 	}
 	if v, err := l.GetExt([]byte{'q', 7}); err != nil || len(v) != 100 {
