@@ -57,7 +57,13 @@ func TestREADMEEventsWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("banner commands failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{`"index":`, "demo.hello", "verified: event 0", "origin " + p.origin} {
+	// The receipt line fetches the index the banner's first curl gets on a
+	// quiet log (the tree size at start): event 1, after the first admin
+	// token's event 0.
+	if !strings.Contains(try, "/v1/events/1/receipt") {
+		t.Errorf("banner's receipt line does not fetch event 1:\n%s", try)
+	}
+	for _, want := range []string{`"index":`, "demo.hello", "verified: event 1", "origin " + p.origin} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("banner commands' output lacks %q:\n%s", want, out)
 		}
