@@ -1,73 +1,82 @@
 package events
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"indelible.dev/event"
 	"indelible.dev/ledger"
 )
 
-// prepared is one event ready to append: its log entry, its sealed payload,
-// and its index keys, each ending with 8 placeholder bytes the Sidecar fills
-// with the index once the sequencer assigns it.
-type prepared struct {
-	commitment [32]byte
-	payload    []byte
-	keys       [][]byte // the 't' key, then the 'f' keys (value empty)
-	tval       []byte   // the 't' key's value: the wrapped event key, then the outcome's blind value if any
-	idem       []byte   // 'd' key or nil; its value is the index
-	l          *Layer
-	dk         *dayKey                                  // the day key the payload is sealed under
-	writeDay   bool                                     // also write the day's wrapped key
-	extra      func(index int64, w ledger.Writer) error // more writes in the same batch (erasure, retention)
+// batch is one request's writes, ready to append: every key and value is
+// computed, and the keys are sorted, before the entries are queued, so the
+// sequencer only fills in indexes and copies bytes (and pebble's memtable
+// inserts the run in key order, its cheap case).
+type batch struct {
+	l        *Layer
+	dk       *dayKey                                  // the day key the payloads are sealed under
+	writeDay bool                                     // also write the day's wrapped key
+	ops      []write                                  // in key order
+	size     int                                      // bytes of keys and values
+	extra    func(index int64, w ledger.Writer) error // more writes (erasure, retention), after the events'
 }
 
-// sidecar adds the event's writes to the log's batch. It only copies
-// precomputed bytes: everything costly happened before AppendEntries.
-func (p *prepared) sidecar(i int64, w ledger.Writer) error {
-	var ib [indexSize]byte
-	binary.BigEndian.PutUint64(ib[:], uint64(i))
-	if p.writeDay {
-		if err := w.Set(dayKeyKey(p.dk.day), p.dk.wrapped); err != nil {
+// write is one Set. Keys whose last 8 bytes are an index hold a zero
+// placeholder until the sequencer assigns the index: placeholders compare
+// equal, and ties sort by event, so the order found before sequencing is
+// the order after (indexes grow with the event's position).
+type write struct {
+	key, val []byte
+	ev       int32 // position of the event (its entry) in the request
+	valIndex bool  // the value, not the key's last 8 bytes, is the index
+}
+
+func compareWrites(a, b write) int {
+	if c := bytes.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ev, b.ev)
+}
+
+// sidecar adds the request's writes to the log's batch: AppendBatch calls
+// it on the sequencer's goroutine once the entries have their indexes.
+func (b *batch) sidecar(indexes []int64, w ledger.Writer) error {
+	if b.writeDay {
+		if err := w.Set(dayKeyKey(b.dk.day), b.dk.wrapped); err != nil {
 			return err
 		}
 	}
 	// Record where, in index order, the day of the payloads changes: a
 	// day's events are then the index ranges retention shreds. Sidecars run
-	// one at a time, in index order, on the sequencer's goroutine.
-	if p.dk.day != p.l.seqDay.Load() {
-		if err := w.Set(switchKey(i), binary.BigEndian.AppendUint64(nil, uint64(p.dk.day))); err != nil {
+	// one at a time, in index order, on the sequencer's goroutine, and a
+	// request's payloads are all of one day.
+	if b.dk.day != b.l.seqDay.Load() {
+		if err := w.Set(switchKey(indexes[0]), binary.BigEndian.AppendUint64(nil, uint64(b.dk.day))); err != nil {
 			return err
 		}
-		p.l.seqDay.Store(p.dk.day)
+		b.l.seqDay.Store(b.dk.day)
 	}
-	pk := [1 + indexSize]byte{prefixPayload}
-	copy(pk[1:], ib[:])
-	if err := w.Set(pk[:], p.payload); err != nil {
-		return err
-	}
-	for j, k := range p.keys {
-		copy(k[len(k)-indexSize:], ib[:])
-		var v []byte
-		if j == 0 {
-			v = p.tval
+	for i := range b.ops {
+		op := &b.ops[i]
+		idx := uint64(indexes[op.ev])
+		if op.valIndex {
+			binary.BigEndian.PutUint64(op.val, idx)
+		} else {
+			binary.BigEndian.PutUint64(op.key[len(op.key)-indexSize:], idx)
 		}
-		if err := w.Set(k, v); err != nil {
-			return err
-		}
-	}
-	if p.idem != nil {
-		if err := w.Set(p.idem, ib[:]); err != nil {
+		if err := w.Set(op.key, op.val); err != nil {
 			return err
 		}
 	}
-	if p.extra != nil {
-		return p.extra(i, w)
+	if b.extra != nil {
+		return b.extra(indexes[0], w)
 	}
 	return nil
 }
@@ -169,9 +178,16 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 	}
 	ekeys := salts[n*event.SaltSize:]
 	ctr := day.nonces(n)
-	preps := make([]prepared, n)
+	commitments := make([][32]byte, n)
 	entries := make([]ledger.Entry, n)
 	pos := make([]int, n) // event position of each entry
+	// Every key of the request in one arena: 'p', 't', up to four 'f', and
+	// 'd' with its 8-byte value.
+	const maxKeys = 2 + int(numFields)
+	arena := make([]byte, 0, n*(1+indexSize+maxIndexKeyBytes+1+blindSize+indexSize))
+	keys := make([][]byte, 0, maxKeys)
+	b := &batch{l: l, dk: day, ops: make([]write, 0, n*maxKeys), extra: extra}
+	b.writeDay = !day.durable.Load()
 	k := 0
 	for i := range evs {
 		if skip[i] >= 0 {
@@ -185,36 +201,49 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 				continue
 			}
 		}
-		p := &preps[k]
+		c := &commitments[k]
 		var salt [event.SaltSize]byte
 		copy(salt[:], salts[k*event.SaltSize:])
-		p.commitment = event.Commitment(salt, bytes[i])
+		*c = event.Commitment(salt, bytes[i])
 		var tk [timeKeySize]byte
 		appendTimeKey(tk[:0], evs[i].Time)
-		var wrapped, outcome []byte
-		p.payload, wrapped, err = day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, bytes[i], &p.commitment)
+		payload, wrapped, err := day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, bytes[i], c)
 		if err != nil {
 			return nil, err
 		}
-		p.keys, outcome = l.indexKeys(&evs[i])
-		p.tval = append(wrapped, outcome...)
+		ev := int32(k)
+		s := len(arena)
+		arena = append(arena, prefixPayload)
+		arena = append(arena, make([]byte, indexSize)...)
+		b.ops = append(b.ops, write{key: arena[s:len(arena):len(arena)], val: payload, ev: ev})
+		var outcome []byte
+		arena, keys, outcome = l.appendIndexKeys(arena, keys[:0], &evs[i])
+		// The 't' key's value: the wrapped event key, then the outcome's
+		// blind value if any (wrapped has room for it: see seal).
+		b.ops = append(b.ops, write{key: keys[0], val: append(wrapped, outcome...), ev: ev})
+		for _, fk := range keys[1:] {
+			b.ops = append(b.ops, write{key: fk, ev: ev})
+		}
 		if evs[i].ID != "" {
-			p.idem = idemKey(ik)
+			s := len(arena)
+			arena = append(arena, prefixIdem)
+			arena = append(arena, ik[:]...)
+			arena = append(arena, make([]byte, indexSize)...)
+			b.ops = append(b.ops, write{key: arena[s : s+1+blindSize : s+1+blindSize], val: arena[s+1+blindSize : len(arena) : len(arena)], ev: ev, valIndex: true})
 		}
-		p.l, p.dk = l, day
-		if k == 0 {
-			p.writeDay = !day.durable.Load()
-			p.extra = extra
-		}
-		entries[k] = ledger.Entry{Data: p.commitment[:], Sidecar: p.sidecar}
+		entries[k] = ledger.Entry{Data: c[:]}
 		pos[k] = i
 		k++
 	}
 	if n > 0 {
+		slices.SortFunc(b.ops, compareWrites)
+		for _, op := range b.ops {
+			b.size += len(op.key) + len(op.val) + 8
+		}
 		// The entries must not be abandoned half-way: a cancelled context
 		// would let this call return (and release the ids) while the batch
 		// may still commit. The wait is bounded by one commit.
-		idx, err := l.log.AppendEntries(context.WithoutCancel(ctx), entries)
+		idx, err := l.log.AppendBatch(context.WithoutCancel(ctx), entries, b.sidecar, b.size)
 		if err != nil {
 			return nil, fmt.Errorf("events: appending: %w", err)
 		}
@@ -231,12 +260,22 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 	return out, nil
 }
 
+// maxIndexKeyBytes bounds what appendIndexKeys appends.
+const maxIndexKeyBytes = 1 + timeKeySize + indexSize + int(numFields)*(2+blindSize+timeKeySize+indexSize)
+
 // indexKeys returns the event's 't' key and its 'f' keys, in one
 // allocation, each ending with the index placeholder, and the 't' key's
 // value. The outcome has no 'f' key: its blind value is the 't' key's value
 // (four outcomes would make four huge postings; a scan of the time index
 // filters on the value instead, without decrypting).
 func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
+	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e)
+	return keys, tval
+}
+
+// appendIndexKeys is indexKeys appending the keys' bytes to arena and the
+// keys to keys.
+func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]byte, [][]byte, []byte) {
 	var vals [numFields + 1]string
 	if e.Actor != nil {
 		vals[fieldActor] = e.Actor.ID
@@ -246,26 +285,18 @@ func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
 		vals[fieldResource] = e.Resource.ID
 	}
 	vals[fieldSource] = e.Source
-	nf := 0
-	for f := fieldActor; f <= numFields; f++ {
-		if vals[f] != "" {
-			nf++
-		}
-	}
+	var tval []byte
 	if e.Outcome != "" {
 		b := l.blind.field(fieldOutcome, e.Outcome)
 		tval = b[:]
 	}
-	const tlen = 1 + timeKeySize + indexSize
-	const flen = 2 + blindSize + timeKeySize + indexSize
-	arena := make([]byte, 0, tlen+nf*flen)
-	keys = make([][]byte, 0, 1+nf)
 	var tk [timeKeySize]byte
 	appendTimeKey(tk[:0], e.Time)
+	s := len(arena)
 	arena = append(arena, prefixTime)
 	arena = append(arena, tk[:]...)
 	arena = append(arena, make([]byte, indexSize)...)
-	keys = append(keys, arena[:tlen:tlen])
+	keys = append(keys, arena[s:len(arena):len(arena)])
 	for f := fieldActor; f <= numFields; f++ {
 		if vals[f] == "" {
 			continue
@@ -278,7 +309,7 @@ func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
 		arena = append(arena, make([]byte, indexSize)...)
 		keys = append(keys, arena[s:len(arena):len(arena)])
 	}
-	return keys, tval
+	return arena, keys, tval
 }
 
 func idemKey(b [blindSize]byte) []byte {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -39,7 +40,9 @@ type Writer interface {
 
 type request struct {
 	entries []Entry
-	bytes   int // sum of the entries' lengths
+	sidecar func(indexes []int64, w Writer) error // AppendBatch's, or nil
+	hint    int                                   // bytes sidecar writes, about
+	bytes   int                                   // sum of the entries' lengths
 	indexes []int64
 	err     error
 	done    chan struct{}
@@ -73,6 +76,26 @@ func (l *Log) Append(ctx context.Context, data []byte) (int64, error) {
 // durability (all in one batch), and returns their indexes once durable.
 // Indexes are consecutive unless Options.Dedup returned existing ones.
 func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, error) {
+	return l.appendEntries(ctx, entries, nil, 0)
+}
+
+// AppendBatch is AppendEntries with one sidecar for the whole call instead
+// of one per entry: the sequencer calls it once every entry of the call has
+// its index (indexes[j] is entries[j]'s), in the same pebble batch and under
+// the same rules as Entry.Sidecar. Sets written in key order are cheaper to
+// apply (pebble's memtable insert starts from where the previous key went),
+// so a caller that sorts its keys before appending saves the sequencer most
+// of that cost. hint is about how many bytes the sidecar writes (it sizes
+// the batch). A log with Options.Dedup refuses it: a deduplicated entry
+// would have no writes of its own to make.
+func (l *Log) AppendBatch(ctx context.Context, entries []Entry, sidecar func(indexes []int64, w Writer) error, hint int) ([]int64, error) {
+	if l.opts.Dedup && sidecar != nil {
+		return nil, errors.New("ledger: AppendBatch with a sidecar on a log with Dedup")
+	}
+	return l.appendEntries(ctx, entries, sidecar, hint)
+}
+
+func (l *Log) appendEntries(ctx context.Context, entries []Entry, sidecar func([]int64, Writer) error, hint int) ([]int64, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -95,7 +118,7 @@ func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, erro
 	if l.diskFull.Load() {
 		return nil, ErrDiskFull
 	}
-	r := &request{entries: entries, bytes: size, done: make(chan struct{})}
+	r := &request{entries: entries, sidecar: sidecar, hint: hint, bytes: size, done: make(chan struct{})}
 	l.qmu.Lock()
 	if l.closing {
 		l.qmu.Unlock()
@@ -209,7 +232,12 @@ func finish(reqs []*request, err error) {
 type batchWriter struct{ b *pebble.Batch }
 
 func (w batchWriter) Set(key, value []byte) error {
-	return w.b.Set(extKey(key), value, nil)
+	// extKey without the allocation: the batch's own bytes are written.
+	op := w.b.SetDeferred(1+len(key), len(value))
+	op.Key[0] = prefixExt
+	copy(op.Key[1:], key)
+	copy(op.Value, value)
+	return op.Finish()
 }
 
 func (w batchWriter) Delete(key []byte) error { return w.b.Delete(extKey(key), nil) }
@@ -224,7 +252,11 @@ func (w batchWriter) DeleteRange(lo, hi []byte) error {
 func (l *Log) integrate(reqs []*request) *commit {
 	start := time.Now()
 	e := l.edge
-	b := l.db.NewBatch()
+	size := 4096
+	for _, r := range reqs {
+		size += r.hint + r.bytes + 16*len(r.entries)
+	}
+	b := l.db.NewBatchWithSize(size)
 	c := &commit{batch: b, reqs: reqs, start: start}
 	var key []byte
 	var seen map[tlog.Hash]int64
@@ -287,6 +319,11 @@ func (l *Log) integrate(reqs []*request) *commit {
 				e.bundle.w = 0
 				e.bundle.data = make([]byte, 0, cap(e.bundle.data))
 				deltaStart, deltaOff = e.size, 0
+			}
+		}
+		if c.err == nil && r.sidecar != nil {
+			if err := r.sidecar(r.indexes, batchWriter{b}); err != nil {
+				c.err = fmt.Errorf("%w: sidecar for entries %d..%d: %w", ErrFailed, r.indexes[0], e.size-1, err)
 			}
 		}
 		if c.err != nil {
