@@ -90,7 +90,7 @@ type Layer struct {
 	wg        sync.WaitGroup
 
 	// seqDay is the day of the last payload sequenced (sidecars only; see
-	// prepared.sidecar).
+	// batch.sidecar).
 	seqDay atomic.Int64
 
 	closed atomic.Bool
