@@ -37,6 +37,11 @@ const MAX_INT64 = (1n << 63n) - 1n;
 // ---- bytes and encodings ----
 
 export function concat(...parts) {
+  return concatAll(parts);
+}
+
+// concatAll joins an array of byte arrays (any number: no spread arguments).
+export function concatAll(parts) {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

@@ -2,6 +2,8 @@
 // headers, no compression, a central directory, the end record) with its
 // own CRC-32. Enough for a bundle of receipts; no library.
 
+import { concatAll } from "./verify.js";
+
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
   for (let n = 0; n < 256; n++) {
@@ -79,14 +81,5 @@ export function makeZip(files, when = new Date()) {
   end.setUint16(10, files.length, true); // entries in total
   end.setUint32(12, cdSize, true);
   end.setUint32(16, offset, true); // offset of the central directory
-  const parts = [...locals, ...centrals, new Uint8Array(end.buffer)];
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatAll([...locals, ...centrals, new Uint8Array(end.buffer)]);
 }
