@@ -65,27 +65,35 @@ func (s *Server) MountWitness(w *witness.Witness, cfg WitnessConfig) {
 	if cfg.AdminToken != "" {
 		s.route(http.MethodPost, routeWitnessClearFork, h.serveClearFork)
 	}
-	stat := func(f func(witness.Stats) int64) func() float64 {
-		return func() float64 { return float64(f(w.Stats())) }
+	for _, m := range []struct {
+		name, help string
+		gauge      bool
+		value      func(witness.Stats) int64
+	}{
+		{"indelible_witness_cosigned_total", "Checkpoints cosigned (add-checkpoint answered 200).", false,
+			func(s witness.Stats) int64 { return s.Cosigned }},
+		{"indelible_witness_conflicts_total", "add-checkpoint requests answered 409 (stale old size).", false,
+			func(s witness.Stats) int64 { return s.Conflicts }},
+		{"indelible_witness_rejected_total", "add-checkpoint requests rejected with another error.", false,
+			func(s witness.Stats) int64 { return s.Rejected }},
+		{"indelible_witness_forks_total", "Fork evidence records created.", false,
+			func(s witness.Stats) int64 { return s.Forks }},
+		{"indelible_witness_forked_logs", "Logs the witness refuses to cosign because of fork evidence.", true,
+			func(s witness.Stats) int64 { return s.ForkedLogs }},
+		{"indelible_witness_known_logs", "Logs the witness is configured for.", true,
+			func(s witness.Stats) int64 { return s.KnownLogs }},
+		{"indelible_witness_gossip_rounds_total", "Completed gossip rounds.", false,
+			func(s witness.Stats) int64 { return s.GossipRounds }},
+		{"indelible_witness_gossip_errors_total", "Failed fetches from peers or logs during gossip.", false,
+			func(s witness.Stats) int64 { return s.GossipErrors }},
+	} {
+		read := func() float64 { return float64(m.value(w.Stats())) }
+		if m.gauge {
+			s.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: m.name, Help: m.help}, read))
+		} else {
+			s.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help}, read))
+		}
 	}
-	s.metrics.Registry().MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_cosigned_total", Help: "Checkpoints cosigned (add-checkpoint answered 200)."},
-			stat(func(s witness.Stats) int64 { return s.Cosigned })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_conflicts_total", Help: "add-checkpoint requests answered 409 (stale old size)."},
-			stat(func(s witness.Stats) int64 { return s.Conflicts })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_rejected_total", Help: "add-checkpoint requests rejected with another error."},
-			stat(func(s witness.Stats) int64 { return s.Rejected })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_forks_total", Help: "Fork evidence records created."},
-			stat(func(s witness.Stats) int64 { return s.Forks })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "indelible_witness_forked_logs", Help: "Logs the witness refuses to cosign because of fork evidence."},
-			stat(func(s witness.Stats) int64 { return s.ForkedLogs })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "indelible_witness_known_logs", Help: "Logs the witness is configured for."},
-			stat(func(s witness.Stats) int64 { return s.KnownLogs })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_gossip_rounds_total", Help: "Completed gossip rounds."},
-			stat(func(s witness.Stats) int64 { return s.GossipRounds })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "indelible_witness_gossip_errors_total", Help: "Failed fetches from peers or logs during gossip."},
-			stat(func(s witness.Stats) int64 { return s.GossipErrors })),
-	)
 }
 
 // readLimited reads a request body of at most WitnessBodyLimit bytes; a
