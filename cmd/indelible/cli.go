@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -91,4 +95,14 @@ func certificateHint(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w\n(the server's TLS certificate is not trusted: pass --ca FILE, or set %s, naming a PEM file of the certificate authority that issued it)", err, envCAVar)
+}
+
+// untilSignal is the RunE of a server command: run until SIGINT or SIGTERM
+// cancels ctx, then shut down gracefully.
+func untilSignal(run func(ctx context.Context, out io.Writer) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return run(ctx, cmd.OutOrStdout())
+	}
 }

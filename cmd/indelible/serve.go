@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +11,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/client"
 	"indelible.dev/httpapi"
 	"indelible.dev/internal/banner"
 	"indelible.dev/internal/eventsetup"
@@ -58,8 +54,7 @@ type serveConfig struct {
 	keyFile string   // signer key file; "" means <dataDir>/log.key, created if missing
 	mode    string   // "events" (the events API, events.go) or "raw" (POST /add)
 	pprof   string   // if set, net/http/pprof is served on this (loopback) address
-	tls     tlsFlags // --tls-cert, --tls-key: serve HTTPS (tls.go)
-	ca      string   // CAs trusted for HTTPS to the witnesses; "" means the system's
+	tls     tlsFlags // --tls-cert, --tls-key: serve HTTPS; --ca: trusted for HTTPS to the witnesses (tls.go)
 	// privateLog puts the log's read routes behind the read scope (events
 	// mode only: raw mode has no tokens).
 	privateLog bool
@@ -110,11 +105,7 @@ are unaffected (the log pushes checkpoints and proofs to them); auditors pass
 a read token (indelible audit --token). Raw mode refuses the flag: it has no
 tokens.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return runServe(ctx, cfg, cmd.OutOrStdout())
-		},
+		RunE: untilSignal(func(ctx context.Context, out io.Writer) error { return runServe(ctx, cfg, out) }),
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.dataDir, "data", defaultDataDir, "data directory (keys and the store)")
@@ -123,9 +114,7 @@ tokens.`,
 	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
 	f.StringVar(&cfg.mode, "mode", "events", `"events": the audit events API (/v1/events, Bearer tokens); "raw": a generic log, POST /add appends the body as an entry`)
 	eventsFlags(f, &cfg)
-	f.StringVar(&cfg.tls.cert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
-	f.StringVar(&cfg.tls.key, "tls-key", "", "private key of --tls-cert (PEM file)")
-	f.StringVar(&cfg.ca, "ca", "", "PEM file of the certificate authorities trusted, instead of the system's, for witnesses served over HTTPS")
+	cfg.tls.register(f, "witnesses")
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
@@ -151,15 +140,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
 	}
-	tlsConfig, err := cfg.tls.config()
+	tlsConfig, witnessCAs, err := cfg.tls.load()
 	if err != nil {
 		return err
-	}
-	var witnessCAs *x509.CertPool
-	if cfg.ca != "" {
-		if witnessCAs, err = client.LoadCA(cfg.ca); err != nil {
-			return fmt.Errorf("--ca: %w", err)
-		}
 	}
 	if cfg.pprof != "" {
 		// Profiles reveal memory contents: loopback only.

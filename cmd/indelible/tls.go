@@ -2,17 +2,47 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 
+	"github.com/spf13/pflag"
+
+	"indelible.dev/client"
 	"indelible.dev/internal/banner"
 )
 
-// tlsFlags are the HTTPS flags of the servers (serve, witness).
+// tlsFlags are the HTTPS flags of the servers (serve, witness): --tls-cert
+// and --tls-key to serve HTTPS, --ca for the servers they reach over HTTPS.
 type tlsFlags struct {
 	cert, key string
+	ca        string // CAs trusted for outgoing HTTPS; "" means the system's
+}
+
+// register adds --tls-cert, --tls-key and --ca to fs; caFor names whom the
+// server reaches with --ca (e.g. "witnesses").
+func (f *tlsFlags) register(fs *pflag.FlagSet, caFor string) {
+	fs.StringVar(&f.cert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
+	fs.StringVar(&f.key, "tls-key", "", "private key of --tls-cert (PEM file)")
+	fs.StringVar(&f.ca, "ca", "", "PEM file of the certificate authorities trusted, instead of the system's, for "+caFor+" served over HTTPS")
+}
+
+// load returns the server TLS configuration (nil for plain HTTP, see
+// config) and the certificate authorities of --ca (nil: the system's).
+func (f tlsFlags) load() (*tls.Config, *x509.CertPool, error) {
+	c, err := f.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	var pool *x509.CertPool
+	if f.ca != "" {
+		if pool, err = client.LoadCA(f.ca); err != nil {
+			return nil, nil, fmt.Errorf("--ca: %w", err)
+		}
+	}
+	return c, pool, nil
 }
 
 // config returns the server TLS configuration of the flags, or nil for

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,10 +41,9 @@ type witnessConfig struct {
 	logs     []string
 	peers    []string
 	interval time.Duration
-	rate     float64 // requests/s per client IP; 0 means no limit
-	resume   bool    // continue origins whose store is behind the high-water mark
-	tls      tlsFlags
-	ca       string // CAs trusted for HTTPS to peers and logs (gossip); "" means the system's
+	rate     float64  // requests/s per client IP; 0 means no limit
+	resume   bool     // continue origins whose store is behind the high-water mark
+	tls      tlsFlags // --ca: trusted for HTTPS to peers and logs (gossip)
 }
 
 func init() {
@@ -90,11 +86,7 @@ when gossiping with peers and logs served over HTTPS. The admin commands
 Routes: POST /add-checkpoint, GET /<hex sha256 origin>/checkpoint,
 GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return runWitness(ctx, cfg, cmd.OutOrStdout())
-		},
+		RunE: untilSignal(func(ctx context.Context, out io.Writer) error { return runWitness(ctx, cfg, out) }),
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&cfg.dataDir, "data", defaultWitnessDir, "data directory (key and store)")
@@ -105,9 +97,7 @@ GET /v1/witness/forks, POST /v1/witness/observe, /healthz, /metrics.`,
 	lf.StringArrayVar(&cfg.peers, "peer", nil, "peer witness: its cosignature/v1 verifier key =URL (repeatable)")
 	lf.DurationVar(&cfg.interval, "gossip-interval", witness.DefaultGossipInterval, "time between gossip rounds")
 	lf.Float64Var(&cfg.rate, "rate-limit", 0, "requests per second allowed per client IP (an IPv6 /64 is one client; bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
-	lf.StringVar(&cfg.tls.cert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM file; requires --tls-key)")
-	lf.StringVar(&cfg.tls.key, "tls-key", "", "private key of --tls-cert (PEM file)")
-	lf.StringVar(&cfg.ca, "ca", "", "PEM file of the certificate authorities trusted, instead of the system's, for peers and logs served over HTTPS")
+	cfg.tls.register(lf, "peers and logs")
 	lf.BoolVar(&cfg.resume, "resume-from-hwm", false, "the store was lost: continue the logs it is behind on from the high-water mark in DATA/"+witnessHWMFile+" (see the long help)")
 
 	forks := &cobra.Command{
@@ -153,15 +143,9 @@ func runWitness(ctx context.Context, cfg witnessConfig, out io.Writer) error {
 	if cfg.rate < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rate)
 	}
-	tlsConfig, err := cfg.tls.config()
+	tlsConfig, pool, err := cfg.tls.load()
 	if err != nil {
 		return err
-	}
-	var pool *x509.CertPool
-	if cfg.ca != "" {
-		if pool, err = client.LoadCA(cfg.ca); err != nil {
-			return fmt.Errorf("--ca: %w", err)
-		}
 	}
 	if err := os.MkdirAll(cfg.dataDir, dataPerm); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
