@@ -38,6 +38,12 @@ const (
 	lifePurge    = 'p' // 'r' 'p' seq(8) -> ranges still to purge (see purge)
 )
 
+// seqKey is the 9-byte key prefix, n (big-endian): keys of one prefix sort
+// by n.
+func seqKey(prefix byte, n int64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 9), prefix), uint64(n))
+}
+
 func lifeKey(kind byte, n int64) []byte {
 	k := make([]byte, 10)
 	k[0], k[1] = prefixLife, kind
@@ -47,12 +53,7 @@ func lifeKey(kind byte, n int64) []byte {
 
 func switchKey(i int64) []byte { return lifeKey(lifeSwitch, i) }
 
-func tombKey(i int64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixTomb
-	binary.BigEndian.PutUint64(k[1:], uint64(i))
-	return k
-}
+func tombKey(i int64) []byte { return seqKey(prefixTomb, i) }
 
 const (
 	blindSize   = 16
@@ -73,12 +74,7 @@ const (
 
 var fieldNames = [numFields + 1]string{"", "actor", "action", "resource", "outcome", "source"}
 
-func dayKeyKey(day int64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixDayKey
-	binary.BigEndian.PutUint64(k[1:], uint64(day))
-	return k
-}
+func dayKeyKey(day int64) []byte { return seqKey(prefixDayKey, day) }
 
 // timeIndexKey returns the 't' key of the event at index i with time key tk.
 func timeIndexKey(tk []byte, i int64) []byte {
@@ -98,12 +94,7 @@ func outcomeOf(tval []byte) []byte {
 	return tval
 }
 
-func payloadKey(i int64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixPayload
-	binary.BigEndian.PutUint64(k[1:], uint64(i))
-	return k
-}
+func payloadKey(i int64) []byte { return seqKey(prefixPayload, i) }
 
 // appendTimeKey appends t as 12 bytes that sort as the times do: Unix
 // seconds with the sign bit flipped, then nanoseconds. (Nanoseconds since

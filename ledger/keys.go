@@ -49,6 +49,12 @@ var (
 	keyState   = []byte{prefixState}
 )
 
+// seqKey is the 9-byte key prefix, n (big-endian): keys of one prefix sort
+// by n.
+func seqKey(prefix byte, n int64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 9), prefix), uint64(n))
+}
+
 func tileKey(l int, n int64) []byte {
 	k := make([]byte, 10)
 	k[0] = prefixTile
@@ -57,12 +63,7 @@ func tileKey(l int, n int64) []byte {
 	return k
 }
 
-func bundleKey(n int64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixBundle
-	binary.BigEndian.PutUint64(k[1:], uint64(n))
-	return k
-}
+func bundleKey(n int64) []byte { return seqKey(prefixBundle, n) }
 
 func innerKey(l int, n int64) []byte {
 	k := tileKey(l, n)
@@ -76,12 +77,7 @@ const innerHashes = 254
 
 func innerStart(k int) int { return 256 - 512>>k }
 
-func deltaKey(i int64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixDelta
-	binary.BigEndian.PutUint64(k[1:], uint64(i))
-	return k
-}
+func deltaKey(i int64) []byte { return seqKey(prefixDelta, i) }
 
 func appendLeafKey(k []byte, h tlog.Hash, i int64) []byte {
 	k = append(k, prefixLeaf)
