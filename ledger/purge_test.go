@@ -13,6 +13,20 @@ import (
 	"indelible.dev/internal/tlogtest"
 )
 
+// openTempLog opens a new log in a temporary directory, closed when the
+// test ends, and returns it with its directory.
+func openTempLog(t *testing.T) (*Log, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, _ := testSigner(t)
+	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, dir
+}
+
 // TestWALNotRecycled: the store's cleaner makes pebble delete obsolete WAL
 // files instead of recycling them (a recycled file keeps old bytes past its
 // new records), and deletes rather than archives.
@@ -21,13 +35,7 @@ func TestWALNotRecycled(t *testing.T) {
 	if _, ok := c.(interface{ String() string }); !ok || c.(interface{ String() string }).String() != "delete" {
 		t.Fatalf("cleaner is %v, want pebble's delete cleaner", c)
 	}
-	dir := t.TempDir()
-	s, _ := testSigner(t)
-	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, dir := openTempLog(t)
 	for range 5 {
 		if err := l.WriteExt(func(w Writer) error { return w.Set([]byte("k"), []byte("v")) }); err != nil {
 			t.Fatal(err)
@@ -58,13 +66,7 @@ func TestWALNotRecycled(t *testing.T) {
 // TestPurgeExt: a deleted extension value is in no file of the store once
 // PurgeExt returns, while it was before (in the WAL, then in a table).
 func TestPurgeExt(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := testSigner(t)
-	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, dir := openTempLog(t)
 	secret := []byte("purge-me-" + strings.Repeat("S", 40))
 	key := []byte("zsecret")
 	for i := range 50 {
