@@ -238,6 +238,17 @@ func click(t *testing.T, ctx context.Context, sel string) {
 	}
 }
 
+// seededConsole is the start of most browser tests: a seeded fixture and a
+// tab signed in at hash.
+func seededConsole(t *testing.T, hash string) (*consoleFixture, context.Context) {
+	t.Helper()
+	f := newConsoleFixture(t)
+	f.seed()
+	ctx := newTab(t)
+	f.signIn(t, ctx, hash)
+	return f, ctx
+}
+
 // signIn opens the console at hash and signs in with token.
 func (f *consoleFixture) signIn(t *testing.T, ctx context.Context, hash string) {
 	t.Helper()
@@ -284,10 +295,7 @@ func checkNewestFirst(t *testing.T, times []string) {
 // by actor (typed, and by clicking a value), by a time range, see the
 // histogram, and keep the token out of the URL.
 func TestConsoleTimeline(t *testing.T) {
-	f := newConsoleFixture(t)
-	f.seed()
-	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=1h")
+	f, ctx := seededConsole(t, "#/events?range=1h")
 
 	// The last hour: 120 events, 100 per page; scrolling loads the rest
 	// (with the cursor of the same resolved range).
@@ -421,10 +429,7 @@ func verifyIn(t *testing.T, ctx context.Context, base string, index int64) (stri
 // a proxy that flips a byte of the event or of a proof hash, Verify shows
 // which step failed; a pinned key that stops matching raises the alarm.
 func TestConsoleVerify(t *testing.T) {
-	f := newConsoleFixture(t)
-	f.seed()
-	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=all")
+	f, ctx := seededConsole(t, "#/events?range=all")
 	const index = 42
 
 	verdict, failed := verifyIn(t, ctx, f.url, index)
@@ -587,10 +592,7 @@ func quantize(img image.Image) *image.Paletted {
 // appears at the top; with the event panel open the console holds new
 // events back and says how many.
 func TestConsoleLiveTail(t *testing.T) {
-	f := newConsoleFixture(t)
-	f.seed()
-	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=all")
+	f, ctx := seededConsole(t, "#/events?range=all")
 	do(t, ctx, chromedp.Click(chromedp.ID("live")))
 	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
 	time.Sleep(300 * time.Millisecond) // let the stream's request reach the server
@@ -643,10 +645,7 @@ func downloads(t *testing.T, ctx context.Context) func() []byte {
 // TestConsoleExport: the NDJSON export holds exactly the rows shown, and
 // the zip holds one verifying receipt per row, named <index>.tlog-proof.
 func TestConsoleExport(t *testing.T) {
-	f := newConsoleFixture(t)
-	f.seed()
-	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=all&actor=dave%40example.com")
+	f, ctx := seededConsole(t, "#/events?range=all&actor=dave%40example.com")
 	waitJS(t, ctx, "dave's rows", `document.querySelectorAll("#rows tr").length === 6`)
 	shown := rowIndexes(t, ctx)
 	next := downloads(t, ctx)
@@ -705,10 +704,7 @@ func TestConsoleExport(t *testing.T) {
 // TestConsoleErrorStates: a revoked token sends the user back to sign-in
 // with a message; a server that is gone is said so; no results is said so.
 func TestConsoleErrorStates(t *testing.T) {
-	f := newConsoleFixture(t)
-	f.seed()
-	ctx := newTab(t)
-	f.signIn(t, ctx, "#/events?range=all&actor=nobody")
+	f, ctx := seededConsole(t, "#/events?range=all&actor=nobody")
 	waitJS(t, ctx, "the empty state", `!document.getElementById("empty").hidden && document.getElementById("empty").textContent.includes("No events match")`)
 
 	if err := f.tokens.Revoke("sre"); err != nil {
