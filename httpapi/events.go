@@ -244,15 +244,24 @@ func indexParam(c echo.Context) (int64, error) {
 	return i, nil
 }
 
-func (h *eventHandlers) serveGet(c echo.Context) error {
+// auditedIndex starts a read of one event (GET /v1/events/{index} and its
+// receipt): no query parameters, the index from the path, and the read
+// audited under route; call audited once the read is done.
+func (h *eventHandlers) auditedIndex(c echo.Context, route string) (i int64, audited func() error, err error) {
 	if _, err := queryParams(c); err != nil {
-		return err
+		return 0, nil, err
 	}
-	i, err := indexParam(c)
-	if err != nil {
-		return err
+	if i, err = indexParam(c); err != nil {
+		return 0, nil, err
 	}
-	audited, err := h.s.auditRead(c, indexMeta(routeEvent, i))
+	if audited, err = h.s.auditRead(c, indexMeta(route, i)); err != nil {
+		return 0, nil, err
+	}
+	return i, audited, nil
+}
+
+func (h *eventHandlers) serveGet(c echo.Context) error {
+	i, audited, err := h.auditedIndex(c, routeEvent)
 	if err != nil {
 		return err
 	}
@@ -268,14 +277,7 @@ func (h *eventHandlers) serveGet(c echo.Context) error {
 }
 
 func (h *eventHandlers) serveReceipt(c echo.Context) error {
-	if _, err := queryParams(c); err != nil {
-		return err
-	}
-	i, err := indexParam(c)
-	if err != nil {
-		return err
-	}
-	audited, err := h.s.auditRead(c, indexMeta(routeReceipt, i))
+	i, audited, err := h.auditedIndex(c, routeReceipt)
 	if err != nil {
 		return err
 	}
