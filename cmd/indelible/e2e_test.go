@@ -142,6 +142,32 @@ func startProc(t testing.TB, args []string, banner func(line string) bool) *proc
 	return p
 }
 
+// startLines starts the binary with args, env added to the environment,
+// and returns the lines of its standard output (closed at its end); the
+// process is killed when the test ends.
+func startLines(t testing.TB, env []string, args ...string) <-chan string {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
+}
+
 // checkNoSecrets fails t if out, the output of `indelible args...`, holds a
 // token secret (but the first admin token, once, in the first-start
 // banner), the master key, or a signing key: those of the --data directory

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -426,24 +425,7 @@ func TestEventsTail(t *testing.T) {
 		t.Fatalf("tail -n 3: %v", got)
 	}
 
-	cmd := exec.Command(binPath, "tail", "-n", "1", "-f", "--action", "tail.new")
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	lines := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := startLines(t, env, "tail", "-n", "1", "-f", "--action", "tail.new")
 	// Append until the follower shows one (it may connect after the first).
 	deadline := time.After(10 * time.Second)
 	for {

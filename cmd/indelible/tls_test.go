@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -209,24 +208,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 
 	// tail -f: the event stream over HTTP/2.
-	follow := exec.Command(binPath, append([]string{"tail", "-n", "0", "-f", "--action", "tls.follow"}, ca...)...)
-	follow.Env = append(os.Environ(), env...)
-	stdout, err := follow.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := follow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { follow.Process.Kill(); follow.Wait() }()
-	followed := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			followed <- sc.Text()
-		}
-		close(followed)
-	}()
+	followed := startLines(t, env, append([]string{"tail", "-n", "0", "-f", "--action", "tls.follow"}, ca...)...)
 	tlogtest.Eventually(t, 15*time.Second, "tail -f over TLS prints an appended event", func() (bool, string) {
 		with("append", "--action", "tls.follow", "--actor", "bob")
 		select {
