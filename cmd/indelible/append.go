@@ -30,11 +30,7 @@ events (one JSON object per line) of a file or of standard input (--file -),
 in batches of ` + fmt.Sprint(client.AppendBatch) + ` events. It prints each event's index, one per line,
 in order, once the server has stored them durably.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
+		RunE: api.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			out := cmd.OutOrStdout()
 			if file != "" {
 				if ev.Action != "" {
@@ -71,7 +67,7 @@ in order, once the server has stored them durably.`,
 				return err
 			}
 			return printIndexes(out, res)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&ev.Action, "action", "", "what was done, e.g. deploy.start (required for one event)")

@@ -55,6 +55,18 @@ func (a *apiFlags) client() (*client.Client, error) {
 	return client.New(a.url, client.Options{Token: a.token, RootCAs: pool})
 }
 
+// runE is the RunE of a client command: run, given the API client of the
+// flags.
+func (a *apiFlags) runE(run func(cmd *cobra.Command, args []string, c *client.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, c)
+	}
+}
+
 // caFlag registers --ca on f, for a command that talks HTTPS.
 func caFlag(f *pflag.FlagSet, file *string) {
 	f.StringVar(file, "ca", "", "PEM file of the certificate authorities to trust for HTTPS, instead of the system's (default $"+envCAVar+")")

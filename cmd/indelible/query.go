@@ -64,11 +64,7 @@ first, as a table (TIME, INDEX, ACTOR, ACTION, RESOURCE, OUTCOME) or, with
 --json, as NDJSON records (the event, its bytes, salt and commitment). It
 prints one page of --limit events; --all follows the pages to the end.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
+		RunE: api.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			q, err := qf.query()
 			if err != nil {
 				return err
@@ -90,7 +86,7 @@ prints one page of --limit events; --all follows the pages to the end.`,
 				q.Cursor = page.NextCursor
 			}
 			return p.Flush()
-		},
+		}),
 	}
 	qf.register(cmd)
 	cmd.Flags().IntVar(&qf.q.Limit, "limit", 0, "events per page (default 100, at most 1000)")
@@ -108,11 +104,7 @@ prints one page of --limit events; --all follows the pages to the end.`,
 		Use:   "tail [-n N] [-f] [filters]",
 		Short: "Print the last events matching filters, oldest first; -f follows new ones",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := tapi.client()
-			if err != nil {
-				return err
-			}
+		RunE: tapi.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			q, err := tqf.query()
 			if err != nil {
 				return err
@@ -143,7 +135,7 @@ prints one page of --limit events; --all follows the pages to the end.`,
 				}
 				return recordfmt.FlushAll(p, out)
 			})
-		},
+		}),
 	}
 	tqf.register(tail)
 	tail.Flags().IntVarP(&n, "lines", "n", 10, "how many of the last events to print first (at most 1000)")

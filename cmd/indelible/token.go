@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"indelible.dev/client"
 )
 
 func init() {
@@ -20,18 +22,14 @@ func init() {
 		Use:   "create --name NAME --scope append,read",
 		Short: "Create a token; it is printed alone on the last line, once",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
+		RunE: api.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			t, err := c.CreateToken(cmd.Context(), name, strings.Split(scopes, ","))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created token %q with scopes %s (shown once: keep it)\n%s\n", t.Name, strings.Join(t.Scopes, ","), t.Secret)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&name, "name", "", "token name (1-64 of A-Z a-z 0-9 . _ @ -); events it writes are submitted_by this name")
 	create.Flags().StringVar(&scopes, "scope", "", "scopes, comma-separated: append, read, admin (admin implies the others)")
@@ -41,11 +39,7 @@ func init() {
 		Use:   "list",
 		Short: "List tokens (names, scopes, dates; never the secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
+		RunE: api.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.Tokens(cmd.Context())
 			if err != nil {
 				return err
@@ -56,23 +50,19 @@ func init() {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, strings.Join(t.Scopes, ","), when(t.Created), when(t.LastUsed), when(t.Revoked))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke a token, at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
+		RunE: api.runE(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %q\n", args[0])
 			return nil
-		},
+		}),
 	}
 	for _, sub := range []*cobra.Command{create, list, revoke} {
 		api.register(sub)
