@@ -71,14 +71,7 @@ func TestProofVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p) != len(want) {
-			t.Fatalf("inclusion %d: %d hashes, want %d", i, len(p), len(want))
-		}
-		for k := range p {
-			if p[k] != mustHash(t, want[k]) {
-				t.Errorf("inclusion %d hash %d = %v, want %s", i, k, p[k], want[k])
-			}
-		}
+		checkHashes(t, fmt.Sprintf("inclusion %d", i), p, want)
 		if err := CheckInclusion(p, i, 15, tlog.RecordHash([]byte(tlogtest.TesseraEntries[i])), root); err != nil {
 			t.Errorf("CheckInclusion(%d): %v", i, err)
 		}
@@ -95,14 +88,7 @@ func TestProofVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p) != len(want) {
-			t.Fatalf("consistency %d: %d hashes, want %d", m, len(p), len(want))
-		}
-		for k := range p {
-			if p[k] != mustHash(t, want[k]) {
-				t.Errorf("consistency %d hash %d = %v, want %s", m, k, p[k], want[k])
-			}
-		}
+		checkHashes(t, fmt.Sprintf("consistency %d", m), p, want)
 		if err := CheckConsistency(p, m, mustHash(t, tlogtest.TesseraCheckpoints[m].Root), 15, root); err != nil {
 			t.Errorf("CheckConsistency(%d): %v", m, err)
 		}
@@ -319,6 +305,19 @@ func TestProofMutations(t *testing.T) {
 	for _, c := range [][2]int64{{0, 5}, {5, 5}, {0, 0}} {
 		if p, err := ProveConsistency(c[0], c[1], r); err != nil || len(p) != 0 {
 			t.Errorf("ProveConsistency(%d, %d) = %d hashes, %v; want none", c[0], c[1], len(p), err)
+		}
+	}
+}
+
+// checkHashes fails t unless p is the hashes want (base64), in order.
+func checkHashes(t *testing.T, what string, p []tlog.Hash, want []string) {
+	t.Helper()
+	if len(p) != len(want) {
+		t.Fatalf("%s: %d hashes, want %d", what, len(p), len(want))
+	}
+	for k := range p {
+		if p[k] != mustHash(t, want[k]) {
+			t.Errorf("%s hash %d = %v, want %s", what, k, p[k], want[k])
 		}
 	}
 }
