@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,13 +22,5 @@ type Tombstone struct {
 // tombstone.
 func (c *Client) Erase(ctx context.Context, i int64, reason string) (Tombstone, error) {
 	path := "v1/events/" + strconv.FormatInt(i, 10) + "?" + url.Values{"reason": {reason}}.Encode()
-	b, err := c.do(ctx, http.MethodDelete, path, "", nil, MaxProofSize)
-	if err != nil {
-		return Tombstone{}, err
-	}
-	var t Tombstone
-	if err := json.Unmarshal(b, &t); err != nil {
-		return Tombstone{}, fmt.Errorf("client: erase reply: %w", err)
-	}
-	return t, nil
+	return doJSON[Tombstone](ctx, c, http.MethodDelete, path, "", nil, MaxProofSize, "erase reply")
 }

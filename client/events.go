@@ -220,17 +220,10 @@ func (c *Client) appendBody(ctx context.Context, path, ct string, body []byte, w
 	if wait {
 		path += "?wait=checkpoint"
 	}
-	b, err := c.do(ctx, http.MethodPost, path, ct, body, MaxEventsResponse)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
+	r, err := doJSON[struct {
 		Events []Appended `json:"events"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("client: append reply: %w", err)
-	}
-	return r.Events, nil
+	}](ctx, c, http.MethodPost, path, ct, body, MaxEventsResponse, "append reply")
+	return r.Events, err
 }
 
 // Query fetches one page of q (GET /v1/events).
@@ -239,26 +232,14 @@ func (c *Client) Query(ctx context.Context, q Query) (Page, error) {
 	if v := q.values(true); len(v) > 0 {
 		path += "?" + v.Encode()
 	}
-	b, err := c.do(ctx, http.MethodGet, path, "", nil, MaxEventsResponse)
-	if err != nil {
-		return Page{}, err
-	}
-	var p Page
-	if err := json.Unmarshal(b, &p); err != nil {
-		return Page{}, fmt.Errorf("client: query reply: %w", err)
-	}
-	return p, nil
+	return doJSON[Page](ctx, c, http.MethodGet, path, "", nil, MaxEventsResponse, "query reply")
 }
 
 // Event fetches the record of event i (GET /v1/events/{i}).
 func (c *Client) Event(ctx context.Context, i int64) (Record, error) {
-	b, err := c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10), "", nil, MaxEventsResponse)
+	r, err := doJSON[Record](ctx, c, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10), "", nil, MaxEventsResponse, "event "+strconv.FormatInt(i, 10))
 	if err != nil {
 		return Record{}, err
-	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, fmt.Errorf("client: event %d: %w", i, err)
 	}
 	if r.Index != i {
 		return Record{}, fmt.Errorf("client: asked for event %d, got %d", i, r.Index)
@@ -370,36 +351,42 @@ func (c *Client) stream1(ctx context.Context, v url.Values, after int64, f func(
 // CreateToken creates a token (admin) and returns it with its secret.
 func (c *Client) CreateToken(ctx context.Context, name string, scopes []string) (NewToken, error) {
 	body, _ := json.Marshal(map[string]any{"name": name, "scopes": scopes})
-	b, err := c.do(ctx, http.MethodPost, "v1/tokens", "application/json", body, MaxProofSize)
+	t, err := doJSON[NewToken](ctx, c, http.MethodPost, "v1/tokens", "application/json", body, MaxProofSize, "token reply")
 	if err != nil {
 		return NewToken{}, err
 	}
-	var t NewToken
-	if err := json.Unmarshal(b, &t); err != nil || t.Secret == "" {
-		return NewToken{}, fmt.Errorf("client: token reply: %v", err)
+	if t.Secret == "" {
+		return NewToken{}, errors.New("client: token reply: no secret")
 	}
 	return t, nil
 }
 
 // Tokens lists the tokens (admin), revoked ones included.
 func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
-	b, err := c.do(ctx, http.MethodGet, "v1/tokens", "", nil, MaxEventsResponse)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
+	r, err := doJSON[struct {
 		Tokens []Token `json:"tokens"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("client: token list: %w", err)
-	}
-	return r.Tokens, nil
+	}](ctx, c, http.MethodGet, "v1/tokens", "", nil, MaxEventsResponse, "token list")
+	return r.Tokens, err
 }
 
 // RevokeToken revokes the named token (admin), at once.
 func (c *Client) RevokeToken(ctx context.Context, name string) error {
 	_, err := c.do(ctx, http.MethodDelete, "v1/tokens/"+url.PathEscape(name), "", nil, MaxErrorBody)
 	return err
+}
+
+// doJSON sends one API request (see do) and decodes its JSON reply, which
+// what names in errors; the zero T with any error.
+func doJSON[T any](ctx context.Context, c *Client, method, path, ct string, body []byte, limit int64, what string) (T, error) {
+	var v, zero T
+	b, err := c.do(ctx, method, path, ct, body, limit)
+	if err != nil {
+		return zero, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return zero, fmt.Errorf("client: %s: %w", what, err)
+	}
+	return v, nil
 }
 
 // authorize adds the Bearer token, if any.
