@@ -125,11 +125,7 @@ func TestWitnessingQuorumAndVerification(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	for i := 0; i < 50; i++ {
-		if _, err := l.Append(ctx, []byte(fmt.Sprintf("e%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendN(t, l, "e", 50)
 	tlogtest.Eventually(t, 10*time.Second, "size 50 witnessed", func() (bool, string) { cp, _ := l.Checkpoint(); return cp.N == 50, "" })
 	cp, signed := l.Checkpoint()
 	if cosignedBy(signed, w0, w1) != 2 || cosignedBy(signed, w2) != 0 || strings.Count(string(signed), "— w2.example") != 0 {
@@ -216,13 +212,8 @@ func TestWitnessingNeverBlocksIngestion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	start := time.Now()
-	for i := 0; i < 200; i++ {
-		if _, err := l.Append(ctx, []byte(fmt.Sprintf("e%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendN(t, l, "e", 200)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("appends took %v with a hanging witness", d)
 	}
@@ -253,11 +244,7 @@ func TestWitnessingSlowWitnessDoesNotDelayQuorum(t *testing.T) {
 	}
 	defer l.Close()
 	defer close(slow.block)
-	for i := 0; i < 30; i++ {
-		if _, err := l.Append(context.Background(), []byte(fmt.Sprintf("e%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendN(t, l, "e", 30)
 	start := time.Now()
 	tlogtest.Eventually(t, 10*time.Second, "a witnessed checkpoint", func() (bool, string) {
 		cp, signed := l.Checkpoint()
