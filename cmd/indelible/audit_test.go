@@ -177,15 +177,23 @@ func (e *auditEnv) cosign(t testing.TB, msg []byte) []byte {
 	return out
 }
 
-// TestAuditBinaryTamper drives the real binary against the real server:
-// the untouched log exits 0, and every tampering exits 1 naming the problem.
-func TestAuditBinaryTamper(t *testing.T) {
+// startServeSigner starts a raw-mode server with its data in dir/data and
+// returns dir, the server and the log's signer (to forge what it serves).
+func startServeSigner(t *testing.T) (string, *serveProc, note.Signer) {
+	t.Helper()
 	dir := t.TempDir()
 	p := startServe(t, filepath.Join(dir, "data"))
 	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, p, signer
+}
+
+// TestAuditBinaryTamper drives the real binary against the real server:
+// the untouched log exits 0, and every tampering exits 1 naming the problem.
+func TestAuditBinaryTamper(t *testing.T) {
+	dir, p, signer := startServeSigner(t)
 	ws, wvkey := tlogtest.NewWitnessKey(t, "witness.example/w1")
 	env := &auditEnv{serve: p, proxy: audittest.NewProxy(t, p.url), signer: signer, witness: ws, wvkey: wvkey}
 
@@ -480,12 +488,7 @@ func TestAuditBench1M(t *testing.T) {
 // a quorum, and when the log then shows a fork the audit submits both
 // checkpoints to the witness, which answers that it recorded a fork.
 func TestAuditRealWitness(t *testing.T) {
-	dir := t.TempDir()
-	p := startServe(t, filepath.Join(dir, "data"))
-	signer, _, err := keyfile.LoadSigner(filepath.Join(dir, "data", logKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, p, signer := startServeSigner(t)
 	wdir, wvkey := newWitnessDir(t, "aw.example")
 	w := startWitnessProc(t, wdir, "--listen", freeAddr(t), "--log", p.vkey+"="+p.url)
 	for i := 0; i < 300; i++ {
