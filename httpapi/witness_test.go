@@ -307,24 +307,21 @@ func TestForkedOriginRefused(t *testing.T) {
 		t.Fatalf("evidence %+v does not verify", forks)
 	}
 	// Clearing needs the token.
-	req, _ := http.NewRequest("POST", ts.URL+"/v1/witness/clear-fork?origin="+url.QueryEscape(origin), nil)
-	req.Header.Set("Authorization", "Bearer wrong")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	clearFork := func(token string) int {
+		req, _ := http.NewRequest("POST", ts.URL+"/v1/witness/clear-fork?origin="+url.QueryEscape(origin), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 {
-		t.Fatalf("clear-fork with a wrong token: %d", resp.StatusCode)
+	if st := clearFork("wrong"); st != 403 {
+		t.Fatalf("clear-fork with a wrong token: %d", st)
 	}
-	req.Header.Set("Authorization", "Bearer secret-admin-token")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("clear-fork: %d", resp.StatusCode)
+	if st := clearFork("secret-admin-token"); st != 200 {
+		t.Fatalf("clear-fork: %d", st)
 	}
 	st, _, body = post(t, ts.URL+"/add-checkpoint", addBody(14, proof14to15, tesseraCP15))
 	if st != 200 {
