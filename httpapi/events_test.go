@@ -75,7 +75,7 @@ type testEvents struct {
 	tok    map[string]string // "admin", "append", "read", "revoked" -> secret
 	// The server's log and the secrets it must not reveal (checked when
 	// the test ends): the tokens, the master key (hex), the signer key.
-	logs    *logCapture
+	logs    *tlogtest.Buffer
 	secrets *tlogtest.Secrets
 	master  string
 	skey    string

@@ -1,46 +1,19 @@
 package httpapi
 
 import (
-	"bytes"
 	"log/slog"
-	"sync"
 	"testing"
 
 	"indelible.dev/internal/tlogtest"
 )
-
-// logCapture is an in-process server's log output, kept so that the test's
-// end can check it reveals no secret.
-type logCapture struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.String()
-}
-
-func (c *logCapture) Reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.b.Reset()
-}
 
 // checkedLogger returns a logger for an in-process server and the secrets
 // its output must not reveal; when the test ends (after the server's own
 // cleanups, registered later, have run) the output is checked against them
 // and against any token secret. Every server helper of this package uses
 // it, so a new test gets the check for free.
-func checkedLogger(t testing.TB) (*slog.Logger, *logCapture, *tlogtest.Secrets) {
-	out := &logCapture{}
+func checkedLogger(t testing.TB) (*slog.Logger, *tlogtest.Buffer, *tlogtest.Secrets) {
+	out := &tlogtest.Buffer{}
 	s := tlogtest.NewSecrets()
 	t.Cleanup(func() { s.Check(t, "server log", out.String()) })
 	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})), out, s

@@ -374,7 +374,7 @@ func TestAuditWatchAlertsAndGossips(t *testing.T) {
 	cmd.SetArgs([]string{"--url", proxy.URL, "--key", vkey, "--state", filepath.Join(t.TempDir(), "s.json"),
 		"--watch", "--interval", "1s", "--alert-webhook", sink.URL + "/hook", "--gossip", sink.URL})
 	var out bytes.Buffer
-	errb := &lockedBuffer{}
+	errb := &tlogtest.Buffer{}
 	cmd.SetOut(&out)
 	cmd.SetErr(errb)
 	done := make(chan error)

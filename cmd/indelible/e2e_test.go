@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,28 +49,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer goroutine and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // proc is a running indelible process started by a test.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *tlogtest.Buffer
 	exited chan struct{}
 	err    error // of Wait, valid once exited is closed
 }
@@ -87,7 +68,7 @@ func startProc(t testing.TB, args []string, banner func(line string) bool) *proc
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &tlogtest.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -98,7 +79,7 @@ func startProc(t testing.TB, args []string, banner func(line string) bool) *proc
 	}()
 	// Once the process is gone (cleanups run last first): its whole output
 	// must reveal no secret of its data directory or key files.
-	allOut := &lockedBuffer{}
+	allOut := &tlogtest.Buffer{}
 	drained := make(chan struct{})
 	t.Cleanup(func() {
 		select {
