@@ -244,49 +244,45 @@ func indexParam(c echo.Context) (int64, error) {
 	return i, nil
 }
 
-// auditedIndex starts a read of one event (GET /v1/events/{index} and its
-// receipt): no query parameters, the index from the path, and the read
-// audited under route; call audited once the read is done.
-func (h *eventHandlers) auditedIndex(c echo.Context, route string) (i int64, audited func() error, err error) {
+// readAudited answers a read of one event (GET /v1/events/{index} and its
+// receipt): no query parameters, the index from the path, and read(index)
+// audited under route; what names the thing read in errors.
+func readAudited[T any](h *eventHandlers, c echo.Context, route, what string, read func(int64) (T, error)) (T, error) {
+	var zero T
 	if _, err := queryParams(c); err != nil {
-		return 0, nil, err
+		return zero, err
 	}
-	if i, err = indexParam(c); err != nil {
-		return 0, nil, err
+	i, err := indexParam(c)
+	if err != nil {
+		return zero, err
 	}
-	if audited, err = h.s.auditRead(c, indexMeta(route, i)); err != nil {
-		return 0, nil, err
+	audited, err := h.s.auditRead(c, indexMeta(route, i))
+	if err != nil {
+		return zero, err
 	}
-	return i, audited, nil
+	v, err := read(i)
+	if err := audited(); err != nil {
+		return zero, err
+	}
+	if err != nil {
+		return zero, fmt.Errorf("%s %d: %w", what, i, err)
+	}
+	return v, nil
 }
 
 func (h *eventHandlers) serveGet(c echo.Context) error {
-	i, audited, err := h.auditedIndex(c, routeEvent)
+	rec, err := readAudited(h, c, routeEvent, "event", h.l.Get)
 	if err != nil {
 		return err
-	}
-	rec, err := h.l.Get(i)
-	if err := audited(); err != nil {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("event %d: %w", i, err)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, rec)
 }
 
 func (h *eventHandlers) serveReceipt(c echo.Context) error {
-	i, audited, err := h.auditedIndex(c, routeReceipt)
+	r, err := readAudited(h, c, routeReceipt, "receipt of event", h.l.Receipt)
 	if err != nil {
 		return err
-	}
-	r, err := h.l.Receipt(i)
-	if err := audited(); err != nil {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("receipt of event %d: %w", i, err)
 	}
 	w := c.Response()
 	w.Header()["Content-Type"] = hdrTextPlain
