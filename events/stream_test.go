@@ -20,9 +20,7 @@ func TestStreamResume(t *testing.T) {
 	const writers, per = 4, 60
 	var wg sync.WaitGroup
 	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := range per {
 				src := "s"
 				if k%3 == 0 {
@@ -33,7 +31,7 @@ func TestStreamResume(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	q := mustQuery(t, "source", "s")
 	var got []int64

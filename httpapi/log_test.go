@@ -147,9 +147,7 @@ func TestConcurrentAdds(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := range per {
 				entry := fmt.Appendf(nil, "writer %d entry %d", w, k)
 				resp, err := http.Post(tl.url+"/add", "application/octet-stream", bytes.NewReader(entry))
@@ -171,7 +169,7 @@ func TestConcurrentAdds(t *testing.T) {
 				got[idx] = entry
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(got) != writers*per {
@@ -196,9 +194,7 @@ func TestPushback(t *testing.T) {
 		var pushed *http.Response
 		var pushedBody []byte
 		for w := 0; w < 64; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				resp, err := http.Post(tl.url+"/add", "application/octet-stream", strings.NewReader("e"))
 				if err != nil {
 					t.Error(err)
@@ -213,7 +209,7 @@ func TestPushback(t *testing.T) {
 				} else if resp.StatusCode != http.StatusOK {
 					t.Errorf("POST /add: %d %s", resp.StatusCode, body)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if pushed != nil {

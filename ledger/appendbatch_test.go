@@ -24,9 +24,7 @@ func TestAppendBatch(t *testing.T) {
 	const writers, calls = 8, 25
 	var wg sync.WaitGroup
 	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for c := range calls {
 				n := 1 + (w*calls+c)%40
 				entries := make([]Entry, n)
@@ -61,7 +59,7 @@ func TestAppendBatch(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -266,9 +266,7 @@ func TestConcurrentPushback(t *testing.T) {
 	accepted := map[int64]string{}
 	var pushed atomic.Int64
 	for w := 0; w < 64; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := 0; k < 10; k++ {
 				d := fmt.Sprintf("p%d-%d", w, k)
 				i, err := l.Append(ctx, []byte(d))
@@ -287,7 +285,7 @@ func TestConcurrentPushback(t *testing.T) {
 				accepted[i] = d
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	cp, _ := l.Checkpoint()

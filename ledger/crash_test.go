@@ -282,9 +282,7 @@ func TestCrashEveryStep(t *testing.T) {
 	c.arm(true, true)
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := 0; k < 12; k++ {
 				var batch []Entry
 				for j := 0; j <= (w+k)%5; j++ {
@@ -299,7 +297,7 @@ func TestCrashEveryStep(t *testing.T) {
 				}
 				obs.ack(t, l, idx, batch)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	c.arm(false, false)
@@ -376,9 +374,7 @@ func TestCrashRandomClones(t *testing.T) {
 	}()
 	var wg sync.WaitGroup
 	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := 0; k < 80; k++ {
 				d := []byte(fmt.Sprintf("r%d-%d", w, k))
 				obs.submit(d)
@@ -389,7 +385,7 @@ func TestCrashRandomClones(t *testing.T) {
 				}
 				obs.ack(t, l, []int64{idx}, []Entry{{Data: d}})
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(stop)
@@ -429,9 +425,7 @@ func TestCloseReopenConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := 0; ; k++ {
 				select {
 				case <-stop:
@@ -466,7 +460,7 @@ func TestCloseReopenConcurrent(t *testing.T) {
 					break
 				}
 			}
-		}()
+		})
 	}
 	const reopens = 25
 	for r := 0; r < reopens; r++ {
