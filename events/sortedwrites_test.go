@@ -16,7 +16,7 @@ func (r *recorder) Set(k, v []byte) error {
 	r.vals = append(r.vals, bytes.Clone(v))
 	return nil
 }
-func (r *recorder) Delete([]byte) error            { panic("unexpected Delete") }
+func (r *recorder) Delete([]byte) error           { panic("unexpected Delete") }
 func (r *recorder) DeleteRange(_, _ []byte) error { panic("unexpected DeleteRange") }
 
 // TestBatchWritesSorted checks the claim batch and writeRuns rely on: the
