@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -106,10 +106,18 @@ func (h *logHandlers) serveTile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, err := h.processTile(t)
+	// The tile's bytes are borrowed from the store while they are written.
+	err = h.l.ReadTileFunc(t, func(data []byte) error {
+		return writeTile(c, t, data)
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", itlog.TilePath(t), err)
 	}
+	return nil
+}
+
+// writeTile writes tile or bundle t, whose bytes are data.
+func writeTile(c echo.Context, t tlog.Tile, data []byte) error {
 	w := c.Response()
 	hdr := w.Header()
 	hdr["Content-Type"] = hdrOctetStream
@@ -128,18 +136,8 @@ func (h *logHandlers) serveTile(c echo.Context) error {
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(data)
+	_, err := w.Write(data)
 	return err
-}
-
-// processTile returns the bytes of tile t, or an error wrapping
-// ledger.ErrNotFound if the published tree does not imply it.
-func (h *logHandlers) processTile(t tlog.Tile) ([]byte, error) {
-	data, err := h.l.ReadTile(t)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", itlog.TilePath(t), err)
-	}
-	return data, nil
 }
 
 var gzipPool = sync.Pool{New: func() any {

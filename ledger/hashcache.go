@@ -1,11 +1,15 @@
 package ledger
 
 import (
+	"bytes"
 	"container/list"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
 	itlog "indelible.dev/tlog"
@@ -67,6 +71,7 @@ type tileCache struct {
 	ll    *list.List // front = most recent; values are *cacheEntry
 	items map[tileKeyLN]*list.Element
 	gets  int64 // lookups so far (tests count them)
+	puts  int64 // insertions so far (tests count them)
 }
 
 type cacheEntry struct {
@@ -94,9 +99,17 @@ func (c *tileCache) get(k tileKeyLN, minW int) *expanded {
 	return e
 }
 
+// hasRoom reports whether the cache holds fewer tiles than its maximum.
+func (c *tileCache) hasRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len() < c.max
+}
+
 func (c *tileCache) put(k tileKeyLN, e *expanded) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.puts++
 	if el, ok := c.items[k]; ok {
 		if old := el.Value.(*cacheEntry); old.e.w < e.w {
 			old.e = e
@@ -114,6 +127,16 @@ func (c *tileCache) put(k tileKeyLN, e *expanded) {
 
 // hashReader returns a HashReader over the stored tiles, through the
 // expanded-tile cache. Any tree size up to the published one can be read.
+//
+// A full level-0 tile that is not cached is not expanded: the hashes a
+// proof needs from it (one per level, levels 0 to 7) are copied straight
+// from the stored tile and its inner record, borrowed from pebble without a
+// copy of the 8 KiB values. A log of 10M entries has ~39,000 level-0 tiles,
+// ten times what the cache holds, so most proofs miss there, and expanding
+// (two 8 KiB copies, a 16 KiB allocation, an eviction) was most of a proof's
+// CPU (BENCHMARKS.md, issue 13). Level-0 tiles enter the cache only while it
+// has room; tiles of the levels above (few, and on every proof's path)
+// always do.
 func (l *Log) hashReader() tlog.HashReader {
 	snap := l.pub.Load().edge
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
@@ -128,6 +151,8 @@ func (l *Log) hashReader() tlog.HashReader {
 		}
 		var seenBuf [8]seenTile
 		seen := seenBuf[:0]
+		var raws storedReads
+		defer raws.close()
 		for i, x := range indexes {
 			level, n := tlog.SplitStoredHashIndex(x)
 			L, k := level/itlog.TileHeight, level%itlog.TileHeight
@@ -148,6 +173,20 @@ func (l *Log) hashReader() tlog.HashReader {
 					seen = append(seen, seenTile{key, e})
 				}
 			}
+			if e == nil && L == 0 && !l.tiles.hasRoom() {
+				if _, partial := snap.partialTile(0, key.n); !partial {
+					h, ok, err := l.storedHash(&raws, key.n, k, off)
+					if err != nil {
+						return nil, err
+					}
+					if ok {
+						out[i] = h
+						continue
+					}
+					// No inner record (a store written before they were):
+					// expand the tile.
+				}
+			}
 			if e == nil {
 				data, err := l.readTile(snap, L, key.n)
 				if err != nil {
@@ -164,6 +203,81 @@ func (l *Log) hashReader() tlog.HashReader {
 		}
 		return out, nil
 	})
+}
+
+// storedReads holds the stored values one HashReader call borrowed from
+// pebble (valid until close), so that each is read once per call.
+type storedReads struct {
+	buf [4]storedRead
+	n   int
+}
+
+type storedRead struct {
+	key    []byte
+	value  []byte // nil: not stored
+	closer io.Closer
+}
+
+func (r *storedReads) close() {
+	for i := range r.n {
+		if c := r.buf[i].closer; c != nil {
+			c.Close()
+		}
+	}
+	r.n = 0
+}
+
+// get returns the value stored at key, borrowed until close, or nil if there
+// is none.
+func (r *storedReads) get(db *pebble.DB, key []byte) ([]byte, error) {
+	for i := range r.n {
+		if bytes.Equal(r.buf[i].key, key) {
+			return r.buf[i].value, nil
+		}
+	}
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		v, closer, err = nil, nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reading %q: %w", key, err)
+	}
+	if r.n == len(r.buf) {
+		r.close()
+	}
+	r.buf[r.n] = storedRead{key: key, value: v, closer: closer}
+	r.n++
+	return v, nil
+}
+
+// storedHash returns the hash of node off at level k (0 <= k < 8) of the
+// full level-0 tile n from the store: from the tile itself for k == 0, from
+// its inner record above. ok is false if the tile has no inner record.
+func (l *Log) storedHash(r *storedReads, n int64, k, off int) (h tlog.Hash, ok bool, err error) {
+	var v []byte
+	var at int
+	if k == 0 {
+		if v, err = r.get(l.db, tileKey(0, n)); err != nil {
+			return h, false, err
+		}
+		if len(v) != itlog.TileWidth*tlog.HashSize {
+			return h, false, fmt.Errorf("%w: tile 0/%d is %d bytes, want a full tile", ErrCorrupt, n, len(v))
+		}
+		at = off
+	} else {
+		if v, err = r.get(l.db, innerKey(0, n)); err != nil {
+			return h, false, err
+		}
+		if v == nil {
+			return h, false, nil
+		}
+		if len(v) != innerHashes*tlog.HashSize {
+			return h, false, fmt.Errorf("%w: inner record of tile 0/%d is %d bytes, want %d", ErrCorrupt, n, len(v), innerHashes*tlog.HashSize)
+		}
+		at = innerStart(k) + off
+	}
+	copy(h[:], v[at*tlog.HashSize:])
+	return h, true, nil
 }
 
 // expandStored returns the expansion of tile (lvl, n) whose hashes are data:

@@ -20,29 +20,62 @@ import (
 // c2sp.org/tlog-tiles paths. It returns ErrNotFound if the published tree
 // does not imply the tile. t.H must be tlog.TileHeight.
 func (l *Log) ReadTile(t tlog.Tile) ([]byte, error) {
+	var out []byte
+	err := l.ReadTileFunc(t, func(data []byte) error {
+		out = bytes.Clone(data)
+		return nil
+	})
+	return out, err
+}
+
+// ReadTileFunc is ReadTile without a copy: it calls f with the tile's bytes,
+// which are valid only during the call and must not be modified, and
+// returns f's error. Serving bundles during a full audit copied every entry
+// of the log once more for nothing (BENCHMARKS.md, issue 13).
+func (l *Log) ReadTileFunc(t tlog.Tile, f func(data []byte) error) error {
 	pub := l.pub.Load()
 	if t.H != itlog.TileHeight || !itlog.TileExists(t, pub.cp.N) {
-		return nil, ErrNotFound
+		return ErrNotFound
 	}
 	if t.L == itlog.EntriesLevel {
-		data, err := l.readBundle(pub.edge, t.N)
+		data, done, err := l.borrow(pub.edge.partialBundle, bundleKey, t.N)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		defer done()
 		p, err := itlog.BundlePrefix(data, t.W)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, t.N, err)
+			return fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, t.N, err)
 		}
-		return p, nil
+		return f(p)
 	}
-	data, err := l.readTile(pub.edge, t.L, t.N)
+	partial := func(n int64) ([]byte, bool) { return pub.edge.partialTile(t.L, n) }
+	data, done, err := l.borrow(partial, func(n int64) []byte { return tileKey(t.L, n) }, t.N)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	defer done()
 	if len(data) < t.W*tlog.HashSize {
-		return nil, fmt.Errorf("%w: tile %d/%d is %d bytes, want at least %d", ErrCorrupt, t.L, t.N, len(data), t.W*tlog.HashSize)
+		return fmt.Errorf("%w: tile %d/%d is %d bytes, want at least %d", ErrCorrupt, t.L, t.N, len(data), t.W*tlog.HashSize)
 	}
-	return data[:t.W*tlog.HashSize], nil
+	return f(data[:t.W*tlog.HashSize])
+}
+
+// borrow returns record n: from the published right edge if partial has it,
+// else from the store without a copy, valid until done is called.
+func (l *Log) borrow(partial func(n int64) ([]byte, bool), key func(n int64) []byte, n int64) (data []byte, done func(), err error) {
+	if data, ok := partial(n); ok {
+		return data, func() {}, nil
+	}
+	k := key(n)
+	v, closer, err := l.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: reading %q: %w", k, err)
+	}
+	return v, func() { closer.Close() }, nil
 }
 
 // Entry returns the bytes of entry i, which must be below the published size.

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -616,5 +618,63 @@ func TestClientProofsAgainstServer(t *testing.T) {
 	}
 	if _, err := c.Tile(ctx, tlog.Tile{H: 8, L: 0, N: 9, W: 256}, nil); !errors.Is(err, client.ErrNotExist) {
 		t.Fatalf("tile beyond the tree: %v", err)
+	}
+}
+
+// TestAuditCompressionLoopback: against a log on a loopback address the
+// audit does not ask for gzip-compressed bundles unless --compression is
+// given (compressing costs both sides CPU and saves nothing there); the
+// flag still turns it on, and other hosts keep the default.
+func TestAuditCompressionLoopback(t *testing.T) {
+	upstream, vkey, _, _ := ledgerServer(t, 600)
+	target, err := neturl.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	gzipAsked := map[bool]int{}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/tile/entries/") {
+			mu.Lock()
+			gzipAsked[strings.Contains(r.Header.Get("Accept-Encoding"), "gzip")]++
+			mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	localhost := strings.Replace(front.URL, "127.0.0.1", "localhost", 1)
+	for _, tc := range []struct {
+		url      string
+		args     []string
+		wantGzip bool
+	}{
+		{front.URL, nil, false},
+		{localhost, nil, false},
+		{front.URL, []string{"--compression=true"}, true},
+		{localhost, []string{"--compression"}, true},
+		{front.URL, []string{"--compression=false"}, false},
+	} {
+		mu.Lock()
+		clear(gzipAsked)
+		mu.Unlock()
+		args := append([]string{"--url", tc.url, "--key", vkey, "--json"}, tc.args...)
+		if out, errOut, code := runAuditCmd(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errOut)
+		}
+		mu.Lock()
+		if gzipAsked[!tc.wantGzip] != 0 || gzipAsked[tc.wantGzip] == 0 {
+			t.Errorf("%s %v: bundle requests asking for gzip: %d, not asking: %d; want all %v",
+				tc.url, tc.args, gzipAsked[true], gzipAsked[false], tc.wantGzip)
+		}
+		mu.Unlock()
+	}
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:8080": true, "http://127.3.4.5": true, "http://[::1]:80/p": true, "https://LOCALHOST": true,
+		"https://log.example.com": false, "http://192.0.2.1:8080": false, "http://[2001:db8::1]": false, "%": false,
+	} {
+		if got := loopbackURL(u); got != want {
+			t.Errorf("loopbackURL(%q) = %v, want %v", u, got, want)
+		}
 	}
 }

@@ -54,6 +54,7 @@ type serveConfig struct {
 	keyFile string   // signer key file; "" means <dataDir>/log.key, created if missing
 	mode    string   // "events" (the events API, events.go) or "raw" (POST /add)
 	pprof   string   // if set, net/http/pprof is served on this (loopback) address
+	cache   int      // pebble's block cache in MiB; 0 means the ledger's default
 	tls     tlsFlags // --tls-cert, --tls-key: serve HTTPS; --ca: trusted for HTTPS to the witnesses (tls.go)
 	// privateLog puts the log's read routes behind the read scope (events
 	// mode only: raw mode has no tokens).
@@ -116,6 +117,7 @@ tokens.`,
 	eventsFlags(f, &cfg)
 	cfg.tls.register(f, "witnesses")
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
+	f.IntVar(&cfg.cache, "cache-size", 0, "the store's block cache in MiB (default 0: 64 MiB); proofs on a large log read a level-0 tile and its inner hashes (16 KiB per 256 entries) per proof, so 1 GiB serves a 10M-entry log from memory")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
@@ -129,6 +131,9 @@ tokens.`,
 func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.mode != "raw" && cfg.mode != "events" {
 		return fmt.Errorf("--mode %q: want events or raw", cfg.mode)
+	}
+	if cfg.cache < 0 {
+		return fmt.Errorf("--cache-size %d: want 0 (the default) or a size in MiB", cfg.cache)
 	}
 	if cfg.rateLimit < 0 {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
@@ -166,10 +171,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	metrics := httpapi.NewMetrics()
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
-		Signer:   signer,
-		KeyGuard: keyGuard(keyFile, cfg.init || created),
-		Logger:   logger,
-		OnCommit: metrics.ObserveCommit,
+		Signer:    signer,
+		CacheSize: int64(cfg.cache) << 20,
+		KeyGuard:  keyGuard(keyFile, cfg.init || created),
+		Logger:    logger,
+		OnCommit:  metrics.ObserveCommit,
 		// Witnessing runs beside ingestion; /checkpoint serves the newest
 		// checkpoint meeting the quorum (see ledger/witnessing.go).
 		Witnessing: wcfg,
