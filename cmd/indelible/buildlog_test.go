@@ -1,19 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"indelible.dev/internal/keyfile"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -102,4 +106,26 @@ func benchEntry(i int64) []byte {
 		b = append(b, sum[:min(len(sum), 128-len(b))]...)
 	}
 	return b
+}
+
+// TestServeCacheSize: serve --cache-size sets the store's block cache (a
+// log served with a small one still serves tiles and proofs); a negative
+// size is refused.
+func TestServeCacheSize(t *testing.T) {
+	if _, errOut, code := run(t, nil, "serve", "--mode", "raw", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--cache-size", "-1"); code == 0 || !strings.Contains(errOut, "--cache-size -1") {
+		t.Fatalf("negative --cache-size: exit %d %s", code, errOut)
+	}
+	p := startServe(t, filepath.Join(t.TempDir(), "data"), "--cache-size", "1")
+	for i := range 300 {
+		httpAdd(t, p.url, []byte("cached entry "+strconv.Itoa(i)))
+	}
+	tlogtest.Eventually(t, 10*time.Second, "checkpoint of size 300", func() (bool, string) {
+		_, cp := httpGet(t, p.url+"/checkpoint")
+		return bytes.HasPrefix(cp, []byte(p.origin+"\n300\n")), string(cp)
+	})
+	for _, path := range []string{"/v1/proof/inclusion?index=7&size=300", "/tile/0/000", "/tile/entries/001.p/44"} {
+		if code, body := httpGet(t, p.url+path); code != http.StatusOK {
+			t.Errorf("GET %s with --cache-size 1: %d %s", path, code, body)
+		}
+	}
 }
