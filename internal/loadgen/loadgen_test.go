@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,12 +12,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
@@ -105,17 +108,78 @@ func TestProofRealLog(t *testing.T) {
 	if _, err := l.AppendEntries(context.Background(), entries); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Proof(context.Background(), ProofConfig{URL: u, Readers: 4, Duration: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	for _, cl := range []string{ClientRaw, ClientStd} {
+		r, err := Proof(context.Background(), ProofConfig{URL: u, Readers: 4, Duration: 300 * time.Millisecond, Client: cl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Size != 300 || r.Errors != 0 || len(r.Latencies) == 0 {
+			t.Fatalf("client %s: size %d, %d errors, %d proofs", cl, r.Size, r.Errors, len(r.Latencies))
+		}
+		var out strings.Builder
+		r.Print(&out)
+		if !strings.Contains(out.String(), " proofs/s (0 errors)") {
+			t.Errorf("Print:\n%s", out.String())
+		}
 	}
-	if r.Size != 300 || r.Errors != 0 || len(r.Latencies) == 0 {
-		t.Fatalf("size %d, %d errors, %d proofs", r.Size, r.Errors, len(r.Latencies))
+	if _, err := Proof(context.Background(), ProofConfig{URL: "https://127.0.0.1:1", Readers: 1, Duration: time.Second}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Errorf("raw client on an https URL: %v", err)
 	}
-	var out strings.Builder
-	r.Print(&out)
-	if !strings.Contains(out.String(), " proofs/s (0 errors)") {
-		t.Errorf("Print:\n%s", out.String())
+	if _, err := Proof(context.Background(), ProofConfig{URL: u, Readers: 1, Duration: time.Second, Client: "curl"}); err == nil || !strings.Contains(err.Error(), "client") {
+		t.Errorf("unknown client: %v", err)
+	}
+}
+
+// TestRawProver checks the raw proof client's reading of replies: what it
+// must accept, and what it must count as an error rather than a proof.
+func TestRawProver(t *testing.T) {
+	const i, n = 5, 11 // a 4-hash proof
+	h := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	hashes := func(k int) string { return strings.TrimSuffix(strings.Repeat(`"`+h+`",`, k), ",") }
+	reply := func(status int, body string) string {
+		return fmt.Sprintf("HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s", status, len(body), body)
+	}
+	good := []string{
+		reply(200, `{"index":5,"tree_size":11,"hashes":[`+hashes(4)+"]}\n"),
+		reply(200, `{"hashes": [`+hashes(4)+`], "tree_size": 11, "index": 5}`), // another encoder's order
+	}
+	bad := []string{
+		reply(200, `{"index":4,"tree_size":11,"hashes":[`+hashes(4)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":12,"hashes":[`+hashes(4)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":11,"hashes":[`+hashes(3)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":11,"hashes":[`+hashes(5)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":11,"hashes":["AAAA",`+hashes(3)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":11,"hashes":["!!!`+h[3:]+`",`+hashes(3)+"]}\n"),
+		reply(200, `{"index":5,"tree_size":11,"hashes":[`+hashes(4)),
+		reply(200, `{"hashes": [`+hashes(3)+`], "tree_size": 11, "index": 5}`),
+		reply(500, `{"error":"boom"}`),
+		reply(200, ``),
+	}
+	for _, r := range append(good, bad...) {
+		u, _ := scripted(t, r)
+		p := &rawProver{rawConn: rawConn{u: u}}
+		err := p.prove(i, n)
+		p.close()
+		if isGood := slices.Contains(good, r); isGood != (err == nil) {
+			t.Errorf("reply %q: %v (good: %v)", r, err, isGood)
+		}
+	}
+}
+
+// TestProofLen checks proofLen against x/mod's proofs for every entry of
+// trees up to 130 entries.
+func TestProofLen(t *testing.T) {
+	zero := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return make([]tlog.Hash, len(ix)), nil })
+	for n := int64(1); n <= 130; n++ {
+		for i := range n {
+			p, err := tlog.ProveRecord(n, i, zero)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := proofLen(i, n); got != len(p) {
+				t.Fatalf("proofLen(%d, %d) = %d, x/mod's proof has %d hashes", i, n, got, len(p))
+			}
+		}
 	}
 }
 

@@ -1,16 +1,25 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/client"
 	itlog "indelible.dev/tlog"
@@ -22,7 +31,8 @@ type ProofConfig struct {
 	Readers  int            // concurrent clients (keep-alive): 1 to MaxWriters
 	Duration time.Duration  // how long to run
 	Token    string         // sent as a Bearer token if set (a log run with --private-log)
-	RootCAs  *x509.CertPool // the only CAs trusted for HTTPS; nil means the system's
+	Client   string         // ClientRaw (default; plain HTTP only) or ClientStd
+	RootCAs  *x509.CertPool // ClientStd: the only CAs trusted for HTTPS; nil means the system's
 }
 
 // ProofResult is what a Proof run measured.
@@ -43,6 +53,21 @@ type ProofResult struct {
 func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 	if cfg.Readers < 1 || cfg.Readers > MaxWriters || cfg.Duration <= 0 {
 		return ProofResult{}, fmt.Errorf("loadgen: %d readers for %v: want 1 to %d readers and a positive duration", cfg.Readers, cfg.Duration, MaxWriters)
+	}
+	u, err := url.Parse(strings.TrimSuffix(cfg.URL, "/") + "/")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ProofResult{}, fmt.Errorf("loadgen: URL %q: want http://host:port or https://host:port", cfg.URL)
+	}
+	raw := false
+	switch cfg.Client {
+	case ClientRaw, "":
+		if u.Scheme == "https" {
+			return ProofResult{}, fmt.Errorf("loadgen: URL %q: the raw client speaks plain HTTP only: use the std client for HTTPS", cfg.URL)
+		}
+		raw = true
+	case ClientStd:
+	default:
+		return ProofResult{}, fmt.Errorf("loadgen: client %q: want %s or %s", cfg.Client, ClientRaw, ClientStd)
 	}
 	tr := client.NewTransport(cfg.RootCAs)
 	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = cfg.Readers, cfg.Readers
@@ -70,10 +95,19 @@ func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 		wg.Go(func() {
 			var mine []time.Duration
 			bad := 0
+			prove := func(i int64) error {
+				_, err := c.InclusionProof(ctx, i, size)
+				return err
+			}
+			if raw {
+				p := &rawProver{rawConn: rawConn{u: u}, token: cfg.Token}
+				defer p.close()
+				prove = func(i int64) error { return p.prove(i, size) }
+			}
 			for ctx.Err() == nil {
 				i := rand.Int64N(size)
 				t0 := time.Now()
-				_, err := c.InclusionProof(ctx, i, size)
+				err := prove(i)
 				if ctx.Err() != nil {
 					break
 				}
@@ -93,6 +127,112 @@ func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 	res.Elapsed = time.Since(start)
 	slices.Sort(res.Latencies)
 	return res, nil
+}
+
+// rawProver asks for inclusion proofs over a rawConn and checks each reply
+// as strictly as the std client does (a 200 with the index and size asked
+// for and the right number of well-formed hashes), without decoding it
+// into a value: the load generator shares the machine with the server.
+type rawProver struct {
+	rawConn
+	token string
+	req   []byte
+	dec   [tlog.HashSize + 2]byte
+}
+
+func (p *rawProver) prove(i, n int64) error {
+	req := append(p.req[:0], "GET "...)
+	req = append(req, p.u.Path...)
+	req = append(req, "v1/proof/inclusion?index="...)
+	req = strconv.AppendInt(req, i, 10)
+	req = append(req, "&size="...)
+	req = strconv.AppendInt(req, n, 10)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, p.u.Host...)
+	req = append(req, "\r\nUser-Agent: indelible-bench\r\n"...)
+	if p.token != "" {
+		req = append(req, "Authorization: Bearer "...)
+		req = append(req, p.token...)
+		req = append(req, "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	p.req = req
+	status, body, err := p.roundTrip(req)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("inclusion proof %d in %d: status %d: %.200s", i, n, status, body)
+	}
+	return p.check(body, i, n)
+}
+
+// check verifies an inclusion-proof body: the fields in the order the
+// server writes them, or else any JSON encoding of the same object.
+func (p *rawProver) check(body []byte, i, n int64) error {
+	want := proofLen(i, n)
+	rest, ok := bytes.CutPrefix(body, []byte(`{"index":`))
+	var num []byte
+	if ok {
+		num, rest, ok = bytes.Cut(rest, []byte(`,"tree_size":`))
+		ok = ok && string(num) == strconv.FormatInt(i, 10)
+	}
+	if ok {
+		num, rest, ok = bytes.Cut(rest, []byte(`,"hashes":[`))
+		ok = ok && string(num) == strconv.FormatInt(n, 10)
+	}
+	if ok {
+		rest, ok = bytes.CutSuffix(bytes.TrimRight(rest, "\n"), []byte("]}"))
+	}
+	if !ok {
+		var r client.InclusionProof
+		if err := json.Unmarshal(body, &r); err != nil {
+			return fmt.Errorf("inclusion proof %d in %d: %w", i, n, err)
+		}
+		if r.Index != i || r.TreeSize != n {
+			return fmt.Errorf("inclusion proof for %d in %d answered for %d in %d", i, n, r.Index, r.TreeSize)
+		}
+		if _, err := r.Proof(); err != nil {
+			return err
+		}
+		if len(r.Hashes) != want {
+			return fmt.Errorf("inclusion proof %d in %d: %d hashes, want %d", i, n, len(r.Hashes), want)
+		}
+		return nil
+	}
+	got := 0
+	for len(rest) > 0 {
+		var h []byte
+		h, rest, _ = bytes.Cut(rest, []byte(","))
+		q, ok := bytes.CutPrefix(h, []byte(`"`))
+		if q, ok = bytes.CutSuffix(q, []byte(`"`)); !ok {
+			return fmt.Errorf("inclusion proof %d in %d: malformed hash %.60q", i, n, h)
+		}
+		if k, err := base64.StdEncoding.Decode(p.dec[:], q); err != nil || k != tlog.HashSize {
+			return fmt.Errorf("inclusion proof %d in %d: malformed hash %.60q", i, n, h)
+		}
+		got++
+	}
+	if got != want {
+		return fmt.Errorf("inclusion proof %d in %d: %d hashes, want %d", i, n, got, want)
+	}
+	return nil
+}
+
+// proofLen is the number of hashes in the RFC 6962 inclusion proof of
+// entry i in a tree of size n.
+func proofLen(i, n int64) int {
+	l := 0
+	for n > 1 {
+		k := int64(1) << (bits.Len64(uint64(n-1)) - 1) // the largest power of two below n
+		if i < k {
+			n = k
+		} else {
+			i, n = i-k, n-k
+		}
+		l++
+	}
+	return l
 }
 
 // checkpointSize reads the size of the log's checkpoint, without verifying

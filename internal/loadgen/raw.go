@@ -12,30 +12,20 @@ import (
 	"time"
 )
 
-// rawPoster is a minimal HTTP/1.1 keep-alive client for POST /add: it writes
+// rawConn is a minimal HTTP/1.1 keep-alive client connection: it writes
 // each request with one syscall and parses just enough of the reply (a
 // status line, Content-Length, Connection: close). Anything else (chunked
-// bodies, oversized replies) is an error, never misread.
-type rawPoster struct {
+// bodies, oversized replies) is an error, never misread. On a 2-core
+// machine the load generator's own CPU decides how much is left for the
+// server: net/http's client costs several times more per request.
+type rawConn struct {
 	u    *url.URL
-	conn net.Conn // nil after the server closed it: the next post redials
+	conn net.Conn // nil after the server closed it: the next request redials
 	br   *bufio.Reader
-	head []byte // request line and headers up to "Content-Length: "
-	req  []byte
 	body []byte
 }
 
-func dialRaw(u *url.URL) (*rawPoster, error) {
-	head := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: indelible-bench\r\nContent-Type: application/octet-stream\r\nContent-Length: ",
-		u.RequestURI(), u.Host)
-	p := &rawPoster{u: u, head: head}
-	if err := p.dial(); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func (p *rawPoster) dial() error {
+func (p *rawConn) dial() error {
 	conn, err := net.DialTimeout("tcp", p.u.Host, RequestTimeout)
 	if err != nil {
 		return err
@@ -45,11 +35,49 @@ func (p *rawPoster) dial() error {
 	return nil
 }
 
-func (p *rawPoster) close() {
+func (p *rawConn) close() {
 	if p.conn != nil {
 		p.conn.Close()
 		p.conn = nil
 	}
+}
+
+// roundTrip writes req (a whole request) and reads the reply. The body is
+// valid until the next call.
+func (p *rawConn) roundTrip(req []byte) (status int, body []byte, err error) {
+	if p.conn == nil {
+		if err := p.dial(); err != nil {
+			return 0, nil, err
+		}
+	}
+	p.conn.SetDeadline(time.Now().Add(RequestTimeout))
+	if _, err := p.conn.Write(req); err != nil {
+		p.close()
+		return 0, nil, err
+	}
+	status, body, err = p.readReply()
+	if err != nil {
+		p.close()
+		return 0, nil, err
+	}
+	return status, body, nil
+}
+
+// rawPoster POSTs entries to /add over a rawConn.
+type rawPoster struct {
+	rawConn
+	head []byte // request line and headers up to "Content-Length: "
+	req  []byte
+}
+
+func dialRaw(u *url.URL) (*rawPoster, error) {
+	head := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: indelible-bench\r\nContent-Type: application/octet-stream\r\nContent-Length: ",
+		u.RequestURI(), u.Host)
+	p := &rawPoster{rawConn: rawConn{u: u}, head: head}
+	if err := p.dial(); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func (p *rawPoster) post(entry []byte) (int64, int, error) {
@@ -58,26 +86,15 @@ func (p *rawPoster) post(entry []byte) (int64, int, error) {
 	req = append(req, "\r\n\r\n"...)
 	req = append(req, entry...)
 	p.req = req
-	if p.conn == nil {
-		if err := p.dial(); err != nil {
-			return 0, 0, err
-		}
-	}
-	p.conn.SetDeadline(time.Now().Add(RequestTimeout))
-	if _, err := p.conn.Write(req); err != nil {
-		p.close()
-		return 0, 0, err
-	}
-	status, body, err := p.readReply()
+	status, body, err := p.roundTrip(req)
 	if err != nil {
-		p.close()
 		return 0, 0, err
 	}
 	return parseAddReply(status, body)
 }
 
 // readReply reads one response with a Content-Length body.
-func (p *rawPoster) readReply() (int, []byte, error) {
+func (p *rawConn) readReply() (int, []byte, error) {
 	line, err := p.br.ReadSlice('\n')
 	if err != nil {
 		return 0, nil, err
