@@ -74,10 +74,10 @@ the same machine; --client std uses net/http.`,
 GET <url>/v1/proof/inclusion?index=I&size=S for random entries I of the
 log's current size S, for --duration, and prints requests/s and latency
 percentiles. Every reply must be a 200 with the requested index and size
-and the right number of well-formed hashes. --client raw (default) is a
-minimal HTTP/1.1 client that checks replies without decoding them, so that
-the load generator leaves most of the machine to the server; --client std
-uses net/http (and is needed for HTTPS).`,
+and the right number of well-formed hashes. --client raw (the default for
+http:// URLs) is a minimal HTTP/1.1 client that checks replies without
+decoding them, so that the load generator leaves most of the machine to the
+server; --client std uses net/http (the default for https:// URLs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pcfg.URL == "" {
@@ -104,7 +104,7 @@ uses net/http (and is needed for HTTPS).`,
 	f.IntVar(&pcfg.Readers, "readers", 64, "concurrent clients")
 	f.DurationVar(&pcfg.Duration, "duration", 10*time.Second, "how long to run")
 	f.StringVar(&pcfg.Token, "token", "", "token with the read scope, for a log run with --private-log (default $"+envTokenVar+")")
-	f.StringVar(&pcfg.Client, "client", loadgen.ClientRaw, `HTTP client: "raw" (minimal HTTP/1.1, plain HTTP only) or "std" (net/http, needed for HTTPS)`)
+	f.StringVar(&pcfg.Client, "client", "", `HTTP client: "raw" (minimal HTTP/1.1, plain HTTP only) or "std" (net/http) (default: raw for http://, std for https://)`)
 	caFlag(f, &pca)
 
 	bench.AddCommand(appendCmd, proofCmd)

@@ -108,7 +108,7 @@ func TestProofRealLog(t *testing.T) {
 	if _, err := l.AppendEntries(context.Background(), entries); err != nil {
 		t.Fatal(err)
 	}
-	for _, cl := range []string{ClientRaw, ClientStd} {
+	for _, cl := range []string{"", ClientRaw, ClientStd} {
 		r, err := Proof(context.Background(), ProofConfig{URL: u, Readers: 4, Duration: 300 * time.Millisecond, Client: cl})
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +122,7 @@ func TestProofRealLog(t *testing.T) {
 			t.Errorf("Print:\n%s", out.String())
 		}
 	}
-	if _, err := Proof(context.Background(), ProofConfig{URL: "https://127.0.0.1:1", Readers: 1, Duration: time.Second}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+	if _, err := Proof(context.Background(), ProofConfig{URL: "https://127.0.0.1:1", Readers: 1, Duration: time.Second, Client: ClientRaw}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Errorf("raw client on an https URL: %v", err)
 	}
 	if _, err := Proof(context.Background(), ProofConfig{URL: u, Readers: 1, Duration: time.Second, Client: "curl"}); err == nil || !strings.Contains(err.Error(), "client") {

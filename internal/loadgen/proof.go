@@ -31,7 +31,7 @@ type ProofConfig struct {
 	Readers  int            // concurrent clients (keep-alive): 1 to MaxWriters
 	Duration time.Duration  // how long to run
 	Token    string         // sent as a Bearer token if set (a log run with --private-log)
-	Client   string         // ClientRaw (default; plain HTTP only) or ClientStd
+	Client   string         // ClientRaw (plain HTTP only) or ClientStd; default: raw for http://, std for https://
 	RootCAs  *x509.CertPool // ClientStd: the only CAs trusted for HTTPS; nil means the system's
 }
 
@@ -60,7 +60,9 @@ func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 	}
 	raw := false
 	switch cfg.Client {
-	case ClientRaw, "":
+	case "":
+		raw = u.Scheme == "http"
+	case ClientRaw:
 		if u.Scheme == "https" {
 			return ProofResult{}, fmt.Errorf("loadgen: URL %q: the raw client speaks plain HTTP only: use the std client for HTTPS", cfg.URL)
 		}
