@@ -203,14 +203,9 @@ func (r *replay) push(ctx context.Context, l int, x tlog.Hash) error {
 	if f == nil || f.t.N != r.next[l]/itlog.TileWidth-1 || f.t.W != itlog.TileWidth {
 		panic(fmt.Sprintf("audit: no fetch ahead for the full tile at level %d", l))
 	}
-	served, err := f.wait(ctx)
-	if err != nil {
+	if err := r.checkAhead(ctx, f, l); err != nil {
 		return err
 	}
-	if err := compareTile(f.t, served, r.levels[l], r.tileEntries(f.t)); err != nil {
-		return err
-	}
-	r.tiles++
 	top := r.h.subtreeRoot(r.levels[l])
 	r.levels[l] = r.levels[l][:0]
 	r.ahead[l] = r.fetchAhead(ctx, l, r.next[l]/itlog.TileWidth)
@@ -219,6 +214,20 @@ func (r *replay) push(ctx context.Context, l int, x tlog.Hash) error {
 
 // tileEntries returns a description of the leaves under hash i of t, for
 // error messages.
+// checkAhead compares the served tile f fetched ahead for level l with the
+// hashes the replay computed for it.
+func (r *replay) checkAhead(ctx context.Context, f *future, l int) error {
+	served, err := f.wait(ctx)
+	if err != nil {
+		return err
+	}
+	if err := compareTile(f.t, served, r.levels[l], r.tileEntries(f.t)); err != nil {
+		return err
+	}
+	r.tiles++
+	return nil
+}
+
 func (r *replay) tileEntries(t tlog.Tile) func(i int) string {
 	return func(i int) string {
 		lo := (t.N*itlog.TileWidth + int64(i)) << (uint(t.L) * itlog.TileHeight)
@@ -413,14 +422,9 @@ func (r *replay) finish(ctx context.Context) error {
 		if f == nil || f.t.W != w {
 			panic(fmt.Sprintf("audit: no fetch ahead for the partial tile at level %d", l))
 		}
-		served, err := f.wait(ctx)
-		if err != nil {
+		if err := r.checkAhead(ctx, f, l); err != nil {
 			return err
 		}
-		if err := compareTile(f.t, served, r.levels[l], r.tileEntries(f.t)); err != nil {
-			return err
-		}
-		r.tiles++
 	}
 	return nil
 }

@@ -27,15 +27,7 @@ func TestProofCacheLookups(t *testing.T) {
 	}
 	defer l.Close()
 	const n = 70_000 // three tile levels
-	batch := make([]Entry, 1000)
-	for i := 0; i < n; i += len(batch) {
-		for j := range batch {
-			batch[j] = Entry{Data: fmt.Appendf(nil, "entry %d", i+j)}
-		}
-		if _, err := l.AppendEntries(context.Background(), batch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendBatches(t, l, n)
 	cp, _ := l.Checkpoint()
 	for _, i := range []int64{0, 1, 255, 256, 12345, 65535, 65536, n - 1} {
 		// Warm the cache, then count the lookups of a second proof.
@@ -99,15 +91,7 @@ func TestProofFullCache(t *testing.T) {
 	}
 	defer l.Close()
 	const n = 70_000 // 273 full level-0 tiles, three tile levels
-	batch := make([]Entry, 1000)
-	for i := 0; i < n; i += len(batch) {
-		for j := range batch {
-			batch[j] = Entry{Data: fmt.Appendf(nil, "entry %d", i+j)}
-		}
-		if _, err := l.AppendEntries(context.Background(), batch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendBatches(t, l, n)
 	cp, _ := l.Checkpoint()
 	// Tile 0/100 has no inner record: it must be expanded from its hashes.
 	if err := l.db.Delete(innerKey(0, 100), pebble.Sync); err != nil {
@@ -208,5 +192,20 @@ func TestReadTileFunc(t *testing.T) {
 	}
 	if err := l.ReadTileFunc(tlog.Tile{H: 8, L: itlog.EntriesLevel, N: 3, W: 1}, func([]byte) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("bundle beyond the log: %v, want ErrNotFound", err)
+	}
+}
+
+// appendBatches appends entries "entry 0" to "entry n-1" (n a multiple of
+// 1,000) in batches of 1,000.
+func appendBatches(t *testing.T, l *Log, n int) {
+	t.Helper()
+	batch := make([]Entry, 1000)
+	for i := 0; i < n; i += len(batch) {
+		for j := range batch {
+			batch[j] = Entry{Data: fmt.Appendf(nil, "entry %d", i+j)}
+		}
+		if _, err := l.AppendEntries(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

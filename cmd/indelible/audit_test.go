@@ -65,17 +65,7 @@ func appendN(t testing.TB, l *ledger.Log, from, n int) {
 		for j := range es {
 			es[j].Data = []byte(fmt.Sprintf("audit entry %020d", from+i+j))
 		}
-		for {
-			_, err := l.AppendEntries(ctx, es)
-			if errors.Is(err, ledger.ErrPushback) {
-				time.Sleep(time.Millisecond)
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
+		appendRetrying(t, ctx, l, es)
 	}
 	if _, _, err := l.WaitSize(ctx, int64(from+n)); err != nil {
 		t.Fatal(err)
@@ -676,5 +666,21 @@ func TestAuditCompressionLoopback(t *testing.T) {
 		if got := loopbackURL(u); got != want {
 			t.Errorf("loopbackURL(%q) = %v, want %v", u, got, want)
 		}
+	}
+}
+
+// appendRetrying appends es, waiting out pushback (a full queue).
+func appendRetrying(t testing.TB, ctx context.Context, l *ledger.Log, es []ledger.Entry) {
+	t.Helper()
+	for {
+		_, err := l.AppendEntries(ctx, es)
+		if errors.Is(err, ledger.ErrPushback) {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 }

@@ -77,17 +77,7 @@ func TestBuildLog(t *testing.T) {
 		for j := range k {
 			es[j].Data = benchEntry(i + j)
 		}
-		for {
-			_, err := l.AppendEntries(ctx, es[:k])
-			if errors.Is(err, ledger.ErrPushback) {
-				time.Sleep(time.Millisecond)
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
+		appendRetrying(t, ctx, l, es[:k])
 		if (i/batch)%64 == 0 {
 			t.Logf("%d entries, %.0f/s", i+k, float64(i+k-from)/time.Since(start).Seconds())
 		}

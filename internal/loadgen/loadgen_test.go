@@ -151,6 +151,7 @@ func TestRawProver(t *testing.T) {
 		reply(200, `{"index":5,"tree_size":11,"hashes":["AAAA",`+hashes(3)+"]}\n"),
 		reply(200, `{"index":5,"tree_size":11,"hashes":["!!!`+h[3:]+`",`+hashes(3)+"]}\n"),
 		reply(200, `{"index":5,"tree_size":11,"hashes":[`+hashes(4)),
+		reply(200, `{"index":5,"tree_size":11,"hashes":[`+h+`",`+hashes(3)+"]}\n"), // a quote missing
 		reply(200, `{"hashes": [`+hashes(3)+`], "tree_size": 11, "index": 5}`),
 		reply(500, `{"error":"boom"}`),
 		reply(200, ``),

@@ -206,8 +206,9 @@ func (p *rawProver) check(body []byte, i, n int64) error {
 	for len(rest) > 0 {
 		var h []byte
 		h, rest, _ = bytes.Cut(rest, []byte(","))
-		q, ok := bytes.CutPrefix(h, []byte(`"`))
-		if q, ok = bytes.CutSuffix(q, []byte(`"`)); !ok {
+		q, ok1 := bytes.CutPrefix(h, []byte(`"`))
+		q, ok2 := bytes.CutSuffix(q, []byte(`"`))
+		if !ok1 || !ok2 {
 			return fmt.Errorf("inclusion proof %d in %d: malformed hash %.60q", i, n, h)
 		}
 		if k, err := base64.StdEncoding.Decode(p.dec[:], q); err != nil || k != tlog.HashSize {
