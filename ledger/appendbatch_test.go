@@ -15,12 +15,7 @@ import (
 // are readable once the call returns. Concurrent calls interleave in one
 // log; each sees only its own indexes.
 func TestAppendBatch(t *testing.T) {
-	s, _ := testSigner(t)
-	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := openTempLog(t)
 	const writers, calls = 8, 25
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -80,11 +75,7 @@ func TestAppendBatchRefusals(t *testing.T) {
 		t.Fatalf("AppendBatch without a sidecar on a Dedup log: %v", err)
 	}
 
-	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := openTempLog(t)
 	boom := errors.New("boom")
 	_, err = l.AppendBatch(context.Background(), []Entry{{Data: []byte("y")}}, func([]int64, Writer) error { return boom }, 0)
 	if !errors.Is(err, ErrFailed) || !errors.Is(err, boom) {

@@ -262,12 +262,7 @@ func TestQueueBoundedInBytes(t *testing.T) {
 // TestScanExt checks ScanExt forward and in reverse, its bounds, and an
 // early stop.
 func TestScanExt(t *testing.T) {
-	s, _ := testSigner(t)
-	l, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := openTempLog(t)
 	keys := []string{"a", "b/1", "b/2", "b/3", "c"}
 	var batch []Entry
 	for _, k := range keys {

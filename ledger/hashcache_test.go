@@ -20,12 +20,7 @@ import (
 // cache once, not once per hash it reads from it (the cache's lock was the
 // largest cost of proofs served in parallel), and the proofs still verify.
 func TestProofCacheLookups(t *testing.T) {
-	s, _ := testSigner(t)
-	l, err := Open(t.TempDir(), Options{Signer: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := openTempLog(t)
 	const n = 70_000 // three tile levels
 	appendBatches(t, l, n)
 	cp, _ := l.Checkpoint()
@@ -151,12 +146,7 @@ func TestProofFullCache(t *testing.T) {
 // without copying it (serving every bundle of a log during an audit copied
 // each once more), with the same bytes as ReadTile, full and partial.
 func TestReadTileFunc(t *testing.T) {
-	s, _ := testSigner(t)
-	l, err := Open(t.TempDir(), Options{Signer: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := openTempLog(t)
 	batch := make([]Entry, 600)
 	for j := range batch {
 		batch[j] = Entry{Data: bytes.Repeat([]byte{byte(j)}, 1000)}
