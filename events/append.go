@@ -254,7 +254,7 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 		var outcome []byte
 		arena, keys, outcome = l.appendIndexKeys(arena, keys[:0], &evs[i])
 		// The 't' key's value: the wrapped event key, then the outcome's
-		// blind value if any (wrapped has room for it: see seal).
+		// blind value if any (seal leaves room for it in wrapped).
 		runs.add(write{key: keys[0], val: append(wrapped, outcome...), ev: ev})
 		for _, fk := range keys[1:] {
 			runs.add(write{key: fk, ev: ev})

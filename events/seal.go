@@ -163,7 +163,8 @@ func (d *dayKey) seal(ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[eve
 	copy(pt[len(salt):], eventBytes)
 	aead.Seal(pt[:0], zeroNonce[:], pt, commitment[:])
 
-	w := make([]byte, nonceSize, wrappedEventKeySize)
+	// Room for the outcome's blind value the 't' key's value appends.
+	w := make([]byte, nonceSize, wrappedEventKeySize+blindSize)
 	d.nonce(w, ctr)
 	return v, d.aead.Seal(w, w, ekey, eventKeyAAD(commitment[:])), nil
 }
