@@ -47,6 +47,7 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //	tlog, event                 pure
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
+//	audited                     over events: the audit policy, below HTTP
 //	audit                       over client: it sees what any outsider sees
 //	httpapi                     over all but audit
 //	cmd                         on top
@@ -62,9 +63,10 @@ var layers = map[string][]string{
 	"auth":             {"tlog", "event", "internal/atomicfile"},
 	"client":           {"tlog", "event"},
 	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
 	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "internal/keyfile", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
@@ -72,7 +74,7 @@ var layers = map[string][]string{
 	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode", "internal/atomicfile"},
 	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile", "internal/atomicfile"},
 	"internal/receipt":    {"tlog", "event", "internal/exitcode"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "internal/keyfile", "internal/atomicfile"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile"},
 	"internal/banner":     {},
 	"internal/recordfmt":  {"tlog", "event", "client"},
 	// Atomic state files, for the stores and the auditor.

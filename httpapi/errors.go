@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
 	"indelible.dev/events"
@@ -62,11 +63,13 @@ var statusTable = []struct {
 	{witness.ErrBusy, http.StatusServiceUnavailable},
 	{errRateLimited, http.StatusTooManyRequests},
 	{auth.ErrRateLimited, http.StatusTooManyRequests},
-	{errReadAuditFull, http.StatusServiceUnavailable},
+	{audited.ErrBusy, http.StatusServiceUnavailable},
+	{audited.ErrClosed, http.StatusServiceUnavailable},
 	{events.ErrClosed, http.StatusServiceUnavailable},
 	{event.ErrInvalid, http.StatusBadRequest},
 	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{event.ErrContentType, http.StatusUnsupportedMediaType},
+	{event.ErrReserved, http.StatusUnprocessableEntity},
 	{events.ErrBadQuery, http.StatusBadRequest},
 	{events.ErrBadCursor, http.StatusBadRequest},
 	{events.ErrNotFound, http.StatusNotFound},
