@@ -123,10 +123,11 @@ func (s *Service) CreateToken(ctx context.Context, by, name string, scopes []aut
 }
 
 // RevokeToken revokes the named token, as the admin token named by, at
-// once, and returns its record. The revocation holds in memory whatever
-// happens next; it is stored with its indelible.token.revoke event in one
-// batch, and if that fails the error says so (revoking again, a no-op in
-// memory, stores and records it then).
+// once, and returns its record. It is stored with its
+// indelible.token.revoke event in one batch. If that fails the error says
+// so, and the revocation still holds: it fails closed, in memory and, from
+// the next Flush of last-use times (at the latest Close), in the store too,
+// without its event until the token is revoked again, which records it.
 func (s *Service) RevokeToken(ctx context.Context, by, name string) (auth.Token, error) {
 	tok, err := s.tokens.RevokeWith(name, s.recordToken(ctx, auth.ActionRevoke, by))
 	if err != nil {

@@ -4,8 +4,10 @@
 // compared in constant time. No token is ever logged.
 //
 // It depends on neither echo nor pebble: the store persists through the
-// small Persister interface (the events layer stores the hashes in the
-// ledger's extension namespace, or a file).
+// small Persister interface (a server keeps the hashes in the ledger's
+// extension namespace, written with the events recording each change:
+// package audited; FilePersister reads the tokens.json of earlier
+// versions).
 package auth
 
 import (
