@@ -45,8 +45,10 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 // itself. It is docs/design.md's import table:
 //
 //	tlog, event                 pure
+//	receipt                     over them: the public receipt verifier
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
+//	audited                     over events: the audit policy, below HTTP
 //	audit                       over client: it sees what any outsider sees
 //	httpapi                     over all but audit
 //	cmd                         on top
@@ -61,18 +63,19 @@ var layers = map[string][]string{
 	"witness":          {"tlog", "event", "client", "internal/atomicfile"},
 	"auth":             {"tlog", "event", "internal/atomicfile"},
 	"client":           {"tlog", "event"},
+	"receipt":          {"tlog", "event"},
 	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
 	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "internal/receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "internal/keyfile", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
 	"internal/exitcode":   {},
 	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode", "internal/atomicfile"},
 	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile", "internal/atomicfile"},
-	"internal/receipt":    {"tlog", "event", "internal/exitcode"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "internal/keyfile", "internal/atomicfile"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile"},
 	"internal/banner":     {},
 	"internal/recordfmt":  {"tlog", "event", "client"},
 	// Atomic state files, for the stores and the auditor.
@@ -90,6 +93,8 @@ var moduleRules = map[string][]string{
 	"tlog":   pureAllowedModules,
 	"event":  pureAllowedModules,
 	"client": clientAllowedModules,
+	// receipt is what outsiders embed to verify: no more than the pure set.
+	"receipt": pureAllowedModules,
 }
 
 // layerOf returns the layers entry p falls under (the longest match), or ""

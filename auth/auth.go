@@ -4,8 +4,10 @@
 // compared in constant time. No token is ever logged.
 //
 // It depends on neither echo nor pebble: the store persists through the
-// small Persister interface (the events layer stores the hashes in the
-// ledger's extension namespace, or a file).
+// small Persister interface (a server keeps the hashes in the ledger's
+// extension namespace, written with the events recording each change:
+// package audited; FilePersister reads the tokens.json of earlier
+// versions).
 package auth
 
 import (
@@ -148,6 +150,15 @@ func Open(p Persister, now func() time.Time) (*Store, error) {
 // append, read, admin). Errors: ErrInvalid, ErrExists (revoked names
 // included), or the Persister's.
 func (s *Store) Create(name string, scopes []Scope) (Token, string, error) {
+	return s.CreateWith(name, scopes, s.p.Put)
+}
+
+// CreateWith is Create with put in place of the Persister's Put: put must
+// store r durably where the Persister's Load finds it, and may commit other
+// writes in the same atomic step (the record of the creation in the log).
+// The token exists, in memory and for Authenticate, only once put has
+// returned nil; if put fails, it does not exist.
+func (s *Store) CreateWith(name string, scopes []Scope, put func(Record) error) (Token, string, error) {
 	if err := checkName(name); err != nil {
 		return Token{}, "", err
 	}
@@ -174,7 +185,7 @@ func (s *Store) Create(name string, scopes []Scope) (Token, string, error) {
 		Hash:  sha256.Sum256([]byte(secret)),
 	}
 	// Durable first: a token is usable only once its hash is stored.
-	if err := s.p.Put(r); err != nil {
+	if err := put(r); err != nil {
 		return Token{}, "", fmt.Errorf("auth: creating token %q: %w", name, err)
 	}
 	e := &entry{rec: r}
@@ -227,13 +238,21 @@ func (s *Store) List() []Token {
 // persisting it then fails (the error is returned): failing open is not an
 // option for a revocation.
 func (s *Store) Revoke(name string) error {
+	_, err := s.RevokeWith(name, s.p.Put)
+	return err
+}
+
+// RevokeWith is Revoke with put in place of the Persister's Put (see
+// CreateWith), returning the token's record as revoked. The revocation
+// holds in memory even if put fails.
+func (s *Store) RevokeWith(name string, put func(Record) error) (Token, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
 	e, ok := s.byName[name]
 	if !ok {
 		s.mu.Unlock()
-		return fmt.Errorf("auth: revoking token %q: %w", name, ErrNoToken)
+		return Token{}, fmt.Errorf("auth: revoking token %q: %w", name, ErrNoToken)
 	}
 	// Revoking twice keeps the first time, and persists again in case the
 	// first Put failed.
@@ -242,11 +261,11 @@ func (s *Store) Revoke(name string) error {
 	}
 	r := s.withLastUsed(e)
 	s.mu.Unlock()
-	if err := s.p.Put(r); err != nil {
-		return fmt.Errorf("auth: revoking token %q: %w", name, err)
+	if err := put(r); err != nil {
+		return r.Token.clone(), fmt.Errorf("auth: revoking token %q: %w", name, err)
 	}
 	e.persisted = r.LastUsed.UnixNano()
-	return nil
+	return r.Token.clone(), nil
 }
 
 // withLastUsed returns e's record with the in-memory last use (s.mu held).

@@ -1,7 +1,7 @@
 // Package client is the Go client for any c2sp.org/tlog-tiles log and for
 // Indelible's proof endpoints: it fetches the checkpoint, hash tiles, entry
 // bundles and consistency proofs over HTTP, retrying with back-off on 429,
-// 5xx and transport errors, and mapping 404 to an error that matches
+// 502, 503, 504 and transport errors (never on a 500: see Retryable), and mapping 404 to an error that matches
 // ErrNotExist (and fs.ErrNotExist).
 //
 // It verifies nothing: callers (the auditor, the witness, the CLI) check
@@ -50,8 +50,8 @@ const (
 
 // Defaults for Options.
 const (
-	// DefaultRetries is how many times a request is retried after a 429,
-	// a 5xx or a transport error, before the error is returned.
+	// DefaultRetries is how many times a request is retried after a
+	// failure Retryable accepts, before the error is returned.
 	DefaultRetries = 5
 	// DefaultBackoff is the first retry delay; it doubles at each retry.
 	DefaultBackoff = 200 * time.Millisecond
@@ -255,7 +255,8 @@ func (c *Client) inclusion(ctx context.Context, path string, i, n int64) (tlog.R
 }
 
 // Get fetches <prefix>/<path>, appending the body to buf[:0], with retries
-// on 429, 5xx and transport errors. A body longer than limit is an error.
+// when Retryable says a retry can help (429, 502, 503, 504, transport
+// errors; never 500). A body longer than limit is an error.
 // Any status but 200 after the retries is a *StatusError.
 func (c *Client) Get(ctx context.Context, path string, buf []byte, limit int64) ([]byte, error) {
 	u := c.base + "/" + path
@@ -265,7 +266,7 @@ func (c *Client) Get(ctx context.Context, path string, buf []byte, limit int64) 
 		if err == nil {
 			return body, nil
 		}
-		if !retryable(err) || attempt >= c.retries || ctx.Err() != nil {
+		if !Retryable(err) || attempt >= c.retries || ctx.Err() != nil {
 			return nil, err
 		}
 		d := delay
@@ -285,22 +286,42 @@ func (c *Client) Get(ctx context.Context, path string, buf []byte, limit int64) 
 }
 
 // transportError marks a failure to talk to the server at all, which is
-// retried like a 5xx.
+// retried like a 503.
 type transportError struct{ err error }
 
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
-func retryable(err error) bool {
+// Retryable reports whether the same request, sent again later, can
+// succeed: the failure was a status RetryableStatus accepts, or the server
+// could not be reached at all (not a certificate it refused). It is the
+// client's side of the one retry rule; the server's status table holds
+// itself to RetryableStatus. Get and Stream retry on it; requests that
+// change state retry only on 429 and 503, which the server answers before
+// storing anything.
+func Retryable(err error) bool {
 	if IsCertificateError(err) {
 		return false // final: a retry would fail the same way
 	}
 	var se *StatusError
 	if errors.As(err, &se) {
-		return se.Status == http.StatusTooManyRequests || se.Status >= 500
+		return RetryableStatus(se.Status)
 	}
 	var te *transportError
 	return errors.As(err, &te)
+}
+
+// RetryableStatus reports whether an HTTP status means "try again later":
+// 429 (rate limited) and 503 (Indelible's answer to conditions that pass:
+// pushback, a full disk, a closing server, no witnessed checkpoint yet),
+// and 502 and 504 from a proxy in front of the server. A 500 is a fault a
+// retry does not fix (a stopped log, a corrupt store): it is not retried.
+func RetryableStatus(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 func (c *Client) get1(ctx context.Context, u string, buf []byte, limit int64) ([]byte, time.Duration, error) {

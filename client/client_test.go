@@ -20,7 +20,7 @@ import (
 )
 
 func TestRetriesThenSucceeds(t *testing.T) {
-	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError} {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout} {
 		var calls atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if calls.Add(1) <= 2 {
@@ -36,6 +36,26 @@ func TestRetriesThenSucceeds(t *testing.T) {
 		b, err := c.Get(context.Background(), "x", nil, 10)
 		if err != nil || string(b) != "ok" || calls.Load() != 3 {
 			t.Fatalf("status %d: %q %v after %d calls", status, b, err, calls.Load())
+		}
+		srv.Close()
+	}
+}
+
+// TestFatalNotRetried: a 500 is a fault the server does not expect to
+// pass (a stopped log, a corrupt store): it is returned at once, like
+// every status RetryableStatus refuses.
+func TestFatalNotRetried(t *testing.T) {
+	for _, status := range []int{http.StatusInternalServerError, http.StatusNotImplemented, http.StatusBadRequest, http.StatusForbidden} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			http.Error(w, "no", status)
+		}))
+		c, _ := New(srv.URL, Options{Backoff: time.Millisecond})
+		_, err := c.Get(context.Background(), "x", nil, 10)
+		var se *StatusError
+		if !errors.As(err, &se) || se.Status != status || calls.Load() != 1 || Retryable(err) {
+			t.Errorf("status %d: %v after %d calls", status, err, calls.Load())
 		}
 		srv.Close()
 	}

@@ -272,7 +272,7 @@ func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record
 			delay = c.backoff
 		}
 		var se *StatusError
-		if errors.As(err, &se) && !retryable(err) || errors.Is(err, errCallback) || IsCertificateError(err) {
+		if errors.As(err, &se) && !Retryable(err) || errors.Is(err, errCallback) || IsCertificateError(err) {
 			return err
 		}
 		select {
@@ -396,8 +396,7 @@ func (c *Client) authorize(req *http.Request) {
 	}
 }
 
-// do sends one API request with retries: GETs on 429, 5xx and transport
-// errors; other methods only on 429 and 503, which the server answers before
+// do sends one API request with retries: GETs when Retryable says so; other methods only on 429 and 503, which the server answers before
 // storing anything (a transport error after sending an append may mean it was
 // stored: the caller decides, e.g. by resending with the same event ids).
 // A status outside 2xx after the retries is a *StatusError.
@@ -410,8 +409,10 @@ func (c *Client) do(ctx context.Context, method, path, ct string, body []byte, l
 			return b, nil
 		}
 		var se *StatusError
-		again := retryable(err)
+		again := Retryable(err)
 		if method != http.MethodGet {
+			// Not a proxy's 502/504 nor a transport error: the server may
+			// have stored the request.
 			again = errors.As(err, &se) && (se.Status == http.StatusTooManyRequests || se.Status == http.StatusServiceUnavailable)
 		}
 		if !again || attempt >= c.retries || ctx.Err() != nil {

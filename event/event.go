@@ -90,6 +90,9 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrContentType: a content type other than JSON or NDJSON (415).
 	ErrContentType = errors.New("unsupported content type")
+	// ErrReserved: an action or source reserved for the server's own
+	// records, sent by a writer (422; see Reserved).
+	ErrReserved = errors.New("reserved for the server")
 )
 
 // Error describes why one event of a request was rejected.
@@ -97,7 +100,7 @@ type Error struct {
 	Position int    // 0-based position of the event in the request (array index or NDJSON line); -1 for the request as a whole
 	Field    string // JSON path of the offending field, e.g. "actor.id"; "" if none
 	Msg      string
-	Kind     error // ErrInvalid or ErrTooLarge or ErrContentType
+	Kind     error // ErrInvalid, ErrTooLarge, ErrContentType or ErrReserved
 }
 
 // Error reads like `event 3: field "actor.id": must be a string`; the

@@ -118,7 +118,7 @@ func (l *Layer) Check() error {
 	var ferr error
 	err := l.log.ScanExt(nil, nil, false, func(k, v []byte) bool {
 		switch k[0] {
-		case prefixPayload, prefixDayKey:
+		case prefixPayload, prefixDayKey, prefixToken:
 		case prefixTime, prefixField, prefixIdem:
 			if !want[string(k)] {
 				ferr = bad("index key %x of no stored event", k)

@@ -166,9 +166,51 @@ type Appended struct {
 // original index and store nothing. Errors: ledger.ErrPushback (retry),
 // ErrDuplicate, *event.Error for an event over the size limit, ledger's
 // fatal errors.
+//
+// Append is the writers' path: an event with an action or source reserved
+// for the server's own records is refused with an *event.Error wrapping
+// event.ErrReserved (see event.Reserved) and nothing of the request is
+// stored. The server records through Record.
 func (l *Layer) Append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
+	for i := range evs {
+		if err := event.Reserved(&evs[i], i); err != nil {
+			return nil, err
+		}
+	}
 	return l.append(ctx, submittedBy, evs)
 }
+
+// Record is the server's own path into the log, the only one for its
+// records: every event must have an action starting with
+// event.ServerActionPrefix and the source event.ServerSource (an empty
+// source is set to it). submittedBy is who the server acts for (a token's
+// name, or ServerActor). writes, if not nil, is called inside the very
+// batch that appends the events, with the index of the first one, so what
+// the server records and what it changes commit together or not at all
+// (the way Erase commits its deletions with its indelible.erase event).
+// Errors: those of Append, and ErrNotServerRecord.
+func (l *Layer) Record(ctx context.Context, submittedBy string, evs []event.Event, writes func(index int64, w ledger.Writer) error) ([]Appended, error) {
+	evs = append([]event.Event(nil), evs...)
+	for i := range evs {
+		e := &evs[i]
+		if e.Source == "" {
+			e.Source = event.ServerSource
+		}
+		if !event.IsServerRecord(e) || e.Source != event.ServerSource {
+			return nil, fmt.Errorf("%w: event %d has action %q and source %q", ErrNotServerRecord, i, e.Action, e.Source)
+		}
+		if writes != nil && e.ID != "" {
+			// An id could make the event a duplicate, appended by no batch:
+			// the writes would then be lost without their record.
+			return nil, fmt.Errorf("%w: event %d has an id, and writes must commit with it", ErrNotServerRecord, i)
+		}
+	}
+	return l.appendAt(ctx, l.now(), submittedBy, evs, writes)
+}
+
+// ErrNotServerRecord is Record given an event that is not a server record
+// (a programming error: 500).
+var ErrNotServerRecord = errors.New("events: not a server record")
 
 // Record is the unit every read returns (DESIGN section 6).
 type Record struct {

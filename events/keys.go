@@ -28,7 +28,16 @@ const (
 	prefixIdem    = 'd'
 	prefixTomb    = 'z' // 'z' i(8) -> tombstone (JSON) of an erased event
 	prefixLife    = 'r' // lifecycle state, below
+	prefixToken   = 'a' // 'a' name -> a token's record (package audited)
 )
+
+// TokenKey is the key of the named token's record. The events layer only
+// reserves the range; the token records are written by the server's audit
+// service (package audited), in the batch that records their change.
+func TokenKey(name string) []byte { return append([]byte{prefixToken}, name...) }
+
+// TokenKeys is the range [lo, hi) of every token record's key.
+func TokenKeys() (lo, hi []byte) { return []byte{prefixToken}, []byte{prefixToken + 1} }
 
 // Lifecycle keys ('r' kind ...).
 const (

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/internal/tlogtest"
+	"indelible.dev/receipt"
 	itlog "indelible.dev/tlog"
 )
 
@@ -209,23 +210,11 @@ func (f *receiptFixture) receipt(t testing.TB, i, n int64, signers ...note.Signe
 	return []byte(itlog.Receipt{Extra: f.openings[i], Index: i, Proof: p, Checkpoint: cp}.String())
 }
 
-// goVerify is the Go verifier the browser's is held to: parse the receipt,
-// open the checkpoint under the policy, recompute the commitment and the
-// RFC 6962 leaf hash from the extra data, check the inclusion proof.
+// goVerify is the Go verifier the browser's is held to: package receipt,
+// which `indelible verify` uses too.
 func goVerify(data []byte, p itlog.Policy) error {
-	r, err := itlog.ParseReceipt(data)
-	if err != nil {
-		return err
-	}
-	c, _, err := p.Open(r.Checkpoint)
-	if err != nil {
-		return err
-	}
-	if len(r.Extra) < 32+2 || len(r.Extra) > 32+64<<10 {
-		return errors.New("extra is not salt || event bytes")
-	}
-	cm := commitmentOf(r.Extra)
-	return itlog.CheckInclusion(r.Proof, r.Index, c.N, tlog.RecordHash(cm[:]), c.Hash)
+	_, err := receipt.Verify(data, p)
+	return err
 }
 
 // ---------- the console's static server ----------

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
 	"indelible.dev/events"
@@ -25,10 +26,13 @@ import (
 // row whose error matches (errors.Is) wins; unmatched errors are 500. Add rows
 // here, never a status code in a handler.
 //
-// 503 (with Retry-After) is only for conditions that pass: pushback, a full
-// disk, a closing log, a checkpoint not yet witnessed, a server not ready. A
-// log that stopped on a storage failure or found its store corrupt will not
-// recover by itself, so those answer 500 (see ledger.Retryable).
+// The retry rule: 503 (with Retry-After) and 429 are for conditions that
+// pass by themselves, and only for them (retryHelps says which; a test
+// holds every row to it and to client.RetryableStatus, so the server's
+// table, the ledger's Retryable and the client's retries agree). A log
+// that stopped on a storage failure, found its store corrupt, or learned
+// from a witness that it lost data (ErrWitnessAhead) will not recover by
+// itself, so those answer 500, which clients do not retry.
 var statusTable = []struct {
 	err    error
 	status int
@@ -42,7 +46,7 @@ var statusTable = []struct {
 	{ledger.ErrDiskFull, http.StatusServiceUnavailable},
 	{ledger.ErrClosed, http.StatusServiceUnavailable},
 	{ledger.ErrNotWitnessed, http.StatusServiceUnavailable},
-	{ledger.ErrWitnessAhead, http.StatusServiceUnavailable},
+	{ledger.ErrWitnessAhead, http.StatusInternalServerError},
 	{ledger.ErrNotFound, http.StatusNotFound},
 	{ledger.ErrEntryTooLarge, http.StatusRequestEntityTooLarge},
 	{ledger.ErrRange, http.StatusBadRequest},
@@ -62,11 +66,13 @@ var statusTable = []struct {
 	{witness.ErrBusy, http.StatusServiceUnavailable},
 	{errRateLimited, http.StatusTooManyRequests},
 	{auth.ErrRateLimited, http.StatusTooManyRequests},
-	{errReadAuditFull, http.StatusServiceUnavailable},
+	{audited.ErrBusy, http.StatusServiceUnavailable},
+	{audited.ErrClosed, http.StatusServiceUnavailable},
 	{events.ErrClosed, http.StatusServiceUnavailable},
 	{event.ErrInvalid, http.StatusBadRequest},
 	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{event.ErrContentType, http.StatusUnsupportedMediaType},
+	{event.ErrReserved, http.StatusUnprocessableEntity},
 	{events.ErrBadQuery, http.StatusBadRequest},
 	{events.ErrBadCursor, http.StatusBadRequest},
 	{events.ErrNotFound, http.StatusNotFound},
@@ -91,6 +97,38 @@ var (
 	// errShuttingDown is why /readyz fails during a graceful shutdown.
 	errShuttingDown = errors.New("shutting down")
 )
+
+// passing are the errors, besides the ledger's retryable ones, of
+// conditions that pass by themselves: a retry later can succeed.
+var passing = []error{
+	errNotReady, errShuttingDown, errCheckpointWait, witness.ErrBusy, errRateLimited, auth.ErrRateLimited,
+	audited.ErrBusy, audited.ErrClosed, events.ErrClosed,
+}
+
+// retryHelps is the server's side of the one retry rule: whether the same
+// request can succeed later, unchanged. The ledger's errors are
+// ledger.Retryable's to decide (its fatal ones never help, whatever wraps
+// them); the others are in passing. The status table answers 503 or 429
+// exactly when it holds, and those are the statuses clients retry.
+func retryHelps(err error) bool {
+	// /readyz answers 503 whatever the reason: a probe keeps probing, and
+	// a load balancer sends traffic elsewhere meanwhile.
+	if errors.Is(err, errNotReady) || errors.Is(err, errShuttingDown) {
+		return true
+	}
+	if errors.Is(err, ledger.ErrFailed) || errors.Is(err, ledger.ErrCorrupt) {
+		return false
+	}
+	if ledger.Retryable(err) {
+		return true
+	}
+	for _, p := range passing {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // retryAfterSeconds is the Retry-After value sent with every 503: pushback
 // clears within a commit or two, and a stopped log is retried slowly by

@@ -69,7 +69,6 @@ type eventHandlers struct {
 // The two append routes accept bodies up to event.MaxRequestBytes.
 func (s *Server) mountEvents(l *events.Layer, log *ledger.Log, tokens *auth.Store) {
 	h := &eventHandlers{s: s, l: l, log: log, tokens: tokens}
-	s.reads = newReadAuditor(l, s.metrics)
 	appendScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeAppend, f) }
 	readScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeRead, f) }
 	s.route(http.MethodPost, routeEvents, appendScope(h.serveAppend))

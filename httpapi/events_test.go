@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
 	"indelible.dev/event"
@@ -29,23 +29,9 @@ import (
 	itlog "indelible.dev/tlog"
 )
 
-// memPersister keeps token records in memory.
-type memPersister struct {
-	mu   sync.Mutex
-	recs []auth.Record
-}
-
-func (p *memPersister) Load() ([]auth.Record, error) { return nil, nil }
-func (p *memPersister) Put(r auth.Record) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.recs = append(p.recs, r)
-	return nil
-}
-
 // newLayerAndTokens opens a real events layer over l, keyed by a random
 // master key (added to secrets, which the server must never reveal), and an
-// empty token store kept in memory.
+// empty token store kept in the log's store (package audited).
 func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets *tlogtest.Secrets) (*events.Layer, *auth.Store, []byte) {
 	t.Helper()
 	master := make([]byte, 32)
@@ -59,7 +45,7 @@ func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := auth.Open(&memPersister{}, time.Now)
+	tokens, err := audited.OpenTokens(l, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

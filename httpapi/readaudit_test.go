@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
+	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
 	"indelible.dev/events"
@@ -63,7 +62,7 @@ func (te *testEvents) waitPublished(t testing.TB) {
 
 // canonicalMeta is the metadata a read event carries for meta.
 func canonicalMeta(t testing.TB, meta readMeta) string {
-	ev, err := readEvent("x", meta)
+	ev, err := audited.ReadEvent("x", meta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +160,8 @@ func TestReadAuditConcurrent(t *testing.T) {
 		}
 		t.Fatalf("%d read events, want %d", len(got), len(want))
 	}
-	batches := testutil.ToFloat64(te.srv.reads.batches)
-	recorded := testutil.ToFloat64(te.srv.reads.recorded)
+	batches := metricValue(t, te.srv, "indelible_read_audit_batches_total")
+	recorded := metricValue(t, te.srv, "indelible_read_audit_events_total")
 	if recorded != float64(len(want)) || batches < 1 || batches >= recorded {
 		t.Fatalf("metrics: %v read events recorded in %v batches, want %d in fewer batches", recorded, batches, len(want))
 	}
@@ -179,52 +178,29 @@ func TestReadAuditFailures(t *testing.T) {
 	te.waitPublished(t)
 	paths := []string{"/v1/events", fmt.Sprintf("/v1/events/%d", idx[0]), fmt.Sprintf("/v1/events/%d/receipt", idx[0]), "/v1/events/stream"}
 
-	ra := te.srv.reads
+	// A read whose event cannot be recorded: the layer is closed (503),
+	// and then the audit service too (503). The batcher's own failures
+	// (a stopped log, a full queue) are audited's tests; the statuses of
+	// their errors are in TestReadAuditStatuses.
 	for _, tc := range []struct {
-		name   string
-		err    error
-		status int
+		name  string
+		close func()
 	}{
-		{"stopped log", ledger.ErrFailed, 500},
-		{"pushback", ledger.ErrPushback, 503},
-		{"closed layer", events.ErrClosed, 503},
+		{"closed service", func() { te.srv.audit.Close() }},
 	} {
-		ra.append = func(context.Context, string, []event.Event) ([]events.Appended, error) { return nil, tc.err }
+		tc.close()
 		for _, p := range paths {
 			status, hdr, b := te.req(http.MethodGet, p, "read", "", nil)
-			if status != tc.status || strings.Contains(string(b), "secret-stuff") || strings.Contains(string(b), "do not leak") {
-				t.Errorf("%s: GET %s: %d %s, want %d and no event data", tc.name, p, status, b, tc.status)
-			}
-			if status == 503 && hdr.Get("Retry-After") == "" {
-				t.Errorf("%s: GET %s: 503 without Retry-After", tc.name, p)
+			if status != 503 || hdr.Get("Retry-After") == "" || strings.Contains(string(b), "secret-stuff") || strings.Contains(string(b), "do not leak") {
+				t.Errorf("%s: GET %s: %d %s, want 503 with Retry-After and no event data", tc.name, p, status, b)
 			}
 		}
 	}
-	ra.append = ra.l.Append
-
-	// A full queue: the reads waiting hold every slot (the committer is
-	// marked running, so nothing drains them).
-	ra.mu.Lock()
-	ra.running = true
-	for range MaxReadAuditQueue {
-		ra.pending = append(ra.pending, &readAudit{done: make(chan error, 1)})
-	}
-	ra.mu.Unlock()
-	for _, p := range paths {
-		status, hdr, b := te.req(http.MethodGet, p, "read", "", nil)
-		if status != 503 || hdr.Get("Retry-After") == "" || strings.Contains(string(b), "secret-stuff") {
-			t.Errorf("full queue: GET %s: %d %v %s, want 503 with Retry-After and no data", p, status, hdr, b)
-		}
-	}
-	if n := testutil.ToFloat64(ra.refused); n != float64(len(paths)) {
-		t.Errorf("refused metric %v, want %d", n, len(paths))
-	}
-	ra.mu.Lock()
-	ra.pending, ra.running = nil, false
-	ra.mu.Unlock()
 	if got := te.readEvents(t); len(got) != 0 {
 		t.Fatalf("failed reads left read events: %q", got)
 	}
+	// Serve again, with a new service over the same layer.
+	te.srv.audit, _ = audited.New(audited.Config{Layer: te.layer, Log: te.l, Tokens: te.tokens})
 
 	// Reading the read events: each query recorded once, the stream once
 	// per connection, however many read events it delivers.
@@ -275,12 +251,12 @@ func TestReadAuditLatency(t *testing.T) {
 	}
 	te.append("application/x-ndjson", nd.String())
 	te.waitPublished(t)
-	reads := te.srv.reads
+	reads := te.srv.audit
 	for _, mode := range []string{"audited", "not audited", "audited", "not audited"} {
 		if mode == "audited" {
-			te.srv.reads = reads
+			te.srv.audit = reads
 		} else {
-			te.srv.reads = nil
+			te.srv.audit = nil
 		}
 		for _, conc := range []int{1, 16} {
 			lat := measureReads(t, te, conc, 2*time.Second)
@@ -288,7 +264,7 @@ func TestReadAuditLatency(t *testing.T) {
 			t.Logf("%-12s %2d readers: %6d reads, p50 %v p99 %v", mode, conc, len(lat), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
 		}
 	}
-	te.srv.reads = reads
+	te.srv.audit = reads
 }
 
 func measureReads(t *testing.T, te *testEvents, conc int, d time.Duration) []time.Duration {
@@ -345,4 +321,46 @@ func TestReadAuditHistogram(t *testing.T) {
 	if got := te.readEvents(t); !slices.Equal(got, want) {
 		t.Fatalf("read events %q, want %q", got, want)
 	}
+}
+
+// TestReadAuditStatuses: the errors of a read that could not be recorded
+// answer as the table says: a stopped log 500, pushback and a full or
+// closed batcher 503.
+func TestReadAuditStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+	}{
+		{ledger.ErrFailed, 500},
+		{ledger.ErrPushback, 503},
+		{events.ErrClosed, 503},
+		{audited.ErrBusy, 503},
+		{audited.ErrClosed, 503},
+	} {
+		err := fmt.Errorf("recording the read: recording the read in the log: %w", tc.err)
+		if got := statusOf(err); got != tc.status {
+			t.Errorf("statusOf(%v) = %d, want %d", err, got, tc.status)
+		}
+	}
+}
+
+// metricValue returns the value of the counter or gauge name in srv's
+// metrics.
+func metricValue(t testing.TB, srv *Server, name string) float64 {
+	t.Helper()
+	mfs, err := srv.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			m := mf.Metric[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

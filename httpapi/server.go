@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/events"
 	"indelible.dev/ledger"
@@ -64,6 +65,11 @@ type Config struct {
 	// admin routes, all behind Bearer tokens (events.go, tokens.go).
 	Events *events.Layer
 	Tokens *auth.Store
+	// Audit is the audit policy over Events (audited reads, token changes
+	// with their records); its owner closes it after the HTTP server and
+	// before the layer. Default: one made by New over Events, Log and
+	// Tokens (no owner to close it, which only a test can afford).
+	Audit *audited.Service
 	// StreamHeartbeat is the event stream's heartbeat interval. Default
 	// StreamHeartbeat.
 	StreamHeartbeat time.Duration
@@ -103,9 +109,10 @@ type Server struct {
 	// readGuard wraps the log's read routes (private.go); only written
 	// before serving starts.
 	readGuard func(echo.HandlerFunc) echo.HandlerFunc
-	// reads records every read of event content (readaudit.go); nil
-	// without an events layer. Set before serving starts.
-	reads *readAuditor
+	// audit records every read of event content and token change
+	// (package audited); nil without an events layer. Set before serving
+	// starts.
+	audit *audited.Service
 }
 
 // New returns a Server for cfg.
@@ -115,6 +122,14 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Audit != nil {
+		if cfg.Events == nil {
+			cfg.Events = cfg.Audit.Layer()
+		}
+		if cfg.Tokens == nil {
+			cfg.Tokens = cfg.Audit.Tokens()
+		}
 	}
 	s := &Server{
 		metrics: cfg.Metrics,
@@ -155,8 +170,17 @@ func New(cfg Config) *Server {
 		s.mountLog(cfg.Log, cfg.RawAppend, cfg.CheckpointWait)
 	}
 	if cfg.Events != nil && cfg.Tokens != nil && cfg.Log != nil {
+		if cfg.Audit == nil {
+			a, err := audited.New(audited.Config{Layer: cfg.Events, Log: cfg.Log, Tokens: cfg.Tokens})
+			if err != nil {
+				panic("httpapi: " + err.Error()) // only missing fields fail, checked above
+			}
+			cfg.Audit = a
+		}
+		s.audit = cfg.Audit
+		cfg.Metrics.reg.MustRegister(cfg.Audit.Collectors()...)
 		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
-		s.mountTokens(cfg.Tokens)
+		s.mountTokens(cfg.Audit)
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}

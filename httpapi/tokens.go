@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,9 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
-	"indelible.dev/event"
-	"indelible.dev/events"
 )
 
 // The token routes (admin scope).
@@ -42,20 +40,16 @@ type TokenList struct {
 	Tokens []auth.Token `json:"tokens"`
 }
 
-// tokenHandlers serves the admin routes over one token store.
+// tokenHandlers serves the admin routes: the token changes, and their
+// records in the log, are the audit service's (package audited).
 type tokenHandlers struct {
-	tokens *auth.Store
-	// l records token changes as events (auth.Event); nil without an
-	// events layer.
-	l *events.Layer
+	svc *audited.Service
 }
 
 // mountTokens registers the token routes on s.
-func (s *Server) mountTokens(tokens *auth.Store) {
-	h := &tokenHandlers{tokens: tokens}
-	if s.reads != nil {
-		h.l = s.reads.l
-	}
+func (s *Server) mountTokens(svc *audited.Service) {
+	h := &tokenHandlers{svc: svc}
+	tokens := svc.Tokens()
 	s.route(http.MethodPost, routeTokens, requireScope(tokens, auth.ScopeAdmin, h.serveCreate))
 	s.route(http.MethodGet, routeTokens, requireScope(tokens, auth.ScopeAdmin, h.serveList))
 	s.route(http.MethodDelete, routeToken, requireScope(tokens, auth.ScopeAdmin, h.serveRevoke))
@@ -72,46 +66,37 @@ func (h *tokenHandlers) serveCreate(c echo.Context) error {
 	if len(body) > maxTokenRequest {
 		return fmt.Errorf("%w: token request larger than %d bytes", errTooLarge, maxTokenRequest)
 	}
-	created, err := h.processCreate(c.Request().Context(), requestToken(c).Name, body)
+	req, err := parseTokenRequest(body)
+	if err != nil {
+		return err
+	}
+	tok, secret, err := h.svc.CreateToken(c.Request().Context(), requestToken(c).Name, req.Name, req.Scopes)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusCreated, created)
+	return c.JSON(http.StatusCreated, TokenCreated{Token: tok, Secret: secret})
 }
 
-// processCreate creates the token a POST /v1/tokens body asks for, as the
-// admin token named by, and records it in the log. If the record cannot be
-// appended the new token is revoked at once and the request fails: no token
-// exists that the log does not show being created.
-func (h *tokenHandlers) processCreate(ctx context.Context, by string, body []byte) (TokenCreated, error) {
+// parseTokenRequest parses a POST /v1/tokens body.
+func parseTokenRequest(body []byte) (TokenRequest, error) {
 	var req TokenRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return TokenCreated{}, fmt.Errorf("%w: token request: %v (want {\"name\":...,\"scopes\":[...]})", auth.ErrInvalid, err)
+		return TokenRequest{}, fmt.Errorf("%w: token request: %v (want {\"name\":...,\"scopes\":[...]})", auth.ErrInvalid, err)
 	}
 	if dec.More() {
-		return TokenCreated{}, fmt.Errorf("%w: token request: data after the JSON object", auth.ErrInvalid)
+		return TokenRequest{}, fmt.Errorf("%w: token request: data after the JSON object", auth.ErrInvalid)
 	}
-	tok, secret, err := h.tokens.Create(req.Name, req.Scopes)
-	if err != nil {
-		return TokenCreated{}, fmt.Errorf("creating token %q: %w", req.Name, err)
-	}
-	if err := h.record(ctx, auth.ActionCreate, by, tok); err != nil {
-		if rerr := h.tokens.Revoke(tok.Name); rerr != nil {
-			return TokenCreated{}, fmt.Errorf("creating token %q: %w (and revoking it again: %w)", req.Name, err, rerr)
-		}
-		return TokenCreated{}, fmt.Errorf("creating token %q (revoked again): %w", req.Name, err)
-	}
-	return TokenCreated{Token: tok, Secret: secret}, nil
+	return req, nil
 }
 
 func (h *tokenHandlers) serveList(c echo.Context) error {
 	if _, err := queryParams(c); err != nil {
 		return err
 	}
-	list := h.tokens.List()
+	list := h.svc.Tokens().List()
 	if list == nil {
 		list = []auth.Token{}
 	}
@@ -123,30 +108,8 @@ func (h *tokenHandlers) serveRevoke(c echo.Context) error {
 	if _, err := queryParams(c); err != nil {
 		return err
 	}
-	name := c.Param("name")
-	if err := h.tokens.Revoke(name); err != nil {
-		return fmt.Errorf("revoking token %q: %w", name, err)
-	}
-	// The revocation holds whatever happens next; if recording it fails
-	// the client is told, and revoking again (a no-op) records it then.
-	tok, err := h.tokens.Get(name)
-	if err != nil {
-		return fmt.Errorf("revoking token %q: %w", name, err)
-	}
-	if err := h.record(c.Request().Context(), auth.ActionRevoke, requestToken(c).Name, tok); err != nil {
-		return fmt.Errorf("token %q is revoked, but %w", name, err)
+	if _, err := h.svc.RevokeToken(c.Request().Context(), requestToken(c).Name, c.Param("name")); err != nil {
+		return err
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-// record appends the event of action on tok, done by the token named by, and
-// waits for it to be durable.
-func (h *tokenHandlers) record(ctx context.Context, action, by string, tok auth.Token) error {
-	if h.l == nil {
-		return nil
-	}
-	if _, err := h.l.Append(ctx, by, []event.Event{auth.Event(action, by, tok)}); err != nil {
-		return fmt.Errorf("recording %s of %q in the log: %w", action, tok.Name, err)
-	}
-	return nil
 }

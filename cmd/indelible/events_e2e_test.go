@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,11 +125,15 @@ func TestEventsEndToEnd(t *testing.T) {
 	const marker = "MARKER-7f3a9c"
 	dir := filepath.Join(t.TempDir(), "data")
 	p := startEvents(t, dir)
-	for _, f := range []string{adminTokenFile, masterKeyFile, tokensFile} {
+	for _, f := range []string{adminTokenFile, masterKeyFile} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v, mode %v; want 0600", f, err, st)
 		}
+	}
+	// Tokens live in the store beside the events, not in a file.
+	if _, err := os.Stat(filepath.Join(dir, tokensFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s: %v, want none", tokensFile, err)
 	}
 	env := p.env()
 	ctx := t.Context()

@@ -68,6 +68,7 @@ type serveConfig struct {
 	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
 	tokenBurst    int      // events mode: burst per token
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
+	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost (events.go)
 }
 
 func init() {
@@ -201,12 +202,19 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger, retention); err != nil {
+		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger, retention, cfg.newAdminToken); err != nil {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)
+		// After the HTTP server, before the layer: queued read records
+		// are appended, last-use times persisted.
+		defer func() {
+			if err := es.Audit.Close(); err != nil {
+				logger.Error("closing the audit service", "err", err)
+			}
+		}()
 		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
-		hcfg.Events, hcfg.Tokens = es.Layer, es.Tokens
+		hcfg.Events, hcfg.Tokens, hcfg.Audit = es.Layer, es.Tokens, es.Audit
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
 		for _, w := range cfg.witnesses {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -9,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/internal/receipt"
-	itlog "indelible.dev/tlog"
+	"indelible.dev/internal/exitcode"
+	"indelible.dev/receipt"
 )
 
 func init() {
@@ -46,11 +49,11 @@ status 1, naming the step, if any check fails.`,
 			if err != nil {
 				return err
 			}
-			policy, err := itlog.NewPolicy(vkey, witnesses, quorum)
+			policy, err := receipt.NewPolicy(vkey, witnesses, quorum)
 			if err != nil {
 				return err
 			}
-			return receipt.Verify(cmd.OutOrStdout(), data, policy)
+			return printVerified(cmd.OutOrStdout(), data, policy)
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key, or a file holding it (required)")
@@ -72,4 +75,25 @@ func verifierKeyArg(arg string) (string, error) {
 		return "", fmt.Errorf("--key %q is neither a verifier key nor a readable file", arg)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// printVerified verifies data (package receipt) and prints the event and
+// what proves it. A failed verification exits with exitcode.Failure, naming
+// the step.
+func printVerified(w io.Writer, data []byte, policy receipt.Policy) error {
+	v, err := receipt.Verify(data, policy)
+	if err != nil {
+		return exitcode.New(exitcode.Failure, fmt.Errorf("verify: %w", err))
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, v.EventBytes, "", "  "); err != nil {
+		return exitcode.New(exitcode.Failure, fmt.Errorf("verify: decoding the event: %w", err))
+	}
+	cosigned := ""
+	if len(v.Cosigners) > 0 {
+		cosigned = ", cosigned by " + strings.Join(v.Cosigners, ", ")
+	}
+	_, err = fmt.Fprintf(w, "%s\nverified: event %d (action %q) is in %s at tree size %d%s\ncommitment %s\n",
+		pretty.Bytes(), v.Index, v.Event.Action, v.Checkpoint.Origin, v.Checkpoint.N, cosigned, base64.StdEncoding.EncodeToString(v.Commitment[:]))
+	return err
 }

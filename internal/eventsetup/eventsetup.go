@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"indelible.dev/audited"
 	"indelible.dev/auth"
-	"indelible.dev/event"
 	"indelible.dev/events"
 	"indelible.dev/internal/keyfile"
 	"indelible.dev/ledger"
@@ -32,24 +32,27 @@ const (
 	AdminTokenFile = "admin.token" // the first admin token, 0600, written once
 	MasterKeyEnv   = "INDELIBLE_MASTER_KEY"
 	firstAdmin     = "admin" // the first admin token's name
-	// firstAdminEventID is the id of the event recording the first admin
-	// token (written by auth.ServerActor).
-	firstAdminEventID = "indelible.first-admin-token"
-	masterKeySize     = 32
+	masterKeySize  = 32
 )
 
-// Server is the events layer and token store of a running server.
+// Server is the events layer, audit service and token store of a running
+// server.
 type Server struct {
 	Layer      *events.Layer
+	Audit      *audited.Service // the audit policy: close it before Layer
 	Tokens     *auth.Store
 	AdminToken string // the first admin token if it was created on this start ("" otherwise)
 }
 
-// Open opens the events layer over l with the master key and the token
-// store, creating the first admin token (and <data>/admin.token) if there is
-// no token yet. retention, if positive, shreds the days older than it (see
-// events.Layer.Retain).
-func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger, retention time.Duration) (*Server, error) {
+// Open opens the events layer over l with the master key, and the audit
+// service with its token store (in the store beside the events; an
+// existing <data>/tokens.json is migrated into it and renamed
+// tokens.json.migrated). It creates the first admin token (and
+// <data>/admin.token) if there is no token yet and the log is empty; with
+// no token but entries in the log, the tokens were lost and it fails
+// (audited.ErrTokensLost) unless newAdmin is set. retention, if positive,
+// shreds the days older than it (see events.Layer.Retain).
+func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger, retention time.Duration, newAdmin bool) (*Server, error) {
 	master, err := MasterKey(dataDir, masterKeyArg)
 	if err != nil {
 		return nil, err
@@ -58,30 +61,37 @@ func Open(dataDir, masterKeyArg string, l *ledger.Log, logger *slog.Logger, rete
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	tokens, err := auth.Open(auth.NewFilePersister(filepath.Join(dataDir, TokensFile)), time.Now)
-	if err != nil {
+	if n, err := audited.MigrateTokenFile(l, filepath.Join(dataDir, TokensFile)); err != nil {
 		return nil, fmt.Errorf("opening the token store: %w", err)
+	} else if n > 0 {
+		logger.Info("tokens migrated into the store", "tokens", n, "from", filepath.Join(dataDir, TokensFile), "renamed_to", TokensFile+".migrated")
 	}
-	es := &Server{Tokens: tokens}
+	es := &Server{}
 	es.Layer, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: logger, Retention: retention})
 	if err != nil {
 		return nil, err
 	}
-	if len(tokens.List()) == 0 {
-		// Recorded first, under a fixed id: a start that dies before the
-		// token exists records it again as the same event (deduplicated).
-		scopes := []auth.Scope{auth.ScopeAdmin}
-		ev := auth.Event(auth.ActionCreate, auth.ServerActor, auth.Token{Name: firstAdmin, Scopes: scopes})
-		ev.ID = firstAdminEventID
-		if _, err := es.Layer.Append(context.Background(), auth.ServerActor, []event.Event{ev}); err != nil {
-			es.Layer.Close()
-			return nil, fmt.Errorf("recording the first admin token: %w", err)
+	es.Audit, err = audited.New(audited.Config{Layer: es.Layer, Log: l})
+	if err != nil {
+		es.Layer.Close()
+		return nil, fmt.Errorf("opening the token store: %w", err)
+	}
+	es.Tokens = es.Audit.Tokens()
+	// The token and the event recording it are one batch (package audited).
+	secret, created, err := es.Audit.Bootstrap(context.Background(), firstAdmin, []auth.Scope{auth.ScopeAdmin}, newAdmin)
+	if err != nil {
+		es.Layer.Close()
+		if errors.Is(err, audited.ErrTokensLost) {
+			return nil, fmt.Errorf("%w: restore %s from a backup, or start once with --new-admin-token to make a new admin token (recorded in the log)", err, TokensFile)
 		}
-		_, secret, err := tokens.Create(firstAdmin, scopes)
-		if err != nil {
-			es.Layer.Close()
-			return nil, fmt.Errorf("creating the first admin token: %w", err)
+		return nil, err
+	}
+	if created {
+		if newAdmin {
+			logger.Warn("a new admin token was created: the log had entries but no token", "name", firstAdmin)
 		}
+		// The secret is shown by the banner and kept in this file; a file
+		// left by the admin token of a lost token store is replaced.
 		if err := keyfile.Write(filepath.Join(dataDir, AdminTokenFile), secret+"\n", keyfile.SecretPerm, true); err != nil {
 			es.Layer.Close()
 			return nil, fmt.Errorf("writing the first admin token: %w", err)

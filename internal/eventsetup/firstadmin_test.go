@@ -24,7 +24,7 @@ func TestFirstAdminTokenRecorded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		es, err := Open(dir, "", l, logger, 0)
+		es, err := Open(dir, "", l, logger, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
