@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -16,9 +15,9 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/event"
-	"indelible.dev/internal/receipt"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
+	"indelible.dev/receipt"
 	itlog "indelible.dev/tlog"
 )
 
@@ -101,7 +100,7 @@ func verifyReceipt(t *testing.T, e *env, i int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := receipt.Verify(io.Discard, rc, itlog.Policy{Log: v}); err != nil {
+	if _, err := receipt.Verify(rc, itlog.Policy{Log: v}); err != nil {
 		t.Fatalf("receipt of %d: %v", i, err)
 	}
 }
