@@ -68,6 +68,8 @@ type serveConfig struct {
 	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
 	tokenBurst    int      // events mode: burst per token
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
+
+	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
 }
 
 func init() {
@@ -142,6 +144,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
 		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
 	}
+	if cfg.streamMaxAge <= 0 {
+		return fmt.Errorf("--stream-max-age %v: want a positive duration, e.g. 1h", cfg.streamMaxAge)
+	}
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
 	}
@@ -207,6 +212,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		defer es.Layer.Close() // before the ledger (defers run last first)
 		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
 		hcfg.Events, hcfg.Tokens = es.Layer, es.Tokens
+		hcfg.StreamMaxAge = cfg.streamMaxAge
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
 		for _, w := range cfg.witnesses {
