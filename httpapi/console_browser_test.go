@@ -50,7 +50,7 @@ type consoleFixture struct {
 	read    string // a read-scoped token
 	write   string // an append-scoped token
 	policy  itlog.Policy
-	tamper  atomic.Value // "", "event" or "proof"
+	tamper  atomic.Value // "", "event" or "proof" (receipts), "record" or "record-bytes" (records)
 	started time.Time
 }
 
@@ -97,14 +97,22 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 	proxy.FlushInterval = -1 // the event stream
 	proxy.ModifyResponse = func(r *http.Response) error {
 		mode := f.tamper.Load().(string)
-		if mode == "" || !strings.HasSuffix(r.Request.URL.Path, "/receipt") || r.StatusCode != 200 {
+		if mode == "" || r.StatusCode != 200 {
+			return nil
+		}
+		isRecord := r.Request.URL.Path == "/v1/events" || strings.HasPrefix(r.Request.URL.Path, "/v1/events/") && !strings.Contains(r.Request.URL.Path[len("/v1/events/"):], "/")
+		if strings.HasPrefix(mode, "record") && !isRecord || !strings.HasPrefix(mode, "record") && !strings.HasSuffix(r.Request.URL.Path, "/receipt") {
 			return nil
 		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			return err
 		}
-		b = tamperReceipt(b, mode)
+		if strings.HasPrefix(mode, "record") {
+			b = tamperRecords(f.t, b, mode)
+		} else {
+			b = tamperReceipt(b, mode)
+		}
 		r.Body = io.NopCloser(bytes.NewReader(b))
 		r.ContentLength = int64(len(b))
 		r.Header.Set("Content-Length", fmt.Sprint(len(b)))
@@ -120,6 +128,45 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		l.Close()
 	})
 	return f
+}
+
+// tamperRecords rewrites the records in a reply of GET /v1/events or GET
+// /v1/events/{index} as a lying server would: every actor.id becomes
+// mallory@example.com in the record's event ("record"), and in its
+// event_bytes too ("record-bytes"); the salt and commitment stay, so the
+// receipt still verifies.
+func tamperRecords(t *testing.T, b []byte, mode string) []byte {
+	forge := func(rec map[string]any) {
+		ev, ok := rec["event"].(map[string]any)
+		if !ok {
+			return
+		}
+		if a, ok := ev["actor"].(map[string]any); ok {
+			a["id"] = "mallory@example.com"
+		}
+		if mode == "record-bytes" {
+			eb, _ := json.Marshal(ev) // keys sorted, like the canonical form
+			rec["event_bytes"] = base64.StdEncoding.EncodeToString(eb)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		t.Errorf("tampering: %v", err)
+		return b
+	}
+	if list, ok := v["events"].([]any); ok {
+		for _, r := range list {
+			if rec, ok := r.(map[string]any); ok {
+				forge(rec)
+			}
+		}
+	} else {
+		forge(v)
+	}
+	out, _ := json.Marshal(v)
+	return out
 }
 
 // tamperReceipt flips one byte of the event (in the extra line) or of the
@@ -434,7 +481,7 @@ func TestConsoleVerify(t *testing.T) {
 
 	verdict, failed := verifyIn(t, ctx, f.url, index)
 	steps := js[[]map[string]string](t, ctx, `[...document.querySelectorAll("#verify-result .steps > li")].map(li => ({step: li.dataset.step, ok: li.dataset.ok}))`)
-	if verdict != "ok" || failed != "" || len(steps) != 9 {
+	if verdict != "ok" || failed != "" || len(steps) != 10 {
 		t.Fatalf("Verify: verdict %q, failed %q, steps %v", verdict, failed, steps)
 	}
 	for _, s := range steps {
@@ -445,10 +492,20 @@ func TestConsoleVerify(t *testing.T) {
 	if w := js[string](t, ctx, `document.querySelector('[data-step="cosignatures"]').textContent`); !strings.Contains(w, "w1.example: cosignature verified") || !strings.Contains(w, "w2.example: cosignature verified") {
 		t.Errorf("cosignature step: %q", w)
 	}
-	// The panel shows the canonical JSON the commitment covers.
+	// The panel shows the canonical JSON the commitment covers, decoded
+	// from the verified receipt.
 	rec := f.record(index)
 	if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
 		t.Errorf("canonical JSON shown %q, want %q", got, rec.bytes)
+	}
+	if src := js[string](t, ctx, `document.getElementById("panel-event").dataset.source`); src != "receipt" {
+		t.Errorf("after Verify the panel shows the event from %q, want the receipt", src)
+	}
+	// No key is pinned: the verdict itself says the keys came from the
+	// server.
+	if text, keys := js[string](t, ctx, `document.getElementById("verdict").textContent`), js[string](t, ctx, `document.getElementById("verify-result").dataset.keys`); keys != "server" ||
+		!strings.Contains(text, "with keys the server itself sent (no keys are pinned)") || strings.Contains(text, "pinned in this browser") {
+		t.Errorf("unpinned verdict (keys %q): %q, want it to say the keys came from the server", keys, text)
 	}
 	if screenshot := os.Getenv("INDELIBLE_SCREENSHOT"); screenshot == "1" {
 		saveDocsScreenshot(t, ctx, f.url, index)
@@ -476,6 +533,11 @@ func TestConsoleVerify(t *testing.T) {
 	if js[bool](t, ctx, `!document.getElementById("alarm").hidden`) {
 		t.Fatal("alarm raised while the pinned keys match")
 	}
+	verdict, _ = verifyIn(t, ctx, f.url, index)
+	if text, keys := js[string](t, ctx, `document.getElementById("verdict").textContent`), js[string](t, ctx, `document.getElementById("verify-result").dataset.keys`); verdict != "ok" || keys != "pinned" ||
+		!strings.Contains(text, "with the keys pinned in this browser") || strings.Contains(text, "server itself sent") {
+		t.Errorf("pinned verdict %q (keys %q): %q", verdict, keys, text)
+	}
 	_, otherVKey, _ := note.GenerateKey(rand.Reader, "example.com/console")
 	js[bool](t, ctx, fmt.Sprintf(`(() => { const p = JSON.parse(localStorage.getItem("indelible.keys.pinned")); p.log = %q; localStorage.setItem("indelible.keys.pinned", JSON.stringify(p)); return true; })()`, otherVKey))
 	verdict, failed = verifyIn(t, ctx, f.url, index)
@@ -499,6 +561,49 @@ func TestConsoleVerify(t *testing.T) {
 	js[bool](t, ctx, `(() => { const s = JSON.parse(localStorage.getItem("indelible.checkpoint.seen")); for (const o in s) s[o].root = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; localStorage.setItem("indelible.checkpoint.seen", JSON.stringify(s)); return true; })()`)
 	do(t, ctx, chromedp.Click(chromedp.ID("health-refresh")))
 	waitJS(t, ctx, "fork evidence", `document.getElementById("health-plain") && document.getElementById("health-plain").textContent.includes("FORK EVIDENCE")`)
+}
+
+// TestConsoleVerifyCoversShown: a server that sends a record whose event
+// differs from what its receipt opens (the fields alone, or the fields and
+// event_bytes, with the true salt and commitment, so the receipt itself
+// verifies) is caught: the verdict fails at the "shown" step, and the panel
+// then shows the event the log committed to, not the server's.
+func TestConsoleVerifyCoversShown(t *testing.T) {
+	f, ctx := seededConsole(t, "#/events?range=all")
+	const index = 42 // alice@example.com's
+	rec := f.record(index)
+	for _, mode := range []string{"record", "record-bytes"} {
+		f.tamper.Store(mode)
+		do(t, ctx, chromedp.Navigate("about:blank")) // no record cached from before
+		do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/#/events?range=all&event=%d", f.url, index)))
+		waitJS(t, ctx, "the event panel", `document.getElementById("verify")`)
+		if got := js[string](t, ctx, `document.getElementById("panel-body").textContent`); !strings.Contains(got, "mallory@example.com") {
+			t.Fatalf("%s: the forged record is not what the panel shows before Verify: %q", mode, got)
+		}
+		do(t, ctx, chromedp.Click(chromedp.ID("verify")))
+		waitJS(t, ctx, "the verdict", `document.getElementById("verify-result").dataset.verdict`)
+		verdict := js[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`)
+		failed := js[string](t, ctx, `document.getElementById("verify-result").dataset.failed`)
+		text := js[string](t, ctx, `document.getElementById("verdict").textContent`)
+		detail := js[string](t, ctx, `document.querySelector('[data-step="shown"]')?.textContent || ""`)
+		if verdict != "bad" || failed != "shown" || !strings.Contains(text, "FAILED") {
+			t.Errorf("%s: verdict %q failed %q (%q), want bad at the shown step", mode, verdict, failed, text)
+		}
+		if !strings.Contains(detail, "differs in actor") || mode == "record-bytes" && !strings.Contains(detail, "event_bytes are not") {
+			t.Errorf("%s: the shown step does not say what differs: %q", mode, detail)
+		}
+		// The receipt's own steps passed: only the record lied.
+		if n := js[int](t, ctx, `document.querySelectorAll('#verify-result .steps > li[data-ok="true"]').length`); n != 9 {
+			t.Errorf("%s: %d receipt steps passed, want 9", mode, n)
+		}
+		shown := js[string](t, ctx, `(document.getElementById("panel-event") || document.getElementById("panel-body")).textContent`)
+		if js[string](t, ctx, `(document.getElementById("panel-event") || document.body).dataset.source || ""`) != "receipt" || strings.Contains(shown, "mallory") || !strings.Contains(shown, "alice@example.com") {
+			t.Errorf("%s: after Verify the panel shows %q, want the committed event (alice), not the server's", mode, shown)
+		}
+		if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
+			t.Errorf("%s: canonical JSON shown %q, want the committed %q", mode, got, rec.bytes)
+		}
+	}
 }
 
 type testRecord struct {

@@ -41,7 +41,7 @@ export async function keysForVerify() {
   }
   const pin = pinned();
   checkPinAlarm(server, pin);
-  return { keys: pin || server, source: pin ? "pinned in this browser" : "offered by the server (not pinned)" };
+  return { keys: pin || server, pinned: !!pin, source: pin ? "pinned in this browser" : "offered by the server (not pinned)" };
 }
 
 function checkPinAlarm(server, pin) {

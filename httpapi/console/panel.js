@@ -1,7 +1,7 @@
 // panel.js: the event panel: one event's fields and canonical JSON, its
 // receipt to download, and the receipt verified in this browser.
 
-import { verifyReceipt, fromBase64 } from "./verify.js";
+import { verifyReceipt, fromBase64, toBase64, equalBytes, decodeUTF8 } from "./verify.js";
 import { $, el, fill, toast, fmtTime, download, b64text } from "./dom.js";
 import { apiJSON, fetchReceipt } from "./api.js";
 import { setHash, filterBy } from "./nav.js";
@@ -32,7 +32,24 @@ export async function openEvent(index) {
 }
 
 function renderPanel(rec) {
-  const ev = rec.event || {};
+  const shown = el("div", { id: "panel-event" });
+  renderShown(shown, rec.index, rec.event, b64text(rec.event_bytes), rec.commitment, false);
+  const result = el("div", { id: "verify-result", "aria-live": "polite" });
+  fill($("panel-body"),
+    shown,
+    el("div", { class: "actions" },
+      el("button", { type: "button", id: "verify", onclick: () => verifyEvent(rec, result, shown) }, "Verify receipt"),
+      el("button", { type: "button", id: "download-receipt", class: "secondary", onclick: () => downloadReceipt(rec.index) }, "Download receipt"),
+    ),
+    result,
+  );
+}
+
+// renderShown fills box with an event's fields and canonical JSON: as the
+// server's record has them, or (verified) as decoded from the opening of a
+// receipt verified in this browser, the bytes the log committed to.
+function renderShown(box, index, event, canonical, commitment, verified) {
+  const ev = event || {};
   const row = (label, value, field) =>
     value === undefined || value === null || value === ""
       ? null
@@ -41,7 +58,7 @@ function renderPanel(rec) {
     "table",
     { class: "kv" },
     el("caption", { class: "sr-only" }, "Event fields"),
-    row("Index", rec.index),
+    row("Index", index),
     row("Time", ev.time && `${fmtTime(ev.time)} (${ev.time})`),
     row("Action", ev.action, "action"),
     row("Actor", ev.actor?.id, "actor"),
@@ -55,20 +72,39 @@ function renderPanel(rec) {
     row("Writer's id", ev.id),
     row("Received at", ev.received_at),
     row("Submitted by", ev.submitted_by),
-    row("Commitment", rec.commitment),
+    row("Commitment", commitment),
   );
-  const result = el("div", { id: "verify-result", "aria-live": "polite" });
-  fill($("panel-body"), 
+  box.dataset.source = verified ? "receipt" : "server";
+  fill(box,
+    el("p", { id: "panel-source", class: verified ? "source verified" : "source" },
+      verified ? "Shown: the event decoded from the receipt verified in this browser, the bytes the log committed to." :
+        "Shown: the record as the server sent it, not yet checked. Verify checks the receipt and then shows the event it opens."),
     table,
     ev.metadata ? [el("h3", {}, "Metadata"), el("pre", {}, JSON.stringify(ev.metadata, null, 2))] : null,
-    el("h3", {}, "Canonical JSON (the bytes the commitment covers)"),
-    el("pre", { class: "mono", id: "canonical" }, b64text(rec.event_bytes)),
-    el("div", { class: "actions" },
-      el("button", { type: "button", id: "verify", onclick: () => verifyEvent(rec, result) }, "Verify receipt"),
-      el("button", { type: "button", id: "download-receipt", class: "secondary", onclick: () => downloadReceipt(rec.index) }, "Download receipt"),
-    ),
-    result,
+    el("h3", {}, verified ? "Canonical JSON (the bytes the commitment covers, from the verified receipt)" : "Canonical JSON (the bytes the commitment covers, as the server sent them)"),
+    el("pre", { class: "mono", id: "canonical" }, canonical),
   );
+}
+
+// canon is v as JSON with object keys sorted, to compare decoded events.
+function canon(v) {
+  if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
+  if (v && typeof v === "object") return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(",")}}`;
+  return String(JSON.stringify(v));
+}
+
+// recordDiff says how the server's record differs from the event a
+// verified receipt opens ("" if it does not): its event bytes, and the
+// fields of its decoded event.
+function recordDiff(rec, res) {
+  const diffs = [];
+  const bytes = fromBase64(rec.event_bytes || "", false);
+  if (!bytes || !equalBytes(bytes, res.eventBytes)) diffs.push("its event_bytes are not the receipt's event bytes");
+  const a = rec.event && typeof rec.event === "object" ? rec.event : {};
+  const b = res.event && typeof res.event === "object" ? res.event : {};
+  const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort().filter((k) => canon(a[k]) !== canon(b[k]));
+  if (fields.length) diffs.push(`its event differs in ${fields.join(", ")}`);
+  return diffs.join("; ");
 }
 
 export function closePanel(updateHash = true) {
@@ -95,7 +131,7 @@ async function downloadReceipt(index) {
   }
 }
 
-async function verifyEvent(rec, out) {
+async function verifyEvent(rec, out, shown) {
   fill(out, el("p", {}, "Verifying in this browser…"));
   out.removeAttribute("data-verdict");
   let data;
@@ -111,10 +147,28 @@ async function verifyEvent(rec, out) {
     commitment: fromBase64(rec.commitment || "", false),
     index: BigInt(rec.index),
   });
-  renderVerification(out, res, ks.source);
+  // The verdict must cover what the panel shows: once the receipt
+  // verifies, the panel shows the event its opening holds, and the
+  // server's record must be that event, byte for byte.
+  const sShown = { id: "shown", title: "The event shown is the one the receipt opens (the server's record holds the same bytes and fields)", ok: null, detail: "" };
+  res.steps.push(sShown);
+  if (res.ok) {
+    const diff = recordDiff(rec, res);
+    if (diff) {
+      sShown.ok = false;
+      sShown.detail = `The server's record does not match what the log committed to: ${diff}. The panel now shows the committed event.`;
+      res.ok = false;
+      res.failed = "shown";
+    } else {
+      sShown.ok = true;
+      sShown.detail = `the record's ${res.eventBytes.length} event bytes and its fields equal the receipt's`;
+    }
+    if (shown.isConnected) renderShown(shown, String(res.index), res.event, decodeUTF8(res.eventBytes) ?? "(the event bytes are not valid UTF-8)", toBase64(res.commitment), true);
+  }
+  renderVerification(out, res, ks);
 }
 
-function renderVerification(out, res, keySource) {
+function renderVerification(out, res, ks) {
   const items = res.steps.map((s) => {
     const cls = s.ok === true ? "ok" : s.ok === false ? "bad" : "skip";
     const mark = s.ok === true ? "✓ passed" : s.ok === false ? "✗ FAILED" : "– not run";
@@ -132,11 +186,17 @@ function renderVerification(out, res, keySource) {
   const failed = res.steps.find((s) => s.ok === false);
   out.dataset.verdict = res.ok ? "ok" : "bad";
   out.dataset.failed = failed ? failed.id : "";
-  fill(out, 
-    el("p", { class: `verdict ${res.ok ? "ok" : "bad"}`, id: "verdict" },
-      res.ok ? "Verified in this browser: the log committed to exactly these event bytes, in a checkpoint signed by the log and cosigned by its witnesses." :
-        `Verification FAILED at: ${failed ? failed.title : "unknown step"}. Do not trust this event's record.`),
-    el("p", { class: "hint" }, `Keys ${keySource}.`),
+  out.dataset.keys = ks.pinned ? "pinned" : "server";
+  // Without pinned keys the check trusts the server for the keys: the
+  // verdict itself says so, not only the small print.
+  const verdict = !res.ok
+    ? `Verification FAILED at: ${failed ? failed.title : "unknown step"}. Do not trust this event's record.`
+    : ks.pinned
+      ? "Verified in this browser with the keys pinned in this browser: the log committed to exactly the event shown, in a checkpoint signed by the log and cosigned by its witnesses."
+      : "Verified in this browser, but with keys the server itself sent (no keys are pinned): the event shown is the one committed in a checkpoint signed and cosigned by those keys. A server that lies could send its own keys too: pin the keys (Keys) for a check that does not trust the server.";
+  fill(out,
+    el("p", { class: `verdict ${res.ok ? (ks.pinned ? "ok" : "ok unpinned") : "bad"}`, id: "verdict" }, verdict),
+    el("p", { class: "hint" }, `Keys ${ks.source}.`),
     el("ol", { class: "steps" }, items),
   );
 }
