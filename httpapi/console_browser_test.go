@@ -352,6 +352,13 @@ func TestConsoleTimeline(t *testing.T) {
 	do(t, ctx, chromedp.ScrollIntoView(chromedp.ID("sentinel")))
 	waitJS(t, ctx, "the second page", seededRows+` === 120 && document.getElementById("more").hidden && document.getElementById("status").textContent.includes("shown")`)
 	checkNewestFirst(t, rowTimes(t, ctx))
+	// Beside each actor, the token that wrote the event (the seed's "ci").
+	if subs := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr")].filter(r => !r.textContent.includes("indelible.read")).map(r => r.querySelector("td.submitter").textContent)`); len(subs) != 120 || slices.ContainsFunc(subs, func(s string) bool { return s != "ci" }) {
+		t.Errorf("submitted_by column: %v, want ci on every seeded row", subs)
+	}
+	if h := js[string](t, ctx, `document.querySelector("thead tr th:nth-child(3)").textContent`); h != "Submitted by" {
+		t.Errorf("third column %q, want Submitted by", h)
+	}
 
 	// All time: 160 events.
 	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
@@ -387,9 +394,9 @@ func TestConsoleTimeline(t *testing.T) {
 		}
 	}
 	// Clicking a value filters by it too.
-	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:first-child td:nth-child(5) .val`)))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:first-child td:nth-child(6) .val`)))
 	waitLoaded(t, ctx, "the outcome filter", "outcome=")
-	outcomes := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(5)")].map(td => td.textContent)`)
+	outcomes := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(6)")].map(td => td.textContent)`)
 	for _, o := range outcomes {
 		if o != outcomes[0] {
 			t.Fatalf("outcome filter shows %q and %q", outcomes[0], o)
@@ -603,6 +610,13 @@ func TestConsoleVerifyCoversShown(t *testing.T) {
 		if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
 			t.Errorf("%s: canonical JSON shown %q, want the committed %q", mode, got, rec.bytes)
 		}
+		// The token that wrote it, right after the actor's fields.
+		if got := js[[]string](t, ctx, `[...document.querySelectorAll("#panel-body table.kv th")].map(th => th.textContent)`); !slices.Contains(got, "Submitted by") || slices.Index(got, "Submitted by") != slices.Index(got, "Actor type")+1 {
+			t.Errorf("%s: panel fields %v, want Submitted by after the actor", mode, got)
+		}
+		if got := js[string](t, ctx, `document.querySelector("#panel-body table.kv").textContent`); !strings.Contains(got, "Submitted byci (the token that wrote the event") {
+			t.Errorf("%s: panel does not show submitted_by ci: %q", mode, got)
+		}
 	}
 }
 
@@ -702,15 +716,15 @@ func TestConsoleLiveTail(t *testing.T) {
 	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
 	time.Sleep(300 * time.Millisecond) // let the stream's request reach the server
 	f.post([]map[string]any{{"action": "live.tail.one", "actor": map[string]any{"id": "zoe@example.com"}}})
-	waitJS(t, ctx, "the live event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.one"`)
+	waitJS(t, ctx, "the live event on top", `document.querySelector("#rows tr:first-child td:nth-child(4)").textContent === "live.tail.one"`)
 
 	// Paused (the panel is open): "1 new event", then shown on demand.
-	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:nth-child(3) td:nth-child(7)`)))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:nth-child(3) td:nth-child(8)`)))
 	waitJS(t, ctx, "the event panel", `!document.getElementById("panel").hidden`)
 	f.post([]map[string]any{{"action": "live.tail.two"}})
 	waitJS(t, ctx, "the pending count", `!document.getElementById("pending").hidden && document.getElementById("pending").textContent.startsWith("1 new event")`)
 	do(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.Click(chromedp.ID("pending")))
-	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.two"`)
+	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(4)").textContent === "live.tail.two"`)
 	do(t, ctx, chromedp.Click(chromedp.ID("live")))
 	waitJS(t, ctx, "live off", `document.getElementById("live").getAttribute("aria-pressed") === "false"`)
 }

@@ -64,6 +64,7 @@ function renderShown(box, index, event, canonical, commitment, verified) {
     row("Actor", ev.actor?.id, "actor"),
     row("Actor type", ev.actor?.type),
     row("Actor IP", ev.actor?.ip),
+    row("Submitted by", ev.submitted_by && `${ev.submitted_by} (the token that wrote the event, set by the server; the actor is what the writer claims)`),
     row("Resource", ev.resource?.id, "resource"),
     row("Resource type", ev.resource?.type),
     row("Outcome", ev.outcome, "outcome"),
@@ -71,7 +72,6 @@ function renderShown(box, index, event, canonical, commitment, verified) {
     row("Reason", ev.reason),
     row("Writer's id", ev.id),
     row("Received at", ev.received_at),
-    row("Submitted by", ev.submitted_by),
     row("Commitment", commitment),
   );
   box.dataset.source = verified ? "receipt" : "server";

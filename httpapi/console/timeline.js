@@ -136,9 +136,10 @@ function rowFor(r) {
   const res = ev.resource ? [ev.resource.type, ev.resource.id].filter(Boolean).join("/") : "";
   const tr = el(
     "tr",
-    { tabindex: "-1", "data-index": String(r.index), "aria-label": `Event ${r.index}: ${ev.action || ""} by ${ev.actor?.id || "unknown"} at ${fmtTime(ev.time)}` },
+    { tabindex: "-1", "data-index": String(r.index), "aria-label": `Event ${r.index}: ${ev.action || ""} by ${ev.actor?.id || "unknown"} (submitted by token ${ev.submitted_by || "unknown"}) at ${fmtTime(ev.time)}` },
     el("td", { title: ev.time }, fmtTime(ev.time)),
     el("td", {}, valueButton("actor", ev.actor?.id)),
+    el("td", { class: "submitter", title: "The token that wrote the event (set by the server)" }, ev.submitted_by || ""),
     el("td", {}, valueButton("action", ev.action)),
     el("td", {}, valueButton("resource", ev.resource?.id, res)),
     el("td", { class: ev.outcome ? `outcome-${ev.outcome}` : "" }, valueButton("outcome", ev.outcome)),
