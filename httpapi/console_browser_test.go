@@ -54,7 +54,7 @@ type consoleFixture struct {
 	started time.Time
 }
 
-func newConsoleFixture(t *testing.T) *consoleFixture {
+func newConsoleFixture(t *testing.T, opts ...func(*Config)) *consoleFixture {
 	t.Helper()
 	const origin = "example.com/console"
 	key := tlogtest.NewKey(t, origin)
@@ -86,8 +86,12 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 200 * time.Millisecond,
-		Console: &ConsoleConfig{LogVKey: vkey, WitnessVKeys: wkeys}})
+	cfg := Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 200 * time.Millisecond,
+		Console: &ConsoleConfig{LogVKey: vkey, WitnessVKeys: wkeys}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := New(cfg)
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = srv.HTTPServer("")
 	hs.Start()
@@ -727,6 +731,33 @@ func TestConsoleLiveTail(t *testing.T) {
 	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(4)").textContent === "live.tail.two"`)
 	do(t, ctx, chromedp.Click(chromedp.ID("live")))
 	waitJS(t, ctx, "live off", `document.getElementById("live").getAttribute("aria-pressed") === "false"`)
+}
+
+// TestConsoleLiveTailLifetime: the server ends each stream after its
+// lifetime (here 600 ms); the live tail reconnects at once, resuming after
+// the last index it saw (or where the first stream started), and shows every
+// event posted meanwhile exactly once.
+func TestConsoleLiveTailLifetime(t *testing.T) {
+	f := newConsoleFixture(t, func(c *Config) { c.StreamMaxAge = 600 * time.Millisecond })
+	f.post([]map[string]any{{"action": "seed"}})
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all&source=life")
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
+	time.Sleep(900 * time.Millisecond) // past the first stream's lifetime, with no event
+	var want []string
+	for i := range 6 {
+		a := fmt.Sprintf("life.%d", i)
+		want = append(want, a)
+		f.post([]map[string]any{{"action": a, "source": "life"}})
+		time.Sleep(250 * time.Millisecond)
+	}
+	waitJS(t, ctx, "every event", `document.querySelectorAll("#rows tr").length >= 6`)
+	time.Sleep(700 * time.Millisecond) // a duplicate would show by now
+	got := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(4)")].map(td => td.textContent).reverse()`)
+	if !slices.Equal(got, want) {
+		t.Fatalf("live rows (oldest first) %v, want %v", got, want)
+	}
 }
 
 // downloads makes the tab save downloads in dir and returns a function that

@@ -202,6 +202,7 @@ async function startLive() {
   while (!ctl.signal.aborted && state.token) {
     const headers = { Authorization: `Bearer ${state.token}` };
     if (state.lastStreamId) headers["Last-Event-ID"] = state.lastStreamId;
+    let reconnectNow = false;
     setStatus("Live: connected");
     try {
       await stream(`/v1/events/stream?${new URLSearchParams(q)}`, headers, ctl.signal, (ev) => {
@@ -214,6 +215,13 @@ async function startLive() {
         }
         delay = 1000;
         onLiveRecord(r);
+      }, (comment) => {
+        // The stream says where it starts: a reconnection resumes there,
+        // even before any event arrived. At the end of its lifetime the
+        // server asks for a reconnection at once.
+        const start = /^ stream of events after index (\d+)$/.exec(comment);
+        if (start && !state.lastStreamId) state.lastStreamId = start[1];
+        if (comment.startsWith(" reconnect:")) reconnectNow = true;
       });
     } catch (e) {
       if (ctl.signal.aborted) return;
@@ -224,6 +232,7 @@ async function startLive() {
       }
     }
     if (ctl.signal.aborted) return;
+    if (reconnectNow) continue;
     setStatus("Live: reconnecting…");
     await new Promise((res) => setTimeout(res, delay));
     delay = Math.min(delay * 2, 15000);
