@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -229,5 +230,61 @@ func TestEventsStreamMaxAge(t *testing.T) {
 	}
 	if n := len(te.readEvents(t)) - reads; n < 3 {
 		t.Fatalf("%d stream reads recorded over ~1.2 s of 300 ms lifetimes, want each reconnection audited", n)
+	}
+}
+
+// TestEventsStreamClientResumesFromStart: a client.Stream started at "the
+// next event appended" (after < 0) whose first connection ends before any
+// event arrived resumes where that stream started, not at the next event
+// appended then: an event appended while it was reconnecting is delivered.
+func TestEventsStreamClientResumesFromStart(t *testing.T) {
+	te := newTestEvents(t, func(c *Config) { c.StreamMaxAge = 300 * time.Millisecond })
+	te.append("application/json", `{"action":"seed"}`)
+	te.waitPublished(t)
+	// The second stream request waits until the test lets it through.
+	var mu sync.Mutex
+	n := 0
+	reconnecting, release := make(chan struct{}), make(chan struct{})
+	h := te.srv.Handler()
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events/stream" {
+			mu.Lock()
+			n++
+			k := n
+			mu.Unlock()
+			if k == 2 {
+				close(reconnecting)
+				<-release
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer ws.Close()
+	c, err := client.New(ws.URL, client.Options{Token: te.tok["read"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got := make(chan int64, 10)
+	go c.Stream(ctx, client.Query{Action: "gap"}, -1, func(r client.Record) error {
+		got <- r.Index
+		return nil
+	})
+	select {
+	case <-reconnecting:
+	case <-ctx.Done():
+		t.Fatal("the client did not reconnect after the stream's lifetime")
+	}
+	idx := te.append("application/json", `{"action":"gap"}`)
+	te.waitPublished(t)
+	close(release)
+	select {
+	case i := <-got:
+		if i != idx[0] {
+			t.Fatalf("got event %d, want %d", i, idx[0])
+		}
+	case <-ctx.Done():
+		t.Fatalf("event %d, appended while the client reconnected, never arrived", idx[0])
 	}
 }
