@@ -339,7 +339,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		// No stream sent an index the log has not published: a larger one
 		// is refused before anything is recorded or sent.
 		if i >= cp.N {
-			return fmt.Errorf("%w: stream cursor %d (Last-Event-ID or cursor) is past the log: it has %d events, the last index is %d", events.ErrBadCursor, i, cp.N, cp.N-1)
+			return fmt.Errorf("%w: stream cursor %d (Last-Event-ID or cursor) is past the log: it has %d events (indexes below %d)", events.ErrBadCursor, i, cp.N, cp.N)
 		}
 		after = i
 	}
