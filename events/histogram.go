@@ -63,6 +63,10 @@ func histogram(q Query, bucket time.Duration, list func(Query) (Page, error), ma
 		return Histogram{}, fmt.Errorf("%w: a histogram takes no limit or cursor", ErrBadQuery)
 	}
 	start := q.Since.UTC().Truncate(bucket) // a whole second
+	if start.Year() < 0 {
+		// Bucket starts are RFC 3339 times: years 0 to 9999.
+		return Histogram{}, fmt.Errorf("%w: since %v in buckets of %v starts before year 0", ErrBadQuery, q.Since.UTC().Format(time.RFC3339), bucket)
+	}
 	// Counted in whole seconds: a time.Duration saturates at 292 years,
 	// and a range of centuries overflowed the bucket count.
 	width := int64(bucket / time.Second)

@@ -104,6 +104,7 @@ func TestHistogramBadQuery(t *testing.T) {
 		{"cursor", t0, t0.Add(time.Hour), time.Minute, 0, "abc"},
 		// Centuries by the second: the span saturates time.Duration (292
 		// years), which overflowed the bucket count and panicked.
+		{"buckets from before year 0", time.Date(0, 12, 31, 23, 58, 35, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), 70000 * time.Hour, 0, ""},
 		{"centuries by the second", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2900, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, 0, ""},
 	} {
 		var err error

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/client"
+	"indelible.dev/events"
 )
 
 // sseEvent is one server-sent event or comment line read from a stream.
@@ -287,4 +289,74 @@ func TestEventsStreamClientResumesFromStart(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("event %d, appended while the client reconnected, never arrived", idx[0])
 	}
+}
+
+// FuzzStreamResume opens the stream with arbitrary Last-Event-ID values
+// through the real handler: each is refused with 400 or streams, and every
+// request returns soon after its context ends (a resume index that
+// overflowed used to spin forever, deaf to it).
+func FuzzStreamResume(f *testing.F) {
+	for _, s := range []string{"0", "1", "2", "9223372036854775806", "9223372036854775807", "9223372036854775808", "-1", "", "01", "1e3", " 1"} {
+		f.Add(s)
+	}
+	te := newTestEvents(f)
+	te.append("application/json", `{"action":"a"}`)
+	te.waitPublished(f)
+	h := te.srv.Handler()
+	f.Fuzz(func(t *testing.T, id string) {
+		if strings.ContainsAny(id, "\r\n\x00") {
+			return // not a header value
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/events/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+te.tok["read"])
+		req.Header.Set("Last-Event-ID", id)
+		rec := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(rec, req)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Last-Event-ID %q: the handler still runs 5 s after its context ended", id)
+		}
+		// A 500 is the read's record not durable before the client left
+		// (the context ended first): nothing was sent.
+		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest && !(rec.Code == http.StatusInternalServerError && ctx.Err() != nil) {
+			t.Fatalf("Last-Event-ID %q: status %d: %s", id, rec.Code, rec.Body)
+		}
+	})
+}
+
+// FuzzHistogramRange asks the real handler for histograms of arbitrary
+// ranges and bucket widths: never a 5xx (a range of centuries used to
+// panic), and a 200 has at most events.MaxHistogramBuckets buckets.
+func FuzzHistogramRange(f *testing.F) {
+	f.Add(int64(0), int64(3600), "1m")
+	f.Add(int64(-30610224000), int64(29379542400), "1s") // 1000 to 2900
+	f.Add(int64(-30610224000), int64(29379542400), "876600h")
+	f.Add(int64(-62135596800), int64(253402300799), "2562047h")
+	te := newTestEvents(f)
+	te.append("application/json", `{"action":"a"}`)
+	te.waitPublished(f)
+	h := te.srv.Handler()
+	f.Fuzz(func(t *testing.T, since, until int64, bucket string) {
+		q := url.Values{"since": {time.Unix(since, 0).UTC().Format(time.RFC3339)}, "until": {time.Unix(until, 0).UTC().Format(time.RFC3339)}, "bucket": {bucket}}
+		req := httptest.NewRequest(http.MethodGet, "/v1/events/histogram?"+q.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+te.tok["read"])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s: status %d: %s", q.Encode(), rec.Code, rec.Body)
+		}
+		if rec.Code == http.StatusOK {
+			var hb histogramBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &hb); err != nil || len(hb.Buckets) > events.MaxHistogramBuckets || len(hb.Buckets) == 0 {
+				t.Fatalf("%s: %d buckets, %v", q.Encode(), len(hb.Buckets), err)
+			}
+		}
+	})
 }
