@@ -449,6 +449,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		msg = append(msg, "\n\n"...)
 		return write(msg)
 	})
+	failed := err != nil && ctx.Err() == nil // not ended by the client, the lifetime, a revocation or shutdown
 	cancel(nil)
 	hb.Wait()
 	// Say why the stream ends, to a client still there: a comment, which
@@ -460,7 +461,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	case cause != nil && !errors.Is(cause, context.Canceled):
 		write([]byte(": stream closed: " + cause.Error() + "\n\n"))
 	}
-	if err != nil && ctx.Err() == nil {
+	if failed {
 		h.s.logger.Warn("http: event stream ended", "err", err)
 	}
 	return nil // the response is committed: nothing more to say
