@@ -257,8 +257,10 @@ func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
 // cursor are ignored), calling f for each record in index order, from the
 // first event after index after (after < 0: from the next event appended).
 // It reconnects after a dropped connection, resuming after the last record
-// received, and returns when ctx is done (nil), when f fails, or when the
-// server refuses the request.
+// received (or, before any, where the first connection started), at once
+// when the server ends a connection at its lifetime, and returns when ctx is
+// done (nil), when f fails, or when the server refuses the request (a
+// revoked token: 401).
 func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record) error) error {
 	v := q.values(false)
 	delay := c.backoff
