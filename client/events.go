@@ -257,8 +257,10 @@ func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
 // cursor are ignored), calling f for each record in index order, from the
 // first event after index after (after < 0: from the next event appended).
 // It reconnects after a dropped connection, resuming after the last record
-// received, and returns when ctx is done (nil), when f fails, or when the
-// server refuses the request.
+// received (or, before any, where the first connection started), at once
+// when the server ends a connection at its lifetime, and returns when ctx is
+// done (nil), when f fails, or when the server refuses the request (a
+// revoked token: 401).
 func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record) error) error {
 	v := q.values(false)
 	delay := c.backoff
@@ -275,6 +277,10 @@ func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record
 		if errors.As(err, &se) && !Retryable(err) || errors.Is(err, errCallback) || IsCertificateError(err) {
 			return err
 		}
+		if errors.Is(err, errReconnect) {
+			delay = c.backoff
+			continue // the server ended the connection at its lifetime
+		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
@@ -285,6 +291,17 @@ func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record
 }
 
 var errCallback = errors.New("stream callback failed")
+
+// errReconnect is a stream connection the server closed at the end of its
+// lifetime, saying so in a comment line starting with streamReconnect: the
+// client reconnects at once.
+var errReconnect = errors.New("client: stream: the server asked to reconnect")
+
+const streamReconnect = ": reconnect:"
+
+// streamStart starts the comment line the server opens a stream with,
+// followed by the index the stream starts after.
+const streamStart = ": stream of events after index "
 
 // stream1 reads one connection of the stream and returns the last index
 // delivered to f.
@@ -319,6 +336,7 @@ func (c *Client) stream1(ctx context.Context, v url.Values, after int64, f func(
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxStreamLine)
 	var data []byte
+	reconnect := false
 	for sc.Scan() {
 		line := sc.Bytes()
 		switch {
@@ -340,10 +358,21 @@ func (c *Client) stream1(ctx context.Context, v url.Values, after int64, f func(
 			after = r.Index
 		case bytes.HasPrefix(line, []byte("data:")):
 			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+		case bytes.HasPrefix(line, []byte(streamReconnect)):
+			reconnect = true
+		case after < 0 && bytes.HasPrefix(line, []byte(streamStart)):
+			// Started at the next event appended: the server says which,
+			// so a reconnection resumes there and misses nothing.
+			if i, err := strconv.ParseInt(string(line[len(streamStart):]), 10, 64); err == nil {
+				after = i
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return after, &transportError{fmt.Errorf("client: stream: %w", err)}
+	}
+	if reconnect {
+		return after, errReconnect
 	}
 	return after, &transportError{errors.New("client: stream: connection closed")}
 }

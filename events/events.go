@@ -279,7 +279,8 @@ func (l *Layer) WaitReceipts(ctx context.Context, indexes []int64) ([][]byte, er
 
 // Stream calls send for every event matching q with index > after, in index
 // order, first those already stored, then each new one as it is published,
-// until ctx is done or send fails. It never skips an event.
+// until ctx is done or send fails. It never skips an event. An after at or
+// past the published size is ErrBadCursor.
 func (l *Layer) Stream(ctx context.Context, q Query, after int64, send func(Record) error) error {
 	return l.stream(ctx, q, after, send)
 }

@@ -62,15 +62,31 @@ func histogram(q Query, bucket time.Duration, list func(Query) (Page, error), ma
 	if q.Limit != 0 || q.Cursor != "" {
 		return Histogram{}, fmt.Errorf("%w: a histogram takes no limit or cursor", ErrBadQuery)
 	}
-	start := q.Since.UTC().Truncate(bucket)
-	n := int64((q.Until.Sub(start) + bucket - 1) / bucket)
+	start := q.Since.UTC().Truncate(bucket) // a whole second
+	if start.Year() < 0 {
+		// Bucket starts are RFC 3339 times: years 0 to 9999.
+		return Histogram{}, fmt.Errorf("%w: since %v in buckets of %v starts before year 0", ErrBadQuery, q.Since.UTC().Format(time.RFC3339), bucket)
+	}
+	// Counted in whole seconds: a time.Duration saturates at 292 years,
+	// and a range of centuries overflowed the bucket count.
+	width := int64(bucket / time.Second)
+	span := q.Until.Unix() - start.Unix() // at most ~3e11 for years 0 to 9999
+	if q.Until.Nanosecond() > 0 {
+		span++
+	}
+	n := span / width
+	if span%width != 0 {
+		n++
+	}
 	if n > MaxHistogramBuckets {
-		return Histogram{}, fmt.Errorf("%w: %d buckets of %v, at most %d", ErrBadQuery, n, bucket, MaxHistogramBuckets)
+		return Histogram{}, fmt.Errorf("%w: %d buckets of %v from %v to %v, at most %d", ErrBadQuery, n, bucket, start.Format(time.RFC3339), q.Until.UTC().Format(time.RFC3339), MaxHistogramBuckets)
 	}
 	h := Histogram{Width: bucket, Buckets: make([]Bucket, n), Complete: true}
 	for i := range h.Buckets {
-		h.Buckets[i].Start = start.Add(time.Duration(i) * bucket)
+		h.Buckets[i].Start = start
+		start = start.Add(bucket)
 	}
+	start = h.Buckets[0].Start
 	q.Limit = MaxLimit
 	for {
 		p, err := list(q)
@@ -82,7 +98,7 @@ func histogram(q Query, bucket time.Duration, list func(Query) (Page, error), ma
 			if t.Before(start) || !t.Before(q.Until) {
 				continue // outside the range (an inclusive bound of List)
 			}
-			h.Buckets[t.Sub(start)/bucket].Count++
+			h.Buckets[(t.Unix()-start.Unix())/width].Count++
 			h.Total++
 			if h.Total >= maxEvents {
 				if i < len(p.Records)-1 || p.NextCursor != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,11 +102,60 @@ func TestHistogramBadQuery(t *testing.T) {
 		{"too many buckets", t0, t0.Add(7 * 24 * time.Hour), time.Minute, 0, ""},
 		{"limit", t0, t0.Add(time.Hour), time.Minute, 10, ""},
 		{"cursor", t0, t0.Add(time.Hour), time.Minute, 0, "abc"},
+		// Centuries by the second: the span saturates time.Duration (292
+		// years), which overflowed the bucket count and panicked.
+		{"buckets from before year 0", time.Date(0, 12, 31, 23, 58, 35, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), 70000 * time.Hour, 0, ""},
+		{"centuries by the second", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2900, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, 0, ""},
 	} {
-		_, err := e.l.Histogram(Query{Since: tc.since, Until: tc.until, Limit: tc.limit, Cursor: tc.cursor}, tc.bucket)
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			_, err = e.l.Histogram(Query{Since: tc.since, Until: tc.until, Limit: tc.limit, Cursor: tc.cursor}, tc.bucket)
+		}()
 		if !errors.Is(err, ErrBadQuery) {
 			t.Errorf("%s: %v, want ErrBadQuery", tc.name, err)
 		}
+	}
+}
+
+// TestHistogramCenturies counts over ranges longer than a time.Duration
+// holds (292 years), which used to panic: few wide buckets are fine, many
+// narrow ones are refused naming the limit.
+func TestHistogramCenturies(t *testing.T) {
+	e := newEnv(t, nil)
+	year := 8766 * time.Hour
+	t1000, t2900 := time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2900, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.append("w", ev("a", "old", "r", "success", "s", time.Date(1200, 6, 1, 0, 0, 0, 0, time.UTC)),
+		ev("a", "new", "r", "success", "s", time.Date(2800, 6, 1, 0, 0, 0, 0, time.UTC)))
+	if _, err := e.l.WaitReceipts(t.Context(), []int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.l.Histogram(Query{Since: t1000, Until: t2900}, 100*year)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := h.Buckets[0].Start, h.Buckets[len(h.Buckets)-1].Start
+	if len(h.Buckets) > 20 || first.After(t1000) || !last.Before(t2900) || last.Add(100*year).Before(t2900) || h.Total != 2 || !h.Complete {
+		t.Fatalf("%d buckets from %v to %v, total %d, complete %v; want at most 20 covering the range, 2, true", len(h.Buckets), first, last, h.Total, h.Complete)
+	}
+	for i, b := range h.Buckets {
+		if i > 0 && b.Start.Sub(h.Buckets[i-1].Start) != 100*year {
+			t.Fatalf("bucket %d starts at %v, after %v", i, b.Start, h.Buckets[i-1].Start)
+		}
+		want := int64(0)
+		if b.Start.Year() <= 1200 && b.Start.Add(100*year).Year() > 1200 || b.Start.Year() <= 2800 && b.Start.Add(100*year).Year() > 2800 {
+			want = 1
+		}
+		if b.Count != want {
+			t.Errorf("bucket %v: %d events, want %d", b.Start, b.Count, want)
+		}
+	}
+	if _, err := e.l.Histogram(Query{Since: t1000, Until: t2900}, time.Hour); !errors.Is(err, ErrBadQuery) || !strings.Contains(err.Error(), fmt.Sprint(MaxHistogramBuckets)) {
+		t.Fatalf("centuries by the hour: %v, want ErrBadQuery naming the limit %d", err, MaxHistogramBuckets)
 	}
 }
 

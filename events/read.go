@@ -150,6 +150,11 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 	if err != nil {
 		return err
 	}
+	// A resume point past the published log is no event a stream could
+	// have sent; refusing it also keeps next+1 from overflowing below.
+	if pub, _ := l.log.Published(); after >= pub.N {
+		return fmt.Errorf("%w: resume after index %d, but the log has %d events", ErrBadCursor, after, pub.N)
+	}
 	next := max(after+1, 0)
 	type item struct {
 		i int64
@@ -159,6 +164,9 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 	for {
 		if l.closed.Load() {
 			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		cp, _, err := l.log.WaitSize(ctx, next+1)
 		if err != nil {

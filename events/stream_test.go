@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +97,41 @@ func TestStreamWaits(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("stream did not deliver")
+	}
+}
+
+// TestStreamResumePastLog checks a resume point at or past the published
+// size is refused at once with ErrBadCursor, among them the one whose
+// next+1 overflows int64 (which used to spin a core forever, deaf to its
+// context).
+func TestStreamResumePastLog(t *testing.T) {
+	e := newEnv(t, nil)
+	e.append("w", event.Event{Action: "a"}, event.Event{Action: "b"})
+	if _, err := e.l.WaitReceipts(t.Context(), []int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []int64{2, 3, math.MaxInt64 - 1, math.MaxInt64} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		done := make(chan error, 1)
+		go func() {
+			done <- e.l.Stream(ctx, Query{}, after, func(r Record) error {
+				return fmt.Errorf("sent event %d", r.Index)
+			})
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrBadCursor) || !strings.Contains(err.Error(), fmt.Sprint(after)) || !strings.Contains(err.Error(), "has 2 events") {
+				t.Errorf("after %d: %v, want ErrBadCursor naming the index and the size", after, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("after %d: the stream neither refused nor returned 8 s after its context ended", after)
+		}
+		cancel()
+	}
+	// The last index is a valid resume point: the stream waits for the next.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := e.l.Stream(ctx, Query{}, 1, func(Record) error { return errors.New("sent") }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after the last index: %v, want the context's end", err)
 	}
 }

@@ -22,6 +22,12 @@ import (
 // the binary and served at "/", plus the small read-only routes it needs
 // besides the events API: the keys it verifies receipts with, the log's
 // witnessing status, and a histogram of events.
+//
+// The page's modules (console/, flat): app.js signs in and routes; one
+// module per view (timeline.js with histogram.js, panel.js, health.js,
+// keys.js) over store.js (the state, and publish/subscribe between views);
+// api.js, nav.js and dom.js are shared helpers; verify.js, sse.js and zip.js
+// the receipt verifier, the event stream reader and the ZIP writer.
 const (
 	routeConsole       = "/"
 	routeConsoleAsset  = "/console/:file"

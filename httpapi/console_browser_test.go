@@ -50,11 +50,11 @@ type consoleFixture struct {
 	read    string // a read-scoped token
 	write   string // an append-scoped token
 	policy  itlog.Policy
-	tamper  atomic.Value // "", "event" or "proof"
+	tamper  atomic.Value // "", "event" or "proof" (receipts), "record" or "record-bytes" (records)
 	started time.Time
 }
 
-func newConsoleFixture(t *testing.T) *consoleFixture {
+func newConsoleFixture(t *testing.T, opts ...func(*Config)) *consoleFixture {
 	t.Helper()
 	const origin = "example.com/console"
 	key := tlogtest.NewKey(t, origin)
@@ -86,8 +86,12 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 200 * time.Millisecond,
-		Console: &ConsoleConfig{LogVKey: vkey, WitnessVKeys: wkeys}})
+	cfg := Config{Log: l, Events: layer, Tokens: tokens, Logger: logger, StreamHeartbeat: 200 * time.Millisecond,
+		Console: &ConsoleConfig{LogVKey: vkey, WitnessVKeys: wkeys}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := New(cfg)
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = srv.HTTPServer("")
 	hs.Start()
@@ -97,14 +101,22 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 	proxy.FlushInterval = -1 // the event stream
 	proxy.ModifyResponse = func(r *http.Response) error {
 		mode := f.tamper.Load().(string)
-		if mode == "" || !strings.HasSuffix(r.Request.URL.Path, "/receipt") || r.StatusCode != 200 {
+		if mode == "" || r.StatusCode != 200 {
+			return nil
+		}
+		isRecord := r.Request.URL.Path == "/v1/events" || strings.HasPrefix(r.Request.URL.Path, "/v1/events/") && !strings.Contains(r.Request.URL.Path[len("/v1/events/"):], "/")
+		if strings.HasPrefix(mode, "record") && !isRecord || !strings.HasPrefix(mode, "record") && !strings.HasSuffix(r.Request.URL.Path, "/receipt") {
 			return nil
 		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			return err
 		}
-		b = tamperReceipt(b, mode)
+		if strings.HasPrefix(mode, "record") {
+			b = tamperRecords(f.t, b, mode)
+		} else {
+			b = tamperReceipt(b, mode)
+		}
 		r.Body = io.NopCloser(bytes.NewReader(b))
 		r.ContentLength = int64(len(b))
 		r.Header.Set("Content-Length", fmt.Sprint(len(b)))
@@ -120,6 +132,45 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		l.Close()
 	})
 	return f
+}
+
+// tamperRecords rewrites the records in a reply of GET /v1/events or GET
+// /v1/events/{index} as a lying server would: every actor.id becomes
+// mallory@example.com in the record's event ("record"), and in its
+// event_bytes too ("record-bytes"); the salt and commitment stay, so the
+// receipt still verifies.
+func tamperRecords(t *testing.T, b []byte, mode string) []byte {
+	forge := func(rec map[string]any) {
+		ev, ok := rec["event"].(map[string]any)
+		if !ok {
+			return
+		}
+		if a, ok := ev["actor"].(map[string]any); ok {
+			a["id"] = "mallory@example.com"
+		}
+		if mode == "record-bytes" {
+			eb, _ := json.Marshal(ev) // keys sorted, like the canonical form
+			rec["event_bytes"] = base64.StdEncoding.EncodeToString(eb)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		t.Errorf("tampering: %v", err)
+		return b
+	}
+	if list, ok := v["events"].([]any); ok {
+		for _, r := range list {
+			if rec, ok := r.(map[string]any); ok {
+				forge(rec)
+			}
+		}
+	} else {
+		forge(v)
+	}
+	out, _ := json.Marshal(v)
+	return out
 }
 
 // tamperReceipt flips one byte of the event (in the extra line) or of the
@@ -305,6 +356,13 @@ func TestConsoleTimeline(t *testing.T) {
 	do(t, ctx, chromedp.ScrollIntoView(chromedp.ID("sentinel")))
 	waitJS(t, ctx, "the second page", seededRows+` === 120 && document.getElementById("more").hidden && document.getElementById("status").textContent.includes("shown")`)
 	checkNewestFirst(t, rowTimes(t, ctx))
+	// Beside each actor, the token that wrote the event (the seed's "ci").
+	if subs := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr")].filter(r => !r.textContent.includes("indelible.read")).map(r => r.querySelector("td.submitter").textContent)`); len(subs) != 120 || slices.ContainsFunc(subs, func(s string) bool { return s != "ci" }) {
+		t.Errorf("submitted_by column: %v, want ci on every seeded row", subs)
+	}
+	if h := js[string](t, ctx, `document.querySelector("thead tr th:nth-child(3)").textContent`); h != "Submitted by" {
+		t.Errorf("third column %q, want Submitted by", h)
+	}
 
 	// All time: 160 events.
 	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
@@ -340,9 +398,9 @@ func TestConsoleTimeline(t *testing.T) {
 		}
 	}
 	// Clicking a value filters by it too.
-	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:first-child td:nth-child(5) .val`)))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:first-child td:nth-child(6) .val`)))
 	waitLoaded(t, ctx, "the outcome filter", "outcome=")
-	outcomes := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(5)")].map(td => td.textContent)`)
+	outcomes := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(6)")].map(td => td.textContent)`)
 	for _, o := range outcomes {
 		if o != outcomes[0] {
 			t.Fatalf("outcome filter shows %q and %q", outcomes[0], o)
@@ -434,7 +492,7 @@ func TestConsoleVerify(t *testing.T) {
 
 	verdict, failed := verifyIn(t, ctx, f.url, index)
 	steps := js[[]map[string]string](t, ctx, `[...document.querySelectorAll("#verify-result .steps > li")].map(li => ({step: li.dataset.step, ok: li.dataset.ok}))`)
-	if verdict != "ok" || failed != "" || len(steps) != 9 {
+	if verdict != "ok" || failed != "" || len(steps) != 10 {
 		t.Fatalf("Verify: verdict %q, failed %q, steps %v", verdict, failed, steps)
 	}
 	for _, s := range steps {
@@ -445,10 +503,20 @@ func TestConsoleVerify(t *testing.T) {
 	if w := js[string](t, ctx, `document.querySelector('[data-step="cosignatures"]').textContent`); !strings.Contains(w, "w1.example: cosignature verified") || !strings.Contains(w, "w2.example: cosignature verified") {
 		t.Errorf("cosignature step: %q", w)
 	}
-	// The panel shows the canonical JSON the commitment covers.
+	// The panel shows the canonical JSON the commitment covers, decoded
+	// from the verified receipt.
 	rec := f.record(index)
 	if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
 		t.Errorf("canonical JSON shown %q, want %q", got, rec.bytes)
+	}
+	if src := js[string](t, ctx, `document.getElementById("panel-event").dataset.source`); src != "receipt" {
+		t.Errorf("after Verify the panel shows the event from %q, want the receipt", src)
+	}
+	// No key is pinned: the verdict itself says the keys came from the
+	// server.
+	if text, keys := js[string](t, ctx, `document.getElementById("verdict").textContent`), js[string](t, ctx, `document.getElementById("verify-result").dataset.keys`); keys != "server" ||
+		!strings.Contains(text, "with keys the server itself sent (no keys are pinned)") || strings.Contains(text, "pinned in this browser") {
+		t.Errorf("unpinned verdict (keys %q): %q, want it to say the keys came from the server", keys, text)
 	}
 	if screenshot := os.Getenv("INDELIBLE_SCREENSHOT"); screenshot == "1" {
 		saveDocsScreenshot(t, ctx, f.url, index)
@@ -476,6 +544,11 @@ func TestConsoleVerify(t *testing.T) {
 	if js[bool](t, ctx, `!document.getElementById("alarm").hidden`) {
 		t.Fatal("alarm raised while the pinned keys match")
 	}
+	verdict, _ = verifyIn(t, ctx, f.url, index)
+	if text, keys := js[string](t, ctx, `document.getElementById("verdict").textContent`), js[string](t, ctx, `document.getElementById("verify-result").dataset.keys`); verdict != "ok" || keys != "pinned" ||
+		!strings.Contains(text, "with the keys pinned in this browser") || strings.Contains(text, "server itself sent") {
+		t.Errorf("pinned verdict %q (keys %q): %q", verdict, keys, text)
+	}
 	_, otherVKey, _ := note.GenerateKey(rand.Reader, "example.com/console")
 	js[bool](t, ctx, fmt.Sprintf(`(() => { const p = JSON.parse(localStorage.getItem("indelible.keys.pinned")); p.log = %q; localStorage.setItem("indelible.keys.pinned", JSON.stringify(p)); return true; })()`, otherVKey))
 	verdict, failed = verifyIn(t, ctx, f.url, index)
@@ -499,6 +572,56 @@ func TestConsoleVerify(t *testing.T) {
 	js[bool](t, ctx, `(() => { const s = JSON.parse(localStorage.getItem("indelible.checkpoint.seen")); for (const o in s) s[o].root = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; localStorage.setItem("indelible.checkpoint.seen", JSON.stringify(s)); return true; })()`)
 	do(t, ctx, chromedp.Click(chromedp.ID("health-refresh")))
 	waitJS(t, ctx, "fork evidence", `document.getElementById("health-plain") && document.getElementById("health-plain").textContent.includes("FORK EVIDENCE")`)
+}
+
+// TestConsoleVerifyCoversShown: a server that sends a record whose event
+// differs from what its receipt opens (the fields alone, or the fields and
+// event_bytes, with the true salt and commitment, so the receipt itself
+// verifies) is caught: the verdict fails at the "shown" step, and the panel
+// then shows the event the log committed to, not the server's.
+func TestConsoleVerifyCoversShown(t *testing.T) {
+	f, ctx := seededConsole(t, "#/events?range=all")
+	const index = 42 // alice@example.com's
+	rec := f.record(index)
+	for _, mode := range []string{"record", "record-bytes"} {
+		f.tamper.Store(mode)
+		do(t, ctx, chromedp.Navigate("about:blank")) // no record cached from before
+		do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/#/events?range=all&event=%d", f.url, index)))
+		waitJS(t, ctx, "the event panel", `document.getElementById("verify")`)
+		if got := js[string](t, ctx, `document.getElementById("panel-body").textContent`); !strings.Contains(got, "mallory@example.com") {
+			t.Fatalf("%s: the forged record is not what the panel shows before Verify: %q", mode, got)
+		}
+		do(t, ctx, chromedp.Click(chromedp.ID("verify")))
+		waitJS(t, ctx, "the verdict", `document.getElementById("verify-result").dataset.verdict`)
+		verdict := js[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`)
+		failed := js[string](t, ctx, `document.getElementById("verify-result").dataset.failed`)
+		text := js[string](t, ctx, `document.getElementById("verdict").textContent`)
+		detail := js[string](t, ctx, `document.querySelector('[data-step="shown"]')?.textContent || ""`)
+		if verdict != "bad" || failed != "shown" || !strings.Contains(text, "FAILED") {
+			t.Errorf("%s: verdict %q failed %q (%q), want bad at the shown step", mode, verdict, failed, text)
+		}
+		if !strings.Contains(detail, "differs in actor") || mode == "record-bytes" && !strings.Contains(detail, "event_bytes are not") {
+			t.Errorf("%s: the shown step does not say what differs: %q", mode, detail)
+		}
+		// The receipt's own steps passed: only the record lied.
+		if n := js[int](t, ctx, `document.querySelectorAll('#verify-result .steps > li[data-ok="true"]').length`); n != 9 {
+			t.Errorf("%s: %d receipt steps passed, want 9", mode, n)
+		}
+		shown := js[string](t, ctx, `(document.getElementById("panel-event") || document.getElementById("panel-body")).textContent`)
+		if js[string](t, ctx, `(document.getElementById("panel-event") || document.body).dataset.source || ""`) != "receipt" || strings.Contains(shown, "mallory") || !strings.Contains(shown, "alice@example.com") {
+			t.Errorf("%s: after Verify the panel shows %q, want the committed event (alice), not the server's", mode, shown)
+		}
+		if got := js[string](t, ctx, `document.getElementById("canonical").textContent`); got != string(rec.bytes) {
+			t.Errorf("%s: canonical JSON shown %q, want the committed %q", mode, got, rec.bytes)
+		}
+		// The token that wrote it, right after the actor's fields.
+		if got := js[[]string](t, ctx, `[...document.querySelectorAll("#panel-body table.kv th")].map(th => th.textContent)`); !slices.Contains(got, "Submitted by") || slices.Index(got, "Submitted by") != slices.Index(got, "Actor type")+1 {
+			t.Errorf("%s: panel fields %v, want Submitted by after the actor", mode, got)
+		}
+		if got := js[string](t, ctx, `document.querySelector("#panel-body table.kv").textContent`); !strings.Contains(got, "Submitted byci (the token that wrote the event") {
+			t.Errorf("%s: panel does not show submitted_by ci: %q", mode, got)
+		}
+	}
 }
 
 type testRecord struct {
@@ -597,17 +720,44 @@ func TestConsoleLiveTail(t *testing.T) {
 	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
 	time.Sleep(300 * time.Millisecond) // let the stream's request reach the server
 	f.post([]map[string]any{{"action": "live.tail.one", "actor": map[string]any{"id": "zoe@example.com"}}})
-	waitJS(t, ctx, "the live event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.one"`)
+	waitJS(t, ctx, "the live event on top", `document.querySelector("#rows tr:first-child td:nth-child(4)").textContent === "live.tail.one"`)
 
 	// Paused (the panel is open): "1 new event", then shown on demand.
-	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:nth-child(3) td:nth-child(7)`)))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#rows tr:nth-child(3) td:nth-child(8)`)))
 	waitJS(t, ctx, "the event panel", `!document.getElementById("panel").hidden`)
 	f.post([]map[string]any{{"action": "live.tail.two"}})
 	waitJS(t, ctx, "the pending count", `!document.getElementById("pending").hidden && document.getElementById("pending").textContent.startsWith("1 new event")`)
 	do(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.Click(chromedp.ID("pending")))
-	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(3)").textContent === "live.tail.two"`)
+	waitJS(t, ctx, "the held event on top", `document.querySelector("#rows tr:first-child td:nth-child(4)").textContent === "live.tail.two"`)
 	do(t, ctx, chromedp.Click(chromedp.ID("live")))
 	waitJS(t, ctx, "live off", `document.getElementById("live").getAttribute("aria-pressed") === "false"`)
+}
+
+// TestConsoleLiveTailLifetime: the server ends each stream after its
+// lifetime (here 600 ms); the live tail reconnects at once, resuming after
+// the last index it saw (or where the first stream started), and shows every
+// event posted meanwhile exactly once.
+func TestConsoleLiveTailLifetime(t *testing.T) {
+	f := newConsoleFixture(t, func(c *Config) { c.StreamMaxAge = 600 * time.Millisecond })
+	f.post([]map[string]any{{"action": "seed"}})
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=all&source=life")
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
+	time.Sleep(900 * time.Millisecond) // past the first stream's lifetime, with no event
+	var want []string
+	for i := range 6 {
+		a := fmt.Sprintf("life.%d", i)
+		want = append(want, a)
+		f.post([]map[string]any{{"action": a, "source": "life"}})
+		time.Sleep(250 * time.Millisecond)
+	}
+	waitJS(t, ctx, "every event", `document.querySelectorAll("#rows tr").length >= 6`)
+	time.Sleep(700 * time.Millisecond) // a duplicate would show by now
+	got := js[[]string](t, ctx, `[...document.querySelectorAll("#rows tr td:nth-child(4)")].map(td => td.textContent).reverse()`)
+	if !slices.Equal(got, want) {
+		t.Fatalf("live rows (oldest first) %v, want %v", got, want)
+	}
 }
 
 // downloads makes the tab save downloads in dir and returns a function that

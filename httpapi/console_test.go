@@ -640,6 +640,22 @@ func TestHistogramRoute(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 with an error", bad, status, b)
 		}
 	}
+	// Centuries: past what a time.Duration holds (292 years), the bucket
+	// count overflowed and the handler panicked.
+	for _, bad := range []string{
+		"since=1000-01-01T00:00:00Z&until=2900-01-01T00:00:00Z&bucket=1s",
+		"since=0001-01-02T00:00:00Z&until=9999-12-31T00:00:00Z&bucket=1m",
+	} {
+		status, b := f.get("/v1/events/histogram?"+bad, f.read)
+		if status != 400 || !strings.Contains(string(b), "at most 2000") {
+			t.Errorf("%s: %d %s, want 400 naming the limit", bad, status, b)
+		}
+	}
+	q = url.Values{"since": {"1000-01-01T00:00:00Z"}, "until": {"2900-01-01T00:00:00Z"}, "bucket": {"876600h"}}
+	q.Set("action", "a")
+	if status, b := f.get("/v1/events/histogram?"+q.Encode(), f.read); status != 200 || !strings.Contains(string(b), `"total":90,`) {
+		t.Errorf("centuries by the century: %d %s, want the 90 events", status, b)
+	}
 }
 
 // TestLogStatusRoute checks GET /v1/log/status: the witnesses as the log

@@ -35,6 +35,20 @@ const (
 // event is due, so proxies and clients see the connection is alive.
 const StreamHeartbeat = 15 * time.Second
 
+// StreamReconnect starts the comment line the event stream sends before it
+// closes at the end of its lifetime (Config.StreamMaxAge): a client should
+// reconnect at once, sending Last-Event-ID.
+const StreamReconnect = ": reconnect:"
+
+// DefaultStreamMaxAge is how long one event stream connection lives at most.
+const DefaultStreamMaxAge = time.Hour
+
+// Why a stream ended, as its context's cause.
+var (
+	errStreamLifetime = errors.New("stream lifetime over")
+	errStreamShutdown = errors.New("the server is shutting down")
+)
+
 // AppendResult is one element of the reply of POST /v1/events and POST
 // /v1/ingest/kubernetes, in request order. Receipt is set with
 // ?wait=checkpoint: a c2sp.org/tlog-proof document.
@@ -314,16 +328,19 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var after int64
+	cp, _ := h.log.Published()
+	after := cp.N - 1
 	if resume != "" {
 		i, err := itlog.ParseSize(resume)
 		if err != nil {
 			return fmt.Errorf("%w: stream cursor %q (Last-Event-ID or cursor): want an event index: %v", events.ErrBadCursor, resume, err)
 		}
+		// No stream sent an index the log has not published: a larger one
+		// is refused before anything is recorded or sent.
+		if i >= cp.N {
+			return fmt.Errorf("%w: stream cursor %d (Last-Event-ID or cursor) is past the log: it has %d events (indexes below %d)", events.ErrBadCursor, i, cp.N, cp.N)
+		}
 		after = i
-	} else {
-		cp, _ := h.log.Published()
-		after = cp.N - 1
 	}
 	// Audited once per connection, before anything is sent (the resume
 	// point in the metadata); the records it then delivers are not.
@@ -339,12 +356,30 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// The stream re-checks its token before each event and on each
+	// heartbeat, and lives at most streamMaxAge: a revoked token, or one
+	// that lost the read scope, ends it, and a client past the lifetime
+	// resumes with Last-Event-ID, authenticated and audited again.
+	secret, _ := bearerToken(r.Header.Get("Authorization"))
+	name := requestToken(c).Name
+	recheck := func() error {
+		tok, err := h.tokens.Authenticate(secret)
+		if err != nil {
+			return fmt.Errorf("token %q is no longer valid", name)
+		}
+		if !tok.Allows(auth.ScopeRead) {
+			return fmt.Errorf("token %q no longer has the %q scope", name, auth.ScopeRead)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	lifetime := time.AfterFunc(h.s.streamMaxAge, func() { cancel(errStreamLifetime) })
+	defer lifetime.Stop()
 	go func() {
 		select {
 		case <-h.s.stopping:
-			cancel() // the server is shutting down: end the stream
+			cancel(errStreamShutdown) // the server is shutting down: end the stream
 		case <-ctx.Done():
 		}
 	}()
@@ -374,7 +409,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	// response may not be written after that.
 	var hb sync.WaitGroup
 	defer hb.Wait()
-	defer cancel()
+	defer cancel(nil)
 	hb.Add(1)
 	go func() {
 		defer hb.Done()
@@ -385,14 +420,22 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if err := recheck(); err != nil {
+					cancel(err)
+					return
+				}
 				if write([]byte(": heartbeat\n\n")) != nil {
-					cancel()
+					cancel(nil)
 					return
 				}
 			}
 		}
 	}()
 	err = h.l.Stream(ctx, q, after, func(rec events.Record) error {
+		if err := recheck(); err != nil {
+			cancel(err)
+			return err
+		}
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -405,7 +448,19 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		msg = append(msg, "\n\n"...)
 		return write(msg)
 	})
-	if err != nil && ctx.Err() == nil {
+	failed := err != nil && ctx.Err() == nil // not ended by the client, the lifetime, a revocation or shutdown
+	cancel(nil)
+	hb.Wait()
+	// Say why the stream ends, to a client still there: a comment, which
+	// clients ignore, except the reconnect one (see StreamReconnect).
+	switch cause := context.Cause(ctx); {
+	case r.Context().Err() != nil:
+	case errors.Is(cause, errStreamLifetime):
+		write([]byte(StreamReconnect + " the stream's lifetime of " + h.s.streamMaxAge.String() + " is over: resume with Last-Event-ID\n\n"))
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		write([]byte(": stream closed: " + cause.Error() + "\n\n"))
+	}
+	if failed {
 		h.s.logger.Warn("http: event stream ended", "err", err)
 	}
 	return nil // the response is committed: nothing more to say

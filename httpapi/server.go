@@ -73,6 +73,10 @@ type Config struct {
 	// StreamHeartbeat is the event stream's heartbeat interval. Default
 	// StreamHeartbeat.
 	StreamHeartbeat time.Duration
+	// StreamMaxAge is how long one event stream connection lives at most;
+	// the client then resumes with Last-Event-ID. Default
+	// DefaultStreamMaxAge.
+	StreamMaxAge time.Duration
 	// Console, if set in events mode, serves the web console at / (console.go).
 	Console *ConsoleConfig
 	// PrivateLog puts the log's read routes (checkpoint, tiles, proofs) and
@@ -106,6 +110,7 @@ type Server struct {
 	stopping     chan struct{}
 	stoppingOnce sync.Once
 	heartbeat    time.Duration
+	streamMaxAge time.Duration
 	// readGuard wraps the log's read routes (private.go); only written
 	// before serving starts.
 	readGuard func(echo.HandlerFunc) echo.HandlerFunc
@@ -142,8 +147,12 @@ func New(cfg Config) *Server {
 		heartbeat:  cfg.StreamHeartbeat,
 		readGuard:  readGuard(cfg.PrivateLog, cfg.Tokens),
 	}
+	s.streamMaxAge = cfg.StreamMaxAge
 	if s.heartbeat <= 0 {
 		s.heartbeat = StreamHeartbeat
+	}
+	if s.streamMaxAge <= 0 {
+		s.streamMaxAge = DefaultStreamMaxAge
 	}
 	e := echo.New()
 	e.HideBanner = true

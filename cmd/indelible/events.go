@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/pflag"
 
+	"indelible.dev/httpapi"
 	"indelible.dev/internal/eventsetup"
 )
 
@@ -28,5 +29,6 @@ func eventsFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.IntVar(&cfg.tokenBurst, "token-burst", defaultTokenBurst, "events mode: burst of requests allowed per token above --token-rate")
 	f.BoolVar(&cfg.newAdminToken, "new-admin-token", false, "events mode: when the log has entries but no token is stored (the tokens were lost), create a new admin token (recorded in the log) instead of refusing to start")
 	f.StringVar(&cfg.masterKey, "master-key", "", "events mode: file holding the 32-byte master key (raw, hex or base64; default: $"+eventsetup.MasterKeyEnv+", else <data>/"+masterKeyFile+", created on first start)")
+	f.DurationVar(&cfg.streamMaxAge, "stream-max-age", httpapi.DefaultStreamMaxAge, "events mode: how long one event stream connection lives at most; clients then resume with Last-Event-ID, authenticated and audited again")
 	f.StringVar(&cfg.retention, "retention", "", "events mode: shred every UTC day of events entirely older than this (e.g. 400d, or a Go duration such as 36h; default: keep forever)")
 }

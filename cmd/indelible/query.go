@@ -60,7 +60,7 @@ func init() {
 		Use:   "query [filters]",
 		Short: "List events matching filters, newest first",
 		Long: `query lists the events matching every filter given (exact match), newest
-first, as a table (TIME, INDEX, ACTOR, ACTION, RESOURCE, OUTCOME) or, with
+first, as a table (TIME, INDEX, ACTOR, SUBMITTED_BY, ACTION, RESOURCE, OUTCOME) or, with
 --json, as NDJSON records (the event, its bytes, salt and commitment). It
 prints one page of --limit events; --all follows the pages to the end.`,
 		Args: cobra.NoArgs,

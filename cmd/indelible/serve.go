@@ -69,6 +69,8 @@ type serveConfig struct {
 	tokenBurst    int      // events mode: burst per token
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost (events.go)
+
+	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
 }
 
 func init() {
@@ -143,6 +145,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
 		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
 	}
+	if cfg.streamMaxAge <= 0 {
+		return fmt.Errorf("--stream-max-age %v: want a positive duration, e.g. 1h", cfg.streamMaxAge)
+	}
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
 	}
@@ -215,6 +220,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}()
 		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
 		hcfg.Events, hcfg.Tokens, hcfg.Audit = es.Layer, es.Tokens, es.Audit
+		hcfg.StreamMaxAge = cfg.streamMaxAge
 		// The web console at /, with the keys it verifies receipts with.
 		hcfg.Console = &httpapi.ConsoleConfig{LogVKey: vkey, Quorum: cfg.witnessQuorum}
 		for _, w := range cfg.witnesses {

@@ -5,8 +5,9 @@
 // the event stream interpretation rules: lines end in CRLF, LF or CR; a
 // blank line dispatches; "data" lines join with LF; comments start with ":".
 export class SSEParser {
-  constructor(onEvent) {
+  constructor(onEvent, onComment = null) {
     this.onEvent = onEvent;
+    this.onComment = onComment;
     this.buf = "";
     this.data = [];
     this.event = "";
@@ -37,7 +38,10 @@ export class SSEParser {
       this.event = "";
       return;
     }
-    if (line.startsWith(":")) return;
+    if (line.startsWith(":")) {
+      if (this.onComment) this.onComment(line.slice(1));
+      return;
+    }
     const i = line.indexOf(":");
     const field = i < 0 ? line : line.slice(0, i);
     let value = i < 0 ? "" : line.slice(i + 1);
@@ -48,10 +52,11 @@ export class SSEParser {
   }
 }
 
-// stream GETs url with headers and calls onEvent for each event until the
-// signal aborts or the stream ends; it resolves when the stream ends and
-// rejects on an HTTP error (err.status set) or a network error.
-export async function stream(url, headers, signal, onEvent) {
+// stream GETs url with headers and calls onEvent for each event (and
+// onComment, if given, with the text of each comment line after its colon)
+// until the signal aborts or the stream ends; it resolves when the stream
+// ends and rejects on an HTTP error (err.status set) or a network error.
+export async function stream(url, headers, signal, onEvent, onComment = null) {
   const resp = await fetch(url, { headers: { ...headers, Accept: "text/event-stream" }, signal, cache: "no-store" });
   if (!resp.ok) {
     const err = new Error(`stream: HTTP ${resp.status}`);
@@ -63,7 +68,7 @@ export async function stream(url, headers, signal, onEvent) {
     }
     throw err;
   }
-  const parser = new SSEParser(onEvent);
+  const parser = new SSEParser(onEvent, onComment);
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   for (;;) {
     const { value, done } = await reader.read();

@@ -158,7 +158,7 @@ function parseHash(s) {
   return b && b.length === 32 ? b : null;
 }
 
-function decodeUTF8(b) {
+export function decodeUTF8(b) {
   try {
     return utf8.decode(b);
   } catch {
@@ -492,8 +492,8 @@ async function loadKeysUncached({ log, witnesses = [], quorum = 0 }) {
 // ---- the whole receipt ----
 
 // verifyReceipt verifies an event receipt (bytes) against keys ({log,
-// witnesses, quorum} vkey strings). It returns {ok, steps, event, index,
-// checkpoint}: steps is the ordered list {id, title, ok (true, false, or
+// witnesses, quorum} vkey strings). It returns {ok, steps, event,
+// eventBytes, commitment, index, checkpoint}: steps is the ordered list {id, title, ok (true, false, or
 // null when not run or not applicable), detail}; ok is true only if every
 // step that ran passed. expect may name the record being shown: its index
 // (a BigInt) and commitment (bytes), which the receipt must then match.
@@ -505,7 +505,7 @@ export async function verifyReceipt(data, keySpec, expect = {}) {
     steps.push(s);
     return s;
   };
-  const out = { ok: false, steps, event: null, eventBytes: null, index: null, checkpoint: null, failed: null };
+  const out = { ok: false, steps, event: null, eventBytes: null, commitment: null, index: null, checkpoint: null, failed: null };
   const fail = (s, detail) => {
     s.ok = false;
     s.detail = detail;
@@ -554,6 +554,7 @@ export async function verifyReceipt(data, keySpec, expect = {}) {
   sOpening.detail = `salt ${toHex(salt).slice(0, 16)}…, ${eventBytes.length} event bytes`;
 
   const c = await commitment(salt, eventBytes);
+  out.commitment = c;
   sCommit.detail = toBase64(c);
   if (expectedCommitment && !equalBytes(c, expectedCommitment)) {
     return fail(sCommit, `${toBase64(c)} does not equal the record's commitment ${toBase64(expectedCommitment)}`);

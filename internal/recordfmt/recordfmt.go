@@ -26,7 +26,6 @@ func NewPrinter(w io.Writer, asJSON bool) *Printer {
 }
 
 // Print prints r.
-// Print prints r.
 func (p *Printer) Print(r client.Record) error {
 	if p.json {
 		b, err := json.Marshal(r)
@@ -37,16 +36,21 @@ func (p *Printer) Print(r client.Record) error {
 		return err
 	}
 	if !p.header {
-		fmt.Fprintln(p.tw, "TIME\tINDEX\tACTOR\tACTION\tRESOURCE\tOUTCOME")
+		fmt.Fprintln(p.tw, "TIME\tINDEX\tACTOR\tSUBMITTED_BY\tACTION\tRESOURCE\tOUTCOME")
 		p.header = true
 	}
 	e, err := r.Decode()
 	if err != nil {
 		return err
 	}
-	actor, resource := "-", "-"
+	// The actor is what the writer claims; submitted_by is the token that
+	// wrote the event, set by the server: shown side by side.
+	actor, submittedBy, resource := "-", "-", "-"
 	if e.Actor != nil && e.Actor.ID != "" {
 		actor = e.Actor.ID
+	}
+	if e.SubmittedBy != "" {
+		submittedBy = e.SubmittedBy
 	}
 	if e.Resource != nil && e.Resource.ID != "" {
 		resource = e.Resource.ID
@@ -55,7 +59,7 @@ func (p *Printer) Print(r client.Record) error {
 	if outcome == "" {
 		outcome = "-"
 	}
-	_, err = fmt.Fprintf(p.tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.Time, r.Index, actor, e.Action, resource, outcome)
+	_, err = fmt.Fprintf(p.tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time, r.Index, actor, submittedBy, e.Action, resource, outcome)
 	return err
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func TestPrinter(t *testing.T) {
-	r := client.Record{Index: 7, EventBytes: []byte(`{"time":"2026-01-02T03:04:05Z","action":"a.b","actor":{"id":"alice"}}`)}
+	r := client.Record{Index: 7, EventBytes: []byte(`{"time":"2026-01-02T03:04:05Z","action":"a.b","actor":{"id":"alice"},"submitted_by":"ci-bot"}`)}
 	var b strings.Builder
 	out := bufio.NewWriter(&b)
 	p := NewPrinter(out, false)
@@ -20,7 +20,8 @@ func TestPrinter(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 2 || strings.Fields(lines[0])[0] != "TIME" || strings.Join(strings.Fields(lines[1]), " ") != "2026-01-02T03:04:05Z 7 alice a.b - -" {
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "TIME INDEX ACTOR SUBMITTED_BY ACTION RESOURCE OUTCOME" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "2026-01-02T03:04:05Z 7 alice ci-bot a.b - -" {
 		t.Fatalf("table:\n%s", b.String())
 	}
 	b.Reset()
