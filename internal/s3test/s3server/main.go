@@ -9,6 +9,10 @@
 // them: a store that silently ignores conditional writes, which the mirror's
 // start-up probe must refuse.
 //
+// gofakes3 keeps Content-Type but drops Cache-Control: the server keeps it
+// as the user metadata X-Amz-Meta-Cache-Control and answers it back as
+// Cache-Control, as S3 does.
+//
 // It prints "listening on http://ADDR" on stdout once it accepts
 // connections, and runs until killed.
 package main
@@ -45,7 +49,7 @@ func main() {
 	if err := be.CreateBucket(*bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
 		log.Fatal(err)
 	}
-	h := gofakes3.New(be, gofakes3.WithAutoBucket(false)).Server()
+	h := keepCacheControl(gofakes3.New(be, gofakes3.WithAutoBucket(false)).Server())
 	if *ignore {
 		next := h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,4 +64,35 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "listening on http://%s\n", ln.Addr())
 	log.Fatal(http.Serve(ln, h))
+}
+
+const metaCacheControl = "X-Amz-Meta-Cache-Control"
+
+// keepCacheControl stores a PUT's Cache-Control as user metadata and serves
+// it back as Cache-Control.
+func keepCacheControl(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cc := r.Header.Get("Cache-Control"); cc != "" && r.Method == http.MethodPut {
+			r.Header.Set(metaCacheControl, cc)
+		}
+		next.ServeHTTP(&cacheControlWriter{ResponseWriter: w}, r)
+	})
+}
+
+type cacheControlWriter struct{ http.ResponseWriter }
+
+func (w *cacheControlWriter) WriteHeader(code int) {
+	h := w.Header()
+	if cc := h.Get(metaCacheControl); cc != "" {
+		h.Set("Cache-Control", cc)
+		h.Del(metaCacheControl)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *cacheControlWriter) Write(b []byte) (int, error) {
+	if w.Header().Get(metaCacheControl) != "" {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
