@@ -115,6 +115,10 @@ type Mirror struct {
 	cpETag string
 	cpN    int64
 
+	// The newest checkpoints/<size> found by guard, and its size (-1: none).
+	newestBody []byte
+	newestN    int64
+
 	uploads  prometheus.Counter
 	failures prometheus.Counter
 
@@ -196,6 +200,15 @@ func (m *Mirror) Open(l *ledger.Log) error {
 		// The watermark is written after the tree it names is durable.
 		return fmt.Errorf("%w: the mirror's watermark %d is beyond the store's tree of %d entries", ledger.ErrCorrupt, from, pub.N)
 	}
+	// A restart at a size already in the bucket: checkpoints/<size> holds
+	// exactly the note just signed (Ed25519 is deterministic), and every
+	// tile was created before it, so the checkpoint may go out at once.
+	if pub, signed := l.Published(); m.newestN == pub.N && bytes.Equal(m.newestBody, signed) {
+		if err := l.Release(pub, signed); err != nil {
+			return err
+		}
+		from, m.released = pub.N, true
+	}
 	m.mirrored.Store(from)
 	if m.cfg.Registerer != nil {
 		m.cfg.Registerer.MustRegister(m.uploads, m.failures,
@@ -258,6 +271,7 @@ func (m *Mirror) guard(ctx context.Context) error {
 	// The newest checkpoints/<size>: decimal names do not sort by number,
 	// so every name is listed (one request per 1000 checkpoints).
 	newest := int64(-1)
+	m.newestN = -1
 	err = m.b.list(ctx, "checkpoints/", func(key string) error {
 		n, err := itlog.ParseSize(strings.TrimPrefix(key, "checkpoints/"))
 		if err != nil {
@@ -283,6 +297,7 @@ func (m *Mirror) guard(ctx context.Context) error {
 		if _, err := check(key, data); err != nil {
 			return err
 		}
+		m.newestBody, m.newestN = data, newest
 	}
 	return nil
 }
