@@ -3,6 +3,8 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	tclient "github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/internal/s3test"
@@ -460,4 +464,85 @@ func FuzzParseLocation(f *testing.F) {
 			}
 		}
 	})
+}
+
+// bucketWitness cosigns every checkpoint, and records any it was sent
+// before its checkpoints/<size> object existed in the bucket with exactly
+// those bytes (the release rule).
+type bucketWitness struct {
+	t        *testing.T
+	cosigner *itlog.Cosigner
+	logV     note.Verifier
+	server   string
+	mu       sync.Mutex
+	sizes    []int64
+	early    []string
+}
+
+func (w *bucketWitness) Verifier() note.Verifier { return w.cosigner.Verifier() }
+
+func (w *bucketWitness) AddCheckpoint(ctx context.Context, old int64, proof tlog.TreeProof, checkpoint []byte) ([]byte, error) {
+	cp, _, err := itlog.OpenCheckpoint(checkpoint, w.logV)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.Get(w.server + "/" + s3test.Bucket + "/checkpoints/" + fmt.Sprint(cp.N))
+	if err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	w.mu.Lock()
+	w.sizes = append(w.sizes, cp.N)
+	if resp.StatusCode != 200 || !bytes.Equal(b, checkpoint) {
+		w.early = append(w.early, fmt.Sprintf("size %d: bucket %d %q", cp.N, resp.StatusCode, b))
+	}
+	w.mu.Unlock()
+	signed, err := note.Sign(&note.Note{Text: cp.String()}, w.cosigner)
+	if err != nil {
+		return nil, err
+	}
+	return signed[len(cp.String())+1:], nil
+}
+
+// TestMirrorWitnessing: witnesses get only checkpoints already in the
+// bucket, and the bucket's checkpoint is the witnessed one, cosignature
+// included.
+func TestMirrorWitnessing(t *testing.T) {
+	s3test.SetEnv(t)
+	srv := s3test.Start(t, s3test.Options{})
+	key := tlogtest.NewKey(t, "example.com/mirror")
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	c, err := itlog.NewCosigner("example.com/witness", priv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &bucketWitness{t: t, cosigner: c, logV: key.Verifier, server: srv.URL}
+	m, err := New(context.Background(), Config{Bucket: s3test.BucketURL(srv.URL), Verifier: key.Verifier, Retry: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: key.Signer, Hooks: []ledger.PublishHook{m}, MinFreeBytes: -1,
+		Witnessing: ledger.WitnessConfig{Witnesses: []ledger.Witness{w}, Retry: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 20 {
+		appendN(t, l, i*7, 7)
+	}
+	waitMirrored(t, l, 140)
+	_, body := l.Checkpoint()
+	if n, err := note.Open(body, note.VerifierList(key.Verifier, c.Verifier())); err != nil || len(n.Sigs) != 2 {
+		t.Fatalf("served checkpoint: %v", err)
+	}
+	tlogtest.Eventually(t, 10*time.Second, "the bucket's checkpoint carries the cosignature", func() (bool, string) {
+		code, got, _ := bucketGet(t, srv.URL, "checkpoint")
+		return code == 200 && bytes.Equal(got, body), fmt.Sprintf("%d %q", code, got)
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.early) > 0 || len(w.sizes) == 0 {
+		t.Fatalf("witness got %d checkpoints, %d before the bucket had them: %v", len(w.sizes), len(w.early), w.early)
+	}
 }
