@@ -213,3 +213,36 @@ func TestServeBucketIgnoringConditions(t *testing.T) {
 		t.Fatalf("serve with a bucket ignoring conditions: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestServeBucketFork: an object in the bucket that differs from what the
+// log writes at its name is fork evidence: serve stops by itself, exits
+// non-zero and says which object differs.
+func TestServeBucketFork(t *testing.T) {
+	s3test.SetEnv(t)
+	srv := s3test.Start(t, s3test.Options{})
+	req, err := http.NewRequest(http.MethodPut, srv.URL+"/"+s3test.Bucket+"/tile/entries/000.p/1", strings.NewReader("another history"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("planting the object: %s", resp.Status)
+	}
+	p := startServe(t, filepath.Join(t.TempDir(), "data"), "--bucket", s3test.BucketURL(srv.URL))
+	httpAdd(t, p.url, []byte("the first entry"))
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve still running after fork evidence\nstderr:\n%s", p.stderr)
+	}
+	if p.err == nil || !strings.Contains(p.stderr.String(), "fork evidence") || !strings.Contains(p.stderr.String(), "tile/entries/000.p/1") {
+		t.Fatalf("serve exited with %v\nstderr:\n%s", p.err, p.stderr)
+	}
+	if code, _ := httpGet(t, srv.URL+"/"+s3test.Bucket+"/checkpoints/1"); code != 404 {
+		t.Fatalf("checkpoints/1 created despite the fork: %d", code)
+	}
+}
