@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	tclient "github.com/transparency-dev/tessera/client"
@@ -364,6 +366,19 @@ func TestMirrorBucketAhead(t *testing.T) {
 	_, err = openNode(t, backup, srv.URL, key)
 	if !errors.Is(err, ledger.ErrKeyGuard) || !strings.Contains(err.Error(), "ahead of the store's 10 entries") {
 		t.Fatalf("opening an older copy of the store: %v", err)
+	}
+	// Without the checkpoint object (a crash between creating
+	// checkpoints/<size> and replacing checkpoint), checkpoints/ tells.
+	b, err := newBucket(context.Background(), Location{Bucket: s3test.Bucket, Endpoint: srv.URL, Region: "us-east-1", PathStyle: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(s3test.Bucket), Key: aws.String("checkpoint")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openNode(t, backup, srv.URL, key)
+	if !errors.Is(err, ledger.ErrKeyGuard) || !strings.Contains(err.Error(), "the bucket holds checkpoints/20, ahead of the store's 10 entries") {
+		t.Fatalf("opening an older copy of the store, no checkpoint object: %v", err)
 	}
 
 	// Another store of 20 other entries under the same key.
