@@ -227,13 +227,29 @@ func (m *Mirror) Open(l *ledger.Log) error {
 	return nil
 }
 
-// Close stops the upload loop (an upload in flight is cancelled; the
-// watermark makes the next start resume).
+// closeTimeout bounds the last round at Close.
+const closeTimeout = 5 * time.Second
+
+// Close stops the upload loop, then gives the bucket up to closeTimeout to
+// receive the last checkpoint (Log.Close calls it once every writer was
+// answered, so it is the final one). What does not make it is uploaded by
+// the next start, from the watermark.
 func (m *Mirror) Close() {
 	m.closeOnce.Do(func() {
-		if m.cancel != nil {
-			m.cancel()
-			<-m.done
+		if m.cancel == nil {
+			return
+		}
+		m.cancel()
+		<-m.done
+		if m.l.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		if err := m.step(ctx); errors.Is(err, ErrFork) {
+			m.l.Halt(err)
+		} else if err != nil {
+			m.log.Warn("mirror: the last checkpoint did not reach the bucket before shutdown; the next start uploads it", "err", err)
 		}
 	})
 }

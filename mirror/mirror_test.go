@@ -317,10 +317,16 @@ func TestMirrorResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendN(t, n.l, 0, 600)
-	waitMirrored(t, n.l, 600)
+	appendN(t, n.l, 0, 598)
+	waitMirrored(t, n.l, 598)
+	appendN(t, n.l, 598, 2)
+	_, signed := n.l.Published()
 	if err := n.l.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// Close gave the bucket the last checkpoint.
+	if code, got, _ := bucketGet(t, srv.URL, "checkpoint"); code != 200 || !bytes.Equal(got, signed) {
+		t.Fatalf("bucket checkpoint after Close: %d %q, want %q", code, got, signed)
 	}
 
 	n = mustOpen(t, dir, srv.URL, key)
