@@ -344,6 +344,32 @@ func TestMirrorResume(t *testing.T) {
 	if got := testutil.ToFloat64(n.m.uploads); got != 3 {
 		t.Fatalf("after one more entry the restarted node created %v objects, want 3", got)
 	}
+	if err := n.l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A watermark lost (rewound to 0) while the store went ahead of the
+	// bucket (10 entries appended without the mirror): the restarted node
+	// uploads from 0 again; every object already there compares equal (no
+	// fork), and only the new ones are created.
+	l, err := ledger.Open(dir, ledger.Options{Signer: key.Signer, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 601, 10)
+	if err := l.SetHookState(watermarkName, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	n = mustOpen(t, dir, srv.URL, key)
+	waitMirrored(t, n.l, 611)
+	// 611: tile/0/002.p/99, its bundle and checkpoints/611.
+	if got := testutil.ToFloat64(n.m.uploads); got != 3 {
+		t.Fatalf("re-mirroring from 0 created %v objects, want 3", got)
+	}
+	if err := n.l.Err(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestMirrorBucketAhead: a store restored from an older copy, or another
