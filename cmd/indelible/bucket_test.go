@@ -158,9 +158,14 @@ func TestServeBucketEvents(t *testing.T) {
 	p := startEvents(t, filepath.Join(t.TempDir(), "data"), "--bucket", s3test.BucketURL(proxy.URL()))
 	c := p.client(t)
 	ctx := context.Background()
-	res, err := c.AppendNDJSON(ctx, []byte(`{"action":"bucket.one"}`+"\n"), true)
+	const marker = "bucket-secret-7f3a9c"
+	res, err := c.AppendNDJSON(ctx, []byte(`{"action":"bucket.one","actor":{"id":"`+marker+`"}}`+"\n"), true)
 	if err != nil || len(res) != 1 {
 		t.Fatalf("append with wait: %v %v", res, err)
+	}
+	// The bucket holds commitments only: no event content reaches it.
+	if hits := tlogtest.FilesContaining(t, srv.Dir, []byte(marker)); len(hits) > 0 {
+		t.Fatalf("event content in the bucket's files: %v", hits)
 	}
 	rc, err := c.Receipt(ctx, res[0].Index)
 	if err != nil {
