@@ -123,6 +123,7 @@ type Mirror struct {
 	failures prometheus.Counter
 
 	cancel    context.CancelFunc
+	stopping  chan struct{} // closed by Close: run returns after its round
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -158,7 +159,7 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	if err := b.probe(pctx); err != nil {
 		return nil, err
 	}
-	m := &Mirror{cfg: cfg, b: b, log: cfg.Logger, done: make(chan struct{})}
+	m := &Mirror{cfg: cfg, b: b, log: cfg.Logger, stopping: make(chan struct{}), done: make(chan struct{})}
 	m.uploads = prometheus.NewCounter(prometheus.CounterOpts{Name: "indelible_mirror_uploads_total", Help: "Objects created in the bucket."})
 	m.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "indelible_mirror_errors_total", Help: "Mirror rounds that failed (the bucket unreachable or refusing); each is retried."})
 	m.mirrored.Store(-1)
@@ -227,26 +228,40 @@ func (m *Mirror) Open(l *ledger.Log) error {
 	return nil
 }
 
-// closeTimeout bounds the last round at Close.
+// closeTimeout bounds the round in flight at Close, and then the last one.
 const closeTimeout = 5 * time.Second
 
-// Close stops the upload loop, then gives the bucket up to closeTimeout to
-// receive the last checkpoint (Log.Close calls it once every writer was
-// answered, so it is the final one). What does not make it is uploaded by
-// the next start, from the watermark.
+// Close lets the round in flight finish (cancelling it after closeTimeout),
+// then gives the bucket up to closeTimeout to receive the last checkpoint
+// (Log.Close calls it once every writer was answered, so it is the final
+// one). What does not make it is uploaded by the next start, from the
+// watermark.
 func (m *Mirror) Close() {
 	m.closeOnce.Do(func() {
 		if m.cancel == nil {
 			return
 		}
-		m.cancel()
-		<-m.done
+		defer m.cancel()
+		close(m.stopping)
+		select {
+		case <-m.done:
+		case <-time.After(closeTimeout):
+			m.cancel()
+			<-m.done
+		}
 		if m.l.Err() != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
-		if err := m.step(ctx); errors.Is(err, ErrFork) {
+		err := m.step(ctx)
+		if err != nil && !errors.Is(err, ErrFork) && ctx.Err() == nil {
+			// Once more: a request cut short by the cancelled round can
+			// leave a transient error behind.
+			time.Sleep(100 * time.Millisecond)
+			err = m.step(ctx)
+		}
+		if errors.Is(err, ErrFork) {
 			m.l.Halt(err)
 		} else if err != nil {
 			m.log.Warn("mirror: the last checkpoint did not reach the bucket before shutdown; the next start uploads it", "err", err)
@@ -361,12 +376,16 @@ func (m *Mirror) run(ctx context.Context) {
 			case <-time.After(m.cfg.Retry):
 			case <-ctx.Done():
 				return
+			case <-m.stopping:
+				return
 			}
 			continue
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			return
+		case <-m.stopping:
 			return
 		}
 	}
