@@ -65,10 +65,11 @@ var layers = map[string][]string{
 	"client":           {"tlog", "event"},
 	"receipt":          {"tlog", "event"},
 	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
 	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
@@ -81,12 +82,13 @@ var layers = map[string][]string{
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
+	"internal/s3test":     {}, // the S3 server process of the mirror's tests
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{

@@ -141,12 +141,17 @@ func keyID(s note.Signer) []byte {
 	return fmt.Appendf(nil, "%s %08x", s.Name(), s.KeyHash())
 }
 
-// guard is the running key guard of one Log.
+// guard is the running key guard of one Log, a publish hook (hooks.go):
+// Open checks the store against the mark, Signed wakes guardLoop, Close
+// writes the final mark.
 type guard struct {
 	cfg      KeyGuard
 	fs       guardFS
 	log      *slog.Logger
+	hwm      *highWater // the mark read before the store was opened
+	l        *Log       // set by Open
 	wake     chan struct{}
+	stop     chan struct{} // closed by Close
 	loopDone chan struct{} // closed when guardLoop returns
 
 	mu      sync.Mutex // serializes writes; guards storeID and last
@@ -160,7 +165,7 @@ func openGuard(cfg *KeyGuard, logger *slog.Logger) (*guard, *highWater, error) {
 	if cfg.File == "" {
 		return nil, nil, errors.New("ledger: KeyGuard.File is required")
 	}
-	g := &guard{cfg: *cfg, fs: cfg.fs, log: logger, wake: make(chan struct{}, 1), loopDone: make(chan struct{})}
+	g := &guard{cfg: *cfg, fs: cfg.fs, log: logger, wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	if g.fs == nil {
 		g.fs = osGuardFS{}
 	}
@@ -233,12 +238,38 @@ func (g *guard) check(l *Log, h *highWater) error {
 	return nil
 }
 
-// notify asks guardLoop to record the newest published tree; it never blocks.
-func (g *guard) notify() {
+// Open checks the store against the mark (check), records it, and starts
+// guardLoop.
+func (g *guard) Open(l *Log) error {
+	if err := g.check(l, g.hwm); err != nil {
+		return err
+	}
+	g.l = l
+	go g.loop()
+	return nil
+}
+
+// Signed asks guardLoop to record the newest signed tree; it never blocks.
+// The mark covers signed trees, released or not: a signature exists.
+func (g *guard) Signed(itlog.Checkpoint) {
 	select {
 	case g.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Released does nothing: Signed already recorded the tree.
+func (g *guard) Released(itlog.Checkpoint) {}
+
+// Close stops guardLoop and writes the mark exactly at a clean close: the
+// newest signed tree. Log.Close calls it after the publisher stopped.
+func (g *guard) Close() {
+	if g.l == nil {
+		return
+	}
+	close(g.stop)
+	<-g.loopDone
+	g.write(g.l.pub.Load().cp.Tree)
 }
 
 // write records tree in the mark, unless it is already recorded.
@@ -258,21 +289,20 @@ func (g *guard) write(tree tlog.Tree) error {
 	return nil
 }
 
-// guardLoop records published trees in the mark, at most once per
-// Interval, until the publisher exits (Close then writes the last one).
-func (l *Log) guardLoop() {
-	g := l.guard
+// loop (guardLoop) records published trees in the mark, at most once per
+// Interval, until Close.
+func (g *guard) loop() {
 	defer close(g.loopDone)
 	for {
 		select {
 		case <-g.wake:
-		case <-l.done:
+		case <-g.stop:
 			return
 		}
-		g.write(l.pub.Load().cp.Tree)
+		g.write(g.l.pub.Load().cp.Tree)
 		select {
 		case <-time.After(g.cfg.Interval):
-		case <-l.done:
+		case <-g.stop:
 			return
 		}
 	}

@@ -154,6 +154,9 @@ type Options struct {
 	// KeyGuard, if set, keeps the log key from ever signing two histories:
 	// see keyguard.go. indelible serve always sets it.
 	KeyGuard *KeyGuard
+	// Hooks are called at the points of the publish path (hooks.go), after
+	// the key guard and witnessing. At most one may be a ReleaseGate.
+	Hooks []PublishHook
 
 	// For tests: the free space of a directory, and a replacement of the
 	// wait for a commit's fsync and of the leaf-hash index commit.
@@ -187,6 +190,7 @@ type CommitInfo struct {
 //   - watchDisk (diskguard.go) sets diskFull.
 //   - guardLoop (keyguard.go) writes the key's high-water mark after
 //     publishes, coalesced.
+//   - Options.Hooks own their goroutines (hooks.go).
 //   - witnessing.run and its request goroutines (witnessing.go) own the
 //     witnessing state, under its own mutex.
 //
@@ -198,9 +202,9 @@ type CommitInfo struct {
 // Shutdown chain: Close sets closing and wakes sequence, which commits what
 // is queued, refuses the rest with ErrClosed and closes inflight;
 // publishLoop drains inflight (every writer is answered), then closes indexq
-// and done; indexLoop drains indexq and closes indexDone; guardLoop sees done,
-// and Close writes the final high-water mark; then witnessing stops and the
-// store closes.
+// and done; indexLoop drains indexq and closes indexDone; then the publish
+// hooks close in reverse order (Options.Hooks, witnessing stops, guardLoop
+// stops and Close writes the final high-water mark) and the store closes.
 type Log struct {
 	db     *pebble.DB
 	dir    string
@@ -220,8 +224,12 @@ type Log struct {
 	// Integration state: owned by the sequencer goroutine.
 	edge *edge
 
-	// Publishing.
+	// Publishing. pub is the newest signed checkpoint, rel the newest
+	// released one (hooks.go); without a ReleaseGate they are the same.
 	pub        atomic.Pointer[published]
+	rel        atomic.Pointer[published]
+	hooks      []PublishHook // key guard, witnessing, Options.Hooks
+	gated      bool          // a ReleaseGate is among hooks
 	pubMu      sync.Mutex
 	pubChanged notifier // at each publish, at a failure, at a new witnessed checkpoint
 	failed     atomic.Pointer[error]
@@ -332,6 +340,23 @@ func Open(dir string, opts Options) (*Log, error) {
 		tiles:     newTileCache(opts.TileCacheSize),
 	}
 	l.guard = guard
+	if guard != nil {
+		guard.hwm = hwm
+		l.hooks = append(l.hooks, guard)
+	}
+	if len(opts.Witnessing.Witnesses) > 0 {
+		l.hooks = append(l.hooks, &witnessHook{l: l, cfg: opts.Witnessing})
+	}
+	for _, h := range opts.Hooks {
+		if _, ok := h.(ReleaseGate); ok {
+			if l.gated {
+				db.Close()
+				return nil, errors.New("ledger: more than one ReleaseGate in Options.Hooks")
+			}
+			l.gated = true
+		}
+		l.hooks = append(l.hooks, h)
+	}
 	tree, err := l.init(hwm)
 	if err == nil {
 		l.edge, err = l.loadEdge(tree)
@@ -347,17 +372,11 @@ func Open(dir string, opts Options) (*Log, error) {
 		err = l.publish(tree, l.edge.snapshot())
 	}
 	// The published checkpoint is not visible outside yet (Open has not
-	// returned): check that this store is the history the key has signed,
-	// as far as the high-water mark and the witnesses know, before any new
-	// signature can go out.
-	if err == nil && l.guard != nil {
-		err = l.guard.check(l, hwm)
-	}
+	// returned): the hooks check that this store is the history the key has
+	// signed, as far as the high-water mark, the witnesses and the bucket
+	// know, before any new signature can go out.
 	if err == nil {
-		err = l.checkWitnesses(opts.Witnessing)
-	}
-	if err == nil {
-		err = l.startWitnessing(opts.Witnessing)
+		err = l.openHooks()
 	}
 	if err != nil {
 		db.Close()
@@ -366,9 +385,6 @@ func Open(dir string, opts Options) (*Log, error) {
 	go l.sequence()
 	go l.publishLoop()
 	go l.indexLoop()
-	if l.guard != nil {
-		go l.guardLoop()
-	}
 	if opts.MinFreeBytes > 0 && (opts.FS == nil || opts.freeSpace != nil) {
 		go l.watchDisk(dir)
 	}
@@ -472,14 +488,7 @@ func (l *Log) Close() error {
 	}
 	<-l.done
 	<-l.indexDone
-	if l.guard != nil {
-		// Exactly at a clean close: the newest signed tree.
-		<-l.guard.loopDone
-		l.guard.write(l.pub.Load().cp.Tree)
-	}
-	if l.wit != nil {
-		l.wit.close()
-	}
+	l.closeHooks()
 	return l.db.Close()
 }
 
@@ -522,7 +531,7 @@ func hashChildren(l, r []byte) []byte {
 func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, error) {
 	for {
 		ch := l.pubChanged.wait()
-		p := l.pub.Load()
+		p := l.rel.Load()
 		if l.wit != nil {
 			p = l.witnessedCheckpoint()
 		}
@@ -543,11 +552,12 @@ func (l *Log) WaitSize(ctx context.Context, n int64) (itlog.Checkpoint, []byte, 
 }
 
 // Checkpoint returns the checkpoint to serve and its signed note: the newest
-// published one, or, with witnessing, the newest one that met the witness
-// quorum, carrying the cosignatures. With witnessing, until a first
-// checkpoint meets the quorum it returns the zero Checkpoint and a nil note:
-// a log-signed checkpoint is never served in place of a witnessed one. The
-// note is shared: callers must not modify it.
+// released one (hooks.go), or, with witnessing, the newest one that met the
+// witness quorum, carrying the cosignatures. Until a first checkpoint is
+// released (with a ReleaseGate) or meets the quorum (with witnessing) it
+// returns the zero Checkpoint and a nil note: a log-signed checkpoint is
+// never served in place of a witnessed one. The note is shared: callers must
+// not modify it.
 func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
 	if l.wit != nil {
 		if w := l.witnessedCheckpoint(); w != nil {
@@ -555,12 +565,15 @@ func (l *Log) Checkpoint() (itlog.Checkpoint, []byte) {
 		}
 		return itlog.Checkpoint{}, nil
 	}
-	p := l.pub.Load()
-	return p.cp, p.signed
+	if p := l.rel.Load(); p != nil {
+		return p.cp, p.signed
+	}
+	return itlog.Checkpoint{}, nil
 }
 
 // Published returns the newest checkpoint signed by the log, witnessed or
-// not. Reads (tiles, proofs) are bounded by it.
+// not, released or not. Reads (tiles, proofs) are bounded by it; its note
+// must not leave the process before it is released (hooks.go).
 func (l *Log) Published() (itlog.Checkpoint, []byte) {
 	p := l.pub.Load()
 	return p.cp, p.signed
@@ -585,12 +598,14 @@ func (l *Log) publish(tree tlog.Tree, snap *edgeSnapshot) error {
 			panic(fmt.Sprintf("ledger: two roots for size %d", tree.N))
 		}
 	}
-	l.pub.Store(&published{cp: cp, signed: signed, edge: snap})
-	if l.wit != nil {
-		l.wit.notify()
+	p := &published{cp: cp, signed: signed, edge: snap}
+	l.pub.Store(p)
+	for _, h := range l.hooks {
+		h.Signed(cp)
 	}
-	if l.guard != nil {
-		l.guard.notify()
+	if !l.gated {
+		l.releaseLocked(p)
+		return nil
 	}
 	l.pubChanged.broadcast()
 	return nil

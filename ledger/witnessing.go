@@ -126,6 +126,36 @@ type witnessPeer struct {
 	lastErr  string
 }
 
+// witnessHook is witnessing as a publish hook (hooks.go): Open asks the
+// witnesses what they cosigned (checkWitnesses) and starts the loop, each
+// release wakes it, Close stops it.
+type witnessHook struct {
+	l   *Log
+	cfg WitnessConfig
+}
+
+func (h *witnessHook) Open(l *Log) error {
+	if err := l.checkWitnesses(h.cfg); err != nil {
+		return err
+	}
+	return l.startWitnessing(h.cfg)
+}
+
+// Signed does nothing: witnesses see only released checkpoints.
+func (h *witnessHook) Signed(itlog.Checkpoint) {}
+
+func (h *witnessHook) Released(itlog.Checkpoint) {
+	if h.l.wit != nil {
+		h.l.wit.notify()
+	}
+}
+
+func (h *witnessHook) Close() {
+	if h.l.wit != nil {
+		h.l.wit.close()
+	}
+}
+
 // startWitnessing starts the witnessing loop if cfg has witnesses. Open
 // calls it once the first checkpoint is published.
 func (l *Log) startWitnessing(cfg WitnessConfig) error {
@@ -204,7 +234,11 @@ func (wt *witnessing) run(ctx context.Context) {
 		case <-wt.wake:
 		case <-retry.C:
 		}
-		target := wt.l.pub.Load()
+		// Only released checkpoints go to witnesses (hooks.go).
+		target := wt.l.rel.Load()
+		if target == nil {
+			continue
+		}
 		if !wt.round(ctx, target) && ctx.Err() == nil {
 			retry.Reset(wt.cfg.Retry)
 		}

@@ -23,6 +23,7 @@ import (
 	"indelible.dev/internal/keyfile"
 	"indelible.dev/internal/witnesscli"
 	"indelible.dev/ledger"
+	"indelible.dev/mirror"
 	"indelible.dev/witness"
 )
 
@@ -69,6 +70,7 @@ type serveConfig struct {
 	tokenBurst    int      // events mode: burst per token
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost (events.go)
+	bucket        string   // --bucket s3://NAME?...: the public mirror in object storage (docs/ha.md)
 
 	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
 }
@@ -127,6 +129,8 @@ tokens.`,
 	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
 	f.BoolVar(&cfg.init, "init", false, "start a new log with an existing key that has never signed one (refused if the key's high-water mark shows it has, or if the store exists)")
 	f.IntVar(&cfg.witnessQuorum, "witness-quorum", 0, "cosignatures a checkpoint needs before /checkpoint serves it (default: all witnesses)")
+	f.StringVar(&cfg.bucket, "bucket", "", "mirror the log to S3-compatible object storage, s3://NAME?endpoint=URL&region=R&path_style=true "+
+		"(credentials from the AWS SDK's environment); no checkpoint is released before the bucket has it (docs/ha.md)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -176,6 +180,23 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 	metrics := httpapi.NewMetrics()
+	var hooks []ledger.PublishHook
+	// fatal carries a mirror's fork evidence out: serving stops and serve
+	// exits with it.
+	ctx, fatal := context.WithCancelCause(ctx)
+	defer fatal(nil)
+	if cfg.bucket != "" {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return err
+		}
+		m, err := mirror.New(ctx, mirror.Config{Bucket: cfg.bucket, Verifier: v, Logger: logger, Registerer: metrics.Registry(),
+			OnFatal: func(err error) { fatal(err) }})
+		if err != nil {
+			return err
+		}
+		hooks = append(hooks, m)
+	}
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
 		Signer:    signer,
 		CacheSize: int64(cfg.cache) << 20,
@@ -185,6 +206,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		// Witnessing runs beside ingestion; /checkpoint serves the newest
 		// checkpoint meeting the quorum (see ledger/witnessing.go).
 		Witnessing: wcfg,
+		// The bucket mirror holds every checkpoint back until the bucket
+		// has it (the release rule, mirror/mirror.go).
+		Hooks: hooks,
 	})
 	if err != nil {
 		return err
@@ -255,7 +279,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	banner.Print(out, info)
 
-	return serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
+	err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, mirror.ErrFork) {
+		return cause
+	}
+	return err
 }
 
 // logKey returns the log's signer, verifier key and key file: from --key,
