@@ -44,7 +44,7 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 // the packages of the module it may depend on, directly or not, besides
 // itself. It is docs/design.md's import table:
 //
-//	tlog, event                 pure
+//	tlog, event, api            pure (api: the HTTP API's wire types)
 //	receipt                     over them: the public receipt verifier
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
@@ -60,25 +60,26 @@ var layers = map[string][]string{
 	"tlog":             {},
 	"event":            {"tlog"},
 	"ledger":           {"tlog", "event", "internal/atomicfile"},
-	"witness":          {"tlog", "event", "client", "internal/atomicfile"},
+	"witness":          {"tlog", "event", "client", "api", "internal/atomicfile"},
 	"auth":             {"tlog", "event", "internal/atomicfile"},
-	"client":           {"tlog", "event"},
+	"api":              {},
+	"client":           {"tlog", "event", "api"},
 	"receipt":          {"tlog", "event"},
 	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
-	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "internal/keyfile", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
-	"internal/loadgen": {"tlog", "event", "client"},
+	"internal/loadgen": {"tlog", "event", "client", "api"},
 	// The commands' logic, under cmd only (nothing else may import them).
 	"internal/exitcode":   {},
-	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode", "internal/atomicfile"},
-	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile", "internal/atomicfile"},
+	"internal/auditcli":   {"tlog", "event", "client", "api", "audit", "internal/exitcode", "internal/atomicfile"},
+	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "api", "internal/keyfile", "internal/atomicfile"},
 	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile"},
 	"internal/banner":     {},
-	"internal/recordfmt":  {"tlog", "event", "client"},
+	"internal/recordfmt":  {"tlog", "event", "client", "api"},
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
@@ -95,6 +96,8 @@ var moduleRules = map[string][]string{
 	"tlog":   pureAllowedModules,
 	"event":  pureAllowedModules,
 	"client": clientAllowedModules,
+	// api is the wire types the client and its users share: pure.
+	"api": pureAllowedModules,
 	// receipt is what outsiders embed to verify: no more than the pure set.
 	"receipt": pureAllowedModules,
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/event"
 )
 
@@ -85,11 +86,7 @@ func (r Record) Decode() (Event, error) {
 
 // Appended is one element of an append reply, in request order. Receipt is
 // set when the append waited for a checkpoint.
-type Appended struct {
-	Index   int64  `json:"index"`
-	ID      string `json:"id,omitempty"`
-	Receipt string `json:"receipt,omitempty"`
-}
+type Appended = api.Appended
 
 // Page is one page of a query, newest first. NextCursor is "" on the last.
 type Page struct {
@@ -136,19 +133,10 @@ func (q Query) values(cursor bool) url.Values {
 }
 
 // Token is a token's public record (never its secret).
-type Token struct {
-	Name     string    `json:"name"`
-	Scopes   []string  `json:"scopes"`
-	Created  time.Time `json:"created"`
-	LastUsed time.Time `json:"last_used,omitzero"`
-	Revoked  time.Time `json:"revoked,omitzero"`
-}
+type Token = api.Token
 
 // NewToken is a created token and its secret, shown once.
-type NewToken struct {
-	Token
-	Secret string `json:"token"`
-}
+type NewToken = api.NewToken
 
 // Append appends events (POST /v1/events, a JSON array) and returns their
 // indexes in order once they are durable; with wait, once a published
@@ -220,9 +208,7 @@ func (c *Client) appendBody(ctx context.Context, path, ct string, body []byte, w
 	if wait {
 		path += "?wait=checkpoint"
 	}
-	r, err := doJSON[struct {
-		Events []Appended `json:"events"`
-	}](ctx, c, http.MethodPost, path, ct, body, MaxEventsResponse, "append reply")
+	r, err := doJSON[api.AppendReply](ctx, c, http.MethodPost, path, ct, body, MaxEventsResponse, "append reply")
 	return r.Events, err
 }
 
@@ -379,7 +365,7 @@ func (c *Client) stream1(ctx context.Context, v url.Values, after int64, f func(
 
 // CreateToken creates a token (admin) and returns it with its secret.
 func (c *Client) CreateToken(ctx context.Context, name string, scopes []string) (NewToken, error) {
-	body, _ := json.Marshal(map[string]any{"name": name, "scopes": scopes})
+	body, _ := json.Marshal(api.TokenRequest{Name: name, Scopes: scopes})
 	t, err := doJSON[NewToken](ctx, c, http.MethodPost, "v1/tokens", "application/json", body, MaxProofSize, "token reply")
 	if err != nil {
 		return NewToken{}, err
@@ -392,9 +378,7 @@ func (c *Client) CreateToken(ctx context.Context, name string, scopes []string) 
 
 // Tokens lists the tokens (admin), revoked ones included.
 func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
-	r, err := doJSON[struct {
-		Tokens []Token `json:"tokens"`
-	}](ctx, c, http.MethodGet, "v1/tokens", "", nil, MaxEventsResponse, "token list")
+	r, err := doJSON[api.TokenList](ctx, c, http.MethodGet, "v1/tokens", "", nil, MaxEventsResponse, "token list")
 	return r.Tokens, err
 }
 

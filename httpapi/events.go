@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/event"
 	"indelible.dev/events"
@@ -48,20 +49,6 @@ var (
 	errStreamLifetime = errors.New("stream lifetime over")
 	errStreamShutdown = errors.New("the server is shutting down")
 )
-
-// AppendResult is one element of the reply of POST /v1/events and POST
-// /v1/ingest/kubernetes, in request order. Receipt is set with
-// ?wait=checkpoint: a c2sp.org/tlog-proof document.
-type AppendResult struct {
-	Index   int64  `json:"index"`
-	ID      string `json:"id,omitempty"`
-	Receipt string `json:"receipt,omitempty"`
-}
-
-// AppendReply is the reply of POST /v1/events.
-type AppendReply struct {
-	Events []AppendResult `json:"events"`
-}
 
 // eventErrorBody is the JSON error of a rejected event: the message, and
 // which event (its 0-based position in the request) and which field.
@@ -181,21 +168,21 @@ func (h *eventHandlers) serveIngest(c echo.Context, parse func([]byte) ([]event.
 }
 
 // processAppend appends evs as submittedBy and returns the reply.
-func (h *eventHandlers) processAppend(ctx context.Context, submittedBy string, evs []event.Event, wait bool) (AppendReply, error) {
+func (h *eventHandlers) processAppend(ctx context.Context, submittedBy string, evs []event.Event, wait bool) (api.AppendReply, error) {
 	res, err := h.l.Append(ctx, submittedBy, evs)
 	if err != nil {
-		return AppendReply{}, err
+		return api.AppendReply{}, err
 	}
-	reply := AppendReply{Events: make([]AppendResult, len(res))}
+	reply := api.AppendReply{Events: make([]api.Appended, len(res))}
 	indexes := make([]int64, len(res))
 	for i, r := range res {
-		reply.Events[i] = AppendResult{Index: r.Index, ID: r.ID}
+		reply.Events[i] = api.Appended{Index: r.Index, ID: r.ID}
 		indexes[i] = r.Index
 	}
 	if wait {
 		receipts, err := h.l.WaitReceipts(ctx, indexes)
 		if err != nil {
-			return AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
+			return api.AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
 		}
 		for i, r := range receipts {
 			reply.Events[i].Receipt = string(r)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/api"
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
@@ -145,7 +146,7 @@ func (te *testEvents) append(ct, body string) []int64 {
 	if status != http.StatusOK {
 		te.t.Fatalf("POST /v1/events: %d %s", status, b)
 	}
-	var r AppendReply
+	var r api.AppendReply
 	if err := json.Unmarshal(b, &r); err != nil {
 		te.t.Fatal(err)
 	}
@@ -413,7 +414,7 @@ func TestEventsRecords(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("kubernetes: %d %s", status, b)
 	}
-	var kr AppendReply
+	var kr api.AppendReply
 	json.Unmarshal(b, &kr)
 	if len(kr.Events) != 2 || kr.Events[0].ID != "0f3b7c1e-1" {
 		t.Fatalf("kubernetes reply %s", b)
@@ -432,7 +433,7 @@ func TestEventsRecords(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("wait=checkpoint: %d %s", status, b)
 	}
-	var wr AppendReply
+	var wr api.AppendReply
 	if err := json.Unmarshal(b, &wr); err != nil || len(wr.Events) != 2 {
 		t.Fatalf("wait=checkpoint reply %s", b)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/events"
 )
@@ -21,7 +22,7 @@ func TestTokenEvents(t *testing.T) {
 	if status != 201 {
 		t.Fatalf("create: %d %s", status, b)
 	}
-	var created TokenCreated
+	var created api.NewToken
 	if err := json.Unmarshal(b, &created); err != nil {
 		t.Fatal(err)
 	}

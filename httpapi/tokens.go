@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/api"
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 )
@@ -21,24 +22,6 @@ const (
 
 // maxTokenRequest bounds a POST /v1/tokens body.
 const maxTokenRequest = 4 << 10
-
-// TokenRequest is the body of POST /v1/tokens.
-type TokenRequest struct {
-	Name   string       `json:"name"`
-	Scopes []auth.Scope `json:"scopes"`
-}
-
-// TokenCreated is the reply of POST /v1/tokens: the token's public record and
-// its secret, which is shown this once and never again.
-type TokenCreated struct {
-	auth.Token
-	Secret string `json:"token"`
-}
-
-// TokenList is the reply of GET /v1/tokens: every token's public record.
-type TokenList struct {
-	Tokens []auth.Token `json:"tokens"`
-}
 
 // tokenHandlers serves the admin routes: the token changes, and their
 // records in the log, are the audit service's (package audited).
@@ -70,24 +53,28 @@ func (h *tokenHandlers) serveCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, secret, err := h.svc.CreateToken(c.Request().Context(), requestToken(c).Name, req.Name, req.Scopes)
+	scopes := make([]auth.Scope, len(req.Scopes))
+	for i, sc := range req.Scopes {
+		scopes[i] = auth.Scope(sc)
+	}
+	tok, secret, err := h.svc.CreateToken(c.Request().Context(), requestToken(c).Name, req.Name, scopes)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusCreated, TokenCreated{Token: tok, Secret: secret})
+	return c.JSON(http.StatusCreated, api.NewToken{Token: wireToken(tok), Secret: secret})
 }
 
 // parseTokenRequest parses a POST /v1/tokens body.
-func parseTokenRequest(body []byte) (TokenRequest, error) {
-	var req TokenRequest
+func parseTokenRequest(body []byte) (api.TokenRequest, error) {
+	var req api.TokenRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return TokenRequest{}, fmt.Errorf("%w: token request: %v (want {\"name\":...,\"scopes\":[...]})", auth.ErrInvalid, err)
+		return api.TokenRequest{}, fmt.Errorf("%w: token request: %v (want {\"name\":...,\"scopes\":[...]})", auth.ErrInvalid, err)
 	}
 	if dec.More() {
-		return TokenRequest{}, fmt.Errorf("%w: token request: data after the JSON object", auth.ErrInvalid)
+		return api.TokenRequest{}, fmt.Errorf("%w: token request: data after the JSON object", auth.ErrInvalid)
 	}
 	return req, nil
 }
@@ -97,11 +84,12 @@ func (h *tokenHandlers) serveList(c echo.Context) error {
 		return err
 	}
 	list := h.svc.Tokens().List()
-	if list == nil {
-		list = []auth.Token{}
+	reply := api.TokenList{Tokens: make([]api.Token, len(list))}
+	for i, t := range list {
+		reply.Tokens[i] = wireToken(t)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, TokenList{Tokens: list})
+	return c.JSON(http.StatusOK, reply)
 }
 
 func (h *tokenHandlers) serveRevoke(c echo.Context) error {
@@ -112,4 +100,13 @@ func (h *tokenHandlers) serveRevoke(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// wireToken is t's public record on the wire.
+func wireToken(t auth.Token) api.Token {
+	scopes := make([]string, len(t.Scopes))
+	for i, sc := range t.Scopes {
+		scopes[i] = string(sc)
+	}
+	return api.Token{Name: t.Name, Scopes: scopes, Created: t.Created, LastUsed: t.LastUsed, Revoked: t.Revoked}
 }

@@ -1,0 +1,56 @@
+// Package api is the one definition of the JSON wire types of Indelible's
+// events API (/v1/...), shared by the server (package httpapi) and the Go
+// client (package client): a field changes here, for both, or not at all.
+// tessera's api/ package is the precedent.
+//
+// It is pure: plain structs and their JSON tags, no I/O. The proof replies
+// of the log's routes are client's InclusionProof and ConsistencyProof; the
+// event records of GET /v1/events are events.Record's MarshalJSON on the
+// server and client.Record on the client (to move here next).
+package api
+
+import "time"
+
+// Appended is one element of the reply of POST /v1/events and POST
+// /v1/ingest/kubernetes, in request order. Receipt is set with
+// ?wait=checkpoint: a c2sp.org/tlog-proof document.
+type Appended struct {
+	Index   int64  `json:"index"`
+	ID      string `json:"id,omitempty"`
+	Receipt string `json:"receipt,omitempty"`
+}
+
+// AppendReply is the reply of POST /v1/events and POST
+// /v1/ingest/kubernetes.
+type AppendReply struct {
+	Events []Appended `json:"events"`
+}
+
+// Token is a token's public record (never its secret), as GET /v1/tokens
+// lists it and POST /v1/tokens returns it.
+type Token struct {
+	Name     string    `json:"name"`
+	Scopes   []string  `json:"scopes"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+	Revoked  time.Time `json:"revoked,omitzero"`
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+}
+
+// NewToken is the reply of POST /v1/tokens: the token's public record and
+// its secret, shown this once and never again.
+type NewToken struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// TokenList is the reply of GET /v1/tokens: every token's public record,
+// revoked ones included, by name.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
