@@ -28,10 +28,6 @@ type sseEvent struct {
 // events and comments in order, and whether it ended by itself.
 func readSSE(t testing.TB, body io.Reader, timeout time.Duration, stop func([]sseEvent) bool) ([]sseEvent, bool) {
 	t.Helper()
-	type result struct {
-		evs   []sseEvent
-		ended bool
-	}
 	var mu sync.Mutex
 	var evs []sseEvent
 	done := make(chan bool, 1)
