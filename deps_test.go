@@ -64,12 +64,13 @@ var layers = map[string][]string{
 	"auth":             {"tlog", "event", "internal/atomicfile"},
 	"client":           {"tlog", "event"},
 	"receipt":          {"tlog", "event"},
-	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"events":           {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
+	"evidence":         {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
 	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "evidence", "internal/keyfile", "internal/atomicfile"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "evidence", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client"},
 	// The commands' logic, under cmd only (nothing else may import them).
@@ -92,9 +93,10 @@ var testOnly = []string{"internal/tlogtest", "internal/s3test"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{
-	"tlog":   pureAllowedModules,
-	"event":  pureAllowedModules,
-	"client": clientAllowedModules,
+	"tlog":     pureAllowedModules,
+	"event":    pureAllowedModules,
+	"evidence": pureAllowedModules,
+	"client":   clientAllowedModules,
 	// receipt is what outsiders embed to verify: no more than the pure set.
 	"receipt": pureAllowedModules,
 }
