@@ -408,7 +408,10 @@ func (l *Layer) shedDay(i int64) (int64, bool) {
 // erasure), Write fails with evidence.ErrChanged after writing a truncated
 // bundle, which the caller must discard (the HTTP handler aborts the
 // connection).
-func (p *BundlePlan) Write(ctx context.Context, w io.Writer) error {
+//
+// onSize, if not nil, is called with the bundle's size (-1: unknown) before
+// the first byte is written.
+func (p *BundlePlan) Write(ctx context.Context, w io.Writer, onSize func(int64)) error {
 	dig := evidence.NewDigest()
 	pass, err := p.writeRecords(ctx, dig)
 	if err != nil {
@@ -418,6 +421,7 @@ func (p *BundlePlan) Write(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	parts.OnSize = onSize
 	parts.Records = func(w io.Writer) error {
 		_, err := p.writeRecords(ctx, w)
 		return err

@@ -53,7 +53,7 @@ func TestBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		var b bytes.Buffer
-		if err := p.Write(ctx, &b); err != nil {
+		if err := p.Write(ctx, &b, nil); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes(), p

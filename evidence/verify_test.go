@@ -174,7 +174,9 @@ func (f *fixture) bundle(a, b, n, m int64, cosigners int) []byte {
 		}
 	}
 	var out bytes.Buffer
+	size := int64(-2)
 	err := Write(&out, Parts{
+		OnSize: func(n int64) { size = n },
 		Manifest: Manifest{Origin: f.key.Signer.Name(), LogKey: f.key.VKey, WitnessKeys: f.wkeys, Quorum: 2,
 			Begin: a, End: b, Size: n, Window: win, Counts: counts},
 		Checkpoint:    f.checkpoint(n, cosigners),
@@ -186,6 +188,9 @@ func (f *fixture) bundle(a, b, n, m int64, cosigners int) []byte {
 	})
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if size != int64(out.Len()) {
+		f.t.Fatalf("OnSize said %d bytes, Write wrote %d", size, out.Len())
 	}
 	return out.Bytes()
 }

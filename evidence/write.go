@@ -54,6 +54,24 @@ type Parts struct {
 	Summary       []byte
 	// Consistency, if not nil, is written as consistency.proof.
 	Consistency [][]byte
+	// OnSize, if set, is called with the bundle's size in bytes before
+	// anything is written (-1 if it cannot be known ahead: records over
+	// 8 GiB need extended tar headers).
+	OnSize func(n int64)
+}
+
+// tarSize is the size of a tar file of regular files of the given sizes,
+// each with a plain USTAR header, as archive/tar writes it: a 512-byte
+// header and the data padded to 512 bytes per file, then two zero blocks.
+func tarSize(sizes ...int64) int64 {
+	n := int64(1024)
+	for _, s := range sizes {
+		if s >= 1<<33 {
+			return -1
+		}
+		n += 512 + (s+511)/512*512
+	}
+	return n
 }
 
 // epoch is every tar header's mtime.
@@ -94,6 +112,13 @@ func Write(w io.Writer, p Parts) error {
 	}
 	mb = append(mb, '\n')
 
+	if p.OnSize != nil {
+		sizes := []int64{int64(len(mb)), int64(len(p.Checkpoint)), p.RecordsDigest.Size(), int64(len(rp)), int64(len(p.Summary))}
+		if p.Consistency != nil {
+			sizes = append(sizes, int64(len(cons)))
+		}
+		p.OnSize(tarSize(sizes...))
+	}
 	tw := tar.NewWriter(w)
 	file := func(name string, size int64) error {
 		return tw.WriteHeader(&tar.Header{
