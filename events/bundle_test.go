@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"indelible.dev/event"
 	"indelible.dev/evidence"
 	itlog "indelible.dev/tlog"
 )
@@ -122,5 +123,38 @@ func TestBundle(t *testing.T) {
 	}
 	if _, err := e.l.PlanBundle(BundleRequest{From: 0, To: 1, Size: n + 100, HasSize: true}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a size never served: %v", err)
+	}
+}
+
+// TestSummaryFields: the fast field reader agrees with event.Decode.
+func TestSummaryFields(t *testing.T) {
+	at := time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	for _, e := range []event.Event{
+		{Action: "login"},
+		{Action: `a"b\c/é<&>`, Outcome: "denied", Time: at.Add(-time.Hour * 30)},
+		{Action: "x", Actor: &event.Actor{ID: `}{"action":"no"`, Type: "u"}, Resource: &event.Resource{ID: "[]"}, Reason: "\"quoted\" {",
+			Metadata: []byte(`{"action":"nested","a":[1,{"b":"}]"}],"n":-1.5e3,"t":true,"z":null}`), Source: "s", ID: "id\\"},
+	} {
+		e.Finish(at, `tok"en`)
+		b, err := event.Canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := event.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := summaryFields(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		o := d.Outcome
+		if o == "" {
+			o = "-"
+		}
+		want := bundleFields{d.Time.UTC().Format(time.DateOnly), d.Action, o, d.ReceivedAt.UTC().Format(time.RFC3339Nano)}
+		if f != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", b, f, want)
+		}
 	}
 }

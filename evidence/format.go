@@ -334,6 +334,10 @@ func (s *Summary) AddEvent(e *event.Event) {
 	s.add(e.Time.UTC().Format(time.DateOnly), e.Action, o)
 }
 
+// Add counts one open record by its event's UTC day ("2006-01-02"), action
+// and outcome ("-" for none), as AddEvent does.
+func (s *Summary) Add(day, action, outcome string) { s.add(day, action, outcome) }
+
 // AddLine counts ln if it is an erased or shredded entry (an open record is
 // counted with AddEvent).
 func (s *Summary) AddLine(ln *Line) {

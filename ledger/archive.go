@@ -112,3 +112,26 @@ func (l *Log) RangeHashes(lo, hi, n int64) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// GetExtSorted calls f(k, value) for each keys[k] that the layer above
+// stored (see GetExt), in key order, with a value valid only during the
+// call; absent keys are skipped. The keys must be sorted and distinct. One
+// iterator serves the whole batch, so a bundle's per-event point reads cost
+// a forward seek each instead of a full lookup.
+func (l *Log) GetExtSorted(keys [][]byte, f func(k int, value []byte)) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(keys[0]), UpperBound: []byte{prefixExt + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for k, key := range keys {
+		ek := extKey(key)
+		if it.SeekGE(ek) && bytes.Equal(it.Key(), ek) {
+			f(k, it.Value())
+		}
+	}
+	return it.Error()
+}
