@@ -99,6 +99,10 @@ func TestBundleBench(t *testing.T) {
 		pprof.StopCPUProfile()
 		t.Logf("export %d of %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB, %d MiB file",
 			r, n, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20), size>>20)
+		if prof := os.Getenv("INDELIBLE_BUNDLE_PROF"); prof != "" {
+			f, _ := os.Create(prof + ".verify")
+			pprof.StartCPUProfile(f)
+		}
 		wall, cpu, heap = measure(func() {
 			f, err := os.Open(file)
 			if err != nil {
@@ -110,6 +114,7 @@ func TestBundleBench(t *testing.T) {
 				t.Fatalf("verify: %v %v", err, rep.Failures)
 			}
 		})
+		pprof.StopCPUProfile()
 		t.Logf("verify %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB",
 			r, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20))
 	}

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -367,26 +369,101 @@ func (v *verifier) checkCheckpoint(b []byte) {
 	}
 }
 
-// readRecords reads records.ndjson line by line, checking each line and
-// hashing its leaf into the middle compact range.
+// readRecords reads records.ndjson: one goroutine reads and hashes the
+// file and cuts it into batches of lines, workers check each line on its
+// own (checkLine: parsing, commitment, canonical bytes), and this goroutine
+// takes the batches in order and does what needs the order (account: the
+// index sequence, the compact range, the summary, the erasures). Memory is
+// bounded by the batches in flight.
 func (v *verifier) readRecords() error {
 	v.mid = rangeFactory.NewEmptyRange(uint64(v.m.Begin))
 	v.next = v.m.Begin
 	dig := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(v.tr, dig), 1<<16)
+
+	type batch struct {
+		first int64 // line number of the first line
+		buf   []byte
+		ends  []int // end of each line in buf
+		res   []lineResult
+		done  chan struct{}
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	jobs := make(chan *batch)
+	queue := make(chan *batch, 2*workers)
+	var readErr error
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range jobs {
+				b.res = make([]lineResult, len(b.ends))
+				start := 0
+				for k, end := range b.ends {
+					b.res[k] = checkLine(b.buf[start:end])
+					start = end
+				}
+				close(b.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(queue)
+		defer close(jobs)
+		lineNo := int64(0)
+		for {
+			b := &batch{first: lineNo + 1, done: make(chan struct{})}
+			for len(b.ends) < recordBatch {
+				line, err := readLine(br)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					readErr = err
+					break
+				}
+				b.buf = append(b.buf, line...)
+				b.ends = append(b.ends, len(b.buf))
+				lineNo++
+			}
+			if len(b.ends) == 0 {
+				return
+			}
+			select {
+			case queue <- b:
+			case <-stop:
+				return
+			}
+			select {
+			case jobs <- b:
+			case <-stop:
+				return
+			}
+			if readErr != nil {
+				return
+			}
+		}
+	}()
 	lineNo := int64(0)
-	for {
-		line, err := readLine(br)
-		if err == io.EOF {
-			break
+	var err error
+	for b := range queue {
+		<-b.done
+		for k := range b.res {
+			lineNo = b.first + int64(k)
+			if err == nil {
+				err = v.account(lineNo, &b.res[k])
+			}
 		}
-		if err != nil {
-			return err
-		}
-		lineNo++
-		if err := v.record(lineNo, line); err != nil {
-			return err
-		}
+	}
+	close(stop)
+	wg.Wait()
+	if readErr != nil {
+		return readErr
+	}
+	if err != nil {
+		return err
 	}
 	v.checkFile(FileRecords, hex.EncodeToString(dig.Sum(nil)))
 	ks := make([]int64, 0, len(v.missing))
@@ -462,13 +539,73 @@ func (v *verifier) recordFail(format string, args ...any) {
 	}
 }
 
-// record checks one line.
-func (v *verifier) record(lineNo int64, b []byte) error {
-	ln, err := ParseLine(b)
+// recordBatch is the number of lines a verifier worker checks at once.
+const recordBatch = 512
+
+// lineResult is what checkLine found in one line.
+type lineResult struct {
+	ln       Line
+	parseErr error
+	openErr  string // an open record whose opening fails, why
+	fields   [3]string
+	recv     string
+	erase    *eraseRec // an indelible.erase record: its target in index
+	target   int64
+}
+
+// checkLine checks what one line shows on its own: it parses, and an open
+// record's salt and event bytes give its commitment, and the bytes are a
+// canonical event.
+func checkLine(b []byte) lineResult {
+	var r lineResult
+	r.ln, r.parseErr = ParseLine(b)
+	if r.parseErr != nil || r.ln.Kind() != "open" {
+		return r
+	}
+	ln := &r.ln
+	if c := event.Commitment(ln.Salt, ln.EventBytes); c != ln.Commitment {
+		r.openErr = "the commitment does not match the salt and event bytes (an altered event)"
+		return r
+	}
+	e, err := event.Decode(ln.EventBytes)
 	if err != nil {
-		v.recordFail("line %d: %v", lineNo, err)
+		r.openErr = fmt.Sprintf("the event does not decode: %v", err)
+		return r
+	}
+	if cb, err := event.Canonical(e); err != nil || !bytes.Equal(cb, ln.EventBytes) {
+		r.openErr = "the event bytes are not canonical"
+		return r
+	}
+	o := e.Outcome
+	if o == "" {
+		o = "-"
+	}
+	r.fields = [3]string{e.Time.UTC().Format(time.DateOnly), e.Action, o}
+	r.recv = e.ReceivedAt.UTC().Format(time.RFC3339Nano)
+	if e.Action == "indelible.erase" {
+		var md struct {
+			Index  *int64 `json:"index"`
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(e.Metadata, &md) == nil && md.Index != nil {
+			by := e.SubmittedBy
+			if e.Actor != nil {
+				by = e.Actor.ID
+			}
+			r.erase = &eraseRec{index: ln.Index, at: e.ReceivedAt, by: by, reason: md.Reason}
+			r.target = *md.Index
+		}
+	}
+	return r
+}
+
+// account takes one checked line, in file order.
+func (v *verifier) account(lineNo int64, r *lineResult) error {
+	if r.parseErr != nil {
+		v.recordFail("line %d: %v", lineNo, r.parseErr)
 		return nil
 	}
+	ln := &r.ln
 	i := ln.Index
 	switch {
 	case i < v.m.Begin || i >= v.m.End:
@@ -500,46 +637,26 @@ func (v *verifier) record(lineNo int64, b []byte) error {
 			v.erased[i] = len(v.rep.ErasedEntries)
 			v.rep.ErasedEntries = append(v.rep.ErasedEntries, Erased{Index: i, Erasure: *ln.Erased, EraseIndex: -1})
 		}
-		v.sum.AddLine(&ln)
+		v.sum.AddLine(ln)
 		return nil
 	case ln.Shredded != "":
 		v.rep.Shredded++
 		v.rep.ShreddedDays[ln.Shredded]++
-		v.sum.AddLine(&ln)
+		v.sum.AddLine(ln)
 		return nil
 	}
 	v.rep.Open++
-	if c := event.Commitment(ln.Salt, ln.EventBytes); c != ln.Commitment {
-		v.recordFail("line %d: entry %d: the commitment does not match the salt and event bytes (an altered event)", lineNo, i)
+	if r.openErr != "" {
+		v.recordFail("line %d: entry %d: %s", lineNo, i, r.openErr)
 		return nil
 	}
-	e, err := event.Decode(ln.EventBytes)
-	if err != nil {
-		v.recordFail("line %d: entry %d: the event does not decode: %v", lineNo, i, err)
-		return nil
-	}
-	if cb, err := event.Canonical(e); err != nil || !bytes.Equal(cb, ln.EventBytes) {
-		v.recordFail("line %d: entry %d: the event bytes are not canonical", lineNo, i)
-		return nil
-	}
-	v.sum.AddEvent(&e)
-	recv := e.ReceivedAt.UTC().Format(time.RFC3339Nano)
+	v.sum.add(r.fields[0], r.fields[1], r.fields[2])
 	if v.firstRecv == "" {
-		v.firstRecv = recv
+		v.firstRecv = r.recv
 	}
-	v.lastRecv = recv
-	if e.Action == "indelible.erase" && len(v.erasures) < MaxReportedErased {
-		var md struct {
-			Index  *int64 `json:"index"`
-			Reason string `json:"reason"`
-		}
-		if json.Unmarshal(e.Metadata, &md) == nil && md.Index != nil {
-			by := e.SubmittedBy
-			if e.Actor != nil {
-				by = e.Actor.ID
-			}
-			v.erasures[*md.Index] = eraseRec{index: i, at: e.ReceivedAt, by: by, reason: md.Reason}
-		}
+	v.lastRecv = r.recv
+	if r.erase != nil && len(v.erasures) < MaxReportedErased {
+		v.erasures[r.target] = *r.erase
 	}
 	return nil
 }
