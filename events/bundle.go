@@ -622,7 +622,7 @@ func summaryFields(b []byte) (bundleFields, error) {
 		if b[i] == ',' {
 			i++
 		}
-		key, j, ok := jsonString(b, i)
+		key, _, j, ok := jsonString(b, i)
 		if !ok || j >= len(b) || b[j] != ':' {
 			return bad("malformed member")
 		}
@@ -633,20 +633,26 @@ func summaryFields(b []byte) (bundleFields, error) {
 			}
 			continue
 		}
-		val, j, ok := jsonString(b, i)
+		raw, esc, j, ok := jsonString(b, i)
 		if !ok {
 			return bad("malformed string")
 		}
 		i = j
-		switch key {
+		var dst *string
+		switch string(key) { // no allocation: the compiler compares in place
 		case "action":
-			f.action = val
+			dst = &f.action
 		case "outcome":
-			f.outcome = val
+			dst = &f.outcome
 		case "time":
-			timeStr = val
+			dst = &timeStr
 		case "received_at":
-			f.receivedAt = val
+			dst = &f.receivedAt
+		default:
+			continue
+		}
+		if *dst, ok = unquote(raw, esc); !ok {
+			return bad("malformed string")
 		}
 	}
 	if f.action == "" || len(timeStr) < 10 || f.receivedAt == "" {
@@ -660,30 +666,36 @@ func summaryFields(b []byte) (bundleFields, error) {
 }
 
 // jsonString reads the JSON string starting at b[i] == '"' and returns its
-// value and the index after its closing quote.
-func jsonString(b []byte, i int) (string, int, bool) {
+// raw contents (between the quotes, still escaped), whether it holds an
+// escape, and the index after its closing quote.
+func jsonString(b []byte, i int) (raw []byte, escaped bool, next int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", 0, false
+		return nil, false, 0, false
 	}
-	esc := false
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
 		case '\\':
-			esc = true
+			escaped = true
 			j++
 		case '"':
-			raw := b[i : j+1]
-			if !esc {
-				return string(raw[1 : len(raw)-1]), j + 1, true
-			}
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return "", 0, false
-			}
-			return s, j + 1, true
+			return b[i+1 : j], escaped, j + 1, true
 		}
 	}
-	return "", 0, false
+	return nil, false, 0, false
+}
+
+// unquote returns the value of a JSON string's raw contents.
+func unquote(raw []byte, escaped bool) (string, bool) {
+	if !escaped {
+		return string(raw), true
+	}
+	var s string
+	q := make([]byte, 0, len(raw)+2)
+	q = append(append(append(q, '"'), raw...), '"')
+	if err := json.Unmarshal(q, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // skipJSONValue returns the index after the object, array, number or
@@ -693,7 +705,7 @@ func skipJSONValue(b []byte, i int) int {
 	for i < len(b) {
 		switch c := b[i]; c {
 		case '"':
-			_, j, ok := jsonString(b, i)
+			_, _, j, ok := jsonString(b, i)
 			if !ok {
 				return -1
 			}

@@ -97,6 +97,11 @@ func TestBundleBench(t *testing.T) {
 			f.Close()
 		})
 		pprof.StopCPUProfile()
+		if mp := os.Getenv("INDELIBLE_BUNDLE_MEMPROF"); mp != "" {
+			f, _ := os.Create(mp)
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
 		t.Logf("export %d of %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB, %d MiB file",
 			r, n, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20), size>>20)
 		if prof := os.Getenv("INDELIBLE_BUNDLE_PROF"); prof != "" {
