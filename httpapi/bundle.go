@@ -18,6 +18,11 @@ import (
 // routeBundle serves evidence bundles (docs/evidence.md).
 const routeBundle = "/v1/bundle"
 
+// MaxConcurrentBundles bounds the bundles built at once: each keeps a core
+// busy and a spool file the size of its records. Further requests wait for
+// a slot (or for their client to give up).
+const MaxConcurrentBundles = 2
+
 // bundleKeys are the verifier keys a bundle's manifest names (the server's
 // configuration; a verifier uses its own).
 type bundleKeys struct {
@@ -39,14 +44,15 @@ func (s *Server) mountBundle(cfg Config) {
 			keys.quorum = len(keys.witnesses)
 		}
 	}
-	h := &bundleHandler{s: s, l: cfg.Events, keys: keys}
+	h := &bundleHandler{s: s, l: cfg.Events, keys: keys, slots: make(chan struct{}, MaxConcurrentBundles)}
 	s.route(http.MethodGet, routeBundle, requireScope(cfg.Tokens, auth.ScopeRead, h.serve))
 }
 
 type bundleHandler struct {
-	s    *Server
-	l    *events.Layer
-	keys bundleKeys
+	s     *Server
+	l     *events.Layer
+	keys  bundleKeys
+	slots chan struct{} // a token per bundle being built
 }
 
 // parseBundleRequest reads ?since=&until= or ?from=&to=, and the optional
@@ -138,6 +144,12 @@ func (h *bundleHandler) serve(c echo.Context) error {
 	}
 	if err := wait(); err != nil {
 		return err
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	case <-c.Request().Context().Done():
+		return c.Request().Context().Err()
 	}
 	resp := c.Response()
 	hdr := resp.Header()
