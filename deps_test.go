@@ -67,7 +67,7 @@ var layers = map[string][]string{
 	"events":           {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
 	"evidence":         {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
-	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
+	"audited":          {"tlog", "event", "ledger", "auth", "events", "evidence", "internal/atomicfile"},
 	"audit":            {"tlog", "event", "client", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "events", "audited", "evidence", "internal/keyfile", "internal/atomicfile"},
 	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "events", "audited", "audit", "httpapi", "evidence", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
@@ -77,7 +77,7 @@ var layers = map[string][]string{
 	"internal/exitcode":   {},
 	"internal/auditcli":   {"tlog", "event", "client", "audit", "internal/exitcode", "internal/atomicfile"},
 	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "internal/keyfile", "internal/atomicfile"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "evidence", "internal/keyfile", "internal/atomicfile"},
 	"internal/banner":     {},
 	"internal/recordfmt":  {"tlog", "event", "client"},
 	// Atomic state files, for the stores and the auditor.
