@@ -46,6 +46,7 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //
 //	tlog, event                 pure
 //	receipt                     over them: the public receipt verifier
+//	evidence                    pure, over them (bundles; outsiders embed its verifier)
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
 //	audited                     over events: the audit policy, below HTTP
