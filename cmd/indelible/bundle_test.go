@@ -64,18 +64,31 @@ func TestBundleEndToEnd(t *testing.T) {
 	if out, errOut, code := run(t, p.env(), "bundle", "--from", "5", "--to", strconv.FormatInt(n+5, 10), "-o", filepath.Join(dir, "x.tar")); code == 0 || !strings.Contains(errOut, "beyond the checkpoint's tree size") {
 		t.Fatalf("a range beyond the checkpoint: exit %d\n%s%s", code, out, errOut)
 	}
-	p.stop(t)
-
-	// Offline, with the server stopped.
+	// The next period: verified against the pin the first one emitted.
 	pub := filepath.Join(dir, "log.pub")
 	pin := filepath.Join(dir, "pin.txt")
 	out := mustRun(t, nil, "verify-bundle", a, "--key", pub, "--emit-pin", pin)
+	if _, err := c.AppendNDJSON(ctx, []byte("{\"action\":\"later\"}\n{\"action\":\"later\"}\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	_, cpb2 := httpGet(t, p.url+"/checkpoint")
+	text2, _, _ := itlog.SplitNote(cpb2)
+	cp2, _ := itlog.ParseCheckpoint(string(text2))
+	next := filepath.Join(dir, "next.tar")
+	mustRun(t, p.env(), "bundle", "--from", strconv.FormatInt(n, 10), "--to", strconv.FormatInt(cp2.N, 10), "--pinned", pin, "-o", next)
+	p.stop(t)
+
+	// Offline, with the server stopped.
 	want := fmt.Sprintf("%d/%d entries accounted for: %d open, 1 erased, 0 shredded; witnessed 0/0\n", n, n, n-1)
 	if !strings.HasSuffix(out, want) || !strings.Contains(out, `erased: entry `+strconv.FormatInt(res[10].Index, 10)) || !strings.Contains(out, "GDPR request 42") {
 		t.Fatalf("verify-bundle output:\n%s\nwant it to end with %q", out, want)
 	}
 	if got, _ := os.ReadFile(pin); !bytes.Equal(got, cpb) && !bytes.HasPrefix(got, text) {
 		t.Fatalf("--emit-pin wrote %q", got)
+	}
+	out = mustRun(t, nil, "verify-bundle", next, "--key", pub, "--pinned", pin)
+	if !strings.HasSuffix(out, fmt.Sprintf("; consistent with pin %d\n", n)) {
+		t.Fatalf("the next period against the pin:\n%s", out)
 	}
 	out = mustRun(t, nil, "verify-bundle", w, "--key", pub, "--json")
 	if !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"by": "received_at"`) {
