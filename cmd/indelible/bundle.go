@@ -92,7 +92,7 @@ bundle has arrived. A progress bar is shown on a terminal for large bundles.`,
 	f.StringVar(&from, "from", "", "first index of the range")
 	f.StringVar(&to, "to", "", "end of the index range (excluded)")
 	f.StringVar(&pinned, "pinned", "", "a checkpoint file from an earlier audit: include the consistency proof from it")
-	f.Int64Var(&size, "size", -1, "build against the checkpoint of this tree size (default: the newest)")
+	f.Int64Var(&size, "size", -1, "build against the checkpoint of this tree size the server served (-1: the newest)")
 	f.StringVarP(&out, "output", "o", "", "the file to write (required)")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar")
 	rootCmd.AddCommand(cmd)
