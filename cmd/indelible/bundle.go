@@ -44,7 +44,7 @@ for indelible verify-bundle to check offline (docs/evidence.md). With
 bundle carries the consistency proof from it. --size N builds the bundle
 against the checkpoint of size N the server served (default: the newest), so
 the same request gives the same bytes. FILE is written only once the whole
-bundle has arrived. A progress bar is shown on a terminal for large bundles.`,
+bundle has arrived, with mode 0600 (it holds the events). A progress bar is shown on a terminal for large bundles.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
@@ -165,9 +165,8 @@ func fetchBundle(cmd *cobra.Command, api *apiFlags, q url.Values, out string, pr
 	if err != nil {
 		return fmt.Errorf("downloading the bundle: %w (nothing written to %s)", err, out)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
+	// The file stays 0600 (os.CreateTemp's mode): it holds events in the
+	// clear.
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func TestBundleEndToEnd(t *testing.T) {
 	args := []string{"bundle", "--from", "0", "--to", strconv.FormatInt(n, 10), "--size", strconv.FormatInt(n, 10)}
 	mustRun(t, p.env(), append(args, "-o", a)...)
 	mustRun(t, p.env(), append(args, "-o", b)...)
+	if fi, err := os.Stat(a); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the bundle file: %v %v, want mode 0600 (it holds events)", fi.Mode(), err)
+	}
 	ab, _ := os.ReadFile(a)
 	bb, _ := os.ReadFile(b)
 	if len(ab) == 0 || !bytes.Equal(ab, bb) {
