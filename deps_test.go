@@ -46,6 +46,7 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //
 //	tlog, event, api            pure (api: the HTTP API's wire types)
 //	receipt                     over them: the public receipt verifier
+//	evidence                    pure, over them (bundles; outsiders embed its verifier)
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
 //	audited                     over events: the audit policy, below HTTP
@@ -65,19 +66,20 @@ var layers = map[string][]string{
 	"api":              {},
 	"client":           {"tlog", "event", "api"},
 	"receipt":          {"tlog", "event"},
-	"events":           {"tlog", "event", "ledger", "auth", "internal/atomicfile"},
+	"events":           {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
+	"evidence":         {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
-	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile"},
+	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
 	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "internal/keyfile", "internal/atomicfile"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "internal/keyfile", "internal/atomicfile", "evidence"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client", "api"},
 	// The commands' logic, under cmd only (nothing else may import them).
 	"internal/exitcode":   {},
 	"internal/auditcli":   {"tlog", "event", "client", "api", "audit", "internal/exitcode", "internal/atomicfile"},
 	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "api", "internal/keyfile", "internal/atomicfile"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile"},
+	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile", "evidence"},
 	"internal/banner":     {},
 	"internal/recordfmt":  {"tlog", "event", "client", "api"},
 	// Atomic state files, for the stores and the auditor.
@@ -97,7 +99,8 @@ var moduleRules = map[string][]string{
 	"event":  pureAllowedModules,
 	"client": clientAllowedModules,
 	// api is the wire types the client and its users share: pure.
-	"api": pureAllowedModules,
+	"api":      pureAllowedModules,
+	"evidence": pureAllowedModules,
 	// receipt is what outsiders embed to verify: no more than the pure set.
 	"receipt": pureAllowedModules,
 }

@@ -190,6 +190,7 @@ func New(cfg Config) *Server {
 		cfg.Metrics.reg.MustRegister(cfg.Audit.Collectors()...)
 		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
 		s.mountTokens(cfg.Audit)
+		s.mountBundle(cfg) // GET /v1/bundle: bundle.go
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}

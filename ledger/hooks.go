@@ -104,6 +104,9 @@ func (l *Log) Release(cp itlog.Checkpoint, signed []byte) error {
 // releaseLocked releases p; pubMu is held.
 func (l *Log) releaseLocked(p *published) {
 	l.rel.Store(p)
+	if len(l.opts.Witnessing.Witnesses) == 0 {
+		l.archive(p) // served as released (archive.go); witnessing archives what it serves
+	}
 	for _, h := range l.hooks {
 		h.Released(p.cp)
 	}

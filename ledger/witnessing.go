@@ -336,6 +336,7 @@ func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
 		return true, n
 	}
 	wt.served.Store(&published{cp: target.cp, signed: signed})
+	wt.l.archive(wt.served.Load()) // archive.go
 	if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
 		wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
 	}

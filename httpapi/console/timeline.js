@@ -4,7 +4,7 @@
 import { makeZip } from "./zip.js";
 import { stream } from "./sse.js";
 import { $, el, fill, toast, setStatus, fmtTime, toLocalInput, download, stamp } from "./dom.js";
-import { FILTERS, SESSION_ENDED, apiJSON, fetchReceipt, queryString, timeRange } from "./api.js";
+import { FILTERS, SESSION_ENDED, api, apiJSON, fetchReceipt, queryString, timeRange } from "./api.js";
 import { setHash, filterBy } from "./nav.js";
 import { state, subscribe, publish } from "./store.js";
 import { loadHistogram } from "./histogram.js";
@@ -291,6 +291,26 @@ async function exportNDJSON() {
   toast(`Exported ${state.rows.length} records.`);
 }
 
+// exportBundle downloads the evidence bundle (GET /v1/bundle) of the time
+// range shown: every event received in it, with the proof that none is
+// missing or altered, for `indelible verify-bundle` (docs/evidence.md).
+async function exportBundle() {
+  const { since, until } = state.range || timeRange(state.query);
+  const q = new URLSearchParams({ since: since || "1970-01-01T00:00:00Z", until: until || new Date().toISOString() });
+  const btn = $("export-bundle");
+  btn.disabled = true;
+  setStatus("Building the evidence bundle…");
+  try {
+    const resp = await api(`/v1/bundle?${q}`);
+    download(`indelible-bundle-${stamp()}.tar`, await resp.blob());
+    setStatus("Exported the evidence bundle: check it offline with indelible verify-bundle FILE --key log.pub.");
+  } catch (e) {
+    setStatus(`Export failed: ${e.message}`);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
 async function exportZip() {
   if (!state.rows.length) return toast("Nothing to export: no rows shown.");
   const rows = [...state.rows];
@@ -382,4 +402,5 @@ export function wireTimeline() {
   }, { passive: true });
   $("export-ndjson").addEventListener("click", exportNDJSON);
   $("export-zip").addEventListener("click", exportZip);
+  $("export-bundle").addEventListener("click", exportBundle);
 }
