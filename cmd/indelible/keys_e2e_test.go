@@ -38,7 +38,7 @@ func TestMasterKeyAndBootstrapToken(t *testing.T) {
 	if _, errOut, code := run(t, first.env(), "token", "list"); code == 0 || !strings.Contains(errOut, "superseded") {
 		t.Fatalf("the bootstrap token after another admin token: exit %d, %s", code, errOut)
 	}
-	if out := mustRun(t, ops, "token", "list"); !strings.Contains(out, "EXPIRES") || !strings.Contains(out, "(bootstrap: or once another admin token exists)") {
+	if out := mustRun(t, ops, "token", "list"); !strings.Contains(out, "EXPIRES") || !strings.Contains(out, "(bootstrap: or once a newer admin token exists)") {
 		t.Fatalf("token list:\n%s", out)
 	}
 	first.stop(t)

@@ -92,7 +92,7 @@ random bytes in hex; or give --master-key FILE, or set INDELIBLE_MASTER_KEY,
 each holding the key in hex or base64; a key file inside the data directory
 is refused unless --allow-key-in-data), and a first admin token, printed
 once and written to admin.token (0600): a bootstrap token, which expires
-after 24 hours or as soon as another admin token exists. When no admin token
+after 24 hours or as soon as another admin token is made. When no admin token
 works any more, --new-admin-token makes a new bootstrap token the same way
 (recorded in the log). --mode raw
 serves a generic log instead: POST /add appends the request body.

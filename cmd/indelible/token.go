@@ -49,7 +49,7 @@ func init() {
 			for _, t := range ts {
 				exp := when(t.Expires)
 				if t.Bootstrap {
-					exp += " (bootstrap: or once another admin token exists)"
+					exp += " (bootstrap: or once a newer admin token exists)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, strings.Join(t.Scopes, ","), when(t.Created), when(t.LastUsed), when(t.Revoked), exp)
 			}

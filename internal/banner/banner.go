@@ -53,7 +53,7 @@ func Print(w io.Writer, in Info) {
 		title = "Indelible audit ledger (mode events)"
 		if in.AdminToken != "" {
 			tokenNote = fmt.Sprintf("\n  admin token:  %s\n                (shown once; also written to %s, 0600)", in.AdminToken, in.AdminTokenFile)
-			tokenNote += fmt.Sprintf("\n                a bootstrap token: it expires at %s, or as soon as another admin token exists."+
+			tokenNote += fmt.Sprintf("\n                a bootstrap token: it expires at %s, or as soon as another admin token is made."+
 				"\n                Create your own (indelible token create --name NAME --scope admin), keep it out of"+
 				"\n                the data directory, and delete %s.",
 				in.AdminTokenExpires.UTC().Format(time.RFC3339), ShellQuote(in.AdminTokenFile))
