@@ -34,6 +34,11 @@ type Token struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 	Revoked  time.Time `json:"revoked,omitzero"`
+	// Expires is when the token stops authenticating (zero: never); a
+	// Bootstrap token (a server's own admin token) also stops once a newer
+	// admin token is made.
+	Expires   time.Time `json:"expires,omitzero"`
+	Bootstrap bool      `json:"bootstrap,omitempty"`
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -139,8 +139,9 @@ func (s *Service) RevokeToken(ctx context.Context, by, name string) (auth.Token,
 	return tok, nil
 }
 
-// Bootstrap creates the first admin token, named name, when the store
-// holds no token at all, and returns its secret and true; with a token in
+// Bootstrap creates the first admin token, named name, a bootstrap token
+// (auth.Token.Bootstrap), when the store holds no token at all, and returns
+// its secret and true; with a token in
 // the store it does nothing ("", false). The token and its
 // indelible.token.create event (actor and submitter ServerActor) are one
 // batch.
@@ -156,11 +157,23 @@ func (s *Service) Bootstrap(ctx context.Context, name string, scopes []auth.Scop
 	if cp, _ := s.log.Published(); cp.N > 0 && !again {
 		return "", false, fmt.Errorf("%w: the log holds %d entries, so tokens were made before and are lost", ErrTokensLost, cp.N)
 	}
-	_, secret, err = s.tokens.CreateWith(name, scopes, s.recordToken(ctx, auth.ActionCreate, ServerActor))
+	_, secret, err = s.tokens.CreateBootstrapWith(name, scopes, s.recordToken(ctx, auth.ActionCreate, ServerActor))
 	if err != nil {
 		return "", false, fmt.Errorf("creating the first admin token: %w", err)
 	}
 	return secret, true, nil
+}
+
+// NewBootstrapToken creates a bootstrap admin token (auth.Token.Bootstrap)
+// named name, whatever tokens exist, with its indelible.token.create event
+// (actor and submitter ServerActor) in one batch: serve --new-admin-token,
+// the way back in once no admin token works.
+func (s *Service) NewBootstrapToken(ctx context.Context, name string, scopes []auth.Scope) (auth.Token, string, error) {
+	t, secret, err := s.tokens.CreateBootstrapWith(name, scopes, s.recordToken(ctx, auth.ActionCreate, ServerActor))
+	if err != nil {
+		return auth.Token{}, "", fmt.Errorf("creating a new admin token: %w", err)
+	}
+	return t, secret, nil
 }
 
 // MigrateTokenFile moves the tokens of a tokens.json file (the store of

@@ -52,6 +52,34 @@ type Token struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 	Revoked  time.Time `json:"revoked,omitzero"`
+	// Expires, if set, is when the token stops authenticating.
+	Expires time.Time `json:"expires,omitzero"`
+	// Bootstrap marks an admin token a server makes for itself (the first
+	// one, Store.Bootstrap, or one asked for with serve --new-admin-token):
+	// it expires BootstrapTTL after its creation, and stops authenticating
+	// for good as soon as an admin token made after it exists (see
+	// Token.Lapsed).
+	Bootstrap bool `json:"bootstrap,omitempty"`
+}
+
+// BootstrapTTL is how long a bootstrap token lives at most: long enough to
+// create the operator's own admin token, short enough that a copy of the
+// data directory that holds it (admin.token) soon grants nothing.
+const BootstrapTTL = 24 * time.Hour
+
+// Lapsed returns why t may not authenticate at now although it is not
+// revoked, or nil: it expired, or it is a bootstrap token and newerAdmin
+// (a token with the admin scope was made after it, live or not: once an
+// operator has an admin token of their own, the bootstrap token is done).
+// The rule reads only the token records, wherever they are stored.
+func (t Token) Lapsed(now time.Time, newerAdmin bool) error {
+	switch {
+	case !t.Expires.IsZero() && !now.Before(t.Expires):
+		return fmt.Errorf("%w: token %q expired at %s", ErrUnauthenticated, t.Name, t.Expires.UTC().Format(time.RFC3339))
+	case t.Bootstrap && newerAdmin:
+		return fmt.Errorf("%w: token %q was a bootstrap token, superseded by another admin token", ErrUnauthenticated, t.Name)
+	}
+	return nil
 }
 
 // Record is what is persisted for a token: its public record and the SHA-256
@@ -159,6 +187,18 @@ func (s *Store) Create(name string, scopes []Scope) (Token, string, error) {
 // The token exists, in memory and for Authenticate, only once put has
 // returned nil; if put fails, it does not exist.
 func (s *Store) CreateWith(name string, scopes []Scope, put func(Record) error) (Token, string, error) {
+	return s.create(name, scopes, false, put)
+}
+
+// CreateBootstrapWith is CreateWith for a bootstrap token (see
+// Token.Bootstrap): a server's first admin token, or its way back in when
+// no admin token works.
+func (s *Store) CreateBootstrapWith(name string, scopes []Scope, put func(Record) error) (Token, string, error) {
+	return s.create(name, scopes, true, put)
+}
+
+// create is CreateWith; a bootstrap token gets Bootstrap and an expiry.
+func (s *Store) create(name string, scopes []Scope, bootstrap bool, put func(Record) error) (Token, string, error) {
 	if err := checkName(name); err != nil {
 		return Token{}, "", err
 	}
@@ -184,6 +224,9 @@ func (s *Store) CreateWith(name string, scopes []Scope, put func(Record) error) 
 		Token: Token{Name: name, Scopes: scopes, Created: s.now().UTC()},
 		Hash:  sha256.Sum256([]byte(secret)),
 	}
+	if bootstrap {
+		r.Bootstrap, r.Expires = true, r.Created.Add(BootstrapTTL)
+	}
 	// Durable first: a token is usable only once its hash is stored.
 	if err := put(r); err != nil {
 		return Token{}, "", fmt.Errorf("auth: creating token %q: %w", name, err)
@@ -198,7 +241,9 @@ func (s *Store) CreateWith(name string, scopes []Scope, put func(Record) error) 
 
 // Bootstrap creates the token name with scopes if the store holds no token
 // at all (a server's first start), returning its secret and true; otherwise
-// it does nothing and returns "", false.
+// it does nothing and returns "", false. The token is a bootstrap token:
+// it expires after BootstrapTTL, and lapses once an admin token made after
+// it exists (Token.Lapsed).
 func (s *Store) Bootstrap(name string, scopes []Scope) (secret string, created bool, err error) {
 	s.mu.RLock()
 	n := len(s.byName)
@@ -206,7 +251,7 @@ func (s *Store) Bootstrap(name string, scopes []Scope) (secret string, created b
 	if n > 0 {
 		return "", false, nil
 	}
-	_, secret, err = s.Create(name, scopes)
+	_, secret, err = s.create(name, scopes, true, s.p.Put)
 	if errors.Is(err, ErrExists) {
 		return "", false, nil // created concurrently
 	}
@@ -305,7 +350,9 @@ func (s *Store) Flush() error {
 }
 
 // Authenticate returns the live token whose secret is secret, or
-// ErrUnauthenticated; it records last use (in memory, persisted lazily).
+// ErrUnauthenticated (wrapped with the reason for a token that expired or
+// lapsed, see Token.Lapsed); it records last use (in memory, persisted
+// lazily).
 func (s *Store) Authenticate(secret string) (Token, error) {
 	if len(secret) > maxSecretLen || !strings.HasPrefix(secret, SecretPrefix) {
 		return Token{}, ErrUnauthenticated
@@ -321,15 +368,77 @@ func (s *Store) Authenticate(secret string) (Token, error) {
 		ok = subtle.ConstantTimeCompare(e.rec.Hash[:], h[:]) == 1 && e.rec.Revoked.IsZero()
 		t = e.rec.Token
 	}
+	newerAdmin := ok && t.Bootstrap && s.newerAdmin(t)
 	s.mu.RUnlock()
 	if !ok {
 		return Token{}, ErrUnauthenticated
 	}
 	now := s.now().UTC()
+	if err := t.Lapsed(now, newerAdmin); err != nil {
+		return Token{}, err
+	}
 	e.lastUsed.Store(now.UnixNano())
 	t = t.clone()
 	t.LastUsed = now
 	return t, nil
+}
+
+// Lookup returns the token whose secret is secret and nil if it may
+// authenticate, or the reason it may not (revoked, expired, lapsed: see
+// Token.Lapsed; ErrUnauthenticated wrapped); ErrNoToken if no token has that
+// secret. Unlike Authenticate it records no use: a server checks with it
+// what a file it holds is worth.
+func (s *Store) Lookup(secret string) (Token, error) {
+	h := sha256.Sum256([]byte(secret))
+	s.mu.RLock()
+	e, ok := s.byHash[h]
+	var t Token
+	if ok {
+		ok = subtle.ConstantTimeCompare(e.rec.Hash[:], h[:]) == 1
+		t = e.rec.Token.clone()
+	}
+	newerAdmin := ok && t.Bootstrap && s.newerAdmin(t)
+	s.mu.RUnlock()
+	switch {
+	case !ok:
+		return Token{}, ErrNoToken
+	case !t.Revoked.IsZero():
+		return t, fmt.Errorf("%w: token %q was revoked", ErrUnauthenticated, t.Name)
+	}
+	return t, t.Lapsed(s.now().UTC(), newerAdmin)
+}
+
+// newerAdmin reports whether a token with the admin scope other than t was
+// made at or after t's creation (s.mu held). It scans every token: only
+// bootstrap tokens, short-lived, ask.
+func (s *Store) newerAdmin(t Token) bool {
+	for name, e := range s.byName {
+		if name != t.Name && !e.rec.Created.Before(t.Created) && slices.Contains(e.rec.Scopes, ScopeAdmin) {
+			return true
+		}
+	}
+	return false
+}
+
+// CreateBootstrap makes a bootstrap token (see Token.Bootstrap) as Create
+// makes a token: a server's way back in when no admin token is left.
+func (s *Store) CreateBootstrap(name string, scopes []Scope) (Token, string, error) {
+	return s.create(name, scopes, true, s.p.Put)
+}
+
+// LiveAdmin reports whether some token with the admin scope may
+// authenticate now.
+func (s *Store) LiveAdmin() bool {
+	now := s.now().UTC()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, e := range s.byName {
+		t := e.rec.Token
+		if slices.Contains(t.Scopes, ScopeAdmin) && t.Revoked.IsZero() && t.Lapsed(now, t.Bootstrap && s.newerAdmin(t)) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (t Token) clone() Token {

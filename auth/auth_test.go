@@ -417,3 +417,120 @@ func TestTokenFileFormat(t *testing.T) {
 		t.Fatalf("Load: %+v, %v", recs, err)
 	}
 }
+
+// TestBootstrapLapses: the bootstrap token (the first admin token a server
+// makes) authenticates for BootstrapTTL at most, and never again once
+// another admin token exists (even revoked, even after a reopen); tokens
+// made by Create never lapse.
+func TestBootstrapLapses(t *testing.T) {
+	c := tlogtest.NewClock()
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	s := openFile(t, path, c)
+	boot, _, err := s.Bootstrap("admin", []Scope{ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Authenticate(boot)
+	if err != nil || !tok.Bootstrap || !tok.Expires.Equal(c.Now().Add(BootstrapTTL)) {
+		t.Fatalf("bootstrap token %+v, %v", tok, err)
+	}
+	// Tokens without the admin scope do not end it.
+	if _, _, err := s.Create("ci", []Scope{ScopeAppend, ScopeRead}); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(BootstrapTTL - time.Second)
+	if _, err := s.Authenticate(boot); err != nil {
+		t.Fatalf("bootstrap token before its expiry: %v", err)
+	}
+	c.Add(time.Second)
+	if _, err := s.Authenticate(boot); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("bootstrap token at its expiry: %v", err)
+	}
+
+	// A second server's bootstrap token, superseded by an admin token.
+	c2 := tlogtest.NewClock()
+	path2 := filepath.Join(t.TempDir(), "tokens.json")
+	s2 := openFile(t, path2, c2)
+	boot2, _, err := s2.Bootstrap("admin", []Scope{ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ops, err := s2.Create("ops", []Scope{ScopeRead, ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Authenticate(boot2); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "superseded") {
+		t.Fatalf("bootstrap token after a second admin token: %v", err)
+	}
+	if _, err := s2.Authenticate(ops); err != nil {
+		t.Fatal(err)
+	}
+	// For good: after a reopen, and with the other admin token revoked.
+	if err := s2.Revoke("ops"); err != nil {
+		t.Fatal(err)
+	}
+	s3 := openFile(t, path2, c2)
+	if _, err := s3.Authenticate(boot2); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("bootstrap token after a reopen: %v", err)
+	}
+	if l := s3.List(); len(l) != 2 || !l[0].Bootstrap || l[0].Expires.IsZero() || l[1].Bootstrap || !l[1].Expires.IsZero() {
+		t.Fatalf("List after a reopen: %+v", l)
+	}
+
+	// Tokens from Create (and stores written before bootstrap tokens
+	// existed) never lapse.
+	c2.Add(100 * BootstrapTTL)
+	s4 := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), c2)
+	_, a, err := s4.Create("admin", []Scope{ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s4.Create("ops", []Scope{ScopeAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	c2.Add(100 * BootstrapTTL)
+	if _, err := s4.Authenticate(a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBootstrapAgain: with every admin token gone (revoked or expired), a
+// new bootstrap token (serve --new-admin-token) works: only admin tokens
+// made after it end it. LiveAdmin tells whether any admin token works.
+func TestBootstrapAgain(t *testing.T) {
+	c := tlogtest.NewClock()
+	s := openFile(t, filepath.Join(t.TempDir(), "tokens.json"), c)
+	if s.LiveAdmin() {
+		t.Fatal("LiveAdmin in an empty store")
+	}
+	if _, _, err := s.Bootstrap("admin", []Scope{ScopeAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Create("old", []Scope{ScopeAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.LiveAdmin() {
+		t.Fatal("no live admin with one")
+	}
+	if err := s.Revoke("old"); err != nil {
+		t.Fatal(err)
+	}
+	if s.LiveAdmin() {
+		t.Fatal("LiveAdmin with the bootstrap token superseded and the other revoked")
+	}
+	c.Add(time.Second)
+	_, again, err := s.CreateBootstrap("admin-2", []Scope{ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.Authenticate(again); err != nil || !tok.Bootstrap || !s.LiveAdmin() {
+		t.Fatalf("a new bootstrap token after older admin tokens: %+v, %v", tok, err)
+	}
+	c.Add(time.Second)
+	if _, _, err := s.Create("ops", []Scope{ScopeAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(again); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("the new bootstrap token after a newer admin token: %v", err)
+	}
+}

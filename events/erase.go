@@ -201,6 +201,13 @@ func (l *Layer) Erase(ctx context.Context, i int64, by, reason string) (Tombston
 		}
 		return Tombstone{}, fmt.Errorf("events: recording the erasure of event %d: %w", i, err)
 	}
+	l.addPurge(ts.EraseIndex)
+	if a := r.Event.Actor; a != nil {
+		l.blind.forget(fieldActor, a.ID)
+	}
+	if res := r.Event.Resource; res != nil {
+		l.blind.forget(fieldResource, res.ID)
+	}
 	l.logger.Info("events: erased", "index", i, "by", by, "erase_index", ts.EraseIndex)
 	if err := l.purge(ctx, ts.EraseIndex, ranges); err != nil {
 		return ts, err
@@ -210,20 +217,94 @@ func (l *Layer) Erase(ctx context.Context, i int64, by, reason string) (Tombston
 
 // purge makes the deleted keys in ranges gone from the store's files (see
 // ledger.Log.PurgeExt), then drops the pending-purge record seq, which was
-// written in the same batch as the deletions: a crash before the purge
-// ends leaves the record, and Open purges again.
+// written in the same batch as the deletions: a purge cut short (a client
+// that gave up, a long reader holding old files, a crash) leaves the record,
+// and the background purger (purgeLoop) retries it until it succeeds, on
+// this run and after a restart. Lifecycle reports the purges pending.
 func (l *Layer) purge(ctx context.Context, seq int64, ranges [][2][]byte) error {
 	if err := l.log.PurgeExt(ctx, ranges); err != nil {
-		l.logger.Warn("events: purge of destroyed bytes incomplete; retried at the next open", "err", err)
+		l.logger.Warn("events: purge of destroyed bytes incomplete; retried in the background", "seq", seq, "err", err)
+		l.kickPurger()
 		return fmt.Errorf("events: purging destroyed bytes: %w", err)
 	}
 	if err := l.log.WriteExt(func(w ledger.Writer) error { return w.Delete(lifeKey(lifePurge, seq)) }); err != nil {
+		l.kickPurger()
 		return fmt.Errorf("events: dropping a purge record: %w", err)
 	}
+	l.lmu.Lock()
+	delete(l.purges, seq)
+	l.lmu.Unlock()
 	return nil
 }
 
-// resumePurges runs the purges a crash interrupted.
+// addPurge notes the pending-purge record seq, just committed.
+func (l *Layer) addPurge(seq int64) {
+	l.lmu.Lock()
+	l.purges[seq] = true
+	l.lmu.Unlock()
+}
+
+// kickPurger wakes the background purger.
+func (l *Layer) kickPurger() {
+	select {
+	case l.purgeKick <- struct{}{}:
+	default:
+	}
+}
+
+// Background purge retries: the first after purgeRetryMin, doubling up to
+// purgeRetryMax while a purge keeps failing.
+const (
+	purgeRetryMin = time.Second
+	purgeRetryMax = time.Minute
+)
+
+// purgeLoop runs the pending purges (at once if now, those an earlier run
+// left; then purgeRetryMin after a purge was cut short) until none is left,
+// retrying failures with backoff, until the layer is closed.
+func (l *Layer) purgeLoop(now bool) {
+	defer l.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	delay := purgeRetryMin
+	var retry <-chan time.Time
+	if now {
+		retry = time.After(0)
+	}
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.purgeKick:
+			if retry == nil { // a failure just now: give the reader or the client time
+				retry = time.After(delay)
+			}
+			continue
+		case <-retry:
+		}
+		retry = nil
+		if err := l.resumePurges(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.logger.Warn("events: background purge incomplete; retrying", "in", delay, "err", err)
+			retry = time.After(delay)
+			delay = min(2*delay, purgeRetryMax)
+			continue
+		}
+		delay = purgeRetryMin
+	}
+}
+
+// resumePurges runs every pending purge (those a crash or an error
+// interrupted), and returns the first error, if any, once all were tried.
 func (l *Layer) resumePurges(ctx context.Context) error {
 	type pending struct {
 		seq    int64
@@ -246,12 +327,13 @@ func (l *Layer) resumePurges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var first error
 	for _, p := range todo {
-		if err := l.purge(ctx, p.seq, p.ranges); err != nil {
-			return err
+		if err := l.purge(ctx, p.seq, p.ranges); err != nil && first == nil {
+			first = err
 		}
 	}
-	return nil
+	return first
 }
 
 // encodeRanges encodes key ranges as len(2) lo len(2) hi ... .

@@ -80,14 +80,22 @@ type Layer struct {
 	inflight map[[blindSize]byte]chan struct{} // idempotency keys being appended
 
 	// Lifecycle (erase.go, retention.go): emu serializes erasures and
-	// retention passes; lmu guards what retention shredded.
-	emu       sync.Mutex
-	lmu       sync.RWMutex
-	shredded  []shredRange
-	shedding  map[int64]bool // days being shredded
-	retention time.Duration
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	// retention passes; lmu guards what retention shredded, the purges
+	// pending and the clock check. Goroutines: the background purger
+	// (purgeLoop, woken by purgeKick) always, the retention job
+	// (retentionLoop) with Config.Retention, and a one-off finishing a
+	// retention pass a crash interrupted; Close stops them all (stop, wg).
+	emu        sync.Mutex
+	lmu        sync.RWMutex
+	shredded   []shredRange
+	shedding   map[int64]bool // days being shredded
+	purges     map[int64]bool // pending-purge records ('r' 'p' seq) not yet done
+	clockAhead time.Duration  // see LifecycleStatus
+	clockHeld  int64          // see LifecycleStatus
+	retention  time.Duration
+	purgeKick  chan struct{}
+	stop       chan struct{}
+	wg         sync.WaitGroup
 
 	// seqDay is the day of the last payload sequenced (sidecars only; see
 	// batch.sidecar).
@@ -114,7 +122,9 @@ func Open(cfg Config) (*Layer, error) {
 		days:      make(map[int64]*dayKey),
 		inflight:  make(map[[blindSize]byte]chan struct{}),
 		shedding:  make(map[int64]bool),
+		purges:    make(map[int64]bool),
 		retention: cfg.Retention,
+		purgeKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
 	l.seqDay.Store(math.MinInt64)
@@ -127,6 +137,18 @@ func Open(cfg Config) (*Layer, error) {
 	if err := l.openLifecycle(); err != nil {
 		return nil, err
 	}
+	l.lmu.RLock()
+	pending, shedding := len(l.purges) > 0, len(l.shedding) > 0
+	l.lmu.RUnlock()
+	l.wg.Add(1)
+	go l.purgeLoop(pending)
+	if shedding {
+		// A retention pass a crash interrupted: its days are already
+		// unreadable and partly destroyed; finish them whatever the
+		// retention flag says now.
+		l.wg.Add(1)
+		go l.finishShedding()
+	}
 	if cfg.Retention > 0 {
 		every := cfg.RetentionEvery
 		if every <= 0 {
@@ -138,8 +160,32 @@ func Open(cfg Config) (*Layer, error) {
 	return l, nil
 }
 
+// LifecycleStatus is the state of erasure and retention, for metrics and
+// /readyz.
+type LifecycleStatus struct {
+	// PendingPurges counts the erasures and retention passes whose
+	// destroyed bytes may still be in the store's files (their purge was
+	// cut short and is being retried in the background).
+	PendingPurges int
+	// ClockAhead is, at the last retention pass, how far the clock was past
+	// the newest event's received_at when that was more than MaxClockLead
+	// (0 otherwise): the pass shredded only what was due at that event's
+	// time plus MaxClockLead.
+	ClockAhead time.Duration
+	// ClockHeld counts the retention passes held back by the clock.
+	ClockHeld int64
+}
+
+// Lifecycle returns the state of erasure and retention.
+func (l *Layer) Lifecycle() LifecycleStatus {
+	l.lmu.RLock()
+	defer l.lmu.RUnlock()
+	return LifecycleStatus{PendingPurges: len(l.purges), ClockAhead: l.clockAhead, ClockHeld: l.clockHeld}
+}
+
 // Close stops the layer's goroutines (the log is closed by its owner): the
-// retention job, after its current pass. Later calls fail.
+// retention job, after its current pass, and the background purger. Later
+// calls fail.
 func (l *Layer) Close() error {
 	if !l.closed.Swap(true) {
 		close(l.stop)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -124,33 +125,65 @@ func dayOf(t time.Time) int64 {
 }
 
 // blinder computes blind indexes: HMAC-SHA-256 under the index key,
-// truncated to 16 bytes. Low-cardinality values (actions, outcomes,
-// sources...) repeat a lot, so results are cached in memory (never on disk).
+// truncated to 16 bytes. Values repeat a lot, so results are cached in
+// memory (never on disk). Actions, outcomes and sources, categories, are
+// cached by value. Actor and resource ids are not: their entries are keyed
+// by a 128-bit hash of the id under two random per-process seeds, so the
+// cache holds no id (erased ones included), only what the blind indexes on
+// disk already show, and an id's entry is dropped when an event naming it
+// is erased (forget). Two ids colliding in 128 bits of seeded hash is not a
+// concern.
 type blinder struct {
 	pool sync.Pool // of hash.Hash (keyed HMAC)
 
+	seeds [2]maphash.Seed
 	mu    sync.RWMutex
-	cache [numFields + 1]map[string][blindSize]byte
-	n     int
+	cache [numFields + 1]map[string][blindSize]byte // actions, outcomes, sources: by value
+	ids   [numFields + 1]map[idKey][blindSize]byte  // actors, resources: by seeded hash
 }
 
+// idKey is an id's 128-bit seeded hash.
+type idKey [2]uint64
+
+// blindCacheMax bounds the entries of each field's cache; a full cache is
+// emptied.
 const blindCacheMax = 1 << 16
 
 func newBlinder(key []byte) *blinder {
 	k := append([]byte(nil), key...)
-	b := &blinder{}
+	b := &blinder{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	b.pool.New = func() any { return hmac.New(sha256.New, k) }
 	for f := range b.cache {
 		b.cache[f] = make(map[string][blindSize]byte)
+		b.ids[f] = make(map[idKey][blindSize]byte)
 	}
 	return b
+}
+
+// isID reports whether field f holds identifiers (cached by hash only).
+func isID(f byte) bool { return f == fieldActor || f == fieldResource }
+
+// idKeyOf is the cache key of id: its 128-bit seeded hash.
+func (b *blinder) idKeyOf(id string) idKey {
+	return idKey{maphash.String(b.seeds[0], id), maphash.String(b.seeds[1], id)}
 }
 
 // field returns the blind index of value in field f:
 // HMAC(indexKey, name || 0x00 || value)[:16].
 func (b *blinder) field(f byte, value string) [blindSize]byte {
+	id := isID(f)
+	var ik idKey
+	if id {
+		ik = b.idKeyOf(value)
+	}
+	var v [blindSize]byte
+	var ok bool
 	b.mu.RLock()
-	v, ok := b.cache[f][value]
+	if id {
+		v, ok = b.ids[f][ik]
+	} else {
+		v, ok = b.cache[f][value]
+	}
 	b.mu.RUnlock()
 	if ok {
 		return v
@@ -165,18 +198,37 @@ func (b *blinder) field(f byte, value string) [blindSize]byte {
 	b.pool.Put(h)
 	copy(v[:], sum[:])
 	b.mu.Lock()
-	if b.n >= blindCacheMax {
-		for f := range b.cache {
+	if id {
+		if len(b.ids[f]) >= blindCacheMax {
+			clear(b.ids[f])
+		}
+		b.ids[f][ik] = v
+	} else {
+		if len(b.cache[f]) >= blindCacheMax {
 			clear(b.cache[f])
 		}
-		b.n = 0
-	}
-	if _, ok := b.cache[f][value]; !ok {
 		b.cache[f][value] = v
-		b.n++
 	}
 	b.mu.Unlock()
 	return v
+}
+
+// forget drops the cached blind index of id in field f (an erased event's
+// actor or resource: nothing in memory should still tie it to its index).
+func (b *blinder) forget(f byte, id string) {
+	ik := b.idKeyOf(id)
+	b.mu.Lock()
+	delete(b.ids[f], ik)
+	b.mu.Unlock()
+}
+
+// forgetIDs empties the id cache (after retention shredded whole days).
+func (b *blinder) forgetIDs() {
+	b.mu.Lock()
+	for f := range b.ids {
+		clear(b.ids[f])
+	}
+	b.mu.Unlock()
 }
 
 // idem returns the idempotency key of a writer's id:

@@ -345,6 +345,9 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("nothing is past retention yet: %v %v", days, err)
 	}
 	e.clock.Add(400*24*time.Hour - time.Hour) // day1 ended 400 days ago; day 2 has not
+	// The log is in use (a clock 400 days past the newest event would be
+	// held back: TestRetentionClockJump).
+	e.append("writer", ev("carol", "login", "", "success", "sso", e.clock.Now()))
 	days, err := e.l.Retain(context.Background())
 	if err != nil || len(days) != 1 || !days[0].Equal(dayTime(dayOf(day1))) {
 		t.Fatalf("Retain: %v %v", days, err)

@@ -42,6 +42,8 @@ func (l *Layer) openLifecycle() error {
 		switch k[1] {
 		case lifeShedding:
 			l.shedding[day] = true
+		case lifePurge:
+			l.purges[day] = true // here the key's number is the record's seq
 		case lifeShredded:
 			var rec shreddedRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
@@ -60,10 +62,7 @@ func (l *Layer) openLifecycle() error {
 	if err != nil {
 		return fmt.Errorf("events: reading the lifecycle state: %w", err)
 	}
-	if err := l.backfillSwitches(); err != nil {
-		return err
-	}
-	return l.resumePurges(context.Background())
+	return l.backfillSwitches()
 }
 
 // backfillSwitches writes the day-switch records of payloads stored before
@@ -158,6 +157,13 @@ func (l *Layer) retentionLoop(every time.Duration) {
 	}
 }
 
+// MaxClockLead is how far past the newest event's received_at the clock may
+// be before retention stops trusting it: a clock that jumped forward would
+// otherwise shred days not yet past retention. Past it, a pass shreds only
+// what was due at the newest event's received_at plus MaxClockLead; a sane
+// clock (or a new event) lifts the hold.
+const MaxClockLead = 24 * time.Hour
+
 // Retain shreds every UTC day (of the server's receive time) entirely
 // older than the configured retention, and returns those days. For each
 // day, in three steps:
@@ -171,19 +177,59 @@ func (l *Layer) retentionLoop(every time.Duration) {
 //     payloads are deleted and the day is recorded as shredded ('r' 'x');
 //  3. the deleted bytes are purged from the store's files (see purge).
 //
-// Without Config.Retention it does nothing.
+// "Now" is the clock's time, but at most MaxClockLead past the newest
+// event's received_at (the hold is logged and counted in Lifecycle). Days
+// a crash left half-shredded (marked in step 1) are finished whatever the
+// clock says. Without Config.Retention it does nothing (Open still finishes
+// half-shredded days).
 func (l *Layer) Retain(ctx context.Context) ([]time.Time, error) {
 	if l.retention <= 0 {
 		return nil, nil
 	}
+	return l.retain(ctx, false)
+}
+
+// finishShedding finishes the days a retention pass that a crash
+// interrupted left marked as being shredded (Open runs it in the
+// background, with or without Config.Retention).
+func (l *Layer) finishShedding() {
+	defer l.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	days, err := l.retain(ctx, true)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		l.logger.Error("events: finishing an interrupted retention pass", "err", err)
+	case err == nil:
+		l.logger.Info("events: finished an interrupted retention pass", "days", len(days))
+	}
+}
+
+// retain is Retain; onlyShedding limits it to the days marked as being
+// shredded.
+func (l *Layer) retain(ctx context.Context, onlyShedding bool) ([]time.Time, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
 	l.emu.Lock()
 	defer l.emu.Unlock()
 	now := l.now()
-	cutoff := dayOf(now.Add(-l.retention)) // days below it ended retention ago or earlier
 	cp, _ := l.log.Published()
+	cutoff := int64(math.MinInt64)
+	if !onlyShedding {
+		asOf, err := l.retentionNow(now, cp.N)
+		if err != nil {
+			return nil, err
+		}
+		cutoff = dayOf(asOf.Add(-l.retention)) // days below it ended retention ago or earlier
+	}
 	segs, err := l.segments(cp.N)
 	if err != nil {
 		return nil, fmt.Errorf("events: reading day switches: %w", err)
@@ -192,7 +238,7 @@ func (l *Layer) Retain(ctx context.Context) ([]time.Time, error) {
 	var days []int64
 	l.lmu.RLock()
 	for _, s := range segs {
-		if s.day >= cutoff || s.lo >= s.hi || l.isShredded(s.day) {
+		if !(s.day < cutoff || l.shedding[s.day]) || s.lo >= s.hi || l.isShredded(s.day) {
 			continue
 		}
 		if byDay[s.day] == nil {
@@ -283,6 +329,8 @@ func (l *Layer) Retain(ctx context.Context) ([]time.Time, error) {
 	if _, err := l.appendAt(ctx, now, ServerActor, []event.Event{ev}, extra); err != nil {
 		return nil, fmt.Errorf("events: recording retention: %w", err)
 	}
+	l.addPurge(seq)
+	l.blind.forgetIDs()
 	l.lmu.Lock()
 	for _, d := range days {
 		delete(l.shedding, d)
@@ -306,6 +354,57 @@ func (l *Layer) Retain(ctx context.Context) ([]time.Time, error) {
 		return out, err
 	}
 	return out, nil
+}
+
+// retentionNow returns the time a retention pass at now shreds as of: now,
+// or, when now is more than MaxClockLead past the received_at of the
+// newest event below n (a clock that jumped forward), that received_at plus
+// MaxClockLead. It records the hold (Lifecycle) and logs it.
+func (l *Layer) retentionNow(now time.Time, n int64) (time.Time, error) {
+	newest, ok, err := l.newestReceived(n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ahead := time.Duration(0)
+	if ok && now.Sub(newest) > MaxClockLead {
+		ahead = now.Sub(newest)
+	}
+	l.lmu.Lock()
+	l.clockAhead = ahead
+	if ahead > 0 {
+		l.clockHeld++
+	}
+	l.lmu.Unlock()
+	if ahead == 0 {
+		return now, nil
+	}
+	asOf := newest.Add(MaxClockLead)
+	l.logger.Warn("events: retention: the clock is more than a day past the newest event; shredding only what was due a day after that event (a clock that jumped forward must not shred days still within retention)",
+		"now", now.UTC(), "newest_received_at", newest.UTC(), "ahead", ahead, "as_of", asOf.UTC())
+	return asOf, nil
+}
+
+// newestReceived returns the received_at of the newest readable event
+// below index n (false if there is none).
+func (l *Layer) newestReceived(n int64) (time.Time, bool, error) {
+	var idx []int64
+	if err := l.log.ScanExt([]byte{prefixPayload}, payloadKey(n), true, func(k, _ []byte) bool {
+		idx = append(idx, int64(binary.BigEndian.Uint64(k[1:])))
+		return len(idx) < 64
+	}); err != nil {
+		return time.Time{}, false, fmt.Errorf("events: finding the newest event: %w", err)
+	}
+	for _, i := range idx {
+		r, err := l.get(i)
+		if errors.Is(err, ErrGone) {
+			continue // a day being shredded
+		}
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("events: reading the newest event: %w", err)
+		}
+		return r.Event.ReceivedAt, true, nil
+	}
+	return time.Time{}, false, nil
 }
 
 // isShredded reports whether retention shredded day (lmu held).

@@ -96,7 +96,9 @@ type Server struct {
 
 	readyMu     sync.Mutex
 	readyChecks []func() error
-	shutdown    atomic.Bool
+	// readyDetails add lines to a ready /readyz's body (lifecycle.go).
+	readyDetails []func() string
+	shutdown     atomic.Bool
 
 	// routes maps each registered route pattern to its metrics; it is only
 	// written before serving starts.
@@ -191,6 +193,7 @@ func New(cfg Config) *Server {
 		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
 		s.mountTokens(cfg.Audit)
 		s.mountBundle(cfg) // GET /v1/bundle: bundle.go
+		s.watchLifecycle(cfg.Events)
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}
@@ -279,7 +282,16 @@ func (s *Server) serveReadyz(c echo.Context) error {
 	if err := s.processReadyz(); err != nil {
 		return fmt.Errorf("%w: %w", errNotReady, err)
 	}
-	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", okBody)
+	s.readyMu.Lock()
+	details := s.readyDetails
+	s.readyMu.Unlock()
+	body := okBody
+	for _, d := range details {
+		if t := d(); t != "" {
+			body = append(body[:len(body):len(body)], t...)
+		}
+	}
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", body)
 }
 
 // processReadyz returns why the server is not ready, or nil.

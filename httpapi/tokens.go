@@ -108,5 +108,5 @@ func wireToken(t auth.Token) api.Token {
 	for i, sc := range t.Scopes {
 		scopes[i] = string(sc)
 	}
-	return api.Token{Name: t.Name, Scopes: scopes, Created: t.Created, LastUsed: t.LastUsed, Revoked: t.Revoked}
+	return api.Token{Name: t.Name, Scopes: scopes, Created: t.Created, LastUsed: t.LastUsed, Revoked: t.Revoked, Expires: t.Expires, Bootstrap: t.Bootstrap}
 }

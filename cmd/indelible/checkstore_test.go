@@ -31,7 +31,7 @@ func checkEventsStore(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	master, err := eventsetup.MasterKey(dir, "")
+	master, _, err := eventsetup.MasterKey(dir, eventsetup.KeyOptions{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,8 +125,8 @@ func TestEventsEndToEnd(t *testing.T) {
 	const marker = "MARKER-7f3a9c"
 	dir := filepath.Join(t.TempDir(), "data")
 	p := startEvents(t, dir)
-	for _, f := range []string{adminTokenFile, masterKeyFile} {
-		st, err := os.Stat(filepath.Join(dir, f))
+	for _, f := range []string{filepath.Join(dir, adminTokenFile), dir + ".master.key"} {
+		st, err := os.Stat(f)
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v, mode %v; want 0600", f, err, st)
 		}

@@ -66,10 +66,11 @@ type serveConfig struct {
 	rateLimit     float64  // requests/s per client IP; 0 means no limit
 	init          bool     // start a new log with an existing key that never signed (keyguard.go)
 	masterKey     string   // events mode: master key file (events.go)
+	keyInData     bool     // events mode: --allow-key-in-data (events.go)
 	tokenRate     float64  // events mode: requests/s per token; 0 means no limit (events.go)
 	tokenBurst    int      // events mode: burst per token
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
-	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost (events.go)
+	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost or no admin token works (events.go)
 	bucket        string   // --bucket s3://NAME?...: the public mirror in object storage (docs/ha.md)
 
 	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
@@ -86,9 +87,14 @@ HTTP. On first start it creates the log's signer key in the data directory
 
 In events mode (the default) it serves the audit events API behind Bearer
 tokens. On first start it also creates the master key that encrypts events at
-rest (master.key, 0600: 32 random bytes in hex; or give --master-key FILE, or
-set INDELIBLE_MASTER_KEY, each holding the key in hex or base64) and a first
-admin token, printed once and written to admin.token (0600). --mode raw
+rest, beside the data directory and not in it (<data>.master.key, 0600: 32
+random bytes in hex; or give --master-key FILE, or set INDELIBLE_MASTER_KEY,
+each holding the key in hex or base64; a key file inside the data directory
+is refused unless --allow-key-in-data), and a first admin token, printed
+once and written to admin.token (0600): a bootstrap token, which expires
+after 24 hours or as soon as another admin token is made. When no admin token
+works any more, --new-admin-token makes a new bootstrap token the same way
+(recorded in the log). --mode raw
 serves a generic log instead: POST /add appends the request body.
 It prints the origin, the verifier key and curl examples, and shuts down
 gracefully on SIGINT or SIGTERM: in-flight appends finish and the store is
@@ -231,7 +237,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if es, err = eventsetup.Open(cfg.dataDir, cfg.masterKey, l, logger, retention, cfg.newAdminToken); err != nil {
+		if es, err = eventsetup.Open(cfg.dataDir, eventsetup.Options{
+			Key: eventsetup.KeyOptions{File: cfg.masterKey, AllowInData: cfg.keyInData}, NewAdminToken: cfg.newAdminToken}, l, logger, retention); err != nil {
 			return err
 		}
 		defer es.Layer.Close() // before the ledger (defers run last first)
@@ -275,7 +282,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		info.KeyFile, info.PubFile = filepath.Join(cfg.dataDir, logKeyFile), filepath.Join(cfg.dataDir, logPubFile)
 	}
 	if es != nil {
-		info.AdminToken = es.AdminToken
+		info.AdminToken, info.AdminTokenExpires = es.AdminToken, es.AdminTokenExpires
+		if es.MasterKey.Created {
+			info.MasterKeyFile = es.MasterKey.Path
+		}
+		if es.MasterKey.InData && !cfg.keyInData {
+			info.MasterKeyInData, info.MasterKeyMoveTo = es.MasterKey.Path, eventsetup.DefaultMasterKeyPath(cfg.dataDir)
+		}
 	}
 	banner.Print(out, info)
 

@@ -45,9 +45,13 @@ func init() {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSCOPES\tCREATED\tLAST USED\tREVOKED")
+			fmt.Fprintln(tw, "NAME\tSCOPES\tCREATED\tLAST USED\tREVOKED\tEXPIRES")
 			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, strings.Join(t.Scopes, ","), when(t.Created), when(t.LastUsed), when(t.Revoked))
+				exp := when(t.Expires)
+				if t.Bootstrap {
+					exp += " (bootstrap: or once a newer admin token exists)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, strings.Join(t.Scopes, ","), when(t.Created), when(t.LastUsed), when(t.Revoked), exp)
 			}
 			return tw.Flush()
 		}),

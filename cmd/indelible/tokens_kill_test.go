@@ -117,7 +117,7 @@ func tokensAndRecords(t testing.TB, dir string) (map[string]auth.Token, map[stri
 		t.Fatal(err)
 	}
 	defer l.Close()
-	master, err := eventsetup.MasterKey(dir, "")
+	master, _, err := eventsetup.MasterKey(dir, eventsetup.KeyOptions{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

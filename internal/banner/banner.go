@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // Info is what the banner shows.
@@ -25,6 +26,13 @@ type Info struct {
 	// AdminTokenFile holds the first admin token (events mode); AdminToken
 	// is the token itself when this start created it ("" otherwise).
 	AdminTokenFile, AdminToken string
+	// AdminTokenExpires is when AdminToken, a bootstrap token, expires.
+	AdminTokenExpires time.Time
+	// MasterKeyFile is the master key file when this start created it.
+	MasterKeyFile string
+	// MasterKeyInData is the master key file when it is inside the data
+	// directory (an earlier version's), and MasterKeyMoveTo where it goes.
+	MasterKeyInData, MasterKeyMoveTo string
 }
 
 // PrivateCANote is the line a banner of a server with TLS ends with.
@@ -45,6 +53,17 @@ func Print(w io.Writer, in Info) {
 		title = "Indelible audit ledger (mode events)"
 		if in.AdminToken != "" {
 			tokenNote = fmt.Sprintf("\n  admin token:  %s\n                (shown once; also written to %s, 0600)", in.AdminToken, in.AdminTokenFile)
+			tokenNote += fmt.Sprintf("\n                a bootstrap token: it expires at %s, or as soon as another admin token is made."+
+				"\n                Create your own (indelible token create --name NAME --scope admin), keep it out of"+
+				"\n                the data directory, and delete %s.",
+				in.AdminTokenExpires.UTC().Format(time.RFC3339), ShellQuote(in.AdminTokenFile))
+		}
+		if in.MasterKeyFile != "" {
+			tokenNote += fmt.Sprintf("\n  master key:   %s (new, 0600), beside the data directory, not in it: keep it (without\n                it the events cannot be read back), and keep it out of the data directory's backups", in.MasterKeyFile)
+		}
+		if in.MasterKeyInData != "" {
+			tokenNote += fmt.Sprintf("\n  WARNING:      the master key %s is inside the data directory: a copy of the directory\n                can read every event. Stop the server, move it beside the directory and restart:\n                  mv %s %s\n                (or pass --allow-key-in-data to keep it there)",
+				in.MasterKeyInData, ShellQuote(in.MasterKeyInData), ShellQuote(in.MasterKeyMoveTo))
 		}
 		tokenNote += fmt.Sprintf("\n  console:      open %s/ in a browser and sign in with a token", url)
 		if in.PrivateLog {

@@ -3,6 +3,7 @@ package banner
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestShellQuote(t *testing.T) {
@@ -48,5 +49,38 @@ func TestPrintTLSPrivate(t *testing.T) {
 	Print(&b, Info{Mode: "events", Addr: "h:1", Origin: "o", VKey: "v", DataDir: "d", AdminTokenFile: "d/admin.token"})
 	if out := b.String(); strings.Contains(out, "CA.pem") || strings.Contains(out, "INDELIBLE_TOKEN") || strings.Contains(out, "private log") {
 		t.Errorf("plain public banner mentions TLS or a private log:\n%s", out)
+	}
+}
+
+// TestPrintKeys: the first start's banner says the admin token is a
+// bootstrap token (when it expires, how to replace it) and where the new
+// master key is; a master key inside the data directory gets a warning
+// with the command that moves it.
+func TestPrintKeys(t *testing.T) {
+	var b strings.Builder
+	exp := time.Date(2026, 12, 8, 14, 0, 0, 0, time.UTC)
+	Print(&b, Info{Mode: "events", Addr: "h:1", Origin: "o", VKey: "v", DataDir: "d", AdminTokenFile: "d/admin.token", AdminToken: "tok",
+		AdminTokenExpires: exp, MasterKeyFile: "d.master.key"})
+	out := b.String()
+	for _, want := range []string{"bootstrap token: it expires at 2026-12-08T14:00:00Z", "indelible token create --name NAME --scope admin",
+		"delete d/admin.token", "master key:   d.master.key (new, 0600)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "WARNING") {
+		t.Errorf("banner warns:\n%s", out)
+	}
+	b.Reset()
+	Print(&b, Info{Mode: "events", Addr: "h:1", Origin: "o", VKey: "v", DataDir: "my d", AdminTokenFile: "my d/admin.token",
+		MasterKeyInData: "my d/master.key", MasterKeyMoveTo: "my d.master.key"})
+	out = b.String()
+	for _, want := range []string{"WARNING:      the master key my d/master.key is inside the data directory", "mv 'my d/master.key' 'my d.master.key'", "--allow-key-in-data"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "bootstrap") || strings.Contains(out, "master key:") {
+		t.Errorf("restart banner mentions a new token or key:\n%s", out)
 	}
 }

@@ -3,11 +3,15 @@ package eventsetup
 import (
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"indelible.dev/auth"
+	"indelible.dev/events"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -24,7 +28,7 @@ func TestFirstAdminTokenRecorded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		es, err := Open(dir, "", l, logger, 0, false)
+		es, err := Open(dir, Options{}, l, logger, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,5 +52,103 @@ func TestFirstAdminTokenRecorded(t *testing.T) {
 		}
 		es.Layer.Close()
 		l.Close()
+	}
+}
+
+// TestAdminTokenBootstrap: the first admin token is a bootstrap token (it
+// expires within auth.BootstrapTTL); a restart keeps <data>/admin.token
+// while the token lives, and deletes the file once another admin token has
+// ended it.
+func TestAdminTokenBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	key := tlogtest.NewKey(t, "example.com/bootstrap")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	file := filepath.Join(dir, AdminTokenFile)
+	var secret string
+	for start := range 3 {
+		l, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Signer: key.Signer, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := Open(dir, Options{}, l, logger, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, statErr := os.Stat(file)
+		switch start {
+		case 0:
+			secret = es.AdminToken
+			tok, err := es.Tokens.Authenticate(secret)
+			if err != nil || !tok.Bootstrap || es.AdminTokenExpires.IsZero() || !tok.Expires.Equal(es.AdminTokenExpires) ||
+				time.Until(tok.Expires) > auth.BootstrapTTL || time.Until(tok.Expires) < auth.BootstrapTTL-time.Minute {
+				t.Fatalf("first admin token %+v (expires %v), %v", tok, es.AdminTokenExpires, err)
+			}
+		case 1:
+			if statErr != nil {
+				t.Fatalf("restart with a live bootstrap token: %v", statErr)
+			}
+			if _, _, err := es.Tokens.Create("ops", []auth.Scope{auth.ScopeAdmin}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := es.Tokens.Authenticate(secret); err == nil {
+				t.Fatal("the bootstrap token still authenticates after another admin token was made")
+			}
+		case 2:
+			if statErr == nil {
+				t.Fatal("restart kept admin.token, whose token is dead")
+			}
+		}
+		es.Layer.Close()
+		l.Close()
+	}
+}
+
+// TestNewAdminToken: once no admin token works, a start warns and says
+// how to get back in; a start with Options.NewAdminToken makes a new
+// bootstrap admin token, writes it to admin.token and records it.
+func TestNewAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	key := tlogtest.NewKey(t, "example.com/new-admin")
+	var logs tlogtest.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	var l *ledger.Log
+	open := func(o Options) (*Server, func()) {
+		var err error
+		l, err = ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Signer: key.Signer, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := Open(dir, o, l, logger, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es, func() { es.Layer.Close(); l.Close() }
+	}
+	es, done := open(Options{})
+	if err := es.Tokens.Revoke(firstAdmin); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	es, done = open(Options{})
+	if es.AdminToken != "" || !strings.Contains(logs.String(), "no admin token works") || !strings.Contains(logs.String(), "--new-admin-token") {
+		t.Fatalf("start with no working admin token: token %v, logs:\n%s", es.AdminToken != "", logs.String())
+	}
+	done()
+	es, done = open(Options{NewAdminToken: true})
+	defer done()
+	tok, err := es.Tokens.Authenticate(es.AdminToken)
+	if err != nil || !tok.Bootstrap || !tok.Allows(auth.ScopeAdmin) || !strings.HasPrefix(tok.Name, "admin-") {
+		t.Fatalf("new admin token %+v, %v", tok, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, AdminTokenFile)); err != nil || strings.TrimSpace(string(b)) != es.AdminToken {
+		t.Fatalf("admin.token does not hold the new token: %v", err)
+	}
+	if _, _, err := l.WaitSize(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	q, _ := events.ParseQuery(url.Values{"action": {auth.ActionCreate}})
+	p, err := es.Layer.List(q)
+	if err != nil || len(p.Records) != 2 || p.Records[0].Event.Resource.ID != tok.Name || p.Records[0].Event.Actor.ID != auth.ServerActor {
+		t.Fatalf("token creations recorded: %+v, %v", p.Records, err)
 	}
 }

@@ -34,7 +34,7 @@ func oldDataDir(t *testing.T, key tlogtest.Key, withTokens bool) (dir, secret st
 	t.Helper()
 	dir = t.TempDir()
 	l := openLog(t, dir, key)
-	master, err := MasterKey(dir, "")
+	master, _, err := MasterKey(dir, KeyOptions{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +72,13 @@ func TestLostTokensRefused(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l := openLog(t, dir, key)
 	defer l.Close()
-	if _, err := Open(dir, "", l, logger, 0, false); !errors.Is(err, audited.ErrTokensLost) || !strings.Contains(err.Error(), "--new-admin-token") {
+	if _, err := Open(dir, Options{}, l, logger, 0); !errors.Is(err, audited.ErrTokensLost) || !strings.Contains(err.Error(), "--new-admin-token") {
 		t.Fatalf("start with lost tokens: %v, want ErrTokensLost naming --new-admin-token", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, AdminTokenFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("an admin token file was written: %v", err)
 	}
-	es, err := Open(dir, "", l, logger, 0, true)
+	es, err := Open(dir, Options{NewAdminToken: true}, l, logger, 0)
 	if err != nil || es.AdminToken == "" {
 		t.Fatalf("--new-admin-token: %v", err)
 	}
@@ -104,7 +104,7 @@ func TestTokensJSONMigrated(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for start := range 2 {
 		l := openLog(t, dir, key)
-		es, err := Open(dir, "", l, logger, 0, false)
+		es, err := Open(dir, Options{}, l, logger, 0)
 		if err != nil {
 			t.Fatalf("start %d: %v", start, err)
 		}

@@ -77,8 +77,10 @@ func (s *Secrets) AllowOnce(value string) {
 
 // AddDataDir adds the secrets found in the top level of an indelible data
 // directory (or a witness's): admin.token (allowed once), master.key, and
-// every file holding a note signer key (log.key, witness keys).
+// every file holding a note signer key (log.key, witness keys); and the
+// master key kept beside the directory (<dir>.master.key).
 func (s *Secrets) AddDataDir(dir string) {
+	s.AddFile(filepath.Clean(dir) + ".master.key")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
