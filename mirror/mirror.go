@@ -315,18 +315,21 @@ func (m *Mirror) guard(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mirror: listing the bucket's checkpoints: %w", err)
 	}
-	if newest > pub.N {
-		return fmt.Errorf("%w: the bucket holds checkpoints/%d, ahead of the store's %d entries: the store is older than what was published "+
-			"(restored from a backup?) or lost data. Restore the newest copy of the store", ledger.ErrKeyGuard, newest, pub.N)
-	}
+	// The newest one is read and verified even when its name alone is
+	// ahead: an object under checkpoints/ that this log's key did not sign
+	// is refused as what it is, not as a lost store.
 	if newest >= 0 {
 		key := "checkpoints/" + strconv.FormatInt(newest, 10)
 		data, _, err := m.b.get(ctx, key, maxNote)
 		if err != nil {
 			return fmt.Errorf("mirror: reading %s: %w", key, err)
 		}
-		if _, err := check(key, data); err != nil {
+		cp, err := check(key, data)
+		if err != nil {
 			return err
+		}
+		if cp.N != newest {
+			return fmt.Errorf("%w: the bucket's %s holds a checkpoint of size %d", ledger.ErrKeyGuard, key, cp.N)
 		}
 		m.newestBody, m.newestN = data, newest
 	}

@@ -409,8 +409,20 @@ func TestMirrorBucketAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = openNode(t, backup, srv.URL, key)
-	if !errors.Is(err, ledger.ErrKeyGuard) || !strings.Contains(err.Error(), "the bucket holds checkpoints/20, ahead of the store's 10 entries") {
+	if !errors.Is(err, ledger.ErrKeyGuard) || !strings.Contains(err.Error(), "the bucket's checkpoints/20 is at size 20, ahead of the store's 10 entries") {
 		t.Fatalf("opening an older copy of the store, no checkpoint object: %v", err)
+	}
+
+	// An object under checkpoints/ that the log's key did not sign.
+	if _, err := b.put(context.Background(), "checkpoints/99999", []byte("junk\n"), typeCheckpoint, cacheImmutable, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openNode(t, dir, srv.URL, key)
+	if !errors.Is(err, ledger.ErrKeyGuard) || !strings.Contains(err.Error(), "the bucket's checkpoints/99999 is not a checkpoint of this log") {
+		t.Fatalf("opening with a planted checkpoints/ object: %v", err)
+	}
+	if _, err := b.c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(s3test.Bucket), Key: aws.String("checkpoints/99999")}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Another store of 20 other entries under the same key.
