@@ -18,6 +18,7 @@ import (
 	"indelible.dev/event"
 	"indelible.dev/events"
 	"indelible.dev/ledger"
+	"indelible.dev/otlp"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"
 )
@@ -73,6 +74,9 @@ var statusTable = []struct {
 	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{event.ErrContentType, http.StatusUnsupportedMediaType},
 	{event.ErrReserved, http.StatusUnprocessableEntity},
+	{otlp.ErrMalformed, http.StatusBadRequest},
+	{otlp.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{otlp.ErrContentType, http.StatusUnsupportedMediaType},
 	{events.ErrBadQuery, http.StatusBadRequest},
 	{events.ErrBadCursor, http.StatusBadRequest},
 	{events.ErrNotFound, http.StatusNotFound},

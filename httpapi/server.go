@@ -79,6 +79,9 @@ type Config struct {
 	StreamMaxAge time.Duration
 	// Console, if set in events mode, serves the web console at / (console.go).
 	Console *ConsoleConfig
+	// OTLPDefaultAction is the action of an OTLP log record naming none
+	// (POST /v1/logs, otlp.go); empty: such records are refused.
+	OTLPDefaultAction string
 	// PrivateLog puts the log's read routes (checkpoint, tiles, proofs) and
 	// /metrics behind the read scope of Tokens (private.go).
 	PrivateLog bool
@@ -120,6 +123,8 @@ type Server struct {
 	// (package audited); nil without an events layer. Set before serving
 	// starts.
 	audit *audited.Service
+	// otlp serves POST /v1/logs (otlp.go); nil without an events layer.
+	otlp *otlpHandler
 }
 
 // New returns a Server for cfg.
@@ -194,6 +199,7 @@ func New(cfg Config) *Server {
 		s.mountTokens(cfg.Audit)
 		s.mountBundle(cfg) // GET /v1/bundle: bundle.go
 		s.watchLifecycle(cfg.Events)
+		s.mountOTLP(cfg.Audit, cfg.OTLPDefaultAction)
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}

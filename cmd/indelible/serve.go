@@ -74,6 +74,10 @@ type serveConfig struct {
 	bucket        string   // --bucket s3://NAME?...: the public mirror in object storage (docs/ha.md)
 
 	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
+
+	// OpenTelemetry logs in (otlp.go), events mode.
+	otlpListen        string // a second listener for POST /v1/logs
+	otlpDefaultAction string // action of an OTLP record naming none
 }
 
 func init() {
@@ -126,6 +130,7 @@ tokens.`,
 	f.StringVar(&cfg.keyFile, "key", "", "signer key file (default: <data>/log.key, created on first start)")
 	f.StringVar(&cfg.mode, "mode", "events", `"events": the audit events API (/v1/events, Bearer tokens); "raw": a generic log, POST /add appends the body as an entry`)
 	eventsFlags(f, &cfg)
+	otlpFlags(f, &cfg)
 	cfg.tls.register(f, "witnesses")
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.IntVar(&cfg.cache, "cache-size", 0, "the store's block cache in MiB (default 0: 64 MiB); proofs on a large log read a level-0 tile and its inner hashes (16 KiB per 256 entries) per proof, so 1 GiB serves a 10M-entry log from memory")
@@ -160,6 +165,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
+	}
+	if err := checkOTLPFlags(cfg); err != nil {
+		return err
 	}
 	tlsConfig, witnessCAs, err := cfg.tls.load()
 	if err != nil {
@@ -230,7 +238,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		metrics.WatchWitnessing(l)
 	}
 	hcfg := httpapi.Config{Log: l, RawAppend: cfg.mode == "raw", Metrics: metrics, Logger: logger, RateLimit: cfg.rateLimit,
-		PrivateLog: cfg.privateLog}
+		PrivateLog: cfg.privateLog, OTLPDefaultAction: cfg.otlpDefaultAction}
 	var es *eventsetup.Server
 	if cfg.mode == "events" {
 		retention, err := parseRetention(cfg.retention)
@@ -291,6 +299,22 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 	}
 	banner.Print(out, info)
+	otlpServer, err := startOTLP(cfg, srv, tlsConfig, logger, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if otlpServer != nil {
+		// Both listeners drain together; the store closes after both.
+		hs.RegisterOnShutdown(func() { otlpServer.Shutdown(context.Background()) })
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if otlpServer.Shutdown(sctx) != nil {
+				otlpServer.Close()
+			}
+		}()
+	}
 
 	err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
 	if cause := context.Cause(ctx); err == nil && errors.Is(cause, mirror.ErrFork) {
