@@ -8,7 +8,7 @@
 // signatures, lengths and hashes. It does enforce size limits on everything
 // it reads, so a hostile server cannot make it buffer without bound.
 //
-//	c, err := client.New("http://127.0.0.1:8080")
+//	c, err := client.New("http://127.0.0.1:8080", "")
 //	note, err := c.Checkpoint(ctx)
 //	tile, err := c.Tile(ctx, tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil)
 package client
@@ -130,11 +130,24 @@ type Client struct {
 	backoff time.Duration
 	ua      string
 	token   string
+
+	w *writer // the writer of Log and LogSync, started by the first
 }
 
 // New returns a client for the log whose tlog-tiles URL prefix is base
-// (e.g. "https://log.example.com" or "http://127.0.0.1:8080/prefix").
-func New(base string, opts Options) (*Client, error) {
+// (e.g. "https://log.example.com" or "http://127.0.0.1:8080/prefix"),
+// sending token (if not empty) as "Authorization: Bearer <token>" with every
+// request to the log.
+func New(base, token string, options ...Option) (*Client, error) {
+	s := settings{batchSize: DefaultBatchSize, batchDelay: DefaultBatchDelay, queueSize: DefaultQueueSize,
+		blockTimeout: DefaultBlockTimeout, maxElapsed: DefaultMaxElapsed}
+	for _, o := range options {
+		o(&s)
+	}
+	opts := s.Options
+	if token != "" {
+		opts.Token = token
+	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("client: log URL %q is not an http(s) URL", base)
@@ -159,6 +172,7 @@ func New(base string, opts Options) (*Client, error) {
 	if c.ua == "" {
 		c.ua = "indelible-client"
 	}
+	c.w = newWriter(c, s)
 	return c, nil
 }
 
