@@ -344,7 +344,7 @@ func (w *writer) run() {
 type eventErrorBody struct {
 	Error    string `json:"error"`
 	Field    string `json:"field"`
-	Position *int   `json:"position"`
+	Position *int   `json:"event"` // the refused event's position in the request
 }
 
 // send appends batch, retrying what may pass, splitting out refused events,
