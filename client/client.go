@@ -1,10 +1,21 @@
-// Package client is the Go client for any c2sp.org/tlog-tiles log and for
-// Indelible's proof endpoints: it fetches the checkpoint, hash tiles, entry
+// Package client is the library applications write audit events to an
+// Indelible server with, and the Go client for any c2sp.org/tlog-tiles log
+// and for Indelible's proof endpoints.
+//
+// Writing events: New(url, token, options...), then Log (queued, batched),
+// LogSync (durable, with the index; Logged.Receipt waits for a checkpoint),
+// Flush, and Close, which returns once everything queued is durable or
+// reports what is not (*UndeliveredError). Ids are filled in before the
+// first attempt, so retries never store an event twice; a refused event is a
+// *RefusedError; NewSlogHandler writes log/slog records as events. See
+// docs/client.md.
+//
+// Reading a log, the client fetches the checkpoint, hash tiles, entry
 // bundles and consistency proofs over HTTP, retrying with back-off on 429,
 // 502, 503, 504 and transport errors (never on a 500: see Retryable), and mapping 404 to an error that matches
 // ErrNotExist (and fs.ErrNotExist).
 //
-// It verifies nothing: callers (the auditor, the witness, the CLI) check
+// Reading, it verifies nothing: callers (the auditor, the witness, the CLI) check
 // signatures, lengths and hashes. It does enforce size limits on everything
 // it reads, so a hostile server cannot make it buffer without bound.
 //

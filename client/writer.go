@@ -106,7 +106,9 @@ type writer struct {
 	c  *Client
 	s  settings
 	q  chan item
-	mu sync.Mutex // guards closed, and is held to send on q while open
+	// mu guards closed: enqueue holds it shared while it sends on q, Close
+	// exclusively to set closed and then close q.
+	mu sync.RWMutex
 	// closed is set by Close; sending on q then fails with ErrClosed.
 	closed  bool
 	start   sync.Once
@@ -247,9 +249,9 @@ func (w *writer) enqueue(ctx context.Context, it item) error {
 		it.ev.ID = newID()
 	}
 	w.start.Do(func() { go w.run() })
-	w.mu.Lock()
+	w.mu.RLock()
+	defer w.mu.RUnlock()
 	if w.closed {
-		w.mu.Unlock()
 		return ErrClosed
 	}
 	if !it.flush {
@@ -258,24 +260,22 @@ func (w *writer) enqueue(ctx context.Context, it item) error {
 	// Fast path without a timer.
 	select {
 	case w.q <- it:
-		w.mu.Unlock()
 		return nil
 	default:
 	}
 	if w.s.drop && !it.flush {
-		w.mu.Unlock()
 		w.dropped.Add(1)
 		return ErrQueueFull
 	}
 	// Wait for room. Close waits for w.mu, so it cannot close q meanwhile;
-	// the goroutine keeps draining q.
+	// the goroutine keeps draining q. (Close waits at most the block
+	// timeout, or the flush's ctx.)
 	t := time.NewTimer(w.s.blockTimeout)
 	defer t.Stop()
 	tc := t.C
 	if it.flush {
 		tc = nil // a flush waits for room as long as ctx allows
 	}
-	defer w.mu.Unlock()
 	select {
 	case w.q <- it:
 		return nil
