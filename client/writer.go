@@ -103,9 +103,9 @@ type result struct {
 // writer batches the events of Log and LogSync into append requests from
 // one goroutine, started by the first event.
 type writer struct {
-	c  *Client
-	s  settings
-	q  chan item
+	c *Client
+	s settings
+	q chan item
 	// mu guards closed: enqueue holds it shared while it sends on q, Close
 	// exclusively to set closed and then close q.
 	mu sync.RWMutex
