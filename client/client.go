@@ -38,6 +38,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -143,6 +144,10 @@ type Client struct {
 	token   string
 
 	w *writer // the writer of Log and LogSync, started by the first
+
+	pinPath string // WithPin
+	policy  itlog.Policy
+	pinMu   sync.Mutex
 }
 
 // New returns a client for the log whose tlog-tiles URL prefix is base
@@ -184,6 +189,7 @@ func New(base, token string, options ...Option) (*Client, error) {
 		c.ua = "indelible-client"
 	}
 	c.w = newWriter(c, s)
+	c.pinPath, c.policy = s.pinPath, s.policy
 	return c, nil
 }
 

@@ -1,6 +1,10 @@
 package client
 
-import "time"
+import (
+	"time"
+
+	itlog "indelible.dev/tlog"
+)
 
 // Option configures New.
 type Option func(*settings)
@@ -17,6 +21,8 @@ type settings struct {
 	maxAttempts  int
 	maxElapsed   time.Duration
 	onError      func(error)
+	pinPath      string
+	policy       itlog.Policy
 }
 
 // Defaults of the writer (Log, LogSync, Flush, Close).
