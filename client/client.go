@@ -188,7 +188,9 @@ func New(base, token string, options ...Option) (*Client, error) {
 	if c.ua == "" {
 		c.ua = "indelible-client"
 	}
-	c.w = newWriter(c, s)
+	if c.w, err = newWriter(c, s); err != nil {
+		return nil, err
+	}
 	c.pinPath, c.policy = s.pinPath, s.policy
 	return c, nil
 }

@@ -21,6 +21,7 @@ type settings struct {
 	maxAttempts  int
 	maxElapsed   time.Duration
 	onError      func(error)
+	spoolDir     string
 	pinPath      string
 	policy       itlog.Policy
 }

@@ -91,7 +91,9 @@ func (l Logged) Receipt(ctx context.Context) ([]byte, error) {
 type item struct {
 	ev    Event
 	seq   int64
+	seg   int64 // its spool segment, when spooled
 	flush bool
+	spool bool        // written to the spool
 	done  chan result // LogSync and Flush wait on it; nil for Log
 }
 
@@ -116,6 +118,7 @@ type writer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	seq     atomic.Int64
+	sp      *spool // WithSpool
 	dropped atomic.Int64
 	stored  atomic.Int64
 
@@ -125,9 +128,28 @@ type writer struct {
 	lastErr error
 }
 
-func newWriter(c *Client, s settings) *writer {
+func newWriter(c *Client, s settings) (*writer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &writer{c: c, s: s, q: make(chan item, s.queueSize), stopped: make(chan struct{}), ctx: ctx, cancel: cancel}
+	w := &writer{c: c, s: s, stopped: make(chan struct{}), ctx: ctx, cancel: cancel}
+	var left []spooled
+	if s.spoolDir != "" {
+		sp, l, err := openSpool(s.spoolDir)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		w.sp, left = sp, l
+	}
+	// Room for what earlier processes left in the spool, on top of the
+	// queue: New queues it all without waiting.
+	w.q = make(chan item, s.queueSize+len(left))
+	if len(left) > 0 {
+		w.start.Do(func() { go w.run() })
+		for _, l := range left {
+			w.q <- item{ev: l.ev, seg: l.seg, spool: true, seq: w.seq.Add(1) - 1}
+		}
+	}
+	return w, nil
 }
 
 // newID returns a random event id: 16 bytes in hex.
@@ -225,6 +247,9 @@ func (c *Client) Close(ctx context.Context) error {
 			<-w.stopped
 		}
 	}
+	if w.sp != nil {
+		w.sp.close()
+	}
 	return w.takeFailures(nil)
 }
 
@@ -244,7 +269,7 @@ func (w *writer) takeFailures(err error) error {
 	return e
 }
 
-func (w *writer) enqueue(ctx context.Context, it item) error {
+func (w *writer) enqueue(ctx context.Context, it item) (err error) {
 	if !it.flush && it.ev.ID == "" {
 		it.ev.ID = newID()
 	}
@@ -256,6 +281,18 @@ func (w *writer) enqueue(ctx context.Context, it item) error {
 	}
 	if !it.flush {
 		it.seq = w.seq.Add(1) - 1
+		if w.sp != nil {
+			seg, err := w.sp.add(it.ev)
+			if err != nil {
+				return err
+			}
+			it.seg, it.spool = seg, true
+			defer func() {
+				if err != nil {
+					w.sp.unqueued(seg, it.ev.ID)
+				}
+			}()
+		}
 	}
 	// Fast path without a timer.
 	select {
@@ -367,6 +404,9 @@ func (w *writer) send(batch []item) {
 				return
 			}
 			for i, it := range batch {
+				if it.spool {
+					w.sp.done(it.seg)
+				}
 				if it.done != nil {
 					it.done <- result{index: res[i].Index}
 				}
@@ -437,6 +477,9 @@ func (w *writer) append1(evs []Event) ([]Appended, time.Duration, error) {
 }
 
 func (w *writer) refuse(it item, status int, field, msg string) {
+	if it.spool {
+		w.sp.done(it.seg) // never sent again
+	}
 	e := &RefusedError{Seq: it.seq, ID: it.ev.ID, Action: it.ev.Action, Status: status, Field: field, Message: strings.TrimSpace(msg)}
 	if it.done != nil {
 		it.done <- result{err: e}
