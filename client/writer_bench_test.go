@@ -43,3 +43,21 @@ func BenchmarkLogWithID(b *testing.B) {
 	b.StopTimer()
 	c.Close(ctx)
 }
+
+// BenchmarkLogSpool is Log with a spool: each event is also written to a
+// file.
+func BenchmarkLogSpool(b *testing.B) {
+	srv := exampleServer()
+	defer srv.Close()
+	c, _ := client.New(srv.URL, "t", client.WithQueueSize(100000), client.WithBatch(1000, 0), client.WithSpool(b.TempDir()))
+	ctx := context.Background()
+	ev := client.Event{Action: "document.read", Actor: &client.Actor{ID: "alice"}, Resource: &client.Resource{ID: "doc-17"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Log(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.Close(ctx)
+}
