@@ -3,12 +3,14 @@ package client_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,4 +119,58 @@ func countRun(t *testing.T, ts *testServer, run string) runCount {
 		}
 	}
 	return runCount{n, len(seen)}
+}
+
+// TestSpoolQueueFull: after a restart the spool sends again exactly the
+// events Log accepted, not those it answered ErrQueueFull.
+func TestSpoolQueueFull(t *testing.T) {
+	dir := t.TempDir()
+	down, _ := fakeAppend(t, func(int64) (int, bool) { return http.StatusServiceUnavailable, false })
+	c, _ := client.New(down.URL, "t", client.WithSpool(dir), client.WithQueueSize(2), client.WithDropOnFull(),
+		client.WithBatch(1, time.Millisecond), client.WithOptions(client.Options{Backoff: 50 * time.Millisecond}))
+	accepted := map[string]bool{}
+	for i := range 8 {
+		id := fmt.Sprint("ev-", i)
+		if err := c.Log(context.Background(), client.Event{ID: id, Action: "a.b"}); err == nil {
+			accepted[id] = true
+		}
+	}
+	if len(accepted) == 8 || len(accepted) == 0 || c.Dropped() != int64(8-len(accepted)) {
+		t.Fatalf("%d accepted, %d dropped", len(accepted), c.Dropped())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Close(ctx); err == nil {
+		t.Fatal("Close reported nothing undelivered")
+	}
+	var got []string
+	var mu sync.Mutex
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var evs []client.Event
+		json.NewDecoder(r.Body).Decode(&evs)
+		out := make([]client.Appended, len(evs))
+		mu.Lock()
+		for i, ev := range evs {
+			got = append(got, ev.ID)
+			out[i].Index = int64(i)
+		}
+		mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"events": out})
+	}))
+	defer up.Close()
+	c2, err := client.New(up.URL, "t", client.WithSpool(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(accepted) {
+		t.Fatalf("resent %v, accepted %v", got, accepted)
+	}
+	for _, id := range got {
+		if !accepted[id] {
+			t.Fatalf("resent %s, which Log refused", id)
+		}
+	}
 }

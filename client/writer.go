@@ -282,9 +282,9 @@ func (w *writer) enqueue(ctx context.Context, it item) (err error) {
 	if !it.flush {
 		it.seq = w.seq.Add(1) - 1
 		if w.sp != nil {
-			seg, err := w.sp.add(it.ev)
-			if err != nil {
-				return err
+			seg, serr := w.sp.add(it.ev)
+			if serr != nil {
+				return serr
 			}
 			it.seg, it.spool = seg, true
 			defer func() {
