@@ -20,7 +20,7 @@ import (
 
 func options(t testing.TB, l *audittest.Log, url string) audit.Options {
 	t.Helper()
-	c, err := client.New(url, client.Options{Retries: -1})
+	c, err := client.New(url, "", client.WithOptions(client.Options{Retries: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestGossipNoRedirect(t *testing.T) {
 		redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, target.URL+r.URL.Path, code)
 		}))
-		c, err := client.New(redirector.URL, client.Options{})
+		c, err := client.New(redirector.URL, "", client.WithOptions(client.Options{}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -66,7 +66,7 @@ func TestTesseraPOSIXLog(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 	proxy := audittest.NewProxy(t, srv.URL)
-	c, err := client.New(proxy.URL, client.Options{Retries: -1})
+	c, err := client.New(proxy.URL, "", client.WithOptions(client.Options{Retries: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}

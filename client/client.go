@@ -1,14 +1,25 @@
-// Package client is the Go client for any c2sp.org/tlog-tiles log and for
-// Indelible's proof endpoints: it fetches the checkpoint, hash tiles, entry
+// Package client is the library applications write audit events to an
+// Indelible server with, and the Go client for any c2sp.org/tlog-tiles log
+// and for Indelible's proof endpoints.
+//
+// Writing events: New(url, token, options...), then Log (queued, batched),
+// LogSync (durable, with the index; Logged.Receipt waits for a checkpoint),
+// Flush, and Close, which returns once everything queued is durable or
+// reports what is not (*UndeliveredError). Ids are filled in before the
+// first attempt, so retries never store an event twice; a refused event is a
+// *RefusedError; NewSlogHandler writes log/slog records as events. See
+// docs/client.md.
+//
+// Reading a log, the client fetches the checkpoint, hash tiles, entry
 // bundles and consistency proofs over HTTP, retrying with back-off on 429,
 // 502, 503, 504 and transport errors (never on a 500: see Retryable), and mapping 404 to an error that matches
 // ErrNotExist (and fs.ErrNotExist).
 //
-// It verifies nothing: callers (the auditor, the witness, the CLI) check
+// Reading, it verifies nothing: callers (the auditor, the witness, the CLI) check
 // signatures, lengths and hashes. It does enforce size limits on everything
 // it reads, so a hostile server cannot make it buffer without bound.
 //
-//	c, err := client.New("http://127.0.0.1:8080")
+//	c, err := client.New("http://127.0.0.1:8080", "")
 //	note, err := c.Checkpoint(ctx)
 //	tile, err := c.Tile(ctx, tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil)
 package client
@@ -27,6 +38,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -130,11 +142,28 @@ type Client struct {
 	backoff time.Duration
 	ua      string
 	token   string
+
+	w *writer // the writer of Log and LogSync, started by the first
+
+	pinPath string // WithPin
+	policy  itlog.Policy
+	pinMu   sync.Mutex
 }
 
 // New returns a client for the log whose tlog-tiles URL prefix is base
-// (e.g. "https://log.example.com" or "http://127.0.0.1:8080/prefix").
-func New(base string, opts Options) (*Client, error) {
+// (e.g. "https://log.example.com" or "http://127.0.0.1:8080/prefix"),
+// sending token (if not empty) as "Authorization: Bearer <token>" with every
+// request to the log.
+func New(base, token string, options ...Option) (*Client, error) {
+	s := settings{batchSize: DefaultBatchSize, batchDelay: DefaultBatchDelay, queueSize: DefaultQueueSize,
+		blockTimeout: DefaultBlockTimeout, maxElapsed: DefaultMaxElapsed}
+	for _, o := range options {
+		o(&s)
+	}
+	opts := s.Options
+	if token != "" {
+		opts.Token = token
+	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("client: log URL %q is not an http(s) URL", base)
@@ -159,6 +188,10 @@ func New(base string, opts Options) (*Client, error) {
 	if c.ua == "" {
 		c.ua = "indelible-client"
 	}
+	if c.w, err = newWriter(c, s); err != nil {
+		return nil, err
+	}
+	c.pinPath, c.policy = s.pinPath, s.policy
 	return c, nil
 }
 

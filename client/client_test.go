@@ -29,7 +29,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 			}
 			w.Write([]byte("ok"))
 		}))
-		c, err := New(srv.URL, Options{Backoff: time.Millisecond})
+		c, err := New(srv.URL, "", WithOptions(Options{Backoff: time.Millisecond}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +51,7 @@ func TestFatalNotRetried(t *testing.T) {
 			calls.Add(1)
 			http.Error(w, "no", status)
 		}))
-		c, _ := New(srv.URL, Options{Backoff: time.Millisecond})
+		c, _ := New(srv.URL, "", WithOptions(Options{Backoff: time.Millisecond}))
 		_, err := c.Get(context.Background(), "x", nil, 10)
 		var se *StatusError
 		if !errors.As(err, &se) || se.Status != status || calls.Load() != 1 || Retryable(err) {
@@ -68,7 +68,7 @@ func TestRetriesExhausted(t *testing.T) {
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL, Options{Backoff: time.Millisecond, Retries: 3})
+	c, _ := New(srv.URL, "", WithOptions(Options{Backoff: time.Millisecond, Retries: 3}))
 	_, err := c.Get(context.Background(), "x", nil, 10)
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != 503 || !strings.Contains(err.Error(), "busy") || calls.Load() != 4 {
@@ -89,7 +89,7 @@ func TestNotFoundIsNotExistAndNotRetried(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL+"/", Options{Backoff: time.Millisecond})
+	c, _ := New(srv.URL+"/", "", WithOptions(Options{Backoff: time.Millisecond}))
 	_, err := c.Tile(context.Background(), tlog.Tile{H: 8, L: 0, N: 1234, W: 5}, nil)
 	if !errors.Is(err, ErrNotExist) || !errors.Is(err, fs.ErrNotExist) || calls.Load() != 1 {
 		t.Fatalf("err %v after %d calls", err, calls.Load())
@@ -101,7 +101,7 @@ func TestSizeLimit(t *testing.T) {
 		w.Write(make([]byte, MaxHashTileSize+1))
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL, Options{Retries: -1})
+	c, _ := New(srv.URL, "", WithOptions(Options{Retries: -1}))
 	if _, err := c.Tile(context.Background(), tlog.Tile{H: 8, L: 0, N: 0, W: 256}, nil); err == nil || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized tile: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestConsistencyProof(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL, Options{Retries: -1})
+	c, _ := New(srv.URL, "", WithOptions(Options{Retries: -1}))
 	p, err := c.ConsistencyProof(context.Background(), 3, 7)
 	if err != nil || len(p) != 2 || p[1][0] != 1 {
 		t.Fatalf("%v %v", p, err)
@@ -153,7 +153,7 @@ func TestInclusionProof(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL, Options{Retries: -1})
+	c, _ := New(srv.URL, "", WithOptions(Options{Retries: -1}))
 	ctx := context.Background()
 	if p, err := c.InclusionProof(ctx, 3, 7); err != nil || len(p) != 3 {
 		t.Fatalf("%v %v", p, err)
@@ -222,7 +222,7 @@ func TestStatusAccepted(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, _ := New(srv.URL, Options{Backoff: time.Millisecond})
+	c, _ := New(srv.URL, "", WithOptions(Options{Backoff: time.Millisecond}))
 	ctx := context.Background()
 	var se *StatusError
 	if _, err := c.Get(ctx, "x", nil, 10); !errors.As(err, &se) || se.Status != http.StatusPartialContent || calls.Load() != 1 {

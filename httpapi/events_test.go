@@ -662,7 +662,7 @@ func TestEventsStream(t *testing.T) {
 func TestEventsClient(t *testing.T) {
 	te := newTestEvents(t)
 	ctx := t.Context()
-	admin, err := client.New(te.url, client.Options{Token: te.tok["admin"]})
+	admin, err := client.New(te.url, "", client.WithOptions(client.Options{Token: te.tok["admin"]}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +695,7 @@ func TestEventsClient(t *testing.T) {
 	if err != nil || nt.Secret == "" || nt.Name != "ci" {
 		t.Fatalf("CreateToken: %+v %v", nt, err)
 	}
-	ci, _ := client.New(te.url, client.Options{Token: nt.Secret})
+	ci, _ := client.New(te.url, "", client.WithOptions(client.Options{Token: nt.Secret}))
 	if _, err := ci.Append(ctx, []client.Event{{Action: "ci.run"}}, false); err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func TestEventsStreamMaxAge(t *testing.T) {
 
 	// Through the client: every event, once, in order, across several
 	// lifetimes.
-	c, err := client.New(te.url, client.Options{Token: te.tok["read"], Backoff: time.Hour})
+	c, err := client.New(te.url, "", client.WithOptions(client.Options{Token: te.tok["read"], Backoff: time.Hour}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestEventsStreamClientResumesFromStart(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	defer ws.Close()
-	c, err := client.New(ws.URL, client.Options{Token: te.tok["read"]})
+	c, err := client.New(ws.URL, "", client.WithOptions(client.Options{Token: te.tok["read"]}))
 	if err != nil {
 		t.Fatal(err)
 	}

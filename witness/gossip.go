@@ -353,7 +353,7 @@ func (w *Witness) newClients() error {
 		if base == "" || w.clients[base] != nil {
 			return nil
 		}
-		c, err := client.New(base, client.Options{HTTPClient: hc, Retries: -1, UserAgent: "indelible-witness"})
+		c, err := client.New(base, "", client.WithOptions(client.Options{HTTPClient: hc, Retries: -1, UserAgent: "indelible-witness"}))
 		if err != nil {
 			return fmt.Errorf("witness: %w", err)
 		}

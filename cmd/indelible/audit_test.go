@@ -569,7 +569,7 @@ func TestAuditServerProof(t *testing.T) {
 // the real handlers: the proofs verify against the signed checkpoint.
 func TestClientProofsAgainstServer(t *testing.T) {
 	url, _, l, _ := ledgerServer(t, 1000)
-	c, err := client.New(url, client.Options{})
+	c, err := client.New(url, "", client.WithOptions(client.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func parseVerifierArg(arg string) (note.Verifier, error) {
 func fetchCheckpoint(ctx context.Context, url string, v note.Verifier, opts client.Options) (itlog.Checkpoint, error) {
 	opts.Retries = -1
 	opts.HTTPClient = &http.Client{Timeout: clientTimeout, Transport: client.NewTransport(opts.RootCAs)}
-	c, err := client.New(url, opts)
+	c, err := client.New(url, "", client.WithOptions(opts))
 	if err != nil {
 		return itlog.Checkpoint{}, err
 	}

@@ -52,7 +52,7 @@ func (a *apiFlags) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(a.url, client.Options{Token: a.token, RootCAs: pool})
+	return client.New(a.url, "", client.WithOptions(client.Options{Token: a.token, RootCAs: pool}))
 }
 
 // runE is the RunE of a client command: run, given the API client of the

@@ -54,7 +54,7 @@ func (p *eventsProc) env() []string {
 }
 
 func (p *eventsProc) client(t testing.TB) *client.Client {
-	c, err := client.New(p.url, client.Options{Token: p.token})
+	c, err := client.New(p.url, "", client.WithOptions(client.Options{Token: p.token}))
 	if err != nil {
 		t.Fatal(err)
 	}

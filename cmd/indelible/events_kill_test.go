@@ -34,7 +34,7 @@ func TestEventsKillRecovery(t *testing.T) {
 		acked = make(map[int64]string) // index -> id
 	)
 	newClient := func(p *eventsProc) *client.Client {
-		c, err := client.New(p.url, client.Options{Token: p.token, Retries: -1})
+		c, err := client.New(p.url, "", client.WithOptions(client.Options{Token: p.token, Retries: -1}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,7 +83,7 @@ func logEntries(ctx context.Context, t testing.TB, c *client.Client, n int64) []
 
 // logClient returns a client for the log at url that does not retry.
 func logClient(t testing.TB, url string) *client.Client {
-	c, err := client.New(url, client.Options{Retries: -1})
+	c, err := client.New(url, "", client.WithOptions(client.Options{Retries: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestTokensKillAtomic(t *testing.T) {
 	)
 	for round := range tokenKillRounds {
 		p := startEvents(t, dir)
-		c, err := client.New(p.url, client.Options{Token: p.token, Retries: -1})
+		c, err := client.New(p.url, "", client.WithOptions(client.Options{Token: p.token, Retries: -1}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -98,7 +98,7 @@ func auditOptions(cfg Config) (audit.Options, error) {
 	if cfg.Parallel < 1 || cfg.Parallel > 1024 {
 		return opts, exitcode.Usage("audit: --parallel must be 1 to 1024")
 	}
-	c, err := client.New(cfg.URL, client.Options{DisableCompression: !cfg.Compress, Token: cfg.Token, RootCAs: cfg.RootCAs})
+	c, err := client.New(cfg.URL, "", client.WithOptions(client.Options{DisableCompression: !cfg.Compress, Token: cfg.Token, RootCAs: cfg.RootCAs}))
 	if err != nil {
 		return opts, exitcode.Usage("audit: %v", err)
 	}

@@ -74,7 +74,7 @@ func Proof(ctx context.Context, cfg ProofConfig) (ProofResult, error) {
 	tr := client.NewTransport(cfg.RootCAs)
 	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = cfg.Readers, cfg.Readers
 	defer tr.CloseIdleConnections()
-	c, err := client.New(cfg.URL, client.Options{HTTPClient: &http.Client{Transport: tr, Timeout: RequestTimeout}, Retries: -1, Token: cfg.Token})
+	c, err := client.New(cfg.URL, "", client.WithOptions(client.Options{HTTPClient: &http.Client{Transport: tr, Timeout: RequestTimeout}, Retries: -1, Token: cfg.Token}))
 	if err != nil {
 		return ProofResult{}, fmt.Errorf("loadgen: %w", err)
 	}

@@ -1,0 +1,195 @@
+package client
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// spoolSegment is how many events one spool file holds before the next is
+// started; a file is deleted once each of its events is stored or refused.
+const spoolSegment = 1000
+
+// WithSpool writes every event Log and LogSync queue to a file in dir
+// (created 0700) before queueing it, and deletes a file once each of its
+// events is stored or refused. New sends again the events a previous
+// process left there (a crash, a kill, a Close whose context ended): their
+// ids are set, so none is stored twice, provided the token is the same.
+func WithSpool(dir string) Option {
+	return func(s *settings) { s.spoolDir = dir }
+}
+
+// spool is the write-ahead files of WithSpool. Each line is an event as
+// JSON, or "-" and the id of an event Log did not queue after all.
+type spool struct {
+	dir     string
+	mu      sync.Mutex
+	cur     *os.File
+	curSeg  int64
+	count   int            // events in cur
+	pending map[int64]int  // events of a segment not yet stored or refused
+	closed  map[int64]bool // segments no longer written
+}
+
+type spooled struct {
+	ev  Event
+	seg int64
+}
+
+func segName(seg int64) string { return fmt.Sprintf("spool-%012d.ndjson", seg) }
+
+// openSpool opens dir and returns the events earlier processes left.
+func openSpool(dir string) (*spool, []spooled, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("client: spool: %w", err)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "spool-*.ndjson"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: spool: %w", err)
+	}
+	sort.Strings(names)
+	s := &spool{dir: dir, pending: map[int64]int{}, closed: map[int64]bool{}}
+	var out []spooled
+	for _, name := range names {
+		seg, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "spool-"), ".ndjson"), 10, 64)
+		if err != nil {
+			continue
+		}
+		s.curSeg = max(s.curSeg, seg+1)
+		evs, err := readSegment(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.closed[seg] = true
+		if len(evs) == 0 {
+			os.Remove(name)
+			continue
+		}
+		s.pending[seg] = len(evs)
+		for _, ev := range evs {
+			out = append(out, spooled{ev, seg})
+		}
+	}
+	return s, out, nil
+}
+
+// readSegment reads one spool file; a torn last line (a kill mid-write) is
+// skipped.
+func readSegment(name string) ([]Event, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("client: spool: %w", err)
+	}
+	defer f.Close()
+	var evs []Event
+	gone := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxNDJSONLine)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) > 0 && line[0] == '-' {
+			gone[string(line[1:])] = true
+			continue
+		}
+		var ev Event
+		if json.Unmarshal(line, &ev) != nil || ev.ID == "" {
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("client: spool %s: %w", name, err)
+	}
+	out := evs[:0]
+	for _, ev := range evs {
+		if !gone[ev.ID] {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// add writes ev (its id set) and returns its segment.
+func (s *spool) add(ev Event) (int64, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("client: spool: %w", err)
+	}
+	b = append(b, '\n')
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.count >= spoolSegment {
+		if err := s.rotate(); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := s.cur.Write(b); err != nil {
+		return 0, fmt.Errorf("client: spool: %w", err)
+	}
+	s.count++
+	s.pending[s.curSeg]++
+	return s.curSeg, nil
+}
+
+// rotate closes the current file and starts the next.
+func (s *spool) rotate() error {
+	if s.cur != nil {
+		s.cur.Close()
+		s.closed[s.curSeg] = true
+		s.gc(s.curSeg)
+		s.curSeg++
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, segName(s.curSeg)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("client: spool: %w", err)
+	}
+	s.cur, s.count = f, 0
+	return nil
+}
+
+// unqueued records that the event id of seg was not queued after all.
+func (s *spool) unqueued(seg int64, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seg == s.curSeg && s.cur != nil {
+		s.cur.Write([]byte("-" + id + "\n"))
+	}
+	s.pending[seg]--
+	s.gc(seg)
+}
+
+// done records that an event of seg is stored or refused.
+func (s *spool) done(seg int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending[seg]--
+	s.gc(seg)
+}
+
+// gc deletes seg's file once it is closed and none of its events pending.
+func (s *spool) gc(seg int64) {
+	if s.closed[seg] && s.pending[seg] <= 0 {
+		os.Remove(filepath.Join(s.dir, segName(seg)))
+		delete(s.pending, seg)
+		delete(s.closed, seg)
+	}
+}
+
+// close closes the current file, deleting it if nothing of it is pending.
+func (s *spool) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.Close()
+		s.cur = nil
+		s.closed[s.curSeg] = true
+		s.gc(s.curSeg)
+		s.curSeg++
+	}
+}
