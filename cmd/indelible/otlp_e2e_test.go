@@ -77,7 +77,7 @@ func TestOTLPServe(t *testing.T) {
 	if status, body := post(mainURL + "/v1/logs"); status != 200 {
 		t.Fatalf("POST %s/v1/logs: %d %q", mainURL, status, body)
 	}
-	c, err := client.New(mainURL, client.Options{Token: token, RootCAs: pki.pool})
+	c, err := client.New(mainURL, token, client.WithOptions(client.Options{RootCAs: pki.pool}))
 	if err != nil {
 		t.Fatal(err)
 	}
