@@ -12,6 +12,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -329,4 +330,27 @@ func (l *Layer) WaitReceipts(ctx context.Context, indexes []int64) ([][]byte, er
 // past the published size is ErrBadCursor.
 func (l *Layer) Stream(ctx context.Context, q Query, after int64, send func(Record) error) error {
 	return l.stream(ctx, q, after, send)
+}
+
+// Matches reports whether the event stored at index i is e as submittedBy
+// sent it: e finished with the stored event's received_at and submittedBy
+// has the stored event's canonical bytes. A duplicate append (same id) may
+// be answered with the stored event's receipt only then, or to a token that
+// may read the stored event (recorded as a read): a writer must not read
+// back, through an id, an event it cannot otherwise read. An event whose
+// bytes are gone (erased, shredded) matches nothing.
+func (l *Layer) Matches(i int64, submittedBy string, e event.Event) (bool, error) {
+	r, err := l.get(i)
+	if errors.Is(err, ErrGone) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	e.Finish(r.Event.ReceivedAt, submittedBy)
+	b, err := event.Canonical(e)
+	if err != nil {
+		return false, nil // not an event the store could hold
+	}
+	return bytes.Equal(b, r.EventBytes), nil
 }
