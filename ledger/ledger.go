@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -306,6 +307,13 @@ func Open(dir string, opts Options) (*Log, error) {
 		MemTableSize:       64 << 20,
 		Cleaner:            noRecycleCleaner{}, // purge.go
 	}
+	// A bloom filter per table (10 bits a key, about 1% false positives):
+	// a point lookup of a key that is absent, which is what an idempotency
+	// check almost always is, then skips the table without reading its
+	// index and data blocks. Without it, every id looked up read a data
+	// block of every level (issue 21). Tables written before it have no
+	// filter until compacted, which is harmless.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	var guard *guard
 	var hwm *highWater
 	if opts.KeyGuard != nil {
