@@ -13,6 +13,7 @@ package events
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,9 @@ type Config struct {
 	Retention time.Duration
 	// RetentionEvery is how often the job runs. Default 1h.
 	RetentionEvery time.Duration
+	// ScanKeys and ScanDecrypts are the scan budget of one page of a
+	// listing (see MaxScanKeys). Default MaxScanKeys and MaxScanDecrypts.
+	ScanKeys, ScanDecrypts int
 }
 
 // Layer is the open events layer. Safe for concurrent use.
@@ -102,6 +106,8 @@ type Layer struct {
 	// batch.sidecar).
 	seqDay atomic.Int64
 
+	scan scanBudget // a page's scan budget
+
 	closed atomic.Bool
 }
 
@@ -127,6 +133,7 @@ func Open(cfg Config) (*Layer, error) {
 		retention: cfg.Retention,
 		purgeKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		scan:      scanBudget{keys: cmp.Or(cfg.ScanKeys, MaxScanKeys), decrypts: cmp.Or(cfg.ScanDecrypts, MaxScanDecrypts)},
 	}
 	l.seqDay.Store(math.MinInt64)
 	if l.now == nil {
@@ -305,7 +312,17 @@ type Page struct {
 
 // List returns one page of q. A cursor that was not issued for the same
 // filters by this server is ErrBadCursor (cursors are authenticated).
-func (l *Layer) List(q Query) (Page, error) { return l.list(q) }
+//
+// A page examines at most MaxScanKeys index keys and decrypts at most
+// MaxScanDecrypts events; past either it fails with ErrScanBudget.
+func (l *Layer) List(q Query) (Page, error) { return l.ListContext(context.Background(), q) }
+
+// ListContext is List stopping with ctx's error once ctx is done (the
+// reader left, the server is shutting down).
+func (l *Layer) ListContext(ctx context.Context, q Query) (Page, error) {
+	b := l.scan
+	return l.list(ctx, q, &b)
+}
 
 // Receipt returns the c2sp.org/tlog-proof receipt of event i: extra =
 // salt || event_bytes, an inclusion proof to the newest published (with

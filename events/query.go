@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -221,7 +222,35 @@ func (l *Layer) parseCursor(f *filter, s string) ([]byte, error) {
 	return pos, nil
 }
 
-func (l *Layer) list(q Query) (Page, error) {
+// Scan budget (issue 18.7): what one page of a listing may cost. A page
+// whose filters are all decided by the index it scans (at most one field
+// filter, time bounds) decrypts at most Limit events; one with two or more
+// filters decrypts every candidate of the first, and an outcome filter
+// alone skips keys by their value, so either could scan the whole store
+// for a rare combination. Past the budget the listing stops with
+// ErrScanBudget (422) rather than tie up a core for a reader who may be
+// gone: the client narrows the time range (since/until), or the filters.
+const (
+	// MaxScanKeys bounds the index keys one page examines.
+	MaxScanKeys = 1_000_000
+	// MaxScanDecrypts bounds the events one page decrypts (a full page of
+	// MaxLimit needs MaxLimit+1 when every candidate matches).
+	MaxScanDecrypts = 10_000
+)
+
+// ErrScanBudget is the error of a listing or histogram past its scan budget.
+var ErrScanBudget = errors.New("events: query over its scan budget")
+
+// scanBudget is what a listing may still examine and decrypt.
+// Spent counts what it already paid for (a histogram shares one budget
+// across its pages).
+type scanBudget struct{ keys, decrypts, spentKeys, spentDecrypts int }
+
+// scanCheckEvery is how many keys a scan examines between checks of its
+// context.
+const scanCheckEvery = 256
+
+func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) {
 	if l.closed.Load() {
 		return Page{}, ErrClosed
 	}
@@ -259,7 +288,20 @@ func (l *Layer) list(q Query) (Page, error) {
 	var last []byte
 	more := false
 	var ferr error
+	examined := 0
 	err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
+		examined++
+		if examined%scanCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				ferr = err
+				return false
+			}
+		}
+		if b.spentKeys == b.keys {
+			ferr = fmt.Errorf("%w: %d index keys examined, the most a query may, with %d of %d events found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentKeys, len(page.Records), f.q.Limit)
+			return false
+		}
+		b.spentKeys++
 		if len(k) != len(pre)+timeKeySize+indexSize {
 			ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
 			return false
@@ -276,6 +318,11 @@ func (l *Layer) list(q Query) (Page, error) {
 			}
 			return true
 		}
+		if b.spentDecrypts == b.decrypts {
+			ferr = fmt.Errorf("%w: %d candidate events decrypted, the most a query may, with %d of %d found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentDecrypts, len(page.Records), f.q.Limit)
+			return false
+		}
+		b.spentDecrypts++
 		r, err := l.get(i)
 		if err != nil {
 			if errorsIsNotFound(err) || errors.Is(err, ErrGone) || errors.Is(err, ErrNotEvent) {

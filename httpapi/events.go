@@ -290,7 +290,7 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.l.List(q)
+	page, err := h.l.ListContext(c.Request().Context(), q)
 	if err := audited(); err != nil {
 		return err
 	}

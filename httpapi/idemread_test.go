@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/event"
+	"indelible.dev/events"
 	itlog "indelible.dev/tlog"
 )
 
@@ -99,5 +101,15 @@ func TestDuplicateReceiptNeedsReadScope(t *testing.T) {
 	rs := te.readEvents(t)
 	if len(rs) != reads+1 || !strings.HasPrefix(rs[0], "writer-reader writer-reader ") || !strings.Contains(rs[0], `"indexes":[`) {
 		t.Fatalf("read records %q, want one more by writer-reader naming the index", rs)
+	}
+}
+
+// TestScanBudgetStatus (issue 18.7): a query past its scan budget is a
+// 422 whose message names the limit (the budget itself is tested in
+// events, TestScanBudget).
+func TestScanBudgetStatus(t *testing.T) {
+	err := fmt.Errorf("events: listing: %w: 10000 candidate events decrypted, the most a query may", events.ErrScanBudget)
+	if got := statusOf(err); got != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422", got)
 	}
 }
