@@ -7,8 +7,8 @@
 // plaintext. See docs/events.md for the key space.
 //
 // Everything costly (canonical bytes, salt, commitment, sealing, index keys)
-// is computed before the entries are queued; the Sidecar only sets
-// precomputed bytes.
+// is computed before the entries are queued; the sidecar (ledger.AppendBatch)
+// only sets precomputed bytes.
 package events
 
 import (

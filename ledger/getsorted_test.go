@@ -21,14 +21,14 @@ func TestGetExtSorted(t *testing.T) {
 	}
 	put := func(keys ...string) {
 		t.Helper()
-		_, err := l.AppendEntries(context.Background(), []Entry{{Data: []byte("e"), Sidecar: func(_ int64, w Writer) error {
+		_, err := l.AppendBatch(context.Background(), []Entry{{Data: []byte("e")}}, func(_ []int64, w Writer) error {
 			for _, k := range keys {
 				if err := w.Set([]byte(k), []byte("v-"+k)); err != nil {
 					return err
 				}
 			}
 			return nil
-		}}})
+		}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -130,11 +130,6 @@ type Options struct {
 	// MaxBatchBytes bounds the entry bytes committed in one batch. Default
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int
-	// Dedup, when set, makes Append of an entry whose bytes equal an entry
-	// already in the log (or earlier in the same batch) return that entry's
-	// index instead of appending a copy. It costs one index lookup per entry.
-	// A deduplicated entry's Sidecar is not called.
-	Dedup bool
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 	// OnCommit, if set, is called after each durable commit (for metrics).

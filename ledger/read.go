@@ -226,7 +226,7 @@ func (l *Log) TreeHash(n int64) (tlog.Hash, error) {
 }
 
 // GetExt returns a copy of the value the layer above stored at key with a
-// Sidecar, or ErrNotFound. Values written by a batch whose fsync is still in
+// sidecar (AppendBatch, WriteExt), or ErrNotFound. Values written by a batch whose fsync is still in
 // flight may be visible; callers bound their reads by the published size.
 func (l *Log) GetExt(key []byte) ([]byte, error) {
 	return l.get(extKey(key))
