@@ -228,13 +228,17 @@ func (l *Layer) reserve(ctx context.Context, p *prepared) (release func(), err e
 	if err != nil {
 		return nil, err
 	}
-	err = l.log.GetExtSorted(p.keys, func(j int, v []byte) error {
+	var bad error
+	err = l.log.GetExtSorted(p.keys, func(j int, v []byte) {
 		if len(v) != indexSize {
-			return fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
+			bad = fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
+			return
 		}
 		p.stored[p.keyPos[j]] = int64(binary.BigEndian.Uint64(v))
-		return nil
 	})
+	if err == nil {
+		err = bad
+	}
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("events: looking up ids: %w", err)

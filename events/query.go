@@ -421,9 +421,8 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 		for _, k := range byIndex {
 			keys = append(keys, payloadKey(cands[k].i))
 		}
-		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) error {
+		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) {
 			vals[byIndex[j]] = bytes.Clone(v)
-			return nil
 		})
 	}()
 	go func() {
@@ -444,9 +443,8 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 		for j, k := range byTime {
 			tkeys[j] = append([]byte{prefixTime}, cands[k].pos[:]...)
 		}
-		lerr[2] = l.log.GetExtSorted(tkeys, func(j int, v []byte) error {
+		lerr[2] = l.log.GetExtSorted(tkeys, func(j int, v []byte) {
 			cands[byTime[j]].tval = bytes.Clone(v)
-			return nil
 		})
 	}
 	lwg.Wait()

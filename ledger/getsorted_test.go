@@ -51,12 +51,11 @@ func TestGetExtSorted(t *testing.T) {
 		keys = append(keys, []byte("d0398x")) // a stored key's extension
 		slices.SortFunc(keys, func(a, b []byte) int { return strings.Compare(string(a), string(b)) })
 		var got []string
-		err := l.GetExtSorted(keys, func(j int, v []byte) error {
+		err := l.GetExtSorted(keys, func(j int, v []byte) {
 			if string(v) != "v-"+string(keys[j]) {
 				t.Fatalf("key %s: value %q", keys[j], v)
 			}
 			got = append(got, string(keys[j]))
-			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +63,7 @@ func TestGetExtSorted(t *testing.T) {
 		if !slices.Equal(got, stored) {
 			t.Fatalf("found %d keys %v..., want the %d stored", len(got), got[:min(5, len(got))], len(stored))
 		}
-		if err := l.GetExtSorted([][]byte{[]byte("d0002"), []byte("d0001")}, func(int, []byte) error { return nil }); err == nil {
+		if err := l.GetExtSorted([][]byte{[]byte("d0002"), []byte("d0001")}, func(int, []byte) {}); err == nil {
 			t.Fatal("keys out of order: no error")
 		}
 	}

@@ -232,39 +232,6 @@ func (l *Log) GetExt(key []byte) ([]byte, error) {
 	return l.get(extKey(key))
 }
 
-// GetExtSorted looks up keys, which must be in increasing order, with one
-// iterator (seeks in key order reuse its position, and each table's bloom
-// filter answers for the keys it does not hold), and calls found(j, value)
-// for each keys[j] stored, with value valid only during the call. Like
-// GetExt, it may see values of a batch whose fsync is in flight.
-func (l *Log) GetExtSorted(keys [][]byte, found func(j int, value []byte) error) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixExt}, UpperBound: []byte{prefixExt + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var k []byte
-	for j, key := range keys {
-		if j > 0 && bytes.Compare(keys[j-1], key) >= 0 {
-			return fmt.Errorf("ledger: GetExtSorted: key %d is not above key %d", j, j-1)
-		}
-		k = append(append(k[:0], prefixExt), key...)
-		if it.SeekPrefixGE(k) && bytes.Equal(it.Key(), k) {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			if err := found(j, v); err != nil {
-				return err
-			}
-		}
-	}
-	return it.Error()
-}
-
 // ScanExt calls f for each extension key in [lo, hi) in key order (or in
 // reverse order if reverse is set), with borrowed key and value slices valid
 // only during the call, until f returns false.
