@@ -35,11 +35,15 @@ const (
 
 // ReadMeta is the metadata of an indelible.read event: the route and the
 // filters (a query, stream or histogram: every parameter as given) or the
-// index (a record or receipt).
+// index (a record or receipt), or the indexes (receipts returned to
+// duplicate appends).
 type ReadMeta struct {
 	Route string            `json:"route"`
 	Query map[string]string `json:"query,omitempty"`
 	Index *int64            `json:"index,omitempty"`
+	// Indexes are the events whose receipts a duplicate append returned
+	// (POST /v1/events?wait=checkpoint by a token that may read).
+	Indexes []int64 `json:"indexes,omitempty"`
 }
 
 // QueryMeta is the metadata of a read with filters: every parameter of v

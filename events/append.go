@@ -99,12 +99,7 @@ func (b *batch) sidecar(indexes []int64, w ledger.Writer) error {
 	}
 	for i := range b.ops {
 		op := &b.ops[i]
-		idx := uint64(indexes[op.ev])
-		if op.valIndex {
-			binary.BigEndian.PutUint64(op.val, idx)
-		} else {
-			binary.BigEndian.PutUint64(op.key[len(op.key)-indexSize:], idx)
-		}
+		op.place(indexes[op.ev])
 		if err := w.Set(op.key, op.val); err != nil {
 			return err
 		}
@@ -120,22 +115,61 @@ func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Even
 }
 
 // appendAt is append at time now, with extra called in the batch of the
-// first event appended (after that event's own writes).
+// first event appended (after that event's own writes). It runs the three
+// stages: prepare (pure), reserve (idempotency), commit.
 func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string, evs []event.Event, extra func(int64, ledger.Writer) error) ([]Appended, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	if len(submittedBy) > 0xffff {
-		return nil, fmt.Errorf("events: submitter name of %d bytes", len(submittedBy))
-	}
 	if len(evs) == 0 {
 		return []Appended{}, nil
 	}
-	out := make([]Appended, len(evs))
-	bytes := make([][]byte, len(evs))
-	evs = append([]event.Event(nil), evs...) // the caller's events stay as they were
-	for i := range evs {
-		e := &evs[i]
+	p, err := l.prepare(now, submittedBy, evs)
+	if err != nil {
+		return nil, err
+	}
+	release, err := l.reserve(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return l.commit(ctx, p, extra)
+}
+
+// prepared is a request after the pure stage: each event finished and
+// encoded, its idempotency key computed once, and repeats of an id within
+// the request pointed at its first occurrence.
+type prepared struct {
+	now         time.Time
+	submittedBy string
+	evs         []event.Event     // finished copies of the caller's events
+	bytes       [][]byte          // canonical bytes, by position
+	idem        [][blindSize]byte // idempotency key, by position (if hasID)
+	hasID       []bool            // the event has an id
+	dupOf       []int             // -1, or the earlier position with the same id
+	keys        [][]byte          // distinct idempotency keys ('d' keys), sorted
+	keyPos      []int             // position of each of keys' first occurrence
+	stored      []int64           // by position: index of the stored event with the id, or -1
+}
+
+// prepare finishes and encodes the events and computes their idempotency
+// keys: no store access, no randomness.
+func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*prepared, error) {
+	if len(submittedBy) > 0xffff {
+		return nil, fmt.Errorf("events: submitter name of %d bytes", len(submittedBy))
+	}
+	n := len(evs)
+	p := &prepared{
+		now: now, submittedBy: submittedBy,
+		evs:   append([]event.Event(nil), evs...), // the caller's events stay as they were
+		bytes: make([][]byte, n),
+		idem:  make([][blindSize]byte, n),
+		hasID: make([]bool, n),
+		dupOf: make([]int, n),
+	}
+	var first map[[blindSize]byte]int
+	for i := range p.evs {
+		e := &p.evs[i]
 		e.Finish(now, submittedBy)
 		b, err := event.Canonical(*e)
 		if err != nil {
@@ -147,134 +181,119 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 			}
 			return nil, fmt.Errorf("events: encoding event %d: %w", i, err)
 		}
-		bytes[i] = b
-		out[i].ID = e.ID
-	}
-
-	// Idempotency: claim the request's ids (so a concurrent duplicate waits
-	// for this append to finish), then look each up. The first occurrence
-	// of an id in the request is the one appended.
-	var idem [][blindSize]byte
-	first := map[[blindSize]byte]int{}
-	skip := make([]int, len(evs)) // -1: append; else: same as that position, or the stored index (dupStored)
-	for i := range evs {
-		skip[i] = -1
-		if evs[i].ID == "" {
+		p.bytes[i] = b
+		p.dupOf[i] = -1
+		if e.ID == "" {
 			continue
 		}
-		k := l.blind.idem(submittedBy, evs[i].ID)
+		if first == nil {
+			first = make(map[[blindSize]byte]int)
+		}
+		k := l.blind.idem(submittedBy, e.ID)
+		p.idem[i], p.hasID[i] = k, true
 		if j, ok := first[k]; ok {
-			skip[i] = j
+			p.dupOf[i] = j
 			continue
 		}
 		first[k] = i
-		idem = append(idem, k)
+		p.keyPos = append(p.keyPos, i)
 	}
-	release, err := l.claim(ctx, idem)
-	if err != nil {
-		return nil, err
+	// The distinct keys in key order, for one sorted lookup.
+	slices.SortFunc(p.keyPos, func(a, b int) int { return bytes.Compare(p.idem[a][:], p.idem[b][:]) })
+	p.keys = make([][]byte, len(p.keyPos))
+	for j, i := range p.keyPos {
+		p.keys[j] = idemKey(p.idem[i])
 	}
-	defer release()
-	stored := map[[blindSize]byte]int64{}
-	for _, k := range idem {
-		v, err := l.log.GetExt(idemKey(k))
-		if errors.Is(err, ledger.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("events: looking up an id: %w", err)
-		}
-		if len(v) != indexSize {
-			return nil, fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
-		}
-		stored[k] = int64(binary.BigEndian.Uint64(v))
-	}
+	return p, nil
+}
 
-	day, err := l.dayKeyFor(dayOf(now), true)
+// reserve claims the request's ids (a concurrent request with one of them
+// waits until this one is done, so an id is never appended twice), then
+// looks them all up in one sorted pass: p.stored gets the index of each
+// event whose id is already stored. The caller calls release once the
+// request's events are durable (or it gave up).
+func (l *Layer) reserve(ctx context.Context, p *prepared) (release func(), err error) {
+	p.stored = make([]int64, len(p.evs))
+	for i := range p.stored {
+		p.stored[i] = -1
+	}
+	if len(p.keys) == 0 {
+		return func() {}, nil
+	}
+	claimed := make([][blindSize]byte, len(p.keyPos))
+	for j, i := range p.keyPos {
+		claimed[j] = p.idem[i]
+	}
+	release, err = l.claim(ctx, claimed)
 	if err != nil {
 		return nil, err
 	}
-	n := 0
-	for i := range evs {
-		if skip[i] < 0 {
-			if evs[i].ID != "" {
-				if _, ok := stored[l.blind.idem(submittedBy, evs[i].ID)]; ok {
-					continue
-				}
-			}
-			n++
+	var bad error
+	err = l.log.GetExtSorted(p.keys, func(j int, v []byte) {
+		if len(v) != indexSize {
+			bad = fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
+			return
+		}
+		p.stored[p.keyPos[j]] = int64(binary.BigEndian.Uint64(v))
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("events: looking up ids: %w", err)
+	}
+	return release, nil
+}
+
+// commit seals the events that are neither stored nor repeats, builds
+// their writes and appends them in one batch; it returns every event's
+// result in request order.
+func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledger.Writer) error) ([]Appended, error) {
+	out := make([]Appended, len(p.evs))
+	var pos []int // event position of each entry
+	for i := range p.evs {
+		out[i].ID = p.evs[i].ID
+		if p.dupOf[i] < 0 && p.stored[i] < 0 {
+			pos = append(pos, i)
 		}
 	}
-	// One draw of randomness for every salt and event key of the request.
-	salts := make([]byte, n*(event.SaltSize+dataKeySize))
-	if _, err := rand.Read(salts); err != nil {
-		return nil, fmt.Errorf("events: drawing salts: %w", err)
-	}
-	ekeys := salts[n*event.SaltSize:]
-	ctr := day.nonces(n)
-	commitments := make([][32]byte, n)
-	entries := make([]ledger.Entry, n)
-	pos := make([]int, n) // event position of each entry
-	// Every key of the request in one arena: 'p', 't', up to four 'f', and
-	// 'd' with its 8-byte value.
-	const maxKeys = 2 + int(numFields)
-	arena := make([]byte, 0, n*(1+indexSize+maxIndexKeyBytes+1+blindSize+indexSize))
-	keys := make([][]byte, 0, maxKeys)
-	b := &batch{l: l, dk: day, extra: extra}
-	var runs writeRuns
-	b.writeDay = !day.durable.Load()
-	k := 0
-	for i := range evs {
-		if skip[i] >= 0 {
-			continue
-		}
-		var ik [blindSize]byte
-		if evs[i].ID != "" {
-			ik = l.blind.idem(submittedBy, evs[i].ID)
-			if idx, ok := stored[ik]; ok {
-				out[i].Index, out[i].Duplicate = idx, true
-				continue
-			}
-		}
-		c := &commitments[k]
-		var salt [event.SaltSize]byte
-		copy(salt[:], salts[k*event.SaltSize:])
-		*c = event.Commitment(salt, bytes[i])
-		var tk [timeKeySize]byte
-		appendTimeKey(tk[:0], evs[i].Time)
-		payload, wrapped, err := day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, bytes[i], c)
+	if n := len(pos); n > 0 {
+		day, err := l.dayKeyFor(dayOf(p.now), true)
 		if err != nil {
 			return nil, err
 		}
-		ev := int32(k)
-		s := len(arena)
-		arena = append(arena, prefixPayload)
-		arena = append(arena, make([]byte, indexSize)...)
-		runs.add(write{key: arena[s:len(arena):len(arena)], val: payload, ev: ev})
-		var outcome []byte
-		arena, keys, outcome = l.appendIndexKeys(arena, keys[:0], &evs[i])
-		// The 't' key's value: the wrapped event key, then the outcome's
-		// blind value if any (seal leaves room for it in wrapped).
-		runs.add(write{key: keys[0], val: append(wrapped, outcome...), ev: ev})
-		for _, fk := range keys[1:] {
-			runs.add(write{key: fk, ev: ev})
+		// One draw of randomness for every salt and event key of the request.
+		salts := make([]byte, n*(event.SaltSize+dataKeySize))
+		if _, err := rand.Read(salts); err != nil {
+			return nil, fmt.Errorf("events: drawing salts: %w", err)
 		}
-		if evs[i].ID != "" {
-			s := len(arena)
-			arena = append(arena, prefixIdem)
-			arena = append(arena, ik[:]...)
-			arena = append(arena, make([]byte, indexSize)...)
-			runs.add(write{key: arena[s : s+1+blindSize : s+1+blindSize], val: arena[s+1+blindSize : len(arena) : len(arena)], ev: ev, valIndex: true})
+		ekeys := salts[n*event.SaltSize:]
+		ctr := day.nonces(n)
+		commitments := make([][32]byte, n)
+		entries := make([]ledger.Entry, n)
+		w := newRequestWrites(n)
+		for k, i := range pos {
+			e := &p.evs[i]
+			c := &commitments[k]
+			var salt [event.SaltSize]byte
+			copy(salt[:], salts[k*event.SaltSize:])
+			*c = event.Commitment(salt, p.bytes[i])
+			var tk [timeKeySize]byte
+			appendTimeKey(tk[:0], e.Time)
+			payload, wrapped, err := day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
+			if err != nil {
+				return nil, err
+			}
+			var idem *[blindSize]byte
+			if p.hasID[i] {
+				idem = &p.idem[i]
+			}
+			w.add(l, int32(k), e, payload, wrapped, idem)
+			entries[k] = ledger.Entry{Data: c[:]}
 		}
-		entries[k] = ledger.Entry{Data: c[:]}
-		pos[k] = i
-		k++
-	}
-	if n > 0 {
-		b.ops = runs.sorted(n * maxKeys)
-		for _, op := range b.ops {
-			b.size += len(op.key) + len(op.val) + 8
-		}
+		b := &batch{l: l, dk: day, extra: extra, writeDay: !day.durable.Load()}
+		b.ops, b.size = w.sorted()
 		// The entries must not be abandoned half-way: a cancelled context
 		// would let this call return (and release the ids) while the batch
 		// may still commit. The wait is bounded by one commit.
@@ -287,12 +306,84 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 			out[i].Index = idx[j]
 		}
 	}
-	for i := range evs {
-		if j := skip[i]; j >= 0 {
+	for i := range p.evs {
+		if s := p.stored[i]; s >= 0 {
+			out[i].Index, out[i].Duplicate = s, true
+		} else if j := p.dupOf[i]; j >= 0 {
 			out[i].Index, out[i].Duplicate = out[j].Index, true
 		}
 	}
 	return out, nil
+}
+
+// requestWrites owns the key layout of a request's events (keys.go,
+// docs/events.md): the keys each event writes, where its index goes in each
+// (an index slot the sequencer fills in, write.place), and their order.
+// Keys live in one arena; each kind of key is a run of its own (writeRuns).
+type requestWrites struct {
+	arena []byte
+	keys  [][]byte
+	runs  writeRuns
+	n     int // writes added
+}
+
+// maxKeysPerEvent: 'p', 't', up to numFields-1 'f' (no outcome key), 'd'.
+const maxKeysPerEvent = 2 + int(numFields)
+
+func newRequestWrites(events int) *requestWrites {
+	return &requestWrites{
+		// 'p' i, the 't' and 'f' keys, 'd' blind with its 8-byte value.
+		arena: make([]byte, 0, events*(1+indexSize+maxIndexKeyBytes+1+blindSize+indexSize)),
+		keys:  make([][]byte, 0, 1+numFields),
+	}
+}
+
+// add adds the writes of event ev (its position among the request's
+// entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
+// blind outcome; the 'f' keys; 'd' -> the index if the event has an id.
+func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte, idem *[blindSize]byte) {
+	s := len(w.arena)
+	w.arena = append(w.arena, prefixPayload)
+	w.arena = append(w.arena, make([]byte, indexSize)...)
+	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
+	var outcome []byte
+	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e)
+	// seal leaves room for the outcome in wrapped.
+	w.runs.add(write{key: w.keys[0], val: append(wrapped, outcome...), ev: ev})
+	for _, fk := range w.keys[1:] {
+		w.runs.add(write{key: fk, ev: ev})
+	}
+	w.n += 2 + len(w.keys) - 1
+	if idem != nil {
+		s := len(w.arena)
+		w.arena = append(w.arena, prefixIdem)
+		w.arena = append(w.arena, idem[:]...)
+		w.arena = append(w.arena, make([]byte, indexSize)...)
+		k := s + 1 + blindSize
+		w.runs.add(write{key: w.arena[s:k:k], val: w.arena[k:len(w.arena):len(w.arena)], ev: ev, valIndex: true})
+		w.n++
+	}
+}
+
+// sorted returns the writes in key order and their size in bytes (keys,
+// values, 8 bytes of overhead each).
+func (w *requestWrites) sorted() ([]write, int) {
+	ops := w.runs.sorted(w.n)
+	size := 0
+	for _, op := range ops {
+		size += len(op.key) + len(op.val) + 8
+	}
+	return ops, size
+}
+
+// place writes idx into the write's index slot: the key's last 8 bytes, or
+// the value ('d' keys).
+func (op *write) place(idx int64) {
+	if op.valIndex {
+		binary.BigEndian.PutUint64(op.val, uint64(idx))
+	} else {
+		binary.BigEndian.PutUint64(op.key[len(op.key)-indexSize:], uint64(idx))
+	}
 }
 
 // maxIndexKeyBytes bounds what appendIndexKeys appends.

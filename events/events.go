@@ -7,11 +7,13 @@
 // plaintext. See docs/events.md for the key space.
 //
 // Everything costly (canonical bytes, salt, commitment, sealing, index keys)
-// is computed before the entries are queued; the Sidecar only sets
-// precomputed bytes.
+// is computed before the entries are queued; the sidecar (ledger.AppendBatch)
+// only sets precomputed bytes.
 package events
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +65,9 @@ type Config struct {
 	Retention time.Duration
 	// RetentionEvery is how often the job runs. Default 1h.
 	RetentionEvery time.Duration
+	// ScanKeys and ScanDecrypts are the scan budget of one page of a
+	// listing (see MaxScanKeys). Default MaxScanKeys and MaxScanDecrypts.
+	ScanKeys, ScanDecrypts int
 }
 
 // Layer is the open events layer. Safe for concurrent use.
@@ -101,6 +106,8 @@ type Layer struct {
 	// batch.sidecar).
 	seqDay atomic.Int64
 
+	scan scanBudget // a page's scan budget
+
 	closed atomic.Bool
 }
 
@@ -126,6 +133,7 @@ func Open(cfg Config) (*Layer, error) {
 		retention: cfg.Retention,
 		purgeKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		scan:      scanBudget{keys: cmp.Or(cfg.ScanKeys, MaxScanKeys), decrypts: cmp.Or(cfg.ScanDecrypts, MaxScanDecrypts)},
 	}
 	l.seqDay.Store(math.MinInt64)
 	if l.now == nil {
@@ -304,7 +312,17 @@ type Page struct {
 
 // List returns one page of q. A cursor that was not issued for the same
 // filters by this server is ErrBadCursor (cursors are authenticated).
-func (l *Layer) List(q Query) (Page, error) { return l.list(q) }
+//
+// A page examines at most MaxScanKeys index keys and decrypts at most
+// MaxScanDecrypts events; past either it fails with ErrScanBudget.
+func (l *Layer) List(q Query) (Page, error) { return l.ListContext(context.Background(), q) }
+
+// ListContext is List stopping with ctx's error once ctx is done (the
+// reader left, the server is shutting down).
+func (l *Layer) ListContext(ctx context.Context, q Query) (Page, error) {
+	b := l.scan
+	return l.list(ctx, q, &b)
+}
 
 // Receipt returns the c2sp.org/tlog-proof receipt of event i: extra =
 // salt || event_bytes, an inclusion proof to the newest published (with
@@ -329,4 +347,27 @@ func (l *Layer) WaitReceipts(ctx context.Context, indexes []int64) ([][]byte, er
 // past the published size is ErrBadCursor.
 func (l *Layer) Stream(ctx context.Context, q Query, after int64, send func(Record) error) error {
 	return l.stream(ctx, q, after, send)
+}
+
+// Matches reports whether the event stored at index i is e as submittedBy
+// sent it: e finished with the stored event's received_at and submittedBy
+// has the stored event's canonical bytes. A duplicate append (same id) may
+// be answered with the stored event's receipt only then, or to a token that
+// may read the stored event (recorded as a read): a writer must not read
+// back, through an id, an event it cannot otherwise read. An event whose
+// bytes are gone (erased, shredded) matches nothing.
+func (l *Layer) Matches(i int64, submittedBy string, e event.Event) (bool, error) {
+	r, err := l.get(i)
+	if errors.Is(err, ErrGone) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	e.Finish(r.Event.ReceivedAt, submittedBy)
+	b, err := event.Canonical(e)
+	if err != nil {
+		return false, nil // not an event the store could hold
+	}
+	return bytes.Equal(b, r.EventBytes), nil
 }

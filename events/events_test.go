@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -143,6 +144,40 @@ func TestIdempotency(t *testing.T) {
 	f := e.append("w1", event.Event{ID: "x", Action: "a"})
 	if f[0].Index != 0 || !f[0].Duplicate {
 		t.Fatalf("after reopen %+v", f)
+	}
+	// Large requests, ids in no order (the lookup sorts them): the second
+	// overlaps the first by half, and repeats an id of its own.
+	mk := func(from, to int) []event.Event {
+		var evs []event.Event
+		for k := from; k < to; k++ {
+			evs = append(evs, event.Event{ID: fmt.Sprintf("bulk-%d", k*7919%1000), Action: "bulk"})
+		}
+		return evs
+	}
+	g := e.append("w1", mk(0, 300)...)
+	byID := map[string]int64{}
+	for _, a := range g {
+		if a.Duplicate {
+			t.Fatalf("first bulk request: %+v is a duplicate", a)
+		}
+		byID[a.ID] = a.Index
+	}
+	e.reopen()
+	second := append(mk(150, 450), mk(160, 161)...)
+	h := e.append("w1", second...)
+	seen := map[string]int64{}
+	for k, a := range h {
+		old, stored := byID[a.ID]
+		prev, repeat := seen[a.ID]
+		switch {
+		case stored && (!a.Duplicate || a.Index != old):
+			t.Fatalf("event %d (id %s): %+v, want a duplicate of %d", k, a.ID, a, old)
+		case !stored && repeat && (!a.Duplicate || a.Index != prev):
+			t.Fatalf("event %d (id %s): %+v, want a duplicate of %d in the request", k, a.ID, a, prev)
+		case !stored && !repeat && a.Duplicate:
+			t.Fatalf("event %d (id %s): %+v is new", k, a.ID, a)
+		}
+		seen[a.ID] = a.Index
 	}
 }
 

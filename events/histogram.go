@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -12,8 +13,14 @@ const (
 	MaxHistogramBuckets = 2000
 	// MaxHistogramEvents bounds the events one histogram counts. Past it
 	// the result is marked incomplete: the newest events are counted, the
-	// oldest buckets are short.
-	MaxHistogramEvents = 1_000_000
+	// oldest buckets are short. Counting decrypts each event (about 10-20
+	// us of CPU), so this bounds one request to a second or two of a core.
+	MaxHistogramEvents = 100_000
+	// MaxHistogramDecrypts bounds the events one histogram decrypts,
+	// matching or not (with two filters, candidates of the first that
+	// fail the second are decrypted too); past it the histogram fails with
+	// ErrScanBudget.
+	MaxHistogramDecrypts = 2 * MaxHistogramEvents
 )
 
 // Bucket is one bar of a histogram: Count events whose time is in
@@ -43,9 +50,16 @@ type Histogram struct {
 // ErrBadQuery for a bad range or bucket.
 //
 // It pages through List (decrypting each record), so its cost grows with the
-// number of events in the range; MaxHistogramEvents caps it.
+// number of events in the range; MaxHistogramEvents caps what it counts,
+// MaxHistogramDecrypts and MaxScanKeys what it examines (ErrScanBudget).
 func (l *Layer) Histogram(q Query, bucket time.Duration) (Histogram, error) {
-	return histogram(q, bucket, l.List, MaxHistogramEvents)
+	return l.HistogramContext(context.Background(), q, bucket)
+}
+
+// HistogramContext is Histogram stopping with ctx's error once ctx is done.
+func (l *Layer) HistogramContext(ctx context.Context, q Query, bucket time.Duration) (Histogram, error) {
+	b := &scanBudget{keys: MaxScanKeys, decrypts: MaxHistogramDecrypts}
+	return histogram(q, bucket, func(q Query) (Page, error) { return l.list(ctx, q, b) }, MaxHistogramEvents)
 }
 
 // histogram is Histogram over any List, counting at most maxEvents.

@@ -1,6 +1,9 @@
 package events
 
 import (
+	"bytes"
+	"cmp"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,8 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"indelible.dev/event"
@@ -221,7 +227,35 @@ func (l *Layer) parseCursor(f *filter, s string) ([]byte, error) {
 	return pos, nil
 }
 
-func (l *Layer) list(q Query) (Page, error) {
+// Scan budget (issue 18.7): what one page of a listing may cost. A page
+// whose filters are all decided by the index it scans (at most one field
+// filter, time bounds) decrypts at most Limit events; one with two or more
+// filters decrypts every candidate of the first, and an outcome filter
+// alone skips keys by their value, so either could scan the whole store
+// for a rare combination. Past the budget the listing stops with
+// ErrScanBudget (422) rather than tie up a core for a reader who may be
+// gone: the client narrows the time range (since/until), or the filters.
+const (
+	// MaxScanKeys bounds the index keys one page examines.
+	MaxScanKeys = 1_000_000
+	// MaxScanDecrypts bounds the events one page decrypts (a full page of
+	// MaxLimit needs MaxLimit+1 when every candidate matches).
+	MaxScanDecrypts = 10_000
+)
+
+// ErrScanBudget is the error of a listing or histogram past its scan budget.
+var ErrScanBudget = errors.New("events: query over its scan budget")
+
+// scanBudget is what a listing may still examine and decrypt.
+// Spent counts what it already paid for (a histogram shares one budget
+// across its pages).
+type scanBudget struct{ keys, decrypts, spentKeys, spentDecrypts int }
+
+// scanCheckEvery is how many keys a scan examines between checks of its
+// context.
+const scanCheckEvery = 256
+
+func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) {
 	if l.closed.Load() {
 		return Page{}, ErrClosed
 	}
@@ -252,59 +286,226 @@ func (l *Layer) list(q Query) (Page, error) {
 	}
 	// Every filter is decided by the scanned keys themselves (and, for an
 	// outcome, their values) when at most one field filter is given (time
-	// bounds are the key range): then the look-ahead for a next page needs
-	// no decryption.
+	// bounds are the key range): then a page decrypts only what it returns,
+	// and the look-ahead for a next page needs no decryption.
 	covered := f.nf <= 1
+	pub, _ := l.log.Published()
 	page := Page{Records: make([]Record, 0, min(f.q.Limit, 128))}
 	var last []byte
 	more := false
-	var ferr error
-	err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
-		if len(k) != len(pre)+timeKeySize+indexSize {
-			ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
-			return false
+	// Scan a chunk of candidates, fetch and open them together (fetch),
+	// keep those that match, until the page is full or the range is done.
+	for hi != nil && !more {
+		need := f.q.Limit - len(page.Records)
+		if !covered {
+			need = min(max(2*need, 32), 256) // candidates may fail the other filters
 		}
-		if f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
-			return true
-		}
-		pos := k[len(pre):]
-		i := int64(binary.BigEndian.Uint64(pos[timeKeySize:]))
-		if len(page.Records) == f.q.Limit && covered {
-			if l.published(i) {
+		var cands []candidate
+		lookAhead := need == 0
+		var next []byte // where the next chunk's scan ends (exclusive); nil: range done
+		var ferr error
+		examined := 0
+		err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
+			examined++
+			if examined%scanCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					ferr = err
+					return false
+				}
+			}
+			if b.spentKeys == b.keys {
+				ferr = fmt.Errorf("%w: %d index keys examined, the most a query may, with %d of %d events found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentKeys, len(page.Records), f.q.Limit)
+				return false
+			}
+			b.spentKeys++
+			if len(k) != len(pre)+timeKeySize+indexSize {
+				ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
+				return false
+			}
+			if f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
+				return true
+			}
+			var c candidate
+			copy(c.pos[:], k[len(pre):])
+			c.i = int64(binary.BigEndian.Uint64(c.pos[timeKeySize:]))
+			if c.i >= pub.N {
+				return true // not yet published
+			}
+			if lookAhead {
 				more = true
 				return false
 			}
-			return true
-		}
-		r, err := l.get(i)
-		if err != nil {
-			if errorsIsNotFound(err) || errors.Is(err, ErrGone) || errors.Is(err, ErrNotEvent) {
-				return true // not yet published, or destroyed since the scan
+			if b.spentDecrypts == b.decrypts {
+				ferr = fmt.Errorf("%w: %d candidate events decrypted, the most a query may, with %d of %d found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentDecrypts, len(page.Records), f.q.Limit)
+				return false
 			}
-			ferr = err
-			return false
-		}
-		if !f.match(&r.Event) {
+			b.spentDecrypts++
+			if f.plan == 0 {
+				c.tval = bytes.Clone(v) // the 't' value: the wrapped event key
+			}
+			cands = append(cands, c)
+			if len(cands) == need {
+				next = slices.Clone(k)
+				return false
+			}
 			return true
+		})
+		if err == nil {
+			err = ferr
 		}
-		if len(page.Records) == f.q.Limit {
-			more = true
-			return false
+		if err != nil {
+			return Page{}, fmt.Errorf("events: listing: %w", err)
 		}
-		page.Records = append(page.Records, r)
-		last = append(last[:0], pos...)
-		return true
-	})
-	if err == nil {
-		err = ferr
-	}
-	if err != nil {
-		return Page{}, fmt.Errorf("events: listing: %w", err)
+		hi = next
+		if len(cands) == 0 {
+			continue
+		}
+		recs, err := l.fetch(ctx, cands, f.plan == 0)
+		if err != nil {
+			return Page{}, fmt.Errorf("events: listing: %w", err)
+		}
+		for k := range cands {
+			r := recs[k]
+			if r == nil || !f.match(&r.Event) {
+				continue
+			}
+			if len(page.Records) == f.q.Limit {
+				more = true
+				break
+			}
+			page.Records = append(page.Records, *r)
+			last = append(last[:0], cands[k].pos[:]...)
+		}
 	}
 	if more {
 		page.NextCursor = l.cursor(f, last)
 	}
 	return page, nil
+}
+
+// candidate is an event an index scan found: its index, its position in
+// the index (time(12) || index(8), for cursors), and its 't' value if the
+// scan was of the time index.
+type candidate struct {
+	i    int64
+	pos  [timeKeySize + indexSize]byte
+	tval []byte
+}
+
+// fetchParallelMin is the fewest candidates fetch opens on more than one
+// goroutine.
+const fetchParallelMin = 16
+
+// fetch reads and opens the candidates' events: their payloads, 't'
+// values (unless the scan had them) and log entries each in one sorted pass
+// (one iterator, each block read once, instead of a point lookup apiece),
+// then decrypts and checks them on every core. recs[k] is nil for a
+// candidate whose event is gone (erased, shredded) or is no event.
+func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Record, error) {
+	n := len(cands)
+	byIndex := make([]int, n) // candidates by index, ascending
+	for k := range byIndex {
+		byIndex[k] = k
+	}
+	slices.SortFunc(byIndex, func(a, b int) int { return cmp.Compare(cands[a].i, cands[b].i) })
+	// The three lookups read different keys: run them side by side (on a
+	// large store each is a block read per candidate, mostly waiting).
+	vals := make([][]byte, n)
+	ents := make([][]byte, n)
+	var lerr [3]error
+	var lwg sync.WaitGroup
+	lwg.Add(2)
+	go func() {
+		defer lwg.Done()
+		keys := make([][]byte, 0, n)
+		for _, k := range byIndex {
+			keys = append(keys, payloadKey(cands[k].i))
+		}
+		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) {
+			vals[byIndex[j]] = bytes.Clone(v)
+		})
+	}()
+	go func() {
+		defer lwg.Done()
+		idx := make([]int64, n)
+		for j, k := range byIndex {
+			idx[j] = cands[k].i
+		}
+		lerr[1] = l.log.EntriesFunc(idx, func(j int, e []byte) error {
+			ents[byIndex[j]] = bytes.Clone(e)
+			return nil
+		})
+	}()
+	if !haveT {
+		byTime := slices.Clone(byIndex)
+		slices.SortFunc(byTime, func(a, b int) int { return bytes.Compare(cands[a].pos[:], cands[b].pos[:]) })
+		tkeys := make([][]byte, len(byTime))
+		for j, k := range byTime {
+			tkeys[j] = append([]byte{prefixTime}, cands[k].pos[:]...)
+		}
+		lerr[2] = l.log.GetExtSorted(tkeys, func(j int, v []byte) {
+			cands[byTime[j]].tval = bytes.Clone(v)
+		})
+	}
+	lwg.Wait()
+	for _, err := range lerr {
+		if err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]*Record, n)
+	errs := make([]error, n)
+	open := func(k int) {
+		c := &cands[k]
+		if vals[k] == nil {
+			return // destroyed since the scan, or written by no event
+		}
+		var tval []byte
+		if len(c.tval) > 0 {
+			tval = c.tval // else openPayload reads it (and finds it gone)
+		}
+		r, err := l.recordOf(c.i, vals[k], ents[k], tval)
+		if err != nil {
+			if errors.Is(err, ErrGone) || errors.Is(err, ErrNotEvent) {
+				return
+			}
+			errs[k] = err
+			return
+		}
+		recs[k] = &r
+	}
+	workers := min(runtime.GOMAXPROCS(0), (n+fetchParallelMin-1)/fetchParallelMin)
+	if workers <= 1 {
+		for k := range n {
+			open(k)
+		}
+	} else {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= n || ctx.Err() != nil {
+						return
+					}
+					open(k)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
 }
 
 // prefixEnd returns the smallest key above every key starting with p.
@@ -317,12 +518,4 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil
-}
-
-func errorsIsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
-
-// published reports whether index i is below the published size.
-func (l *Layer) published(i int64) bool {
-	_, err := l.log.Entry(i)
-	return err == nil
 }

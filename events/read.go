@@ -34,7 +34,7 @@ func (l *Layer) record(i int64, v []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	return l.recordOf(i, v, c)
+	return l.recordOf(i, v, c, nil)
 }
 
 // entry returns log entry i, or ErrNotFound if it is not published.
@@ -49,12 +49,13 @@ func (l *Layer) entry(i int64) ([]byte, error) {
 	return c, nil
 }
 
-// recordOf returns the record at index i from its payload v and log entry c.
-func (l *Layer) recordOf(i int64, v, c []byte) (Record, error) {
+// recordOf returns the record at index i from its payload v and log entry
+// c; tval is its 't' value if the caller has it (nil: it is read).
+func (l *Layer) recordOf(i int64, v, c, tval []byte) (Record, error) {
 	if len(c) != 32 {
 		return Record{}, fmt.Errorf("%w: payload at index %d, whose log entry is %d bytes", ErrCorrupt, i, len(c))
 	}
-	salt, b, err := l.openPayload(i, v, c, nil)
+	salt, b, err := l.openPayload(i, v, c, tval)
 	if errors.Is(err, errKeyGone) {
 		day, _, _ := payloadDay(v)
 		if g := l.gone(i, day, true); g != nil {
@@ -97,7 +98,7 @@ func (l *Layer) get(i int64) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("events: reading event %d: %w", i, err)
 	}
-	return l.recordOf(i, v, c)
+	return l.recordOf(i, v, c, nil)
 }
 
 func (l *Layer) receipt(i int64, cp itlog.Checkpoint, signed []byte) ([]byte, error) {

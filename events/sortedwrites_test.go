@@ -19,7 +19,7 @@ func (r *recorder) Set(k, v []byte) error {
 func (r *recorder) Delete([]byte) error           { panic("unexpected Delete") }
 func (r *recorder) DeleteRange(_, _ []byte) error { panic("unexpected DeleteRange") }
 
-// TestBatchWritesSorted checks the claim batch and writeRuns rely on: the
+// TestBatchWritesSorted checks the claim requestWrites and writeRuns rely on: the
 // order found with placeholder indexes is the key order once the sequencer
 // fills in the real (growing, possibly far apart) indexes, for events in
 // any time order, with and without idempotency keys, and each key ends with
@@ -36,33 +36,20 @@ func TestBatchWritesSorted(t *testing.T) {
 		n := 1 + r.IntN(300)
 		evs := benchEvents(n, round, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
 		r.Shuffle(n, func(i, j int) { evs[i], evs[j] = evs[j], evs[i] }) // times out of order
-		var runs writeRuns
-		var arena []byte
+		w := newRequestWrites(n)
 		for k := range evs {
 			if k%3 == 0 {
 				evs[k].Time = evs[0].Time // equal times: ties broken by event
 			}
-			s := len(arena)
-			arena = append(arena, prefixPayload)
-			arena = append(arena, make([]byte, indexSize)...)
-			runs.add(write{key: arena[s:len(arena):len(arena)], val: []byte{byte(k)}, ev: int32(k)})
-			var keys [][]byte
-			var outcome []byte
-			arena, keys, outcome = l.appendIndexKeys(arena, nil, &evs[k])
-			runs.add(write{key: keys[0], val: outcome, ev: int32(k)})
-			for _, fk := range keys[1:] {
-				runs.add(write{key: fk, ev: int32(k)})
-			}
+			var idem *[blindSize]byte
 			if k%2 == 0 {
 				ik := l.blind.idem("tester", evs[k].Action+string(rune(k)))
-				s := len(arena)
-				arena = append(arena, prefixIdem)
-				arena = append(arena, ik[:]...)
-				arena = append(arena, make([]byte, indexSize)...)
-				runs.add(write{key: arena[s : s+1+blindSize : s+1+blindSize], val: arena[s+1+blindSize : len(arena) : len(arena)], ev: int32(k), valIndex: true})
+				idem = &ik
 			}
+			w.add(l, int32(k), &evs[k], []byte{byte(k)}, nil, idem)
 		}
-		b := &batch{l: l, dk: day, ops: runs.sorted(0)}
+		b := &batch{l: l, dk: day}
+		b.ops, b.size = w.sorted()
 		indexes := make([]int64, n)
 		next := r.Int64N(1 << 40)
 		for k := range indexes {

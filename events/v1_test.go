@@ -37,7 +37,8 @@ func appendV1(t *testing.T, e *env, x event.Event) int64 {
 	pt := append(append([]byte(nil), salt[:]...), b...)
 	v = d.aead.Seal(v, nonce, pt, c[:])
 	keys, tval := e.l.indexKeys(&x)
-	idx, err := e.log.AppendEntries(context.Background(), []ledger.Entry{{Data: c[:], Sidecar: func(i int64, w ledger.Writer) error {
+	idx, err := e.log.AppendBatch(context.Background(), []ledger.Entry{{Data: c[:]}}, func(is []int64, w ledger.Writer) error {
+		i := is[0]
 		w.Set(dayKeyKey(d.day), d.wrapped)
 		w.Set(payloadKey(i), v)
 		for j, k := range keys {
@@ -49,7 +50,7 @@ func appendV1(t *testing.T, e *env, x event.Event) int64 {
 			w.Set(k, val)
 		}
 		return nil
-	}}})
+	}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -48,7 +49,7 @@ const consoleCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img
 
 // Histogrammer counts events per time bucket (events.Layer implements it).
 type Histogrammer interface {
-	Histogram(q events.Query, bucket time.Duration) (events.Histogram, error)
+	HistogramContext(ctx context.Context, q events.Query, bucket time.Duration) (events.Histogram, error)
 }
 
 // ConsoleConfig configures MountConsole.
@@ -231,7 +232,7 @@ func (h *consoleHandlers) serveHistogram(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	hist, err := h.cfg.Events.Histogram(q, bucket)
+	hist, err := h.cfg.Events.HistogramContext(c.Request().Context(), q, bucket)
 	if err := audited(); err != nil {
 		return err
 	}

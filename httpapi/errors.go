@@ -78,6 +78,7 @@ var statusTable = []struct {
 	{otlp.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{otlp.ErrContentType, http.StatusUnsupportedMediaType},
 	{events.ErrBadQuery, http.StatusBadRequest},
+	{events.ErrScanBudget, http.StatusUnprocessableEntity},
 	{events.ErrBadCursor, http.StatusBadRequest},
 	{events.ErrNotFound, http.StatusNotFound},
 	{events.ErrNotEvent, http.StatusNotFound},

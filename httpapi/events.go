@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -159,7 +160,7 @@ func (h *eventHandlers) serveIngest(c echo.Context, parse func([]byte) ([]event.
 	if err != nil {
 		return eventError(c, err)
 	}
-	reply, err := h.processAppend(c.Request().Context(), requestToken(c).Name, evs, wait)
+	reply, err := h.processAppend(c, evs, wait)
 	if err != nil {
 		return eventError(c, err)
 	}
@@ -167,25 +168,93 @@ func (h *eventHandlers) serveIngest(c echo.Context, parse func([]byte) ([]event.
 	return c.JSON(http.StatusOK, reply)
 }
 
-// processAppend appends evs as submittedBy and returns the reply.
-func (h *eventHandlers) processAppend(ctx context.Context, submittedBy string, evs []event.Event, wait bool) (api.AppendReply, error) {
-	res, err := h.l.Append(ctx, submittedBy, evs)
+// processAppend appends evs as the request's token and returns the reply.
+// With wait, every new event gets its receipt; a duplicate (an id the
+// token already used) gets the stored event's receipt only if this request
+// sent the very same event (the receipt is then of what it sent), or if
+// the token may read events, and then the read is recorded like any other
+// (one indelible.read naming the indexes). Otherwise a duplicate gets its
+// index only: an append token must not read back, through an id, an event
+// it cannot otherwise read.
+func (h *eventHandlers) processAppend(c echo.Context, evs []event.Event, wait bool) (api.AppendReply, error) {
+	ctx := c.Request().Context()
+	tok := requestToken(c)
+	res, err := h.l.Append(ctx, tok.Name, evs)
 	if err != nil {
 		return api.AppendReply{}, err
 	}
 	reply := api.AppendReply{Events: make([]api.Appended, len(res))}
-	indexes := make([]int64, len(res))
+	indexes := make([]int64, 0, len(res))
 	for i, r := range res {
 		reply.Events[i] = api.Appended{Index: r.Index, ID: r.ID}
-		indexes[i] = r.Index
-	}
-	if wait {
-		receipts, err := h.l.WaitReceipts(ctx, indexes)
-		if err != nil {
-			return api.AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
+		if !r.Duplicate {
+			indexes = append(indexes, r.Index)
 		}
-		for i, r := range receipts {
-			reply.Events[i].Receipt = string(r)
+	}
+	if !wait || len(res) == 0 {
+		return reply, nil
+	}
+	// Which duplicates get a receipt, and which of those are reads. The
+	// wait first: Matches reads the stored event, which must be published.
+	var all []int64
+	for _, r := range res {
+		all = append(all, r.Index)
+	}
+	if _, _, err := h.log.WaitSize(ctx, slices.Max(all)+1); err != nil {
+		return api.AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
+	}
+	give := make([]bool, len(res))
+	var read []int64
+	for i, r := range res {
+		if !r.Duplicate {
+			give[i] = true
+			continue
+		}
+		same, err := h.l.Matches(r.Index, tok.Name, evs[i])
+		if err != nil {
+			return api.AppendReply{}, fmt.Errorf("event %d is a duplicate of event %d: %w", i, r.Index, err)
+		}
+		switch {
+		case same:
+			give[i] = true
+			indexes = append(indexes, r.Index)
+		case tok.Allows(auth.ScopeRead):
+			give[i] = true
+			indexes = append(indexes, r.Index)
+			read = append(read, r.Index)
+		}
+	}
+	var audited func() error
+	if len(read) > 0 {
+		slices.Sort(read)
+		read = slices.Compact(read)
+		audited, err = h.s.auditRead(c, readMeta{Route: routeEvents, Indexes: read})
+		if err != nil {
+			return api.AppendReply{}, err
+		}
+	}
+	receipts, err := h.l.WaitReceipts(ctx, indexes)
+	if audited != nil {
+		if err := audited(); err != nil {
+			return api.AppendReply{}, err
+		}
+	}
+	if err != nil {
+		return api.AppendReply{}, fmt.Errorf("the events are durable, but waiting for their checkpoint: %w", err)
+	}
+	k := 0
+	// receipts follow indexes: the new events in request order, then the
+	// duplicates given one, in request order.
+	for i, r := range res {
+		if !r.Duplicate {
+			reply.Events[i].Receipt = string(receipts[k])
+			k++
+		}
+	}
+	for i, r := range res {
+		if r.Duplicate && give[i] {
+			reply.Events[i].Receipt = string(receipts[k])
+			k++
 		}
 	}
 	return reply, nil
@@ -221,7 +290,7 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.l.List(q)
+	page, err := h.l.ListContext(c.Request().Context(), q)
 	if err := audited(); err != nil {
 		return err
 	}

@@ -59,25 +59,11 @@ func TestAppendBatch(t *testing.T) {
 	wg.Wait()
 }
 
-// A sidecar's error stops the log (the batch is abandoned, as with
-// Entry.Sidecar); a log with Dedup refuses a sidecar outright.
+// A sidecar's error stops the log (the batch is abandoned).
 func TestAppendBatchRefusals(t *testing.T) {
-	s, _ := testSigner(t)
-	d, err := Open(t.TempDir(), Options{Signer: s, MinFreeBytes: -1, Dedup: true, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.AppendBatch(context.Background(), []Entry{{Data: []byte("x")}}, func([]int64, Writer) error { return nil }, 0); err == nil {
-		t.Fatal("AppendBatch with a sidecar on a Dedup log succeeded")
-	}
-	if _, err := d.AppendBatch(context.Background(), []Entry{{Data: []byte("x")}}, nil, 0); err != nil {
-		t.Fatalf("AppendBatch without a sidecar on a Dedup log: %v", err)
-	}
-
 	l, _ := openTempLog(t)
 	boom := errors.New("boom")
-	_, err = l.AppendBatch(context.Background(), []Entry{{Data: []byte("y")}}, func([]int64, Writer) error { return boom }, 0)
+	_, err := l.AppendBatch(context.Background(), []Entry{{Data: []byte("y")}}, func([]int64, Writer) error { return boom }, 0)
 	if !errors.Is(err, ErrFailed) || !errors.Is(err, boom) {
 		t.Fatalf("failing sidecar: %v, want ErrFailed wrapping its error", err)
 	}

@@ -115,9 +115,12 @@ func (l *Log) RangeHashes(lo, hi, n int64) ([][]byte, error) {
 
 // GetExtSorted calls f(k, value) for each keys[k] that the layer above
 // stored (see GetExt), in key order, with a value valid only during the
-// call; absent keys are skipped. The keys must be sorted and distinct. One
-// iterator serves the whole batch, so a bundle's per-event point reads cost
-// a forward seek each instead of a full lookup.
+// call; absent keys are skipped. The keys must be sorted and distinct (an
+// error otherwise). One iterator serves the whole batch, so a bundle's
+// per-event point reads cost a forward seek each instead of a full lookup;
+// each seek is a prefix seek, so every table's bloom filter answers for the
+// keys it does not hold (the idempotency check looks up ids that are
+// almost never stored).
 func (l *Log) GetExtSorted(keys [][]byte, f func(k int, value []byte)) error {
 	if len(keys) == 0 {
 		return nil
@@ -127,10 +130,18 @@ func (l *Log) GetExtSorted(keys [][]byte, f func(k int, value []byte)) error {
 		return err
 	}
 	defer it.Close()
+	var ek []byte
 	for k, key := range keys {
-		ek := extKey(key)
-		if it.SeekGE(ek) && bytes.Equal(it.Key(), ek) {
-			f(k, it.Value())
+		if k > 0 && bytes.Compare(keys[k-1], key) >= 0 {
+			return fmt.Errorf("ledger: GetExtSorted: key %d is not above key %d", k, k-1)
+		}
+		ek = append(append(ek[:0], prefixExt), key...)
+		if it.SeekPrefixGE(ek) && bytes.Equal(it.Key(), ek) {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			f(k, v)
 		}
 	}
 	return it.Error()

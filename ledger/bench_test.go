@@ -17,9 +17,8 @@ import (
 //	go test ./ledger -run '^$' -bench Sequencer -benchtime 2000000x
 func BenchmarkSequencer(b *testing.B) {
 	for _, writers := range []int{256, 1024} {
-		b.Run(fmtInt("writers", writers), func(b *testing.B) { benchAppend(b, writers, false) })
+		b.Run(fmtInt("writers", writers), func(b *testing.B) { benchAppend(b, writers) })
 	}
-	b.Run("writers=256/dedup", func(b *testing.B) { benchAppend(b, 256, true) })
 }
 
 func fmtInt(k string, v int) string { return k + "=" + itoa(v) }
@@ -35,9 +34,9 @@ func itoa(v int) string {
 	return string(b)
 }
 
-func benchAppend(b *testing.B, writers int, dedup bool) {
+func benchAppend(b *testing.B, writers int) {
 	s, _ := testSigner(b)
-	l, err := Open(b.TempDir(), Options{Signer: s, Dedup: dedup, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := Open(b.TempDir(), Options{Signer: s, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

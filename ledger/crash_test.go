@@ -538,7 +538,7 @@ func TestOpenRefusesCorruptEdge(t *testing.T) {
 	s, _ := testSigner(t)
 	ctx := context.Background()
 	base := vfs.NewMem()
-	l := openMem(t, base, s, false)
+	l := openMem(t, base, s)
 	var batch []Entry
 	for i := 0; i < 300; i++ { // edge: tile 0/1 width 44 (not stored), tile 1/0 width 1, bundle 1 width 44 (one 'e' record)
 		batch = append(batch, Entry{Data: entryData(i)})
@@ -633,7 +633,7 @@ func TestOpenRefusesCorruptEdge(t *testing.T) {
 	}
 	t.Logf("%d corruptions refused", len(muts))
 	// The unmodified store still opens.
-	l = openMem(t, base, s, false)
+	l = openMem(t, base, s)
 	l.Close()
 }
 

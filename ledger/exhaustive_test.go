@@ -51,9 +51,9 @@ func tilesUpTo(n int64) []tlog.Tile {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // openMem opens a log on fs (an in-memory pebble filesystem) in directory "log".
-func openMem(t testing.TB, fs vfs.FS, s note.Signer, dedup bool) *Log {
+func openMem(t testing.TB, fs vfs.FS, s note.Signer) *Log {
 	t.Helper()
-	l, err := Open("log", Options{Signer: s, FS: fs, Dedup: dedup, Logger: quietLogger()})
+	l, err := Open("log", Options{Signer: s, FS: fs, Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestExhaustive(t *testing.T) {
 	// Log A: one entry per Append; after each, the published checkpoint is
 	// for exactly that size and root, signed by the log's key.
 	fsA := vfs.NewMem()
-	a := openMem(t, fsA, s, false)
+	a := openMem(t, fsA, s)
 	defer a.Close()
 	if cp, signed := a.Checkpoint(); cp.N != 0 || cp.Hash != itlog.EmptyRoot {
 		t.Fatalf("new log checkpoint = %d %v, want the empty tree", cp.N, cp.Hash)
@@ -160,7 +160,7 @@ func TestExhaustive(t *testing.T) {
 	// Log B: batches of irregular sizes, closing and reopening in between,
 	// so that Open's right-edge recomputation runs at many sizes.
 	fsB := vfs.NewMem()
-	b := openMem(t, fsB, s, false)
+	b := openMem(t, fsB, s)
 	rng := rand.New(rand.NewPCG(1, 2))
 	batchSizes := []int{1, 2, 3, 250, 1, 255, 256, 257}
 	for next, k := 0, 0; next < exhaustiveSize; k++ {
@@ -190,7 +190,7 @@ func TestExhaustive(t *testing.T) {
 			if err := b.Close(); err != nil {
 				t.Fatal(err)
 			}
-			b = openMem(t, fsB, s, false)
+			b = openMem(t, fsB, s)
 			if cp, _ := b.Checkpoint(); cp.N != int64(next) || cp.Hash != roots[next] {
 				t.Fatalf("log B reopened at %d: checkpoint %d %v", next, cp.N, cp.Hash)
 			}
@@ -339,7 +339,7 @@ func checkAllProofs(l *Log, ref *tlogtest.Tree, roots []tlog.Hash, m int64) erro
 // posix-oneshot output), and the roots listed there.
 func TestVectorsSize1000(t *testing.T) {
 	s, _ := testSigner(t)
-	l := openMem(t, vfs.NewMem(), s, false)
+	l := openMem(t, vfs.NewMem(), s)
 	defer l.Close()
 	ctx := context.Background()
 	roots := map[int64]string{
@@ -415,11 +415,11 @@ func TestVectorsSize1000(t *testing.T) {
 
 // TestInclusionProofByHash checks lookups by leaf hash: every entry is found
 // at its index with a valid proof in every size that contains it, entries
-// beyond the size and unknown hashes are ErrNotFound, and without Dedup a
-// duplicated entry is found at its first index.
+// beyond the size and unknown hashes are ErrNotFound, and a duplicated
+// entry is appended again and found at its first index.
 func TestInclusionProofByHash(t *testing.T) {
 	s, _ := testSigner(t)
-	l := openMem(t, vfs.NewMem(), s, false)
+	l := openMem(t, vfs.NewMem(), s)
 	defer l.Close()
 	ctx := context.Background()
 	ref := &tlogtest.Tree{}
@@ -436,7 +436,7 @@ func TestInclusionProofByHash(t *testing.T) {
 	}
 	for i := range idx {
 		if idx[i] != int64(i) {
-			t.Fatalf("without Dedup, entry %d got index %d", i, idx[i])
+			t.Fatalf("entry %d got index %d", i, idx[i])
 		}
 	}
 	for _, m := range []int64{1, 20, 255, 256, 257, 281, n} {
@@ -468,123 +468,5 @@ func TestInclusionProofByHash(t *testing.T) {
 	}
 	if _, _, err := l.InclusionProofByHash(tlog.RecordHash(entryData(0)), n+1); !errors.Is(err, ErrRange) {
 		t.Errorf("size beyond published: %v, want ErrRange", err)
-	}
-}
-
-// TestDedup checks Options.Dedup: an entry equal to one already in the log,
-// or earlier in the same batch, gets the existing index, is not appended
-// again (the tree equals the reference tree of the distinct entries), its
-// Sidecar is not called, and this holds across reopen. Without Dedup the same
-// appends produce copies.
-func TestDedup(t *testing.T) {
-	s, _ := testSigner(t)
-	ctx := context.Background()
-	fs := vfs.NewMem()
-	l := openMem(t, fs, s, true)
-	ref := &tlogtest.Tree{}
-	want := map[string]int64{}
-	check := func(d []byte, got int64) {
-		t.Helper()
-		if w, ok := want[string(d)]; ok {
-			if got != w {
-				t.Fatalf("dedup of %q returned %d, want %d", d, got, w)
-			}
-			return
-		}
-		if got != ref.Size() {
-			t.Fatalf("new entry %q got index %d, want %d", d, got, ref.Size())
-		}
-		want[string(d)] = got
-		ref.Add(d)
-	}
-	for i := 0; i < 300; i++ {
-		d := entryData(i % 7 * (i % 3))
-		got, err := l.Append(ctx, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(d, got)
-	}
-	// A batch with duplicates inside it and of earlier entries; sidecars
-	// count calls.
-	sidecars := map[int64]int{}
-	var batch []Entry
-	var datas [][]byte
-	for i := 0; i < 600; i++ {
-		d := entryData(i % 290)
-		datas = append(datas, d)
-		batch = append(batch, Entry{Data: d, Sidecar: func(index int64, w Writer) error {
-			sidecars[index]++
-			return w.Set([]byte(fmt.Sprintf("side/%d", index)), d)
-		}})
-	}
-	idx, err := l.AppendEntries(ctx, batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newBefore := ref.Size()
-	for i, d := range datas {
-		check(d, idx[i])
-	}
-	for index, c := range sidecars {
-		if c != 1 || index < newBefore {
-			t.Fatalf("sidecar of index %d called %d times (new entries start at %d)", index, c, newBefore)
-		}
-		v, err := l.GetExt([]byte(fmt.Sprintf("side/%d", index)))
-		if err != nil || !bytes.Equal(v, ref.Entry(index)) {
-			t.Fatalf("sidecar write of %d: %q, %v", index, v, err)
-		}
-	}
-	if int64(len(sidecars)) != ref.Size()-newBefore {
-		t.Fatalf("%d sidecars called, want %d", len(sidecars), ref.Size()-newBefore)
-	}
-	cp, _ := l.Checkpoint()
-	if cp.N != ref.Size() || cp.Hash != ref.Root(ref.Size()) {
-		t.Fatalf("dedup log checkpoint %d %v, want %d distinct entries", cp.N, cp.Hash, ref.Size())
-	}
-	compareTiles(t, "dedup", l, ref, ref.Size())
-
-	// After reopening, duplicates are still found through the stored index.
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l = openMem(t, fs, s, true)
-	for d, w := range want {
-		got, err := l.Append(ctx, []byte(d))
-		if err != nil || got != w {
-			t.Fatalf("after reopen, Append(%q) = %d, %v; want %d", d, got, err, w)
-		}
-	}
-	if cp2, _ := l.Checkpoint(); cp2.N != cp.N || cp2.Hash != cp.Hash {
-		t.Fatalf("duplicate appends after reopen changed the tree: %d -> %d", cp.N, cp2.N)
-	}
-	l.Close()
-
-	// The same log reopened without Dedup appends copies (and indexes them
-	// off the sequencer's path).
-	l = openMem(t, fs, s, false)
-	var batch2 []Entry
-	for i := 0; i < 40; i++ {
-		batch2 = append(batch2, Entry{Data: []byte(fmt.Sprintf("plain %d", i%20))})
-	}
-	idx2, err := l.AppendEntries(ctx, batch2)
-	if err != nil || idx2[0] != cp.N || idx2[39] != cp.N+39 {
-		t.Fatalf("without Dedup, AppendEntries of duplicates = %v, %v; want new indexes from %d", idx2, err, cp.N)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Back with Dedup: entries appended without it are found (Open brings
-	// the leaf-hash index up to the tree size), at their first index.
-	l = openMem(t, fs, s, true)
-	defer l.Close()
-	for i := 0; i < 20; i++ {
-		got, err := l.Append(ctx, []byte(fmt.Sprintf("plain %d", i)))
-		if err != nil || got != cp.N+int64(i) {
-			t.Fatalf("Dedup after a Dedup-less session: Append(plain %d) = %d, %v; want %d", i, got, err, cp.N+int64(i))
-		}
-	}
-	if cp3, _ := l.Checkpoint(); cp3.N != cp.N+40 {
-		t.Fatalf("size %d, want %d", cp3.N, cp.N+40)
 	}
 }

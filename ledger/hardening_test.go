@@ -266,11 +266,16 @@ func TestScanExt(t *testing.T) {
 	keys := []string{"a", "b/1", "b/2", "b/3", "c"}
 	var batch []Entry
 	for _, k := range keys {
-		batch = append(batch, Entry{Data: []byte("entry " + k), Sidecar: func(_ int64, w Writer) error {
-			return w.Set([]byte(k), []byte("v"+k))
-		}})
+		batch = append(batch, Entry{Data: []byte("entry " + k)})
 	}
-	if _, err := l.AppendEntries(context.Background(), batch); err != nil {
+	if _, err := l.AppendBatch(context.Background(), batch, func(_ []int64, w Writer) error {
+		for _, k := range keys {
+			if err := w.Set([]byte(k), []byte("v"+k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, 0); err != nil {
 		t.Fatal(err)
 	}
 	scan := func(lo, hi []byte, reverse bool, limit int) []string {

@@ -17,7 +17,7 @@ import (
 
 // The leaf-hash index ('h' keys) maps a leaf hash to the entries that have
 // it. It is derived data: everything in it can be recomputed from the
-// bundles. So, unless Options.Dedup needs it at sequencing time, it is not
+// bundles. So it is not
 // written by the sequencer in the commit batch (inserting tens of thousands of
 // random keys per second into the memtable would halve the sequencer's
 // throughput) but by the indexer goroutine, right after each commit, in its
@@ -206,4 +206,24 @@ func (l *Log) waitIndexed(n int64) error {
 			return ErrClosed
 		}
 	}
+}
+
+// lookupLeaf returns the first index below n whose entry has leaf hash h.
+func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
+	lo := appendLeafKey(nil, h, 0)
+	hi := appendLeafKey(nil, h, n)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	k := it.Key()
+	idx := int64(0)
+	for _, c := range k[len(k)-8:] {
+		idx = idx<<8 | int64(c)
+	}
+	return idx, true, nil
 }

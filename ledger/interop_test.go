@@ -86,7 +86,7 @@ func (f *tesseraFetchers) bundle(ctx context.Context, index uint64, p uint8) ([]
 func TestTesseraClient(t *testing.T) {
 	s, v := testSigner(t)
 	ctx := context.Background()
-	l := openMem(t, vfs.NewMem(), s, false)
+	l := openMem(t, vfs.NewMem(), s)
 	defer l.Close()
 	f := &tesseraFetchers{l: l, served: map[string]int{}}
 	origin := s.Name()
@@ -227,7 +227,7 @@ func TestTesseraClient(t *testing.T) {
 func TestTesseraClientDetectsTampering(t *testing.T) {
 	s, v := testSigner(t)
 	ctx := context.Background()
-	l := openMem(t, vfs.NewMem(), s, false)
+	l := openMem(t, vfs.NewMem(), s)
 	defer l.Close()
 	var batch []Entry
 	for i := 0; i < 600; i++ {
@@ -285,7 +285,7 @@ func TestTesseraClientDetectsTampering(t *testing.T) {
 		t.Error("a flipped byte in a bundle entry still matches its leaf")
 	}
 	other, _ := testSigner(t)
-	otherLog := openMem(t, vfs.NewMem(), other, false)
+	otherLog := openMem(t, vfs.NewMem(), other)
 	defer otherLog.Close()
 	if _, _, _, err := client.FetchCheckpoint(ctx, (&tesseraFetchers{l: otherLog}).checkpoint, v, s.Name()); err == nil {
 		t.Error("tessera accepted a checkpoint signed by another key with the same origin")
@@ -345,7 +345,7 @@ func (r torchwoodReader) ReadEndpoint(ctx context.Context, path string) ([]byte,
 func TestTorchwoodClient(t *testing.T) {
 	s, v := testSigner(t)
 	ctx := context.Background()
-	l := openMem(t, vfs.NewMem(), s, false)
+	l := openMem(t, vfs.NewMem(), s)
 	defer l.Close()
 	r := torchwoodReader{l}
 	c, err := torchwood.NewClient(r)

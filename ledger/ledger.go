@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -129,11 +130,6 @@ type Options struct {
 	// MaxBatchBytes bounds the entry bytes committed in one batch. Default
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int
-	// Dedup, when set, makes Append of an entry whose bytes equal an entry
-	// already in the log (or earlier in the same batch) return that entry's
-	// index instead of appending a copy. It costs one index lookup per entry.
-	// A deduplicated entry's Sidecar is not called.
-	Dedup bool
 	// Logger receives operational messages. Default: slog.Default().
 	Logger *slog.Logger
 	// OnCommit, if set, is called after each durable commit (for metrics).
@@ -306,6 +302,13 @@ func Open(dir string, opts Options) (*Log, error) {
 		MemTableSize:       64 << 20,
 		Cleaner:            noRecycleCleaner{}, // purge.go
 	}
+	// A bloom filter per table (10 bits a key, about 1% false positives):
+	// a point lookup of a key that is absent, which is what an idempotency
+	// check almost always is, then skips the table without reading its
+	// index and data blocks. Without it, every id looked up read a data
+	// block of every level (issue 21). Tables written before it have no
+	// filter until compacted, which is harmless.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	var guard *guard
 	var hwm *highWater
 	if opts.KeyGuard != nil {

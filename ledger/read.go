@@ -108,6 +108,46 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 	return out, nil
 }
 
+// EntriesFunc calls f(j, entry) for each published indexes[j], in the
+// order given, reading each entry bundle once for the indexes in it that
+// come one after another (sort them to read each bundle once), with entry
+// valid only during the call. An index not published is ErrNotFound, and
+// stops the walk.
+func (l *Log) EntriesFunc(indexes []int64, f func(j int, entry []byte) error) error {
+	pub := l.pub.Load()
+	var (
+		data []byte
+		n    = int64(-1)
+		ents [][]byte
+		nerr error
+	)
+	for j, i := range indexes {
+		if i < 0 || i >= pub.cp.N {
+			return fmt.Errorf("%w: index %d", ErrNotFound, i)
+		}
+		if b := i / itlog.TileWidth; b != n {
+			if data, nerr = l.readBundle(pub.edge, b); nerr != nil {
+				return nerr
+			}
+			n, ents = b, ents[:0]
+			if err := itlog.WalkBundle(data, func(e []byte) bool {
+				ents = append(ents, e)
+				return true
+			}); err != nil {
+				return fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, b, err)
+			}
+		}
+		k := int(i % itlog.TileWidth)
+		if k >= len(ents) {
+			return fmt.Errorf("%w: bundle %d: entry %d missing", ErrCorrupt, n, i)
+		}
+		if err := f(j, ents[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readBundle returns bundle n: the partial one from the published right
 // edge, a full one from the store. The result must not be modified.
 func (l *Log) readBundle(snap *edgeSnapshot, n int64) ([]byte, error) {
@@ -186,7 +226,7 @@ func (l *Log) TreeHash(n int64) (tlog.Hash, error) {
 }
 
 // GetExt returns a copy of the value the layer above stored at key with a
-// Sidecar, or ErrNotFound. Values written by a batch whose fsync is still in
+// sidecar (AppendBatch, WriteExt), or ErrNotFound. Values written by a batch whose fsync is still in
 // flight may be visible; callers bound their reads by the published size.
 func (l *Log) GetExt(key []byte) ([]byte, error) {
 	return l.get(extKey(key))

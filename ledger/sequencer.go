@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,14 +16,6 @@ import (
 type Entry struct {
 	// Data is the entry's bytes (the leaf data), at most tlog.MaxEntrySize.
 	Data []byte
-	// Sidecar, if set, is called by the sequencer once the entry's index is
-	// known, to add the layer above's own writes (encrypted payloads,
-	// secondary indexes) to the very same pebble batch: the entry and its
-	// sidecar writes become durable together or not at all. It must be fast
-	// and must not call back into the Log. Validate everything before
-	// appending: a Sidecar error is treated as a broken invariant, the batch
-	// is abandoned and the log stops with ErrFailed (reopen to recover).
-	Sidecar func(index int64, w Writer) error
 }
 
 // Writer adds key/value pairs to the batch being committed, inside the
@@ -73,25 +63,25 @@ func (l *Log) Append(ctx context.Context, data []byte) (int64, error) {
 }
 
 // AppendEntries appends entries in order, atomically with respect to
-// durability (all in one batch), and returns their indexes once durable.
-// Indexes are consecutive unless Options.Dedup returned existing ones.
+// durability (all in one batch), and returns their (consecutive) indexes
+// once durable.
 func (l *Log) AppendEntries(ctx context.Context, entries []Entry) ([]int64, error) {
 	return l.appendEntries(ctx, entries, nil, 0)
 }
 
-// AppendBatch is AppendEntries with one sidecar for the whole call instead
-// of one per entry: the sequencer calls it once every entry of the call has
-// its index (indexes[j] is entries[j]'s), in the same pebble batch and under
-// the same rules as Entry.Sidecar. Sets written in key order are cheaper to
-// apply (pebble's memtable insert starts from where the previous key went),
-// so a caller that sorts its keys before appending saves the sequencer most
-// of that cost. hint is about how many bytes the sidecar writes (it sizes
-// the batch). A log with Options.Dedup refuses it: a deduplicated entry
-// would have no writes of its own to make.
+// AppendBatch is AppendEntries with a sidecar: the sequencer calls it once
+// every entry of the call has its index (indexes[j] is entries[j]'s), to
+// add the layer above's own writes (encrypted payloads, secondary indexes)
+// to the very same pebble batch: the entries and the sidecar's writes
+// become durable together or not at all. It must be fast and must not call
+// back into the Log. Validate everything before appending: a sidecar error
+// is treated as a broken invariant, the batch is abandoned and the log
+// stops with ErrFailed (reopen to recover). Sets written in key order are
+// cheaper to apply (pebble's memtable insert starts from where the previous
+// key went), so a caller that sorts its keys before appending saves the
+// sequencer most of that cost. hint is about how many bytes the sidecar
+// writes (it sizes the batch).
 func (l *Log) AppendBatch(ctx context.Context, entries []Entry, sidecar func(indexes []int64, w Writer) error, hint int) ([]int64, error) {
-	if l.opts.Dedup && sidecar != nil {
-		return nil, errors.New("ledger: AppendBatch with a sidecar on a log with Dedup")
-	}
 	return l.appendEntries(ctx, entries, sidecar, hint)
 }
 
@@ -258,11 +248,6 @@ func (l *Log) integrate(reqs []*request) *commit {
 	}
 	b := l.db.NewBatchWithSize(size)
 	c := &commit{batch: b, reqs: reqs, start: start}
-	var key []byte
-	var seen map[tlog.Hash]int64
-	if l.opts.Dedup {
-		seen = make(map[tlog.Hash]int64)
-	}
 	c.leaves.first = e.size
 	// The new entries of the partial bundle start at deltaStart, at byte
 	// deltaOff of its buffer: one 'e' record per commit (see edge.go).
@@ -272,21 +257,6 @@ func (l *Log) integrate(reqs []*request) *commit {
 		r.indexes = make([]int64, len(r.entries))
 		for i, ent := range r.entries {
 			h := tlog.RecordHash(ent.Data)
-			if seen != nil {
-				if idx, ok := seen[h]; ok {
-					r.indexes[i] = idx
-					continue
-				}
-				if idx, ok, err := l.lookupLeaf(h, e.size); err != nil {
-					c.err = fmt.Errorf("%w: %w", ErrFailed, err)
-					break
-				} else if ok {
-					r.indexes[i] = idx
-					seen[h] = idx
-					continue
-				}
-				seen[h] = e.size
-			}
 			idx := e.size
 			r.indexes[i] = idx
 			e.bundle.data = itlog.AppendBundleEntry(e.bundle.data, ent.Data)
@@ -294,20 +264,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 			if err := e.rng.Append(h[:], visit); err != nil {
 				panic(fmt.Sprintf("ledger: compact range append: %v", err))
 			}
-			if seen != nil {
-				// Dedup looks entries up at sequencing time: index them in
-				// this very batch.
-				key = appendLeafKey(key[:0], h, idx)
-				b.Set(key, nil, nil)
-			} else {
-				c.leaves.hashes = append(c.leaves.hashes, h)
-			}
-			if ent.Sidecar != nil {
-				if err := ent.Sidecar(idx, batchWriter{b}); err != nil {
-					c.err = fmt.Errorf("%w: sidecar for entry %d: %w", ErrFailed, idx, err)
-					break
-				}
-			}
+			c.leaves.hashes = append(c.leaves.hashes, h)
 			e.size++
 			c.entries++
 			if e.bundle.w == itlog.TileWidth {
@@ -351,11 +308,6 @@ func (l *Log) integrate(reqs []*request) *commit {
 		c.tree = tlog.Tree{N: e.size, Hash: root}
 		c.snap = e.snapshot()
 		b.Set(keyState, encodeState(c.tree), nil)
-		if seen != nil {
-			var v [8]byte
-			binary.BigEndian.PutUint64(v[:], uint64(e.size))
-			b.Set(keyIndexed, v[:], nil)
-		}
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
 		// waits for the fsync before anything attests to it, and publishes
 		// nothing more once a commit has failed.
@@ -370,26 +322,6 @@ func (l *Log) integrate(reqs []*request) *commit {
 		c.batch = nil
 	}
 	return c
-}
-
-// lookupLeaf returns the first index below n whose entry has leaf hash h.
-func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
-	lo := appendLeafKey(nil, h, 0)
-	hi := appendLeafKey(nil, h, n)
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return 0, false, err
-	}
-	defer it.Close()
-	if !it.First() {
-		return 0, false, it.Error()
-	}
-	k := it.Key()
-	idx := int64(0)
-	for _, c := range k[len(k)-8:] {
-		idx = idx<<8 | int64(c)
-	}
-	return idx, true, nil
 }
 
 // publishLoop waits for each applied batch's fsync, then publishes its
@@ -432,8 +364,6 @@ func (l *Log) publishLoop() {
 		finish(c.reqs, nil)
 		if len(c.leaves.hashes) > 0 {
 			l.indexq <- c.leaves
-		} else if l.opts.Dedup {
-			l.indexed.Store(c.tree.N)
 		}
 		if l.opts.OnCommit != nil {
 			l.opts.OnCommit(CommitInfo{

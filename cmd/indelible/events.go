@@ -15,13 +15,16 @@ const (
 )
 
 // eventsFlags registers the flags of events mode on serve.
-// Per-token rate limit defaults: far above what one client of the events
-// API does (the load generator's single-event POSTs reach about 10,000/s
-// over one token on the development machine), low enough that one leaked
-// or runaway token cannot monopolise the server.
+// Per-token rate limit defaults: what a person or a well-behaved client
+// does (a console page makes a handful of requests; a writer batching up to
+// 1,000 events a request moves 100,000 events/s within it), low enough that
+// one leaked or runaway token, in particular a read token sending queries
+// that each decrypt up to the scan budget (events.MaxScanDecrypts), cannot
+// monopolise the server. A service POSTing events one by one at a higher
+// rate batches them (NDJSON) or gets its own --token-rate.
 const (
-	defaultTokenRate  = 50000
-	defaultTokenBurst = 100000
+	defaultTokenRate  = 100
+	defaultTokenBurst = 200
 )
 
 func eventsFlags(f *pflag.FlagSet, cfg *serveConfig) {

@@ -41,7 +41,7 @@ func TestEventsKillRecovery(t *testing.T) {
 		return c
 	}
 	for round := range kills {
-		p := startEvents(t, dir)
+		p := startEvents(t, dir, "--token-rate", "0") // its writers and readers go as fast as they can
 		c := newClient(p)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
@@ -84,7 +84,7 @@ func TestEventsKillRecovery(t *testing.T) {
 		killMidRound(t, p, cancel, &wg)
 	}
 
-	p := startEvents(t, dir)
+	p := startEvents(t, dir, "--token-rate", "0")
 	c := newClient(p)
 	ctx := t.Context()
 	var hi int64 = -1

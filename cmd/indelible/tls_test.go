@@ -344,7 +344,7 @@ func TestPrivateLogEndToEnd(t *testing.T) {
 	keyFile, logVKey := newLogKey(t, origin)
 	wdir, wvkey := newWitnessDir(t, "wp.example")
 	w := startWitnessProc(t, wdir, "--listen", "127.0.0.1:0", "--log", logVKey)
-	p := startEvents(t, filepath.Join(dir, "log"), "--private-log", "--key", keyFile, "--init", "--witness", wvkey+"="+w.url)
+	p := startEvents(t, filepath.Join(dir, "log"), "--token-rate", "0", "--private-log", "--key", keyFile, "--init", "--witness", wvkey+"="+w.url)
 	if !strings.Contains(p.banner, "private log:") {
 		t.Fatalf("banner does not say the log is private:\n%s", p.banner)
 	}

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,11 @@ type EventsConfig struct {
 	// built once and sent as they are, so their times (and contents)
 	// repeat every 4 x Writers requests; Start is not used.
 	OTLP bool
+	// IDs gives every event an "id" (as OTLP's log.record.uid, Kubernetes'
+	// auditID and retry-safe clients do): a random tag of the run and the
+	// event's number, so ids never repeat, even in a reused store. Not
+	// with OTLP.
+	IDs bool
 }
 
 // EventsResult is what Events measured from the client side.
@@ -64,23 +71,45 @@ func EventLine(dst []byte, k int) []byte {
 
 const timeOffset = len(`{"time":"`)
 
+// idWidth is the width of the event number in a generated id.
+const idWidth = 20
+
+// eventIDPrefix is what EventLine's output starts with when the event has
+// an id: the id is tag-NNNN (idWidth digits), then the rest of the line.
+func eventIDPrefix(dst []byte, tag string, k int64) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, tag...)
+	dst = append(dst, '-')
+	return fmt.Appendf(dst, "%0*d\",", idWidth, k)
+}
+
 // eventBodies pre-builds the request bodies, so the writers spend their
 // CPU on sending, not on formatting; offs gives where each event's time
-// starts in its body, for the writers to patch.
-func eventBodies(n, per int) (bodies [][]byte, offs [][]int) {
-	bodies, offs = make([][]byte, n), make([][]int, n)
+// starts in its body, for the writers to patch, and idOffs where its id's
+// number starts (tag non-empty: every event has an id).
+func eventBodies(n, per int, tag string) (bodies [][]byte, offs, idOffs [][]int) {
+	bodies, offs, idOffs = make([][]byte, n), make([][]int, n), make([][]int, n)
 	for b := range bodies {
 		var buf []byte
 		for i := range per {
-			offs[b] = append(offs[b], len(buf)+timeOffset)
-			buf = EventLine(buf, b*per+i)
+			k := b*per + i
+			if tag != "" {
+				idOffs[b] = append(idOffs[b], len(buf)+len(`{"id":"`)+len(tag)+1)
+				buf = eventIDPrefix(buf, tag, int64(k))
+				line := EventLine(nil, k)
+				offs[b] = append(offs[b], len(buf)+timeOffset-1)
+				buf = append(buf, line[1:]...) // without its '{'
+			} else {
+				offs[b] = append(offs[b], len(buf)+timeOffset)
+				buf = EventLine(buf, k)
+			}
 			if per > 1 {
 				buf = append(buf, '\n')
 			}
 		}
 		bodies[b] = buf
 	}
-	return bodies, offs
+	return bodies, offs, idOffs
 }
 
 // Events runs cfg and returns what the writers saw. A non-200 reply counts
@@ -97,14 +126,20 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	if cfg.PerRequest > 1 {
 		nb = 4 * cfg.Writers
 	}
+	var tag string
+	if cfg.IDs && !cfg.OTLP {
+		var r [4]byte
+		rand.Read(r[:])
+		tag = hex.EncodeToString(r[:])
+	}
 	var bodies [][]byte
-	var offs [][]int
+	var offs, idOffs [][]int
 	route, encoding := "/v1/events", ""
 	if cfg.OTLP {
 		bodies, offs = otlpBodies(nb, cfg.PerRequest), make([][]int, nb)
 		route, ct, encoding = "/v1/logs", "application/x-protobuf", "gzip"
 	} else {
-		bodies, offs = eventBodies(nb, cfg.PerRequest)
+		bodies, offs, idOffs = eventBodies(nb, cfg.PerRequest, tag)
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers, MaxConnsPerHost: cfg.Writers, DisableCompression: true}
 	defer tr.CloseIdleConnections()
@@ -124,7 +159,7 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 			var lat []time.Duration
 			var evs, reqs, errs int64
 			var first error
-			var body, ts []byte
+			var body, ts, num []byte
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				// Every event gets the next time: the events of a run are
 				// numbered from cfg.Start in the order bodies are taken.
@@ -132,8 +167,13 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 				b := n % int64(len(bodies))
 				body = append(body[:0], bodies[b]...)
 				for j, off := range offs[b] {
-					ts = appendEventTime(ts[:0], cfg.Start+n*int64(cfg.PerRequest)+int64(j))
+					k := cfg.Start + n*int64(cfg.PerRequest) + int64(j)
+					ts = appendEventTime(ts[:0], k)
 					copy(body[off:], ts)
+					if tag != "" {
+						num = fmt.Appendf(num[:0], "%0*d", idWidth, k)
+						copy(body[idOffs[b][j]:], num)
+					}
 				}
 				t0 := time.Now()
 				err := postEvents(ctx, hc, cfg.URL+route, cfg.Token, ct, encoding, body)

@@ -37,8 +37,10 @@ import (
 //	EVBENCH_DIR      store directory, kept and reused (default: a temporary one)
 //	EVBENCH_DUR      duration of each ingest phase (default 20s)
 //	EVBENCH_BUILD    extra batched ingest before the queries, to grow the store (default 0)
-//	EVBENCH_PHASES   comma-separated subset of batch,single,build,query,restart (default all)
-//	EVBENCH_CPUPROF  write a CPU profile of the batched phase to this file
+//	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,query,restart (default all)
+//	                 (batch: every event with an id; batchnoid: the same without ids)
+//	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
+//	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file
 //
 //	INDELIBLE_EVENTS_BENCH=1 go test ./internal/loadgen -run TestEventsBench -v -timeout 0
 
@@ -211,7 +213,7 @@ func TestEventsBench(t *testing.T) {
 		build = d
 	}
 	phases := map[string]bool{}
-	for p := range strings.SplitSeq(cmp.Or(os.Getenv("EVBENCH_PHASES"), "batch,single,build,query,restart"), ",") {
+	for p := range strings.SplitSeq(cmp.Or(os.Getenv("EVBENCH_PHASES"), "batch,batchnoid,single,build,query,restart"), ",") {
 		phases[p] = true
 	}
 	// The signing key and master key must survive a reused directory.
@@ -229,27 +231,42 @@ func TestEventsBench(t *testing.T) {
 	b := openBench(t, dir, skey)
 	t.Cleanup(func() { b.close() })
 
-	if phases["batch"] {
-		var pf *os.File
-		if p := os.Getenv("EVBENCH_CPUPROF"); p != "" {
-			f, err := os.Create(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pf = f
-			pprof.StartCPUProfile(f)
+	// Batched ingest with ids (what production sends) and without, rounds
+	// alternating, so the A/B pair sees the same machine load.
+	rounds := 1
+	if v := os.Getenv("EVBENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("EVBENCH_ROUNDS=%q", v)
 		}
-		b.ingest(t, "batched NDJSON, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size()})
-		if pf != nil {
-			pprof.StopCPUProfile()
-			pf.Close()
+		rounds = n
+	}
+	for r := range rounds {
+		if phases["batch"] {
+			var pf *os.File
+			if p := os.Getenv("EVBENCH_CPUPROF"); p != "" && r == 0 {
+				f, err := os.Create(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pf = f
+				pprof.StartCPUProfile(f)
+			}
+			b.ingest(t, "batched NDJSON with ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size(), IDs: true})
+			if pf != nil {
+				pprof.StopCPUProfile()
+				pf.Close()
+			}
+		}
+		if phases["batchnoid"] {
+			b.ingest(t, "batched NDJSON without ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size()})
 		}
 	}
 	if phases["single"] {
 		b.ingest(t, "single-event POSTs, 256 writers", EventsConfig{Writers: 256, PerRequest: 1, Duration: dur, Start: b.size()})
 	}
 	if phases["build"] && build > 0 {
-		b.ingest(t, "store build (batched, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Start: b.size()})
+		b.ingest(t, "store build (batched with ids, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Start: b.size(), IDs: true})
 	}
 	if phases["query"] {
 		// Wait until the last batch is published, so every event counts.
@@ -314,8 +331,12 @@ func TestEventsRealServer(t *testing.T) {
 	b := openBench(t, t.TempDir(), k)
 	t.Cleanup(func() { b.close() })
 	var total int64
-	for _, per := range []int{1, 25} {
-		res, err := Events(t.Context(), EventsConfig{URL: b.hs.URL, Token: b.tok, Writers: 3, PerRequest: per, Duration: 200 * time.Millisecond, Start: total})
+	for _, c := range []struct {
+		per int
+		ids bool
+	}{{1, false}, {25, false}, {25, true}, {1, true}} {
+		per := c.per
+		res, err := Events(t.Context(), EventsConfig{URL: b.hs.URL, Token: b.tok, Writers: 3, PerRequest: per, Duration: 200 * time.Millisecond, Start: total, IDs: c.ids})
 		if err != nil || res.Errors != 0 || res.Events == 0 || res.Events != res.Requests*int64(per) {
 			t.Fatalf("per %d: %+v %v", per, res, err)
 		}
@@ -335,10 +356,20 @@ func TestEventsRealServer(t *testing.T) {
 	if int64(len(p.Records)) != want {
 		t.Fatalf("%d records, want %d", len(p.Records), want)
 	}
+	ids := map[string]bool{}
 	for i, r := range p.Records { // newest first, one ms apart
+		if r.Event.ID != "" {
+			if ids[r.Event.ID] {
+				t.Fatalf("record %d: id %q repeats", i, r.Event.ID)
+			}
+			ids[r.Event.ID] = true
+		}
 		if at := EventsBase.Add(time.Duration(total-1-int64(i)) * time.Millisecond); !r.Event.Time.Equal(at) {
 			t.Fatalf("record %d at %v, want %v", i, r.Event.Time, at)
 		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("no record carries an id: the IDs phases sent none")
 	}
 	if n := len(EventLine(nil, 12345)); n < 250 || n > 350 {
 		t.Fatalf("generated event of %d bytes, want about 300", n)
