@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -46,16 +47,36 @@ type ReadMeta struct {
 	Indexes []int64 `json:"indexes,omitempty"`
 }
 
+// MaxRecordedValue bounds each parameter value a read record keeps, so a
+// reader cannot make every read append kilobytes to the log (SECURITY.md):
+// a longer value is kept as its first MaxRecordedValue bytes (cut at a rune
+// boundary) followed by "…(N bytes)".
+const MaxRecordedValue = 256
+
 // QueryMeta is the metadata of a read with filters: every parameter of v
-// (each given once; the parsers refuse repeats before this is called).
+// (each given once; the parsers refuse repeats and unknown parameters
+// before this is called), each value cut to MaxRecordedValue bytes.
 func QueryMeta(route string, v url.Values) ReadMeta {
 	m := ReadMeta{Route: route, Query: make(map[string]string, len(v))}
 	for k, vs := range v {
 		if len(vs) > 0 {
-			m.Query[k] = vs[0]
+			m.Query[k] = capValue(vs[0])
 		}
 	}
 	return m
+}
+
+// capValue cuts s to MaxRecordedValue bytes at a rune boundary and says how
+// long it was.
+func capValue(s string) string {
+	if len(s) <= MaxRecordedValue {
+		return s
+	}
+	cut := MaxRecordedValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
 }
 
 // IndexMeta is the metadata of a read of one index.
