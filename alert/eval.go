@@ -1,0 +1,506 @@
+package alert
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"indelible.dev/event"
+)
+
+// Bounds of the evaluator's state, per rule.
+const (
+	MaxGroups      = 10000 // groups of one rule; beyond, new groups are not tracked (Dropped)
+	MaxGroupHits   = 10000 // events kept in one group's window
+	MaxEvidence    = 100   // indexes in a firing's evidence
+	groupSeparator = "/"
+)
+
+// Input is one committed event, as the evaluator sees it.
+type Input struct {
+	Index int64
+	Event event.Event
+	// Bytes are the event's canonical bytes (decoded for where, group_by
+	// and distinct when a rule's match passes); nil means computed from
+	// Event.
+	Bytes []byte
+
+	obj    map[string]any
+	objErr error
+}
+
+func (in *Input) object() (map[string]any, error) {
+	if in.obj == nil && in.objErr == nil {
+		b := in.Bytes
+		if b == nil {
+			if b, in.objErr = event.Canonical(in.Event); in.objErr != nil {
+				return nil, in.objErr
+			}
+		}
+		in.objErr = json.Unmarshal(b, &in.obj)
+	}
+	return in.obj, in.objErr
+}
+
+// Firing is a rule firing (or, Resolved, an absent rule's resolve).
+type Firing struct {
+	Rule     string
+	Severity string
+	Resolved bool
+	Group    string
+	Count    int           // events (or distinct values) that made it fire; absent: 0
+	Window   time.Duration // threshold: the window; absent: for
+	Evidence []int64       // up to MaxEvidence indexes, ascending
+	// FirstIndex and LastIndex bound the evidence (both -1 for an absent
+	// rule's firing when no event ever matched).
+	FirstIndex, LastIndex int64
+	// At is the time of the firing: the last evidence event's time
+	// (threshold), the clock (absent), the resolving event's received_at.
+	At time.Time
+}
+
+// Evaluator is the rules' state machine: Evaluate each committed event in
+// index order, Tick the clock for absent rules. It does no I/O and reads no
+// clock; it is not safe for concurrent use. Its State is what a restart
+// needs to continue exactly where it was.
+type Evaluator struct {
+	rules    []*Rule
+	lateness time.Duration
+	st       map[string]*ruleState
+	// Counters for metrics (not part of the state).
+	WhereErrors map[string]int64 // by rule: where failed to evaluate (no match)
+	Late        map[string]int64 // by rule: events later than the lateness bound, not counted
+	Dropped     map[string]int64 // by rule: events of groups over MaxGroups
+}
+
+// ruleState is one rule's state (JSON in the store).
+type ruleState struct {
+	Def    string                  `json:"def"`
+	Groups map[string]*groupState  `json:"groups,omitempty"` // threshold
+	Absent map[string]*absentState `json:"absent,omitempty"`
+}
+
+type groupState struct {
+	Hits     []hit     `json:"hits,omitempty"` // by time, then index
+	Max      time.Time `json:"max"`            // the latest event time seen in the group
+	LastFire time.Time `json:"last_fire"`      // zero: never
+}
+
+type hit struct {
+	T time.Time `json:"t"`
+	I int64     `json:"i"`
+	D string    `json:"d,omitempty"` // the distinct field's value
+}
+
+type absentState struct {
+	LastSeen  time.Time `json:"last_seen"`
+	LastIndex int64     `json:"last_index"` // -1: none yet
+	Firing    bool      `json:"firing"`
+}
+
+// NewEvaluator returns an evaluator of rs, with absent rules' silence
+// counted from now; lateness 0 means DefaultLateness.
+func NewEvaluator(rs *Rules, lateness time.Duration, now time.Time) *Evaluator {
+	if lateness <= 0 {
+		lateness = DefaultLateness
+	}
+	e := &Evaluator{lateness: lateness, st: map[string]*ruleState{},
+		WhereErrors: map[string]int64{}, Late: map[string]int64{}, Dropped: map[string]int64{}}
+	e.SetRules(rs, now)
+	return e
+}
+
+// SetRules replaces the rules. A rule keeps its state if its name and
+// definition are unchanged; a new or changed rule starts afresh (an absent
+// rule's silence counted from now); a removed rule's state goes.
+func (e *Evaluator) SetRules(rs *Rules, now time.Time) {
+	e.rules = rs.Rules
+	st := make(map[string]*ruleState, len(rs.Rules))
+	for _, r := range rs.Rules {
+		if s := e.st[r.Name]; s != nil && s.Def == r.def {
+			if s.Groups == nil && r.Kind == KindThreshold {
+				s.Groups = map[string]*groupState{}
+			}
+			if s.Absent == nil && r.Kind == KindAbsent {
+				s.Absent = map[string]*absentState{}
+			}
+			st[r.Name] = s
+			continue
+		}
+		s := &ruleState{Def: r.def}
+		if r.Kind == KindAbsent {
+			s.Absent = map[string]*absentState{}
+			if len(r.GroupBy) == 0 {
+				s.Absent[""] = &absentState{LastSeen: now, LastIndex: -1}
+			}
+		} else {
+			s.Groups = map[string]*groupState{}
+		}
+		st[r.Name] = s
+	}
+	e.st = st
+}
+
+// Rules returns the rules evaluated.
+func (e *Evaluator) Rules() []*Rule { return e.rules }
+
+// State returns the evaluator's state, to be restored with Restore.
+func (e *Evaluator) State() ([]byte, error) { return json.Marshal(e.st) }
+
+// Restore replaces the state with one State returned, then applies the
+// current rules to it as SetRules does.
+func (e *Evaluator) Restore(b []byte, now time.Time) error {
+	var st map[string]*ruleState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("alert: decoding the evaluator state: %w", err)
+	}
+	for name, s := range st {
+		if s == nil {
+			delete(st, name)
+		}
+	}
+	e.st = st
+	e.SetRules(&Rules{Rules: e.rules}, now)
+	return nil
+}
+
+// Evaluate runs every rule over the committed event in, which must come
+// after every event evaluated before (index order), and returns the
+// firings, in rule order.
+func (e *Evaluator) Evaluate(in *Input) []Firing {
+	var out []Firing
+	for _, r := range e.rules {
+		if !r.matches(in, e) {
+			continue
+		}
+		group := groupOf(r, in)
+		if r.Kind == KindAbsent {
+			if f, ok := e.seen(r, group, in); ok {
+				out = append(out, f)
+			}
+			continue
+		}
+		if f, ok := e.count(r, group, in); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Tick checks the absent rules at time now and returns their firings.
+func (e *Evaluator) Tick(now time.Time) []Firing {
+	var out []Firing
+	for _, r := range e.rules {
+		if r.Kind != KindAbsent {
+			continue
+		}
+		s := e.st[r.Name]
+		groups := make([]string, 0, len(s.Absent))
+		for g := range s.Absent {
+			groups = append(groups, g)
+		}
+		slices.Sort(groups) // a deterministic order
+		for _, g := range groups {
+			a := s.Absent[g]
+			if a.Firing || now.Sub(a.LastSeen) < r.For {
+				continue
+			}
+			a.Firing = true
+			f := Firing{Rule: r.Name, Severity: r.Severity, Group: g, Window: r.For, FirstIndex: -1, LastIndex: -1, At: now}
+			if a.LastIndex >= 0 {
+				f.Evidence, f.FirstIndex, f.LastIndex = []int64{a.LastIndex}, a.LastIndex, a.LastIndex
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// seen records a matching event of an absent rule; it resolves the group
+// if it was firing.
+func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
+	s := e.st[r.Name]
+	a := s.Absent[group]
+	if a == nil {
+		if len(s.Absent) >= MaxGroups {
+			e.Dropped[r.Name]++
+			return Firing{}, false
+		}
+		a = &absentState{LastIndex: -1}
+		s.Absent[group] = a
+	}
+	at := in.Event.ReceivedAt
+	if at.IsZero() {
+		at = in.Event.Time
+	}
+	if at.After(a.LastSeen) {
+		a.LastSeen = at
+	}
+	a.LastIndex = in.Index
+	if !a.Firing {
+		return Firing{}, false
+	}
+	a.Firing = false
+	return Firing{Rule: r.Name, Severity: r.Severity, Resolved: true, Group: group, Count: 1, Window: r.For,
+		Evidence: []int64{in.Index}, FirstIndex: in.Index, LastIndex: in.Index, At: at}, true
+}
+
+// count adds a matching event to its group of a threshold rule and fires if
+// some window of the rule's length holding it has count events (or
+// distinct values).
+func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
+	s := e.st[r.Name]
+	g := s.Groups[group]
+	t := in.Event.Time
+	if g == nil {
+		if len(s.Groups) >= MaxGroups {
+			e.sweep(r, s, t)
+		}
+		if len(s.Groups) >= MaxGroups {
+			e.Dropped[r.Name]++
+			return Firing{}, false
+		}
+		g = &groupState{Max: t}
+		s.Groups[group] = g
+	}
+	// Bounded lateness: an event older than the group's latest by more than
+	// the bound is not counted; one within it counts where its time falls.
+	if t.Before(g.Max.Add(-e.lateness)) {
+		e.Late[r.Name]++
+		return Firing{}, false
+	}
+	if t.After(g.Max) {
+		g.Max = t
+	}
+	h := hit{T: t, I: in.Index}
+	if r.Distinct != "" {
+		h.D = pathValue(in, r.Distinct)
+	}
+	pos, _ := slices.BinarySearchFunc(g.Hits, h, cmpHit)
+	g.Hits = slices.Insert(g.Hits, pos, h)
+	// Drop what no window with a countable event can hold any more.
+	horizon := g.Max.Add(-r.Window - e.lateness)
+	cut := 0
+	for cut < len(g.Hits) && !g.Hits[cut].T.After(horizon) {
+		cut++
+	}
+	if len(g.Hits)-cut > MaxGroupHits {
+		cut = len(g.Hits) - MaxGroupHits
+	}
+	if cut > 0 {
+		g.Hits = slices.Delete(g.Hits, 0, cut)
+		pos -= cut
+		if pos < 0 {
+			return Firing{}, false // it fell off at once
+		}
+	}
+	// The windows [start, start+window) that hold h start at an event in
+	// (t-window, t]. Take the earliest that reaches the threshold.
+	for si := 0; si <= pos; si++ {
+		start := g.Hits[si].T
+		if !start.After(t.Add(-r.Window)) {
+			continue
+		}
+		end := start.Add(r.Window)
+		ei := si
+		for ei < len(g.Hits) && g.Hits[ei].T.Before(end) {
+			ei++
+		}
+		n := measure(r, g.Hits[si:ei])
+		if n < r.Count {
+			continue
+		}
+		set := g.Hits[si:ei]
+		last := set[len(set)-1].T
+		if !g.LastFire.IsZero() && last.Before(g.LastFire.Add(r.Cooldown)) {
+			return Firing{}, false // cooling down: the events stay and may fire later
+		}
+		f := Firing{Rule: r.Name, Severity: r.Severity, Group: group, Count: n, Window: r.Window, At: last}
+		idx := make([]int64, len(set))
+		for j, x := range set {
+			idx[j] = x.I
+		}
+		slices.Sort(idx)
+		f.FirstIndex, f.LastIndex = idx[0], idx[len(idx)-1]
+		if len(idx) > MaxEvidence {
+			idx = idx[len(idx)-MaxEvidence:]
+		}
+		f.Evidence = idx
+		// The firing consumes its events: the next needs count new ones.
+		g.Hits = slices.Delete(g.Hits, si, ei)
+		g.LastFire = last
+		return f, true
+	}
+	return Firing{}, false
+}
+
+// sweep drops the groups of a threshold rule that hold no event and are not
+// cooling down at time t.
+func (e *Evaluator) sweep(r *Rule, s *ruleState, t time.Time) {
+	for k, g := range s.Groups {
+		horizon := g.Max.Add(r.Window + e.lateness)
+		if len(g.Hits) == 0 || t.After(horizon) {
+			if g.LastFire.IsZero() || t.After(g.LastFire.Add(r.Cooldown)) {
+				delete(s.Groups, k)
+			}
+		}
+	}
+}
+
+func cmpHit(a, b hit) int {
+	if c := a.T.Compare(b.T); c != 0 {
+		return c
+	}
+	switch {
+	case a.I < b.I:
+		return -1
+	case a.I > b.I:
+		return 1
+	}
+	return 0
+}
+
+// measure is what a threshold counts in hits: events, or distinct non-empty
+// values of the distinct field.
+func measure(r *Rule, hits []hit) int {
+	if r.Distinct == "" {
+		return len(hits)
+	}
+	seen := make(map[string]struct{}, len(hits))
+	for _, h := range hits {
+		if h.D != "" {
+			seen[h.D] = struct{}{}
+		}
+	}
+	return len(seen)
+}
+
+// matches reports whether in passes the rule's match and where.
+func (r *Rule) matches(in *Input, e *Evaluator) bool {
+	for _, m := range r.Match {
+		v := fieldValue(&in.Event, m.Field)
+		ok := false
+		for _, want := range m.Values {
+			if p, prefix := strings.CutSuffix(want, "*"); prefix {
+				ok = strings.HasPrefix(v, p)
+			} else {
+				ok = v == want
+			}
+			if ok {
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if r.where == nil {
+		return true
+	}
+	obj, err := in.object()
+	if err != nil {
+		e.WhereErrors[r.Name]++
+		return false
+	}
+	out, _, err := r.where.Eval(map[string]any{"event": obj})
+	if err != nil {
+		// A missing key, a type mismatch, or the cost limit: no match.
+		e.WhereErrors[r.Name]++
+		return false
+	}
+	b, ok := out.Value().(bool)
+	return ok && b
+}
+
+// fieldValue is the value of a match field (the filters of GET /v1/events).
+func fieldValue(ev *event.Event, field string) string {
+	switch field {
+	case "actor":
+		if ev.Actor != nil {
+			return ev.Actor.ID
+		}
+	case "resource":
+		if ev.Resource != nil {
+			return ev.Resource.ID
+		}
+	case "action":
+		return ev.Action
+	case "outcome":
+		return ev.Outcome
+	case "source":
+		return ev.Source
+	}
+	return ""
+}
+
+// groupOf is the group of in under r: its group_by values joined with /.
+func groupOf(r *Rule, in *Input) string {
+	switch len(r.GroupBy) {
+	case 0:
+		return ""
+	case 1:
+		return pathValue(in, r.GroupBy[0])
+	}
+	vs := make([]string, len(r.GroupBy))
+	for i, p := range r.GroupBy {
+		vs[i] = pathValue(in, p)
+	}
+	return strings.Join(vs, groupSeparator)
+}
+
+// pathValue is the plain value of a field path in the event: a string as
+// is, a number as written, anything else as JSON, "" if absent.
+func pathValue(in *Input, path string) string {
+	ev := &in.Event
+	switch path {
+	case "actor.id", "actor", "resource", "resource.id", "action", "outcome", "source":
+		return fieldValue(ev, strings.TrimSuffix(path, ".id"))
+	case "actor.ip":
+		if ev.Actor != nil {
+			return ev.Actor.IP
+		}
+		return ""
+	case "actor.type":
+		if ev.Actor != nil {
+			return ev.Actor.Type
+		}
+		return ""
+	case "resource.type":
+		if ev.Resource != nil {
+			return ev.Resource.Type
+		}
+		return ""
+	case "id":
+		return ev.ID
+	case "reason":
+		return ev.Reason
+	case "submitted_by":
+		return ev.SubmittedBy
+	}
+	obj, err := in.object()
+	if err != nil {
+		return ""
+	}
+	var v any = obj
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		v = m[k]
+	}
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}
