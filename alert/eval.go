@@ -99,6 +99,9 @@ type absentState struct {
 	LastSeen  time.Time `json:"last_seen"`
 	LastIndex int64     `json:"last_index"` // -1: none yet
 	Firing    bool      `json:"firing"`
+	// FiredIndex is the index of the firing's event while Firing (set
+	// once it is committed; 0 if unknown).
+	FiredIndex int64 `json:"fired_index,omitempty"`
 }
 
 // NewEvaluator returns an evaluator of rs, with absent rules' silence
@@ -243,7 +246,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 	if !a.Firing {
 		return Firing{}, false
 	}
-	a.Firing = false
+	a.Firing, a.FiredIndex = false, 0
 	return Firing{Rule: r.Name, Severity: r.Severity, Resolved: true, Group: group, Count: 1, Window: r.For,
 		Evidence: []int64{in.Index}, FirstIndex: in.Index, LastIndex: in.Index, At: at}, true
 }

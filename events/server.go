@@ -1,0 +1,76 @@
+package events
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"indelible.dev/event"
+	"indelible.dev/ledger"
+)
+
+// AppendServer appends events the server records on its own behalf (actor
+// and submitter ServerActor: alert firings, for one), returning once they
+// are durable. extra, if not nil, is called on the sequencer's goroutine
+// with the index of the first event (the others follow it consecutively)
+// and writes into the very same batch, so the events and the caller's
+// state commit together or not at all.
+func (l *Layer) AppendServer(ctx context.Context, evs []event.Event, extra func(first int64, w ledger.Writer) error) ([]Appended, error) {
+	return l.appendAt(ctx, l.now(), ServerActor, evs, extra)
+}
+
+// ErrBadState means sealed state does not open: corrupted, or sealed under
+// another master key or label.
+var ErrBadState = errors.New("events: sealed state does not open")
+
+// statePrefix starts the HKDF label of a state-sealing key.
+const statePrefix = "indelible sealed state: "
+
+func (l *Layer) stateAEAD(label string) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, l.keys.IndexKey(), nil, statePrefix+label, dataKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("events: deriving a state key: %w", err)
+	}
+	return newAEAD(key) // not cached: state is sealed about once a second
+}
+
+// SealState encrypts state a layer above keeps in the extension namespace
+// (it may hold event values, which are never stored in plaintext): AES-256-GCM
+// under a key derived from the index key with HKDF-SHA-256 (info
+// "indelible sealed state: " + label), random nonce, label as additional
+// data. OpenState reverses it.
+func (l *Layer) SealState(label string, plaintext []byte) ([]byte, error) {
+	a, err := l.stateAEAD(label)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, nonceSize, nonceSize+len(plaintext)+tagSize)
+	if _, err := rand.Read(out); err != nil {
+		return nil, fmt.Errorf("events: drawing a nonce: %w", err)
+	}
+	return a.Seal(out, out, plaintext, []byte(label)), nil
+}
+
+// OpenState opens what SealState returned for the same label, or fails
+// with ErrBadState.
+func (l *Layer) OpenState(label string, sealed []byte) ([]byte, error) {
+	a, err := l.stateAEAD(label)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < nonceSize+tagSize {
+		return nil, ErrBadState
+	}
+	pt, err := a.Open(nil, sealed[:nonceSize], sealed[nonceSize:], []byte(label))
+	if err != nil {
+		return nil, ErrBadState
+	}
+	return pt, nil
+}
+
+// Log returns the ledger the layer writes to.
+func (l *Layer) Log() *ledger.Log { return l.log }
