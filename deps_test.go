@@ -71,8 +71,9 @@ var layers = map[string][]string{
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
 	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "internal/keyfile", "internal/atomicfile", "evidence"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence"},
+	"alert":            {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "alert", "internal/keyfile", "internal/atomicfile", "evidence"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "alert", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence"},
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client", "api"},
 	// The commands' logic, under cmd only (nothing else may import them).

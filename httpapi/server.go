@@ -191,6 +191,7 @@ func New(cfg Config) *Server {
 		s.mountEvents(cfg.Events, cfg.Log, cfg.Tokens)
 		s.mountTokens(cfg.Audit)
 		s.mountBundle(cfg) // GET /v1/bundle: bundle.go
+		s.mountAlerts(cfg.Events, cfg.Tokens)
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}
