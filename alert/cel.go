@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	_ "time/tzdata" // where may name time zones; the server must not depend on the host's zoneinfo
 
 	"cel.dev/cel-go/cel"
 )

@@ -255,3 +255,34 @@ func TestRulesCommands(t *testing.T) {
 		t.Fatalf("failing rules test: %d %s", code, out)
 	}
 }
+
+// TestAlertsDocRules: the ready rules file of docs/alerts.md is
+// testdata/alerts/rules.yaml verbatim, and rules check and rules test pass
+// on it.
+func TestAlertsDocRules(t *testing.T) {
+	file := filepath.Join("..", "..", "testdata", "alerts", "rules.yaml")
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "alerts.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## A ready rules file")
+	if !ok {
+		t.Fatal("docs/alerts.md has no ready rules file section")
+	}
+	_, block, ok := strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || block != string(want) {
+		t.Fatalf("docs/alerts.md's ready rules file differs from %s", file)
+	}
+	if out, stderr, code := run(t, nil, "rules", "check", file); code != 0 {
+		t.Fatalf("rules check: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code := run(t, nil, "rules", "test", file)
+	if code != 0 || !strings.Contains(out, "5 rule tests passed") {
+		t.Fatalf("rules test: %d %s %s", code, out, stderr)
+	}
+}
