@@ -98,6 +98,7 @@ type Engine struct {
 	idPfx  string // the webhook-id prefix: 16 hex digits of SHA-256(origin)
 	m      *Metrics
 	rules  atomic.Pointer[Rules]
+	feed   *feed
 
 	// Owned by the follower.
 	ev       *Evaluator
@@ -106,6 +107,9 @@ type Engine struct {
 	dirty    bool
 	counters map[string]int64 // evaluator counters already exported
 	lastSend time.Time
+	// uncommitted: firings were evaluated but not committed (stopping), so
+	// the in-memory state must not be stored.
+	uncommitted bool
 
 	reload chan reloadReq
 	stop   chan struct{}
@@ -166,6 +170,7 @@ func Start(cfg Config) (*Engine, error) {
 		counters: map[string]int64{},
 		reload:   make(chan reloadReq), stop: make(chan struct{}),
 		pending: map[string]*delivery{}, wake: make(chan struct{}, 1),
+		feed: newFeed(),
 	}
 	e.origin = e.log.Origin()
 	sum := sha256.Sum256([]byte(e.origin))
@@ -202,6 +207,7 @@ func Start(cfg Config) (*Engine, error) {
 	if err := e.loadOutbox(); err != nil {
 		return nil, err
 	}
+	e.l.OnCommit(e.feed.add)
 	e.done.Add(2)
 	go e.follow()
 	go e.deliverLoop()
@@ -213,6 +219,7 @@ func Start(cfg Config) (*Engine, error) {
 // log are closed by their owner, after.
 func (e *Engine) Close() error {
 	if !e.closed.Swap(true) {
+		e.l.OnCommit(nil)
 		close(e.stop)
 	}
 	e.done.Wait()
@@ -241,7 +248,9 @@ func (e *Engine) Watermark() int64 { return e.m.next.Load() }
 func (e *Engine) follow() {
 	defer e.done.Done()
 	defer func() {
-		if e.dirty && !e.crashed.Load() {
+		// Not after firings that could not be committed: the next start
+		// evaluates their events again from the last stored state.
+		if e.dirty && !e.crashed.Load() && !e.uncommitted {
 			if err := e.snapshot(); err != nil {
 				e.cfg.Logger.Error("alert: last snapshot", "err", err)
 			}
@@ -283,9 +292,12 @@ func (e *Engine) follow() {
 func (e *Engine) pass() bool {
 	cp, _ := e.log.Published()
 	n := cp.N
+	// The pass's firings commit together at its end, with the state as of
+	// its last event: one batch (and one copy of the state) per pass.
+	var fired []Firing
 	for k := 0; e.next < n && k < maxEvaluatedPerPass; k++ {
 		i := e.next
-		rec, err := e.l.Get(i)
+		rec, err := e.record(i)
 		switch {
 		case err == nil:
 		case errors.Is(err, events.ErrNotEvent), errors.Is(err, events.ErrGone):
@@ -293,14 +305,23 @@ func (e *Engine) pass() bool {
 			continue
 		default:
 			e.cfg.Logger.Error("alert: reading an event to evaluate; retrying", "index", i, "err", err)
+			if len(fired) > 0 {
+				if !e.commit(fired) {
+					return false
+				}
+				fired = nil
+			}
 			return e.sleep(e.cfg.Tick)
 		}
-		var fs []Firing
 		if !strings.HasPrefix(rec.Event.Action, actionPrefix) {
-			fs = e.ev.Evaluate(&Input{Index: i, Event: rec.Event, Bytes: rec.EventBytes})
+			fired = append(fired, e.ev.Evaluate(&Input{Index: i, Event: rec.Event, Bytes: rec.EventBytes})...)
 		}
 		e.next, e.dirty = i+1, true
-		if len(fs) > 0 && !e.commit(fs) {
+	}
+	if len(fired) > 0 {
+		ok := e.commit(fired)
+		fired = nil
+		if !ok {
 			return false
 		}
 	}
@@ -417,6 +438,7 @@ func (e *Engine) commit(fs []Firing) bool {
 		}
 		e.cfg.Logger.Error("alert: recording a firing; retrying", "err", err)
 		if !e.sleep(min(e.cfg.RetryMin<<min(attempt, 6), e.cfg.RetryMax)) {
+			e.uncommitted = true
 			return false
 		}
 	}

@@ -498,3 +498,34 @@ rules:
 		t.Fatalf("%d resolves", n)
 	}
 }
+
+// newBenchStack is newStack for benchmarks; engine false leaves the engine
+// out.
+func newBenchStack(b *testing.B, rs *Rules, engine bool) *stack {
+	master := make([]byte, events.MasterKeySize)
+	rand.Read(master)
+	s := &stack{dir: b.TempDir(), key: tlogtest.NewKey(b, "example.com/alert-bench"), master: master}
+	log, err := ledger.Open(s.dir, ledger.Options{Signer: s.key.Signer, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr, _ := events.NewKeyring(master)
+	l, err := events.Open(events.Config{Log: log, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.log, s.l = log, l
+	if engine {
+		if s.eng, err = Start(Config{Events: l, Rules: rs, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(func() {
+		if s.eng != nil {
+			s.eng.Close()
+		}
+		l.Close()
+		log.Close()
+	})
+	return s
+}

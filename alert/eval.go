@@ -23,26 +23,97 @@ const (
 type Input struct {
 	Index int64
 	Event event.Event
-	// Bytes are the event's canonical bytes (decoded for where, group_by
-	// and distinct when a rule's match passes); nil means computed from
-	// Event.
+	// Bytes are the event's canonical bytes, if known (not needed: where,
+	// group_by and distinct read Event).
 	Bytes []byte
 
 	obj    map[string]any
+	have   objectNeeds
 	objErr error
 }
 
-func (in *Input) object() (map[string]any, error) {
+// object returns the event as a JSON object for where, with at least the
+// costly fields need asks for (metadata, which is decoded, and the times,
+// which are formatted); the cheap ones are always there. It is built once
+// per event and grown as rules ask for more.
+func (in *Input) object(need objectNeeds) (map[string]any, error) {
 	if in.obj == nil && in.objErr == nil {
-		b := in.Bytes
-		if b == nil {
-			if b, in.objErr = event.Canonical(in.Event); in.objErr != nil {
-				return nil, in.objErr
+		in.obj = eventObject(&in.Event)
+	}
+	if in.objErr != nil {
+		return nil, in.objErr
+	}
+	e := &in.Event
+	if missing := need &^ in.have; missing != 0 {
+		if missing&needTime != 0 {
+			in.obj["time"] = e.Time.UTC().Format(time.RFC3339Nano)
+			if !e.ReceivedAt.IsZero() {
+				in.obj["received_at"] = e.ReceivedAt.UTC().Format(time.RFC3339Nano)
 			}
 		}
-		in.objErr = json.Unmarshal(b, &in.obj)
+		if missing&needMetadata != 0 && len(e.Metadata) > 0 {
+			var md map[string]any
+			if err := json.Unmarshal(e.Metadata, &md); err != nil {
+				in.objErr = err
+				return nil, err
+			}
+			in.obj["metadata"] = md
+		}
+		in.have |= missing
 	}
-	return in.obj, in.objErr
+	return in.obj, nil
+}
+
+// objectNeeds are the costly parts of the event object a where reads.
+type objectNeeds uint8
+
+const (
+	needTime     objectNeeds = 1 << iota // time, received_at
+	needMetadata                         // metadata
+)
+
+// needsOf returns what an expression may read: a field it names. (where
+// reads fields by name: event.metadata, event["metadata"].)
+func needsOf(expr string) objectNeeds {
+	var n objectNeeds
+	if strings.Contains(expr, "time") || strings.Contains(expr, "received_at") {
+		n |= needTime
+	}
+	if strings.Contains(expr, "metadata") {
+		n |= needMetadata
+	}
+	return n
+}
+
+// eventObject is the event as a JSON object (what GET /v1/events shows)
+// but for the costly fields (object adds them), built from its fields.
+func eventObject(e *event.Event) map[string]any {
+	m := make(map[string]any, 11)
+	str := func(m map[string]any, k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	str(m, "id", e.ID)
+	if a := e.Actor; a != nil && *a != (event.Actor{}) {
+		o := make(map[string]any, 3)
+		str(o, "id", a.ID)
+		str(o, "type", a.Type)
+		str(o, "ip", a.IP)
+		m["actor"] = o
+	}
+	str(m, "action", e.Action)
+	if r := e.Resource; r != nil && *r != (event.Resource{}) {
+		o := make(map[string]any, 2)
+		str(o, "id", r.ID)
+		str(o, "type", r.Type)
+		m["resource"] = o
+	}
+	str(m, "outcome", e.Outcome)
+	str(m, "source", e.Source)
+	str(m, "reason", e.Reason)
+	str(m, "submitted_by", e.SubmittedBy)
+	return m
 }
 
 // Firing is a rule firing (or, Resolved, an absent rule's resolve).
@@ -83,16 +154,19 @@ type ruleState struct {
 	Absent map[string]*absentState `json:"absent,omitempty"`
 }
 
+// groupState is one group of a threshold rule. Times are Unix
+// nanoseconds (compact and fast in the stored state).
 type groupState struct {
-	Hits     []hit     `json:"hits,omitempty"` // by time, then index
-	Max      time.Time `json:"max"`            // the latest event time seen in the group
-	LastFire time.Time `json:"last_fire"`      // zero: never
+	Hits     []hit `json:"h,omitempty"` // by time, then index
+	Max      int64 `json:"m"`           // the latest event time seen in the group
+	LastFire int64 `json:"f,omitempty"` // the last firing's time; 0: never
+	Fired    bool  `json:"x,omitempty"` // LastFire is set
 }
 
 type hit struct {
-	T time.Time `json:"t"`
-	I int64     `json:"i"`
-	D string    `json:"d,omitempty"` // the distinct field's value
+	T int64  `json:"t"`
+	I int64  `json:"i"`
+	D string `json:"d,omitempty"` // the distinct field's value
 }
 
 type absentState struct {
@@ -257,7 +331,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 	s := e.st[r.Name]
 	g := s.Groups[group]
-	t := in.Event.Time
+	t := in.Event.Time.UnixNano()
 	if g == nil {
 		if len(s.Groups) >= MaxGroups {
 			e.sweep(r, s, t)
@@ -271,13 +345,11 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 	}
 	// Bounded lateness: an event older than the group's latest by more than
 	// the bound is not counted; one within it counts where its time falls.
-	if t.Before(g.Max.Add(-e.lateness)) {
+	if t < g.Max-int64(e.lateness) {
 		e.Late[r.Name]++
 		return Firing{}, false
 	}
-	if t.After(g.Max) {
-		g.Max = t
-	}
+	g.Max = max(g.Max, t)
 	h := hit{T: t, I: in.Index}
 	if r.Distinct != "" {
 		h.D = pathValue(in, r.Distinct)
@@ -285,9 +357,9 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 	pos, _ := slices.BinarySearchFunc(g.Hits, h, cmpHit)
 	g.Hits = slices.Insert(g.Hits, pos, h)
 	// Drop what no window with a countable event can hold any more.
-	horizon := g.Max.Add(-r.Window - e.lateness)
+	horizon := g.Max - int64(r.Window) - int64(e.lateness)
 	cut := 0
-	for cut < len(g.Hits) && !g.Hits[cut].T.After(horizon) {
+	for cut < len(g.Hits) && g.Hits[cut].T <= horizon {
 		cut++
 	}
 	if len(g.Hits)-cut > MaxGroupHits {
@@ -301,16 +373,21 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 		}
 	}
 	// The windows [start, start+window) that hold h start at an event in
-	// (t-window, t]. Take the earliest that reaches the threshold.
-	for si := 0; si <= pos; si++ {
-		start := g.Hits[si].T
-		if !start.After(t.Add(-r.Window)) {
-			continue
-		}
-		end := start.Add(r.Window)
-		ei := si
-		for ei < len(g.Hits) && g.Hits[ei].T.Before(end) {
+	// (t-window, t]. Take the earliest that reaches the threshold; the end
+	// of the window only moves forward with its start.
+	w := int64(r.Window)
+	si := pos
+	for si > 0 && g.Hits[si-1].T > t-w {
+		si--
+	}
+	ei := si
+	for ; si <= pos; si++ {
+		end := g.Hits[si].T + w
+		for ei < len(g.Hits) && g.Hits[ei].T < end {
 			ei++
+		}
+		if ei-si < r.Count {
+			continue // not even that many events
 		}
 		n := measure(r, g.Hits[si:ei])
 		if n < r.Count {
@@ -318,10 +395,10 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 		}
 		set := g.Hits[si:ei]
 		last := set[len(set)-1].T
-		if !g.LastFire.IsZero() && last.Before(g.LastFire.Add(r.Cooldown)) {
+		if g.Fired && last < g.LastFire+int64(r.Cooldown) {
 			return Firing{}, false // cooling down: the events stay and may fire later
 		}
-		f := Firing{Rule: r.Name, Severity: r.Severity, Group: group, Count: n, Window: r.Window, At: last}
+		f := Firing{Rule: r.Name, Severity: r.Severity, Group: group, Count: n, Window: r.Window, At: time.Unix(0, last).UTC()}
 		idx := make([]int64, len(set))
 		for j, x := range set {
 			idx[j] = x.I
@@ -334,19 +411,18 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 		f.Evidence = idx
 		// The firing consumes its events: the next needs count new ones.
 		g.Hits = slices.Delete(g.Hits, si, ei)
-		g.LastFire = last
+		g.LastFire, g.Fired = last, true
 		return f, true
 	}
 	return Firing{}, false
 }
 
-// sweep drops the groups of a threshold rule that hold no event and are not
-// cooling down at time t.
-func (e *Evaluator) sweep(r *Rule, s *ruleState, t time.Time) {
+// sweep drops the groups of a threshold rule that hold no countable event
+// and are not cooling down at time t.
+func (e *Evaluator) sweep(r *Rule, s *ruleState, t int64) {
 	for k, g := range s.Groups {
-		horizon := g.Max.Add(r.Window + e.lateness)
-		if len(g.Hits) == 0 || t.After(horizon) {
-			if g.LastFire.IsZero() || t.After(g.LastFire.Add(r.Cooldown)) {
+		if len(g.Hits) == 0 || t > g.Max+int64(r.Window)+int64(e.lateness) {
+			if !g.Fired || t > g.LastFire+int64(r.Cooldown) {
 				delete(s.Groups, k)
 			}
 		}
@@ -354,10 +430,11 @@ func (e *Evaluator) sweep(r *Rule, s *ruleState, t time.Time) {
 }
 
 func cmpHit(a, b hit) int {
-	if c := a.T.Compare(b.T); c != 0 {
-		return c
-	}
 	switch {
+	case a.T < b.T:
+		return -1
+	case a.T > b.T:
+		return 1
 	case a.I < b.I:
 		return -1
 	case a.I > b.I:
@@ -403,7 +480,7 @@ func (r *Rule) matches(in *Input, e *Evaluator) bool {
 	if r.where == nil {
 		return true
 	}
-	obj, err := in.object()
+	obj, err := in.object(r.needs)
 	if err != nil {
 		e.WhereErrors[r.Name]++
 		return false
@@ -482,8 +559,15 @@ func pathValue(in *Input, path string) string {
 		return ev.Reason
 	case "submitted_by":
 		return ev.SubmittedBy
+	case "time":
+		return ev.Time.UTC().Format(time.RFC3339Nano)
+	case "received_at":
+		if ev.ReceivedAt.IsZero() {
+			return ""
+		}
+		return ev.ReceivedAt.UTC().Format(time.RFC3339Nano)
 	}
-	obj, err := in.object()
+	obj, err := in.object(needMetadata)
 	if err != nil {
 		return ""
 	}

@@ -286,6 +286,11 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 		for j, i := range pos {
 			out[i].Index = idx[j]
 		}
+		if f := l.committed.Load(); f != nil {
+			for j, i := range pos {
+				(*f)(idx[j], &evs[i], bytes[i])
+			}
+		}
 	}
 	for i := range evs {
 		if j := skip[i]; j >= 0 {

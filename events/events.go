@@ -94,6 +94,9 @@ type Layer struct {
 	seqDay atomic.Int64
 
 	closed atomic.Bool
+
+	// committed, if set, is told of each event once durable (OnCommit).
+	committed atomic.Pointer[func(index int64, e *event.Event, eventBytes []byte)]
 }
 
 // Open opens the events layer over an open log. It does not own the log.

@@ -72,5 +72,20 @@ func (l *Layer) OpenState(label string, sealed []byte) ([]byte, error) {
 	return pt, nil
 }
 
+// OnCommit has f told of every event the layer stores, once it is durable:
+// its index, the event as stored (received_at and submitted_by set) and its
+// canonical bytes, both only to be read, not kept past the call unless
+// copied (the bytes may be kept: they are not reused). f runs on the
+// appending goroutine, in no particular order across requests, and must
+// not block. It lets a follower skip reading back what it was just told;
+// it must still read what it missed. One f at a time; nil removes it.
+func (l *Layer) OnCommit(f func(index int64, e *event.Event, eventBytes []byte)) {
+	if f == nil {
+		l.committed.Store(nil)
+		return
+	}
+	l.committed.Store(&f)
+}
+
 // Log returns the ledger the layer writes to.
 func (l *Layer) Log() *ledger.Log { return l.log }
