@@ -295,6 +295,7 @@ func (e *Engine) pass() bool {
 	// The pass's firings commit together at its end, with the state as of
 	// its last event: one batch (and one copy of the state) per pass.
 	var fired []Firing
+	var in Input // one per pass, not per event
 	for k := 0; e.next < n && k < maxEvaluatedPerPass; k++ {
 		i := e.next
 		rec, err := e.record(i)
@@ -314,7 +315,8 @@ func (e *Engine) pass() bool {
 			return e.sleep(e.cfg.Tick)
 		}
 		if !strings.HasPrefix(rec.Event.Action, actionPrefix) {
-			fired = append(fired, e.ev.Evaluate(&Input{Index: i, Event: rec.Event, Bytes: rec.EventBytes})...)
+			in = Input{Index: i, Event: rec.Event, Bytes: rec.EventBytes}
+			fired = append(fired, e.ev.Evaluate(&in)...)
 		}
 		e.next, e.dirty = i+1, true
 	}

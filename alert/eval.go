@@ -29,6 +29,7 @@ type Input struct {
 
 	obj    map[string]any
 	have   objectNeeds
+	fields [5]string // the values of MatchFields
 	objErr error
 }
 
@@ -248,6 +249,9 @@ func (e *Evaluator) Restore(b []byte, now time.Time) error {
 // after every event evaluated before (index order), and returns the
 // firings, in rule order.
 func (e *Evaluator) Evaluate(in *Input) []Firing {
+	for i, f := range MatchFields {
+		in.fields[i] = fieldValue(&in.Event, f)
+	}
 	var out []Firing
 	for _, r := range e.rules {
 		if !r.matches(in, e) {
@@ -460,18 +464,21 @@ func measure(r *Rule, hits []hit) int {
 
 // matches reports whether in passes the rule's match and where.
 func (r *Rule) matches(in *Input, e *Evaluator) bool {
-	for _, m := range r.Match {
-		v := fieldValue(&in.Event, m.Field)
+	for i := range r.Match {
+		m := &r.Match[i]
+		v := in.fields[m.fi]
 		ok := false
-		for _, want := range m.Values {
-			if p, prefix := strings.CutSuffix(want, "*"); prefix {
-				ok = strings.HasPrefix(v, p)
-			} else {
-				ok = v == want
+		for _, want := range m.exact {
+			if v == want {
+				ok = true
+				break
 			}
+		}
+		for _, p := range m.prefixes {
 			if ok {
 				break
 			}
+			ok = strings.HasPrefix(v, p)
 		}
 		if !ok {
 			return false

@@ -101,6 +101,10 @@ type Rule struct {
 type Matcher struct {
 	Field  string
 	Values []string
+
+	fi       int      // Field's position in MatchFields
+	exact    []string // Values without a trailing *
+	prefixes []string // Values with one, without it
 }
 
 // RuleTest is an inline test of a rule.
@@ -484,6 +488,14 @@ func matchFields(p *parser, r *Rule) map[string]func(*yaml.Node) error {
 					return p.errf(v.Line, "match.%s %q: * only at the end (a prefix)", f, s)
 				}
 			}
+			mt.fi = slices.Index(MatchFields, f)
+			for _, s := range mt.Values {
+				if p, ok := strings.CutSuffix(s, "*"); ok {
+					mt.prefixes = append(mt.prefixes, p)
+				} else {
+					mt.exact = append(mt.exact, s)
+				}
+			}
 			r.Match = append(r.Match, mt)
 			return nil
 		}
@@ -562,7 +574,11 @@ func (p *parser) finish() (*Rules, error) {
 
 // definition is the rule's fields that shape its state, as one string.
 func (r *Rule) definition() string {
-	return fmt.Sprintf("%s|%v|%s|%d|%s|%s|%v|%s|%s", r.Kind, r.Match, r.Where, r.Count, r.Window, r.Distinct, r.GroupBy, r.Cooldown, r.For)
+	var match []string
+	for _, m := range r.Match {
+		match = append(match, m.Field+"="+strings.Join(m.Values, ","))
+	}
+	return fmt.Sprintf("%s|%v|%s|%d|%s|%s|%v|%s|%s", r.Kind, match, r.Where, r.Count, r.Window, r.Distinct, r.GroupBy, r.Cooldown, r.For)
 }
 
 // Notifier returns the named notifier, or nil.
