@@ -530,7 +530,7 @@ func (ev *Evaluator) firingAbsent() map[int64]string {
 	out := map[int64]string{}
 	for name, s := range ev.st {
 		for _, a := range s.Absent {
-			if a.Firing && a.FiredIndex > 0 {
+			if a.Firing && a.FiredIndex >= 0 {
 				out[a.FiredIndex] = name
 			}
 		}

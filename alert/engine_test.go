@@ -529,3 +529,76 @@ func newBenchStack(b *testing.B, rs *Rules, engine bool) *stack {
 	})
 	return s
 }
+
+// TestAbsentAlertmanagerAndSlack: an absent rule's firing goes to
+// Alertmanager with no endsAt and is re-sent while it fires; its resolve is
+// sent with endsAt; Slack gets a text naming the rule and the console link.
+func TestAbsentAlertmanagerAndSlack(t *testing.T) {
+	var mu sync.Mutex
+	var am []amAlert
+	var slack []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/api/v2/alerts":
+			var as []amAlert
+			if err := json.Unmarshal(b, &as); err != nil || len(as) != 1 {
+				t.Errorf("alertmanager body %s", b)
+			}
+			am = append(am, as...)
+		case "/slack":
+			var m map[string]string
+			json.Unmarshal(b, &m)
+			slack = append(slack, m["text"])
+		default:
+			t.Errorf("path %s", r.URL.Path)
+		}
+	}))
+	defer srv.Close()
+	rs, err := Parse("rules.yaml", []byte(fmt.Sprintf(`
+notifiers:
+  - {name: am, type: alertmanager, url: %q}
+  - {name: chat, type: slack, url: %q}
+rules:
+  - name: silent
+    kind: absent
+    match: {source: payments}
+    for: 200ms
+    severity: critical
+    notify: [am, chat]
+`, srv.URL+"/", srv.URL+"/slack")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, Config{Rules: rs, Tick: 20 * time.Millisecond, ResendEvery: 100 * time.Millisecond, ConsoleURL: "https://console.example"})
+	fired := s.waitAlerts(ActionFired, 1)
+	tlogtest.Eventually(t, 10*time.Second, "re-sends", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(am) >= 3, fmt.Sprint(len(am))
+	})
+	s.append(event.Event{Action: "pay", Source: "payments"})
+	res := s.waitAlerts(ActionResolved, 1)
+	tlogtest.Eventually(t, 10*time.Second, "resolve sent", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(am) > 0 && am[len(am)-1].EndsAt != "" && len(slack) == 2, fmt.Sprint(am, slack)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range am[:len(am)-1] {
+		if a.EndsAt != "" || a.Labels["alertname"] != "silent" || a.Labels["severity"] != "critical" || a.Annotations["alert_index"] != strconv.FormatInt(fired[0].Index, 10) {
+			t.Fatalf("firing sent as %+v", a)
+		}
+	}
+	last := am[len(am)-1]
+	if last.Annotations["alert_index"] != strconv.FormatInt(res[0].Index, 10) || last.Labels["alertname"] != "silent" {
+		t.Fatalf("resolve sent as %+v", last)
+	}
+	if !strings.Contains(slack[0], "rule silent (critical)") || !strings.Contains(slack[0], "https://console.example/#/events/"+strconv.FormatInt(fired[0].Index, 10)) ||
+		!strings.Contains(slack[1], "resolved") {
+		t.Fatalf("slack %q", slack)
+	}
+}

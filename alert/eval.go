@@ -175,8 +175,8 @@ type absentState struct {
 	LastIndex int64     `json:"last_index"` // -1: none yet
 	Firing    bool      `json:"firing"`
 	// FiredIndex is the index of the firing's event while Firing (set
-	// once it is committed; 0 if unknown).
-	FiredIndex int64 `json:"fired_index,omitempty"`
+	// once it is committed; -1 if unknown).
+	FiredIndex int64 `json:"fired_index"`
 }
 
 // NewEvaluator returns an evaluator of rs, with absent rules' silence
@@ -212,7 +212,7 @@ func (e *Evaluator) SetRules(rs *Rules, now time.Time) {
 		if r.Kind == KindAbsent {
 			s.Absent = map[string]*absentState{}
 			if len(r.GroupBy) == 0 {
-				s.Absent[""] = &absentState{LastSeen: now, LastIndex: -1}
+				s.Absent[""] = &absentState{LastSeen: now, LastIndex: -1, FiredIndex: -1}
 			}
 		} else {
 			s.Groups = map[string]*groupState{}
@@ -310,7 +310,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 			e.Dropped[r.Name]++
 			return Firing{}, false
 		}
-		a = &absentState{LastIndex: -1}
+		a = &absentState{LastIndex: -1, FiredIndex: -1}
 		s.Absent[group] = a
 	}
 	at := in.Event.ReceivedAt
@@ -324,7 +324,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 	if !a.Firing {
 		return Firing{}, false
 	}
-	a.Firing, a.FiredIndex = false, 0
+	a.Firing, a.FiredIndex = false, -1
 	return Firing{Rule: r.Name, Severity: r.Severity, Resolved: true, Group: group, Count: 1, Window: r.For,
 		Evidence: []int64{in.Index}, FirstIndex: in.Index, LastIndex: in.Index, At: at}, true
 }
