@@ -174,7 +174,6 @@ type parser struct {
 	notifiers map[string]int // name -> line
 	rules     map[string]string
 	refs      []ref
-	err       error
 }
 
 type ref struct {
