@@ -142,6 +142,11 @@ type Evaluator struct {
 	rules    []*Rule
 	lateness time.Duration
 	st       map[string]*ruleState
+	// byAction lists, for each action some rule matches exactly, the rules
+	// an event with that action may match, in rule order; anyAction those
+	// for any other action (rules with no exact action match).
+	byAction  map[string][]*Rule
+	anyAction []*Rule
 	// Counters for metrics (not part of the state).
 	WhereErrors map[string]int64 // by rule: where failed to evaluate (no match)
 	Late        map[string]int64 // by rule: events later than the lateness bound, not counted
@@ -196,6 +201,7 @@ func NewEvaluator(rs *Rules, lateness time.Duration, now time.Time) *Evaluator {
 // rule's silence counted from now); a removed rule's state goes.
 func (e *Evaluator) SetRules(rs *Rules, now time.Time) {
 	e.rules = rs.Rules
+	e.byAction, e.anyAction = indexByAction(rs.Rules)
 	st := make(map[string]*ruleState, len(rs.Rules))
 	for _, r := range rs.Rules {
 		if s := e.st[r.Name]; s != nil && s.Def == r.def {
@@ -253,7 +259,11 @@ func (e *Evaluator) Evaluate(in *Input) []Firing {
 		in.fields[i] = fieldValue(&in.Event, f)
 	}
 	var out []Firing
-	for _, r := range e.rules {
+	rules, ok := e.byAction[in.Event.Action]
+	if !ok {
+		rules = e.anyAction
+	}
+	for _, r := range rules {
 		if !r.matches(in, e) {
 			continue
 		}
@@ -269,6 +279,41 @@ func (e *Evaluator) Evaluate(in *Input) []Firing {
 		}
 	}
 	return out
+}
+
+// indexByAction returns the rules to try per action (see
+// Evaluator.byAction): a rule whose match on action lists only exact
+// values is tried only for those actions.
+func indexByAction(rules []*Rule) (map[string][]*Rule, []*Rule) {
+	exact := make([][]string, len(rules)) // nil: tried for every action
+	actions := map[string]bool{}
+	for i, r := range rules {
+		for _, m := range r.Match {
+			if m.Field == "action" && len(m.prefixes) == 0 {
+				exact[i] = m.exact
+				for _, a := range m.exact {
+					actions[a] = true
+				}
+			}
+		}
+	}
+	by := make(map[string][]*Rule, len(actions))
+	var any []*Rule
+	for i, r := range rules {
+		if exact[i] == nil {
+			any = append(any, r)
+			for a := range actions {
+				by[a] = append(by[a], r)
+			}
+			continue
+		}
+		for _, a := range exact[i] {
+			if l := by[a]; len(l) == 0 || l[len(l)-1] != r { // [a, a] lists a twice
+				by[a] = append(by[a], r)
+			}
+		}
+	}
+	return by, any
 }
 
 // Tick checks the absent rules at time now and returns their firings.

@@ -279,3 +279,31 @@ rules:
 		t.Fatalf("small input: %v", fs)
 	}
 }
+
+// TestActionIndex: rules are tried per action only when their match on
+// action is exact, and in rule order, so firings come as without the index.
+func TestActionIndex(t *testing.T) {
+	rs := mustRules(t, `
+rules:
+  - {name: a, match: {action: [x, x, y]}, threshold: {count: 1, window: 1m}}
+  - {name: b, match: {action: 'x*'}, threshold: {count: 1, window: 1m}}
+  - {name: c, match: {source: s}, threshold: {count: 1, window: 1m}}
+  - {name: d, match: {action: y}, threshold: {count: 1, window: 1m}}
+`)
+	e := NewEvaluator(rs, 0, t0)
+	names := func(fs []Firing) string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Rule)
+		}
+		return fmt.Sprint(out)
+	}
+	for i, tc := range []struct{ action, source, want string }{
+		{"x", "s", "[a b c]"}, {"y", "s", "[a c d]"}, {"xz", "s", "[b c]"}, {"z", "s", "[c]"}, {"y", "", "[a d]"},
+	} {
+		x := &Input{Index: int64(i), Event: event.Event{Time: t0.Add(time.Duration(i) * time.Hour), Action: tc.action, Source: tc.source}}
+		if got := names(e.Evaluate(x)); got != tc.want {
+			t.Errorf("%s/%s: %s, want %s", tc.action, tc.source, got, tc.want)
+		}
+	}
+}
