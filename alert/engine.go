@@ -449,7 +449,7 @@ func (e *Engine) commit(fs []Firing) bool {
 // appendServer is the one place the engine appends events on the server's
 // behalf (firings, resolves, undelivered notices).
 func (e *Engine) appendServer(evs []event.Event, extra func(int64, ledger.Writer) error) ([]events.Appended, error) {
-	return e.l.AppendServer(context.Background(), evs, extra)
+	return e.l.Record(context.Background(), events.ServerActor, evs, extra)
 }
 
 // Metadata is the metadata of an indelible.alert.fired (or resolved) event.

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"context"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -12,16 +11,6 @@ import (
 	"indelible.dev/event"
 	"indelible.dev/ledger"
 )
-
-// AppendServer appends events the server records on its own behalf (actor
-// and submitter ServerActor: alert firings, for one), returning once they
-// are durable. extra, if not nil, is called on the sequencer's goroutine
-// with the index of the first event (the others follow it consecutively)
-// and writes into the very same batch, so the events and the caller's
-// state commit together or not at all.
-func (l *Layer) AppendServer(ctx context.Context, evs []event.Event, extra func(first int64, w ledger.Writer) error) ([]Appended, error) {
-	return l.appendAt(ctx, l.now(), ServerActor, evs, extra)
-}
 
 // ErrBadState means sealed state does not open: corrupted, or sealed under
 // another master key or label.

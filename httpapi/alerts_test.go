@@ -19,10 +19,13 @@ func TestAlertsRoute(t *testing.T) {
 		return event.Event{Actor: &event.Actor{ID: "indelible"}, Action: alert.ActionFired, Resource: &event.Resource{Type: "rule", ID: rule},
 			Metadata: json.RawMessage(`{"rule":"` + rule + `"}`)}
 	}
-	if _, err := te.layer.AppendServer(t.Context(), []event.Event{fired("a"), {Action: "other"}, fired("b")}, nil); err != nil {
+	if _, err := te.layer.Record(t.Context(), "indelible", []event.Event{fired("a")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	te.append("application/json", `{"action":"indelible.alert.fired.not"}`)
+	te.append("application/json", `{"action":"alert.fired"}`)
+	if _, err := te.layer.Record(t.Context(), "indelible", []event.Event{fired("b"), {Action: "indelible.alert.resolved"}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	te.waitPublished(t)
 	status, _, body := te.req(http.MethodGet, "/v1/alerts", "read", "", nil)
 	if status != http.StatusOK {
