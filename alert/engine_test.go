@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"indelible.dev/event"
 	"indelible.dev/events"
 	"indelible.dev/internal/tlogtest"
@@ -427,6 +429,16 @@ func TestDeliveryRetry(t *testing.T) {
 	defer h.mu.Unlock()
 	if h.tries != 4 {
 		t.Fatalf("%d tries", h.tries)
+	}
+	// The metrics count per rule and notifier.
+	m := s.eng.m
+	tlogtest.Eventually(t, 5*time.Second, "metrics", func() (bool, string) {
+		f := testutil.ToFloat64(m.deliveries.WithLabelValues("burst", "hook", "failed"))
+		d := testutil.ToFloat64(m.deliveries.WithLabelValues("burst", "hook", "delivered"))
+		return f == 3 && d == 1, fmt.Sprint(f, d)
+	})
+	if n := testutil.ToFloat64(m.firings.WithLabelValues("burst", "fired")); n != 1 {
+		t.Fatalf("firings metric %v", n)
 	}
 	for _, id := range h.ids {
 		if id != h.ids[0] {
