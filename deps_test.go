@@ -70,8 +70,8 @@ var layers = map[string][]string{
 	"evidence":         {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
-	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"alert":            {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile"},
+	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"},   // tlogtest: for audit/audittest only, see testOnly
+	"alert":            {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
 	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "alert", "internal/keyfile", "internal/atomicfile", "evidence"},
 	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "alert", "audit", "httpapi", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence"},
 	"internal/keyfile": {},
