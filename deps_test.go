@@ -71,9 +71,10 @@ var layers = map[string][]string{
 	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
 	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/keyfile", "internal/atomicfile", "evidence"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence"},
+	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/keyfile", "internal/atomicfile", "evidence", "alert"},
+	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence", "alert"},
 	"otlp":             {"tlog", "event"},
+	"alert":            {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
 	"internal/keyfile": {},
 	"internal/loadgen": {"tlog", "event", "client", "api"},
 	// The commands' logic, under cmd only (nothing else may import them).

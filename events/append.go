@@ -305,6 +305,11 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 		for j, i := range pos {
 			out[i].Index = idx[j]
 		}
+		if f := l.committed.Load(); f != nil {
+			for j, i := range pos {
+				(*f)(idx[j], &p.evs[i], p.bytes[i])
+			}
+		}
 	}
 	for i := range p.evs {
 		if s := p.stored[i]; s >= 0 {

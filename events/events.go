@@ -109,6 +109,9 @@ type Layer struct {
 	scan scanBudget // a page's scan budget
 
 	closed atomic.Bool
+
+	// committed, if set, is told of each event once durable (OnCommit).
+	committed atomic.Pointer[func(index int64, e *event.Event, eventBytes []byte)]
 }
 
 // Open opens the events layer over an open log. It does not own the log.

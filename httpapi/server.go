@@ -200,6 +200,7 @@ func New(cfg Config) *Server {
 		s.mountBundle(cfg) // GET /v1/bundle: bundle.go
 		s.watchLifecycle(cfg.Events)
 		s.mountOTLP(cfg.Audit, cfg.OTLPDefaultAction)
+		s.mountAlerts(cfg.Events, cfg.Tokens)
 		if cfg.Console != nil {
 			s.mountConsoleFor(cfg)
 		}

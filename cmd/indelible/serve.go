@@ -78,6 +78,7 @@ type serveConfig struct {
 	// OpenTelemetry logs in (otlp.go), events mode.
 	otlpListen        string // a second listener for POST /v1/logs
 	otlpDefaultAction string // action of an OTLP record naming none
+	rules             string // events mode: --rules FILE|DIR, alert rules (alerts.go)
 }
 
 func init() {
@@ -139,6 +140,7 @@ tokens.`,
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
 	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
 	f.BoolVar(&cfg.init, "init", false, "start a new log with an existing key that has never signed one (refused if the key's high-water mark shows it has, or if the store exists)")
+	f.StringVar(&cfg.rules, "rules", "", "events mode: alert rules, a YAML file or a directory of them (docs/alerts.md); SIGHUP reloads them")
 	f.IntVar(&cfg.witnessQuorum, "witness-quorum", 0, "cosignatures a checkpoint needs before /checkpoint serves it (default: all witnesses)")
 	f.StringVar(&cfg.bucket, "bucket", "", "mirror the log to S3-compatible object storage, s3://NAME?endpoint=URL&region=R&path_style=true "+
 		"(credentials from the AWS SDK's environment); no checkpoint is released before the bucket has it (docs/ha.md)")
@@ -162,6 +164,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	if cfg.streamMaxAge <= 0 {
 		return fmt.Errorf("--stream-max-age %v: want a positive duration, e.g. 1h", cfg.streamMaxAge)
+	}
+	rules, err := loadServeRules(cfg) // a bad rules file: refuse to start
+	if err != nil {
+		return err
 	}
 	if cfg.privateLog && cfg.mode != "events" {
 		return errors.New("--private-log needs --mode events: it puts the log behind tokens, and raw mode has none")
@@ -273,6 +279,18 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
+	}
+	if rules != nil {
+		scheme := "http://"
+		if tlsConfig != nil {
+			scheme = "https://"
+		}
+		stopAlerts, err := startAlerts(cfg.rules, rules, es, metrics, logger, scheme+ln.Addr().String()+"/")
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopAlerts() // before the events layer closes
 	}
 	if cfg.pprof != "" {
 		stopPprof, err := servePprof(cfg.pprof, logger)
