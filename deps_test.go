@@ -52,38 +52,31 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //	audited                     over events: the audit policy, below HTTP
 //	audit                       over client: it sees what any outsider sees
 //	httpapi                     over all but audit
-//	cmd                         on top
+//	cmd                         on top (with its helpers in cmd/indelible/internal)
 //
 // so ledger and witness never depend on each other, ledger never on events,
 // audit never on ledger or events. A package of the module with no entry is
 // itself a violation: a new package gets its rule when it is created.
 var layers = map[string][]string{
-	"tlog":             {},
-	"event":            {"tlog"},
-	"ledger":           {"tlog", "event", "internal/atomicfile"},
-	"witness":          {"tlog", "event", "client", "api", "internal/atomicfile"},
-	"auth":             {"tlog", "event", "internal/atomicfile"},
-	"api":              {},
-	"client":           {"tlog", "event", "api"},
-	"receipt":          {"tlog", "event"},
-	"events":           {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
-	"evidence":         {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
-	"mirror":           {"tlog", "event", "ledger", "internal/atomicfile"},
-	"audited":          {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
-	"audit":            {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":          {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/keyfile", "internal/atomicfile", "evidence", "alert"},
-	"cmd":              {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "internal/keyfile", "internal/loadgen", "internal/exitcode", "internal/auditcli", "internal/witnesscli", "receipt", "internal/eventsetup", "internal/banner", "internal/recordfmt", "internal/atomicfile", "evidence", "alert"},
-	"otlp":             {"tlog", "event"},
-	"alert":            {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
-	"internal/keyfile": {},
-	"internal/loadgen": {"tlog", "event", "client", "api"},
-	// The commands' logic, under cmd only (nothing else may import them).
-	"internal/exitcode":   {},
-	"internal/auditcli":   {"tlog", "event", "client", "api", "audit", "internal/exitcode", "internal/atomicfile"},
-	"internal/witnesscli": {"tlog", "event", "ledger", "witness", "client", "api", "internal/keyfile", "internal/atomicfile"},
-	"internal/eventsetup": {"tlog", "event", "ledger", "auth", "events", "audited", "internal/keyfile", "internal/atomicfile", "evidence"},
-	"internal/banner":     {},
-	"internal/recordfmt":  {"tlog", "event", "client", "api"},
+	"tlog":     {},
+	"event":    {"tlog"},
+	"ledger":   {"tlog", "event", "internal/atomicfile"},
+	"witness":  {"tlog", "event", "client", "api", "internal/atomicfile"},
+	"auth":     {"tlog", "event", "internal/atomicfile"},
+	"api":      {},
+	"client":   {"tlog", "event", "api"},
+	"receipt":  {"tlog", "event"},
+	"events":   {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
+	"evidence": {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
+	"mirror":   {"tlog", "event", "ledger", "internal/atomicfile"},
+	"audited":  {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
+	"audit":    {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":  {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
+	"cmd":      {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
+	"otlp":     {"tlog", "event"},
+	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
+	// The commands' own logic lives in cmd/indelible/internal/..., under the
+	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
@@ -226,7 +219,7 @@ func TestDependencyRules(t *testing.T) {
 	if n := pkgs["golang.org/x/mod/sumdb/note"]; n == nil || n.Module == nil || n.Module.Path != "golang.org/x/mod" {
 		t.Fatal("go list did not describe tlog's dependencies with their modules")
 	}
-	for _, want := range []string{"client", "internal/tlogtest", "internal/loadgen", "event", "events", "auth"} {
+	for _, want := range []string{"client", "internal/tlogtest", "event", "events", "auth"} {
 		if pkgs[module+"/"+want] == nil {
 			t.Errorf("go list did not list %s/%s", module, want)
 		}

@@ -10,7 +10,7 @@ import (
 	"indelible.dev/event"
 )
 
-// benchRequest is a request of n records like internal/loadgen's.
+// benchRequest is a request of n records like cmd/indelible/internal/loadgen's.
 func benchRequest(n int) []byte {
 	logs := plog.NewLogs()
 	var bySource [3]plog.LogRecordSlice

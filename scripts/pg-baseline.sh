@@ -4,7 +4,7 @@
 #
 #   scripts/pg-baseline.sh [rounds] [seconds]      (defaults: 3, 20)
 #
-# Workload (internal/loadgen): the events generator's events (~300 B of
+# Workload (cmd/indelible/internal/loadgen): the events generator's events (~300 B of
 # JSON each, 5,000 actors, 40 actions, ...), 1,000 per request, 4 writers,
 # closed loop, once with an id on every event and once without.
 #
@@ -58,7 +58,7 @@ trap stop_pg EXIT
 pgpid=$(head -1 "$pgdata/postmaster.pid")
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (pid $pgpid), data in $pgdata"
 
-(cd "$root" && go test -c -o "$OUT/loadgen.test" ./internal/loadgen)
+(cd "$root" && go test -c -o "$OUT/loadgen.test" ./cmd/indelible/internal/loadgen)
 for r in $(seq "$rounds"); do
 	echo "== round $r, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	INDELIBLE_PG_BENCH=1 PGBENCH_PORT=$port PGBENCH_PID=$pgpid EVBENCH_DUR=${secs}s \

@@ -10,7 +10,7 @@ import (
 
 	"indelible.dev/alert"
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/eventsetup"
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 )
 
 // startAlerts starts the alert engine over the events layer with the

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"indelible.dev/client"
-	"indelible.dev/internal/auditcli"
+	"indelible.dev/cmd/indelible/internal/auditcli"
 )
 
 func init() { rootCmd.AddCommand(newAuditCmd()) }

@@ -29,7 +29,7 @@ import (
 	"indelible.dev/audit/audittest"
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"

@@ -7,10 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"indelible.dev/internal/loadgen"
+	"indelible.dev/cmd/indelible/internal/loadgen"
 )
 
-// indelible bench: flags for the load generator in internal/loadgen.
+// indelible bench: flags for the load generator in cmd/indelible/internal/loadgen.
 func init() {
 	bench := &cobra.Command{Use: "bench", Short: "Load generators"}
 	var cfg loadgen.AppendConfig

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )

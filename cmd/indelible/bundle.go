@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"indelible.dev/evidence"
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 	itlog "indelible.dev/tlog"
 )
 

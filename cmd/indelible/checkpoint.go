@@ -13,7 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/client"
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 	itlog "indelible.dev/tlog"
 )
 

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/events"
-	"indelible.dev/internal/eventsetup"
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/ledger"
 )
 

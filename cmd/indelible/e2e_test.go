@@ -22,7 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/internal/tlogtest"
 	itlog "indelible.dev/tlog"
 )

@@ -4,10 +4,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/eventsetup"
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 )
 
-// Files of events mode inside the data directory (internal/eventsetup).
+// Files of events mode inside the data directory (cmd/indelible/internal/eventsetup).
 const (
 	masterKeyFile  = eventsetup.MasterKeyFile
 	tokensFile     = eventsetup.TokensFile

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 )
 
 func init() {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 )
 
 var rootCmd = &cobra.Command{
@@ -24,7 +24,7 @@ Run the tests: ./scripts/test.sh`,
 	SilenceErrors: true,
 }
 
-// Exit codes of every command (internal/exitcode).
+// Exit codes of every command (cmd/indelible/internal/exitcode).
 const (
 	exitVerified = exitcode.Verified
 	exitFailure  = exitcode.Failure

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"indelible.dev/client"
-	"indelible.dev/internal/recordfmt"
+	"indelible.dev/cmd/indelible/internal/recordfmt"
 )
 
 // queryFlags are the filters shared by query and tail.

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"indelible.dev/alert"
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 )
 
 func init() {

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"indelible.dev/client"
-	"indelible.dev/internal/banner"
+	"indelible.dev/cmd/indelible/internal/banner"
 )
 
 // tlsFlags are the HTTPS flags of the servers (serve, witness): --tls-cert

@@ -17,7 +17,7 @@ import (
 	"indelible.dev/auth"
 	"indelible.dev/client"
 	"indelible.dev/events"
-	"indelible.dev/internal/eventsetup"
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/ledger"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 	"indelible.dev/receipt"
 )
 

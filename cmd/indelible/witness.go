@@ -15,7 +15,7 @@ import (
 
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/witnesscli"
+	"indelible.dev/cmd/indelible/internal/witnesscli"
 	"indelible.dev/witness"
 )
 
@@ -25,7 +25,7 @@ const (
 	defaultWitnessListen = "127.0.0.1:8081"
 )
 
-// Files inside the witness data directory (internal/witnesscli).
+// Files inside the witness data directory (cmd/indelible/internal/witnesscli).
 const (
 	witnessKeyFile   = witnesscli.KeyFile
 	witnessVKeyFile  = witnesscli.VKeyFile

@@ -76,7 +76,7 @@ func TestOTLPBodySize(t *testing.T) {
 // length, OTLPBENCH_ROUNDS (default 3) the number of A/B rounds;
 // OTLPBENCH_ONLY=otlp or ndjson runs one side (to profile it).
 //
-//	INDELIBLE_OTLP_BENCH=1 go test ./internal/loadgen -run TestOTLPBench -v -timeout 0
+//	INDELIBLE_OTLP_BENCH=1 go test ./cmd/indelible/internal/loadgen -run TestOTLPBench -v -timeout 0
 func TestOTLPBench(t *testing.T) {
 	if os.Getenv("INDELIBLE_OTLP_BENCH") != "1" {
 		t.Skip("set INDELIBLE_OTLP_BENCH=1 to run the OTLP benchmark")

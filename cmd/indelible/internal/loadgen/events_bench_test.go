@@ -42,7 +42,7 @@ import (
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
 //	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file
 //
-//	INDELIBLE_EVENTS_BENCH=1 go test ./internal/loadgen -run TestEventsBench -v -timeout 0
+//	INDELIBLE_EVENTS_BENCH=1 go test ./cmd/indelible/internal/loadgen -run TestEventsBench -v -timeout 0
 
 type benchServer struct {
 	dir    string

@@ -22,7 +22,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/events"
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/ledger"
 )
 

@@ -28,7 +28,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/client"
-	"indelible.dev/internal/keyfile"
+	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 	"indelible.dev/witness"

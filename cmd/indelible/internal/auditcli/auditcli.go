@@ -24,7 +24,7 @@ import (
 
 	"indelible.dev/audit"
 	"indelible.dev/client"
-	"indelible.dev/internal/exitcode"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 )
 
 // Audit defaults and limits.
