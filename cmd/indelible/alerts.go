@@ -9,8 +9,8 @@ import (
 	"syscall"
 
 	"indelible.dev/alert"
-	"indelible.dev/httpapi"
 	"indelible.dev/cmd/indelible/internal/eventsetup"
+	"indelible.dev/httpapi"
 )
 
 // startAlerts starts the alert engine over the events layer with the

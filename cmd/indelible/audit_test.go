@@ -28,8 +28,8 @@ import (
 
 	"indelible.dev/audit/audittest"
 	"indelible.dev/client"
-	"indelible.dev/httpapi"
 	"indelible.dev/cmd/indelible/internal/keyfile"
+	"indelible.dev/httpapi"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"

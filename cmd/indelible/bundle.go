@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"indelible.dev/evidence"
 	"indelible.dev/cmd/indelible/internal/exitcode"
+	"indelible.dev/evidence"
 	itlog "indelible.dev/tlog"
 )
 

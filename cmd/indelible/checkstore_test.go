@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/events"
 	"indelible.dev/cmd/indelible/internal/eventsetup"
+	"indelible.dev/events"
 	"indelible.dev/ledger"
 )
 

@@ -3,8 +3,8 @@ package main
 import (
 	"github.com/spf13/pflag"
 
-	"indelible.dev/httpapi"
 	"indelible.dev/cmd/indelible/internal/eventsetup"
+	"indelible.dev/httpapi"
 )
 
 // Files of events mode inside the data directory (cmd/indelible/internal/eventsetup).

@@ -17,11 +17,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/httpapi"
 	"indelible.dev/cmd/indelible/internal/banner"
 	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/cmd/indelible/internal/keyfile"
 	"indelible.dev/cmd/indelible/internal/witnesscli"
+	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 	"indelible.dev/mirror"
 	"indelible.dev/witness"

@@ -16,8 +16,8 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
-	"indelible.dev/events"
 	"indelible.dev/cmd/indelible/internal/eventsetup"
+	"indelible.dev/events"
 	"indelible.dev/ledger"
 )
 

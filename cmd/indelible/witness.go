@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"indelible.dev/client"
-	"indelible.dev/httpapi"
 	"indelible.dev/cmd/indelible/internal/witnesscli"
+	"indelible.dev/httpapi"
 	"indelible.dev/witness"
 )
 

@@ -21,8 +21,8 @@ import (
 
 	"indelible.dev/audited"
 	"indelible.dev/auth"
-	"indelible.dev/events"
 	"indelible.dev/cmd/indelible/internal/keyfile"
+	"indelible.dev/events"
 	"indelible.dev/ledger"
 )
 
