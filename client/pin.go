@@ -99,7 +99,8 @@ func writePin(path string, b []byte) error {
 		return fmt.Errorf("client: writing the pin: %w", err)
 	}
 	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err == nil {
+	err = f.Chmod(0o600)
+	if err == nil {
 		if _, err = f.Write(b); err == nil {
 			err = f.Sync()
 		}

@@ -332,9 +332,6 @@ type requestWrites struct {
 	n     int // writes added
 }
 
-// maxKeysPerEvent: 'p', 't', up to numFields-1 'f' (no outcome key), 'd'.
-const maxKeysPerEvent = 2 + int(numFields)
-
 func newRequestWrites(events int) *requestWrites {
 	return &requestWrites{
 		// 'p' i, the 't' and 'f' keys, 'd' blind with its 8-byte value.

@@ -216,7 +216,7 @@ func ParseLine(b []byte) (Line, error) {
 	var ln Line
 	rest, ok := bytes.CutPrefix(b, []byte(`{"index":`))
 	if !ok {
-		return ln, fmt.Errorf("%w: does not start with {\"index\":", errLine)
+		return ln, fmt.Errorf("%w: does not start with %q", errLine, `{"index":`)
 	}
 	k := 0
 	for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {

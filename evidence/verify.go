@@ -268,7 +268,7 @@ func (v *verifier) run() error {
 	v.checkCheckpoint(cpb)
 
 	// records.ndjson
-	if h, err = v.nextFile(FileRecords, false); err != nil {
+	if _, err = v.nextFile(FileRecords, false); err != nil {
 		return err
 	}
 	if err := v.readRecords(); err != nil {

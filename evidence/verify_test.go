@@ -23,15 +23,14 @@ import (
 
 // fixture is a log built in memory, from which bundles are cut.
 type fixture struct {
-	t       testing.TB
-	key     tlogtest.Key
-	wits    []note.Signer
-	wkeys   []string
-	lines   []Line // every entry of the log
-	leaves  [][]byte
-	events  []event.Event // zero for erased/shredded
-	base    time.Time
-	checked map[int64][]byte // checkpoints by size
+	t      testing.TB
+	key    tlogtest.Key
+	wits   []note.Signer
+	wkeys  []string
+	lines  []Line // every entry of the log
+	leaves [][]byte
+	events []event.Event // zero for erased/shredded
+	base   time.Time
 }
 
 func newFixture(t testing.TB, n int) *fixture {

@@ -3,6 +3,7 @@ package otlp
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ func FuzzDecode(f *testing.F) {
 func FuzzMap(f *testing.F) {
 	f.Add("ssh.login", "alice", "10.0.0.7", "success", "uid-1", "body", int64(200), 1.5, []byte{0xff}, uint64(1764065700123456789))
 	f.Add("", "", "", "", "", "", int64(0), 0.0, []byte(nil), uint64(0))
-	f.Add("a b", "\x00", "\xff", "DENIED", string(make([]byte, 300)), "<&>", int64(-1), -0.0, []byte("x"), uint64(1<<63))
+	f.Add("a b", "\x00", "\xff", "DENIED", string(make([]byte, 300)), "<&>", int64(-1), math.Copysign(0, -1), []byte("x"), uint64(1<<63))
 	f.Fuzz(func(t *testing.T, action, user, ip, outcome, uid, body string, code int64, d float64, raw []byte, ts uint64) {
 		logs, lrs := newLogs(user)
 		lr := lrs.AppendEmpty()
