@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"indelible.dev/client"
+	"indelible.dev/export"
+)
+
+// bulkFake is a minimal Elasticsearch _bulk endpoint (create actions only):
+// 201 for a new _id, 409 for an existing one. Each request is answered
+// after delay, so the server can be killed with a request in flight.
+type bulkFake struct {
+	mu        sync.Mutex
+	docs      map[string]bulkFakeDoc
+	requests  int
+	conflicts int
+	delay     time.Duration
+}
+
+type bulkFakeDoc struct {
+	Index      int64  `json:"index"`
+	Commitment string `json:"commitment"`
+}
+
+func (b *bulkFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/_bulk" || r.Method != http.MethodPost {
+		http.NotFound(w, r)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	time.Sleep(b.delay)
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(nil, 1<<20)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.requests++
+	var items []string
+	for sc.Scan() {
+		var a struct {
+			Create struct {
+				Index string `json:"_index"`
+				ID    string `json:"_id"`
+			} `json:"create"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil || a.Create.ID == "" || !sc.Scan() {
+			http.Error(w, "bad bulk body", http.StatusBadRequest)
+			return
+		}
+		var d bulkFakeDoc
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			http.Error(w, "bad document", http.StatusBadRequest)
+			return
+		}
+		status := 201
+		if _, ok := b.docs[a.Create.ID]; ok {
+			status = 409
+			b.conflicts++
+		} else {
+			b.docs[a.Create.ID] = d
+		}
+		items = append(items, fmt.Sprintf(`{"create":{"_index":%q,"_id":%q,"status":%d}}`, a.Create.Index, a.Create.ID, status))
+	}
+	fmt.Fprintf(w, `{"took":1,"errors":false,"items":[%s]}`, strings.Join(items, ","))
+}
+
+func (b *bulkFake) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.docs)
+}
+
+// TestExportKill SIGKILLs the real binary while an export to a (slow) fake
+// Elasticsearch has a request in flight, restarts it: every event of the
+// ledger arrives with its commitment, with no gap, and each _id holds the
+// document of its index.
+func TestExportKill(t *testing.T) {
+	fake := &bulkFake{docs: map[string]bulkFakeDoc{}, delay: 300 * time.Millisecond}
+	es := httptest.NewServer(fake)
+	defer es.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	xf := filepath.Join(dir, "exports.yaml")
+	if err := os.WriteFile(xf, fmt.Appendf(nil, "exports:\n  - {name: es, type: elastic_bulk, url: %q, index: audit}\n", es.URL), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startEvents(t, data, "--exports", xf)
+	c := p.client(t)
+	ctx := context.Background()
+	for b := range 6 {
+		var nd strings.Builder
+		for j := range 500 {
+			fmt.Fprintf(&nd, `{"action":"export.test","id":"b%d-e%d"}`+"\n", b, j)
+		}
+		if _, err := c.AppendNDJSON(ctx, []byte(nd.String()), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Kill with the first batches delivered and more in flight.
+	for deadline := time.Now().Add(30 * time.Second); fake.count() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing exported in 30s\nstderr:\n%s", p.stderr)
+		}
+	}
+	time.Sleep(150 * time.Millisecond)
+	p.kill()
+	before := fake.count()
+	if before >= 3000 {
+		t.Fatalf("%d exported before the kill: the test did not kill mid-export", before)
+	}
+
+	p = startEvents(t, data, "--exports", xf)
+	defer p.stop(t)
+	c = p.client(t)
+	// The ledger: every record up to the size at this point.
+	cp, err := c.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if _, err := fmt.Sscanf(strings.SplitN(string(cp), "\n", 3)[1], "%d", &n); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]string{}
+	sctx, cancel := context.WithCancel(ctx)
+	errDone := errors.New("done")
+	r0, err := c.Event(ctx, 0) // the stream resumes after an index: 0 is read alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[0] = base64.StdEncoding.EncodeToString(r0.Commitment)
+	err = c.Stream(sctx, client.Query{}, 0, func(r client.Record) error {
+		if r.Index < n {
+			want[r.Index] = base64.StdEncoding.EncodeToString(r.Commitment)
+		}
+		if r.Index >= n-1 {
+			return errDone
+		}
+		return nil
+	})
+	cancel()
+	if err != nil && !errors.Is(err, errDone) {
+		t.Fatal(err)
+	}
+	if int64(len(want)) < n-5 {
+		t.Fatalf("%d records streamed below size %d", len(want), n)
+	}
+	pfx := ""
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		fake.mu.Lock()
+		missing := -1
+		for i := range n {
+			if _, ok := want[i]; !ok {
+				continue
+			}
+			found := false
+			for id, d := range fake.docs {
+				if d.Index == i {
+					found = true
+					pfx = id[:strings.IndexByte(id, '-')]
+					break
+				}
+			}
+			if !found {
+				missing = int(i)
+				break
+			}
+		}
+		fake.mu.Unlock()
+		if missing < 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index %d never exported (%d exported)\nstderr:\n%s", missing, fake.count(), p.stderr)
+		}
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	for id, d := range fake.docs {
+		if id != fmt.Sprintf("%s-%d", pfx, d.Index) {
+			t.Errorf("_id %s holds index %d", id, d.Index)
+		}
+		if c, ok := want[d.Index]; ok && c != d.Commitment {
+			t.Errorf("index %d: exported commitment %s, ledger %s", d.Index, d.Commitment, c)
+		}
+	}
+	if fake.conflicts > export.DefaultBatchSize {
+		t.Errorf("%d events resent after the restart, want at most the batch in flight (%d)", fake.conflicts, export.DefaultBatchSize)
+	}
+	t.Logf("%d exported before the kill, %d resent after (409), %d requests", before, fake.conflicts, fake.requests)
+}
