@@ -212,6 +212,8 @@ func (f *follower) session(ctx context.Context) error {
 	}
 	m.Cursor.WithLabelValues(name).Set(float64(cursor))
 	m.Lag.WithLabelValues(name).Set(float64(l.Published() - cursor))
+	m.Delivered.WithLabelValues(name).Add(0) // shown from the start
+	m.Failures.WithLabelValues(name).Add(0)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

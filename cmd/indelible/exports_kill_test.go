@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -187,6 +188,19 @@ func TestExportKill(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("index %d never exported (%d exported)\nstderr:\n%s", missing, fake.count(), p.stderr)
+		}
+	}
+	// indelible export status reads the cursor and lag from /metrics.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := mustRun(t, p.env(), "export", "status")
+		f := strings.Fields(out)
+		if len(f) == 10 && f[5] == "es" && f[7] == "0" {
+			if cur, _ := strconv.ParseInt(f[6], 10, 64); cur >= n {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("export status never showed the export caught up:\n%s", out)
 		}
 	}
 	fake.mu.Lock()
