@@ -218,3 +218,21 @@ func TestExportKill(t *testing.T) {
 	}
 	t.Logf("%d exported before the kill, %d resent after (409), %d requests", before, fake.conflicts, fake.requests)
 }
+
+// TestServeExportsRefused: a bad exports file refuses the start, naming the
+// line; --exports in raw mode is refused too.
+func TestServeExportsRefused(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("exports:\n  - name: x\n    type: kafka\n    url: http://127.0.0.1:1/\n"), 0o600)
+	_, errOut, code := run(t, nil, "serve", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--exports", bad)
+	if code == 0 || !strings.Contains(errOut, "line 2") || !strings.Contains(errOut, `type "kafka"`) {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("exports:\n  - {name: x, type: http_ndjson, url: 'http://127.0.0.1:1/'}\n"), 0o600)
+	_, errOut, code = run(t, nil, "serve", "--mode", "raw", "--data", filepath.Join(dir, "data2"), "--listen", "127.0.0.1:0", "--exports", good)
+	if code == 0 || !strings.Contains(errOut, "--exports needs --mode events") {
+		t.Errorf("raw mode: exit %d, stderr:\n%s", code, errOut)
+	}
+}
