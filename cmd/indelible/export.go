@@ -65,7 +65,7 @@ the cursor lives in the server's store, which a running server holds locked.`,
 		},
 	}
 	api.register(status)
-	exportCmd.AddCommand(status)
+	exportCmd.AddCommand(status, newExportVerifyCmd())
 	rootCmd.AddCommand(exportCmd)
 }
 
