@@ -38,7 +38,7 @@ the cursor lives in the server's store, which a running server holds locked.`,
 			if err != nil {
 				return err
 			}
-			c, err := client.New(url, client.Options{Token: envToken(api.token), RootCAs: pool})
+			c, err := client.New(url, "", client.WithOptions(client.Options{Token: envToken(api.token), RootCAs: pool}))
 			if err != nil {
 				return err
 			}

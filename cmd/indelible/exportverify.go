@@ -137,7 +137,7 @@ the public log (tiles): no event is read, so nothing is decrypted or audited.`,
 			if from < 0 || from > to {
 				return fmt.Errorf("--from %d: want 0 to %d", from, to)
 			}
-			c, err := client.New(url, opts)
+			c, err := client.New(url, "", client.WithOptions(opts))
 			if err != nil {
 				return err
 			}
