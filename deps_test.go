@@ -75,7 +75,7 @@ var layers = map[string][]string{
 	"httpapi":  {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
 	"cmd":      {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
 	"otlp":     {"tlog", "event"},
-	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
+	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"},            // evidence: through events
 	"export":   {"tlog", "event", "ledger", "auth", "events", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
 	// cmd layer: Go's nested internal rule keeps everything else out.

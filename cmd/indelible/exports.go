@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/export"
 	"indelible.dev/httpapi"
-	"indelible.dev/internal/eventsetup"
 )
 
 // exportsFlags registers serve's --exports.

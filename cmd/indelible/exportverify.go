@@ -14,8 +14,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/client"
+	"indelible.dev/cmd/indelible/internal/exitcode"
 	"indelible.dev/event"
-	"indelible.dev/internal/exitcode"
 	itlog "indelible.dev/tlog"
 )
 
