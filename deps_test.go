@@ -50,6 +50,7 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //	ledger, witness, auth, client  over them (witness gossips through client)
 //	events                      over ledger (and auth)
 //	audited                     over events: the audit policy, below HTTP
+//	export                      over audited: streams events into SIEMs
 //	audit                       over client: it sees what any outsider sees
 //	httpapi                     over all but audit
 //	cmd                         on top (with its helpers in cmd/indelible/internal)
@@ -72,9 +73,10 @@ var layers = map[string][]string{
 	"audited":  {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
 	"audit":    {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":  {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
-	"cmd":      {"tlog", "event", "ledger", "mirror", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
+	"cmd":      {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
 	"otlp":     {"tlog", "event"},
-	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"}, // evidence: through events
+	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"},            // evidence: through events
+	"export":   {"tlog", "event", "ledger", "auth", "events", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.

@@ -79,6 +79,7 @@ type serveConfig struct {
 	otlpListen        string // a second listener for POST /v1/logs
 	otlpDefaultAction string // action of an OTLP record naming none
 	rules             string // events mode: --rules FILE|DIR, alert rules (alerts.go)
+	exports           string // events mode: --exports FILE (exports.go)
 }
 
 func init() {
@@ -132,6 +133,7 @@ tokens.`,
 	f.StringVar(&cfg.mode, "mode", "events", `"events": the audit events API (/v1/events, Bearer tokens); "raw": a generic log, POST /add appends the body as an entry`)
 	eventsFlags(f, &cfg)
 	otlpFlags(f, &cfg)
+	exportsFlags(f, &cfg)
 	cfg.tls.register(f, "witnesses")
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.IntVar(&cfg.cache, "cache-size", 0, "the store's block cache in MiB (default 0: 64 MiB); proofs on a large log read a level-0 tile and its inner hashes (16 KiB per 256 entries) per proof, so 1 GiB serves a 10M-entry log from memory")
@@ -176,6 +178,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 	tlsConfig, witnessCAs, err := cfg.tls.load()
+	if err != nil {
+		return err
+	}
+	exports, err := loadExports(cfg)
 	if err != nil {
 		return err
 	}
@@ -263,6 +269,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 				logger.Error("closing the audit service", "err", err)
 			}
 		}()
+		stopExports, err := startExports(exports, cfg, es, metrics, logger, tlsConfig != nil)
+		if err != nil {
+			return err
+		}
+		defer stopExports() // before the audit service and the layer
 		es.Tokens.SetRateLimit(cfg.tokenRate, cfg.tokenBurst)
 		hcfg.Events, hcfg.Tokens, hcfg.Audit = es.Layer, es.Tokens, es.Audit
 		hcfg.StreamMaxAge = cfg.streamMaxAge
