@@ -259,13 +259,10 @@ const (
 	purgeRetryMax = time.Minute
 )
 
-// purgeLoop runs the pending purges (at once if now, those an earlier run
-// left; then purgeRetryMin after a purge was cut short) until none is left,
-// retrying failures with backoff, until the layer is closed.
-func (l *Layer) purgeLoop(now bool) {
-	defer l.wg.Done()
+// stopContext returns a context that ends when the layer is closed (or
+// when cancel is called): the background loops' context.
+func (l *Layer) stopContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() {
 		select {
 		case <-l.stop:
@@ -273,6 +270,16 @@ func (l *Layer) purgeLoop(now bool) {
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// purgeLoop runs the pending purges (at once if now, those an earlier run
+// left; then purgeRetryMin after a purge was cut short) until none is left,
+// retrying failures with backoff, until the layer is closed.
+func (l *Layer) purgeLoop(now bool) {
+	defer l.wg.Done()
+	ctx, cancel := l.stopContext()
+	defer cancel()
 	delay := purgeRetryMin
 	var retry <-chan time.Time
 	if now {

@@ -130,15 +130,8 @@ func (l *Layer) segments(n int64) ([]segment, error) {
 
 func (l *Layer) retentionLoop(every time.Duration) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := l.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -194,15 +187,8 @@ func (l *Layer) Retain(ctx context.Context) ([]time.Time, error) {
 // background, with or without Config.Retention).
 func (l *Layer) finishShedding() {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := l.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	days, err := l.retain(ctx, true)
 	switch {
 	case err != nil && ctx.Err() == nil:
