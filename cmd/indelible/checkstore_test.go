@@ -18,6 +18,15 @@ import (
 // events layer's invariant check over all of it (events.Layer.Check).
 func checkEventsStore(t testing.TB, dir string) {
 	t.Helper()
+	_, _, closeStore := openCheckedStore(t, dir)
+	closeStore()
+}
+
+// openCheckedStore opens the stopped server's store in dir (ledger and
+// events layer) and runs events.Layer.Check over it; closeStore closes
+// both, and must be called before the server starts on dir again.
+func openCheckedStore(t testing.TB, dir string) (l *ledger.Log, el *events.Layer, closeStore func()) {
+	t.Helper()
 	skey, err := os.ReadFile(filepath.Join(dir, logKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -26,25 +35,29 @@ func checkEventsStore(t testing.TB, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := ledger.Open(filepath.Join(dir, ledgerDir), ledger.Options{Signer: s, Logger: slog.New(slog.DiscardHandler)})
+	l, err = ledger.Open(filepath.Join(dir, ledgerDir), ledger.Options{Signer: s, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	master, _, err := eventsetup.MasterKey(dir, eventsetup.KeyOptions{}, false)
 	if err != nil {
+		l.Close()
 		t.Fatal(err)
 	}
 	kr, err := events.NewKeyring(master)
 	if err != nil {
+		l.Close()
 		t.Fatal(err)
 	}
-	el, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
+	el, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
+		l.Close()
 		t.Fatal(err)
 	}
-	defer el.Close()
+	closeStore = func() { el.Close(); l.Close() }
 	if err := el.Check(); err != nil {
+		closeStore()
 		t.Fatalf("events store after the run: %v", err)
 	}
+	return l, el, closeStore
 }

@@ -3,22 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
-	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/events"
-	"indelible.dev/ledger"
 )
 
 // tokenKillRounds is how often TestTokensKillAtomic kills the server.
@@ -104,35 +97,8 @@ func TestTokensKillAtomic(t *testing.T) {
 // indelible.token.revoke events in the log.
 func tokensAndRecords(t testing.TB, dir string) (map[string]auth.Token, map[string]int, map[string]int) {
 	t.Helper()
-	skey, err := os.ReadFile(filepath.Join(dir, logKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(strings.TrimSpace(string(skey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(filepath.Join(dir, ledgerDir), ledger.Options{Signer: s, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	master, _, err := eventsetup.MasterKey(dir, eventsetup.KeyOptions{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := events.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	el, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer el.Close()
-	if err := el.Check(); err != nil {
-		t.Fatalf("events store: %v", err)
-	}
+	l, el, closeStore := openCheckedStore(t, dir)
+	defer closeStore()
 	tokens, err := audited.OpenTokens(l, nil)
 	if err != nil {
 		t.Fatal(err)
