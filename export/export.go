@@ -216,9 +216,15 @@ func (f *follower) session(ctx context.Context) error {
 	m.Failures.WithLabelValues(name).Add(0)
 
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	recs := make(chan events.Record, f.o.BatchSize)
 	errc := make(chan error, 1)
+	// Return only once the stream goroutine has: it reads the store, which
+	// is closed after the exports stop (a read of a closed pebble panics).
+	defer func() {
+		cancel()
+		for range recs {
+		}
+	}()
 	go func() {
 		defer close(recs)
 		errc <- l.Stream(sctx, events.Query{}, cursor-1, func(r events.Record) error {
