@@ -48,35 +48,35 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //	receipt                     over them: the public receipt verifier
 //	evidence                    pure, over them (bundles; outsiders embed its verifier)
 //	ledger, witness, auth, client  over them (witness gossips through client)
-//	events                      over ledger (and auth)
-//	audited                     over events: the audit policy, below HTTP
+//	eventstore                  over ledger (and auth): the events store
+//	audited                     over eventstore: the audit policy, below HTTP
 //	export                      over audited: streams events into SIEMs
 //	audit                       over client: it sees what any outsider sees
 //	httpapi                     over all but audit
 //	cmd                         on top (with its helpers in cmd/indelible/internal)
 //
-// so ledger and witness never depend on each other, ledger never on events,
-// audit never on ledger or events. A package of the module with no entry is
+// so ledger and witness never depend on each other, ledger never on eventstore,
+// audit never on ledger or eventstore. A package of the module with no entry is
 // itself a violation: a new package gets its rule when it is created.
 var layers = map[string][]string{
-	"tlog":     {},
-	"event":    {"tlog"},
-	"ledger":   {"tlog", "event", "internal/atomicfile"},
-	"witness":  {"tlog", "event", "client", "api", "internal/atomicfile"},
-	"auth":     {"tlog", "event", "internal/atomicfile"},
-	"api":      {},
-	"client":   {"tlog", "event", "api"},
-	"receipt":  {"tlog", "event"},
-	"events":   {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
-	"evidence": {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
-	"mirror":   {"tlog", "event", "ledger", "internal/atomicfile"},
-	"audited":  {"tlog", "event", "ledger", "auth", "events", "internal/atomicfile", "evidence"},
-	"audit":    {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":  {"tlog", "event", "ledger", "witness", "auth", "client", "api", "events", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
-	"cmd":      {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "events", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
-	"otlp":     {"tlog", "event"},
-	"alert":    {"tlog", "event", "ledger", "events", "auth", "internal/atomicfile", "evidence"},            // evidence: through events
-	"export":   {"tlog", "event", "ledger", "auth", "events", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
+	"tlog":       {},
+	"event":      {"tlog"},
+	"ledger":     {"tlog", "event", "internal/atomicfile"},
+	"witness":    {"tlog", "event", "client", "api", "internal/atomicfile"},
+	"auth":       {"tlog", "event", "internal/atomicfile"},
+	"api":        {},
+	"client":     {"tlog", "event", "api"},
+	"receipt":    {"tlog", "event"},
+	"eventstore": {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
+	"evidence":   {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
+	"mirror":     {"tlog", "event", "ledger", "internal/atomicfile"},
+	"audited":    {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
+	"audit":      {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
+	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
+	"otlp":       {"tlog", "event"},
+	"alert":      {"tlog", "event", "ledger", "eventstore", "auth", "internal/atomicfile", "evidence"},            // evidence: through eventstore
+	"export":     {"tlog", "event", "ledger", "auth", "eventstore", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
@@ -221,7 +221,7 @@ func TestDependencyRules(t *testing.T) {
 	if n := pkgs["golang.org/x/mod/sumdb/note"]; n == nil || n.Module == nil || n.Module.Path != "golang.org/x/mod" {
 		t.Fatal("go list did not describe tlog's dependencies with their modules")
 	}
-	for _, want := range []string{"client", "internal/tlogtest", "event", "events", "auth"} {
+	for _, want := range []string{"client", "internal/tlogtest", "event", "eventstore", "auth"} {
 		if pkgs[module+"/"+want] == nil {
 			t.Errorf("go list did not list %s/%s", module, want)
 		}
@@ -275,11 +275,11 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 	for _, p := range []*goPackage{
 		our("tlog", []string{"fmt", "golang.org/x/mod/sumdb/tlog", tessera}),
 		our("event", []string{"tlog"}),
-		our("ledger", []string{pebble, "witness", "events", "internal/tlogtest"}),
+		our("ledger", []string{pebble, "witness", "eventstore", "internal/tlogtest"}),
 		our("witness", []string{pebble, "ledger"}),
-		our("events", []string{"ledger", pebble}),
+		our("eventstore", []string{"ledger", pebble}),
 		our("client", []string{"tlog", cobra, "httpapi"}),
-		our("audit", []string{"client", "ledger"}, "events"),
+		our("audit", []string{"client", "ledger"}, "eventstore"),
 		our("httpapi", []string{echo, pebble, "cmd/indelible", "audit"}),
 		our("cmd/indelible", []string{echo, "httpapi"}),
 		our("internal/tlogtest", []string{"tlog"}),
@@ -291,15 +291,15 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 	want := []string{
 		"indelible.dev/tlog depends on github.com/transparency-dev/tessera: tlog may use only",
 		"indelible.dev/ledger depends on indelible.dev/witness, which its layer (ledger) must not",
-		"indelible.dev/ledger depends on indelible.dev/events, which its layer (ledger) must not",
+		"indelible.dev/ledger depends on indelible.dev/eventstore, which its layer (ledger) must not",
 		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which its layer (ledger) must not",
 		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which only tests may import",
 		"indelible.dev/witness depends on indelible.dev/ledger, which its layer (witness) must not",
-		"indelible.dev/events imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
+		"indelible.dev/eventstore imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
 		"indelible.dev/client depends on github.com/spf13/cobra: client may use only",
 		"indelible.dev/client depends on indelible.dev/httpapi, which its layer (client) must not",
 		"indelible.dev/audit depends on indelible.dev/ledger, which its layer (audit) must not",
-		"indelible.dev/audit depends on indelible.dev/events, which its layer (audit) must not",
+		"indelible.dev/audit depends on indelible.dev/eventstore, which its layer (audit) must not",
 		"indelible.dev/httpapi imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
 		"indelible.dev/httpapi depends on indelible.dev/cmd/indelible, which its layer (httpapi) must not",
 		"indelible.dev/httpapi depends on indelible.dev/audit, which its layer (httpapi) must not",

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -222,11 +222,11 @@ func (e *Engine) giveUp(d *delivery) {
 		rule = d.rec.MD.Rule
 	}
 	ev := event.Event{
-		Actor:    &event.Actor{ID: events.ServerActor},
+		Actor:    &event.Actor{ID: eventstore.ServerActor},
 		Action:   ActionUndelivered,
 		Resource: &event.Resource{Type: "rule", ID: rule},
 		Outcome:  event.OutcomeFailure,
-		Source:   events.ServerActor,
+		Source:   eventstore.ServerActor,
 		Metadata: md,
 	}
 	if rule == "" {
@@ -248,7 +248,7 @@ func (e *Engine) giveUp(d *delivery) {
 func (e *Engine) tryDeliver(ctx context.Context, d *delivery) error {
 	if d.rec == nil {
 		rec, err := e.l.Get(d.index)
-		if errors.Is(err, events.ErrGone) || errors.Is(err, events.ErrNotEvent) {
+		if errors.Is(err, eventstore.ErrGone) || errors.Is(err, eventstore.ErrNotEvent) {
 			return fmt.Errorf("%w: the firing event %d is gone: %v", errUndeliverable, d.index, err)
 		}
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -64,8 +64,8 @@ const (
 
 // Config configures Start.
 type Config struct {
-	Events *events.Layer // required
-	Rules  *Rules        // required
+	Events *eventstore.Layer // required
+	Rules  *Rules            // required
 	// ConsoleURL is the console's base URL (https://host:port/), for the
 	// links in deliveries; "" leaves them out.
 	ConsoleURL string
@@ -92,7 +92,7 @@ type Config struct {
 // deliverer, and waits for both.
 type Engine struct {
 	cfg    Config
-	l      *events.Layer
+	l      *eventstore.Layer
 	log    *ledger.Log
 	origin string
 	idPfx  string // the webhook-id prefix: 16 hex digits of SHA-256(origin)
@@ -301,7 +301,7 @@ func (e *Engine) pass() bool {
 		rec, err := e.record(i)
 		switch {
 		case err == nil:
-		case errors.Is(err, events.ErrNotEvent), errors.Is(err, events.ErrGone):
+		case errors.Is(err, eventstore.ErrNotEvent), errors.Is(err, eventstore.ErrGone):
 			e.next, e.dirty = i+1, true // nothing to evaluate
 			continue
 		default:
@@ -448,8 +448,8 @@ func (e *Engine) commit(fs []Firing) bool {
 
 // appendServer is the one place the engine appends events on the server's
 // behalf (firings, resolves, undelivered notices).
-func (e *Engine) appendServer(evs []event.Event, extra func(int64, ledger.Writer) error) ([]events.Appended, error) {
-	return e.l.Record(context.Background(), events.ServerActor, evs, extra)
+func (e *Engine) appendServer(evs []event.Event, extra func(int64, ledger.Writer) error) ([]eventstore.Appended, error) {
+	return e.l.Record(context.Background(), eventstore.ServerActor, evs, extra)
 }
 
 // Metadata is the metadata of an indelible.alert.fired (or resolved) event.
@@ -476,11 +476,11 @@ func firingEvent(f Firing) event.Event {
 		action = ActionResolved
 	}
 	return event.Event{
-		Actor:    &event.Actor{ID: events.ServerActor},
+		Actor:    &event.Actor{ID: eventstore.ServerActor},
 		Action:   action,
 		Resource: &event.Resource{Type: "rule", ID: f.Rule},
 		Outcome:  event.OutcomeSuccess,
-		Source:   events.ServerActor,
+		Source:   eventstore.ServerActor,
 		Metadata: b,
 	}
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -38,7 +38,7 @@ type stack struct {
 	key    tlogtest.Key
 	master []byte
 	log    *ledger.Log
-	l      *events.Layer
+	l      *eventstore.Layer
 	eng    *Engine
 	cfg    Config
 	logBuf *syncBuf
@@ -53,7 +53,7 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func newStack(t *testing.T, cfg Config) *stack {
-	master := make([]byte, events.MasterKeySize)
+	master := make([]byte, eventstore.MasterKeySize)
 	rand.Read(master)
 	s := &stack{t: t, dir: t.TempDir(), key: tlogtest.NewKey(t, "example.com/alert-test"), master: master, cfg: cfg, logBuf: &syncBuf{}}
 	s.open()
@@ -67,8 +67,8 @@ func (s *stack) open() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	kr, _ := events.NewKeyring(s.master)
-	l, err := events.Open(events.Config{Log: log, Keyring: kr})
+	kr, _ := eventstore.NewKeyring(s.master)
+	l, err := eventstore.Open(eventstore.Config{Log: log, Keyring: kr})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -106,8 +106,8 @@ func (s *stack) append(evs ...event.Event) []int64 {
 }
 
 // alerts returns the alert events (fired and resolved) in index order.
-func (s *stack) alerts(action string) []events.Record {
-	page, err := s.l.List(events.Query{Action: action, Limit: 1000})
+func (s *stack) alerts(action string) []eventstore.Record {
+	page, err := s.l.List(eventstore.Query{Action: action, Limit: 1000})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -118,9 +118,9 @@ func (s *stack) alerts(action string) []events.Record {
 	return recs
 }
 
-func (s *stack) waitAlerts(action string, n int) []events.Record {
+func (s *stack) waitAlerts(action string, n int) []eventstore.Record {
 	s.t.Helper()
-	var recs []events.Record
+	var recs []eventstore.Record
 	tlogtest.Eventually(s.t, 10*time.Second, action, func() (bool, string) {
 		recs = s.alerts(action)
 		return len(recs) >= n, fmt.Sprintf("%d of %d", len(recs), n)
@@ -514,15 +514,15 @@ rules:
 // newBenchStack is newStack for benchmarks; engine false leaves the engine
 // out.
 func newBenchStack(b *testing.B, rs *Rules, engine bool) *stack {
-	master := make([]byte, events.MasterKeySize)
+	master := make([]byte, eventstore.MasterKeySize)
 	rand.Read(master)
 	s := &stack{dir: b.TempDir(), key: tlogtest.NewKey(b, "example.com/alert-bench"), master: master}
 	log, err := ledger.Open(s.dir, ledger.Options{Signer: s.key.Signer, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	kr, _ := events.NewKeyring(master)
-	l, err := events.Open(events.Config{Log: log, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
+	kr, _ := eventstore.NewKeyring(master)
+	l, err := eventstore.Open(eventstore.Config{Log: log, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,17 +4,17 @@ import (
 	"sync"
 
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // maxFeed bounds the events held for the follower by the feed; past it,
 // new ones are left out and the follower reads them back from the store.
 const maxFeed = 1 << 16
 
-// feed holds the events the layer just committed (events.Layer.OnCommit),
+// feed holds the events the layer just committed (eventstore.Layer.OnCommit),
 // by index, so the follower evaluates them without reading back and
 // decrypting what it was just told. It is only a shortcut: whatever it
-// lacks the follower reads with events.Layer.Get.
+// lacks the follower reads with eventstore.Layer.Get.
 type feed struct {
 	mu    sync.Mutex
 	items map[int64]feedItem
@@ -63,9 +63,9 @@ func (f *feed) take(i int64) (feedItem, bool) {
 }
 
 // record is the follower's read of event i: from the feed, or the store.
-func (e *Engine) record(i int64) (events.Record, error) {
+func (e *Engine) record(i int64) (eventstore.Record, error) {
 	if it, ok := e.feed.take(i); ok {
-		return events.Record{Index: i, Event: it.ev, EventBytes: it.bytes}, nil
+		return eventstore.Record{Index: i, Event: it.ev, EventBytes: it.bytes}, nil
 	}
 	return e.l.Get(i)
 }

@@ -5,7 +5,7 @@
 //
 // It is pure: plain structs and their JSON tags, no I/O. The proof replies
 // of the log's routes are client's InclusionProof and ConsistencyProof; the
-// event records of GET /v1/events are events.Record's MarshalJSON on the
+// event records of GET /v1/events are eventstore.Record's MarshalJSON on the
 // server and client.Record on the client (to move here next).
 package api
 

@@ -3,11 +3,11 @@
 // change without its record, committed together.
 //
 // Every action the server records follows the rule erasure set
-// (events.Layer.Erase): the change and its indelible.* event commit in ONE
+// (eventstore.Layer.Erase): the change and its indelible.* event commit in ONE
 // ledger batch, so after a crash there is either both or neither.
 //
 //   - Token changes (CreateToken, RevokeToken, Bootstrap): the token's
-//     record, kept in the store beside the events (events.TokenKey), and its
+//     record, kept in the store beside the events (eventstore.TokenKey), and its
 //     indelible.token.create or indelible.token.revoke event are one batch.
 //   - Audited reads (AuditRead): the read's indelible.read event must be
 //     durable before the read's data is sent. Read events are group
@@ -15,7 +15,7 @@
 //   - Anything else the server records on its own behalf goes through
 //     Record, the server-only entry point (writers' events with an
 //     indelible.* action or the source "indelible" are refused by
-//     events.Layer.Append).
+//     eventstore.Layer.Append).
 //
 // httpapi only translates HTTP requests into these calls.
 package audited
@@ -30,7 +30,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -52,8 +52,8 @@ var (
 
 // Config configures New.
 type Config struct {
-	Layer *events.Layer // required
-	Log   *ledger.Log   // required: the log under Layer
+	Layer *eventstore.Layer // required
+	Log   *ledger.Log       // required: the log under Layer
 	// Tokens is the token store. Default: OpenTokens(Log), the store's own
 	// token records. A store over another Persister still works, but the
 	// token changes made here are stored in the log's store, not in it.
@@ -62,7 +62,7 @@ type Config struct {
 
 // Service is the audit policy of one events layer. Safe for concurrent use.
 type Service struct {
-	l      *events.Layer
+	l      *eventstore.Layer
 	log    *ledger.Log
 	tokens *auth.Store
 	reads  *readBatcher
@@ -93,7 +93,7 @@ func (s *Service) Collectors() []prometheus.Collector { return s.reads.collector
 func (s *Service) Tokens() *auth.Store { return s.tokens }
 
 // Layer returns the events layer.
-func (s *Service) Layer() *events.Layer { return s.l }
+func (s *Service) Layer() *eventstore.Layer { return s.l }
 
 // Close stops the service: reads submitted from now on fail with ErrClosed,
 // the read events already queued are appended (their readers answered),
@@ -111,7 +111,7 @@ func (s *Service) Close() error {
 // by (a token's name when the server acts for it, else ServerActor), and
 // returns once they are durable. It is the server-only entry point: each
 // event's action must start with event.ServerActionPrefix (its source is
-// set to event.ServerSource). Errors: those of events.Layer.Record.
-func (s *Service) Record(ctx context.Context, by string, evs ...event.Event) ([]events.Appended, error) {
+// set to event.ServerSource). Errors: those of eventstore.Layer.Record.
+func (s *Service) Record(ctx context.Context, by string, evs ...event.Event) ([]eventstore.Appended, error) {
 	return s.l.Record(ctx, by, evs, nil)
 }

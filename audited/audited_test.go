@@ -14,7 +14,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -27,7 +27,7 @@ type env struct {
 	key    tlogtest.Key
 	master []byte
 	log    *ledger.Log
-	l      *events.Layer
+	l      *eventstore.Layer
 	s      *Service
 }
 
@@ -46,11 +46,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	kr, err := events.NewKeyring(e.master)
+	kr, err := eventstore.NewKeyring(e.master)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if e.l, err = events.Open(events.Config{Log: e.log, Keyring: kr}); err != nil {
+	if e.l, err = eventstore.Open(eventstore.Config{Log: e.log, Keyring: kr}); err != nil {
 		e.t.Fatal(err)
 	}
 	if e.s, err = New(Config{Layer: e.l, Log: e.log}); err != nil {
@@ -79,7 +79,7 @@ func (e *env) tokenEvents() []string {
 	}
 	var out []string
 	for _, action := range []string{auth.ActionCreate, auth.ActionRevoke} {
-		p, err := e.l.List(events.Query{Action: action, Limit: events.MaxLimit})
+		p, err := e.l.List(eventstore.Query{Action: action, Limit: eventstore.MaxLimit})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -150,13 +150,13 @@ func TestTokenChangesRecorded(t *testing.T) {
 
 	// The layer is closed: the event cannot be appended, so no token.
 	e.l.Close()
-	if _, _, err := e.s.CreateToken(ctx, "root", "carol", []auth.Scope{auth.ScopeRead}); !errors.Is(err, events.ErrClosed) {
+	if _, _, err := e.s.CreateToken(ctx, "root", "carol", []auth.Scope{auth.ScopeRead}); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("creating carol on a closed layer: %v", err)
 	}
 	if _, err := e.s.Tokens().Get("carol"); !errors.Is(err, auth.ErrNoToken) {
 		t.Fatalf("carol exists without her record: %v", err)
 	}
-	if _, err := e.s.RevokeToken(ctx, "root", "bob"); !errors.Is(err, events.ErrClosed) {
+	if _, err := e.s.RevokeToken(ctx, "root", "bob"); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("revoking bob on a closed layer: %v", err)
 	}
 	if _, err := e.s.Tokens().Authenticate(secret); !errors.Is(err, auth.ErrUnauthenticated) {
@@ -216,7 +216,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.WriteExt(func(w ledger.Writer) error { return w.Delete(events.TokenKey("admin")) }); err != nil {
+	if err := l.WriteExt(func(w ledger.Writer) error { return w.Delete(eventstore.TokenKey("admin")) }); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -309,7 +309,7 @@ func TestReadBatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitAll()
-	p, err := e.l.List(events.Query{Action: ActionRead})
+	p, err := e.l.List(eventstore.Query{Action: ActionRead})
 	if err != nil || len(p.Records) != 1 {
 		t.Fatalf("read events: %+v %v", p, err)
 	}
@@ -322,7 +322,7 @@ func TestReadBatcher(t *testing.T) {
 	rb := e.s.reads
 	real := rb.record
 	for _, cause := range []error{ledger.ErrFailed, ledger.ErrPushback} {
-		rb.record = func(context.Context, string, []event.Event) ([]events.Appended, error) { return nil, cause }
+		rb.record = func(context.Context, string, []event.Event) ([]eventstore.Appended, error) { return nil, cause }
 		wait, err := e.s.AuditRead(ctx, "reader", IndexMeta("/x", 1))
 		if err != nil {
 			t.Fatal(err)
@@ -337,7 +337,7 @@ func TestReadBatcher(t *testing.T) {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before the env's cleanup closes the service
-	rb.record = func(ctx context.Context, by string, evs []event.Event) ([]events.Appended, error) {
+	rb.record = func(ctx context.Context, by string, evs []event.Event) ([]eventstore.Appended, error) {
 		<-release
 		return real(ctx, by, evs)
 	}
@@ -376,7 +376,7 @@ func TestReadBatcher(t *testing.T) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
 	}
 	e.waitAll()
-	p, err = e.l.List(events.Query{Action: ActionRead, Limit: events.MaxLimit})
+	p, err = e.l.List(eventstore.Query{Action: ActionRead, Limit: eventstore.MaxLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

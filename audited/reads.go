@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // Audited reads: every read of event content (a query, a record, a receipt,
@@ -130,7 +130,7 @@ func (s *Service) AuditRead(ctx context.Context, by string, meta ReadMeta) (wait
 // answers each waiter. close refuses new reads and waits for run to end.
 type readBatcher struct {
 	// record is l.Record without writes; tests make it fail or wait.
-	record func(ctx context.Context, by string, evs []event.Event) ([]events.Appended, error)
+	record func(ctx context.Context, by string, evs []event.Event) ([]eventstore.Appended, error)
 
 	// mu guards pending, running and closed; wg counts run goroutines.
 	mu      sync.Mutex
@@ -154,7 +154,7 @@ type readAudit struct {
 	done chan error // buffered: run never blocks on a waiter that left
 }
 
-func newReadBatcher(l *events.Layer) *readBatcher {
+func newReadBatcher(l *eventstore.Layer) *readBatcher {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
@@ -162,7 +162,7 @@ func newReadBatcher(l *events.Layer) *readBatcher {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 	}
 	a := &readBatcher{
-		record: func(ctx context.Context, by string, evs []event.Event) ([]events.Appended, error) {
+		record: func(ctx context.Context, by string, evs []event.Event) ([]eventstore.Appended, error) {
 			return l.Record(ctx, by, evs, nil)
 		},
 		batches:   counter("indelible_read_audit_batches_total", "Batches of indelible.read events appended (group commits of audited reads)."),

@@ -14,12 +14,12 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
 // Tokens live in the store beside the events: one key per token
-// (events.TokenKey(name)), its value the token's public record and the hex
+// (eventstore.TokenKey(name)), its value the token's public record and the hex
 // SHA-256 of its secret, as JSON (the same fields tokens.json had). A token
 // change is written in the batch that appends its indelible.token.* event.
 
@@ -44,7 +44,7 @@ func decodeToken(key, v []byte) (auth.Record, error) {
 		return auth.Record{}, fmt.Errorf("audited: token record %q: bad sha256", key)
 	}
 	copy(r.Hash[:], h)
-	if string(events.TokenKey(r.Name)) != string(key) {
+	if string(eventstore.TokenKey(r.Name)) != string(key) {
 		return auth.Record{}, fmt.Errorf("audited: token record %q holds token %q", key, r.Name)
 	}
 	return r, nil
@@ -59,7 +59,7 @@ type storePersister struct{ log *ledger.Log }
 func (p storePersister) Load() ([]auth.Record, error) {
 	var out []auth.Record
 	var ferr error
-	lo, hi := events.TokenKeys()
+	lo, hi := eventstore.TokenKeys()
 	err := p.log.ScanExt(lo, hi, false, func(k, v []byte) bool {
 		r, err := decodeToken(k, v)
 		if err != nil {
@@ -80,7 +80,7 @@ func (p storePersister) Put(r auth.Record) error {
 	if err != nil {
 		return err
 	}
-	return p.log.WriteExt(func(w ledger.Writer) error { return w.Set(events.TokenKey(r.Name), v) })
+	return p.log.WriteExt(func(w ledger.Writer) error { return w.Set(eventstore.TokenKey(r.Name), v) })
 }
 
 // OpenTokens opens the token store kept in log's store. now defaults to
@@ -100,7 +100,7 @@ func (s *Service) recordToken(ctx context.Context, action, by string) func(auth.
 		}
 		ev := auth.Event(action, by, r.Token)
 		_, err = s.l.Record(ctx, by, []event.Event{ev}, func(_ int64, w ledger.Writer) error {
-			return w.Set(events.TokenKey(r.Name), v)
+			return w.Set(eventstore.TokenKey(r.Name), v)
 		})
 		if err != nil {
 			return fmt.Errorf("recording %s of %q in the log: %w", action, r.Name, err)
@@ -210,7 +210,7 @@ func MigrateTokenFile(log *ledger.Log, path string) (int, error) {
 				if err != nil {
 					return err
 				}
-				if err := w.Set(events.TokenKey(r.Name), v); err != nil {
+				if err := w.Set(eventstore.TokenKey(r.Name), v); err != nil {
 					return err
 				}
 			}

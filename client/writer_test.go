@@ -23,7 +23,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 	"indelible.dev/receipt"
@@ -38,7 +38,7 @@ type testServer struct {
 	token string // scopes append and read
 	vkey  string
 	l     *ledger.Log
-	layer *events.Layer
+	layer *eventstore.Layer
 }
 
 func newTestServer(t testing.TB) *testServer {
@@ -55,11 +55,11 @@ func newTestServer(t testing.TB) *testServer {
 	}
 	master := make([]byte, 32)
 	rand.Read(master)
-	kr, err := events.NewKeyring(master)
+	kr, err := eventstore.NewKeyring(master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	layer, err := eventstore.Open(eventstore.Config{Log: l, Keyring: kr, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // Sink types (DESIGN section 13).
@@ -50,7 +50,7 @@ type Export struct {
 	Filter Filter `yaml:"filter"`
 
 	token string // the token file's contents, trimmed
-	query events.Query
+	query eventstore.Query
 }
 
 // File is the exports file.
@@ -203,7 +203,7 @@ func (x *Export) check() error {
 			v.Set(k, s)
 		}
 	}
-	q, err := events.ParseQuery(v)
+	q, err := eventstore.ParseQuery(v)
 	if err != nil {
 		return fmt.Errorf("filter: %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"indelible.dev/audited"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // Defaults of Options.
@@ -28,8 +28,8 @@ const (
 
 // Options configures Start.
 type Options struct {
-	Events *events.Layer    // required
-	Audit  *audited.Service // required: each export's start is recorded as a read
+	Events *eventstore.Layer // required
+	Audit  *audited.Service  // required: each export's start is recorded as a read
 	// ReceiptBase is the server's base URL ending in "/" (the receipt URL
 	// of event i is ReceiptBase + "v1/events/<i>/receipt"); the file's
 	// public_url wins over it.
@@ -216,7 +216,7 @@ func (f *follower) session(ctx context.Context) error {
 	m.Failures.WithLabelValues(name).Add(0)
 
 	sctx, cancel := context.WithCancel(ctx)
-	recs := make(chan events.Record, f.o.BatchSize)
+	recs := make(chan eventstore.Record, f.o.BatchSize)
 	errc := make(chan error, 1)
 	// Return only once the stream goroutine has: it reads the store, which
 	// is closed after the exports stop (a read of a closed pebble panics).
@@ -227,7 +227,7 @@ func (f *follower) session(ctx context.Context) error {
 	}()
 	go func() {
 		defer close(recs)
-		errc <- l.Stream(sctx, events.Query{}, cursor-1, func(r events.Record) error {
+		errc <- l.Stream(sctx, eventstore.Query{}, cursor-1, func(r eventstore.Record) error {
 			select {
 			case recs <- r:
 				return nil

@@ -23,7 +23,7 @@ import (
 
 	"indelible.dev/audited"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -36,7 +36,7 @@ type env struct {
 	key    tlogtest.Key
 	master []byte
 	log    *ledger.Log
-	l      *events.Layer
+	l      *eventstore.Layer
 	s      *audited.Service
 }
 
@@ -55,11 +55,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	kr, err := events.NewKeyring(e.master)
+	kr, err := eventstore.NewKeyring(e.master)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if e.l, err = events.Open(events.Config{Log: e.log, Keyring: kr}); err != nil {
+	if e.l, err = eventstore.Open(eventstore.Config{Log: e.log, Keyring: kr}); err != nil {
 		e.t.Fatal(err)
 	}
 	if e.s, err = audited.New(audited.Config{Layer: e.l, Log: e.log}); err != nil {
@@ -100,13 +100,13 @@ func (e *env) appendN(n int, tag string) {
 
 // ledgerSet returns index -> base64 commitment of every readable event
 // below the published size, with the filter q.
-func (e *env) ledgerSet(q events.Query) map[int64]string {
+func (e *env) ledgerSet(q eventstore.Query) map[int64]string {
 	e.t.Helper()
 	out := map[int64]string{}
 	n := e.l.Published()
 	for i := range n {
 		r, err := e.l.Get(i)
-		if errors.Is(err, events.ErrNotEvent) || errors.Is(err, events.ErrGone) {
+		if errors.Is(err, eventstore.ErrNotEvent) || errors.Is(err, eventstore.ErrGone) {
 			continue
 		}
 		if err != nil {
@@ -366,7 +366,7 @@ func TestSplunkHEC(t *testing.T) {
 	r := start(t, e, f, 64)
 	defer r.Close()
 	tlogtest.Eventually(t, 20*time.Second, "every event at the HEC", func() (bool, string) {
-		return sameSet(e.ledgerSet(events.Query{}), h.snapshot())
+		return sameSet(e.ledgerSet(eventstore.Query{}), h.snapshot())
 	})
 	h.mu.Lock()
 	d := h.docs[7]
@@ -378,7 +378,7 @@ func TestSplunkHEC(t *testing.T) {
 	if idx != "audit" {
 		t.Errorf("HEC index %q, want audit", idx)
 	}
-	p, err := e.l.List(events.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
+	p, err := e.l.List(eventstore.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +396,7 @@ func TestElasticBulk429RetriedAlone(t *testing.T) {
 	pfx := originHash(e.l.Origin())
 	b := &fakeBulk{docs: map[string]exportedDoc{}, reject429: map[string]bool{pfx + "-17": true}}
 	// Index 3 is already in Elasticsearch (a resend): 409, not a failure.
-	b.docs[pfx+"-3"] = exportedDoc{Index: 3, Commitment: e.ledgerSet(events.Query{})[3]}
+	b.docs[pfx+"-3"] = exportedDoc{Index: 3, Commitment: e.ledgerSet(eventstore.Query{})[3]}
 	srv := httptest.NewServer(b)
 	defer srv.Close()
 	f, err := Parse(fmt.Appendf(nil, "exports:\n  - {name: es, type: elastic_bulk, url: %q, index: audit}\n", srv.URL))
@@ -406,7 +406,7 @@ func TestElasticBulk429RetriedAlone(t *testing.T) {
 	r := start(t, e, f, 1000)
 	defer r.Close()
 	tlogtest.Eventually(t, 20*time.Second, "every event in the fake Elasticsearch", func() (bool, string) {
-		return sameSet(e.ledgerSet(events.Query{}), b.byIndex(t, pfx))
+		return sameSet(e.ledgerSet(eventstore.Query{}), b.byIndex(t, pfx))
 	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -459,7 +459,7 @@ func TestRestartNoGap(t *testing.T) {
 	r = start(t, e, f, 50)
 	defer r.Close()
 	tlogtest.Eventually(t, 20*time.Second, "every event exported after the restart", func() (bool, string) {
-		return sameSet(e.ledgerSet(events.Query{}), b.byIndex(t, pfx))
+		return sameSet(e.ledgerSet(eventstore.Query{}), b.byIndex(t, pfx))
 	})
 	b.mu.Lock()
 	conflicts := b.conflicts
@@ -516,7 +516,7 @@ func TestFilterAndErased(t *testing.T) {
 	}
 	r := start(t, e, f, 7)
 	defer r.Close()
-	q := events.Query{Action: "doc.write"}
+	q := eventstore.Query{Action: "doc.write"}
 	want := e.ledgerSet(q)
 	if _, ok := want[3]; ok {
 		t.Fatal("the erased event is still readable")

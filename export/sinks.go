@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // item is one event to deliver: its record and its exported document.
@@ -28,7 +28,7 @@ type item struct {
 // document returns the exported form of r: {"index","event","event_bytes",
 // "salt","commitment","receipt_url"} (the first five exactly as the events
 // API writes them).
-func document(r *events.Record, receiptBase string) ([]byte, error) {
+func document(r *eventstore.Record, receiptBase string) ([]byte, error) {
 	b, err := r.MarshalJSON()
 	if err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 
 	"indelible.dev/alert"
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // routeAlerts lists the recent alert firings (docs/alerts.md).
@@ -19,7 +19,7 @@ const routeAlerts = "/v1/alerts"
 var alertParams = map[string]bool{"limit": true, "cursor": true, "since": true, "until": true}
 
 // mountAlerts registers GET /v1/alerts (read scope, audited).
-func (s *Server) mountAlerts(l *events.Layer, tokens *auth.Store) {
+func (s *Server) mountAlerts(l *eventstore.Layer, tokens *auth.Store) {
 	h := &eventHandlers{s: s, l: l, tokens: tokens}
 	s.route(http.MethodGet, routeAlerts, requireScope(tokens, auth.ScopeRead, h.serveAlerts))
 }
@@ -36,7 +36,7 @@ func (h *eventHandlers) serveAlerts(c echo.Context) error {
 			return fmt.Errorf("%w: unknown parameter %q (want limit, cursor, since, until)", errBadRequest, k)
 		}
 	}
-	q, err := events.ParseQuery(v)
+	q, err := eventstore.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (h *eventHandlers) serveAlerts(c echo.Context) error {
 		return err
 	}
 	if page.Records == nil {
-		page.Records = []events.Record{}
+		page.Records = []eventstore.Record{}
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, page)

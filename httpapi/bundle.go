@@ -12,7 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // routeBundle serves evidence bundles (docs/evidence.md).
@@ -50,15 +50,15 @@ func (s *Server) mountBundle(cfg Config) {
 
 type bundleHandler struct {
 	s     *Server
-	l     *events.Layer
+	l     *eventstore.Layer
 	keys  bundleKeys
 	slots chan struct{} // a token per bundle being built
 }
 
 // parseBundleRequest reads ?since=&until= or ?from=&to=, and the optional
 // size and pinned_size.
-func parseBundleRequest(q url.Values) (events.BundleRequest, error) {
-	var req events.BundleRequest
+func parseBundleRequest(q url.Values) (eventstore.BundleRequest, error) {
+	var req eventstore.BundleRequest
 	num := func(name string) (int64, bool, error) {
 		if !q.Has(name) {
 			return 0, false, nil
@@ -132,7 +132,7 @@ func (h *bundleHandler) serve(c echo.Context) error {
 	}
 	req.LogKey, req.WitnessKeys, req.Quorum = h.keys.log, h.keys.witnesses, h.keys.quorum
 	plan, err := h.l.PlanBundle(req)
-	if errors.Is(err, events.ErrBadBundle) {
+	if errors.Is(err, eventstore.ErrBadBundle) {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	if err != nil {

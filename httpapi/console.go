@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -47,9 +47,9 @@ var consoleFS embed.FS
 const consoleCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-// Histogrammer counts events per time bucket (events.Layer implements it).
+// Histogrammer counts events per time bucket (eventstore.Layer implements it).
 type Histogrammer interface {
-	HistogramContext(ctx context.Context, q events.Query, bucket time.Duration) (events.Histogram, error)
+	HistogramContext(ctx context.Context, q eventstore.Query, bucket time.Duration) (eventstore.Histogram, error)
 }
 
 // ConsoleConfig configures MountConsole.
@@ -211,13 +211,13 @@ func (h *consoleHandlers) serveLogStatus(c echo.Context) error {
 
 // histogramBody is the reply of GET /v1/events/histogram.
 type histogramBody struct {
-	Bucket   string          `json:"bucket"`
-	Since    time.Time       `json:"since"`
-	Until    time.Time       `json:"until"`
-	Total    int64           `json:"total"`
-	Complete bool            `json:"complete"`
-	Oldest   *time.Time      `json:"oldest_counted,omitempty"`
-	Buckets  []events.Bucket `json:"buckets"`
+	Bucket   string              `json:"bucket"`
+	Since    time.Time           `json:"since"`
+	Until    time.Time           `json:"until"`
+	Total    int64               `json:"total"`
+	Complete bool                `json:"complete"`
+	Oldest   *time.Time          `json:"oldest_counted,omitempty"`
+	Buckets  []eventstore.Bucket `json:"buckets"`
 }
 
 // serveHistogram answers GET /v1/events/histogram?<filters>&bucket=1m: the
@@ -237,7 +237,7 @@ func (h *consoleHandlers) serveHistogram(c echo.Context) error {
 		return err
 	}
 	if err != nil {
-		if errors.Is(err, events.ErrBadQuery) {
+		if errors.Is(err, eventstore.ErrBadQuery) {
 			return fmt.Errorf("%w: %w", errBadRequest, err)
 		}
 		return err
@@ -252,9 +252,9 @@ func (h *consoleHandlers) serveHistogram(c echo.Context) error {
 }
 
 // parseHistogramQuery splits the bucket parameter off the listing filters.
-func parseHistogramQuery(v url.Values, now time.Time) (events.Query, time.Duration, error) {
-	bad := func(format string, args ...any) (events.Query, time.Duration, error) {
-		return events.Query{}, 0, fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
+func parseHistogramQuery(v url.Values, now time.Time) (eventstore.Query, time.Duration, error) {
+	bad := func(format string, args ...any) (eventstore.Query, time.Duration, error) {
+		return eventstore.Query{}, 0, fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
 	}
 	rest := url.Values{}
 	var bucketStr string
@@ -281,9 +281,9 @@ func parseHistogramQuery(v url.Values, now time.Time) (events.Query, time.Durati
 	if rest.Get("since") == "" {
 		return bad("missing since parameter")
 	}
-	q, err := events.ParseQuery(rest)
+	q, err := eventstore.ParseQuery(rest)
 	if err != nil {
-		return events.Query{}, 0, fmt.Errorf("%w: %w", errBadRequest, err)
+		return eventstore.Query{}, 0, fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	if q.Until.IsZero() {
 		q.Until = now

@@ -8,7 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // serveErase erases an event: DELETE /v1/events/{index}?reason=TEXT (admin).
@@ -35,15 +35,15 @@ func (h *eventHandlers) serveErase(c echo.Context) error {
 // goneBody is the JSON body of a 410: the error, and the tombstone of an
 // erased event or the day of a shredded one.
 func goneBody(err error, msg string) ([]byte, bool) {
-	var ee *events.ErasedError
+	var ee *eventstore.ErasedError
 	if errors.As(err, &ee) {
 		b, _ := json.Marshal(struct {
 			Error string `json:"error"`
-			events.Tombstone
+			eventstore.Tombstone
 		}{msg, ee.Tombstone})
 		return b, true
 	}
-	var se *events.ShreddedError
+	var se *eventstore.ShreddedError
 	if errors.As(err, &se) {
 		b, _ := json.Marshal(struct {
 			Error    string `json:"error"`

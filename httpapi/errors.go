@@ -16,7 +16,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 	"indelible.dev/otlp"
 	itlog "indelible.dev/tlog"
@@ -69,7 +69,7 @@ var statusTable = []struct {
 	{auth.ErrRateLimited, http.StatusTooManyRequests},
 	{audited.ErrBusy, http.StatusServiceUnavailable},
 	{audited.ErrClosed, http.StatusServiceUnavailable},
-	{events.ErrClosed, http.StatusServiceUnavailable},
+	{eventstore.ErrClosed, http.StatusServiceUnavailable},
 	{event.ErrInvalid, http.StatusBadRequest},
 	{event.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{event.ErrContentType, http.StatusUnsupportedMediaType},
@@ -77,14 +77,14 @@ var statusTable = []struct {
 	{otlp.ErrMalformed, http.StatusBadRequest},
 	{otlp.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{otlp.ErrContentType, http.StatusUnsupportedMediaType},
-	{events.ErrBadQuery, http.StatusBadRequest},
-	{events.ErrScanBudget, http.StatusUnprocessableEntity},
-	{events.ErrBadCursor, http.StatusBadRequest},
-	{events.ErrNotFound, http.StatusNotFound},
-	{events.ErrNotEvent, http.StatusNotFound},
-	{events.ErrGone, http.StatusGone},
-	{events.ErrBadErase, http.StatusBadRequest},
-	{events.ErrDuplicate, http.StatusConflict},
+	{eventstore.ErrBadQuery, http.StatusBadRequest},
+	{eventstore.ErrScanBudget, http.StatusUnprocessableEntity},
+	{eventstore.ErrBadCursor, http.StatusBadRequest},
+	{eventstore.ErrNotFound, http.StatusNotFound},
+	{eventstore.ErrNotEvent, http.StatusNotFound},
+	{eventstore.ErrGone, http.StatusGone},
+	{eventstore.ErrBadErase, http.StatusBadRequest},
+	{eventstore.ErrDuplicate, http.StatusConflict},
 	{auth.ErrUnauthenticated, http.StatusUnauthorized},
 	{auth.ErrForbidden, http.StatusForbidden},
 	{auth.ErrExists, http.StatusConflict},
@@ -107,7 +107,7 @@ var (
 // conditions that pass by themselves: a retry later can succeed.
 var passing = []error{
 	errNotReady, errShuttingDown, errCheckpointWait, witness.ErrBusy, errRateLimited, auth.ErrRateLimited,
-	audited.ErrBusy, audited.ErrClosed, events.ErrClosed,
+	audited.ErrBusy, audited.ErrClosed, eventstore.ErrClosed,
 }
 
 // retryHelps is the server's side of the one retry rule: whether the same

@@ -19,7 +19,7 @@ import (
 	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
@@ -62,14 +62,14 @@ type eventErrorBody struct {
 // eventHandlers serves one events layer.
 type eventHandlers struct {
 	s      *Server
-	l      *events.Layer
+	l      *eventstore.Layer
 	log    *ledger.Log
 	tokens *auth.Store
 }
 
 // mountEvents registers the events routes on s; every route needs a token.
 // The two append routes accept bodies up to event.MaxRequestBytes.
-func (s *Server) mountEvents(l *events.Layer, log *ledger.Log, tokens *auth.Store) {
+func (s *Server) mountEvents(l *eventstore.Layer, log *ledger.Log, tokens *auth.Store) {
 	h := &eventHandlers{s: s, l: l, log: log, tokens: tokens}
 	appendScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeAppend, f) }
 	readScope := func(f echo.HandlerFunc) echo.HandlerFunc { return requireScope(tokens, auth.ScopeRead, f) }
@@ -282,7 +282,7 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: malformed query string: %v", errBadRequest, err)
 	}
-	q, err := events.ParseQuery(v)
+	q, err := eventstore.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -298,7 +298,7 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 		return err
 	}
 	if page.Records == nil {
-		page.Records = []events.Record{}
+		page.Records = []eventstore.Record{}
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, page)
@@ -380,7 +380,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		resume = v.Get("cursor")
 		v.Del("cursor")
 	}
-	q, err := events.ParseQuery(v)
+	q, err := eventstore.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -389,12 +389,12 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 	if resume != "" {
 		i, err := itlog.ParseSize(resume)
 		if err != nil {
-			return fmt.Errorf("%w: stream cursor %q (Last-Event-ID or cursor): want an event index: %v", events.ErrBadCursor, resume, err)
+			return fmt.Errorf("%w: stream cursor %q (Last-Event-ID or cursor): want an event index: %v", eventstore.ErrBadCursor, resume, err)
 		}
 		// No stream sent an index the log has not published: a larger one
 		// is refused before anything is recorded or sent.
 		if i >= cp.N {
-			return fmt.Errorf("%w: stream cursor %d (Last-Event-ID or cursor) is past the log: it has %d events (indexes below %d)", events.ErrBadCursor, i, cp.N, cp.N)
+			return fmt.Errorf("%w: stream cursor %d (Last-Event-ID or cursor) is past the log: it has %d events (indexes below %d)", eventstore.ErrBadCursor, i, cp.N, cp.N)
 		}
 		after = i
 	}
@@ -487,7 +487,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 			}
 		}
 	}()
-	err = h.l.Stream(ctx, q, after, func(rec events.Record) error {
+	err = h.l.Stream(ctx, q, after, func(rec eventstore.Record) error {
 		if err := recheck(); err != nil {
 			cancel(err)
 			return err

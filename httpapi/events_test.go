@@ -24,7 +24,7 @@ import (
 	"indelible.dev/auth"
 	"indelible.dev/client"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
@@ -33,16 +33,16 @@ import (
 // newLayerAndTokens opens a real events layer over l, keyed by a random
 // master key (added to secrets, which the server must never reveal), and an
 // empty token store kept in the log's store (package audited).
-func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets *tlogtest.Secrets) (*events.Layer, *auth.Store, []byte) {
+func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets *tlogtest.Secrets) (*eventstore.Layer, *auth.Store, []byte) {
 	t.Helper()
 	master := make([]byte, 32)
 	rand.Read(master)
 	secrets.AddKey("the master key", master)
-	kr, err := events.NewKeyring(master)
+	kr, err := eventstore.NewKeyring(master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	layer, err := eventstore.Open(eventstore.Config{Log: l, Keyring: kr, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func newLayerAndTokens(t testing.TB, l *ledger.Log, logger *slog.Logger, secrets
 // real HTTP on a loopback port, with one token per scope and a revoked one.
 type testEvents struct {
 	*testLog
-	layer  *events.Layer
+	layer  *eventstore.Layer
 	tokens *auth.Store
 	tok    map[string]string // "admin", "append", "read", "revoked" -> secret
 	// The server's log and the secrets it must not reveal (checked when

@@ -10,7 +10,7 @@ import (
 	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	itlog "indelible.dev/tlog"
 )
 
@@ -108,7 +108,7 @@ func TestDuplicateReceiptNeedsReadScope(t *testing.T) {
 // 422 whose message names the limit (the budget itself is tested in
 // events, TestScanBudget).
 func TestScanBudgetStatus(t *testing.T) {
-	err := fmt.Errorf("events: listing: %w: 10000 candidate events decrypted, the most a query may", events.ErrScanBudget)
+	err := fmt.Errorf("events: listing: %w: 10000 candidate events decrypted, the most a query may", eventstore.ErrScanBudget)
 	if got := statusOf(err); got != http.StatusUnprocessableEntity {
 		t.Fatalf("status %d, want 422", got)
 	}

@@ -6,14 +6,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // watchLifecycle reports the events layer's erasure and retention state,
 // read at scrape time: on /metrics, and as detail lines in /readyz's body.
 // Neither makes the server unready: it serves, and the bytes still in the
 // store's files are being purged in the background.
-func (s *Server) watchLifecycle(l *events.Layer) {
+func (s *Server) watchLifecycle(l *eventstore.Layer) {
 	s.metrics.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "indelible_purges_pending",

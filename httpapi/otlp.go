@@ -15,7 +15,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/otlp"
 )
 
@@ -45,8 +45,8 @@ const (
 // otlpHandler serves POST /v1/logs.
 type otlpHandler struct {
 	s      *Server
-	audit  *audited.Service // the server's own records (the rejection event)
-	l      *events.Layer    // the writers' path (the records)
+	audit  *audited.Service  // the server's own records (the rejection event)
+	l      *eventstore.Layer // the writers' path (the records)
 	tokens *auth.Store
 	opts   otlp.Options
 	// decodes holds a slot per request between reading its body and
@@ -119,7 +119,7 @@ func (h *otlpHandler) serve(c echo.Context) error {
 // detail kept from the client, as errorHandler does.
 func (h *otlpHandler) errorStatus(c echo.Context, err error) (int, string) {
 	status := statusOf(err)
-	if errors.Is(err, events.ErrDuplicate) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, eventstore.ErrDuplicate) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		status = http.StatusServiceUnavailable
 	}
 	switch {

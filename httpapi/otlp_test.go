@@ -33,7 +33,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 	"indelible.dev/otlp"
@@ -78,11 +78,11 @@ func (te *testEvents) size(t *testing.T) int64 {
 
 // allEvents returns every stored event of the given action ("" for all),
 // in index order, without auditing the read.
-func (te *testEvents) allEvents(t *testing.T, action string) []events.Record {
+func (te *testEvents) allEvents(t *testing.T, action string) []eventstore.Record {
 	t.Helper()
 	te.waitPublished(t)
-	var out []events.Record
-	q := events.Query{Action: action, Limit: events.MaxLimit}
+	var out []eventstore.Record
+	q := eventstore.Query{Action: action, Limit: eventstore.MaxLimit}
 	for {
 		page, err := te.layer.List(q)
 		if err != nil {
@@ -95,7 +95,7 @@ func (te *testEvents) allEvents(t *testing.T, action string) []events.Record {
 		q.Cursor = page.NextCursor
 	}
 	// List is newest first by time: back to index order.
-	slices.SortFunc(out, func(a, b events.Record) int { return cmp.Compare(a.Index, b.Index) })
+	slices.SortFunc(out, func(a, b eventstore.Record) int { return cmp.Compare(a.Index, b.Index) })
 	return out
 }
 

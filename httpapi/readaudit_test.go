@@ -17,7 +17,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -26,7 +26,7 @@ import (
 func (te *testEvents) readEvents(t testing.TB) []string {
 	t.Helper()
 	var out []string
-	q := events.Query{Action: ActionRead, Limit: events.MaxLimit}
+	q := eventstore.Query{Action: ActionRead, Limit: eventstore.MaxLimit}
 	for {
 		page, err := te.layer.List(q)
 		if err != nil {
@@ -333,7 +333,7 @@ func TestReadAuditStatuses(t *testing.T) {
 	}{
 		{ledger.ErrFailed, 500},
 		{ledger.ErrPushback, 503},
-		{events.ErrClosed, 503},
+		{eventstore.ErrClosed, 503},
 		{audited.ErrBusy, 503},
 		{audited.ErrClosed, 503},
 	} {

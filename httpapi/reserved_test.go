@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // TestServerRecordsReserved (issue 18.4): a writer cannot store an event
@@ -43,7 +43,7 @@ func TestServerRecordsReserved(t *testing.T) {
 		t.Fatalf("kubernetes webhook: %d %s", status, b)
 	}
 	te.waitPublished(t)
-	p, err := te.layer.List(events.Query{Source: "indelible", Limit: events.MaxLimit})
+	p, err := te.layer.List(eventstore.Query{Source: "indelible", Limit: eventstore.MaxLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"indelible.dev/audited"
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -63,7 +63,7 @@ type Config struct {
 	// Events, if set with Tokens, serves the events API (events mode): the
 	// /v1/events routes, POST /v1/ingest/kubernetes and the /v1/tokens
 	// admin routes, all behind Bearer tokens (events.go, tokens.go).
-	Events *events.Layer
+	Events *eventstore.Layer
 	Tokens *auth.Store
 	// Audit is the audit policy over Events (audited reads, token changes
 	// with their records); its owner closes it after the HTTP server and

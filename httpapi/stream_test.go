@@ -16,7 +16,7 @@ import (
 
 	"indelible.dev/auth"
 	"indelible.dev/client"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // sseEvent is one server-sent event or comment line read from a stream.
@@ -329,7 +329,7 @@ func FuzzStreamResume(f *testing.F) {
 
 // FuzzHistogramRange asks the real handler for histograms of arbitrary
 // ranges and bucket widths: never a 5xx (a range of centuries used to
-// panic), and a 200 has at most events.MaxHistogramBuckets buckets.
+// panic), and a 200 has at most eventstore.MaxHistogramBuckets buckets.
 func FuzzHistogramRange(f *testing.F) {
 	f.Add(int64(0), int64(3600), "1m")
 	f.Add(int64(-30610224000), int64(29379542400), "1s") // 1000 to 2900
@@ -350,7 +350,7 @@ func FuzzHistogramRange(f *testing.F) {
 		}
 		if rec.Code == http.StatusOK {
 			var hb histogramBody
-			if err := json.Unmarshal(rec.Body.Bytes(), &hb); err != nil || len(hb.Buckets) > events.MaxHistogramBuckets || len(hb.Buckets) == 0 {
+			if err := json.Unmarshal(rec.Body.Bytes(), &hb); err != nil || len(hb.Buckets) > eventstore.MaxHistogramBuckets || len(hb.Buckets) == 0 {
 				t.Fatalf("%s: %d buckets, %v", q.Encode(), len(hb.Buckets), err)
 			}
 		}

@@ -10,7 +10,7 @@ import (
 
 	"indelible.dev/api"
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // TestTokenEvents: creating and revoking a token over the API appends
@@ -35,7 +35,7 @@ func TestTokenEvents(t *testing.T) {
 	}
 	te.waitPublished(t)
 	for _, action := range []string{auth.ActionCreate, auth.ActionRevoke} {
-		page, err := te.layer.List(events.Query{Action: action})
+		page, err := te.layer.List(eventstore.Query{Action: action})
 		if err != nil {
 			t.Fatal(err)
 		}

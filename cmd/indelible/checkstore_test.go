@@ -10,12 +10,12 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/cmd/indelible/internal/eventsetup"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
 // checkEventsStore opens the stopped server's store in dir and runs the
-// events layer's invariant check over all of it (events.Layer.Check).
+// events layer's invariant check over all of it (eventstore.Layer.Check).
 func checkEventsStore(t testing.TB, dir string) {
 	t.Helper()
 	_, _, closeStore := openCheckedStore(t, dir)
@@ -23,9 +23,9 @@ func checkEventsStore(t testing.TB, dir string) {
 }
 
 // openCheckedStore opens the stopped server's store in dir (ledger and
-// events layer) and runs events.Layer.Check over it; closeStore closes
+// events layer) and runs eventstore.Layer.Check over it; closeStore closes
 // both, and must be called before the server starts on dir again.
-func openCheckedStore(t testing.TB, dir string) (l *ledger.Log, el *events.Layer, closeStore func()) {
+func openCheckedStore(t testing.TB, dir string) (l *ledger.Log, el *eventstore.Layer, closeStore func()) {
 	t.Helper()
 	skey, err := os.ReadFile(filepath.Join(dir, logKeyFile))
 	if err != nil {
@@ -44,12 +44,12 @@ func openCheckedStore(t testing.TB, dir string) (l *ledger.Log, el *events.Layer
 		l.Close()
 		t.Fatal(err)
 	}
-	kr, err := events.NewKeyring(master)
+	kr, err := eventstore.NewKeyring(master)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
 	}
-	el, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
+	el, err = eventstore.Open(eventstore.Config{Log: l, Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		l.Close()
 		t.Fatal(err)

@@ -19,7 +19,7 @@ const (
 // does (a console page makes a handful of requests; a writer batching up to
 // 1,000 events a request moves 100,000 events/s within it), low enough that
 // one leaked or runaway token, in particular a read token sending queries
-// that each decrypt up to the scan budget (events.MaxScanDecrypts), cannot
+// that each decrypt up to the scan budget (eventstore.MaxScanDecrypts), cannot
 // monopolise the server. A service POSTing events one by one at a higher
 // rate batches them (NDJSON) or gets its own --token-rate.
 const (

@@ -11,7 +11,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/client"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // tokenKillRounds is how often TestTokensKillAtomic kills the server.
@@ -109,7 +109,7 @@ func tokensAndRecords(t testing.TB, dir string) (map[string]auth.Token, map[stri
 	}
 	count := func(action string) map[string]int {
 		out := map[string]int{}
-		q := events.Query{Action: action, Limit: events.MaxLimit}
+		q := eventstore.Query{Action: action, Limit: eventstore.MaxLimit}
 		for {
 			p, err := el.List(q)
 			if err != nil {

@@ -22,7 +22,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/cmd/indelible/internal/keyfile"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
 )
 
@@ -43,7 +43,7 @@ const (
 // Server is the events layer, audit service and token store of a running
 // server.
 type Server struct {
-	Layer      *events.Layer
+	Layer      *eventstore.Layer
 	Audit      *audited.Service // the audit policy: close it before Layer
 	Tokens     *auth.Store
 	AdminToken string // the admin token created on this start, if any ("" otherwise)
@@ -74,7 +74,7 @@ type Options struct {
 // can no longer authenticate, and warns when no admin token works at all;
 // with o.NewAdminToken it makes a new bootstrap admin token (and file)
 // instead. retention, if positive, shreds the days older than it (see
-// events.Layer.Retain).
+// eventstore.Layer.Retain).
 func Open(dataDir string, o Options, l *ledger.Log, logger *slog.Logger, retention time.Duration) (*Server, error) {
 	key := o.Key
 	cp, _ := l.Published()
@@ -86,7 +86,7 @@ func Open(dataDir string, o Options, l *ledger.Log, logger *slog.Logger, retenti
 		logger.Warn("the master key is inside the data directory: a copy of the directory can read every event; move it beside the directory (then restart), or pass --allow-key-in-data to keep it there",
 			"file", src.Path, "move_to", DefaultMasterKeyPath(dataDir))
 	}
-	kr, err := events.NewKeyring(master)
+	kr, err := eventstore.NewKeyring(master)
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
@@ -96,7 +96,7 @@ func Open(dataDir string, o Options, l *ledger.Log, logger *slog.Logger, retenti
 		logger.Info("tokens migrated into the store", "tokens", n, "from", filepath.Join(dataDir, TokensFile), "renamed_to", TokensFile+".migrated")
 	}
 	es := &Server{MasterKey: src}
-	es.Layer, err = events.Open(events.Config{Log: l, Keyring: kr, Logger: logger, Retention: retention})
+	es.Layer, err = eventstore.Open(eventstore.Config{Log: l, Keyring: kr, Logger: logger, Retention: retention})
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/event"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -38,8 +38,8 @@ func oldDataDir(t *testing.T, key tlogtest.Key, withTokens bool) (dir, secret st
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, _ := events.NewKeyring(master)
-	el, err := events.Open(events.Config{Log: l, Keyring: kr})
+	kr, _ := eventstore.NewKeyring(master)
+	el, err := eventstore.Open(eventstore.Config{Log: l, Keyring: kr})
 	if err != nil {
 		t.Fatal(err)
 	}

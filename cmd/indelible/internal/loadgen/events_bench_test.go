@@ -24,7 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/auth"
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 )
@@ -47,7 +47,7 @@ import (
 type benchServer struct {
 	dir    string
 	log    *ledger.Log
-	layer  *events.Layer
+	layer  *eventstore.Layer
 	hs     *httptest.Server
 	srv    *httpapi.Server
 	tokens *auth.Store
@@ -72,11 +72,11 @@ func openBench(t *testing.T, dir string, skey string) *benchServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := events.NewKeyring(benchMaster)
+	kr, err := eventstore.NewKeyring(benchMaster)
 	if err != nil {
 		t.Fatal(err)
 	}
-	layer, err := events.Open(events.Config{Log: l, Keyring: kr, Logger: logger})
+	layer, err := eventstore.Open(eventstore.Config{Log: l, Keyring: kr, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,11 +348,11 @@ func TestEventsRealServer(t *testing.T) {
 	for b.published() < total {
 		time.Sleep(5 * time.Millisecond)
 	}
-	p, err := b.layer.List(events.Query{Limit: events.MaxLimit})
+	p, err := b.layer.List(eventstore.Query{Limit: eventstore.MaxLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := min(total, events.MaxLimit)
+	want := min(total, eventstore.MaxLimit)
 	if int64(len(p.Records)) != want {
 		t.Fatalf("%d records, want %d", len(p.Records), want)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/events"
+	"indelible.dev/eventstore"
 )
 
 // TestOTLPLoad is the short version of the OTLP benchmark, in the normal
@@ -38,7 +38,7 @@ func TestOTLPLoad(t *testing.T) {
 	if _, _, err := b.log.WaitSize(t.Context(), res.Events); err != nil {
 		t.Fatal(err)
 	}
-	page, err := b.layer.List(events.Query{Actor: "user0001@example.com", Limit: 1})
+	page, err := b.layer.List(eventstore.Query{Actor: "user0001@example.com", Limit: 1})
 	if err != nil || len(page.Records) != 1 {
 		t.Fatalf("%v, %d records", err, len(page.Records))
 	}

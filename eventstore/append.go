@@ -1,0 +1,489 @@
+package eventstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"indelible.dev/event"
+	"indelible.dev/ledger"
+)
+
+// batch is one request's writes, ready to append: every key and value is
+// computed, and the keys are sorted, before the entries are queued, so the
+// sequencer only fills in indexes and copies bytes (and pebble's memtable
+// inserts the run in key order, its cheap case).
+type batch struct {
+	l        *Layer
+	dk       *dayKey                                  // the day key the payloads are sealed under
+	writeDay bool                                     // also write the day's wrapped key
+	ops      []write                                  // in key order
+	size     int                                      // bytes of keys and values
+	extra    func(index int64, w ledger.Writer) error // more writes (erasure, retention), after the events'
+}
+
+// write is one Set. Keys whose last 8 bytes are an index hold a zero
+// placeholder until the sequencer assigns the index: placeholders compare
+// equal, and ties sort by event, so the order found before sequencing is
+// the order after (indexes grow with the event's position).
+type write struct {
+	key, val []byte
+	ev       int32 // position of the event (its entry) in the request
+	valIndex bool  // the value, not the key's last 8 bytes, is the index
+}
+
+func compareWrites(a, b write) int {
+	if c := bytes.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ev, b.ev)
+}
+
+// writeRuns sorts a request's writes by key. Each kind of key is a run of
+// its own, and the runs' order is the prefixes' ('d' < 'f' < 'p' < 't', 'f'
+// by field), so only within a run is there anything to sort: 'p' keys
+// arrive sorted (one placeholder, ties by event), 't' keys usually (events
+// come roughly in time order), 'f' keys not (blind values are random).
+// Sorting a few short runs costs about half of sorting them as one.
+type writeRuns [numFields + 3][]write // 'd', 'f' by field (1..numFields), 'p', 't'
+
+func (r *writeRuns) add(w write) {
+	switch w.key[0] {
+	case prefixIdem:
+		r[0] = append(r[0], w)
+	case prefixField:
+		r[w.key[1]] = append(r[w.key[1]], w)
+	case prefixPayload:
+		r[numFields+1] = append(r[numFields+1], w)
+	case prefixTime:
+		r[numFields+2] = append(r[numFields+2], w)
+	default:
+		panic(fmt.Sprintf("events: write of unexpected key kind %q", w.key[0]))
+	}
+}
+
+func (r *writeRuns) sorted(capacity int) []write {
+	out := make([]write, 0, capacity)
+	for _, run := range r {
+		if !slices.IsSortedFunc(run, compareWrites) {
+			slices.SortFunc(run, compareWrites)
+		}
+		out = append(out, run...)
+	}
+	return out
+}
+
+// sidecar adds the request's writes to the log's batch: AppendBatch calls
+// it on the sequencer's goroutine once the entries have their indexes.
+func (b *batch) sidecar(indexes []int64, w ledger.Writer) error {
+	if b.writeDay {
+		if err := w.Set(dayKeyKey(b.dk.day), b.dk.wrapped); err != nil {
+			return err
+		}
+	}
+	// Record where, in index order, the day of the payloads changes: a
+	// day's events are then the index ranges retention shreds. Sidecars run
+	// one at a time, in index order, on the sequencer's goroutine, and a
+	// request's payloads are all of one day.
+	if b.dk.day != b.l.seqDay.Load() {
+		if err := w.Set(switchKey(indexes[0]), binary.BigEndian.AppendUint64(nil, uint64(b.dk.day))); err != nil {
+			return err
+		}
+		b.l.seqDay.Store(b.dk.day)
+	}
+	for i := range b.ops {
+		op := &b.ops[i]
+		op.place(indexes[op.ev])
+		if err := w.Set(op.key, op.val); err != nil {
+			return err
+		}
+	}
+	if b.extra != nil {
+		return b.extra(indexes[0], w)
+	}
+	return nil
+}
+
+func (l *Layer) append(ctx context.Context, submittedBy string, evs []event.Event) ([]Appended, error) {
+	return l.appendAt(ctx, l.now(), submittedBy, evs, nil)
+}
+
+// appendAt is append at time now, with extra called in the batch of the
+// first event appended (after that event's own writes). It runs the three
+// stages: prepare (pure), reserve (idempotency), commit.
+func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string, evs []event.Event, extra func(int64, ledger.Writer) error) ([]Appended, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	if len(evs) == 0 {
+		return []Appended{}, nil
+	}
+	p, err := l.prepare(now, submittedBy, evs)
+	if err != nil {
+		return nil, err
+	}
+	release, err := l.reserve(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return l.commit(ctx, p, extra)
+}
+
+// prepared is a request after the pure stage: each event finished and
+// encoded, its idempotency key computed once, and repeats of an id within
+// the request pointed at its first occurrence.
+type prepared struct {
+	now         time.Time
+	submittedBy string
+	evs         []event.Event     // finished copies of the caller's events
+	bytes       [][]byte          // canonical bytes, by position
+	idem        [][blindSize]byte // idempotency key, by position (if hasID)
+	hasID       []bool            // the event has an id
+	dupOf       []int             // -1, or the earlier position with the same id
+	keys        [][]byte          // distinct idempotency keys ('d' keys), sorted
+	keyPos      []int             // position of each of keys' first occurrence
+	stored      []int64           // by position: index of the stored event with the id, or -1
+}
+
+// prepare finishes and encodes the events and computes their idempotency
+// keys: no store access, no randomness.
+func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*prepared, error) {
+	if len(submittedBy) > 0xffff {
+		return nil, fmt.Errorf("events: submitter name of %d bytes", len(submittedBy))
+	}
+	n := len(evs)
+	p := &prepared{
+		now: now, submittedBy: submittedBy,
+		evs:   append([]event.Event(nil), evs...), // the caller's events stay as they were
+		bytes: make([][]byte, n),
+		idem:  make([][blindSize]byte, n),
+		hasID: make([]bool, n),
+		dupOf: make([]int, n),
+	}
+	var first map[[blindSize]byte]int
+	for i := range p.evs {
+		e := &p.evs[i]
+		e.Finish(now, submittedBy)
+		b, err := event.Canonical(*e)
+		if err != nil {
+			var ee *event.Error
+			if errors.As(err, &ee) {
+				c := *ee
+				c.Position = i
+				return nil, &c
+			}
+			return nil, fmt.Errorf("events: encoding event %d: %w", i, err)
+		}
+		p.bytes[i] = b
+		p.dupOf[i] = -1
+		if e.ID == "" {
+			continue
+		}
+		if first == nil {
+			first = make(map[[blindSize]byte]int)
+		}
+		k := l.blind.idem(submittedBy, e.ID)
+		p.idem[i], p.hasID[i] = k, true
+		if j, ok := first[k]; ok {
+			p.dupOf[i] = j
+			continue
+		}
+		first[k] = i
+		p.keyPos = append(p.keyPos, i)
+	}
+	// The distinct keys in key order, for one sorted lookup.
+	slices.SortFunc(p.keyPos, func(a, b int) int { return bytes.Compare(p.idem[a][:], p.idem[b][:]) })
+	p.keys = make([][]byte, len(p.keyPos))
+	for j, i := range p.keyPos {
+		p.keys[j] = idemKey(p.idem[i])
+	}
+	return p, nil
+}
+
+// reserve claims the request's ids (a concurrent request with one of them
+// waits until this one is done, so an id is never appended twice), then
+// looks them all up in one sorted pass: p.stored gets the index of each
+// event whose id is already stored. The caller calls release once the
+// request's events are durable (or it gave up).
+func (l *Layer) reserve(ctx context.Context, p *prepared) (release func(), err error) {
+	p.stored = make([]int64, len(p.evs))
+	for i := range p.stored {
+		p.stored[i] = -1
+	}
+	if len(p.keys) == 0 {
+		return func() {}, nil
+	}
+	claimed := make([][blindSize]byte, len(p.keyPos))
+	for j, i := range p.keyPos {
+		claimed[j] = p.idem[i]
+	}
+	release, err = l.claim(ctx, claimed)
+	if err != nil {
+		return nil, err
+	}
+	var bad error
+	err = l.log.GetExtSorted(p.keys, func(j int, v []byte) {
+		if len(v) != indexSize {
+			bad = fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
+			return
+		}
+		p.stored[p.keyPos[j]] = int64(binary.BigEndian.Uint64(v))
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("events: looking up ids: %w", err)
+	}
+	return release, nil
+}
+
+// commit seals the events that are neither stored nor repeats, builds
+// their writes and appends them in one batch; it returns every event's
+// result in request order.
+func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledger.Writer) error) ([]Appended, error) {
+	out := make([]Appended, len(p.evs))
+	var pos []int // event position of each entry
+	for i := range p.evs {
+		out[i].ID = p.evs[i].ID
+		if p.dupOf[i] < 0 && p.stored[i] < 0 {
+			pos = append(pos, i)
+		}
+	}
+	if n := len(pos); n > 0 {
+		day, err := l.dayKeyFor(dayOf(p.now), true)
+		if err != nil {
+			return nil, err
+		}
+		// One draw of randomness for every salt and event key of the request.
+		salts := make([]byte, n*(event.SaltSize+dataKeySize))
+		if _, err := rand.Read(salts); err != nil {
+			return nil, fmt.Errorf("events: drawing salts: %w", err)
+		}
+		ekeys := salts[n*event.SaltSize:]
+		ctr := day.nonces(n)
+		commitments := make([][32]byte, n)
+		entries := make([]ledger.Entry, n)
+		w := newRequestWrites(n)
+		for k, i := range pos {
+			e := &p.evs[i]
+			c := &commitments[k]
+			var salt [event.SaltSize]byte
+			copy(salt[:], salts[k*event.SaltSize:])
+			*c = event.Commitment(salt, p.bytes[i])
+			var tk [timeKeySize]byte
+			appendTimeKey(tk[:0], e.Time)
+			payload, wrapped, err := day.seal(ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
+			if err != nil {
+				return nil, err
+			}
+			var idem *[blindSize]byte
+			if p.hasID[i] {
+				idem = &p.idem[i]
+			}
+			w.add(l, int32(k), e, payload, wrapped, idem)
+			entries[k] = ledger.Entry{Data: c[:]}
+		}
+		b := &batch{l: l, dk: day, extra: extra, writeDay: !day.durable.Load()}
+		b.ops, b.size = w.sorted()
+		// The entries must not be abandoned half-way: a cancelled context
+		// would let this call return (and release the ids) while the batch
+		// may still commit. The wait is bounded by one commit.
+		idx, err := l.log.AppendBatch(context.WithoutCancel(ctx), entries, b.sidecar, b.size)
+		if err != nil {
+			return nil, fmt.Errorf("events: appending: %w", err)
+		}
+		day.durable.Store(true)
+		for j, i := range pos {
+			out[i].Index = idx[j]
+		}
+		if f := l.committed.Load(); f != nil {
+			for j, i := range pos {
+				(*f)(idx[j], &p.evs[i], p.bytes[i])
+			}
+		}
+	}
+	for i := range p.evs {
+		if s := p.stored[i]; s >= 0 {
+			out[i].Index, out[i].Duplicate = s, true
+		} else if j := p.dupOf[i]; j >= 0 {
+			out[i].Index, out[i].Duplicate = out[j].Index, true
+		}
+	}
+	return out, nil
+}
+
+// requestWrites owns the key layout of a request's events (keys.go,
+// docs/events.md): the keys each event writes, where its index goes in each
+// (an index slot the sequencer fills in, write.place), and their order.
+// Keys live in one arena; each kind of key is a run of its own (writeRuns).
+type requestWrites struct {
+	arena []byte
+	keys  [][]byte
+	runs  writeRuns
+	n     int // writes added
+}
+
+func newRequestWrites(events int) *requestWrites {
+	return &requestWrites{
+		// 'p' i, the 't' and 'f' keys, 'd' blind with its 8-byte value.
+		arena: make([]byte, 0, events*(1+indexSize+maxIndexKeyBytes+1+blindSize+indexSize)),
+		keys:  make([][]byte, 0, 1+numFields),
+	}
+}
+
+// add adds the writes of event ev (its position among the request's
+// entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
+// blind outcome; the 'f' keys; 'd' -> the index if the event has an id.
+func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte, idem *[blindSize]byte) {
+	s := len(w.arena)
+	w.arena = append(w.arena, prefixPayload)
+	w.arena = append(w.arena, make([]byte, indexSize)...)
+	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
+	var outcome []byte
+	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e)
+	// seal leaves room for the outcome in wrapped.
+	w.runs.add(write{key: w.keys[0], val: append(wrapped, outcome...), ev: ev})
+	for _, fk := range w.keys[1:] {
+		w.runs.add(write{key: fk, ev: ev})
+	}
+	w.n += 2 + len(w.keys) - 1
+	if idem != nil {
+		s := len(w.arena)
+		w.arena = append(w.arena, prefixIdem)
+		w.arena = append(w.arena, idem[:]...)
+		w.arena = append(w.arena, make([]byte, indexSize)...)
+		k := s + 1 + blindSize
+		w.runs.add(write{key: w.arena[s:k:k], val: w.arena[k:len(w.arena):len(w.arena)], ev: ev, valIndex: true})
+		w.n++
+	}
+}
+
+// sorted returns the writes in key order and their size in bytes (keys,
+// values, 8 bytes of overhead each).
+func (w *requestWrites) sorted() ([]write, int) {
+	ops := w.runs.sorted(w.n)
+	size := 0
+	for _, op := range ops {
+		size += len(op.key) + len(op.val) + 8
+	}
+	return ops, size
+}
+
+// place writes idx into the write's index slot: the key's last 8 bytes, or
+// the value ('d' keys).
+func (op *write) place(idx int64) {
+	if op.valIndex {
+		binary.BigEndian.PutUint64(op.val, uint64(idx))
+	} else {
+		binary.BigEndian.PutUint64(op.key[len(op.key)-indexSize:], uint64(idx))
+	}
+}
+
+// maxIndexKeyBytes bounds what appendIndexKeys appends.
+const maxIndexKeyBytes = 1 + timeKeySize + indexSize + int(numFields)*(2+blindSize+timeKeySize+indexSize)
+
+// indexKeys returns the event's 't' key and its 'f' keys, in one
+// allocation, each ending with the index placeholder, and the 't' key's
+// value. The outcome has no 'f' key: its blind value is the 't' key's value
+// (four outcomes would make four huge postings; a scan of the time index
+// filters on the value instead, without decrypting).
+func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
+	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e)
+	return keys, tval
+}
+
+// appendIndexKeys is indexKeys appending the keys' bytes to arena and the
+// keys to keys.
+func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]byte, [][]byte, []byte) {
+	var vals [numFields + 1]string
+	if e.Actor != nil {
+		vals[fieldActor] = e.Actor.ID
+	}
+	vals[fieldAction] = e.Action
+	if e.Resource != nil {
+		vals[fieldResource] = e.Resource.ID
+	}
+	vals[fieldSource] = e.Source
+	var tval []byte
+	if e.Outcome != "" {
+		b := l.blind.field(fieldOutcome, e.Outcome)
+		tval = b[:]
+	}
+	var tk [timeKeySize]byte
+	appendTimeKey(tk[:0], e.Time)
+	s := len(arena)
+	arena = append(arena, prefixTime)
+	arena = append(arena, tk[:]...)
+	arena = append(arena, make([]byte, indexSize)...)
+	keys = append(keys, arena[s:len(arena):len(arena)])
+	for f := fieldActor; f <= numFields; f++ {
+		if vals[f] == "" {
+			continue
+		}
+		b := l.blind.field(f, vals[f])
+		s := len(arena)
+		arena = append(arena, prefixField, f)
+		arena = append(arena, b[:]...)
+		arena = append(arena, tk[:]...)
+		arena = append(arena, make([]byte, indexSize)...)
+		keys = append(keys, arena[s:len(arena):len(arena)])
+	}
+	return arena, keys, tval
+}
+
+func idemKey(b [blindSize]byte) []byte {
+	k := make([]byte, 1+blindSize)
+	k[0] = prefixIdem
+	copy(k[1:], b[:])
+	return k
+}
+
+// claim marks the idempotency keys as in flight. If another append holds
+// one of them, it releases what it took, waits for that append to finish
+// and tries again (never holding one key while waiting for another, so two
+// requests cannot deadlock).
+func (l *Layer) claim(ctx context.Context, keys [][blindSize]byte) (release func(), err error) {
+	if len(keys) == 0 {
+		return func() {}, nil
+	}
+	for {
+		l.imu.Lock()
+		var busy chan struct{}
+		for _, k := range keys {
+			if ch, ok := l.inflight[k]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			ch := make(chan struct{})
+			for _, k := range keys {
+				l.inflight[k] = ch
+			}
+			l.imu.Unlock()
+			return func() {
+				l.imu.Lock()
+				for _, k := range keys {
+					delete(l.inflight, k)
+				}
+				l.imu.Unlock()
+				close(ch)
+			}, nil
+		}
+		l.imu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

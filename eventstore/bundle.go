@@ -1,0 +1,732 @@
+package eventstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"indelible.dev/event"
+	"indelible.dev/evidence"
+	"indelible.dev/ledger"
+	itlog "indelible.dev/tlog"
+)
+
+// Evidence bundles (docs/evidence.md): the complete population of a range of
+// the log, built against a checkpoint the server served, for an auditor to
+// verify offline with package evidence.
+
+// ErrBadBundle is a bundle request refused as malformed or out of range (400).
+var ErrBadBundle = errors.New("events: bad bundle request")
+
+// MaxBundleEntries bounds the entries of one bundle.
+const MaxBundleEntries = 100_000_000
+
+// BundleRequest says which bundle to build: the index range [From, To), or
+// with ByTime the entries received in [Since, Until); against the checkpoint
+// of size Size if HasSize (else the newest served); with a consistency proof
+// from PinnedSize if HasPin. LogKey, WitnessKeys and Quorum go into the
+// manifest as the server's configuration (a verifier trusts its own).
+type BundleRequest struct {
+	From, To     int64
+	ByTime       bool
+	Since, Until time.Time
+	Size         int64
+	HasSize      bool
+	PinnedSize   int64
+	HasPin       bool
+	LogKey       string
+	WitnessKeys  []string
+	Quorum       int
+	// SpoolDir is where the records wait between their build and their
+	// sending (encrypted, see spool). Default: os.TempDir().
+	SpoolDir string
+}
+
+// BundlePlan is a bundle resolved against a checkpoint, ready to be written.
+type BundlePlan struct {
+	l          *Layer
+	req        BundleRequest
+	begin, end int64
+	size       int64
+	checkpoint []byte
+	root       tlog.Hash
+}
+
+// Begin, End and Size return the plan's range [Begin, End) and tree size.
+func (p *BundlePlan) Begin() int64 { return p.begin }
+func (p *BundlePlan) End() int64   { return p.end }
+func (p *BundlePlan) Size() int64  { return p.size }
+
+// PlanBundle resolves req: the checkpoint (ErrNotFound if the server kept
+// no checkpoint of that size), the index range (a time window is mapped to
+// indexes by received_at, see bundleSearch). Errors wrap ErrBadBundle for a
+// request that can never succeed.
+func (l *Layer) PlanBundle(req BundleRequest) (*BundlePlan, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	var n int64
+	var signed []byte
+	var err error
+	if req.HasSize {
+		n = req.Size
+		if signed, err = l.log.ArchivedCheckpoint(n); errors.Is(err, ledger.ErrNotFound) {
+			return nil, fmt.Errorf("%w: the server kept no checkpoint of size %d", ErrNotFound, n)
+		}
+	} else {
+		n, signed, err = l.log.ServedCheckpoint()
+	}
+	if err != nil {
+		return nil, err
+	}
+	text, _, ok := itlog.SplitNote(signed)
+	if !ok {
+		return nil, fmt.Errorf("%w: archived checkpoint %d is not a note", ErrCorrupt, n)
+	}
+	cp, err := itlog.ParseCheckpoint(string(text))
+	if err != nil || cp.N != n {
+		return nil, fmt.Errorf("%w: archived checkpoint %d does not parse", ErrCorrupt, n)
+	}
+	p := &BundlePlan{l: l, req: req, size: n, checkpoint: signed, root: cp.Hash}
+	if req.ByTime {
+		if !req.Since.Before(req.Until) {
+			return nil, fmt.Errorf("%w: since %s is not before until %s", ErrBadBundle, req.Since.Format(time.RFC3339Nano), req.Until.Format(time.RFC3339Nano))
+		}
+		if p.begin, err = l.bundleSearch(req.Since, n); err == nil {
+			p.end, err = l.bundleSearch(req.Until, n)
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if req.From < 0 || req.To < req.From {
+			return nil, fmt.Errorf("%w: from %d to %d is not a range", ErrBadBundle, req.From, req.To)
+		}
+		if req.To > n {
+			return nil, fmt.Errorf("%w: to %d is beyond the checkpoint's tree size %d", ErrBadBundle, req.To, n)
+		}
+		p.begin, p.end = req.From, req.To
+	}
+	if p.end-p.begin > MaxBundleEntries {
+		return nil, fmt.Errorf("%w: %d entries, at most %d in one bundle", ErrBadBundle, p.end-p.begin, MaxBundleEntries)
+	}
+	if req.HasPin && (req.PinnedSize < 0 || req.PinnedSize > n) {
+		return nil, fmt.Errorf("%w: pinned_size %d is not between 0 and the checkpoint's size %d", ErrBadBundle, req.PinnedSize, n)
+	}
+	return p, nil
+}
+
+// bundleSearch returns the first index below n whose event was received at
+// or after t, or n. received_at is not strictly increasing with the index
+// (concurrent requests), so this is a binary search over "the next entry
+// whose receive time is known": a retention-shredded entry counts as
+// received at the end of its UTC day, and an erased one goes with the next
+// entry whose time is known. The result is deterministic for a given store.
+func (l *Layer) bundleSearch(t time.Time, n int64) (int64, error) {
+	lo, hi := int64(0), n
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		j, recv, ok, err := l.nextReceived(mid, hi)
+		if err != nil {
+			return 0, err
+		}
+		if !ok || !recv.Before(t) {
+			hi = mid
+		} else {
+			lo = j + 1
+		}
+	}
+	return lo, nil
+}
+
+// nextShredded returns the first index >= i in a shredded range, and the
+// end of that range's day; ok is false if there is none.
+func (l *Layer) nextShredded(i int64) (int64, time.Time, bool) {
+	l.lmu.RLock()
+	defer l.lmu.RUnlock()
+	best, ok := int64(0), false
+	var day int64
+	for _, r := range l.shredded {
+		if r.Hi > i && (!ok || max(r.Lo, i) < best) {
+			best, day, ok = max(r.Lo, i), r.Day, true
+		}
+	}
+	return best, dayTime(day + 1), ok
+}
+
+// nextReceived returns the first index j in [i, hi) whose receive time is
+// known (see bundleSearch), and that time; ok is false if there is none.
+func (l *Layer) nextReceived(i, hi int64) (int64, time.Time, bool, error) {
+	s, sEnd, sOK := l.nextShredded(i)
+	if !sOK || s > hi {
+		s = hi
+	}
+	for i < s {
+		var ks []int64
+		var vs [][]byte
+		if err := l.log.ScanExt(payloadKey(i), payloadKey(s), false, func(k, v []byte) bool {
+			ks = append(ks, int64(binary.BigEndian.Uint64(k[1:])))
+			vs = append(vs, append([]byte(nil), v...))
+			return len(ks) < 16
+		}); err != nil {
+			return 0, time.Time{}, false, fmt.Errorf("events: scanning events: %w", err)
+		}
+		if len(ks) == 0 {
+			break
+		}
+		for k, j := range ks {
+			r, err := l.record(j, vs[k])
+			if errors.Is(err, ErrGone) {
+				continue
+			}
+			if err != nil {
+				return 0, time.Time{}, false, err
+			}
+			return j, r.Event.ReceivedAt, true, nil
+		}
+		i = ks[len(ks)-1] + 1
+	}
+	if s < hi {
+		return s, sEnd, true, nil
+	}
+	return 0, time.Time{}, false, nil
+}
+
+// bundleChunk is how many entries a worker turns into lines at once.
+const bundleChunk = 1024
+
+// recordsPass is what one pass over the records gathers.
+type recordsPass struct {
+	sum         evidence.Summary
+	counts      evidence.Counts
+	first, last string // received_at of the first and last open records
+}
+
+// writeRecords writes records.ndjson for [p.begin, p.end) to w, gathering
+// the summary, counts and window edges. Chunks of entries are read and
+// opened by parallel workers and written in index order.
+func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPass, error) {
+	out := &recordsPass{}
+	pubN := p.size // reads are bounded by the published size, never below p.size
+	if cp, _ := p.l.log.Published(); cp.N > pubN {
+		pubN = cp.N
+	}
+	type chunk struct {
+		lo, hi int64
+		buf    []byte
+		events []bundleFields // open records' fields, for the summary
+		lines  []evidence.Line
+		err    error
+		done   chan struct{}
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	jobs := make(chan *chunk)
+	queue := make(chan *chunk, 2*workers)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // the producer stops, closing jobs; the workers then end
+		wg.Wait()
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range jobs {
+				c.buf, c.lines, c.events, c.err = p.l.bundleLines(c.lo, c.hi, pubN, c.buf[:0])
+				close(c.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(queue)
+		defer close(jobs)
+		for lo := p.begin; lo < p.end; lo += bundleChunk {
+			c := &chunk{lo: lo, hi: min(lo+bundleChunk, p.end), done: make(chan struct{})}
+			select {
+			case queue <- c:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for c := range queue {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil {
+			return nil, c.err
+		}
+		for k := range c.lines {
+			ln := &c.lines[k]
+			switch ln.Kind() {
+			case "open":
+				out.counts.Open++
+				e := &c.events[k]
+				out.sum.Add(e.day, e.action, e.outcome)
+				r := e.receivedAt
+				if out.first == "" {
+					out.first = r
+				}
+				out.last = r
+			case "erased":
+				out.counts.Erased++
+			default:
+				out.counts.Shredded++
+			}
+			out.sum.AddLine(ln)
+		}
+		if _, err := w.Write(c.buf); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// bundleLines returns the lines of entries [lo, hi) (all below pubN, the
+// published size) appended to buf, with each line and, for open records,
+// the decoded event.
+func (l *Layer) bundleLines(lo, hi, pubN int64, buf []byte) ([]byte, []evidence.Line, []bundleFields, error) {
+	n := int(hi - lo)
+	lines := make([]evidence.Line, n)
+	evs := make([]bundleFields, n)
+	// The commitments, from the entry bundles.
+	for t := lo / itlog.TileWidth; t*itlog.TileWidth < hi; t++ {
+		w := int(min(itlog.TileWidth, pubN-t*itlog.TileWidth))
+		k := t * itlog.TileWidth
+		err := l.log.ReadTileFunc(tlog.Tile{H: itlog.TileHeight, L: itlog.EntriesLevel, N: t, W: w}, func(data []byte) error {
+			return itlog.WalkBundle(data, func(e []byte) bool {
+				if k >= lo && k < hi {
+					if len(e) != 32 {
+						return false
+					}
+					copy(lines[k-lo].Commitment[:], e)
+					lines[k-lo].Index = k
+				}
+				k++
+				return k < hi
+			})
+		})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("events: reading entry bundle %d: %w", t, err)
+		}
+	}
+	for k := range lines {
+		if lines[k].Index != lo+int64(k) {
+			return nil, nil, nil, fmt.Errorf("%w: log entry %d is not a commitment", ErrCorrupt, lo+int64(k))
+		}
+	}
+	// The payloads present, in one scan, then the wrapped event keys of
+	// the version-2 ones (in their 't' keys), in one sorted batch.
+	type payload struct {
+		i    int64
+		v    []byte
+		tval []byte
+		v2   bool
+	}
+	var ps []payload
+	var tkeys [][]byte
+	var tpos []int
+	var ferr error
+	err := l.log.ScanExt(payloadKey(lo), payloadKey(hi), false, func(key, v []byte) bool {
+		i := int64(binary.BigEndian.Uint64(key[1:]))
+		_, tk, err := payloadDay(v)
+		if err != nil {
+			ferr = fmt.Errorf("events: event %d: %w", i, err)
+			return false
+		}
+		ps = append(ps, payload{i: i, v: append([]byte(nil), v...), v2: tk != nil})
+		if tk != nil {
+			tkeys = append(tkeys, timeIndexKey(tk, i))
+			tpos = append(tpos, len(ps)-1)
+		}
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	order := make([]int, len(tkeys))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(tkeys[a], tkeys[b]) })
+	sorted := make([][]byte, len(order))
+	for k, o := range order {
+		sorted[k] = tkeys[o]
+	}
+	if err := l.log.GetExtSorted(sorted, func(k int, v []byte) {
+		ps[tpos[order[k]]].tval = append([]byte(nil), v...)
+	}); err != nil {
+		return nil, nil, nil, fmt.Errorf("events: reading event keys: %w", err)
+	}
+	have := make([]bool, n)
+	for _, pl := range ps {
+		i := pl.i
+		ln := &lines[i-lo]
+		if pl.v2 && pl.tval == nil {
+			continue // its key is destroyed: being erased or shredded
+		}
+		salt, b, err := l.openPayload(i, pl.v, ln.Commitment[:], pl.tval)
+		if errors.Is(err, errKeyGone) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("events: event %d: %w", i, err)
+		}
+		if event.Commitment(salt, b) != ln.Commitment {
+			return nil, nil, nil, fmt.Errorf("%w: event %d does not match its log entry", ErrCorrupt, i)
+		}
+		if evs[i-lo], err = summaryFields(b); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: event %d: %w", ErrCorrupt, i, err)
+		}
+		ln.Salt, ln.EventBytes = salt, b
+		have[i-lo] = true
+	}
+	for k := range lines {
+		ln := &lines[k]
+		if !have[k] {
+			var ee *ErasedError
+			var se *ShreddedError
+			switch g := l.gone(ln.Index, 0, false); {
+			case errors.As(g, &ee):
+				ts := ee.Tombstone
+				ln.Erased = &evidence.Erasure{At: ts.ErasedAt, By: ts.ErasedBy, Reason: ts.Reason}
+			case errors.As(g, &se):
+				ln.Shredded = evidence.DayOf(se.Day)
+			case g != nil:
+				return nil, nil, nil, g
+			default:
+				if day, ok := l.shedDay(ln.Index); ok {
+					ln.Shredded = evidence.DayOf(dayTime(day))
+					break
+				}
+				return nil, nil, nil, fmt.Errorf("%w: index %d", ErrNotEvent, ln.Index)
+			}
+		}
+		buf = evidence.AppendLine(buf, ln)
+	}
+	return buf, lines, evs, nil
+}
+
+// shedDay returns the day of entry i if retention is shredding that day
+// (its payload may already be gone while the shredded record is not yet
+// written).
+func (l *Layer) shedDay(i int64) (int64, bool) {
+	segs, err := l.segments(i + 1)
+	if err != nil || len(segs) == 0 {
+		return 0, false
+	}
+	day := segs[len(segs)-1].day
+	l.lmu.RLock()
+	defer l.lmu.RUnlock()
+	return day, l.shedding[day]
+}
+
+// Write writes the bundle as a tar file to w (package evidence has the
+// format). The manifest, which comes first, holds the SHA-256 of the
+// records, so the records are built first, in one pass, into a spool file
+// (see spool), then streamed from it.
+//
+// onSize, if not nil, is called with the bundle's size (-1: unknown) before
+// the first byte is written.
+func (p *BundlePlan) Write(ctx context.Context, w io.Writer, onSize func(int64)) error {
+	sp, err := newSpool(p.spoolDir())
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	dig := evidence.NewDigest()
+	pass, err := p.writeRecords(ctx, io.MultiWriter(dig, sp))
+	if err != nil {
+		return err
+	}
+	if err := sp.rewind(); err != nil {
+		return err
+	}
+	parts, err := p.parts(pass, dig)
+	if err != nil {
+		return err
+	}
+	parts.OnSize = onSize
+	parts.Records = func(w io.Writer) error {
+		_, err := io.Copy(w, sp)
+		return err
+	}
+	return evidence.Write(w, parts)
+}
+
+func (p *BundlePlan) spoolDir() string {
+	if p.req.SpoolDir != "" {
+		return p.req.SpoolDir
+	}
+	return os.TempDir()
+}
+
+// spool holds a bundle's records between their build and their sending. It
+// is a temporary file, unlinked as soon as it is created (nothing is left
+// behind, even by a crash), and encrypted with AES-256-CTR under a random
+// key that lives only in this process's memory: the events' plaintext never
+// reaches a disk (docs/evidence.md). No authentication is needed: the file
+// is ours for its whole life, and the bundle is verified by its reader.
+type spool struct {
+	f   *os.File
+	key [32]byte
+	bw  *bufio.Writer
+	enc cipher.Stream
+	br  *bufio.Reader
+	dec cipher.Stream
+}
+
+func newSpool(dir string) (*spool, error) {
+	f, err := os.CreateTemp(dir, ".indelible-bundle-*")
+	if err != nil {
+		return nil, fmt.Errorf("events: creating the bundle spool: %w", err)
+	}
+	os.Remove(f.Name())
+	sp := &spool{f: f}
+	rand.Read(sp.key[:])
+	block, err := aes.NewCipher(sp.key[:])
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	var iv [aes.BlockSize]byte
+	sp.enc = cipher.NewCTR(block, iv[:]) // one key, one stream: a zero IV is safe
+	sp.dec = cipher.NewCTR(block, iv[:])
+	sp.bw = bufio.NewWriterSize(f, 256<<10)
+	return sp, nil
+}
+
+func (sp *spool) Write(b []byte) (int, error) {
+	buf := make([]byte, len(b))
+	sp.enc.XORKeyStream(buf, b)
+	return sp.bw.Write(buf)
+}
+
+// rewind ends writing and starts reading from the beginning.
+func (sp *spool) rewind() error {
+	if err := sp.bw.Flush(); err != nil {
+		return fmt.Errorf("events: writing the bundle spool: %w", err)
+	}
+	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	sp.br = bufio.NewReaderSize(sp.f, 256<<10)
+	return nil
+}
+
+func (sp *spool) Read(b []byte) (int, error) {
+	n, err := sp.br.Read(b)
+	sp.dec.XORKeyStream(b[:n], b[:n])
+	return n, err
+}
+
+func (sp *spool) close() {
+	clear(sp.key[:])
+	sp.f.Close()
+}
+
+// parts gathers everything but the records.
+func (p *BundlePlan) parts(pass *recordsPass, dig *evidence.Digest) (evidence.Parts, error) {
+	left, err := p.l.log.RangeHashes(0, p.begin, p.size)
+	if err != nil {
+		return evidence.Parts{}, err
+	}
+	right, err := p.l.log.RangeHashes(p.end, p.size, p.size)
+	if err != nil {
+		return evidence.Parts{}, err
+	}
+	var cons [][]byte
+	if p.req.HasPin {
+		proof, err := p.l.log.ConsistencyProof(p.req.PinnedSize, p.size)
+		if err != nil {
+			return evidence.Parts{}, fmt.Errorf("events: consistency proof %d -> %d: %w", p.req.PinnedSize, p.size, err)
+		}
+		cons = [][]byte{}
+		for _, h := range proof {
+			cons = append(cons, append([]byte(nil), h[:]...))
+		}
+	}
+	win := evidence.Window{By: "index", FirstReceivedAt: pass.first, LastReceivedAt: pass.last}
+	if p.req.ByTime {
+		win.By = "received_at"
+		win.Since = p.req.Since.UTC().Format(time.RFC3339Nano)
+		win.Until = p.req.Until.UTC().Format(time.RFC3339Nano)
+	}
+	text, _, _ := itlog.SplitNote(p.checkpoint)
+	cp, _ := itlog.ParseCheckpoint(string(text))
+	return evidence.Parts{
+		Manifest: evidence.Manifest{
+			Origin: cp.Origin, LogKey: p.req.LogKey, WitnessKeys: p.req.WitnessKeys, Quorum: p.req.Quorum,
+			Begin: p.begin, End: p.end, Size: p.size, Window: win, Counts: pass.counts,
+		},
+		Checkpoint:    p.checkpoint,
+		RecordsDigest: dig,
+		RangeProof:    evidence.RangeProof{Size: p.size, Begin: p.begin, End: p.end, Left: left, Right: right},
+		Summary:       pass.sum.Bytes(),
+		Consistency:   cons,
+	}, nil
+}
+
+// bundleFields are what a bundle's summary and window need of an event.
+type bundleFields struct {
+	day, action, outcome, receivedAt string
+}
+
+// summaryFields reads the fields of stored canonical event bytes b (which
+// opened under their commitment, so they are the bytes the server stored)
+// without decoding the whole event: the top-level members are scanned and
+// only action, outcome, time and received_at are kept. Canonical times are
+// RFC 3339 in UTC, so a time's first ten bytes are its UTC day. It agrees
+// with event.Decode on every stored event (TestSummaryFields), at a fraction
+// of the cost (BENCHMARKS.md).
+func summaryFields(b []byte) (bundleFields, error) {
+	var f bundleFields
+	bad := func(what string) (bundleFields, error) {
+		return bundleFields{}, fmt.Errorf("%w: stored event: %s", ErrCorrupt, what)
+	}
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return bad("not an object")
+	}
+	i := 1
+	var timeStr string
+	for i < len(b)-1 {
+		if b[i] == ',' {
+			i++
+		}
+		key, _, j, ok := jsonString(b, i)
+		if !ok || j >= len(b) || b[j] != ':' {
+			return bad("malformed member")
+		}
+		i = j + 1
+		if b[i] != '"' {
+			if i = skipJSONValue(b, i); i < 0 {
+				return bad("malformed value")
+			}
+			continue
+		}
+		raw, esc, j, ok := jsonString(b, i)
+		if !ok {
+			return bad("malformed string")
+		}
+		i = j
+		var dst *string
+		switch string(key) { // no allocation: the compiler compares in place
+		case "action":
+			dst = &f.action
+		case "outcome":
+			dst = &f.outcome
+		case "time":
+			dst = &timeStr
+		case "received_at":
+			dst = &f.receivedAt
+		default:
+			continue
+		}
+		if *dst, ok = unquote(raw, esc); !ok {
+			return bad("malformed string")
+		}
+	}
+	if f.action == "" || len(timeStr) < 10 || f.receivedAt == "" {
+		return bad("action, time or received_at missing")
+	}
+	f.day = timeStr[:10]
+	if f.outcome == "" {
+		f.outcome = "-"
+	}
+	return f, nil
+}
+
+// jsonString reads the JSON string starting at b[i] == '"' and returns its
+// raw contents (between the quotes, still escaped), whether it holds an
+// escape, and the index after its closing quote.
+func jsonString(b []byte, i int) (raw []byte, escaped bool, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, false, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return b[i+1 : j], escaped, j + 1, true
+		}
+	}
+	return nil, false, 0, false
+}
+
+// unquote returns the value of a JSON string's raw contents.
+func unquote(raw []byte, escaped bool) (string, bool) {
+	if !escaped {
+		return string(raw), true
+	}
+	var s string
+	q := make([]byte, 0, len(raw)+2)
+	q = append(append(append(q, '"'), raw...), '"')
+	if err := json.Unmarshal(q, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// skipJSONValue returns the index after the object, array, number or
+// literal starting at b[i] (strings inside are skipped whole), or -1.
+func skipJSONValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			_, _, j, ok := jsonString(b, i)
+			if !ok {
+				return -1
+			}
+			i = j
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing object
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return -1
+}

@@ -1,0 +1,158 @@
+package eventstore
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"indelible.dev/evidence"
+	itlog "indelible.dev/tlog"
+)
+
+// TestBundleBench measures evidence bundle export and verification
+// (BENCHMARKS.md). It runs only with INDELIBLE_BUNDLE_BENCH=LOG,RANGE[,RANGE...]:
+// a log of LOG events is built, then for each RANGE a bundle of that many
+// events (ending at the log's end) is exported to a file and verified, with
+// wall time, process CPU time and peak heap for each. TestBundle is the
+// short version that always runs.
+//
+//	INDELIBLE_BUNDLE_BENCH=1500000,100000,1000000 go test -run TestBundleBench -v -timeout 60m ./eventstore/
+func TestBundleBench(t *testing.T) {
+	spec := os.Getenv("INDELIBLE_BUNDLE_BENCH")
+	if spec == "" {
+		t.Skip("set INDELIBLE_BUNDLE_BENCH=LOG,RANGE... to run")
+	}
+	var sizes []int
+	for _, s := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("INDELIBLE_BUNDLE_BENCH=%q", spec)
+		}
+		sizes = append(sizes, n)
+	}
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	start := time.Now()
+	const batch = 10_000
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k*batch >= sizes[0] {
+					return
+				}
+				if _, err := e.l.Append(ctx, "bench", benchEvents(min(batch, sizes[0]-k*batch), k, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	n, _, err := e.log.ServedCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("log of %d entries built in %v", n, time.Since(start).Round(time.Millisecond))
+	policy, err := itlog.NewPolicy(e.vkey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sizes[1:] {
+		file := filepath.Join(t.TempDir(), "bundle.tar")
+		var size int64
+		if prof := os.Getenv("INDELIBLE_BUNDLE_PROF"); prof != "" {
+			f, _ := os.Create(prof)
+			pprof.StartCPUProfile(f)
+		}
+		wall, cpu, heap := measure(func() {
+			p, err := e.l.PlanBundle(BundleRequest{From: n - int64(r), To: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Create(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := bufio.NewWriterSize(f, 64<<10)
+			if err := p.Write(ctx, w, func(s int64) { size = s }); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		})
+		pprof.StopCPUProfile()
+		if mp := os.Getenv("INDELIBLE_BUNDLE_MEMPROF"); mp != "" {
+			f, _ := os.Create(mp)
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		t.Logf("export %d of %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB, %d MiB file",
+			r, n, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20), size>>20)
+		if prof := os.Getenv("INDELIBLE_BUNDLE_PROF"); prof != "" {
+			f, _ := os.Create(prof + ".verify")
+			pprof.StartCPUProfile(f)
+		}
+		wall, cpu, heap = measure(func() {
+			f, err := os.Open(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rep, err := evidence.Verify(bufio.NewReaderSize(f, 1<<20), evidence.Options{Policy: policy})
+			if err != nil || !rep.OK() || rep.Accounted != int64(r) {
+				t.Fatalf("verify: %v %v", err, rep.Failures)
+			}
+		})
+		pprof.StopCPUProfile()
+		t.Logf("verify %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB",
+			r, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20))
+	}
+}
+
+// measure runs f and returns its wall time, the process CPU time it took,
+// and the peak of the Go heap in use while it ran (sampled every 5 ms).
+func measure(f func()) (time.Duration, time.Duration, uint64) {
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	start, cpu0 := time.Now(), cpuTime()
+	f()
+	wall, cpu := time.Since(start), cpuTime()-cpu0
+	close(stop)
+	<-done
+	return wall, cpu, peak.Load()
+}

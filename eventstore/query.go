@@ -1,0 +1,521 @@
+package eventstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"indelible.dev/event"
+)
+
+// queryParams are the parameters ParseQuery accepts.
+var queryParams = []string{"actor", "action", "resource", "outcome", "source", "since", "until", "limit", "cursor"}
+
+func (q Query) fieldValue(f byte) string {
+	switch f {
+	case fieldActor:
+		return q.Actor
+	case fieldAction:
+		return q.Action
+	case fieldResource:
+		return q.Resource
+	case fieldOutcome:
+		return q.Outcome
+	case fieldSource:
+		return q.Source
+	}
+	return ""
+}
+
+func parseQuery(v url.Values) (Query, error) {
+	var q Query
+	for name, vals := range v {
+		if !slices.Contains(queryParams, name) {
+			return Query{}, fmt.Errorf("%w: unknown parameter %q", ErrBadQuery, name)
+		}
+		if len(vals) != 1 {
+			return Query{}, fmt.Errorf("%w: parameter %q given %d times", ErrBadQuery, name, len(vals))
+		}
+	}
+	q.Actor, q.Action, q.Resource = v.Get("actor"), v.Get("action"), v.Get("resource")
+	q.Outcome, q.Source, q.Cursor = v.Get("outcome"), v.Get("source"), v.Get("cursor")
+	switch q.Outcome {
+	case "", event.OutcomeSuccess, event.OutcomeFailure, event.OutcomeDenied, event.OutcomeUnknown:
+	default:
+		return Query{}, fmt.Errorf("%w: outcome %q is not success, failure, denied or unknown", ErrBadQuery, q.Outcome)
+	}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		s := v.Get(p.name)
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return Query{}, fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrBadQuery, p.name, s)
+		}
+		*p.t = t.UTC()
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return Query{}, fmt.Errorf("%w: since must be before until", ErrBadQuery)
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			return Query{}, fmt.Errorf("%w: limit must be an integer from 1 to %d, not %q", ErrBadQuery, MaxLimit, s)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// filter is a compiled query.
+type filter struct {
+	q     Query
+	nf    int             // field filters given
+	plan  byte            // the field whose index is scanned; 0: the time index
+	blind [blindSize]byte // the plan field's blind value
+	// outcome is set when the time index is scanned for an outcome: its
+	// keys' values must equal this blind value.
+	outcome []byte
+	hash    [sha256.Size]byte // identifies the filters, for cursors
+}
+
+// planOrder is the order in which a field's index is preferred when several
+// filters are given: the ones likely most selective first. The outcome has
+// no index of its own: alone, it filters a scan of the time index on the
+// keys' values.
+var planOrder = []byte{fieldActor, fieldResource, fieldAction, fieldSource}
+
+func (l *Layer) compile(q Query) (*filter, error) {
+	if q.Limit < 0 || q.Limit > MaxLimit {
+		return nil, fmt.Errorf("%w: limit must be from 1 to %d", ErrBadQuery, MaxLimit)
+	}
+	if q.Limit == 0 {
+		q.Limit = DefaultLimit
+	}
+	f := &filter{q: q}
+	for _, fl := range planOrder {
+		if q.fieldValue(fl) == "" {
+			continue
+		}
+		f.nf++
+		if f.plan == 0 {
+			f.plan = fl
+		}
+	}
+	if q.Outcome != "" {
+		f.nf++
+	}
+	if f.plan != 0 {
+		f.blind = l.blind.field(f.plan, q.fieldValue(f.plan))
+	} else if q.Outcome != "" {
+		b := l.blind.field(fieldOutcome, q.Outcome)
+		f.outcome = b[:]
+	}
+	h := sha256.New()
+	for fl := fieldActor; fl <= numFields; fl++ {
+		v := q.fieldValue(fl)
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(v)))
+		h.Write(n[:])
+		h.Write([]byte(v))
+	}
+	for _, t := range []time.Time{q.Since, q.Until} {
+		if t.IsZero() {
+			h.Write([]byte{0})
+		} else {
+			h.Write([]byte{1})
+			h.Write(appendTimeKey(nil, t))
+		}
+	}
+	h.Sum(f.hash[:0])
+	return f, nil
+}
+
+// match re-checks every filter on the decrypted event: index hits are only
+// candidates (blind indexes are truncated HMACs).
+func (f *filter) match(e *event.Event) bool {
+	q := &f.q
+	if q.Actor != "" && (e.Actor == nil || e.Actor.ID != q.Actor) {
+		return false
+	}
+	if q.Action != "" && e.Action != q.Action {
+		return false
+	}
+	if q.Resource != "" && (e.Resource == nil || e.Resource.ID != q.Resource) {
+		return false
+	}
+	if q.Outcome != "" && e.Outcome != q.Outcome {
+		return false
+	}
+	if q.Source != "" && e.Source != q.Source {
+		return false
+	}
+	if !q.Since.IsZero() && e.Time.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && !e.Time.Before(q.Until) {
+		return false
+	}
+	return true
+}
+
+// prefix is the key prefix of the index the plan scans; its keys continue
+// with time(12) || index(8).
+func (f *filter) prefix() []byte {
+	if f.plan == 0 {
+		return []byte{prefixTime}
+	}
+	p := make([]byte, 0, 2+blindSize)
+	p = append(p, prefixField, f.plan)
+	return append(p, f.blind[:]...)
+}
+
+// A cursor is base64url(version(1) = 1 || time(12) || index(8) || mac(16)):
+// the position (time, index) of the last event of the page, and
+// HMAC(index key, "cursor" || 0x00 || filters' hash || time || index)[:16],
+// so a cursor only works with the filters it was issued for and cannot be
+// forged.
+const (
+	cursorVersion = 1
+	cursorSize    = 1 + timeKeySize + indexSize + 16
+)
+
+func (l *Layer) cursor(f *filter, pos []byte) string {
+	b := make([]byte, 0, cursorSize)
+	b = append(b, cursorVersion)
+	b = append(b, pos...)
+	m := l.cursorMAC(f, pos)
+	b = append(b, m[:16]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (l *Layer) cursorMAC(f *filter, pos []byte) [sha256.Size]byte {
+	d := make([]byte, 0, sha256.Size+len(pos))
+	d = append(d, f.hash[:]...)
+	d = append(d, pos...)
+	return l.blind.mac("cursor", d)
+}
+
+// parseCursor returns the position (time(12) || index(8)) a cursor holds.
+func (l *Layer) parseCursor(f *filter, s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != cursorSize || b[0] != cursorVersion {
+		return nil, fmt.Errorf("%w: malformed", ErrBadCursor)
+	}
+	pos := b[1 : 1+timeKeySize+indexSize]
+	m := l.cursorMAC(f, pos)
+	if !hmac.Equal(m[:16], b[1+timeKeySize+indexSize:]) {
+		return nil, fmt.Errorf("%w: not issued for these filters by this server", ErrBadCursor)
+	}
+	return pos, nil
+}
+
+// Scan budget (issue 18.7): what one page of a listing may cost. A page
+// whose filters are all decided by the index it scans (at most one field
+// filter, time bounds) decrypts at most Limit events; one with two or more
+// filters decrypts every candidate of the first, and an outcome filter
+// alone skips keys by their value, so either could scan the whole store
+// for a rare combination. Past the budget the listing stops with
+// ErrScanBudget (422) rather than tie up a core for a reader who may be
+// gone: the client narrows the time range (since/until), or the filters.
+const (
+	// MaxScanKeys bounds the index keys one page examines.
+	MaxScanKeys = 1_000_000
+	// MaxScanDecrypts bounds the events one page decrypts (a full page of
+	// MaxLimit needs MaxLimit+1 when every candidate matches).
+	MaxScanDecrypts = 10_000
+)
+
+// ErrScanBudget is the error of a listing or histogram past its scan budget.
+var ErrScanBudget = errors.New("events: query over its scan budget")
+
+// scanBudget is what a listing may still examine and decrypt.
+// Spent counts what it already paid for (a histogram shares one budget
+// across its pages).
+type scanBudget struct{ keys, decrypts, spentKeys, spentDecrypts int }
+
+// scanCheckEvery is how many keys a scan examines between checks of its
+// context.
+const scanCheckEvery = 256
+
+func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) {
+	if l.closed.Load() {
+		return Page{}, ErrClosed
+	}
+	f, err := l.compile(q)
+	if err != nil {
+		return Page{}, err
+	}
+	pre := f.prefix()
+	lo := slices.Clone(pre)
+	if !f.q.Since.IsZero() {
+		lo = appendTimeKey(lo, f.q.Since)
+	}
+	var hi []byte
+	switch {
+	case f.q.Cursor != "":
+		pos, err := l.parseCursor(f, f.q.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		hi = append(slices.Clone(pre), pos...)
+	case !f.q.Until.IsZero():
+		hi = appendTimeKey(slices.Clone(pre), f.q.Until)
+	default:
+		hi = prefixEnd(pre)
+	}
+	if string(lo) >= string(hi) {
+		return Page{Records: []Record{}}, nil
+	}
+	// Every filter is decided by the scanned keys themselves (and, for an
+	// outcome, their values) when at most one field filter is given (time
+	// bounds are the key range): then a page decrypts only what it returns,
+	// and the look-ahead for a next page needs no decryption.
+	covered := f.nf <= 1
+	pub, _ := l.log.Published()
+	page := Page{Records: make([]Record, 0, min(f.q.Limit, 128))}
+	var last []byte
+	more := false
+	// Scan a chunk of candidates, fetch and open them together (fetch),
+	// keep those that match, until the page is full or the range is done.
+	for hi != nil && !more {
+		need := f.q.Limit - len(page.Records)
+		if !covered {
+			need = min(max(2*need, 32), 256) // candidates may fail the other filters
+		}
+		var cands []candidate
+		lookAhead := need == 0
+		var next []byte // where the next chunk's scan ends (exclusive); nil: range done
+		var ferr error
+		examined := 0
+		err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
+			examined++
+			if examined%scanCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					ferr = err
+					return false
+				}
+			}
+			if b.spentKeys == b.keys {
+				ferr = fmt.Errorf("%w: %d index keys examined, the most a query may, with %d of %d events found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentKeys, len(page.Records), f.q.Limit)
+				return false
+			}
+			b.spentKeys++
+			if len(k) != len(pre)+timeKeySize+indexSize {
+				ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
+				return false
+			}
+			if f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
+				return true
+			}
+			var c candidate
+			copy(c.pos[:], k[len(pre):])
+			c.i = int64(binary.BigEndian.Uint64(c.pos[timeKeySize:]))
+			if c.i >= pub.N {
+				return true // not yet published
+			}
+			if lookAhead {
+				more = true
+				return false
+			}
+			if b.spentDecrypts == b.decrypts {
+				ferr = fmt.Errorf("%w: %d candidate events decrypted, the most a query may, with %d of %d found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentDecrypts, len(page.Records), f.q.Limit)
+				return false
+			}
+			b.spentDecrypts++
+			if f.plan == 0 {
+				c.tval = bytes.Clone(v) // the 't' value: the wrapped event key
+			}
+			cands = append(cands, c)
+			if len(cands) == need {
+				next = slices.Clone(k)
+				return false
+			}
+			return true
+		})
+		if err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return Page{}, fmt.Errorf("events: listing: %w", err)
+		}
+		hi = next
+		if len(cands) == 0 {
+			continue
+		}
+		recs, err := l.fetch(ctx, cands, f.plan == 0)
+		if err != nil {
+			return Page{}, fmt.Errorf("events: listing: %w", err)
+		}
+		for k := range cands {
+			r := recs[k]
+			if r == nil || !f.match(&r.Event) {
+				continue
+			}
+			if len(page.Records) == f.q.Limit {
+				more = true
+				break
+			}
+			page.Records = append(page.Records, *r)
+			last = append(last[:0], cands[k].pos[:]...)
+		}
+	}
+	if more {
+		page.NextCursor = l.cursor(f, last)
+	}
+	return page, nil
+}
+
+// candidate is an event an index scan found: its index, its position in
+// the index (time(12) || index(8), for cursors), and its 't' value if the
+// scan was of the time index.
+type candidate struct {
+	i    int64
+	pos  [timeKeySize + indexSize]byte
+	tval []byte
+}
+
+// fetchParallelMin is the fewest candidates fetch opens on more than one
+// goroutine.
+const fetchParallelMin = 16
+
+// fetch reads and opens the candidates' events: their payloads, 't'
+// values (unless the scan had them) and log entries each in one sorted pass
+// (one iterator, each block read once, instead of a point lookup apiece),
+// then decrypts and checks them on every core. recs[k] is nil for a
+// candidate whose event is gone (erased, shredded) or is no event.
+func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Record, error) {
+	n := len(cands)
+	byIndex := make([]int, n) // candidates by index, ascending
+	for k := range byIndex {
+		byIndex[k] = k
+	}
+	slices.SortFunc(byIndex, func(a, b int) int { return cmp.Compare(cands[a].i, cands[b].i) })
+	// The three lookups read different keys: run them side by side (on a
+	// large store each is a block read per candidate, mostly waiting).
+	vals := make([][]byte, n)
+	ents := make([][]byte, n)
+	var lerr [3]error
+	var lwg sync.WaitGroup
+	lwg.Add(2)
+	go func() {
+		defer lwg.Done()
+		keys := make([][]byte, 0, n)
+		for _, k := range byIndex {
+			keys = append(keys, payloadKey(cands[k].i))
+		}
+		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) {
+			vals[byIndex[j]] = bytes.Clone(v)
+		})
+	}()
+	go func() {
+		defer lwg.Done()
+		idx := make([]int64, n)
+		for j, k := range byIndex {
+			idx[j] = cands[k].i
+		}
+		lerr[1] = l.log.EntriesFunc(idx, func(j int, e []byte) error {
+			ents[byIndex[j]] = bytes.Clone(e)
+			return nil
+		})
+	}()
+	if !haveT {
+		byTime := slices.Clone(byIndex)
+		slices.SortFunc(byTime, func(a, b int) int { return bytes.Compare(cands[a].pos[:], cands[b].pos[:]) })
+		tkeys := make([][]byte, len(byTime))
+		for j, k := range byTime {
+			tkeys[j] = append([]byte{prefixTime}, cands[k].pos[:]...)
+		}
+		lerr[2] = l.log.GetExtSorted(tkeys, func(j int, v []byte) {
+			cands[byTime[j]].tval = bytes.Clone(v)
+		})
+	}
+	lwg.Wait()
+	for _, err := range lerr {
+		if err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]*Record, n)
+	errs := make([]error, n)
+	open := func(k int) {
+		c := &cands[k]
+		if vals[k] == nil {
+			return // destroyed since the scan, or written by no event
+		}
+		var tval []byte
+		if len(c.tval) > 0 {
+			tval = c.tval // else openPayload reads it (and finds it gone)
+		}
+		r, err := l.recordOf(c.i, vals[k], ents[k], tval)
+		if err != nil {
+			if errors.Is(err, ErrGone) || errors.Is(err, ErrNotEvent) {
+				return
+			}
+			errs[k] = err
+			return
+		}
+		recs[k] = &r
+	}
+	workers := min(runtime.GOMAXPROCS(0), (n+fetchParallelMin-1)/fetchParallelMin)
+	if workers <= 1 {
+		for k := range n {
+			open(k)
+		}
+	} else {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= n || ctx.Err() != nil {
+						return
+					}
+					open(k)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+// prefixEnd returns the smallest key above every key starting with p.
+func prefixEnd(p []byte) []byte {
+	e := slices.Clone(p)
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i] < 0xff {
+			e[i]++
+			return e[:i+1]
+		}
+	}
+	return nil
+}
