@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 
-	"indelible.dev/ledger/kv"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
+	"indelible.dev/ledger/kv"
 )
 
 // The checkpoint archive: every checkpoint the log served, as served (the

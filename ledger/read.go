@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"indelible.dev/ledger/kv"
 	"golang.org/x/mod/sumdb/tlog"
+	"indelible.dev/ledger/kv"
 
 	itlog "indelible.dev/tlog"
 )
