@@ -81,8 +81,8 @@ var layers = map[string][]string{
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
-	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
-	"internal/s3test":     {}, // the S3 server process of the mirror's tests
+	"internal/tlogtest":   {},         // not even tlog: tlog's own tests import it
+	"internal/s3test":     {},         // the S3 server process of the mirror's tests
 	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
 }
 

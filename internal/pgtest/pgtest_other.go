@@ -34,5 +34,7 @@ func Store(t testing.TB) (*pgkv.Store, string) { Need(t); return nil, "" }
 
 // ForDirs returns a function that fails: see Need.
 func ForDirs() func(dir string) (kv.Store, error) {
-	return func(string) (kv.Store, error) { return nil, errors.New("the PostgreSQL test cluster runs on Unix only") }
+	return func(string) (kv.Store, error) {
+		return nil, errors.New("the PostgreSQL test cluster runs on Unix only")
+	}
 }
