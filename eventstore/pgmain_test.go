@@ -17,3 +17,12 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// pebbleOnly skips a test of the pebble store's own files when the suite
+// runs on PostgreSQL.
+func pebbleOnly(t *testing.T, why string) {
+	t.Helper()
+	if ledger.TestingStore != nil {
+		t.Skip("pebble only (INDELIBLE_TEST_STORE=postgres): " + why)
+	}
+}
