@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"indelible.dev/internal/pgtest"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -25,4 +26,16 @@ func pebbleOnly(t *testing.T, why string) {
 	if ledger.TestingStore != nil {
 		t.Skip("pebble only (INDELIBLE_TEST_STORE=postgres): " + why)
 	}
+}
+
+// notInStoreFiles checks that no file of a copy of the pebble store in dir
+// holds any of the values; on PostgreSQL there are no such files (the
+// erasure's check there is the database's: docs/ha.md).
+func notInStoreFiles(t *testing.T, dir string, values map[string][]byte) {
+	t.Helper()
+	if ledger.TestingStore != nil {
+		t.Log("the store is in PostgreSQL: no pebble files to check")
+		return
+	}
+	tlogtest.CheckNotInFiles(t, copyDir(t, dir), values)
 }
