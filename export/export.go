@@ -30,9 +30,9 @@ const (
 type Options struct {
 	Events *eventstore.Layer // required
 	Audit  *audited.Service  // required: each export's start is recorded as a read
-	// ReceiptBase is the server's base URL ending in "/" (the receipt URL
-	// of event i is ReceiptBase + "v1/events/<i>/receipt"); the file's
-	// public_url wins over it.
+	// ReceiptBase is the server's base URL as the SIEM's users reach it
+	// (the receipt URL of event i is ReceiptBase + "v1/events/<i>/receipt";
+	// a missing final "/" is added).
 	ReceiptBase string
 	Client      *http.Client // default: a client with a 30 s timeout
 	Logger      *slog.Logger // default slog.Default()
@@ -106,9 +106,6 @@ func Start(f *File, opts Options) (*Runner, error) {
 	def(&opts.RetryMin, DefaultRetryMin)
 	def(&opts.RetryMax, DefaultRetryMax)
 	base := opts.ReceiptBase
-	if f.PublicURL != "" {
-		base = f.PublicURL
-	}
 	if base != "" && !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
