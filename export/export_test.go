@@ -220,7 +220,8 @@ func (h *fakeHEC) snapshot() map[int64]string {
 // POST /_bulk, NDJSON of action and source lines (the last line ending in
 // a newline), answered with {"took","errors","items":[{"create":{"_index",
 // "_id","status"[,"error"]}}]}: 201 for a created document, 409 with a
-// version_conflict_engine_exception when the _id exists. reject429 lists
+// version_conflict_engine_exception when the _id exists; and GET
+// /<index>/_count, answered {"count":N,...}. reject429 lists
 // the _ids answered 429 (es_rejected_execution_exception) the first time.
 type fakeBulk struct {
 	mu        sync.Mutex
@@ -232,6 +233,15 @@ type fakeBulk struct {
 }
 
 func (b *fakeBulk) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/_count") {
+		// The count API: {"count":N,"_shards":{...}} (every index here).
+		b.mu.Lock()
+		n := len(b.docs)
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"count":%d,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}`, n)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/_bulk" {
 		http.Error(w, `{"error":"no handler"}`, http.StatusNotFound)
 		return
