@@ -119,7 +119,7 @@ func Start(f *File, opts Options) (*Runner, error) {
 			cancel()
 			return nil, err
 		}
-		fs = append(fs, &follower{x: x, o: &opts, sink: s, base: base,
+		fs = append(fs, &follower{x: x, o: &opts, sink: s, receiptPfx: receiptPrefix(base),
 			log: opts.Logger.With("export", x.Name)})
 	}
 	for _, fo := range fs {
@@ -140,11 +140,11 @@ func (r *Runner) Close() {
 }
 
 type follower struct {
-	x    *Export
-	o    *Options
-	sink sink
-	base string
-	log  *slog.Logger
+	x          *Export
+	o          *Options
+	sink       sink
+	receiptPfx []byte // receiptPrefix of the receipt URLs' base
+	log        *slog.Logger
 }
 
 // run records the start as a read, then follows the log until ctx ends,
@@ -267,7 +267,7 @@ func (f *follower) session(ctx context.Context) error {
 				return <-errc
 			}
 			if f.x.query.Match(&r.Event) {
-				doc, err := document(&r, f.base)
+				doc, err := document(&r, f.receiptPfx)
 				if err != nil {
 					return err
 				}

@@ -546,3 +546,22 @@ func TestFilterAndErased(t *testing.T) {
 		t.Errorf("%d requests without the token", badAuth)
 	}
 }
+
+// TestDocument: the exported document is the record as the events API
+// writes it plus the receipt URL, valid JSON whatever the base URL holds.
+func TestDocument(t *testing.T) {
+	r := eventstore.Record{Index: 42, EventBytes: []byte(`{"action":"a.b"}`)}
+	for _, base := range []string{"https://ledger.example/", `https://ledger.example/a"b\c<d>/`} {
+		b, err := document(&r, receiptPrefix(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d exportedDoc
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if want := base + "v1/events/42/receipt"; d.Index != 42 || d.ReceiptURL != want || string(d.Event) != `{"action":"a.b"}` {
+			t.Errorf("%s: index %d, receipt_url %q (want %q), event %s", b, d.Index, d.ReceiptURL, want, d.Event)
+		}
+	}
+}
