@@ -183,7 +183,7 @@ func TestExportBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(httpapi.Config{Log: e.log, Events: e.l, Tokens: e.s.Tokens(), Audit: e.s, Logger: slog.New(slog.DiscardHandler)})
+	srv := httpapi.New(httpapi.Config{Log: e.Log, Events: e.Layer, Tokens: e.s.Tokens(), Audit: e.s, Logger: slog.New(slog.DiscardHandler)})
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = srv.HTTPServer("")
 	hs.Start()
@@ -195,7 +195,7 @@ func TestExportBench(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The defaults of serve: 500 events a request, 1 s delay.
-		r, err := Start(f, Options{Events: e.l, Audit: e.s, ReceiptBase: "https://ledger.example/", Logger: slog.New(slog.DiscardHandler)})
+		r, err := Start(f, Options{Events: e.Layer, Audit: e.s, ReceiptBase: "https://ledger.example/", Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,10 +206,10 @@ func TestExportBench(t *testing.T) {
 	fake := startFakeElastic(t)
 	r := startExport("live", fake)
 	waitFor(t, 30*time.Second, "the export of the first records", func() bool {
-		c, _ := e.l.ExportCursor("live")
-		return c > 0 && c == e.l.Published() && fake.count(t) == c
+		c, _ := e.Layer.ExportCursor("live")
+		return c > 0 && c == e.Layer.Published() && fake.count(t) == c
 	})
-	base := e.l.Published()
+	base := e.Layer.Published()
 	var lags []int64
 	sampled := make(chan struct{})
 	stopSampling := make(chan struct{})
@@ -222,8 +222,8 @@ func TestExportBench(t *testing.T) {
 			case <-stopSampling:
 				return
 			case <-tk.C:
-				c, _ := e.l.ExportCursor("live")
-				lags = append(lags, e.l.Published()-c)
+				c, _ := e.Layer.ExportCursor("live")
+				lags = append(lags, e.Layer.Published()-c)
 			}
 		}
 	}()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,57 +23,41 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/event"
 	"indelible.dev/eventstore"
+	"indelible.dev/internal/storetest"
 	"indelible.dev/internal/tlogtest"
-	"indelible.dev/ledger"
 )
 
-// env is a real ledger in a temporary directory, the events layer and the
-// audit service over it, reopened as a restarted server would.
+// env is a store (a ledger and its events layer, storetest) and the audit
+// service over it, reopened as a restarted server would.
 type env struct {
-	t      testing.TB
-	dir    string
-	key    tlogtest.Key
-	master []byte
-	log    *ledger.Log
-	l      *eventstore.Layer
-	s      *audited.Service
+	*storetest.Store
+	t testing.TB
+	s *audited.Service
 }
 
 func newEnv(t testing.TB) *env {
-	e := &env{t: t, dir: t.TempDir(), key: tlogtest.NewKey(t, "example.com/export-test"), master: make([]byte, 32)}
-	rand.Read(e.master)
-	e.open()
+	e := &env{Store: storetest.New(t, "example.com/export-test"), t: t}
+	e.startService()
 	t.Cleanup(e.close)
 	return e
 }
 
-func (e *env) open() {
+func (e *env) startService() {
 	e.t.Helper()
 	var err error
-	e.log, err = ledger.Open(e.dir, ledger.Options{Signer: e.key.Signer, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kr, err := eventstore.NewKeyring(e.master)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if e.l, err = eventstore.Open(eventstore.Config{Log: e.log, Keyring: kr}); err != nil {
-		e.t.Fatal(err)
-	}
-	if e.s, err = audited.New(audited.Config{Layer: e.l, Log: e.log}); err != nil {
+	if e.s, err = audited.New(audited.Config{Layer: e.Layer, Log: e.Log}); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
+func (e *env) open() { e.t.Helper(); e.Store.Open(); e.startService() }
+
 func (e *env) close() {
-	if e.log == nil {
+	if e.Log == nil {
 		return
 	}
 	e.s.Close()
-	e.l.Close()
-	e.log.Close()
-	e.log = nil
+	e.Store.Close()
 }
 
 // appendN appends n events (actor a<k>, action doc.read or doc.write) and
@@ -90,7 +73,7 @@ func (e *env) appendN(n int, tag string) {
 		evs = append(evs, event.Event{Action: action, Actor: &event.Actor{ID: fmt.Sprintf("a%d", k%5)},
 			Resource: &event.Resource{ID: tag + "-" + strconv.Itoa(k)}, Outcome: "success"})
 		if len(evs) == 100 || k == n-1 {
-			if _, err := e.l.Append(context.Background(), "writer", evs); err != nil {
+			if _, err := e.Layer.Append(context.Background(), "writer", evs); err != nil {
 				e.t.Fatal(err)
 			}
 			evs = nil
@@ -103,9 +86,9 @@ func (e *env) appendN(n int, tag string) {
 func (e *env) ledgerSet(q eventstore.Query) map[int64]string {
 	e.t.Helper()
 	out := map[int64]string{}
-	n := e.l.Published()
+	n := e.Layer.Published()
 	for i := range n {
-		r, err := e.l.Get(i)
+		r, err := e.Layer.Get(i)
 		if errors.Is(err, eventstore.ErrNotEvent) || errors.Is(err, eventstore.ErrGone) {
 			continue
 		}
@@ -329,7 +312,7 @@ func writeFile(t testing.TB, dir, name, s string) string {
 
 func start(t testing.TB, e *env, f *File, batch int) *Runner {
 	t.Helper()
-	r, err := Start(f, Options{Events: e.l, Audit: e.s, ReceiptBase: "https://ledger.example/",
+	r, err := Start(f, Options{Events: e.Layer, Audit: e.s, ReceiptBase: "https://ledger.example/",
 		Logger: slog.New(slog.DiscardHandler), BatchSize: batch, BatchDelay: 20 * time.Millisecond,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	if err != nil {
@@ -388,7 +371,7 @@ func TestSplunkHEC(t *testing.T) {
 	if idx != "audit" {
 		t.Errorf("HEC index %q, want audit", idx)
 	}
-	p, err := e.l.List(eventstore.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
+	p, err := e.Layer.List(eventstore.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +386,7 @@ func TestSplunkHEC(t *testing.T) {
 func TestElasticBulk429RetriedAlone(t *testing.T) {
 	e := newEnv(t)
 	e.appendN(40, "bulk")
-	pfx := originHash(e.l.Origin())
+	pfx := originHash(e.Layer.Origin())
 	b := &fakeBulk{docs: map[string]exportedDoc{}, reject429: map[string]bool{pfx + "-17": true}}
 	// Index 3 is already in Elasticsearch (a resend): 409, not a failure.
 	b.docs[pfx+"-3"] = exportedDoc{Index: 3, Commitment: e.ledgerSet(eventstore.Query{})[3]}
@@ -448,7 +431,7 @@ func TestRestartNoGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pfx := originHash(e.l.Origin())
+	pfx := originHash(e.Layer.Origin())
 	r := start(t, e, f, 50)
 	tlogtest.Eventually(t, 20*time.Second, "a part of the events exported", func() (bool, string) {
 		n := len(b.byIndex(t, pfx))
@@ -458,7 +441,7 @@ func TestRestartNoGap(t *testing.T) {
 	e.close()
 	before := len(b.byIndex(t, pfx))
 	e.open()
-	cur, err := e.l.ExportCursor("es")
+	cur, err := e.Layer.ExportCursor("es")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,8 +461,8 @@ func TestRestartNoGap(t *testing.T) {
 		t.Errorf("%d events resent after the restart, want at most one batch (50)", conflicts)
 	}
 	tlogtest.Eventually(t, 10*time.Second, "the cursor at the published size", func() (bool, string) {
-		c, _ := e.l.ExportCursor("es")
-		return c == e.l.Published(), fmt.Sprintf("cursor %d, size %d", c, e.l.Published())
+		c, _ := e.Layer.ExportCursor("es")
+		return c == e.Layer.Published(), fmt.Sprintf("cursor %d, size %d", c, e.Layer.Published())
 	})
 }
 
@@ -489,7 +472,7 @@ func TestRestartNoGap(t *testing.T) {
 func TestFilterAndErased(t *testing.T) {
 	e := newEnv(t)
 	e.appendN(60, "f")
-	if _, err := e.l.Erase(context.Background(), 3, "admin", "test"); err != nil {
+	if _, err := e.Layer.Erase(context.Background(), 3, "admin", "test"); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
