@@ -18,7 +18,7 @@ import (
 )
 
 // env is a store (a ledger and its events layer, storetest) and the
-// service over it, reopened as a restarted server would.
+// service over it, started and stopped with it as a restarted server would.
 type env struct {
 	*storetest.Store
 	t testing.TB
@@ -26,31 +26,16 @@ type env struct {
 }
 
 func newEnv(t testing.TB) *env {
-	e := &env{Store: storetest.New(t, "example.com/audited-test"), t: t}
-	e.startService()
-	t.Cleanup(e.close)
+	e := &env{t: t}
+	e.Store = storetest.New(t, "example.com/audited-test", func(s *storetest.Store) func() {
+		var err error
+		if e.s, err = New(Config{Layer: s.Layer, Log: s.Log}); err != nil {
+			t.Fatal(err)
+		}
+		return func() { e.s.Close() }
+	})
 	return e
 }
-
-func (e *env) startService() {
-	e.t.Helper()
-	var err error
-	if e.s, err = New(Config{Layer: e.Layer, Log: e.Log}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *env) open() { e.t.Helper(); e.Store.Open(); e.startService() }
-
-func (e *env) close() {
-	if e.Log == nil {
-		return
-	}
-	e.s.Close()
-	e.Store.Close()
-}
-
-func (e *env) reopen() { e.t.Helper(); e.close(); e.open() }
 
 // tokenEvents returns "action name by" for every indelible.token.* event.
 func (e *env) tokenEvents() []string {
@@ -116,7 +101,7 @@ func TestTokenChangesRecorded(t *testing.T) {
 		t.Fatalf("token events %q, want %q", got, want)
 	}
 
-	e.reopen()
+	e.Reopen()
 	if got := e.tokenEvents(); !slices.Equal(got, want) {
 		t.Fatalf("after a restart: token events %q, want %q", got, want)
 	}
@@ -144,7 +129,7 @@ func TestTokenChangesRecorded(t *testing.T) {
 	if _, err := e.s.Tokens().Authenticate(secret); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Fatal("a revocation that could not be recorded does not hold in memory")
 	}
-	e.reopen()
+	e.Reopen()
 	if _, err := e.s.Tokens().Get("carol"); !errors.Is(err, auth.ErrNoToken) {
 		t.Fatalf("carol stored without her record: %v", err)
 	}
@@ -180,7 +165,7 @@ func TestBootstrap(t *testing.T) {
 	if _, _, err := e.s.Bootstrap(ctx, "admin", scopes, false); err != nil {
 		t.Fatal(err)
 	}
-	e.reopen()
+	e.Reopen()
 	if s, created, err := e.s.Bootstrap(ctx, "admin", scopes, false); err != nil || created || s != "" {
 		t.Fatalf("second start: %v %v", created, err)
 	}
@@ -193,13 +178,13 @@ func TestBootstrap(t *testing.T) {
 
 	// The tokens are lost (as when an earlier version's tokens.json was
 	// deleted before this version migrated it).
-	e.close()
+	e.Close()
 	l := e.OpenLog()
 	if err := l.WriteExt(func(w ledger.Writer) error { return w.Delete(eventstore.TokenKey("admin")) }); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	e.open()
+	e.Open()
 	if _, _, err := e.s.Bootstrap(ctx, "admin", scopes, false); !errors.Is(err, ErrTokensLost) {
 		t.Fatalf("lost tokens: %v, want ErrTokensLost", err)
 	}
@@ -231,7 +216,7 @@ func TestMigrateTokenFile(t *testing.T) {
 	if err := old.Revoke("reader"); err != nil {
 		t.Fatal(err)
 	}
-	e.close()
+	e.Close()
 	kept, _ := os.ReadFile(path)
 	for round := range 2 {
 		l := e.OpenLog()
@@ -251,7 +236,7 @@ func TestMigrateTokenFile(t *testing.T) {
 		os.WriteFile(path, kept, 0o600)
 	}
 	os.Remove(path)
-	e.open()
+	e.Open()
 	if n, err := MigrateTokenFile(e.Log, path); n != 0 || err != nil {
 		t.Fatalf("no file: %d %v", n, err)
 	}

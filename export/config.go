@@ -140,41 +140,39 @@ func Parse(b []byte) (*File, error) {
 // removedKeys refuses the top-level keys earlier versions accepted, with
 // what replaces them (the decoder's own error would only say "not found").
 func removedKeys(doc *yaml.Node) error {
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil
-	}
-	m := doc.Content[0]
-	if m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value == "public_url" {
-			return fmt.Errorf("%w: line %d: public_url is not a key of the exports file (it holds only exports: [...]): "+
-				"remove it and give the server's public URL with serve --public-url URL, the base of the receipt URLs", ErrInvalid, m.Content[k].Line)
-		}
+	if k, _ := topValue(doc, "public_url"); k != nil {
+		return fmt.Errorf("%w: line %d: public_url is not a key of the exports file (it holds only exports: [...]): "+
+			"remove it and give the server's public URL with serve --public-url URL, the base of the receipt URLs", ErrInvalid, k.Line)
 	}
 	return nil
 }
 
 // exportLines returns the line of each item of the exports sequence.
 func exportLines(doc *yaml.Node) []int {
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+	_, v := topValue(doc, "exports")
+	if v == nil || v.Kind != yaml.SequenceNode {
 		return nil
+	}
+	var out []int
+	for _, it := range v.Content {
+		out = append(out, it.Line)
+	}
+	return out
+}
+
+// topValue returns the key and value nodes of key in the document's
+// top-level mapping, or nils.
+func topValue(doc *yaml.Node, key string) (k, v *yaml.Node) {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, nil
 	}
 	m := doc.Content[0]
-	if m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value == "exports" && m.Content[k+1].Kind == yaml.SequenceNode {
-			var out []int
-			for _, it := range m.Content[k+1].Content {
-				out = append(out, it.Line)
-			}
-			return out
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i], m.Content[i+1]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (x *Export) check() error {

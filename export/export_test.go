@@ -27,8 +27,8 @@ import (
 	"indelible.dev/internal/tlogtest"
 )
 
-// env is a store (a ledger and its events layer, storetest) and the audit
-// service over it, reopened as a restarted server would.
+// env is a store (a ledger and its events layer, storetest) and the
+// service over it, started and stopped with it as a restarted server would.
 type env struct {
 	*storetest.Store
 	t testing.TB
@@ -36,28 +36,15 @@ type env struct {
 }
 
 func newEnv(t testing.TB) *env {
-	e := &env{Store: storetest.New(t, "example.com/export-test"), t: t}
-	e.startService()
-	t.Cleanup(e.close)
+	e := &env{t: t}
+	e.Store = storetest.New(t, "example.com/export-test", func(s *storetest.Store) func() {
+		var err error
+		if e.s, err = audited.New(audited.Config{Layer: s.Layer, Log: s.Log}); err != nil {
+			t.Fatal(err)
+		}
+		return func() { e.s.Close() }
+	})
 	return e
-}
-
-func (e *env) startService() {
-	e.t.Helper()
-	var err error
-	if e.s, err = audited.New(audited.Config{Layer: e.Layer, Log: e.Log}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *env) open() { e.t.Helper(); e.Store.Open(); e.startService() }
-
-func (e *env) close() {
-	if e.Log == nil {
-		return
-	}
-	e.s.Close()
-	e.Store.Close()
 }
 
 // appendN appends n events (actor a<k>, action doc.read or doc.write) and
@@ -73,7 +60,12 @@ func (e *env) appendN(n int, tag string) {
 		evs = append(evs, event.Event{Action: action, Actor: &event.Actor{ID: fmt.Sprintf("a%d", k%5)},
 			Resource: &event.Resource{ID: tag + "-" + strconv.Itoa(k)}, Outcome: "success"})
 		if len(evs) == 100 || k == n-1 {
-			if _, err := e.Layer.Append(context.Background(), "writer", evs); err != nil {
+			a, err := e.Layer.Append(context.Background(), "writer", evs)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			// Durable is not published: an export reads only what is.
+			if _, _, err := e.Log.WaitSize(context.Background(), a[len(a)-1].Index+1); err != nil {
 				e.t.Fatal(err)
 			}
 			evs = nil
@@ -312,8 +304,14 @@ func writeFile(t testing.TB, dir, name, s string) string {
 
 func start(t testing.TB, e *env, f *File, batch int) *Runner {
 	t.Helper()
+	return startDelay(t, e, f, batch, 20*time.Millisecond)
+}
+
+// startDelay starts the exports of f, a partial batch waiting at most delay.
+func startDelay(t testing.TB, e *env, f *File, batch int, delay time.Duration) *Runner {
+	t.Helper()
 	r, err := Start(f, Options{Events: e.Layer, Audit: e.s, ReceiptBase: "https://ledger.example/",
-		Logger: slog.New(slog.DiscardHandler), BatchSize: batch, BatchDelay: 20 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler), BatchSize: batch, BatchDelay: delay,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +394,10 @@ func TestElasticBulk429RetriedAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, e, f, 1000)
+	// The 40 events are published (appendN): with a delay well above the
+	// time to stream them, the first request holds them all even on a
+	// loaded machine (with 20 ms it once held 20).
+	r := startDelay(t, e, f, 1000, 500*time.Millisecond)
 	defer r.Close()
 	tlogtest.Eventually(t, 20*time.Second, "every event in the fake Elasticsearch", func() (bool, string) {
 		return sameSet(e.ledgerSet(eventstore.Query{}), b.byIndex(t, pfx))
@@ -438,9 +439,9 @@ func TestRestartNoGap(t *testing.T) {
 		return n >= 100, fmt.Sprintf("%d exported", n)
 	})
 	r.Close()
-	e.close()
+	e.Close()
 	before := len(b.byIndex(t, pfx))
-	e.open()
+	e.Open()
 	cur, err := e.Layer.ExportCursor("es")
 	if err != nil {
 		t.Fatal(err)

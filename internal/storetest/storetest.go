@@ -24,14 +24,18 @@ type Store struct {
 	Master []byte       // the master key of the layer's keyring
 	Log    *ledger.Log
 	Layer  *eventstore.Layer
+
+	up   func(*Store) (down func())
+	down func()
 }
 
 // New opens a new store whose log has origin in t.TempDir(); t's cleanup
-// closes it (after the cleanups registered later, so a service over the
-// layer that the test registers closes first).
-func New(t testing.TB, origin string) *Store {
+// closes it. up, if not nil, starts what the test runs over the layer
+// (an audit service, say) after each Open, and returns what stops it,
+// which each Close calls first.
+func New(t testing.TB, origin string, up func(*Store) (down func())) *Store {
 	t.Helper()
-	s := &Store{t: t, Dir: t.TempDir(), Key: tlogtest.NewKey(t, origin), Master: make([]byte, 32)}
+	s := &Store{t: t, Dir: t.TempDir(), Key: tlogtest.NewKey(t, origin), Master: make([]byte, 32), up: up}
 	rand.Read(s.Master)
 	s.Open()
 	t.Cleanup(s.Close)
@@ -50,8 +54,8 @@ func (s *Store) OpenLog() *ledger.Log {
 	return l
 }
 
-// Open opens the ledger and the layer over it, as a (re)started server
-// does.
+// Open opens the ledger and the layer over it, then runs New's up, as a
+// (re)started server does.
 func (s *Store) Open() {
 	s.t.Helper()
 	s.Log = s.OpenLog()
@@ -62,12 +66,20 @@ func (s *Store) Open() {
 	if s.Layer, err = eventstore.Open(eventstore.Config{Log: s.Log, Keyring: kr}); err != nil {
 		s.t.Fatal(err)
 	}
+	if s.up != nil {
+		s.down = s.up(s)
+	}
 }
 
-// Close closes the layer, then the ledger; it does nothing when closed.
+// Close stops what up started, then closes the layer and the ledger; it
+// does nothing when closed.
 func (s *Store) Close() {
 	if s.Log == nil {
 		return
+	}
+	if s.down != nil {
+		s.down()
+		s.down = nil
 	}
 	if s.Layer != nil {
 		s.Layer.Close()
@@ -75,3 +87,6 @@ func (s *Store) Close() {
 	s.Log.Close()
 	s.Log, s.Layer = nil, nil
 }
+
+// Reopen closes and opens the store: a restart.
+func (s *Store) Reopen() { s.t.Helper(); s.Close(); s.Open() }
