@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -120,8 +122,8 @@ func TestBundleBench(t *testing.T) {
 			pprof.Lookup("allocs").WriteTo(f, 0)
 			f.Close()
 		}
-		t.Logf("export %d of %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB, %d MiB file",
-			r, n, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20), size>>20)
+		t.Logf("export %d of %d: %v wall, %.0f events/s, %.2f cpu-us/event, peak heap %.1f MiB, %d MiB file, sha256 %s",
+			r, n, wall.Round(time.Millisecond), float64(r)/wall.Seconds(), float64(cpu.Microseconds())/float64(r), float64(heap)/(1<<20), size>>20, fileSum(t, file))
 		if prof := os.Getenv("INDELIBLE_BUNDLE_PROF"); prof != "" {
 			f, _ := os.Create(prof + ".verify")
 			pprof.StartCPUProfile(f)
@@ -192,6 +194,21 @@ func benchStore(t *testing.T) (e *env, built bool) {
 	e.open()
 	t.Cleanup(e.close)
 	return e, built
+}
+
+// fileSum returns the first 16 hex digits of the SHA-256 of a file (two
+// builds of the exporter must give the same bundle from the same store).
+func fileSum(t *testing.T, name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // measure runs f and returns its wall time, the process CPU time it took,
