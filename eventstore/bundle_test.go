@@ -155,9 +155,9 @@ func TestSummaryFields(t *testing.T) {
 		if o == "" {
 			o = "-"
 		}
-		want := bundleFields{d.Time.UTC().Format(time.DateOnly), d.Action, o, d.ReceivedAt.UTC().Format(time.RFC3339Nano)}
-		if f != want {
-			t.Errorf("%s:\n got %+v\nwant %+v", b, f, want)
+		want := [4]string{d.Time.UTC().Format(time.DateOnly), d.Action, o, d.ReceivedAt.UTC().Format(time.RFC3339Nano)}
+		if got := [4]string{string(f.day), string(f.action), string(f.outcome), string(f.receivedAt)}; got != want {
+			t.Errorf("%s:\n got %q\nwant %q", b, got, want)
 		}
 	}
 }
