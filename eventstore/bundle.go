@@ -337,6 +337,10 @@ func (p *BundlePlan) writeRecords(ctx context.Context, dig io.Writer, sp io.Writ
 		if _, err := dig.Write(c.buf); err != nil {
 			return nil, err
 		}
+		var hdr [binary.MaxVarintLen64]byte
+		if _, err := sp.Write(binary.AppendUvarint(hdr[:0], uint64(len(c.frame)))); err != nil {
+			return nil, err
+		}
 		if _, err := sp.Write(c.frame); err != nil {
 			return nil, err
 		}
@@ -511,13 +515,12 @@ func appendSpooled(b []byte, ln *evidence.Line, line []byte) []byte {
 	return append(b, ln.EventBytes...)
 }
 
-// readSpooled reads the next spooled line of entry i from r and appends
-// it to dst (io.EOF at the end of the spool); scratch is a buffer it may
-// reuse.
-func readSpooled(r *bufio.Reader, i int64, dst []byte, scratch *[]byte) ([]byte, error) {
+// readSpooled reads the spooled line of entry i from r and appends it to
+// dst; scratch is a buffer it may reuse.
+func readSpooled(r *bytes.Reader, i int64, dst []byte, scratch *[]byte) ([]byte, error) {
 	kind, err := r.ReadByte()
 	if err != nil {
-		return dst, err
+		return dst, spoolErr(err)
 	}
 	var ln evidence.Line
 	if kind == 'o' {
@@ -531,23 +534,125 @@ func readSpooled(r *bufio.Reader, i int64, dst []byte, scratch *[]byte) ([]byte,
 		return dst, spoolErr(nil)
 	}
 	n, err := binary.ReadUvarint(r)
-	if err != nil || n > evidence.MaxLineBytes {
+	if err != nil || n > evidence.MaxLineBytes || int(n) > r.Len() {
 		return dst, spoolErr(err)
 	}
 	if kind == 'l' {
 		dst = slices.Grow(dst, int(n))
-		if _, err := io.ReadFull(r, dst[len(dst):len(dst)+int(n)]); err != nil {
-			return dst, spoolErr(err)
-		}
+		r.Read(dst[len(dst) : len(dst)+int(n)])
 		return dst[:len(dst)+int(n)], nil
 	}
 	eb := slices.Grow((*scratch)[:0], int(n))[:n]
 	*scratch = eb
-	if _, err := io.ReadFull(r, eb); err != nil {
-		return dst, spoolErr(err)
-	}
+	r.Read(eb)
 	ln.Index, ln.EventBytes = i, eb
 	return evidence.AppendLine(dst, &ln), nil
+}
+
+// writeSpooled is the second pass: it writes records.ndjson to w from the
+// spool, a frame (a chunk of the first pass) at a time, the lines made
+// again by parallel workers and written in order.
+func (p *BundlePlan) writeSpooled(ctx context.Context, sp *spool, w io.Writer) error {
+	type frame struct {
+		lo, hi int64
+		in     []byte // the frame
+		out    []byte // its lines
+		err    error
+		done   chan struct{}
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	inFlight := 2*workers + 1
+	free := make(chan *frame, inFlight+1)
+	for range inFlight + 1 {
+		free <- &frame{}
+	}
+	jobs := make(chan *frame)
+	queue := make(chan *frame, inFlight)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var scratch []byte
+			var r bytes.Reader
+			for f := range jobs {
+				r.Reset(f.in)
+				f.out = f.out[:0]
+				for i := f.lo; i < f.hi && f.err == nil; i++ {
+					f.out, f.err = readSpooled(&r, i, f.out, &scratch)
+				}
+				if f.err == nil && r.Len() != 0 {
+					f.err = spoolErr(nil)
+				}
+				close(f.done)
+			}
+		}()
+	}
+	var readErr error
+	go func() {
+		defer close(queue)
+		defer close(jobs)
+		for lo := p.begin; lo < p.end; lo += bundleChunk {
+			var f *frame
+			select {
+			case f = <-free:
+			case <-ctx.Done():
+				return
+			}
+			f.lo, f.hi, f.err, f.done = lo, min(lo+bundleChunk, p.end), nil, make(chan struct{})
+			n, err := binary.ReadUvarint(sp.br)
+			if err != nil || n > uint64(bundleChunk)*(evidence.MaxLineBytes+16) {
+				readErr = spoolErr(err)
+				return
+			}
+			f.in = slices.Grow(f.in[:0], int(n))[:n]
+			if _, err := io.ReadFull(sp.br, f.in); err != nil {
+				readErr = spoolErr(err)
+				return
+			}
+			select {
+			case queue <- f:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	written := p.begin
+	for f := range queue {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.err != nil {
+			return f.err
+		}
+		if _, err := w.Write(f.out); err != nil {
+			return err
+		}
+		written = f.hi
+		free <- f
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if written != p.end {
+		return spoolErr(nil)
+	}
+	return nil
 }
 
 func spoolErr(err error) error {
@@ -598,26 +703,7 @@ func (p *BundlePlan) Write(ctx context.Context, w io.Writer, onSize func(int64))
 		return err
 	}
 	parts.OnSize = onSize
-	parts.Records = func(w io.Writer) error {
-		buf := make([]byte, 0, 256<<10)
-		var scratch []byte
-		for i := p.begin; i < p.end; i++ {
-			if buf, err = readSpooled(sp.br, i, buf, &scratch); err != nil {
-				return spoolErr(err)
-			}
-			if len(buf) >= 192<<10 {
-				if _, err := w.Write(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
-			}
-			if i&1023 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-		}
-		_, err := w.Write(buf)
-		return err
-	}
+	parts.Records = func(w io.Writer) error { return p.writeSpooled(ctx, sp, w) }
 	return evidence.Write(w, parts)
 }
 
