@@ -530,3 +530,32 @@ func TestVerifyBlocks(t *testing.T) {
 		t.Errorf("a line over MaxLineBytes: %v", err)
 	}
 }
+
+// TestWriteChanged: records whose second pass differs from the first (one
+// byte, same length; or a byte less) fail Write with ErrChanged. (A byte
+// more is refused by the tar writer itself.)
+func TestWriteChanged(t *testing.T) {
+	f := newFixture(t, 5)
+	var first []byte
+	for _, ln := range f.lines {
+		first = AppendLine(first, &ln)
+	}
+	for name, second := range map[string][]byte{
+		"same":      first,
+		"a byte":    append(bytes.Clone(first[:40]), append([]byte{first[40] ^ 1}, first[41:]...)...),
+		"truncated": first[:len(first)-1],
+	} {
+		dig := NewDigest()
+		dig.Write(first)
+		err := Write(io.Discard, Parts{
+			Manifest:      Manifest{Origin: "o", Begin: 0, End: 5, Size: 5},
+			Checkpoint:    f.checkpoint(5, 0),
+			Records:       func(w io.Writer) error { _, err := w.Write(second); return err },
+			RecordsDigest: dig,
+			Summary:       []byte{},
+		})
+		if want := name != "same"; errors.Is(err, ErrChanged) != want {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
