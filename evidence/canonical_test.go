@@ -2,6 +2,8 @@ package evidence
 
 import (
 	"bytes"
+	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +150,78 @@ func FuzzQuickCanonical(f *testing.F) {
 			checkQuick(t, b, fl)
 		}
 	})
+}
+
+// TestQuickCanonicalRandom: random events, their strings drawn from plain
+// characters and from ones the quick scan leaves to the slow path
+// (quotes, backslashes, controls in metadata, non-ASCII): whatever it
+// accepts is canonical with Decode's fields, and it accepts every event
+// that is plain throughout (the common case must stay fast).
+func TestQuickCanonicalRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	plain := "abcXYZ019 .-_:/<>&{}[],@"
+	special := []string{`"`, `\`, "é", "\u2028", "\t"}
+	str := func(n int, allowSpecial bool) (string, bool) {
+		var b strings.Builder
+		isPlain := true
+		for range n {
+			if allowSpecial && r.IntN(20) == 0 {
+				b.WriteString(special[r.IntN(len(special))])
+				isPlain = false
+			} else {
+				b.WriteByte(plain[r.IntN(len(plain))])
+			}
+		}
+		return b.String(), isPlain
+	}
+	accepted := 0
+	for k := range 3000 {
+		allPlain := true
+		field := func(max int, special bool) string {
+			if r.IntN(3) == 0 {
+				return ""
+			}
+			s, p := str(1+r.IntN(max), special)
+			allPlain = allPlain && p
+			return s
+		}
+		action, _ := str(1+r.IntN(20), false)
+		action = strings.ReplaceAll(action, " ", ".")
+		e := event.Event{
+			ID: field(20, true), Action: action, Source: field(20, true), Reason: field(40, true),
+			Outcome: []string{"", "success", "failure", "denied", "unknown"}[r.IntN(5)],
+			Time:    time.Date(2000+r.IntN(30), time.Month(1+r.IntN(12)), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(3)*r.IntN(1e9), time.UTC),
+		}
+		if r.IntN(2) == 0 {
+			e.Actor = &event.Actor{ID: field(20, true), Type: field(10, true), IP: field(10, false)}
+		}
+		if r.IntN(2) == 0 {
+			e.Resource = &event.Resource{ID: field(20, true), Type: field(10, true)}
+		}
+		if r.IntN(2) == 0 {
+			m := map[string]any{}
+			for range r.IntN(5) {
+				kk, p1 := str(1+r.IntN(6), true)
+				vv, p2 := str(r.IntN(10), true)
+				allPlain = allPlain && p1 && p2
+				m[kk] = []any{vv, r.IntN(100), r.Float64(), nil, true, map[string]any{"n": vv}}[r.IntN(6)]
+			}
+			e.Metadata, _ = json.Marshal(m)
+		}
+		e.Finish(time.Date(2026, 11, 25, 10, 0, 0, k*1000, time.UTC), "writer")
+		b, err := event.Canonical(e)
+		if err != nil {
+			continue // a random field broke a rule: not an event
+		}
+		f, ok := quickCanonical(b)
+		if ok {
+			accepted++
+			checkQuick(t, b, f)
+		} else if allPlain && !bytes.Contains(b, []byte(`\`)) {
+			t.Fatalf("quickCanonical refused a plain event: %s", b)
+		}
+	}
+	if accepted < 500 {
+		t.Fatalf("only %d of 3000 random events took the quick path", accepted)
+	}
 }
