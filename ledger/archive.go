@@ -157,6 +157,11 @@ func (l *Log) GetExtNear(keys [][]byte, f func(k int, value []byte)) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	for k := 1; k < len(keys); k++ {
+		if bytes.Compare(keys[k-1], keys[k]) >= 0 {
+			return fmt.Errorf("ledger: GetExtNear: key %d is not above key %d", k, k-1)
+		}
+	}
 	// The bounds: the first key, and just past the last.
 	upper := append(extKey(keys[len(keys)-1]), 0)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(keys[0]), UpperBound: upper})
@@ -166,9 +171,6 @@ func (l *Log) GetExtNear(keys [][]byte, f func(k int, value []byte)) error {
 	defer it.Close()
 	var ek []byte
 	for k, key := range keys {
-		if k > 0 && bytes.Compare(keys[k-1], key) >= 0 {
-			return fmt.Errorf("ledger: GetExtNear: key %d is not above key %d", k, k-1)
-		}
 		ek = append(append(ek[:0], prefixExt), key...)
 		if it.SeekGE(ek) && bytes.Equal(it.Key(), ek) {
 			v, err := it.ValueAndErr()
