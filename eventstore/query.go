@@ -246,12 +246,13 @@ func (l *Layer) parseCursor(f *filter, s string) ([]byte, error) {
 	return pos, nil
 }
 
-// Scan budget (issue 18.7): what one page of a listing may cost. A page
-// whose filters are all decided by the index it scans (at most one field
-// filter, time bounds) decrypts at most Limit events; one with two or more
-// filters decrypts every candidate of the first, and an outcome filter
-// alone skips keys by their value, so either could scan the whole store
-// for a rare combination. Past the budget the listing stops with
+// Scan budget (issue 18.7): what one page of a listing may cost. Every
+// filter is decided by index keys (the scanned index's, and with two or
+// more filters the other indexes' keys at the same position: join), so a
+// page decrypts about Limit events (more only if some fail the re-check
+// once decrypted); but a rare combination of filters examines and joins
+// many candidates, and an outcome filter alone skips keys by their value,
+// so either could scan the whole store. Past the budget the listing stops with
 // ErrScanBudget (422) rather than tie up a core for a reader who may be
 // gone: the client narrows the time range (since/until), or the filters.
 const (
