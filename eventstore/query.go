@@ -317,12 +317,19 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 	page := Page{Records: make([]Record, 0, min(f.q.Limit, 128))}
 	var last []byte
 	more := false
-	for hi != nil && !more {
+	for round := 0; hi != nil && !more; round++ {
 		need := f.q.Limit - len(page.Records) // 0: look ahead for a next page
 		want := max(need, 1)
 		scan := want
 		if joined {
-			scan = min(max(2*want, 32), 256) // candidates may fail the joins
+			if round == 0 {
+				// As if every candidate matched (filters on related
+				// fields, such as an actor and its usual action): the
+				// page and its look-ahead in one round.
+				scan = want + 1
+			} else {
+				scan = min(max(2*want, 32), 256) // candidates fail the joins
+			}
 		}
 		cands, next, err := l.scanChunk(ctx, f, pre, lo, hi, scan, pub.N, b, len(page.Records))
 		if err != nil {
