@@ -70,6 +70,15 @@ const (
 // docs/STORAGE-FORMAT.md.
 const pebbleFormat = pebble.FormatValueSeparation
 
+// memTableSize is pebble's memtable size; memTableReserve is what its
+// memtables hold of the block cache at most: the mutable one, one being
+// flushed (MemTableStopWritesThreshold, 2, stops writes beyond) and one
+// kept for reuse.
+const (
+	memTableSize    = 64 << 20
+	memTableReserve = 3 * memTableSize
+)
+
 // Errors callers branch on.
 var (
 	// ErrPushback means the sequencing queue is full: retry later (HTTP 503
@@ -134,7 +143,8 @@ type Options struct {
 	Logger *slog.Logger
 	// OnCommit, if set, is called after each durable commit (for metrics).
 	OnCommit func(CommitInfo)
-	// CacheSize is pebble's block cache in bytes. Default 64 MiB.
+	// CacheSize is pebble's block cache in bytes, beyond what pebble
+	// reserves in the cache for its memtables. Default 64 MiB.
 	CacheSize int64
 	// TileCacheSize is the number of expanded tiles kept in memory for
 	// proofs (hashcache.go). Default DefaultTileCacheSize.
@@ -292,14 +302,21 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.MinFreeBytes == 0 {
 		opts.MinFreeBytes = DefaultMinFreeBytes
 	}
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble charges every memtable it allocates against the block cache
+	// (Cache.Reserve): the mutable one, one being flushed, and one kept for
+	// reuse, 64 MiB each. A cache of CacheSize alone was therefore empty
+	// once the memtables had grown: every filter, index and data block was
+	// read from the file again on every use (issue 21: the id lookups'
+	// bloom filters, a query's candidate blocks). The memtables' share is
+	// added, so that CacheSize is what blocks really get.
+	cache := pebble.NewCache(opts.CacheSize + memTableReserve)
 	defer cache.Unref()
 	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebbleFormat,
-		MemTableSize:       64 << 20,
+		MemTableSize:       memTableSize,
 		Cleaner:            noRecycleCleaner{}, // purge.go
 	}
 	// A bloom filter per table (10 bits a key, about 1% false positives):
