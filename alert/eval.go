@@ -151,6 +151,10 @@ type Evaluator struct {
 	WhereErrors map[string]int64 // by rule: where failed to evaluate (no match)
 	Late        map[string]int64 // by rule: events later than the lateness bound, not counted
 	Dropped     map[string]int64 // by rule: events of groups over MaxGroups
+	// What changed since the state was last stored (state.go): groups by
+	// rule, and rules whose stored groups all go.
+	dirty  map[string]map[string]struct{}
+	resets map[string]struct{}
 }
 
 // ruleState is one rule's state (JSON in the store).
@@ -224,6 +228,12 @@ func (e *Evaluator) SetRules(rs *Rules, now time.Time) {
 			s.Groups = map[string]*groupState{}
 		}
 		st[r.Name] = s
+		e.reset(r.Name) // new or changed: whatever is stored for it goes
+	}
+	for name := range e.st {
+		if st[name] == nil {
+			e.reset(name) // removed
+		}
 	}
 	e.st = st
 }
@@ -335,6 +345,7 @@ func (e *Evaluator) Tick(now time.Time) []Firing {
 				continue
 			}
 			a.Firing = true
+			e.touch(r.Name, g)
 			f := Firing{Rule: r.Name, Severity: r.Severity, Group: g, Window: r.For, FirstIndex: -1, LastIndex: -1, At: now}
 			if a.LastIndex >= 0 {
 				f.Evidence, f.FirstIndex, f.LastIndex = []int64{a.LastIndex}, a.LastIndex, a.LastIndex
@@ -358,6 +369,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 		a = &absentState{LastIndex: -1, FiredIndex: -1}
 		s.Absent[group] = a
 	}
+	e.touch(r.Name, group)
 	at := in.Event.ReceivedAt
 	if at.IsZero() {
 		at = in.Event.Time
@@ -399,6 +411,7 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 		return Firing{}, false
 	}
 	g.Max = max(g.Max, t)
+	e.touch(r.Name, group)
 	h := hit{T: t, I: in.Index}
 	if r.Distinct != "" {
 		h.D = pathValue(in, r.Distinct)
@@ -473,6 +486,7 @@ func (e *Evaluator) sweep(r *Rule, s *ruleState, t int64) {
 		if len(g.Hits) == 0 || t > g.Max+int64(r.Window)+int64(e.lateness) {
 			if !g.Fired || t > g.LastFire+int64(r.Cooldown) {
 				delete(s.Groups, k)
+				e.touch(r.Name, k)
 			}
 		}
 	}
