@@ -1035,4 +1035,17 @@ func TestConsoleAlerts(t *testing.T) {
 	if n := js[int](t, ctx, `document.querySelectorAll("img:not([src^='/console/'])").length`); n != 0 {
 		t.Fatalf("%d foreign img elements on the page", n)
 	}
+
+	// With the live tail on, an alert event refreshes the badge at once
+	// (the timer is set to an hour here).
+	do(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.Navigate(f.url+"/#/events?range=all"))
+	waitLoaded(t, ctx, "the timeline", "range=all")
+	js[any](t, ctx, `import("/console/alerts.js").then(m => m.setRefreshInterval(3600e3))`)
+	time.Sleep(300 * time.Millisecond) // the refresh setRefreshInterval starts
+	before := js[string](t, ctx, `document.getElementById("alerts-badge").dataset.firing`)
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
+	time.Sleep(300 * time.Millisecond)
+	f.post([]map[string]any{denied("bob@example.com", 4), denied("bob@example.com", 5)})
+	waitJS(t, ctx, "the badge after a live alert", fmt.Sprintf(`Number(document.getElementById("alerts-badge").dataset.firing) > %s`, before))
 }

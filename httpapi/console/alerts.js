@@ -217,6 +217,11 @@ export function wireAlerts() {
   });
 }
 
+// The live tail saw an alert fire or resolve: refresh now.
+subscribe("alert", () => {
+  if (state.token) refreshAlerts();
+});
+
 // A session that ends stops the refresh and forgets the alerts.
 subscribe("signout", () => {
   gen++;
