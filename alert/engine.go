@@ -279,7 +279,7 @@ func (e *Engine) pass() bool {
 	var in Input // one per pass, not per event
 	for k := 0; e.next < n && k < maxEvaluatedPerPass; k++ {
 		i := e.next
-		rec, err := e.record(i)
+		rec, err := e.record(i, n)
 		switch {
 		case err == nil:
 		case errors.Is(err, eventstore.ErrNotEvent), errors.Is(err, eventstore.ErrGone):
