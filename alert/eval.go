@@ -31,6 +31,8 @@ type Input struct {
 	have   objectNeeds
 	fields [5]string // the values of MatchFields
 	objErr error
+	val    *eventVal  // event, as where sees it (celval.go)
+	md     *rawObject // its metadata
 }
 
 // object returns the event as a JSON object for where, with at least the
@@ -546,12 +548,7 @@ func (r *Rule) matches(in *Input, e *Evaluator) bool {
 	if r.where == nil {
 		return true
 	}
-	obj, err := in.object(r.needs)
-	if err != nil {
-		e.WhereErrors[r.Name]++
-		return false
-	}
-	out, _, err := r.where.Eval(map[string]any{"event": obj})
+	out, _, err := r.where.Eval(in) // in is the activation: event, built as read
 	if err != nil {
 		// A missing key, a type mismatch, or the cost limit: no match.
 		e.WhereErrors[r.Name]++
