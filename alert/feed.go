@@ -19,7 +19,7 @@ const maxFeed = 1 << 16
 type feed struct {
 	mu    sync.Mutex
 	items map[int64]feedItem
-	floor int64 // the follower's watermark: older events are not kept
+	floor int64         // the follower's watermark: older events are not kept
 	added chan struct{} // signalled (without blocking) on every add
 	// noWaitBelow: the follower does not wait for an index below it (it
 	// waited once for one and it did not come: the feed had dropped it).
