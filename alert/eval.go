@@ -35,7 +35,8 @@ type Input struct {
 	md     *rawObject // its metadata
 }
 
-// object returns the event as a JSON object for where, with at least the
+// object returns the event as a JSON object (for group_by and distinct on
+// metadata paths, and the tests), with at least the
 // costly fields need asks for (metadata, which is decoded, and the times,
 // which are formatted); the cheap ones are always there. It is built once
 // per event and grown as rules ask for more.
@@ -74,19 +75,6 @@ const (
 	needTime     objectNeeds = 1 << iota // time, received_at
 	needMetadata                         // metadata
 )
-
-// needsOf returns what an expression may read: a field it names. (where
-// reads fields by name: event.metadata, event["metadata"].)
-func needsOf(expr string) objectNeeds {
-	var n objectNeeds
-	if strings.Contains(expr, "time") || strings.Contains(expr, "received_at") {
-		n |= needTime
-	}
-	if strings.Contains(expr, "metadata") {
-		n |= needMetadata
-	}
-	return n
-}
 
 // eventObject is the event as a JSON object (what GET /v1/events shows)
 // but for the costly fields (object adds them), built from its fields.
