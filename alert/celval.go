@@ -32,7 +32,8 @@ func (in *Input) ResolveName(name string) (any, bool) {
 		return nil, false
 	}
 	if in.val == nil {
-		in.val = &eventVal{in: in}
+		in.valBuf = eventVal{in: in}
+		in.val = &in.valBuf // no allocation: the follower reuses one Input
 	}
 	return in.val, true
 }
@@ -139,7 +140,8 @@ func (v *eventVal) Find(key celref.Val) (celref.Val, bool) {
 			if i >= len(e.Metadata) || e.Metadata[i] != '{' || trailing(e.Metadata, skipValue(e.Metadata, i, 0)) != nil {
 				return types.NewErr("metadata: not a JSON object"), false
 			}
-			v.in.md = newRawObject(e.Metadata)
+			v.in.mdBuf = rawObject{b: e.Metadata}
+			v.in.md = &v.in.mdBuf
 		}
 		return v.in.md, true
 	}

@@ -33,6 +33,8 @@ type Input struct {
 	objErr error
 	val    *eventVal  // event, as where sees it (celval.go)
 	md     *rawObject // its metadata
+	valBuf eventVal
+	mdBuf  rawObject
 }
 
 // object returns the event as a JSON object (for group_by and distinct on

@@ -16,9 +16,13 @@ const maxFeed = 1 << 16
 // by index, so the follower evaluates them without reading back and
 // decrypting what it was just told. It is only a shortcut: whatever it
 // lacks the follower reads with eventstore.Layer.Get.
+//
+// The events sit in a ring indexed by index modulo its size (a power of
+// two, growing up to maxFeed while the follower lags): adding and taking
+// allocate nothing but the copy of the metadata.
 type feed struct {
 	mu    sync.Mutex
-	items map[int64]feedItem
+	ring  []feedItem
 	floor int64         // the follower's watermark: older events are not kept
 	added chan struct{} // signalled (without blocking) on every add
 	// noWaitBelow: the follower does not wait for an index below it (it
@@ -32,30 +36,69 @@ type feed struct {
 // size at once is often a little ahead of its feed.
 const feedWait = 20 * time.Millisecond
 
+const minFeed = 1 << 10
+
 type feedItem struct {
+	index int64 // -1: empty
 	ev    event.Event
 	bytes []byte
 }
 
-func newFeed() *feed { return &feed{items: map[int64]feedItem{}, added: make(chan struct{}, 1)} }
+func newFeed() *feed {
+	f := &feed{added: make(chan struct{}, 1)}
+	f.ring = emptyRing(minFeed)
+	return f
+}
+
+func emptyRing(n int) []feedItem {
+	r := make([]feedItem, n)
+	for i := range r {
+		r[i].index = -1
+	}
+	return r
+}
+
+// slot is where index i lives in the ring.
+func (f *feed) slot(i int64) *feedItem { return &f.ring[i&int64(len(f.ring)-1)] }
 
 // add is the OnCommit callback: it copies what it keeps and never blocks
 // for long.
 func (f *feed) add(i int64, e *event.Event, b []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if i < f.floor || len(f.items) >= maxFeed {
+	if i < f.floor {
 		return
 	}
-	ev := *e
+	for i >= f.floor+int64(len(f.ring)) {
+		if len(f.ring) >= maxFeed {
+			return // the follower is far behind: it reads this one back
+		}
+		f.grow()
+	}
+	it := f.slot(i)
 	// The metadata may share the request's buffer: copy it.
-	ev.Metadata = append([]byte(nil), e.Metadata...)
-	f.items[i] = feedItem{ev: ev, bytes: b}
+	md := e.Metadata
+	*it = feedItem{index: i, ev: *e, bytes: b}
+	it.ev.Metadata = append(it.ev.Metadata[:0:0], md...)
 	select {
 	case f.added <- struct{}{}:
 	default:
 	}
 }
+
+// grow doubles the ring, keeping what it holds.
+func (f *feed) grow() {
+	old := f.ring
+	f.ring = emptyRing(2 * len(old))
+	for k := range old {
+		if it := &old[k]; it.index >= f.floor {
+			*f.slot(it.index) = *it
+		}
+	}
+}
+
+// has reports whether the feed holds index i.
+func (f *feed) has(i int64) bool { return f.slot(i).index == i }
 
 // wait waits, at most feedWait, for the event at index i to be added,
 // unless an earlier wait showed that events up to published were dropped.
@@ -71,7 +114,7 @@ func (f *feed) wait(i, published int64) bool {
 	defer t.Stop()
 	for {
 		f.mu.Lock()
-		_, ok := f.items[i]
+		ok := f.has(i)
 		f.mu.Unlock()
 		if ok {
 			return true
@@ -92,21 +135,24 @@ func (f *feed) wait(i, published int64) bool {
 func (f *feed) take(i int64) (feedItem, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	it, ok := f.items[i]
-	if ok {
-		delete(f.items, i)
-		f.floor = i + 1
-	} else {
-		f.floor = i // it may still come (wait)
-	}
-	if len(f.items) > maxFeed/2 {
-		for k := range f.items {
-			if k <= i {
-				delete(f.items, k)
-			}
+	// Drop what is older than i (the follower moves on in index order).
+	for k := f.floor; k < i && k < f.floor+int64(len(f.ring)); k++ {
+		if it := f.slot(k); it.index == k {
+			*it = feedItem{index: -1}
 		}
 	}
-	return it, ok
+	if i < f.floor {
+		return feedItem{}, false
+	}
+	it := f.slot(i)
+	if it.index != i {
+		f.floor = i // it may still come (wait)
+		return feedItem{}, false
+	}
+	out := *it
+	*it = feedItem{index: -1}
+	f.floor = i + 1
+	return out, true
 }
 
 // record is the follower's read of event i, published is the log's size:
