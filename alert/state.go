@@ -170,7 +170,8 @@ func (e *Evaluator) defs() map[string]string {
 // restoreGroups replaces the state with the stored one: defs from the
 // watermark key, and the groups scan calls back with (key without the
 // 'A' 'g' prefix, opened value). Then the current rules apply as SetRules
-// does: a rule whose definition changed starts afresh.
+// does: a rule whose definition changed starts afresh. Errors never name a
+// group: it is an event value, kept out of log lines as out of keys.
 func (e *Evaluator) restoreGroups(defs map[string]string, scan func(f func(k, v []byte) error) error, now time.Time) error {
 	st := make(map[string]*ruleState, len(defs))
 	leftover := map[string]bool{}
@@ -197,13 +198,13 @@ func (e *Evaluator) restoreGroups(defs map[string]string, scan func(f func(k, v 
 			return nil
 		}
 		if len(v) == 0 {
-			return fmt.Errorf("alert: empty state of group %q of rule %s", group, rule)
+			return fmt.Errorf("alert: empty state of a group of rule %s", rule)
 		}
 		switch v[0] {
 		case 't':
 			g, err := decodeGroup(v[1:])
 			if err != nil {
-				return fmt.Errorf("alert: the state of group %q of rule %s: %w", group, rule, err)
+				return fmt.Errorf("alert: the state of a group of rule %s: %w", rule, err)
 			}
 			if s.Groups == nil {
 				s.Groups = map[string]*groupState{}
@@ -212,14 +213,14 @@ func (e *Evaluator) restoreGroups(defs map[string]string, scan func(f func(k, v 
 		case 'a':
 			a := &absentState{}
 			if err := json.Unmarshal(v[1:], a); err != nil {
-				return fmt.Errorf("alert: the state of group %q of rule %s: %w", group, rule, err)
+				return fmt.Errorf("alert: the state of a group of rule %s: %w", rule, err)
 			}
 			if s.Absent == nil {
 				s.Absent = map[string]*absentState{}
 			}
 			s.Absent[string(group)] = a
 		default:
-			return fmt.Errorf("alert: the state of group %q of rule %s: unknown kind %q", group, rule, v[0])
+			return fmt.Errorf("alert: the state of a group of rule %s: unknown kind %q", rule, v[0])
 		}
 		return nil
 	})
