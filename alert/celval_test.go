@@ -142,3 +142,37 @@ func BenchmarkWhereMetadata(b *testing.B) {
 		}
 	})
 }
+
+// FuzzMetadataPath: group_by and distinct read metadata paths from the raw
+// JSON: for valid JSON the value is the one the decoded object gives.
+func FuzzMetadataPath(f *testing.F) {
+	f.Add(`{"a":{"b":"x"},"n":1e3,"t":true,"z":null,"s":"\u00e9"}`, "metadata.a.b")
+	f.Add(`{"a":{"b":"x"},"n":1e3}`, "metadata.n")
+	f.Add(`{"a":"y","a":"x"}`, "metadata.a")
+	f.Add(`{"a":[1,2]}`, "metadata.a")
+	f.Add(`{"a":"\ud800"}`, "metadata.a")
+	f.Fuzz(func(t *testing.T, md, path string) {
+		in := &Input{Event: event.Event{Metadata: json.RawMessage(md)}}
+		got, ok := metadataPath([]byte(md), path)
+		if !ok || !json.Valid([]byte(md)) {
+			return
+		}
+		if want := decodedPathValue(in, path); got != want {
+			t.Fatalf("metadata %s, %s: %q from the raw JSON, %q decoded", md, path, got, want)
+		}
+	})
+}
+
+// TestMetadataPathTable: the plain values of metadata paths.
+func TestMetadataPathTable(t *testing.T) {
+	md := `{"ns":"prod-eu","n":{"m":1.50,"big":1e21},"t":true,"z":null,"o":{"k":1},"e":"caf\u00e9"}`
+	for path, want := range map[string]string{
+		"metadata.ns": "prod-eu", "metadata.n.m": "1.5", "metadata.n.big": "1000000000000000000000", "metadata.t": "true",
+		"metadata.z": "", "metadata.o": `{"k":1}`, "metadata.e": "café", "metadata.missing": "", "metadata.ns.x": "",
+	} {
+		in := &Input{Event: event.Event{Metadata: json.RawMessage(md)}}
+		if got := pathValue(in, path); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package alert
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"indelible.dev/event"
 )
@@ -620,6 +622,62 @@ func pathValue(in *Input, path string) string {
 		}
 		return ev.ReceivedAt.UTC().Format(time.RFC3339Nano)
 	}
+	if v, ok := metadataPath(in.Event.Metadata, path); ok {
+		return v
+	}
+	return decodedPathValue(in, path)
+}
+
+// metadataPath is the plain value of a metadata.<key>... path read from the
+// raw JSON without decoding it, when that is a string, a number, a bool or
+// null; ok false leaves the rest (objects, arrays, bad JSON, other paths)
+// to decodedPathValue.
+func metadataPath(md []byte, path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "metadata.")
+	if !ok || rest == "" || len(md) == 0 {
+		return "", false
+	}
+	raw := md
+	for rest != "" {
+		var k string
+		k, rest, _ = strings.Cut(rest, ".")
+		v, found, err := jsonMember(raw, k)
+		if err != nil {
+			return "", false
+		}
+		if !found {
+			return "", true
+		}
+		raw = v
+	}
+	switch raw[0] {
+	case '"':
+		if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			return string(s), true
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return "", false
+		}
+		return s, true
+	case 't':
+		return "true", true
+	case 'f':
+		return "false", true
+	case 'n':
+		return "", true
+	case '{', '[':
+		return "", false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64), true
+}
+
+// decodedPathValue is pathValue from the decoded event object.
+func decodedPathValue(in *Input, path string) string {
 	obj, err := in.object(needMetadata)
 	if err != nil {
 		return ""
