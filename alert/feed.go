@@ -28,6 +28,7 @@ type feed struct {
 	// noWaitBelow: the follower does not wait for an index below it (it
 	// waited once for one and it did not come: the feed had dropped it).
 	noWaitBelow int64
+	waitFor     time.Duration // feedWait (tests change it)
 }
 
 // feedWait bounds how long the follower waits for an event it was not
@@ -45,7 +46,7 @@ type feedItem struct {
 }
 
 func newFeed() *feed {
-	f := &feed{added: make(chan struct{}, 1)}
+	f := &feed{added: make(chan struct{}, 1), waitFor: feedWait}
 	f.ring = emptyRing(minFeed)
 	return f
 }
@@ -110,7 +111,7 @@ func (f *feed) wait(i, published int64) bool {
 		return false
 	}
 	f.mu.Unlock()
-	t := time.NewTimer(feedWait)
+	t := time.NewTimer(f.waitFor)
 	defer t.Stop()
 	for {
 		f.mu.Lock()
