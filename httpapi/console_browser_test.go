@@ -1038,8 +1038,10 @@ func TestConsoleAlerts(t *testing.T) {
 
 	// With the live tail on, an alert event refreshes the badge at once
 	// (the timer is set to an hour here).
-	do(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.Navigate(f.url+"/#/events?range=all"))
-	waitLoaded(t, ctx, "the timeline", "range=all")
+	do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	waitJS(t, ctx, "the panel closed", `document.getElementById("panel").hidden`)
+	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
+	waitJS(t, ctx, "the timeline", `!document.getElementById("view-events").hidden && document.getElementById("status").textContent.includes("shown")`)
 	js[any](t, ctx, `import("/console/alerts.js").then(m => m.setRefreshInterval(3600e3))`)
 	time.Sleep(300 * time.Millisecond) // the refresh setRefreshInterval starts
 	before := js[string](t, ctx, `document.getElementById("alerts-badge").dataset.firing`)
