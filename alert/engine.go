@@ -32,7 +32,9 @@ const (
 
 // The engine's keys in the ledger's extension namespace (docs/events.md):
 //
-//	'A' 's'                    sealed state: the watermark and every rule's state
+//	'A' 'w'                    sealed: the watermark and the rules' definitions (state.go)
+//	'A' 'g' rule 0x00 group    sealed: one group's state (state.go)
+//	'A' 's'                    sealed state of earlier versions, one blob: migrated on Start
 //	'A' 'o' i(8) notifier      outbox: the firing at index i, not yet delivered to notifier (value empty)
 const (
 	prefixAlert = 'A'
@@ -41,7 +43,8 @@ const (
 	stateLabel  = "alert state"
 )
 
-func stateKey() []byte { return []byte{prefixAlert, kindState} }
+// legacyStateKey is where earlier versions kept the whole state.
+func legacyStateKey() []byte { return []byte{prefixAlert, kindState} }
 
 func outboxKey(i int64, notifier string) []byte {
 	k := make([]byte, 0, 10+len(notifier))
@@ -179,30 +182,8 @@ func Start(cfg Config) (*Engine, error) {
 	now := cfg.Now()
 	e.ev = NewEvaluator(cfg.Rules, cfg.Lateness, now)
 
-	sealed, err := e.log.GetExt(stateKey())
-	switch {
-	case err == nil:
-		b, err := e.l.OpenState(stateLabel, sealed)
-		if err != nil {
-			return nil, fmt.Errorf("alert: opening the stored state: %w", err)
-		}
-		var p persisted
-		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, fmt.Errorf("alert: decoding the stored state: %w", err)
-		}
-		if err := e.ev.Restore(p.Rules, now); err != nil {
-			return nil, err
-		}
-		e.next = p.Next
-	case errors.Is(err, ledger.ErrNotFound):
-		// First start: rules apply to what is appended from now on.
-		cp, _ := e.log.Published()
-		e.next = cp.N
-		if err := e.snapshot(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("alert: reading the stored state: %w", err)
+	if err := e.restore(now); err != nil {
+		return nil, err
 	}
 	if err := e.loadOutbox(); err != nil {
 		return nil, err
@@ -298,7 +279,7 @@ func (e *Engine) pass() bool {
 	var in Input // one per pass, not per event
 	for k := 0; e.next < n && k < maxEvaluatedPerPass; k++ {
 		i := e.next
-		rec, err := e.record(i)
+		rec, err := e.record(i, n)
 		switch {
 		case err == nil:
 		case errors.Is(err, eventstore.ErrNotEvent), errors.Is(err, eventstore.ErrGone):
@@ -360,28 +341,120 @@ func (e *Engine) sleep(d time.Duration) bool {
 	}
 }
 
-// stateBytes is the sealed state as of now.
-func (e *Engine) stateBytes() ([]byte, error) {
-	rs, err := e.ev.State()
-	if err != nil {
-		return nil, err
+// restore loads the stored state: the watermark and the groups; or
+// migrates the single blob of earlier versions; or, on first start, starts
+// after the events already published.
+func (e *Engine) restore(now time.Time) error {
+	open := func(what string, sealed []byte) ([]byte, error) {
+		b, err := e.l.OpenState(stateLabel, sealed)
+		if err != nil {
+			return nil, fmt.Errorf("alert: opening the stored %s: %w", what, err)
+		}
+		return b, nil
 	}
-	b, err := json.Marshal(persisted{Next: e.next, Rules: rs})
-	if err != nil {
-		return nil, err
+	sealed, err := e.log.GetExt(watermarkKey())
+	switch {
+	case err == nil:
+		b, err := open("watermark", sealed)
+		if err != nil {
+			return err
+		}
+		var w watermark
+		if err := json.Unmarshal(b, &w); err != nil {
+			return fmt.Errorf("alert: decoding the stored watermark: %w", err)
+		}
+		lo, hi := []byte{prefixAlert, kindGroup}, []byte{prefixAlert, kindGroup + 1}
+		err = e.ev.restoreGroups(w.Defs, func(f func(k, v []byte) error) error {
+			var ferr error
+			err := e.log.ScanExt(lo, hi, false, func(k, v []byte) bool {
+				b, err := open("rule state", v)
+				if err == nil {
+					err = f(k[2:], b)
+				}
+				ferr = err
+				return err == nil
+			})
+			if err == nil {
+				err = ferr
+			}
+			return err
+		}, now)
+		if err != nil {
+			return err
+		}
+		e.next = w.Next
+		return nil
+	case errors.Is(err, ledger.ErrNotFound):
+	default:
+		return fmt.Errorf("alert: reading the stored state: %w", err)
 	}
-	return e.l.SealState(stateLabel, b)
+	sealed, err = e.log.GetExt(legacyStateKey())
+	switch {
+	case err == nil:
+		// Earlier versions' blob: load it, then store it as groups and
+		// drop it, in one batch.
+		b, err := open("state", sealed)
+		if err != nil {
+			return err
+		}
+		var p persisted
+		if err := json.Unmarshal(b, &p); err != nil {
+			return fmt.Errorf("alert: decoding the stored state: %w", err)
+		}
+		if err := e.ev.Restore(p.Rules, now); err != nil {
+			return err
+		}
+		e.ev.changeAll()
+		e.next = p.Next
+		if err := e.snapshot(legacyStateKey()); err != nil {
+			return fmt.Errorf("alert: migrating the stored state: %w", err)
+		}
+		e.cfg.Logger.Info("alert: migrated the stored state to one key per rule group", "next", e.next)
+		return nil
+	case errors.Is(err, ledger.ErrNotFound):
+		// First start: rules apply to what is appended from now on.
+		cp, _ := e.log.Published()
+		e.next = cp.N
+		return e.snapshot()
+	default:
+		return fmt.Errorf("alert: reading the stored state: %w", err)
+	}
 }
 
-// snapshot writes the state (with fsync) on its own.
-func (e *Engine) snapshot() error {
-	b, err := e.stateBytes()
+// stateOps are the writes that store the state as of now: the watermark
+// and the groups changed since the last write.
+func (e *Engine) stateOps() ([]stateOp, error) {
+	seal := func(b []byte) ([]byte, error) { return e.l.SealState(stateLabel, b) }
+	blind := func(name []byte) []byte { return e.l.StateName(stateLabel, name) }
+	ops, err := e.ev.changes(seal, blind)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(watermark{Next: e.next, Defs: e.ev.defs()})
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := seal(b)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, stateOp{key: watermarkKey(), value: sealed}), nil
+}
+
+// snapshot writes the state (with fsync) on its own, deleting the keys
+// drop names in the same batch.
+func (e *Engine) snapshot(drop ...[]byte) error {
+	ops, err := e.stateOps()
 	if err != nil {
 		return err
 	}
-	if err := e.log.WriteExt(func(w ledger.Writer) error { return w.Set(stateKey(), b) }); err != nil {
+	for _, k := range drop {
+		ops = append(ops, stateOp{key: k})
+	}
+	if err := e.log.WriteExt(func(w ledger.Writer) error { return applyOps(w, ops) }); err != nil {
 		return err
 	}
+	e.ev.clean()
 	e.lastSnap, e.dirty = e.cfg.Now(), false
 	return nil
 }
@@ -406,11 +479,11 @@ func (e *Engine) commit(fs []Firing) bool {
 	}
 	for attempt := 0; ; attempt++ {
 		var first int64
-		state, err := e.stateBytes()
+		state, err := e.stateOps()
 		if err == nil {
 			_, err = e.appendServer(evs, func(idx int64, w ledger.Writer) error {
 				first = idx
-				if err := w.Set(stateKey(), state); err != nil {
+				if err := applyOps(w, state); err != nil {
 					return err
 				}
 				for k := range fs {
@@ -424,6 +497,7 @@ func (e *Engine) commit(fs []Firing) bool {
 			})
 		}
 		if err == nil {
+			e.ev.clean()
 			e.lastSnap, e.dirty = e.cfg.Now(), false
 			for k, f := range fs {
 				e.m.firing(f)
@@ -521,6 +595,7 @@ func (ev *Evaluator) isAbsent(rule string) bool {
 func (ev *Evaluator) setFiredIndex(rule, group string, i int64) {
 	if s := ev.st[rule]; s != nil && s.Absent[group] != nil {
 		s.Absent[group].FiredIndex = i
+		ev.touch(rule, group)
 	}
 }
 

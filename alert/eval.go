@@ -1,12 +1,14 @@
 package alert
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"indelible.dev/event"
 )
@@ -31,9 +33,14 @@ type Input struct {
 	have   objectNeeds
 	fields [5]string // the values of MatchFields
 	objErr error
+	val    *eventVal  // event, as where sees it (celval.go)
+	md     *rawObject // its metadata
+	valBuf eventVal
+	mdBuf  rawObject
 }
 
-// object returns the event as a JSON object for where, with at least the
+// object returns the event as a JSON object (for group_by and distinct on
+// metadata paths, and the tests), with at least the
 // costly fields need asks for (metadata, which is decoded, and the times,
 // which are formatted); the cheap ones are always there. It is built once
 // per event and grown as rules ask for more.
@@ -72,19 +79,6 @@ const (
 	needTime     objectNeeds = 1 << iota // time, received_at
 	needMetadata                         // metadata
 )
-
-// needsOf returns what an expression may read: a field it names. (where
-// reads fields by name: event.metadata, event["metadata"].)
-func needsOf(expr string) objectNeeds {
-	var n objectNeeds
-	if strings.Contains(expr, "time") || strings.Contains(expr, "received_at") {
-		n |= needTime
-	}
-	if strings.Contains(expr, "metadata") {
-		n |= needMetadata
-	}
-	return n
-}
 
 // eventObject is the event as a JSON object (what GET /v1/events shows)
 // but for the costly fields (object adds them), built from its fields.
@@ -151,6 +145,10 @@ type Evaluator struct {
 	WhereErrors map[string]int64 // by rule: where failed to evaluate (no match)
 	Late        map[string]int64 // by rule: events later than the lateness bound, not counted
 	Dropped     map[string]int64 // by rule: events of groups over MaxGroups
+	// What changed since the state was last stored (state.go): groups by
+	// rule, and rules whose stored groups all go.
+	dirty  map[string]map[string]struct{}
+	resets map[string]struct{}
 }
 
 // ruleState is one rule's state (JSON in the store).
@@ -224,6 +222,12 @@ func (e *Evaluator) SetRules(rs *Rules, now time.Time) {
 			s.Groups = map[string]*groupState{}
 		}
 		st[r.Name] = s
+		e.reset(r.Name) // new or changed: whatever is stored for it goes
+	}
+	for name := range e.st {
+		if st[name] == nil {
+			e.reset(name) // removed
+		}
 	}
 	e.st = st
 }
@@ -335,6 +339,7 @@ func (e *Evaluator) Tick(now time.Time) []Firing {
 				continue
 			}
 			a.Firing = true
+			e.touch(r.Name, g)
 			f := Firing{Rule: r.Name, Severity: r.Severity, Group: g, Window: r.For, FirstIndex: -1, LastIndex: -1, At: now}
 			if a.LastIndex >= 0 {
 				f.Evidence, f.FirstIndex, f.LastIndex = []int64{a.LastIndex}, a.LastIndex, a.LastIndex
@@ -358,6 +363,7 @@ func (e *Evaluator) seen(r *Rule, group string, in *Input) (Firing, bool) {
 		a = &absentState{LastIndex: -1, FiredIndex: -1}
 		s.Absent[group] = a
 	}
+	e.touch(r.Name, group)
 	at := in.Event.ReceivedAt
 	if at.IsZero() {
 		at = in.Event.Time
@@ -399,6 +405,7 @@ func (e *Evaluator) count(r *Rule, group string, in *Input) (Firing, bool) {
 		return Firing{}, false
 	}
 	g.Max = max(g.Max, t)
+	e.touch(r.Name, group)
 	h := hit{T: t, I: in.Index}
 	if r.Distinct != "" {
 		h.D = pathValue(in, r.Distinct)
@@ -473,6 +480,7 @@ func (e *Evaluator) sweep(r *Rule, s *ruleState, t int64) {
 		if len(g.Hits) == 0 || t > g.Max+int64(r.Window)+int64(e.lateness) {
 			if !g.Fired || t > g.LastFire+int64(r.Cooldown) {
 				delete(s.Groups, k)
+				e.touch(r.Name, k)
 			}
 		}
 	}
@@ -532,12 +540,7 @@ func (r *Rule) matches(in *Input, e *Evaluator) bool {
 	if r.where == nil {
 		return true
 	}
-	obj, err := in.object(r.needs)
-	if err != nil {
-		e.WhereErrors[r.Name]++
-		return false
-	}
-	out, _, err := r.where.Eval(map[string]any{"event": obj})
+	out, _, err := r.where.Eval(in) // in is the activation: event, built as read
 	if err != nil {
 		// A missing key, a type mismatch, or the cost limit: no match.
 		e.WhereErrors[r.Name]++
@@ -619,6 +622,62 @@ func pathValue(in *Input, path string) string {
 		}
 		return ev.ReceivedAt.UTC().Format(time.RFC3339Nano)
 	}
+	if v, ok := metadataPath(in.Event.Metadata, path); ok {
+		return v
+	}
+	return decodedPathValue(in, path)
+}
+
+// metadataPath is the plain value of a metadata.<key>... path read from the
+// raw JSON without decoding it, when that is a string, a number, a bool or
+// null; ok false leaves the rest (objects, arrays, bad JSON, other paths)
+// to decodedPathValue.
+func metadataPath(md []byte, path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "metadata.")
+	if !ok || rest == "" || len(md) == 0 {
+		return "", false
+	}
+	raw := md
+	for rest != "" {
+		var k string
+		k, rest, _ = strings.Cut(rest, ".")
+		v, found, err := jsonMember(raw, k)
+		if err != nil {
+			return "", false
+		}
+		if !found {
+			return "", true
+		}
+		raw = v
+	}
+	switch raw[0] {
+	case '"':
+		if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			return string(s), true
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return "", false
+		}
+		return s, true
+	case 't':
+		return "true", true
+	case 'f':
+		return "false", true
+	case 'n':
+		return "", true
+	case '{', '[':
+		return "", false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64), true
+}
+
+// decodedPathValue is pathValue from the decoded event object.
+func decodedPathValue(in *Input, path string) string {
 	obj, err := in.object(needMetadata)
 	if err != nil {
 		return ""

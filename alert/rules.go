@@ -87,7 +87,6 @@ type Rule struct {
 	Tests    []RuleTest
 
 	where cel.Program
-	needs objectNeeds // what where reads of the costly fields
 	// def is the rule's definition, canonical: state of a rule whose
 	// definition changed on reload is dropped.
 	def string
@@ -460,7 +459,7 @@ func (p *parser) rule(n *yaml.Node) error {
 		if err != nil {
 			return p.errf(whereLine, "rule %q: where: %v", r.Name, err)
 		}
-		r.where, r.needs = prg, needsOf(r.Where)
+		r.where = prg
 	}
 	r.def = r.definition()
 	p.rules[r.Name] = fmt.Sprintf("%s:%d", p.file, n.Line)

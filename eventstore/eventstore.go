@@ -81,6 +81,8 @@ type Layer struct {
 	dmu  sync.Mutex
 	days map[int64]*dayKey // data keys in use, unwrapped (seal.go)
 
+	stateAEADs sync.Map // label -> cipher.AEAD (server.go)
+
 	imu      sync.Mutex
 	inflight map[[blindSize]byte]chan struct{} // idempotency keys being appended
 

@@ -20,11 +20,22 @@ var ErrBadState = errors.New("events: sealed state does not open")
 const statePrefix = "indelible sealed state: "
 
 func (l *Layer) stateAEAD(label string) (cipher.AEAD, error) {
+	if a, ok := l.stateAEADs.Load(label); ok {
+		return a.(cipher.AEAD), nil
+	}
 	key, err := hkdf.Key(sha256.New, l.keys.IndexKey(), nil, statePrefix+label, dataKeySize)
 	if err != nil {
 		return nil, fmt.Errorf("events: deriving a state key: %w", err)
 	}
-	return newAEAD(key) // not cached: state is sealed about once a second
+	a, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	// Cached: a follower may seal many small values a second (the alert
+	// engine seals each rule group it changed). A cipher.AEAD is safe for
+	// concurrent use.
+	l.stateAEADs.Store(label, a)
+	return a, nil
 }
 
 // SealState encrypts state a layer above keeps in the extension namespace
@@ -59,6 +70,15 @@ func (l *Layer) OpenState(label string, sealed []byte) ([]byte, error) {
 		return nil, ErrBadState
 	}
 	return pt, nil
+}
+
+// StateName returns a blind name for a piece of sealed state whose natural
+// name holds event values (a key in the extension namespace must not
+// show them): HMAC-SHA-256 under the index key of "sealed state: " +
+// label, 0x00 and name, cut to 16 bytes. The same for the same master key.
+func (l *Layer) StateName(label string, name []byte) []byte {
+	m := l.blind.mac(statePrefix+label, name)
+	return m[:16]
 }
 
 // OnCommit has f told of every event the layer stores, once it is durable:

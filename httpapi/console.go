@@ -25,8 +25,8 @@ import (
 // witnessing status, and a histogram of events.
 //
 // The page's modules (console/, flat): app.js signs in and routes; one
-// module per view (timeline.js with histogram.js, panel.js, health.js,
-// keys.js) over store.js (the state, and publish/subscribe between views);
+// module per view (timeline.js with histogram.js, panel.js, alerts.js,
+// health.js, keys.js) over store.js (the state, and publish/subscribe between views);
 // api.js, nav.js and dom.js are shared helpers; verify.js, sse.js and zip.js
 // the receipt verifier, the event stream reader and the ZIP writer.
 const (

@@ -31,6 +31,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/alert"
 	"indelible.dev/auth"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
@@ -888,3 +889,165 @@ func TestConsoleErrorStates(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestConsoleAlerts: a real alert engine over the fixture's events layer,
+// with a real rules file: an alert fires, the header's badge shows 1 on
+// every view, the list shows the rule, its link opens the alert's event and
+// an evidence link the event it cites; an absent rule's alert moves to
+// resolved when its resolve is recorded; a group holding markup is shown as
+// text; the rows follow the console's keyboard conventions.
+func TestConsoleAlerts(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(`rules:
+  - name: denied-burst
+    match: {action: secret.read, outcome: denied}
+    threshold: {count: 2, window: 1h}
+    group_by: [actor.id]
+    severity: high
+  - name: payments-silent
+    kind: absent
+    match: {source: payments}
+    group_by: [source]
+    for: 4s
+    severity: critical
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := alert.LoadPath(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eng *alert.Engine
+	f := newConsoleFixture(t, func(c *Config) {
+		var err error
+		eng, err = alert.Start(alert.Config{Events: c.Events, Rules: rules, Logger: c.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { eng.Close() }) // before the fixture closes the layer
+	// alertsOf polls GET /v1/alerts (and resolves) until n records are there.
+	waitAlerts := func(action string, n int) []int64 {
+		t.Helper()
+		var idx []int64
+		tlogtest.Eventually(t, 20*time.Second, action, func() (bool, string) {
+			req, _ := http.NewRequest(http.MethodGet, f.direct+"/v1/events?action="+action, nil)
+			req.Header.Set("Authorization", "Bearer "+f.read)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			var page struct {
+				Events []struct{ Index int64 } `json:"events"`
+			}
+			json.NewDecoder(resp.Body).Decode(&page)
+			idx = idx[:0]
+			for _, e := range page.Events {
+				idx = append(idx, e.Index)
+			}
+			return len(idx) >= n, fmt.Sprint(len(idx))
+		})
+		return idx
+	}
+	now := time.Now().UTC()
+	denied := func(actor string, k int) map[string]any {
+		return map[string]any{"time": now.Add(time.Duration(k) * time.Second).Format(time.RFC3339Nano), "actor": map[string]any{"id": actor},
+			"action": "secret.read", "outcome": "denied", "resource": map[string]any{"type": "secret", "id": "prod/db-password"}}
+	}
+	f.post([]map[string]any{{"action": "warm.up"}})
+	f.post([]map[string]any{denied("alice@example.com", 0), denied("alice@example.com", 1)})
+	fired := waitAlerts("indelible.alert.fired", 1)
+
+	ctx := newTab(t)
+	f.signIn(t, ctx, "#/events?range=1h")
+	js[any](t, ctx, `import("/console/alerts.js").then(m => m.setRefreshInterval(300))`)
+	waitJS(t, ctx, "the badge on the events view", `document.getElementById("alerts-badge").dataset.firing === "1" && !document.getElementById("alerts-badge").hidden`)
+	if got := js[string](t, ctx, `document.getElementById("alerts-badge").textContent`); got != "1 alert firing" {
+		t.Fatalf("badge %q", got)
+	}
+	do(t, ctx, chromedp.Navigate(f.url+"/#/health"))
+	waitJS(t, ctx, "the badge on the health view", `!document.getElementById("view-health").hidden && document.getElementById("alerts-badge").dataset.firing === "1"`)
+
+	// The badge leads to the list, which shows the rule.
+	click(t, ctx, "#alerts-badge")
+	waitJS(t, ctx, "the alert in the list", `!document.getElementById("view-alerts").hidden && document.querySelector("#alert-rows tr td.rule")?.textContent === "denied-burst"`)
+	row := js[map[string]string](t, ctx, `(() => { const tds = document.querySelectorAll("#alert-rows tr:first-child td"); return {state: tds[0].textContent, severity: tds[2].textContent, group: tds[3].textContent, count: tds[6].textContent, index: document.querySelector("#alert-rows tr").dataset.index}; })()`)
+	if row["state"] != "firing" || row["severity"] != "high" || row["group"] != "alice@example.com" || row["count"] != "2 in 1h" || row["index"] != fmt.Sprint(fired[0]) {
+		t.Fatalf("alert row %v (fired at %d)", row, fired[0])
+	}
+	// Its link opens the alert's own event in the event panel...
+	click(t, ctx, "#alert-rows tr:first-child a.alert-link")
+	waitJS(t, ctx, "the alert's event", fmt.Sprintf(`!document.getElementById("panel").hidden && document.getElementById("panel-title").textContent === "Event %d" && document.getElementById("panel-body").textContent.includes("indelible.alert.fired")`, fired[0]))
+	// ... and its evidence links the events it cites.
+	do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	do(t, ctx, chromedp.Navigate(f.url+"/#/alerts"))
+	waitJS(t, ctx, "the list again", `document.querySelectorAll("#alert-rows a.evidence-link").length === 2`)
+	ev := js[string](t, ctx, `document.querySelector("#alert-rows a.evidence-link").dataset.index`)
+	click(t, ctx, "#alert-rows a.evidence-link")
+	waitJS(t, ctx, "the evidence event", fmt.Sprintf(`!document.getElementById("panel").hidden && document.getElementById("panel-title").textContent === "Event %s" && document.getElementById("panel-body").textContent.includes("secret.read") && document.getElementById("panel-body").textContent.includes("alice@example.com")`, ev))
+	do(t, ctx, chromedp.KeyEvent(kb.Escape))
+
+	// An absent rule: payments goes silent (fires), then speaks (resolves).
+	f.post([]map[string]any{{"action": "pay", "source": "payments"}})
+	waitAlerts("indelible.alert.fired", 2)
+	do(t, ctx, chromedp.Navigate(f.url+"/#/alerts?show=firing"))
+	waitJS(t, ctx, "two alerts firing", `document.getElementById("alerts-badge").dataset.firing === "2" && document.querySelectorAll("#alert-rows tr").length === 2`)
+	f.post([]map[string]any{{"action": "pay", "source": "payments"}})
+	waitAlerts("indelible.alert.resolved", 1)
+	waitJS(t, ctx, "the resolved alert leaves the firing list", `document.getElementById("alerts-badge").dataset.firing === "1" && document.querySelectorAll("#alert-rows tr").length === 1`)
+	click(t, ctx, `#alerts-show button[data-show="resolved"]`)
+	waitJS(t, ctx, "the resolved list", `location.hash === "#/alerts?show=resolved" && document.querySelector("#alert-rows tr")?.dataset.state === "resolved" && document.querySelector("#alert-rows tr td.rule").textContent === "payments-silent" && document.querySelector("#alert-rows tr td:nth-child(6)").textContent !== ""`)
+	if got := js[string](t, ctx, `document.querySelector('#alerts-show button[aria-pressed="true"]').dataset.show`); got != "resolved" {
+		t.Fatalf("pressed filter %q", got)
+	}
+
+	// Markup in a group value is text, never markup.
+	const evil = `<img src=x onerror="window.__xss=1">`
+	f.post([]map[string]any{denied(evil, 2), denied(evil, 3)})
+	waitAlerts("indelible.alert.fired", 3)
+	do(t, ctx, chromedp.Navigate(f.url+"/#/alerts?show=all"))
+	waitJS(t, ctx, "the markup group", fmt.Sprintf(`[...document.querySelectorAll("#alert-rows td.group")].some(td => td.textContent === %q)`, evil))
+	if n := js[int](t, ctx, `document.querySelectorAll("#view-alerts img, #alerts-badge img").length`); n != 0 {
+		t.Fatalf("%d img elements in the alerts view", n)
+	}
+	if xss := js[bool](t, ctx, `window.__xss === 1`); xss {
+		t.Fatal("the group's markup ran")
+	}
+
+	// Keyboard: one row in the tab order; arrows move; Enter opens the alert's event.
+	if n := js[int](t, ctx, `[...document.querySelectorAll("#alert-rows tr")].filter(r => r.tabIndex === 0).length`); n != 1 {
+		t.Fatalf("%d rows in the tab order", n)
+	}
+	js[any](t, ctx, `document.querySelector("#alert-rows tr").focus()`)
+	do(t, ctx, chromedp.KeyEvent(kb.ArrowDown))
+	second := js[string](t, ctx, `document.activeElement.dataset.index`)
+	if want := js[string](t, ctx, `document.querySelectorAll("#alert-rows tr")[1].dataset.index`); second != want {
+		t.Fatalf("ArrowDown focused %q, want the second row %q", second, want)
+	}
+	time.Sleep(700 * time.Millisecond) // refreshes keep the focus
+	if got := js[string](t, ctx, `document.activeElement.dataset.index`); got != second {
+		t.Fatalf("a refresh moved the focus to %q", got)
+	}
+	do(t, ctx, chromedp.KeyEvent(kb.Enter))
+	waitJS(t, ctx, "Enter opens the alert's event", fmt.Sprintf(`!document.getElementById("panel").hidden && document.getElementById("panel-title").textContent === "Event %s"`, second))
+	if n := js[int](t, ctx, `document.querySelectorAll("img:not([src^='/console/'])").length`); n != 0 {
+		t.Fatalf("%d foreign img elements on the page", n)
+	}
+
+	// With the live tail on, an alert event refreshes the badge at once
+	// (the timer is set to an hour here).
+	do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	waitJS(t, ctx, "the panel closed", `document.getElementById("panel").hidden`)
+	do(t, ctx, chromedp.Navigate(f.url+"/#/events?range=all"))
+	waitJS(t, ctx, "the timeline", `!document.getElementById("view-events").hidden && document.getElementById("status").textContent.includes("shown")`)
+	js[any](t, ctx, `import("/console/alerts.js").then(m => m.setRefreshInterval(3600e3))`)
+	time.Sleep(300 * time.Millisecond) // the refresh setRefreshInterval starts
+	before := js[string](t, ctx, `document.getElementById("alerts-badge").dataset.firing`)
+	do(t, ctx, chromedp.Click(chromedp.ID("live")))
+	waitJS(t, ctx, "the stream", `document.getElementById("status").textContent.includes("Live: connected")`)
+	time.Sleep(300 * time.Millisecond)
+	f.post([]map[string]any{denied("bob@example.com", 4), denied("bob@example.com", 5)})
+	waitJS(t, ctx, "the badge after a live alert", fmt.Sprintf(`Number(document.getElementById("alerts-badge").dataset.firing) > %s`, before))
+}

@@ -1,6 +1,6 @@
 // app.js: the Indelible console. Plain ES modules, no framework, no build
 // step: this module signs in and out and routes; each view is a module of
-// its own (timeline.js with histogram.js, panel.js, health.js, keys.js)
+// its own (timeline.js with histogram.js, panel.js, alerts.js, health.js, keys.js)
 // over one state (store.js). The token lives in sessionStorage and travels
 // only in the Authorization header; the URL (hash) carries the view and its
 // filters so a view can be shared, never the token.
@@ -14,6 +14,7 @@ import { fillFilters, listingKey, loadEvents, wireTimeline } from "./timeline.js
 import { openEvent, closePanel, wirePanel } from "./panel.js";
 import { refreshBadge, renderHealth, wireHealth } from "./health.js";
 import { renderKeys, wireKeys } from "./keys.js";
+import { renderAlerts, startAlerts, wireAlerts } from "./alerts.js";
 
 // ---------- sign-in ----------
 
@@ -21,7 +22,7 @@ import { renderKeys, wireKeys } from "./keys.js";
 // message already shown (a navigation after a sign-out must not erase why).
 function showSignin(msg = null) {
   $("signin").hidden = false;
-  for (const id of ["view-events", "view-health", "view-keys", "nav", "signout", "health-badge"]) $(id).hidden = true;
+  for (const id of ["view-events", "view-alerts", "view-health", "view-keys", "nav", "signout", "health-badge", "alerts-badge"]) $(id).hidden = true;
   $("panel").hidden = true;
   if (msg !== null) $("signin-msg").textContent = msg;
   $("token").value = "";
@@ -49,6 +50,7 @@ async function signIn(token) {
   $("nav").hidden = false;
   $("signout").hidden = false;
   refreshBadge();
+  startAlerts();
   route();
 }
 
@@ -58,7 +60,7 @@ function route() {
   if (!state.token) return showSignin();
   const { view, q } = parseHash();
   state.view = view;
-  for (const v of ["events", "health", "keys"]) $(`view-${v}`).hidden = v !== view;
+  for (const v of ["events", "alerts", "health", "keys"]) $(`view-${v}`).hidden = v !== view;
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.view === view) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -78,6 +80,7 @@ function route() {
     else closePanel(false);
   } else {
     closePanel(false);
+    if (view === "alerts") renderAlerts(q.show);
     if (view === "health") renderHealth();
     if (view === "keys") renderKeys();
   }
@@ -97,6 +100,7 @@ function wire() {
   wirePanel();
   wireHealth();
   wireKeys();
+  wireAlerts();
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("panel").hidden) {
       e.preventDefault();

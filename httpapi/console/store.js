@@ -44,7 +44,8 @@ export function subscribe(topic, fn) {
 // publish calls the subscribers of topic, in the order they subscribed.
 // Topics: "route" (the hash names the view already shown: render it again),
 // "unauthorized" (the server refused the token; detail: the message),
-// "signout" (the session ended: views drop what they show).
+// "signout" (the session ended: views drop what they show), "alert" (the
+// live tail saw an indelible.alert.* event; detail: its record).
 export function publish(topic, detail) {
   for (const fn of [...(listeners.get(topic) || [])]) fn(detail);
 }

@@ -241,6 +241,7 @@ async function startLive() {
 
 function onLiveRecord(r) {
   if (state.indexes.has(r.index)) return;
+  if ((r.event?.action || "").startsWith("indelible.alert.")) publish("alert", r);
   if (state.paused || window.scrollY > 200 || !$("panel").hidden) {
     if (!state.pending.some((p) => p.index === r.index)) state.pending.push(r);
     renderPending();
