@@ -81,8 +81,9 @@ var layers = map[string][]string{
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
-	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
-	"internal/s3test":     {}, // the S3 server process of the mirror's tests
+	"internal/tlogtest":   {},         // not even tlog: tlog's own tests import it
+	"internal/s3test":     {},         // the S3 server process of the mirror's tests
+	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
 	// A ledger and events layer in a test's directory, for the tests above eventstore.
 	"internal/storetest": {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
 }
@@ -90,7 +91,7 @@ var layers = map[string][]string{
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/storetest"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest", "internal/storetest"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{
@@ -122,7 +123,7 @@ func layerOf(p string) string {
 //     allows (layers), and every package has a layer;
 //   - test-only packages are imported only by test-helper packages;
 //   - pebble is imported only by ledger/ and witness/, echo only by
-//     httpapi/;
+//     httpapi/, pgx only by ledger/kv/pgkv and internal/pgtest;
 //   - the pure packages and the client depend only on the standard library
 //     and the modules moduleRules allows them.
 func checkDeps(pkgs map[string]*goPackage) []string {
@@ -158,6 +159,9 @@ func checkDeps(pkgs map[string]*goPackage) []string {
 		for _, imp := range p.Imports {
 			if under(imp, "github.com/cockroachdb/pebble") && layer != "ledger" && layer != "witness" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
+			}
+			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") {
+				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv (and internal/pgtest) only", p.ImportPath, imp))
 			}
 			if under(imp, "github.com/labstack/echo") && layer != "httpapi" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))
@@ -265,6 +269,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		echo    = "github.com/labstack/echo/v4"
 		tessera = "github.com/transparency-dev/tessera"
 		cobra   = "github.com/spf13/cobra"
+		pgx     = "github.com/jackc/pgx/v5"
 	)
 	pkgs := map[string]*goPackage{
 		"fmt":                         std("fmt"),
@@ -273,6 +278,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		echo:                          mod(echo, echo),
 		tessera:                       mod(tessera, tessera),
 		cobra:                         mod(cobra, cobra),
+		pgx:                           mod(pgx, pgx),
 	}
 	for _, p := range []*goPackage{
 		our("tlog", []string{"fmt", "golang.org/x/mod/sumdb/tlog", tessera}),
@@ -280,6 +286,8 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		our("ledger", []string{pebble, "witness", "eventstore", "internal/tlogtest"}),
 		our("witness", []string{pebble, "ledger"}),
 		our("eventstore", []string{"ledger", pebble}),
+		our("ledger/kv/pgkv", []string{pgx}),
+		our("ledger/kv/pebblekv", []string{pgx}),
 		our("client", []string{"tlog", cobra, "httpapi"}),
 		our("audit", []string{"client", "ledger"}, "eventstore"),
 		our("httpapi", []string{echo, pebble, "cmd/indelible", "audit"}),
@@ -298,6 +306,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which only tests may import",
 		"indelible.dev/witness depends on indelible.dev/ledger, which its layer (witness) must not",
 		"indelible.dev/eventstore imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
+		"indelible.dev/ledger/kv/pebblekv imports github.com/jackc/pgx/v5: pgx belongs to ledger/kv/pgkv",
 		"indelible.dev/client depends on github.com/spf13/cobra: client may use only",
 		"indelible.dev/client depends on indelible.dev/httpapi, which its layer (client) must not",
 		"indelible.dev/audit depends on indelible.dev/ledger, which its layer (audit) must not",

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
+	"indelible.dev/ledger/kv"
 )
 
 // The checkpoint archive: every checkpoint the log served, as served (the
@@ -45,11 +45,11 @@ func (l *Log) archive(p *published) {
 	if _, closer, err := l.db.Get(k); err == nil {
 		closer.Close()
 		return
-	} else if !errors.Is(err, pebble.ErrNotFound) {
+	} else if !errors.Is(err, kv.ErrNotFound) {
 		l.log.Warn("ledger: reading the checkpoint archive", "size", p.cp.N, "err", err)
 		return
 	}
-	if err := l.db.Set(k, p.signed, pebble.NoSync); err != nil {
+	if err := l.set(k, p.signed, false); err != nil {
 		l.log.Warn("ledger: archiving a served checkpoint", "size", p.cp.N, "err", err)
 	}
 }
@@ -125,26 +125,28 @@ func (l *Log) GetExtSorted(keys [][]byte, f func(k int, value []byte)) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(keys[0]), UpperBound: []byte{prefixExt + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var ek []byte
 	for k, key := range keys {
 		if k > 0 && bytes.Compare(keys[k-1], key) >= 0 {
 			return fmt.Errorf("ledger: GetExtSorted: key %d is not above key %d", k, k-1)
 		}
-		ek = append(append(ek[:0], prefixExt), key...)
-		if it.SeekPrefixGE(ek) && bytes.Equal(it.Key(), ek) {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			f(k, v)
-		}
 	}
-	return it.Error()
+	return l.db.GetSorted(extKeys(keys), f)
+}
+
+// extKeys returns the store's keys of extension keys, in one allocation.
+func extKeys(keys [][]byte) [][]byte {
+	n := 0
+	for _, key := range keys {
+		n += 1 + len(key)
+	}
+	buf := make([]byte, 0, n)
+	eks := make([][]byte, len(keys))
+	for k, key := range keys {
+		at := len(buf)
+		buf = append(append(buf, prefixExt), key...)
+		eks[k] = buf[at:len(buf):len(buf)]
+	}
+	return eks
 }
 
 // GetExtNear is GetExtSorted for keys that are mostly stored and close
@@ -162,23 +164,5 @@ func (l *Log) GetExtNear(keys [][]byte, f func(k int, value []byte)) error {
 			return fmt.Errorf("ledger: GetExtNear: key %d is not above key %d", k, k-1)
 		}
 	}
-	// The bounds: the first key, and just past the last.
-	upper := append(extKey(keys[len(keys)-1]), 0)
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(keys[0]), UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var ek []byte
-	for k, key := range keys {
-		ek = append(append(ek[:0], prefixExt), key...)
-		if it.SeekGE(ek) && bytes.Equal(it.Key(), ek) {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			f(k, v)
-		}
-	}
-	return it.Error()
+	return l.db.GetNear(extKeys(keys), f)
 }

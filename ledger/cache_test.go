@@ -12,6 +12,7 @@ import (
 // the file). Once the memtables have grown past CacheSize, a second pass
 // over the same keys reads every block from the cache.
 func TestBlockCacheBeyondMemtables(t *testing.T) {
+	pebbleOnly(t, "pebble's block cache")
 	s, _ := testSigner(t)
 	l, err := Open(t.TempDir(), Options{Signer: s, Logger: quietLogger(), CacheSize: 1 << 20})
 	if err != nil {
@@ -40,18 +41,18 @@ func TestBlockCacheBeyondMemtables(t *testing.T) {
 	// Each flush makes the next memtable twice as large (from 256 KiB):
 	// after eight, they hold more than 1 MiB of the cache.
 	for i := range 8 {
-		if err := l.db.Flush(); err != nil {
+		if err := l.pdb.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		put([][]byte{fmt.Appendf(nil, "e%d", i)})
 	}
 	// Compact everything now, so that no compaction replaces the tables
 	// (and their cached blocks) between the two passes below.
-	if err := l.db.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, true); err != nil {
+	if err := l.pdb.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, true); err != nil {
 		t.Fatal(err)
 	}
 	pass := func() (hits, misses int64) {
-		m0 := l.db.Metrics().BlockCache
+		m0 := l.pdb.Metrics().BlockCache
 		n := 0
 		if err := l.GetExtSorted(keys, func(int, []byte) { n++ }); err != nil {
 			t.Fatal(err)
@@ -59,7 +60,7 @@ func TestBlockCacheBeyondMemtables(t *testing.T) {
 		if n != len(keys) {
 			t.Fatalf("found %d of %d keys", n, len(keys))
 		}
-		m1 := l.db.Metrics().BlockCache
+		m1 := l.pdb.Metrics().BlockCache
 		return m1.Hits - m0.Hits, m1.Misses - m0.Misses
 	}
 	pass()

@@ -13,6 +13,7 @@ import (
 // never a key that merely shares a prefix with a stored one, and refuses
 // keys out of order; and so does GetExtNear.
 func TestGetExtSorted(t *testing.T) {
+	pebbleOnly(t, "flushes pebble memtables into tables")
 	dir := t.TempDir()
 	s, _ := testSigner(t)
 	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})
@@ -38,7 +39,7 @@ func TestGetExtSorted(t *testing.T) {
 		stored = append(stored, fmt.Sprintf("d%04d", 2*i))
 	}
 	put(stored[:100]...)
-	if err := l.db.Flush(); err != nil { // into a table
+	if err := l.pdb.Flush(); err != nil { // into a table
 		t.Fatal(err)
 	}
 	put(stored[100:]...) // in the memtable
@@ -57,7 +58,7 @@ func TestGetExtSorted(t *testing.T) {
 	}
 	defer l2.Close()
 	check(l2)
-	if err := l2.db.Flush(); err != nil {
+	if err := l2.pdb.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	check(l2)

@@ -95,13 +95,14 @@ func TestSmoke(t *testing.T) {
 // partial bundle and tile each time (which made small commits write ~145
 // times their payload).
 func TestSmallCommitsWriteLittle(t *testing.T) {
+	pebbleOnly(t, "pebble's WAL bytes")
 	s, _ := testSigner(t)
 	l, err := Open(t.TempDir(), Options{Signer: s, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	before := l.db.Metrics().WAL.BytesWritten
+	before := l.pdb.Metrics().WAL.BytesWritten
 	const n, size = 1000, 128
 	entry := make([]byte, size)
 	for i := 0; i < n; i++ {
@@ -110,7 +111,7 @@ func TestSmallCommitsWriteLittle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	written := l.db.Metrics().WAL.BytesWritten - before
+	written := l.pdb.Metrics().WAL.BytesWritten - before
 	ratio := float64(written) / float64(n*size)
 	t.Logf("WAL bytes per payload byte with one entry per commit: %.2f", ratio)
 	// Per commit: the entry's record, the state, the leaf-hash index and its
