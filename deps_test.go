@@ -73,8 +73,9 @@ var layers = map[string][]string{
 	"audited":    {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
 	"audit":      {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
-	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
+	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert", "cluster"},
 	"otlp":       {"tlog", "event"},
+	"cluster":    {},                                                                                              // the lease in PostgreSQL (pgx): which node is active, the epoch bump at takeover
 	"alert":      {"tlog", "event", "ledger", "eventstore", "auth", "internal/atomicfile", "evidence"},            // evidence: through eventstore
 	"export":     {"tlog", "event", "ledger", "auth", "eventstore", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
@@ -83,12 +84,13 @@ var layers = map[string][]string{
 	"internal/atomicfile": {},
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
 	"internal/s3test":     {}, // the S3 server process of the mirror's tests
+	"internal/nettest":    {}, // a TCP proxy a test can blackhole (partitions from PostgreSQL)
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest", "internal/s3test"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/nettest"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{
