@@ -80,6 +80,9 @@ type Status struct {
 	// Active is the lease holder as last read from the database (empty
 	// before the first read, or if no node ever held it).
 	Active Peer
+	// Size is the log's size the fence recorded at that read (-1: no log
+	// yet).
+	Size int64
 }
 
 // Change is a role change, delivered in order on Lease.Changes.
@@ -134,6 +137,7 @@ type Lease struct {
 	epoch      int64
 	validUntil time.Time // monotonic: the end of the lease as this node counts it
 	active     Peer
+	size       int64 // the fence's size at the last read
 	err        error // the last error of a database call, nil after a success
 }
 
@@ -213,8 +217,11 @@ func DSN(dsn, node, instance string, lease time.Duration) (string, error) {
 }
 
 // The schema: the lease is ours; the fence is the store's, created here
-// too (the same definition) so that the takeover can bump it whichever
-// starts first.
+// too (the same definition and first row: epoch 0, size -1 for "no log
+// yet") so that the takeover bumps it whichever starts first. The first
+// rows are inserted only where a table is empty: NOT EXISTS reads past a
+// row lock, so a node starting while the active one is frozen in a commit
+// does not wait on it.
 const schema = `
 CREATE TABLE IF NOT EXISTS indelible_lease (
 	one boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -222,14 +229,21 @@ CREATE TABLE IF NOT EXISTS indelible_lease (
 CREATE TABLE IF NOT EXISTS indelible_fence (
 	one boolean PRIMARY KEY DEFAULT true CHECK (one),
 	epoch bigint NOT NULL, size bigint NOT NULL, root bytea NOT NULL);
-INSERT INTO indelible_lease (node, url, epoch, expires_at) VALUES ('', '', 0, '-infinity') ON CONFLICT DO NOTHING;
+INSERT INTO indelible_lease (node, url, epoch, expires_at) SELECT '', '', 0, '-infinity'
+	WHERE NOT EXISTS (SELECT 1 FROM indelible_lease) ON CONFLICT DO NOTHING;
+INSERT INTO indelible_fence (epoch, size, root) SELECT 0, -1, ''
+	WHERE NOT EXISTS (SELECT 1 FROM indelible_fence) ON CONFLICT DO NOTHING;
 `
+
+// schemaLock is the advisory lock held while creating the schema: the
+// store's (its pgkv package) so the two never collide on the catalog.
+const schemaLock = 0x696e64656c69626c // "indelibl"
 
 func (l *Lease) createTables(ctx context.Context) error {
 	// Two nodes starting at once: CREATE TABLE IF NOT EXISTS can still
 	// collide on the catalog; a transaction-scoped advisory lock orders them.
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7238132901)`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, schema)
@@ -249,7 +263,7 @@ func (l *Lease) Changes() <-chan Change { return l.changes }
 func (l *Lease) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Status{Node: l.opt.Node, Role: l.role, Epoch: l.epoch, Active: l.active}
+	return Status{Node: l.opt.Node, Role: l.role, Epoch: l.epoch, Active: l.active, Size: l.size}
 }
 
 // Err returns the error of the last database call, nil if it succeeded.
@@ -333,7 +347,7 @@ func (l *Lease) tick(ctx context.Context) {
 	}
 	t0 := time.Now()
 	actx, cancel := context.WithTimeout(ctx, l.opt.Lease/3)
-	holder, newEpoch, took, err := l.acquire(actx)
+	holder, newEpoch, took, size, err := l.acquire(actx)
 	cancel()
 	l.setErr(err)
 	if err != nil {
@@ -343,7 +357,7 @@ func (l *Lease) tick(ctx context.Context) {
 		return
 	}
 	l.mu.Lock()
-	l.active = holder
+	l.active, l.size = holder, size
 	if took {
 		l.role, l.epoch, l.validUntil = Active, newEpoch, t0.Add(l.opt.Lease)
 	} else {
@@ -388,16 +402,17 @@ func (l *Lease) renew(ctx context.Context, epoch int64) (bool, error) {
 // fence's) and bumps the fence to it, so the old holder's commits fail from
 // the moment this commits. It returns the holder after the call and its
 // epoch, and whether that is this node.
-func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took bool, err error) {
+func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took bool, size int64, err error) {
 	// Most reads find the lease held: one plain statement, no lock (a
 	// standby frozen inside a transaction must not block the renewals).
 	var expired bool
-	if err := l.pool.QueryRow(ctx, `SELECT node, url, epoch, expires_at < now() FROM indelible_lease`).
-		Scan(&holder.Node, &holder.URL, &epoch, &expired); err != nil {
-		return Peer{}, 0, false, fmt.Errorf("cluster: reading the lease: %w", err)
+	if err := l.pool.QueryRow(ctx, `SELECT node, url, epoch, expires_at < now(),
+		coalesce((SELECT size FROM indelible_fence), -1) FROM indelible_lease`).
+		Scan(&holder.Node, &holder.URL, &epoch, &expired, &size); err != nil {
+		return Peer{}, 0, false, 0, fmt.Errorf("cluster: reading the lease: %w", err)
 	}
 	if !expired {
-		return holder, epoch, false, nil
+		return holder, epoch, false, size, nil
 	}
 	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		// Never wait on a frozen node's locks longer than this: the
@@ -440,7 +455,7 @@ func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took boo
 		return nil
 	})
 	if err != nil {
-		return Peer{}, 0, false, fmt.Errorf("cluster: taking the lease: %w", err)
+		return Peer{}, 0, false, 0, fmt.Errorf("cluster: taking the lease: %w", err)
 	}
-	return holder, epoch, took, nil
+	return holder, epoch, took, size, nil
 }

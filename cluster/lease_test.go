@@ -113,7 +113,7 @@ func initFence(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	l.Close()
-	exec1(t, dsn, `INSERT INTO indelible_fence (epoch, size, root) VALUES (0, 0, '\x00')`)
+	exec1(t, dsn, `UPDATE indelible_fence SET size = 0, root = '\x00'`)
 }
 
 func TestOptionsRefused(t *testing.T) {
@@ -162,7 +162,7 @@ func TestLeaseSingleNode(t *testing.T) {
 		t.Fatalf("changes %+v", r)
 	}
 	st := a.Status()
-	if st.Role != Active || st.Active.Node != "a" || st.Active.URL != "http://a.test:8080" {
+	if st.Role != Active || st.Active.Node != "a" || st.Active.URL != "http://a.test:8080" || st.Size != 0 {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -311,5 +311,17 @@ func TestLeaseRace(t *testing.T) {
 	}
 	if active != 1 {
 		t.Fatalf("%d nodes active", active)
+	}
+}
+
+// On an empty database the lease comes first: the fence's first row is
+// created with it (size -1: no log yet), and the takeover bumps it, so the
+// store opened next under that epoch finds it.
+func TestLeaseEmptyDatabase(t *testing.T) {
+	dsn := testDB(t)
+	a := startNode(t, dsn, "a")
+	e := waitActive(t, a, 5*time.Second)
+	if e != 1 || fenceEpoch(t, dsn) != 1 {
+		t.Fatalf("epoch %d, fence %d", e, fenceEpoch(t, dsn))
 	}
 }
