@@ -123,7 +123,7 @@ func layerOf(p string) string {
 //     allows (layers), and every package has a layer;
 //   - test-only packages are imported only by test-helper packages;
 //   - pebble is imported only by ledger/ and witness/, echo only by
-//     httpapi/, pgx only by ledger/kv/pgkv and internal/pgtest;
+//     httpapi/, pgx only by ledger/kv/pgkv, cluster and internal/pgtest;
 //   - the pure packages and the client depend only on the standard library
 //     and the modules moduleRules allows them.
 func checkDeps(pkgs map[string]*goPackage) []string {
@@ -160,8 +160,8 @@ func checkDeps(pkgs map[string]*goPackage) []string {
 			if under(imp, "github.com/cockroachdb/pebble") && layer != "ledger" && layer != "witness" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
 			}
-			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") {
-				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv (and internal/pgtest) only", p.ImportPath, imp))
+			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") && layer != "cluster" {
+				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv, cluster (and internal/pgtest) only", p.ImportPath, imp))
 			}
 			if under(imp, "github.com/labstack/echo") && layer != "httpapi" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))

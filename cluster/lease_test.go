@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"indelible.dev/internal/nettest"
+	"indelible.dev/internal/pgtest"
 )
 
 const testLease = 2 * time.Second
@@ -147,7 +148,7 @@ func TestOptionsRefused(t *testing.T) {
 // One node on a new store takes the lease at once, bumps the fence and
 // keeps the lease for many lease periods by renewing it.
 func TestLeaseSingleNode(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	initFence(t, dsn)
 	a := startNode(t, dsn, "a")
 	e := waitActive(t, a, 5*time.Second)
@@ -171,7 +172,7 @@ func TestLeaseSingleNode(t *testing.T) {
 // when the active one dies (its lease is not given up) the standby takes
 // over once the lease has expired, not before, and within lease + 2s.
 func TestLeaseTakeover(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	initFence(t, dsn)
 	a := startNode(t, dsn, "a")
 	ea := waitActive(t, a, 5*time.Second)
@@ -201,7 +202,7 @@ func TestLeaseTakeover(t *testing.T) {
 // row) does not block the takeover: its sessions are ended, its commit
 // fails.
 func TestLeaseTakeoverFrozenCommit(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	initFence(t, dsn)
 	a := startNode(t, dsn, "a")
 	ea := waitActive(t, a, 5*time.Second)
@@ -237,7 +238,7 @@ func TestLeaseTakeoverFrozenCommit(t *testing.T) {
 // than one lease after its last renewal was sent, steps down, and the
 // other node takes over; never are both holding at once.
 func TestLeasePartition(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	initFence(t, dsn)
 	u, _ := url.Parse(dsn)
 	px := nettest.NewProxy(t, u.Host)
@@ -296,7 +297,7 @@ func TestLeasePartition(t *testing.T) {
 
 // Nodes racing for an expired lease: exactly one takes each epoch.
 func TestLeaseRace(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	initFence(t, dsn)
 	var nodes []*node
 	for _, n := range []string{"a", "b", "c", "d"} {
@@ -318,7 +319,7 @@ func TestLeaseRace(t *testing.T) {
 // created with it (size -1: no log yet), and the takeover bumps it, so the
 // store opened next under that epoch finds it.
 func TestLeaseEmptyDatabase(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.DSN(t)
 	a := startNode(t, dsn, "a")
 	e := waitActive(t, a, 5*time.Second)
 	if e != 1 || fenceEpoch(t, dsn) != 1 {
