@@ -216,6 +216,12 @@ func DSN(dsn, node, instance string, lease time.Duration) (string, error) {
 	return u.String(), nil
 }
 
+// SessionDSN returns dsn with this node's session settings (see DSN), for
+// the store's connections.
+func (l *Lease) SessionDSN(dsn string) (string, error) {
+	return DSN(dsn, l.opt.Node, l.instance, l.opt.Lease)
+}
+
 // The schema: the lease is ours; the fence is the store's, created here
 // too (the same definition and first row: epoch 0, size -1 for "no log
 // yet") so that the takeover bumps it whichever starts first. The first
@@ -458,4 +464,20 @@ func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took boo
 		return Peer{}, 0, false, 0, fmt.Errorf("cluster: taking the lease: %w", err)
 	}
 	return holder, epoch, took, size, nil
+}
+
+// Release gives the lease up, if this node still holds it under epoch, so
+// that another node takes it at once instead of when it expires. Call it
+// only once this node has stopped committing (its store closed): a node
+// that gives up its lease must not commit again under its epoch. The next
+// takeover still bumps the epoch.
+func (l *Lease) Release(ctx context.Context, epoch int64) error {
+	l.mu.Lock()
+	l.role, l.validUntil = Standby, time.Time{}
+	l.mu.Unlock()
+	if _, err := l.pool.Exec(ctx, `UPDATE indelible_lease SET expires_at = now() WHERE node = $1 AND epoch = $2`,
+		l.opt.Node, epoch); err != nil {
+		return fmt.Errorf("cluster: giving the lease up: %w", err)
+	}
+	return nil
 }
