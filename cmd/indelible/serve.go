@@ -72,6 +72,7 @@ type serveConfig struct {
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost or no admin token works (events.go)
 	bucket        string   // --bucket s3://NAME?...: the public mirror in object storage (docs/ha.md)
+	store         string   // --store postgres://...: the store in PostgreSQL (store.go); "" means $INDELIBLE_STORE, then pebble in <data>/ledger
 
 	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
 
@@ -80,6 +81,9 @@ type serveConfig struct {
 	otlpDefaultAction string // action of an OTLP record naming none
 	rules             string // events mode: --rules FILE|DIR, alert rules (alerts.go)
 	exports           string // events mode: --exports FILE (exports.go)
+
+	cluster clusterConfig // --lease, --node, --advertise (cluster.go)
+	active  *activeNode   // set while runServe runs as a cluster's active node (cluster.go)
 }
 
 func init() {
@@ -134,10 +138,12 @@ tokens.`,
 	eventsFlags(f, &cfg)
 	otlpFlags(f, &cfg)
 	exportsFlags(f, &cfg)
+	clusterFlags(f, &cfg)
 	cfg.tls.register(f, "witnesses")
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.IntVar(&cfg.cache, "cache-size", 0, "the store's block cache in MiB (default 0: 64 MiB); proofs on a large log read a level-0 tile and its inner hashes (16 KiB per 256 entries) per proof, so 1 GiB serves a 10M-entry log from memory")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	f.StringVar(&cfg.store, "store", "", "the store: postgres://USER@HOST:PORT/DB?... keeps the log, events, tokens and erasures in PostgreSQL (default $"+envStoreVar+"; unset: pebble in <data>/ledger)")
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
 	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
@@ -161,6 +167,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return fmt.Errorf("--rate-limit %v: want 0 (no limit) or a positive rate", cfg.rateLimit)
 	}
 	tuneGC()
+	if cfg.cluster.lease > 0 && cfg.active == nil {
+		return runCluster(ctx, cfg, out) // cluster.go: runs this again as the active node
+	}
 	if cfg.tokenRate < 0 || cfg.tokenBurst < 0 {
 		return fmt.Errorf("--token-rate %v, --token-burst %d: want 0 (no limit) or positive values", cfg.tokenRate, cfg.tokenBurst)
 	}
@@ -223,7 +232,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 		hooks = append(hooks, m)
 	}
+	store, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
+		Store:     store,
 		Signer:    signer,
 		CacheSize: int64(cfg.cache) << 20,
 		KeyGuard:  keyGuard(keyFile, cfg.init || created),
@@ -237,6 +251,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		Hooks: hooks,
 	})
 	if err != nil {
+		if store != nil {
+			store.Close()
+		}
 		return err
 	}
 	// The store is closed last, after the HTTP server has drained.
@@ -284,11 +301,16 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			hcfg.Console.WitnessVKeys = append(hcfg.Console.WitnessVKeys, wk)
 		}
 	}
+	if cfg.active != nil {
+		hcfg.Cluster = cfg.active.activeHTTP(l)
+	}
 	srv := httpapi.New(hcfg)
 	hs := srv.HTTPServer(cfg.listen)
 	hs.TLSConfig = tlsConfig
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
+	var ln net.Listener
+	if cfg.active != nil {
+		ln = cfg.active.ln // the cluster node's, shared with its standby server
+	} else if ln, err = net.Listen("tcp", cfg.listen); err != nil {
 		return err
 	}
 	if rules != nil {
@@ -345,7 +367,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}()
 	}
 
-	err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
+	if cfg.active != nil {
+		err = cfg.active.serve(ctx, srv, l, logger)
+	} else {
+		err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
+	}
 	if cause := context.Cause(ctx); err == nil && errors.Is(cause, mirror.ErrFork) {
 		return cause
 	}
