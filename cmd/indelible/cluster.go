@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-		"sync"
+	"sync"
 	"sync/atomic"
 	"time"
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/api"
+	"indelible.dev/internal/nettest"
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
 )
@@ -77,15 +79,20 @@ func (n *clusterNode) waitRole(t testing.TB, c *http.Client, role string, within
 
 // clusterLog records what the writers and observers of a cluster test saw.
 type clusterLog struct {
-	t     testing.TB
-	mu    sync.Mutex
-	acked map[int64][]byte
-	seen  []tlog.Tree
+	t       testing.TB
+	mu      sync.Mutex
+	acked   map[int64][]byte
+	seen    []tlog.Tree
+	lastAck map[string]time.Time // by URL: when its last acknowledgement arrived
 }
 
-func (cl *clusterLog) record(idx int64, entry []byte) {
+func (cl *clusterLog) record(url string, idx int64, entry []byte) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if cl.lastAck == nil {
+		cl.lastAck = map[string]time.Time{}
+	}
+	cl.lastAck[url] = time.Now()
 	if prev, ok := cl.acked[idx]; ok {
 		cl.t.Errorf("index %d acknowledged twice: %q and then %q", idx, prev, entry)
 	}
@@ -101,12 +108,13 @@ func (cl *clusterLog) write(ctx context.Context, wg *sync.WaitGroup, c *http.Cli
 			defer wg.Done()
 			for k := 0; ctx.Err() == nil; k++ {
 				entry := fmt.Appendf(nil, "%s writer %d entry %d", tag, w, k)
-				idx, err := postEntry(ctx, c, urls[(w+k)%len(urls)], entry)
+				u := urls[(w+k)%len(urls)]
+				idx, err := postEntry(ctx, c, u, entry)
 				if err != nil {
 					time.Sleep(5 * time.Millisecond)
 					continue
 				}
-				cl.record(idx, entry)
+				cl.record(u, idx, entry)
 			}
 		}()
 	}
@@ -264,4 +272,134 @@ func TestClusterKill(t *testing.T) {
 	}
 	b.proc.cmd.Process.Signal(syscall.SIGTERM)
 	<-b.exited
+}
+
+// startPair starts node a (active, --init) and node b (standby), and
+// returns them once b knows a is active.
+func startPair(t testing.TB, c *http.Client, storeA, storeB, keyFile string) (a, b *clusterNode, epoch int64) {
+	t.Helper()
+	a = startClusterNode(t, "a", storeA, keyFile, "--init")
+	sa := a.waitRole(t, c, "active", 3*clusterLease)
+	b = startClusterNode(t, "b", storeB, keyFile)
+	for deadline := time.Now().Add(3 * clusterLease); ; {
+		sb, err := b.status(c)
+		if err == nil && sb.Role == "standby" && sb.Active.Node == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's view %+v, %v", sb, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return a, b, sa.Epoch
+}
+
+// TestClusterFrozen: SIGSTOP the active node past its lease; the standby
+// takes over and commits; SIGCONT: the old node is fenced (its commits
+// fail on the stale epoch), acknowledges nothing it has not committed
+// under its epoch, steps down, and forwards to the new active node.
+func TestClusterFrozen(t *testing.T) {
+	store := pgtest.DSN(t)
+	keyFile, vkey := newLogKey(t, "example.com/cluster")
+	v, _ := note.NewVerifier(vkey)
+	c := &http.Client{Timeout: killTestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: clusterWriters * 2}}
+	a, b, ea := startPair(t, c, store, store, keyFile)
+
+	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	cl.write(ctx, &wg, c, v, "cluster", a.url, b.url)
+	time.Sleep(1500 * time.Millisecond)
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	st := b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	t.Logf("b active %v after SIGSTOP, epoch %d (a's %d)", time.Since(stopped).Round(time.Millisecond), st.Epoch, ea)
+	cl.mu.Lock()
+	n0 := len(cl.acked)
+	cl.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		cl.mu.Lock()
+		n := len(cl.acked)
+		cl.mu.Unlock()
+		if n >= n0+20 { // writers sending to the frozen node wait out their timeout
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b committed %d entries in 10s after the takeover", n-n0)
+		}
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	sa := a.waitRole(t, c, "standby", clusterLease)
+	if sa.Active.Node != "b" && sa.Epoch != st.Epoch {
+		// It may not have read the lease yet; it must not be active.
+		t.Logf("a after SIGCONT: %+v", sa)
+	}
+	time.Sleep(time.Second) // writers go on through both (a forwards)
+	cancel()
+	wg.Wait()
+	cl.check(c, b.url, v)
+	if sb, _ := b.status(c); sb.Role != "active" || sb.Epoch != st.Epoch {
+		t.Fatalf("b after a's return: %+v, want active at epoch %d", sb, st.Epoch)
+	}
+	if !strings.Contains(a.stderr.String(), "stepping down") {
+		t.Errorf("a's log does not say it stepped down:\n%s", a.stderr)
+	}
+}
+
+// TestClusterPartition: the active node loses PostgreSQL (a proxy that
+// blackholes its connections): it acknowledges nothing once its lease has
+// ended; the standby takes over and the writes go on there.
+func TestClusterPartition(t *testing.T) {
+	store := pgtest.DSN(t)
+	u, err := url.Parse(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := nettest.NewProxy(t, u.Host)
+	u.Host = px.Addr()
+	keyFile, vkey := newLogKey(t, "example.com/cluster")
+	v, _ := note.NewVerifier(vkey)
+	c := &http.Client{Timeout: killTestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: clusterWriters * 2}}
+	a, b, _ := startPair(t, c, u.String(), store, keyFile)
+
+	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	cl.write(ctx, &wg, c, v, "cluster", a.url, b.url)
+	time.Sleep(1500 * time.Millisecond)
+	cl.mu.Lock()
+	before := len(cl.acked)
+	cl.mu.Unlock()
+	px.Blackhole()
+	cut := time.Now()
+	st := b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	t.Logf("b active %v after the partition, epoch %d", time.Since(cut).Round(time.Millisecond), st.Epoch)
+	// Writers stuck on a (until their client timeout) come back to b.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		cl.mu.Lock()
+		n := len(cl.acked)
+		cl.mu.Unlock()
+		if n >= before+50 || time.Now().After(deadline) {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+	cl.mu.Lock()
+	lastA, after := cl.lastAck[a.url], len(cl.acked)-before
+	cl.mu.Unlock()
+	// a's lease ends at most one lease after its last renewal was sent,
+	// which was before the cut; the margin is for the client's own delay
+	// in reading a reply sent just before.
+	if limit := cut.Add(clusterLease + 500*time.Millisecond); lastA.After(limit) {
+		t.Fatalf("a acknowledged a write %v after the partition (lease %v)", lastA.Sub(cut), clusterLease)
+	}
+	if before == 0 || after == 0 {
+		t.Fatalf("acknowledged %d before the partition and %d after", before, after)
+	}
+	t.Logf("last acknowledgement from a %v after the cut; %d acknowledged before, %d after", lastA.Sub(cut).Round(time.Millisecond), before, after)
+	cl.check(c, b.url, v)
+	if sa, err := a.status(c); err != nil || sa.Role != "standby" {
+		t.Fatalf("a after the partition: %+v, %v", sa, err)
+	}
 }
