@@ -385,6 +385,9 @@ func (l *Lease) setErr(err error) {
 func (l *Lease) stepDown(epoch int64, why string) {
 	l.mu.Lock()
 	l.role, l.validUntil = Standby, time.Time{}
+	if l.active.Node == l.opt.Node {
+		l.active = Peer{} // unknown until the next read: not this node
+	}
 	l.mu.Unlock()
 	l.logger.Warn("cluster: stepping down to standby", "node", l.opt.Node, "epoch", epoch, "why", why)
 	l.changes <- Change{Role: Standby, Epoch: epoch}

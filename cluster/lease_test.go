@@ -286,6 +286,9 @@ func TestLeasePartition(t *testing.T) {
 	for {
 		r := a.roles()
 		if len(r) == 2 && r[1].Role == Standby {
+			if st := a.Status(); st.Role != Standby || st.Active.Node == "a" {
+				t.Fatalf("a's status after stepping down: %+v", st)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

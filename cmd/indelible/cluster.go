@@ -151,15 +151,21 @@ loop:
 			running = false
 			cancelActive()
 			front.set(standby.Handler())
-			if _, holding := lease.Holding(); err != nil || holding {
+			if _, holding := lease.Holding(); holding {
 				// A failure (a fenced or ambiguous commit, a fork in the
-				// bucket, a bad start) while this node may still hold
-				// the lease: stop renewing, exit, let the lease expire.
+				// bucket, a refused start) while this node still holds
+				// the lease: stop renewing and exit (a restart reloads
+				// from the store); the lease expires meanwhile.
 				if err == nil {
 					err = errors.New("the active node stopped")
 				}
 				result = err
 				break loop
+			}
+			if err != nil {
+				// Its lease ended first: the failure is that of a node
+				// that was no longer active (a stale epoch's commit).
+				logger.Warn("cluster: the former active node stopped", "node", node, "epoch", epoch, "err", err)
 			}
 			logger.Info("cluster: standby again", "node", node, "epoch", epoch)
 		}
