@@ -97,7 +97,13 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	node := cfg.cluster.node
 	standby := httpapi.New(httpapi.Config{Logger: logger, Cluster: &httpapi.ClusterConfig{
-		Status: func() api.Cluster { return clusterStatus(lease, nil) },
+		Status: func() api.Cluster {
+			// This server answers while the node is not serving as
+			// active (the lease taken, the store still opening: "standby").
+			c := clusterStatus(lease, nil)
+			c.Role = cluster.Standby.String()
+			return c
+		},
 		Active: func() (string, bool) {
 			st := lease.Status()
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node

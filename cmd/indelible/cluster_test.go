@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/api"
+	"indelible.dev/client"
 	"indelible.dev/internal/nettest"
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
@@ -402,4 +406,71 @@ func TestClusterPartition(t *testing.T) {
 	if sa, err := a.status(c); err != nil || sa.Role != "standby" {
 		t.Fatalf("a after the partition: %+v, %v", sa, err)
 	}
+}
+
+// TestClusterEvents: events mode on a cluster. The first admin token (made
+// by the first active node) works on every node; an event appended through
+// the standby (forwarded, with its token) is readable, decrypted, from the
+// standby once it has taken over, and the token goes on working there.
+func TestClusterEvents(t *testing.T) {
+	store := pgtest.DSN(t)
+	keyFile, _ := newLogKey(t, "example.com/cluster-events")
+	master := filepath.Join(t.TempDir(), "master.key")
+	mk := make([]byte, 32)
+	rand.Read(mk)
+	if err := os.WriteFile(master, []byte(hex.EncodeToString(mk)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: killTestTimeout}
+	a := startClusterNode(t, "a", store, keyFile, "--init", "--mode", "events", "--master-key", master)
+	a.waitRole(t, hc, "active", 3*clusterLease)
+	tok, err := os.ReadFile(filepath.Join(a.args[slices.Index(a.args, "--data")+1], adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+	b := startClusterNode(t, "b", store, keyFile, "--mode", "events", "--master-key", master)
+	b.waitRole(t, hc, "standby", clusterLease)
+	cb, err := client.New(b.url, "", client.WithOptions(client.Options{Token: token, Retries: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var res []client.Appended
+	for deadline := time.Now().Add(3 * clusterLease); ; time.Sleep(100 * time.Millisecond) {
+		// b may not have read the lease yet (503: no active node known).
+		if res, err = cb.Append(ctx, []client.Event{{Action: "door.open", Actor: &client.Actor{ID: "cluster-alice"}}}, true); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("append through the standby: %v", err)
+		}
+	}
+	if len(res) != 1 || len(res[0].Receipt) == 0 {
+		t.Fatalf("append through the standby with wait=checkpoint: %+v", res)
+	}
+	if _, err := mustClient(t, b.url, "not-a-token").Append(ctx, []client.Event{{Action: "x"}}, false); err == nil {
+		t.Fatal("a bad token was accepted through the standby")
+	}
+	a.kill()
+	b.waitRole(t, hc, "active", clusterLease+5*time.Second)
+	rec, err := cb.Event(ctx, res[0].Index)
+	if err != nil {
+		t.Fatalf("reading the event on the new active node: %v", err)
+	}
+	ev, err := rec.Decode()
+	if err != nil || ev.Action != "door.open" || ev.Actor == nil || ev.Actor.ID != "cluster-alice" {
+		t.Fatalf("the event on the new active node: %+v, %v", ev, err)
+	}
+	if _, err := cb.Append(ctx, []client.Event{{Action: "door.close", Actor: &client.Actor{ID: "cluster-alice"}}}, false); err != nil {
+		t.Fatalf("append on the new active node: %v", err)
+	}
+}
+
+func mustClient(t testing.TB, url, token string) *client.Client {
+	c, err := client.New(url, "", client.WithOptions(client.Options{Token: token, Retries: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
