@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"indelible.dev/internal/pgtest"
+	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -16,4 +17,25 @@ func TestMain(m *testing.M) {
 		ledger.TestingStore = pgtest.ForDirs()
 	}
 	os.Exit(m.Run())
+}
+
+// pebbleOnly skips a test of the pebble store's own files when the suite
+// runs on PostgreSQL.
+func pebbleOnly(t *testing.T, why string) {
+	t.Helper()
+	if ledger.TestingStore != nil {
+		t.Skip("pebble only (INDELIBLE_TEST_STORE=postgres): " + why)
+	}
+}
+
+// notInStoreFiles checks that no file of a copy of the pebble store in dir
+// holds any of the values; on PostgreSQL there are no such files (the
+// erasure's check there is the database's: docs/ha.md).
+func notInStoreFiles(t *testing.T, dir string, values map[string][]byte) {
+	t.Helper()
+	if ledger.TestingStore != nil {
+		t.Log("the store is in PostgreSQL: no pebble files to check")
+		return
+	}
+	tlogtest.CheckNotInFiles(t, copyDir(t, dir), values)
 }
