@@ -541,3 +541,35 @@ func TestClusterBucket(t *testing.T) {
 	}
 	t.Logf("%d acknowledged, final size %d, %d bucket checkpoints seen", len(cl.acked), final.N, len(bucketSeen))
 }
+
+// TestClusterHandover: SIGTERM the active node: it stops cleanly (exit 0)
+// and gives its lease up, so the standby takes over at its next read of the
+// lease, long before the lease would have expired (a lease of 10 s here).
+func TestClusterHandover(t *testing.T) {
+	store := pgtest.DSN(t)
+	keyFile, _ := newLogKey(t, "example.com/cluster-handover")
+	c := &http.Client{Timeout: killTestTimeout}
+	a, b, _ := startPair(t, c, store, store, keyFile, "--lease", "10s")
+	if idx := httpAdd(t, b.url, []byte("through b")); idx != 0 {
+		t.Fatalf("first entry at %d", idx)
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	stopped := time.Now()
+	select {
+	case <-a.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a did not stop within 15s of SIGTERM")
+	}
+	if a.err != nil {
+		t.Fatalf("a exited with %v after SIGTERM\n%s", a.err, a.stderr)
+	}
+	b.waitRole(t, c, "active", 10*time.Second)
+	took := time.Since(stopped)
+	t.Logf("b active %v after a's SIGTERM (lease 10s)", took.Round(time.Millisecond))
+	if took > 7*time.Second {
+		t.Fatalf("handover took %v: the lease was not given up", took)
+	}
+	if idx := httpAdd(t, b.url, []byte("on b")); idx != 1 {
+		t.Fatalf("second entry at %d", idx)
+	}
+}
