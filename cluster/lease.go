@@ -169,7 +169,8 @@ func Open(ctx context.Context, dsn string, o Options) (*Lease, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: store URL: %v", ErrConfig, err)
+		// Not the parser's message: it may quote the URL, password and all.
+		return nil, fmt.Errorf("%w: the store URL does not parse (not shown: it may hold a password)", ErrConfig)
 	}
 	cfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

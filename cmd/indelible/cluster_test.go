@@ -91,6 +91,7 @@ type clusterLog struct {
 	acked   map[int64][]byte
 	seen    []tlog.Tree
 	lastAck map[string]time.Time // by URL: when its last acknowledgement arrived
+	writers int                  // default clusterWriters
 }
 
 func (cl *clusterLog) record(url string, idx int64, entry []byte) {
@@ -106,10 +107,14 @@ func (cl *clusterLog) record(url string, idx int64, entry []byte) {
 	cl.acked[idx] = entry
 }
 
-// write runs clusterWriters writers, spread over the nodes' URLs (a
+// write runs cl.writers writers, spread over the nodes' URLs (a
 // standby forwards), and a checkpoint observer per node, until ctx ends.
 func (cl *clusterLog) write(ctx context.Context, wg *sync.WaitGroup, c *http.Client, v note.Verifier, tag string, urls ...string) {
-	for w := range clusterWriters {
+	writers := cl.writers
+	if writers == 0 {
+		writers = clusterWriters
+	}
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -226,7 +231,7 @@ func (cl *clusterLog) check(c *http.Client, url string, v note.Verifier) tlog.Tr
 	return final.Tree
 }
 
-// TestClusterKill: two nodes on one PostgreSQL store; writers append
+// TestClusterKill: two nodes on one PostgreSQL store; 64 writers append
 // through both (the standby forwards); SIGKILL the active node: the
 // standby takes over within lease + 2 s, and every acknowledged entry is
 // in the log byte for byte, no index was given twice, every checkpoint
@@ -238,7 +243,7 @@ func TestClusterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &http.Client{Timeout: killTestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: clusterWriters * 2}}
+	c := &http.Client{Timeout: killTestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 	a := startClusterNode(t, "a", store, keyFile, "--init")
 	sa := a.waitRole(t, c, "active", 3*clusterLease)
 	b := startClusterNode(t, "b", store, keyFile)
@@ -254,7 +259,7 @@ func TestClusterKill(t *testing.T) {
 		t.Fatalf("standby /readyz: %d with the active node up", code)
 	}
 
-	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
+	cl := &clusterLog{t: t, acked: map[int64][]byte{}, writers: 64}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	cl.write(ctx, &wg, c, v, "before", a.url, b.url)
