@@ -96,7 +96,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 	node := cfg.cluster.node
-	standby := httpapi.New(httpapi.Config{Logger: logger, Cluster: &httpapi.ClusterConfig{
+	standby := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rateLimit, Cluster: &httpapi.ClusterConfig{
 		Status: func() api.Cluster {
 			// This server answers while the node is not serving as
 			// active (the lease taken, the store still opening: "standby").
