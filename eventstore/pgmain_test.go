@@ -39,3 +39,17 @@ func notInStoreFiles(t *testing.T, dir string, values map[string][]byte) {
 	}
 	tlogtest.CheckNotInFiles(t, copyDir(t, dir), values)
 }
+
+// storeCopy returns a copy of the pebble store in dir after checking that no
+// file of it holds any of the values. On PostgreSQL it returns dir itself:
+// the test reopens the same database once it has closed the store, and its
+// scan of every stored value is the check.
+func storeCopy(t *testing.T, dir string, values map[string][]byte) string {
+	t.Helper()
+	if ledger.TestingStore != nil {
+		return dir
+	}
+	cp := copyDir(t, dir)
+	tlogtest.CheckNotInFiles(t, cp, values)
+	return cp
+}
