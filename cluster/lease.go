@@ -49,6 +49,10 @@ const (
 	MaxNodeName = 40
 )
 
+// expiryMargin is how long after the holder's lease would expire (on the
+// database's clock, as last read) a standby reads the lease again.
+const expiryMargin = 20 * time.Millisecond
+
 // Role is what a node does now.
 type Role int
 
@@ -137,8 +141,9 @@ type Lease struct {
 	epoch      int64
 	validUntil time.Time // monotonic: the end of the lease as this node counts it
 	active     Peer
-	size       int64 // the fence's size at the last read
-	err        error // the last error of a database call, nil after a success
+	size       int64         // the fence's size at the last read
+	expiresIn  time.Duration // at the last read (standby): how long the holder's lease had left
+	err        error         // the last error of a database call, nil after a success
 }
 
 // ErrConfig reports bad Options.
@@ -314,6 +319,15 @@ func (l *Lease) Run(ctx context.Context) error {
 		if l.role == Active && l.validUntil.Before(next) {
 			next = l.validUntil // step down on time if the renewal failed
 		}
+		if l.role == Standby && l.expiresIn > 0 {
+			// Read again just after the holder's lease would expire
+			// (unless renewed), not up to a period later: a takeover
+			// comes within the lease plus a read, not plus lease/3.
+			if at := time.Now().Add(l.expiresIn + expiryMargin); at.Before(next) {
+				next = at
+			}
+			l.expiresIn = 0
+		}
 		l.mu.Unlock()
 		t := time.NewTimer(time.Until(next))
 		select {
@@ -416,12 +430,18 @@ func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took boo
 	// Most reads find the lease held: one plain statement, no lock (a
 	// standby frozen inside a transaction must not block the renewals).
 	var expired bool
+	var left float64 // seconds until the lease expires, on the database's clock
 	if err := l.pool.QueryRow(ctx, `SELECT node, url, epoch, expires_at < now(),
-		coalesce((SELECT size FROM indelible_fence), -1) FROM indelible_lease`).
-		Scan(&holder.Node, &holder.URL, &epoch, &expired, &size); err != nil {
+		coalesce((SELECT size FROM indelible_fence), -1),
+		CASE WHEN isfinite(expires_at) THEN greatest(0, least(3600, extract(epoch FROM expires_at - now())))::float8 ELSE 0 END
+		FROM indelible_lease`).
+		Scan(&holder.Node, &holder.URL, &epoch, &expired, &size, &left); err != nil {
 		return Peer{}, 0, false, 0, fmt.Errorf("cluster: reading the lease: %w", err)
 	}
 	if !expired {
+		l.mu.Lock()
+		l.expiresIn = time.Duration(left * float64(time.Second))
+		l.mu.Unlock()
 		return holder, epoch, false, size, nil
 	}
 	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {

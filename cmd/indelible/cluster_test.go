@@ -31,10 +31,16 @@ import (
 	itlog "indelible.dev/tlog"
 )
 
-const (
-	clusterLease   = 2 * time.Second
-	clusterWriters = 32
-)
+const clusterWriters = 32
+
+// clusterLease is the nodes' lease: 2 s, or INDELIBLE_CLUSTER_LEASE (e.g.
+// 10s, to measure a takeover at the documented lease).
+var clusterLease = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("INDELIBLE_CLUSTER_LEASE")); err == nil && d >= time.Second {
+		return d
+	}
+	return 2 * time.Second
+}()
 
 // clusterNode is one `indelible serve --lease` process of a test.
 type clusterNode struct {
