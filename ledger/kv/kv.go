@@ -54,6 +54,10 @@ type Store interface {
 	// with value valid only during the call. The keys must be sorted and
 	// distinct.
 	GetSorted(keys [][]byte, f func(i int, value []byte)) error
+	// GetNear is GetSorted for keys that are mostly stored and close
+	// together (pebble: plain forward seeks instead of prefix seeks that
+	// ask every table's bloom filter). The same contract.
+	GetNear(keys [][]byte, f func(i int, value []byte)) error
 	// Scan calls f for each key in [lo, hi) (hi nil: no upper bound) in key
 	// order, or in reverse order if reverse is set, with key and value valid
 	// only during the call, until f returns false.

@@ -195,21 +195,23 @@ func testGetSorted(t *testing.T, s kv.Store) {
 		}
 	})
 	keys := [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("g"), []byte("z")}
-	var got []string
-	err := s.GetSorted(keys, func(i int, v []byte) {
-		got = append(got, fmt.Sprintf("%d=%s", i, v))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[1=vb 3=vd 4=vg]" {
-		t.Fatalf("GetSorted: %v", got)
-	}
-	if err := s.GetSorted([][]byte{[]byte("b"), []byte("a")}, func(int, []byte) {}); err == nil {
-		t.Fatal("GetSorted accepted unsorted keys")
-	}
-	if err := s.GetSorted([][]byte{[]byte("b"), []byte("b")}, func(int, []byte) {}); err == nil {
-		t.Fatal("GetSorted accepted a repeated key")
+	for name, get := range map[string]func([][]byte, func(int, []byte)) error{"GetSorted": s.GetSorted, "GetNear": s.GetNear} {
+		var got []string
+		err := get(keys, func(i int, v []byte) {
+			got = append(got, fmt.Sprintf("%d=%s", i, v))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != "[1=vb 3=vd 4=vg]" {
+			t.Fatalf("%s: %v", name, got)
+		}
+		if err := get([][]byte{[]byte("b"), []byte("a")}, func(int, []byte) {}); err == nil {
+			t.Fatalf("%s accepted unsorted keys", name)
+		}
+		if err := get([][]byte{[]byte("b"), []byte("b")}, func(int, []byte) {}); err == nil {
+			t.Fatalf("%s accepted a repeated key", name)
+		}
 	}
 }
 

@@ -28,6 +28,15 @@ import (
 // read. Raising it is a deliberate change: see docs/STORAGE-FORMAT.md.
 const Format = pebble.FormatValueSeparation
 
+// memTableSize is pebble's memtable size; memTableReserve is what its
+// memtables hold of the block cache at most: the mutable one, one being
+// flushed (MemTableStopWritesThreshold, 2, stops writes beyond) and one
+// kept for reuse.
+const (
+	memTableSize    = 64 << 20
+	memTableReserve = 3 * memTableSize
+)
+
 // Options configure Open.
 type Options struct {
 	// FS is the filesystem pebble uses. Default: the operating system's.
@@ -55,14 +64,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble charges every memtable it allocates against the block cache
+	// (Cache.Reserve): the mutable one, one being flushed, and one kept for
+	// reuse, 64 MiB each. A cache of CacheSize alone was therefore empty
+	// once the memtables had grown: every filter, index and data block was
+	// read from the file again on every use (issue 21: the id lookups'
+	// bloom filters, a query's candidate blocks). The memtables' share is
+	// added, so that CacheSize is what blocks really get.
+	cache := pebble.NewCache(opts.CacheSize + memTableReserve)
 	defer cache.Unref()
 	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		Logger:             Logger{opts.Logger},
 		FormatMajorVersion: Format,
-		MemTableSize:       64 << 20,
+		MemTableSize:       memTableSize,
 		Cleaner:            noRecycleCleaner{},
 	}
 	// A bloom filter per table (10 bits a key, about 1% false positives):
@@ -113,6 +129,36 @@ func (s *Store) GetSorted(keys [][]byte, f func(i int, value []byte)) error {
 			return fmt.Errorf("kv: GetSorted: key %d is not above key %d", i, i-1)
 		}
 		if it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key) {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			f(i, v)
+		}
+	}
+	return it.Error()
+}
+
+// GetNear implements kv.Store: each read is a plain forward seek, which
+// steps on from where the previous one stopped.
+func (s *Store) GetNear(keys [][]byte, f func(i int, value []byte)) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for i := 1; i < len(keys); i++ {
+		if bytes.Compare(keys[i-1], keys[i]) >= 0 {
+			return fmt.Errorf("kv: GetNear: key %d is not above key %d", i, i-1)
+		}
+	}
+	// The bounds: the first key, and just past the last.
+	upper := append(bytes.Clone(keys[len(keys)-1]), 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: keys[0], UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for i, key := range keys {
+		if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
 			v, err := it.ValueAndErr()
 			if err != nil {
 				return err

@@ -308,6 +308,11 @@ func (s *Store) GetSorted(keys [][]byte, f func(i int, value []byte)) error {
 	return nil
 }
 
+// GetNear implements kv.Store: GetSorted's one query serves both.
+func (s *Store) GetNear(keys [][]byte, f func(i int, value []byte)) error {
+	return s.GetSorted(keys, f)
+}
+
 // Scan pages: the first page is small (most scans stop early), then pages
 // grow to scanMax rows.
 const (
