@@ -81,14 +81,15 @@ var layers = map[string][]string{
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
-	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
-	"internal/s3test":     {}, // the S3 server process of the mirror's tests
+	"internal/tlogtest":   {},         // not even tlog: tlog's own tests import it
+	"internal/s3test":     {},         // the S3 server process of the mirror's tests
+	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest", "internal/s3test"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{
@@ -120,7 +121,7 @@ func layerOf(p string) string {
 //     allows (layers), and every package has a layer;
 //   - test-only packages are imported only by test-helper packages;
 //   - pebble is imported only by ledger/ and witness/, echo only by
-//     httpapi/;
+//     httpapi/, pgx only by ledger/kv/pgkv and internal/pgtest;
 //   - the pure packages and the client depend only on the standard library
 //     and the modules moduleRules allows them.
 func checkDeps(pkgs map[string]*goPackage) []string {
@@ -156,6 +157,9 @@ func checkDeps(pkgs map[string]*goPackage) []string {
 		for _, imp := range p.Imports {
 			if under(imp, "github.com/cockroachdb/pebble") && layer != "ledger" && layer != "witness" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
+			}
+			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") {
+				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv (and internal/pgtest) only", p.ImportPath, imp))
 			}
 			if under(imp, "github.com/labstack/echo") && layer != "httpapi" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))

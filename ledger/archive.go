@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
+	"indelible.dev/ledger/kv"
 )
 
 // The checkpoint archive: every checkpoint the log served, as served (the
@@ -45,11 +45,11 @@ func (l *Log) archive(p *published) {
 	if _, closer, err := l.db.Get(k); err == nil {
 		closer.Close()
 		return
-	} else if !errors.Is(err, pebble.ErrNotFound) {
+	} else if !errors.Is(err, kv.ErrNotFound) {
 		l.log.Warn("ledger: reading the checkpoint archive", "size", p.cp.N, "err", err)
 		return
 	}
-	if err := l.db.Set(k, p.signed, pebble.NoSync); err != nil {
+	if err := l.set(k, p.signed, false); err != nil {
 		l.log.Warn("ledger: archiving a served checkpoint", "size", p.cp.N, "err", err)
 	}
 }
@@ -125,24 +125,20 @@ func (l *Log) GetExtSorted(keys [][]byte, f func(k int, value []byte)) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(keys[0]), UpperBound: []byte{prefixExt + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var ek []byte
+	n := 0
 	for k, key := range keys {
 		if k > 0 && bytes.Compare(keys[k-1], key) >= 0 {
 			return fmt.Errorf("ledger: GetExtSorted: key %d is not above key %d", k, k-1)
 		}
-		ek = append(append(ek[:0], prefixExt), key...)
-		if it.SeekPrefixGE(ek) && bytes.Equal(it.Key(), ek) {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			f(k, v)
-		}
+		n += 1 + len(key)
 	}
-	return it.Error()
+	// The store's keys, in one allocation.
+	buf := make([]byte, 0, n)
+	eks := make([][]byte, len(keys))
+	for k, key := range keys {
+		at := len(buf)
+		buf = append(append(buf, prefixExt), key...)
+		eks[k] = buf[at:len(buf):len(buf)]
+	}
+	return l.db.GetSorted(eks, f)
 }

@@ -601,7 +601,7 @@ func TestOpenRefusesCorruptEdge(t *testing.T) {
 		if _, err := vfs.Clone(base, fs, "log", "log"); err != nil {
 			t.Fatal(err)
 		}
-		db, err := pebble.Open("log", &pebble.Options{FS: fs, Logger: pebbleLogger{quietLogger()}})
+		db, err := pebble.Open("log", &pebble.Options{FS: fs, Logger: pebbleLogger{L: quietLogger()}})
 		if err != nil {
 			t.Fatal(err)
 		}

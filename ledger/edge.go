@@ -3,10 +3,10 @@ package ledger
 import (
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -83,7 +83,7 @@ func (s *edgeSnapshot) partialBundle(n int64) ([]byte, bool) {
 
 // visit records one node of the tree that a compact range append completed
 // (the callback of compact.Range.Append), adding what it fills to b.
-func (e *edge) visit(b *pebble.Batch, id compact.NodeID, hash []byte) {
+func (e *edge) visit(b kv.Batch, id compact.NodeID, hash []byte) {
 	lvl := int(id.Level / itlog.TileHeight)
 	if k := int(id.Level % itlog.TileHeight); k != 0 {
 		e.tile(lvl).visitInner(b, lvl, k, id.Index, hash)
@@ -95,7 +95,7 @@ func (e *edge) visit(b *pebble.Batch, id compact.NodeID, hash []byte) {
 // visitInner keeps an inner node (level k within the tile, k in 1..7) of the
 // tile at level lvl for the tile's inner record, written once the tile's
 // last inner node arrives.
-func (t *edgeTile) visitInner(b *pebble.Batch, lvl, k int, index uint64, hash []byte) {
+func (t *edgeTile) visitInner(b kv.Batch, lvl, k int, index uint64, hash []byte) {
 	n := int64(index >> (itlog.TileHeight - k))
 	off := int(int64(index) - n<<(itlog.TileHeight-k))
 	if t.inner == nil || t.innerN != n {
@@ -103,14 +103,14 @@ func (t *edgeTile) visitInner(b *pebble.Batch, lvl, k int, index uint64, hash []
 	}
 	copy(t.inner[(innerStart(k)+off)*tlog.HashSize:], hash)
 	if k == itlog.TileHeight-1 && off == 1 {
-		b.Set(innerKey(lvl, n), t.inner, nil)
+		b.Set(innerKey(lvl, n), t.inner)
 		t.inner = nil
 	}
 }
 
 // visitHash appends a hash of the tile's bottom row; a tile that becomes full
 // is written to b and a new one started.
-func (t *edgeTile) visitHash(b *pebble.Batch, lvl int, id compact.NodeID, hash []byte) {
+func (t *edgeTile) visitHash(b kv.Batch, lvl int, id compact.NodeID, hash []byte) {
 	if int64(id.Index) != t.n*itlog.TileWidth+int64(t.w) {
 		panic(fmt.Sprintf("ledger: node %d/%d out of order in tile %d/%d width %d", id.Level, id.Index, lvl, t.n, t.w))
 	}
@@ -118,7 +118,7 @@ func (t *edgeTile) visitHash(b *pebble.Batch, lvl int, id compact.NodeID, hash [
 	t.w++
 	t.dirty = true
 	if t.w == itlog.TileWidth {
-		b.Set(tileKey(lvl, t.n), t.data, nil)
+		b.Set(tileKey(lvl, t.n), t.data)
 		t.n++
 		t.w = 0
 		t.data = newTileBuf() // snapshots may still hold the old one
@@ -227,31 +227,31 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 // records, which must be contiguous and hold exactly w entries.
 func (l *Log) readDeltas(n int64, w int) ([]byte, error) {
 	start := n * itlog.TileWidth
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: deltaKey(start), UpperBound: deltaKey(start + itlog.TileWidth)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	data := make([]byte, 0, 64<<10)
 	next := start
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
+	var bad error
+	err := l.db.Scan(deltaKey(start), deltaKey(start+itlog.TileWidth), false, func(k, v []byte) bool {
 		first := int64(0)
 		for _, c := range k[1:] {
 			first = first<<8 | int64(c)
 		}
 		if first != next {
-			return nil, fmt.Errorf("%w: partial bundle %d: record for entry %d, want %d", ErrCorrupt, n, first, next)
+			bad = fmt.Errorf("%w: partial bundle %d: record for entry %d, want %d", ErrCorrupt, n, first, next)
+			return false
 		}
-		v := it.Value()
 		k0 := 0
 		if err := itlog.WalkBundle(v, func([]byte) bool { k0++; return true }); err != nil || k0 == 0 {
-			return nil, fmt.Errorf("%w: partial bundle %d: record at entry %d is malformed", ErrCorrupt, n, first)
+			bad = fmt.Errorf("%w: partial bundle %d: record at entry %d is malformed", ErrCorrupt, n, first)
+			return false
 		}
 		data = append(data, v...)
 		next += int64(k0)
+		return true
+	})
+	if err == nil {
+		err = bad
 	}
-	if err := it.Error(); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if next != start+int64(w) {

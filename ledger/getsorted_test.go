@@ -38,7 +38,7 @@ func TestGetExtSorted(t *testing.T) {
 		stored = append(stored, fmt.Sprintf("d%04d", 2*i))
 	}
 	put(stored[:100]...)
-	if err := l.db.Flush(); err != nil { // into a table
+	if err := l.pdb.Flush(); err != nil { // into a table
 		t.Fatal(err)
 	}
 	put(stored[100:]...) // in the memtable
@@ -76,7 +76,7 @@ func TestGetExtSorted(t *testing.T) {
 	}
 	defer l2.Close()
 	check(l2)
-	if err := l2.db.Flush(); err != nil {
+	if err := l2.pdb.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	check(l2)

@@ -59,7 +59,7 @@ func TestGoldenStore(t *testing.T) {
 			}
 		}
 		_, signed := l.Checkpoint()
-		if err := l.db.Flush(); err != nil { // sstables, not only a WAL
+		if err := l.pdb.Flush(); err != nil { // sstables, not only a WAL
 			t.Fatal(err)
 		}
 		if err := l.Close(); err != nil {
@@ -84,7 +84,7 @@ func TestGoldenStore(t *testing.T) {
 		t.Fatalf("opening the golden store: %v", err)
 	}
 	defer l.Close()
-	if got := l.db.FormatMajorVersion(); got != pebbleFormat {
+	if got := l.pdb.FormatMajorVersion(); got != pebbleFormat {
 		t.Errorf("store format %d after open, want the pinned %d", got, pebbleFormat)
 	}
 	_, signed := l.Checkpoint()

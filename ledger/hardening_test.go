@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -142,7 +142,7 @@ func TestNothingPublishedAfterFailedCommit(t *testing.T) {
 	var l *Log
 	opts := Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger()}
 	opts.syncWait = func(c *commit) error {
-		err := c.batch.SyncWait()
+		err := c.batch.Wait()
 		if calls.Add(1) != 2 { // the first commit of the test is the second overall
 			return err
 		}
@@ -194,11 +194,11 @@ func TestIndexRetriesFailedBatch(t *testing.T) {
 	var fails atomic.Int32
 	fails.Store(3)
 	opts := Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger()}
-	opts.indexCommit = func(b *pebble.Batch) error {
+	opts.indexCommit = func(b kv.Batch) error {
 		if fails.Add(-1) >= 0 {
 			return errors.New("injected index failure")
 		}
-		return b.Commit(pebble.NoSync)
+		return b.Commit(false)
 	}
 	l, err := Open(t.TempDir(), opts)
 	if err != nil {
@@ -222,7 +222,7 @@ func TestQueueBoundedInBytes(t *testing.T) {
 	opts := Options{Signer: s, MinFreeBytes: -1, Logger: quietLogger(), QueueBytes: 4000, MaxBatchBytes: 2000}
 	opts.syncWait = func(c *commit) error {
 		<-release
-		return c.batch.SyncWait()
+		return c.batch.Wait()
 	}
 	l, err := Open(t.TempDir(), opts)
 	if err != nil {

@@ -9,9 +9,9 @@ import (
 	"io"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -229,14 +229,14 @@ func (r *storedReads) close() {
 
 // get returns the value stored at key, borrowed until close, or nil if there
 // is none.
-func (r *storedReads) get(db *pebble.DB, key []byte) ([]byte, error) {
+func (r *storedReads) get(db kv.Store, key []byte) ([]byte, error) {
 	for i := range r.n {
 		if bytes.Equal(r.buf[i].key, key) {
 			return r.buf[i].value, nil
 		}
 	}
 	v, closer, err := db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
+	if errors.Is(err, kv.ErrNotFound) {
 		v, closer, err = nil, nil, nil
 	}
 	if err != nil {

@@ -89,7 +89,7 @@ func TestProofFullCache(t *testing.T) {
 	appendBatches(t, l, n)
 	cp, _ := l.Checkpoint()
 	// Tile 0/100 has no inner record: it must be expanded from its hashes.
-	if err := l.db.Delete(innerKey(0, 100), pebble.Sync); err != nil {
+	if err := l.pdb.Delete(innerKey(0, 100), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	prove := func(i int64) {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	itlog "indelible.dev/tlog"
 )
 
@@ -150,7 +148,7 @@ func (l *Log) HookState(name string) ([]byte, error) {
 // SetHookState stores a hook's state under name, durably (with fsync), outside
 // any log entry: the mirror's watermark, for instance.
 func (l *Log) SetHookState(name string, v []byte) error {
-	if err := l.db.Set([]byte(keyHookPrefix+name), v, pebble.Sync); err != nil {
+	if err := l.set([]byte(keyHookPrefix+name), v, true); err != nil {
 		return fmt.Errorf("ledger: storing %s: %w", name, err)
 	}
 	return nil

@@ -9,9 +9,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -80,9 +80,11 @@ func (l *Log) reindex(from, n int64) error {
 		if int64(len(job.hashes)) != end-start {
 			return fmt.Errorf("%w: bundles hold %d entries in [%d, %d)", ErrCorrupt, len(job.hashes), start, end)
 		}
-		b := l.db.NewBatch()
+		b := l.db.NewBatch(0)
 		writeIndex(b, []indexJob{job})
-		if err := b.Commit(pebble.Sync); err != nil {
+		err := b.Commit(true)
+		b.Close()
+		if err != nil {
 			return fmt.Errorf("ledger: re-indexing: %w", err)
 		}
 		start = end
@@ -93,7 +95,7 @@ func (l *Log) reindex(from, n int64) error {
 
 // writeIndex adds the jobs' leaf keys, sorted (sorted keys are cheaper to
 // insert into the memtable), and the new watermark to b.
-func writeIndex(b *pebble.Batch, jobs []indexJob) {
+func writeIndex(b kv.Batch, jobs []indexJob) {
 	var keys [][]byte
 	var end int64
 	for _, j := range jobs {
@@ -104,11 +106,11 @@ func writeIndex(b *pebble.Batch, jobs []indexJob) {
 	}
 	slices.SortFunc(keys, bytes.Compare)
 	for _, k := range keys {
-		b.Set(k, nil, nil)
+		b.Set(k, nil)
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(end))
-	b.Set(keyIndexed, v[:], nil)
+	b.Set(keyIndexed, v[:])
 }
 
 // Retry pauses of the indexer after a failed index batch.
@@ -130,7 +132,7 @@ func (l *Log) indexLoop() {
 	defer close(l.indexDone)
 	commit := l.opts.indexCommit
 	if commit == nil {
-		commit = func(b *pebble.Batch) error { return b.Commit(pebble.NoSync) }
+		commit = func(b kv.Batch) error { return b.Commit(false) }
 	}
 	for job := range l.indexq {
 		jobs := []indexJob{job}
@@ -161,15 +163,19 @@ func (l *Log) indexLoop() {
 
 // writeIndexJobs writes jobs in one batch, retrying with backoff until it
 // succeeds (true) or the log has closed and a last attempt failed (false).
-func (l *Log) writeIndexJobs(jobs []indexJob, commit func(*pebble.Batch) error) bool {
+func (l *Log) writeIndexJobs(jobs []indexJob, commit func(kv.Batch) error) bool {
 	pause := indexRetryMin
 	for {
-		b := l.db.NewBatch()
+		b := l.db.NewBatch(0)
 		writeIndex(b, jobs)
 		err := commit(b)
 		b.Close()
 		if err == nil {
 			return true
+		}
+		if l.fatal(err) != nil && kv.Fatal(err) {
+			// Fenced off the store: nothing more may be written.
+			return false
 		}
 		// Not fatal for the log: lookups by hash beyond the watermark wait
 		// for the retry (and fail after maxIndexWait).
@@ -178,7 +184,7 @@ func (l *Log) writeIndexJobs(jobs []indexJob, commit func(*pebble.Batch) error) 
 		case <-l.done:
 			// The publisher has exited: one more attempt, then leave the
 			// rest to the re-indexing of the next Open.
-			b := l.db.NewBatch()
+			b := l.db.NewBatch(0)
 			writeIndex(b, jobs)
 			err := commit(b)
 			b.Close()
@@ -212,18 +218,16 @@ func (l *Log) waitIndexed(n int64) error {
 func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
 	lo := appendLeafKey(nil, h, 0)
 	hi := appendLeafKey(nil, h, n)
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
+	idx, found := int64(0), false
+	err := l.db.Scan(lo, hi, false, func(k, _ []byte) bool {
+		for _, c := range k[len(k)-8:] {
+			idx = idx<<8 | int64(c)
+		}
+		found = true
+		return false
+	})
+	if err != nil || !found {
 		return 0, false, err
-	}
-	defer it.Close()
-	if !it.First() {
-		return 0, false, it.Error()
-	}
-	k := it.Key()
-	idx := int64(0)
-	for _, c := range k[len(k)-8:] {
-		idx = idx<<8 | int64(c)
 	}
 	return idx, true, nil
 }

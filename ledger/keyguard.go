@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -207,7 +206,7 @@ func (g *guard) check(l *Log, h *highWater) error {
 	if errors.Is(err, ErrNotFound) {
 		// A store from before the key guard: give it an ID now.
 		id = newStoreID()
-		if err := l.db.Set(keyStoreID, id, pebble.Sync); err != nil {
+		if err := l.set(keyStoreID, id, true); err != nil {
 			return fmt.Errorf("ledger: recording the store ID: %w", err)
 		}
 	} else if err != nil {
@@ -324,7 +323,7 @@ func (l *Log) checkKey() error {
 	want := keyID(l.signer)
 	got, err := l.get(keyKey)
 	if errors.Is(err, ErrNotFound) {
-		if err := l.db.Set(keyKey, want, pebble.Sync); err != nil {
+		if err := l.set(keyKey, want, true); err != nil {
 			return fmt.Errorf("ledger: recording the log key: %w", err)
 		}
 		return nil

@@ -36,13 +36,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pebblekv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -62,13 +63,9 @@ const (
 	DefaultMaxBatchBytes = 32 << 20
 )
 
-// pebbleFormat is the on-disk format of the store, pinned: it is the
-// FormatNewest of the pebble release in go.mod when it was chosen
-// (FormatValueSeparation, pebble v2.1). Opening with FormatNewest would let a
-// dependency bump silently ratchet every existing store to a format older
-// releases cannot read. Raising it is a deliberate change: see
-// docs/STORAGE-FORMAT.md.
-const pebbleFormat = pebble.FormatValueSeparation
+// pebbleFormat is the on-disk format of the pebble store, pinned (see
+// pebblekv.Format and docs/STORAGE-FORMAT.md).
+const pebbleFormat = pebblekv.Format
 
 // Errors callers branch on.
 var (
@@ -98,6 +95,15 @@ var (
 	// ErrRange means a proof was asked for an index or size outside the
 	// published tree.
 	ErrRange = itlog.ErrProofRange
+	// ErrFenced means a shared store (PostgreSQL) refused a commit: another
+	// node took the store over (a newer epoch), or the log's head in the
+	// store is not this node's. The log stops (a commit fails with an error
+	// wrapping ErrFailed and ErrFenced) and signs nothing more: restart the
+	// node to reload from the store.
+	ErrFenced = kv.ErrFenced
+	// ErrAmbiguous means the connection to a shared store was lost while a
+	// commit was in flight: the log stops as for ErrFenced.
+	ErrAmbiguous = kv.ErrAmbiguous
 )
 
 // Retryable reports whether err is a condition that passes by itself
@@ -117,6 +123,10 @@ func Retryable(err error) bool {
 type Options struct {
 	// Signer is the log's note key. Its name is the log's origin. Required.
 	Signer note.Signer
+	// Store, if set, is the store the log lives in (PostgreSQL: kv/pgkv),
+	// instead of pebble in the directory given to Open; the Log closes it.
+	// FS, CacheSize and MinFreeBytes then do not apply.
+	Store kv.Store
 	// FS is the filesystem pebble uses. Default: the operating system's.
 	// Tests pass vfs.NewCrashableMem().
 	FS vfs.FS
@@ -158,7 +168,7 @@ type Options struct {
 	// wait for a commit's fsync and of the leaf-hash index commit.
 	freeSpace   func(dir string) (uint64, error)
 	syncWait    func(c *commit) error
-	indexCommit func(b *pebble.Batch) error
+	indexCommit func(b kv.Batch) error
 }
 
 // CommitInfo describes one durable commit.
@@ -202,7 +212,8 @@ type CommitInfo struct {
 // hooks close in reverse order (Options.Hooks, witnessing stops, guardLoop
 // stops and Close writes the final high-water mark) and the store closes.
 type Log struct {
-	db     *pebble.DB
+	db     kv.Store
+	pdb    *pebble.DB // the pebble store's, nil on another store (tests, metrics)
 	dir    string
 	signer note.Signer
 	origin string
@@ -219,6 +230,7 @@ type Log struct {
 
 	// Integration state: owned by the sequencer goroutine.
 	edge *edge
+	head kv.Head // the tree state the next batch extends (the fence's)
 
 	// Publishing. pub is the newest signed checkpoint, rel the newest
 	// released one (hooks.go); without a ReleaseGate they are the same.
@@ -292,23 +304,6 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.MinFreeBytes == 0 {
 		opts.MinFreeBytes = DefaultMinFreeBytes
 	}
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref()
-	popts := &pebble.Options{
-		FS:                 opts.FS,
-		Cache:              cache,
-		Logger:             pebbleLogger{opts.Logger},
-		FormatMajorVersion: pebbleFormat,
-		MemTableSize:       64 << 20,
-		Cleaner:            noRecycleCleaner{}, // purge.go
-	}
-	// A bloom filter per table (10 bits a key, about 1% false positives):
-	// a point lookup of a key that is absent, which is what an idempotency
-	// check almost always is, then skips the table without reading its
-	// index and data blocks. Without it, every id looked up read a data
-	// block of every level (issue 21). Tables written before it have no
-	// filter until compacted, which is harmless.
-	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	var guard *guard
 	var hwm *highWater
 	if opts.KeyGuard != nil {
@@ -316,7 +311,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		if guard, hwm, err = openGuard(opts.KeyGuard, opts.Logger); err != nil {
 			return nil, err
 		}
-		if _, err := os.Stat(dir); opts.FS == nil && errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(dir); opts.Store == nil && opts.FS == nil && errors.Is(err, fs.ErrNotExist) {
 			// Refuse before pebble creates an empty store that a later
 			// start would take for the log's.
 			if err := guard.mayCreate(hwm); err != nil {
@@ -324,12 +319,18 @@ func Open(dir string, opts Options) (*Log, error) {
 			}
 		}
 	}
-	db, err := pebble.Open(dir, popts)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: opening store %s: %w", dir, err)
+	db := opts.Store
+	var pdb *pebble.DB
+	if db == nil {
+		ps, err := pebblekv.Open(dir, pebblekv.Options{FS: opts.FS, CacheSize: opts.CacheSize, Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		db, pdb = ps, ps.DB()
 	}
 	l := &Log{
 		db:        db,
+		pdb:       pdb,
 		dir:       dir,
 		signer:    opts.Signer,
 		origin:    origin,
@@ -363,6 +364,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	tree, err := l.init(hwm)
 	if err == nil {
 		l.edge, err = l.loadEdge(tree)
+		l.head = kv.Head{Size: tree.N, Root: bytes.Clone(tree.Hash[:])}
 	}
 	if err == nil {
 		var from int64
@@ -388,7 +390,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	go l.sequence()
 	go l.publishLoop()
 	go l.indexLoop()
-	if opts.MinFreeBytes > 0 && (opts.FS == nil || opts.freeSpace != nil) {
+	if opts.MinFreeBytes > 0 && opts.Store == nil && (opts.FS == nil || opts.freeSpace != nil) {
 		go l.watchDisk(dir)
 	}
 	return l, nil
@@ -408,14 +410,19 @@ func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
 			}
 		}
 		// A new log: the empty tree. Durable before the size-0 checkpoint is signed.
-		b := l.db.NewBatch()
-		b.Set(keyFormat, []byte(formatVersion), nil)
-		b.Set(keyOrigin, []byte(l.origin), nil)
-		b.Set(keyKey, keyID(l.signer), nil)
-		b.Set(keyStoreID, newStoreID(), nil)
+		// On a shared store the fence makes the creation conditional on
+		// no log existing yet: of two nodes creating one at once, one wins
+		// and the other is fenced (ErrFenced).
+		b := l.db.NewBatch(0)
+		defer b.Close()
+		b.Set(keyFormat, []byte(formatVersion))
+		b.Set(keyOrigin, []byte(l.origin))
+		b.Set(keyKey, keyID(l.signer))
+		b.Set(keyStoreID, newStoreID())
 		empty := tlog.Tree{N: 0, Hash: itlog.EmptyRoot}
-		b.Set(keyState, encodeState(empty), nil)
-		if err := b.Commit(pebble.Sync); err != nil {
+		b.Set(keyState, encodeState(empty))
+		b.Advance(kv.Head{Size: -1}, kv.Head{Size: 0, Root: empty.Hash[:]})
+		if err := b.Commit(true); err != nil {
 			return tlog.Tree{}, fmt.Errorf("ledger: creating log: %w", err)
 		}
 		l.log.Info("created new log", "origin", l.origin)
@@ -450,7 +457,7 @@ func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
 // get returns a copy of the value at key, or ErrNotFound.
 func (l *Log) get(key []byte) ([]byte, error) {
 	v, closer, err := l.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -496,16 +503,29 @@ func (l *Log) Close() error {
 }
 
 // pebbleLogger routes pebble's messages to slog, dropping its chatty info.
-type pebbleLogger struct{ l *slog.Logger }
+type pebbleLogger = pebblekv.Logger
 
-func (p pebbleLogger) Infof(format string, args ...any) {}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+// set writes one key outside any log entry, synced or not.
+func (l *Log) set(key, value []byte, sync bool) error {
+	b := l.db.NewBatch(0)
+	defer b.Close()
+	if err := b.Set(key, value); err != nil {
+		return err
+	}
+	return l.fatal(b.Commit(sync))
 }
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error("pebble fatal: " + msg)
-	panic("pebble: " + msg)
+
+// fatal stops the log if err means this node may no longer write to the
+// store (kv.Fatal: fenced, or a commit of unknown outcome), and returns err.
+func (l *Log) fatal(err error) error {
+	if err != nil && kv.Fatal(err) {
+		ferr := fmt.Errorf("%w: %w", ErrFailed, err)
+		if l.failed.CompareAndSwap(nil, &ferr) {
+			l.log.Error("the store fenced this node off; the log stops", "err", err)
+			l.pubChanged.broadcast()
+		}
+	}
+	return err
 }
 
 var _ io.Closer = (*Log)(nil)

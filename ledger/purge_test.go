@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"indelible.dev/internal/tlogtest"
+	"indelible.dev/ledger/kv/pebblekv"
 )
 
 // openTempLog opens a new log in a temporary directory, closed when the
@@ -31,7 +32,7 @@ func openTempLog(t *testing.T) (*Log, string) {
 // files instead of recycling them (a recycled file keeps old bytes past its
 // new records), and deletes rather than archives.
 func TestWALNotRecycled(t *testing.T) {
-	var c any = noRecycleCleaner{}
+	var c any = pebblekv.Cleaner()
 	if _, ok := c.(interface{ String() string }); !ok || c.(interface{ String() string }).String() != "delete" {
 		t.Fatalf("cleaner is %v, want pebble's delete cleaner", c)
 	}
@@ -40,18 +41,18 @@ func TestWALNotRecycled(t *testing.T) {
 		if err := l.WriteExt(func(w Writer) error { return w.Set([]byte("k"), []byte("v")) }); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.db.Flush(); err != nil {
+		if err := l.pdb.Flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := l.PurgeExt(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	m := l.db.Metrics()
+	m := l.pdb.Metrics()
 	if m.WAL.ObsoleteFiles != 0 {
 		t.Errorf("%d recycled WAL files kept", m.WAL.ObsoleteFiles)
 	}
-	wals, err := walFiles(vfs.Default, dir)
+	wals, err := pebblekv.WALFiles(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestPurgeExt(t *testing.T) {
 	if len(tlogtest.FilesContaining(t, dir, secret)) == 0 {
 		t.Fatal("secret not in the WAL: the test would prove nothing")
 	}
-	if err := l.db.Flush(); err != nil { // into a table, and a second WAL
+	if err := l.pdb.Flush(); err != nil { // into a table, and a second WAL
 		t.Fatal(err)
 	}
 	if err := l.WriteExt(func(w Writer) error { return w.Delete(key) }); err != nil {

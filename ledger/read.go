@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
+	"indelible.dev/ledger/kv"
 
 	itlog "indelible.dev/tlog"
 )
@@ -69,7 +69,7 @@ func (l *Log) borrow(partial func(n int64) ([]byte, bool), key func(n int64) []b
 	}
 	k := key(n)
 	v, closer, err := l.db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil, ErrNotFound
 	}
 	if err != nil {
@@ -240,26 +240,5 @@ func (l *Log) ScanExt(lo, hi []byte, reverse bool, f func(key, value []byte) boo
 	if hi == nil {
 		upper = []byte{prefixExt + 1}
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: extKey(lo), UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var ok bool
-	if reverse {
-		ok = it.Last()
-	} else {
-		ok = it.First()
-	}
-	for ok {
-		if !f(it.Key()[1:], it.Value()) {
-			break
-		}
-		if reverse {
-			ok = it.Prev()
-		} else {
-			ok = it.Next()
-		}
-	}
-	return it.Error()
+	return l.db.Scan(extKey(lo), upper, reverse, func(k, v []byte) bool { return f(k[1:], v) })
 }

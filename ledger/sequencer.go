@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/ledger/kv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -38,9 +38,9 @@ type request struct {
 	done    chan struct{}
 }
 
-// commit is a batch applied to pebble whose fsync may still be in flight.
+// commit is a batch applied to the store whose fsync may still be in flight.
 type commit struct {
-	batch   *pebble.Batch
+	batch   kv.Batch
 	reqs    []*request
 	tree    tlog.Tree
 	entries int
@@ -219,21 +219,17 @@ func finish(reqs []*request, err error) {
 }
 
 // batchWriter confines the layer above's writes to the extension namespace.
-type batchWriter struct{ b *pebble.Batch }
+type batchWriter struct{ b kv.Batch }
 
 func (w batchWriter) Set(key, value []byte) error {
-	// extKey without the allocation: the batch's own bytes are written.
-	op := w.b.SetDeferred(1+len(key), len(value))
-	op.Key[0] = prefixExt
-	copy(op.Key[1:], key)
-	copy(op.Value, value)
-	return op.Finish()
+	// extKey without the allocation (pebble writes the batch's own bytes).
+	return w.b.SetPrefixed(prefixExt, key, value)
 }
 
-func (w batchWriter) Delete(key []byte) error { return w.b.Delete(extKey(key), nil) }
+func (w batchWriter) Delete(key []byte) error { return w.b.Delete(extKey(key)) }
 
 func (w batchWriter) DeleteRange(lo, hi []byte) error {
-	return w.b.DeleteRange(extKey(lo), extKey(hi), nil)
+	return w.b.DeleteRange(extKey(lo), extKey(hi))
 }
 
 // integrate assigns indexes to reqs, extends the right edge, builds the batch
@@ -246,7 +242,7 @@ func (l *Log) integrate(reqs []*request) *commit {
 	for _, r := range reqs {
 		size += r.hint + r.bytes + 16*len(r.entries)
 	}
-	b := l.db.NewBatchWithSize(size)
+	b := l.db.NewBatch(size)
 	c := &commit{batch: b, reqs: reqs, start: start}
 	c.leaves.first = e.size
 	// The new entries of the partial bundle start at deltaStart, at byte
@@ -270,8 +266,8 @@ func (l *Log) integrate(reqs []*request) *commit {
 			if e.bundle.w == itlog.TileWidth {
 				// The bundle is full: write it whole, drop its 'e' records.
 				start := e.bundle.n * itlog.TileWidth
-				b.Set(bundleKey(e.bundle.n), e.bundle.data, nil)
-				b.DeleteRange(deltaKey(start), deltaKey(start+itlog.TileWidth), nil)
+				b.Set(bundleKey(e.bundle.n), e.bundle.data)
+				b.DeleteRange(deltaKey(start), deltaKey(start+itlog.TileWidth))
 				e.bundle.n++
 				e.bundle.w = 0
 				e.bundle.data = make([]byte, 0, cap(e.bundle.data))
@@ -289,14 +285,14 @@ func (l *Log) integrate(reqs []*request) *commit {
 	}
 	if c.err == nil {
 		if e.size > deltaStart {
-			b.Set(deltaKey(deltaStart), e.bundle.data[deltaOff:], nil)
+			b.Set(deltaKey(deltaStart), e.bundle.data[deltaOff:])
 		}
 		for lvl := range e.tiles {
 			if t := &e.tiles[lvl]; t.dirty {
 				// The partial level-0 tile is not stored: Open recomputes
 				// it from the partial bundle.
 				if lvl > 0 {
-					b.Set(tileKey(lvl, t.n), t.data, nil)
+					b.Set(tileKey(lvl, t.n), t.data)
 				}
 				t.dirty = false
 			}
@@ -307,11 +303,15 @@ func (l *Log) integrate(reqs []*request) *commit {
 		}
 		c.tree = tlog.Tree{N: e.size, Hash: root}
 		c.snap = e.snapshot()
-		b.Set(keyState, encodeState(c.tree), nil)
+		b.Set(keyState, encodeState(c.tree))
+		// The fence (a shared store): the batch commits only if the store's
+		// head is still the one this batch extends.
+		b.Advance(l.head, kv.Head{Size: c.tree.N, Root: c.tree.Hash[:]})
+		l.head = kv.Head{Size: c.tree.N, Root: c.tree.Hash[:]}
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
 		// waits for the fsync before anything attests to it, and publishes
 		// nothing more once a commit has failed.
-		if err := l.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		if err := b.Apply(); err != nil {
 			c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		}
 	}
@@ -331,7 +331,7 @@ func (l *Log) publishLoop() {
 	defer close(l.indexq)
 	syncWait := l.opts.syncWait
 	if syncWait == nil {
-		syncWait = func(c *commit) error { return c.batch.SyncWait() }
+		syncWait = func(c *commit) error { return c.batch.Wait() }
 	}
 	for c := range l.inflight {
 		err := c.err

@@ -101,7 +101,7 @@ func TestSmallCommitsWriteLittle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	before := l.db.Metrics().WAL.BytesWritten
+	before := l.pdb.Metrics().WAL.BytesWritten
 	const n, size = 1000, 128
 	entry := make([]byte, size)
 	for i := 0; i < n; i++ {
@@ -110,7 +110,7 @@ func TestSmallCommitsWriteLittle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	written := l.db.Metrics().WAL.BytesWritten - before
+	written := l.pdb.Metrics().WAL.BytesWritten - before
 	ratio := float64(written) / float64(n*size)
 	t.Logf("WAL bytes per payload byte with one entry per commit: %.2f", ratio)
 	// Per commit: the entry's record, the state, the leaf-hash index and its

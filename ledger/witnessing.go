@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -337,7 +336,7 @@ func (wt *witnessing) serveIfQuorum(target *published) (bool, int) {
 	}
 	wt.served.Store(&published{cp: target.cp, signed: signed})
 	wt.l.archive(wt.served.Load()) // archive.go
-	if err := wt.l.db.Set(keyWitnessed, signed, pebble.NoSync); err != nil {
+	if err := wt.l.set(keyWitnessed, signed, false); err != nil {
 		wt.l.log.Warn("storing the witnessed checkpoint", "err", err)
 	}
 	wt.l.pubChanged.broadcast()

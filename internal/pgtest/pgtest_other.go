@@ -1,0 +1,40 @@
+//go:build !unix
+
+package pgtest
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pgkv"
+)
+
+// Enabled reports whether the test suite is asked to run on PostgreSQL.
+func Enabled() bool { return os.Getenv("INDELIBLE_TEST_STORE") == "postgres" }
+
+// Bin returns "": the test cluster runs on Unix only.
+func Bin() string { return "" }
+
+// Need skips t (fails it when CI=true): the test cluster runs on Unix only.
+func Need(t testing.TB) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal("the PostgreSQL test cluster runs on Unix only")
+	}
+	t.Skip("the PostgreSQL test cluster runs on Unix only")
+}
+
+// DSN skips t: see Need.
+func DSN(t testing.TB) string { Need(t); return "" }
+
+// Store skips t: see Need.
+func Store(t testing.TB) (*pgkv.Store, string) { Need(t); return nil, "" }
+
+// ForDirs returns a function that fails: see Need.
+func ForDirs() func(dir string) (kv.Store, error) {
+	return func(string) (kv.Store, error) {
+		return nil, errors.New("the PostgreSQL test cluster runs on Unix only")
+	}
+}

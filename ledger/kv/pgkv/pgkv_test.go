@@ -1,0 +1,124 @@
+package pgkv_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"indelible.dev/internal/pgtest"
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/kvtest"
+	"indelible.dev/ledger/kv/pgkv"
+)
+
+func TestConformance(t *testing.T) {
+	kvtest.Run(t, func(t *testing.T) kv.Store {
+		s, _ := pgtest.Store(t)
+		return s
+	})
+}
+
+func open(t *testing.T, dsn string, epoch int64) *pgkv.Store {
+	t.Helper()
+	s, err := pgkv.Open(context.Background(), dsn, pgkv.Options{Epoch: epoch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func set(s kv.Store, k, v string, adv *[2]kv.Head) error {
+	b := s.NewBatch(0)
+	defer b.Close()
+	b.Set([]byte(k), []byte(v))
+	if adv != nil {
+		b.Advance(adv[0], adv[1])
+	}
+	return b.Commit(true)
+}
+
+// TestFenceEpoch: a store opened later takes the next epoch; the earlier
+// one's commits, advancing or not, are refused and commit nothing.
+func TestFenceEpoch(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := open(t, dsn, 0)
+	if a.Epoch() != 1 {
+		t.Fatalf("first open took epoch %d, want 1", a.Epoch())
+	}
+	if err := set(a, "k", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, dsn, 0)
+	if b.Epoch() != 2 {
+		t.Fatalf("second open took epoch %d, want 2", b.Epoch())
+	}
+	if err := set(a, "k", "stale", nil); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("stale node's commit: %v, want ErrFenced", err)
+	}
+	err := set(a, "k", "stale", &[2]kv.Head{{Size: -1}, {Size: 0, Root: []byte("r0")}})
+	if !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("stale node's advancing commit: %v, want ErrFenced", err)
+	}
+	if err := set(b, "k", "b", &[2]kv.Head{{Size: -1}, {Size: 0, Root: []byte("r0")}}); err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := b.Get([]byte("k"))
+	if err != nil || string(v) != "b" {
+		t.Fatalf("k = %q, %v; want b", v, err)
+	}
+	h, ok, err := b.FenceHead(context.Background())
+	if err != nil || !ok || h.Size != 0 || string(h.Root) != "r0" {
+		t.Fatalf("fence head %+v %v %v", h, ok, err)
+	}
+	// SetEpoch: the cluster's takeover (epoch set in the store by it).
+	if _, err := b.Pool().Exec(context.Background(), `UPDATE indelible_fence SET epoch = 7`); err != nil {
+		t.Fatal(err)
+	}
+	if err := set(b, "k", "b2", nil); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("commit under epoch 2 after the store moved to 7: %v", err)
+	}
+	b.SetEpoch(7)
+	if err := set(b, "k", "b3", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFenceHead: an advancing commit whose head is not the stored one
+// commits nothing; the batches applied after a refused one are refused too.
+func TestFenceHead(t *testing.T) {
+	s, _ := pgtest.Store(t)
+	h0 := kv.Head{Size: 0, Root: []byte("r0")}
+	h1 := kv.Head{Size: 1, Root: []byte("r1")}
+	if err := set(s, "a", "0", &[2]kv.Head{{Size: -1}, h0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := set(s, "a", "again", &[2]kv.Head{{Size: -1}, h0}); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("second creation: %v, want ErrFenced", err)
+	}
+	if err := set(s, "a", "wrong-root", &[2]kv.Head{{Size: 0, Root: []byte("other")}, h1}); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("wrong root: %v, want ErrFenced", err)
+	}
+	// Pipelined: the first is refused, the second (which extends it) too.
+	b1 := s.NewBatch(0)
+	b1.Set([]byte("a"), []byte("p1"))
+	b1.Advance(h1, kv.Head{Size: 2, Root: []byte("r2")})
+	b2 := s.NewBatch(0)
+	b2.Set([]byte("a"), []byte("p2"))
+	b2.Advance(kv.Head{Size: 2, Root: []byte("r2")}, kv.Head{Size: 3, Root: []byte("r3")})
+	b1.Apply()
+	b2.Apply()
+	if err := b1.Wait(); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("b1: %v", err)
+	}
+	if err := b2.Wait(); !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("b2: %v", err)
+	}
+	if err := set(s, "a", "1", &[2]kv.Head{h0, h1}); err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := s.Get([]byte("a"))
+	if err != nil || string(v) != "1" {
+		t.Fatalf("a = %q, %v; want 1", v, err)
+	}
+}
