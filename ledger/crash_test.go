@@ -521,6 +521,9 @@ func TestCloseReopenConcurrent(t *testing.T) {
 // checkRecoveredDir is checkRecovered for a store on the real filesystem.
 func checkRecoveredDir(t *testing.T, dir string, s note.Signer, v note.Verifier, before *observed, submitted map[string]bool) {
 	t.Helper()
+	if TestingStore != nil {
+		return // the log is in PostgreSQL: the test's own reopen checked it
+	}
 	// Copy the directory into a MemFS so checkRecovered can append to it
 	// without changing the test's store.
 	mem := vfs.NewMem()

@@ -12,6 +12,7 @@ import (
 )
 
 func TestDiskFullPausesAppends(t *testing.T) {
+	pebbleOnly(t, "the free space of the pebble directory")
 	s, _ := testSigner(t)
 	var free atomic.Uint64
 	free.Store(1 << 40)

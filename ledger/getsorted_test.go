@@ -13,6 +13,7 @@ import (
 // never a key that merely shares a prefix with a stored one, and refuses
 // keys out of order.
 func TestGetExtSorted(t *testing.T) {
+	pebbleOnly(t, "flushes pebble memtables into tables")
 	dir := t.TempDir()
 	s, _ := testSigner(t)
 	l, err := Open(dir, Options{Signer: s, Logger: quietLogger()})

@@ -42,6 +42,7 @@ func goldenSigner(t *testing.T) note.Signer {
 func goldenEntry(i int) []byte { return fmt.Appendf(nil, "golden entry %d", i) }
 
 func TestGoldenStore(t *testing.T) {
+	pebbleOnly(t, "pebble on-disk format golden files")
 	s := goldenSigner(t)
 	if *updateGolden {
 		os.RemoveAll(goldenDir)

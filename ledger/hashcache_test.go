@@ -78,6 +78,7 @@ func TestHashChildren(t *testing.T) {
 // there), that they still verify, and that a tile without its inner record
 // is still expanded.
 func TestProofFullCache(t *testing.T) {
+	pebbleOnly(t, "deletes a key directly in pebble")
 	s, _ := testSigner(t)
 	const cacheSize = 8
 	l, err := Open(t.TempDir(), Options{Signer: s, TileCacheSize: cacheSize})
@@ -146,6 +147,7 @@ func TestProofFullCache(t *testing.T) {
 // without copying it (serving every bundle of a log during an audit copied
 // each once more), with the same bytes as ReadTile, full and partial.
 func TestReadTileFunc(t *testing.T) {
+	pebbleOnly(t, "zero-copy reads borrowed from pebble")
 	l, _ := openTempLog(t)
 	batch := make([]Entry, 600)
 	for j := range batch {

@@ -105,6 +105,7 @@ func TestKeyGuardNeedsInit(t *testing.T) {
 // TestKeyGuardRefusesOlderStore: a store restored from a backup older than
 // what the key signed is refused; the newest store opens.
 func TestKeyGuardRefusesOlderStore(t *testing.T) {
+	pebbleOnly(t, "restores a copy of the pebble directory")
 	s, _ := testSigner(t)
 	hwm := filepath.Join(t.TempDir(), "k.hwm")
 	dir := filepath.Join(t.TempDir(), "store")

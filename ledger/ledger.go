@@ -267,6 +267,12 @@ type published struct {
 	edge   *edgeSnapshot // the right edge at cp.N, for reads
 }
 
+// TestingStore, if set, opens the store for dir when Options.Store and
+// Options.FS are not set, instead of pebble: the test suites set it (with
+// INDELIBLE_TEST_STORE=postgres, see internal/pgtest) to run every log they
+// open on PostgreSQL. Nothing else may set it.
+var TestingStore func(dir string) (kv.Store, error)
+
 // Open opens the log stored in dir, creating it if dir holds no log. A new
 // log is signed at size 0 before Open returns. Opening an existing log checks
 // the origin and recomputes the root from the stored right-edge tiles; a
@@ -319,6 +325,13 @@ func Open(dir string, opts Options) (*Log, error) {
 			}
 		}
 	}
+	if opts.Store == nil && opts.FS == nil && TestingStore != nil {
+		s, err := TestingStore(dir)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		opts.Store = s
+	}
 	db := opts.Store
 	var pdb *pebble.DB
 	if db == nil {
@@ -363,6 +376,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	tree, err := l.init(hwm)
 	if err == nil {
+		err = l.checkFence(tree)
+	}
+	if err == nil {
 		l.edge, err = l.loadEdge(tree)
 		l.head = kv.Head{Size: tree.N, Root: bytes.Clone(tree.Hash[:])}
 	}
@@ -398,7 +414,9 @@ func Open(dir string, opts Options) (*Log, error) {
 
 // init creates the store's metadata on first open, or checks it, and returns
 // the stored tree state.
-func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
+func (l *Log) init(hwm *highWater) (tlog.Tree, error) { return l.initOnce(hwm, false) }
+
+func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 	origin, err := l.get(keyOrigin)
 	if errors.Is(err, ErrNotFound) {
 		if _, err := l.get(keyState); !errors.Is(err, ErrNotFound) {
@@ -423,6 +441,11 @@ func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
 		b.Set(keyState, encodeState(empty))
 		b.Advance(kv.Head{Size: -1}, kv.Head{Size: 0, Root: empty.Hash[:]})
 		if err := b.Commit(true); err != nil {
+			if errors.Is(err, ErrFenced) && !retried {
+				// Another node created the log first: open that one.
+				l.log.Info("another node created the log first; opening it")
+				return l.initOnce(hwm, true)
+			}
 			return tlog.Tree{}, fmt.Errorf("ledger: creating log: %w", err)
 		}
 		l.log.Info("created new log", "origin", l.origin)
@@ -452,6 +475,23 @@ func (l *Log) init(hwm *highWater) (tlog.Tree, error) {
 		return tlog.Tree{}, fmt.Errorf("%w: tree state of %d bytes", ErrCorrupt, len(v))
 	}
 	return tree, nil
+}
+
+// checkFence refuses a shared store whose fence does not record the stored
+// tree as the log's head: the first commit would be fenced off anyway.
+func (l *Log) checkFence(tree tlog.Tree) error {
+	ep, ok := l.db.(kv.Epocher)
+	if !ok {
+		return nil
+	}
+	h, ok, err := ep.FenceHead(context.Background())
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if !ok || h.Size != tree.N || !bytes.Equal(h.Root, tree.Hash[:]) {
+		return fmt.Errorf("%w: the store holds a tree of size %d, but its fence records size %d (a store written without the fence, or moved by another node)", ErrFenced, tree.N, h.Size)
+	}
+	return nil
 }
 
 // get returns a copy of the value at key, or ErrNotFound.

@@ -32,6 +32,7 @@ func openTempLog(t *testing.T) (*Log, string) {
 // files instead of recycling them (a recycled file keeps old bytes past its
 // new records), and deletes rather than archives.
 func TestWALNotRecycled(t *testing.T) {
+	pebbleOnly(t, "pebble's WAL files")
 	var c any = pebblekv.Cleaner()
 	if _, ok := c.(interface{ String() string }); !ok || c.(interface{ String() string }).String() != "delete" {
 		t.Fatalf("cleaner is %v, want pebble's delete cleaner", c)
@@ -67,6 +68,7 @@ func TestWALNotRecycled(t *testing.T) {
 // TestPurgeExt: a deleted extension value is in no file of the store once
 // PurgeExt returns, while it was before (in the WAL, then in a table).
 func TestPurgeExt(t *testing.T) {
+	pebbleOnly(t, "pebble's WAL and table files")
 	l, dir := openTempLog(t)
 	secret := []byte("purge-me-" + strings.Repeat("S", 40))
 	key := []byte("zsecret")

@@ -95,6 +95,7 @@ func TestSmoke(t *testing.T) {
 // partial bundle and tile each time (which made small commits write ~145
 // times their payload).
 func TestSmallCommitsWriteLittle(t *testing.T) {
+	pebbleOnly(t, "pebble's WAL bytes")
 	s, _ := testSigner(t)
 	l, err := Open(t.TempDir(), Options{Signer: s, Logger: quietLogger()})
 	if err != nil {

@@ -72,6 +72,7 @@ type serveConfig struct {
 	retention     string   // events mode: --retention, e.g. 400d (retention.go)
 	newAdminToken bool     // events mode: --new-admin-token, when the tokens were lost or no admin token works (events.go)
 	bucket        string   // --bucket s3://NAME?...: the public mirror in object storage (docs/ha.md)
+	store         string   // --store postgres://...: the store in PostgreSQL (store.go); "" means $INDELIBLE_STORE, then pebble in <data>/ledger
 
 	streamMaxAge time.Duration // events mode: lifetime of one event stream connection
 
@@ -138,6 +139,7 @@ tokens.`,
 	f.BoolVar(&cfg.privateLog, "private-log", false, "events mode: the checkpoint, tiles, proofs and /metrics need a token with the read scope (default: public)")
 	f.IntVar(&cfg.cache, "cache-size", 0, "the store's block cache in MiB (default 0: 64 MiB); proofs on a large log read a level-0 tile and its inner hashes (16 KiB per 256 entries) per proof, so 1 GiB serves a 10M-entry log from memory")
 	f.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	f.StringVar(&cfg.store, "store", "", "the store: postgres://USER@HOST:PORT/DB?... keeps the log, events, tokens and erasures in PostgreSQL (default $"+envStoreVar+"; unset: pebble in <data>/ledger)")
 	f.MarkHidden("pprof")
 	f.StringArrayVar(&cfg.witnesses, "witness", nil, "witness cosigning checkpoints: its cosignature/v1 verifier key =URL (repeatable; split at \"=http\")")
 	f.Float64Var(&cfg.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (bursts of twice that); over it, 429 with Retry-After (default 0: no limit)")
@@ -223,7 +225,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 		hooks = append(hooks, m)
 	}
+	store, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	l, err := ledger.Open(filepath.Join(cfg.dataDir, ledgerDir), ledger.Options{
+		Store:     store,
 		Signer:    signer,
 		CacheSize: int64(cfg.cache) << 20,
 		KeyGuard:  keyGuard(keyFile, cfg.init || created),
@@ -237,6 +244,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		Hooks: hooks,
 	})
 	if err != nil {
+		if store != nil {
+			store.Close()
+		}
 		return err
 	}
 	// The store is closed last, after the HTTP server has drained.

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pgkv"
+)
+
+// envStoreVar is serve --store's environment variable.
+const envStoreVar = "INDELIBLE_STORE"
+
+// storeURL returns --store, or $INDELIBLE_STORE, or "" (pebble in the data
+// directory).
+func storeURL(cfg serveConfig) string {
+	if cfg.store != "" {
+		return cfg.store
+	}
+	return os.Getenv(envStoreVar)
+}
+
+// openStore opens the store serve runs on: nil for pebble in the data
+// directory (the ledger opens it), or PostgreSQL. A single node takes the
+// next epoch of the store's fence at open, so any other node still writing
+// to the same database is fenced off from its next commit on.
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.Store, error) {
+	dsn := storeURL(cfg)
+	if dsn == "" {
+		return nil, nil
+	}
+	if !pgkv.IsDSN(dsn) {
+		return nil, fmt.Errorf("--store (or $%s): want a postgres:// or postgresql:// URL, got %q", envStoreVar, redactURL(dsn))
+	}
+	s, err := pgkv.Open(ctx, dsn, pgkv.Options{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store %s: %w", redactURL(dsn), err)
+	}
+	logger.Info("store: PostgreSQL", "url", redactURL(dsn), "epoch", s.Epoch())
+	return s, nil
+}
+
+// redactURL hides a URL's password (and its query, which may hold one).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(an invalid URL, not shown)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	return u.String()
+}
