@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -286,17 +285,4 @@ func verifyCopy(src, dst kv.Store) error {
 		err = compare(nil)
 	}
 	return err
-}
-
-// redactURL returns a URL fit for output: the password of a postgres URL is
-// replaced.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(not shown: it does not parse, and may hold a password)"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }
