@@ -1,0 +1,112 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"indelible.dev/internal/pgtest"
+	"indelible.dev/internal/s3test"
+)
+
+// pgTool runs one of PostgreSQL's client programs (pg_dump, pg_restore).
+func pgTool(t *testing.T, name string, args ...string) {
+	t.Helper()
+	bin := pgtest.Bin()
+	if bin == "" {
+		pgtest.Need(t)
+	}
+	out, err := exec.Command(filepath.Join(bin, name), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+	}
+}
+
+// TestServePGRestoredOld is issue 20's "restore PostgreSQL from an older
+// backup: the node refuses to sign (exit 2) and says why", with the real
+// binary, a real PostgreSQL and an S3 server process. The backup is a
+// pg_dump restored with pg_restore into a new database (the same rows as a
+// pg_basebackup taken then, without a second cluster). The node that
+// signed the newer tree refuses it (its key's mark and the bucket know), and
+// so does a node with no local state at all (the key alone, no mark: only
+// the bucket knows), naming the bucket's object that is ahead. The newest
+// database still serves on that fresh node.
+func TestServePGRestoredOld(t *testing.T) {
+	s3test.SetEnv(t)
+	srv := s3test.Start(t, s3test.Options{})
+	bucket := s3test.BucketURL(srv.URL)
+	dsn := pgtest.DSN(t)
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+
+	// 101 entries, released to the bucket; then the backup.
+	p := startServe(t, dir, "--store", dsn, "--bucket", bucket)
+	for i := range 100 {
+		httpAdd(t, p.url, []byte("before the backup "+strconv.Itoa(i)))
+	}
+	if code, err := addWait(p.url, []byte("waited"), 30*time.Second); err != nil || code != 200 {
+		t.Fatalf("POST /add?wait=checkpoint: %d %v", code, err)
+	}
+	p.stop(t)
+	dump := filepath.Join(root, "backup.dump")
+	pgTool(t, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+dsn)
+
+	// 50 more, released too.
+	p = startServe(t, dir, "--store", dsn, "--bucket", bucket)
+	for i := range 49 {
+		httpAdd(t, p.url, []byte("after the backup "+strconv.Itoa(i)))
+	}
+	if code, err := addWait(p.url, []byte("waited again"), 30*time.Second); err != nil || code != 200 {
+		t.Fatalf("POST /add?wait=checkpoint: %d %v", code, err)
+	}
+	if n, _ := checkpointAt(t, srv.URL+"/"+s3test.Bucket+"/checkpoints/151", p.vkey); n != 151 {
+		t.Fatalf("the bucket has no checkpoints/151 (%d)", n)
+	}
+	p.stop(t)
+
+	// The old backup, restored.
+	old := pgtest.DSN(t)
+	pgTool(t, "pg_restore", "--no-owner", "--dbname="+old, dump)
+
+	serve := func(data string, extra ...string) (string, int) {
+		args := append([]string{"serve", "--data", data, "--mode", "raw", "--listen", "127.0.0.1:0", "--bucket", bucket}, extra...)
+		_, errOut, code := run(t, nil, args...)
+		return errOut, code
+	}
+	// The node that signed 151.
+	errOut, code := serve(dir, "--store", old)
+	if code != 2 || !strings.Contains(errOut, "refusing to sign") || !strings.Contains(errOut, "older than what was published") ||
+		!strings.Contains(errOut, "151") {
+		t.Fatalf("serve on the restored database: exit %d, want 2 naming size 151\n%s", code, errOut)
+	}
+	t.Logf("the node that signed 151: %s", errOut)
+	// A node with nothing but the key: the bucket alone knows.
+	keyDir := filepath.Join(root, "keys")
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, logKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keyDir, logKeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(root, "fresh")
+	errOut, code = serve(fresh, "--store", old, "--key", filepath.Join(keyDir, logKeyFile))
+	if code != 2 || !strings.Contains(errOut, "refusing to sign") || !strings.Contains(errOut, "ahead of the store's 101 entries") ||
+		!strings.Contains(errOut, "the bucket's") {
+		t.Fatalf("a fresh node on the restored database: exit %d, want 2 naming the bucket's object ahead of 101 entries\n%s", code, errOut)
+	}
+	t.Logf("a fresh node: %s", errOut)
+	// The same fresh node on the newest database serves it.
+	p = startServe(t, fresh, "--store", dsn, "--bucket", bucket, "--key", filepath.Join(keyDir, logKeyFile))
+	if n, _ := checkpointAt(t, p.url+"/checkpoint", p.vkey); n != 151 {
+		t.Fatalf("the newest database serves size %d, want 151", n)
+	}
+	p.stop(t)
+}
