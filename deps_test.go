@@ -73,8 +73,9 @@ var layers = map[string][]string{
 	"audited":    {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
 	"audit":      {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
-	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert"},
+	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert", "cluster"},
 	"otlp":       {"tlog", "event"},
+	"cluster":    {},                                                                                              // the lease in PostgreSQL (pgx): which node is active, the epoch bump at takeover
 	"alert":      {"tlog", "event", "ledger", "eventstore", "auth", "internal/atomicfile", "evidence"},            // evidence: through eventstore
 	"export":     {"tlog", "event", "ledger", "auth", "eventstore", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
@@ -84,12 +85,13 @@ var layers = map[string][]string{
 	"internal/tlogtest":   {},         // not even tlog: tlog's own tests import it
 	"internal/s3test":     {},         // the S3 server process of the mirror's tests
 	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
+	"internal/nettest":    {},         // a TCP proxy a test can blackhole (partitions from PostgreSQL)
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest", "internal/nettest"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{
@@ -121,7 +123,7 @@ func layerOf(p string) string {
 //     allows (layers), and every package has a layer;
 //   - test-only packages are imported only by test-helper packages;
 //   - pebble is imported only by ledger/ and witness/, echo only by
-//     httpapi/, pgx only by ledger/kv/pgkv and internal/pgtest;
+//     httpapi/, pgx only by ledger/kv/pgkv, cluster and internal/pgtest;
 //   - the pure packages and the client depend only on the standard library
 //     and the modules moduleRules allows them.
 func checkDeps(pkgs map[string]*goPackage) []string {
@@ -158,8 +160,8 @@ func checkDeps(pkgs map[string]*goPackage) []string {
 			if under(imp, "github.com/cockroachdb/pebble") && layer != "ledger" && layer != "witness" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: pebble belongs to ledger/ and witness/ only", p.ImportPath, imp))
 			}
-			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") {
-				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv (and internal/pgtest) only", p.ImportPath, imp))
+			if under(imp, "github.com/jackc/pgx") && !under(p.ImportPath, module+"/ledger/kv/pgkv") && !under(p.ImportPath, module+"/internal/pgtest") && layer != "cluster" {
+				bad = append(bad, fmt.Sprintf("%s imports %s: pgx belongs to ledger/kv/pgkv, cluster (and internal/pgtest) only", p.ImportPath, imp))
 			}
 			if under(imp, "github.com/labstack/echo") && layer != "httpapi" {
 				bad = append(bad, fmt.Sprintf("%s imports %s: echo belongs to httpapi/ only", p.ImportPath, imp))

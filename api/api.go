@@ -59,3 +59,20 @@ type NewToken struct {
 type TokenList struct {
 	Tokens []Token `json:"tokens"`
 }
+
+// Cluster is GET /v1/cluster: this node, its role ("active" or "standby"),
+// the epoch it holds (active) or last saw (standby), the active node as the
+// lease names it, and the log's published size as this node serves it.
+type Cluster struct {
+	Node   string      `json:"node"`
+	Role   string      `json:"role"`
+	Epoch  int64       `json:"epoch"`
+	Active ClusterNode `json:"active"`
+	Size   uint64      `json:"size"`
+}
+
+// ClusterNode names a node of a cluster and the URL it advertises.
+type ClusterNode struct {
+	Node string `json:"node"`
+	URL  string `json:"url"`
+}

@@ -41,6 +41,8 @@ var statusTable = []struct {
 	{errNotReady, http.StatusServiceUnavailable},
 	{errShuttingDown, http.StatusServiceUnavailable},
 	{errCheckpointWait, http.StatusServiceUnavailable},
+	{errNotActive, http.StatusServiceUnavailable},
+	{errNoActive, http.StatusServiceUnavailable},
 	{ledger.ErrFailed, http.StatusInternalServerError},
 	{ledger.ErrCorrupt, http.StatusInternalServerError},
 	{ledger.ErrPushback, http.StatusServiceUnavailable},
@@ -107,7 +109,7 @@ var (
 // conditions that pass by themselves: a retry later can succeed.
 var passing = []error{
 	errNotReady, errShuttingDown, errCheckpointWait, witness.ErrBusy, errRateLimited, auth.ErrRateLimited,
-	audited.ErrBusy, audited.ErrClosed, eventstore.ErrClosed,
+	audited.ErrBusy, audited.ErrClosed, eventstore.ErrClosed, errNotActive, errNoActive,
 }
 
 // retryHelps is the server's side of the one retry rule: whether the same

@@ -85,6 +85,9 @@ type Config struct {
 	// PrivateLog puts the log's read routes (checkpoint, tiles, proofs) and
 	// /metrics behind the read scope of Tokens (private.go).
 	PrivateLog bool
+	// Cluster, if set, makes the server one node of an active/standby pair
+	// (cluster.go): GET /v1/cluster, the write gate or forwarding.
+	Cluster *ClusterConfig
 }
 
 // Server is Indelible's HTTP handler: the routes of the components it was
@@ -176,6 +179,9 @@ func New(cfg Config) *Server {
 	metrics := promhttp.HandlerFor(cfg.Metrics.reg, promhttp.HandlerOpts{})
 	s.route(http.MethodGet, "/metrics", s.guardRead(echo.WrapHandler(metrics)))
 
+	if cfg.Cluster != nil {
+		s.mountCluster(cfg.Cluster)
+	}
 	if cfg.Log != nil {
 		cfg.Metrics.watchLog(cfg.Log)
 		s.AddReadyCheck(cfg.Log.Err)

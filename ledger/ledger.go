@@ -420,6 +420,11 @@ func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 	origin, err := l.get(keyOrigin)
 	if errors.Is(err, ErrNotFound) {
 		if _, err := l.get(keyState); !errors.Is(err, ErrNotFound) {
+			if !retried {
+				// A shared store: another node may have created the
+				// log between the two reads. Read again.
+				return l.initOnce(hwm, true)
+			}
 			return tlog.Tree{}, fmt.Errorf("%w: tree state without origin", ErrCorrupt)
 		}
 		if l.guard != nil {

@@ -35,7 +35,13 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.St
 	if !pgkv.IsDSN(dsn) {
 		return nil, fmt.Errorf("--store (or $%s): want a postgres:// or postgresql:// URL, got %q", envStoreVar, redactURL(dsn))
 	}
-	s, err := pgkv.Open(ctx, dsn, pgkv.Options{Logger: logger})
+	opts := pgkv.Options{Logger: logger}
+	if cfg.active != nil {
+		// A cluster's active node: the epoch its takeover set in the
+		// fence, and its sessions named for the next takeover (cluster.go).
+		dsn, opts.Epoch = cfg.active.dsn, cfg.active.epoch
+	}
+	s, err := pgkv.Open(ctx, dsn, opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening the store %s: %w", redactURL(dsn), err)
 	}

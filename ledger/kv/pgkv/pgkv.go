@@ -38,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -87,7 +88,13 @@ type Options struct {
 	Pool *pgxpool.Pool
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
+	// Timeout bounds each read and each commit (a commit that times out
+	// after it was sent is kv.ErrAmbiguous). Default DefaultTimeout.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is Options.Timeout's default.
+const DefaultTimeout = 30 * time.Second
 
 // Store is a PostgreSQL store.
 type Store struct {
@@ -95,6 +102,7 @@ type Store struct {
 	ownPool bool
 	epoch   atomic.Int64
 	log     *slog.Logger
+	timeout time.Duration
 
 	mu   sync.Mutex
 	last *Batch // the last batch applied, which the next waits for
@@ -128,6 +136,9 @@ func Config(dsn string) (*pgxpool.Config, error) {
 	if _, ok := rp["application_name"]; !ok {
 		rp["application_name"] = "indelible"
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
 	return cfg, nil
 }
 
@@ -146,7 +157,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Store{pool: opts.Pool, log: opts.Logger}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	s := &Store{pool: opts.Pool, log: opts.Logger, timeout: opts.Timeout}
 	if s.pool == nil {
 		cfg, err := Config(dsn)
 		if err != nil {
@@ -240,7 +254,9 @@ func (nopCloser) Close() error { return nil }
 // Get implements kv.Store.
 func (s *Store) Get(key []byte) ([]byte, io.Closer, error) {
 	var v []byte
-	err := s.pool.QueryRow(context.Background(), `SELECT v FROM indelible_kv WHERE k = $1`, key).Scan(&v)
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	err := s.pool.QueryRow(ctx, `SELECT v FROM indelible_kv WHERE k = $1`, key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, kv.ErrNotFound
 	}
@@ -263,7 +279,9 @@ func (s *Store) GetSorted(keys [][]byte, f func(i int, value []byte)) error {
 			return fmt.Errorf("kv: GetSorted: key %d is not above key %d", i, i-1)
 		}
 	}
-	rows, err := s.pool.Query(context.Background(), `SELECT k, v FROM indelible_kv WHERE k = ANY($1::bytea[]) ORDER BY k`, keys)
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT k, v FROM indelible_kv WHERE k = ANY($1::bytea[]) ORDER BY k`, keys)
 	if err != nil {
 		return fmt.Errorf("pgkv: reading: %w", err)
 	}
@@ -335,8 +353,10 @@ func (s *Store) Scan(lo, hi []byte, reverse bool, f func(key, value []byte) bool
 			}
 			q += fmt.Sprintf(` ORDER BY k DESC LIMIT %d`, limit)
 		}
-		rows, err := s.pool.Query(ctx, q, args...)
+		qctx, cancel := context.WithTimeout(ctx, s.timeout)
+		rows, err := s.pool.Query(qctx, q, args...)
 		if err != nil {
+			cancel()
 			return fmt.Errorf("pgkv: scanning: %w", err)
 		}
 		n, stop := 0, false
@@ -354,6 +374,7 @@ func (s *Store) Scan(lo, hi []byte, reverse bool, f func(key, value []byte) bool
 			cur = append(cur[:0], raw[0]...)
 		}
 		rows.Close()
+		cancel()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("pgkv: scanning: %w", err)
 		}
@@ -485,7 +506,9 @@ func (b *Batch) Apply() error {
 				return
 			}
 		}
-		b.err = b.commit(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		b.err = b.commit(ctx)
+		cancel()
 	}()
 	return nil
 }

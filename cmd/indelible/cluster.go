@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"indelible.dev/api"
+	"indelible.dev/cluster"
+	"indelible.dev/httpapi"
+	"indelible.dev/ledger"
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pgkv"
+)
+
+// clusterConfig is serve's cluster flags (docs/ha.md, "Cluster").
+type clusterConfig struct {
+	lease     time.Duration // --lease: 0 means a single node
+	node      string        // --node: default cluster.DefaultNode(--listen)
+	advertise string        // --advertise: default http(s)://<--listen>
+}
+
+func clusterFlags(f *pflag.FlagSet, cfg *serveConfig) {
+	f.DurationVar(&cfg.cluster.lease, "lease", 0, "run as one node of an active/standby cluster on a PostgreSQL --store: the lease a node holds while active, on the database's clock (e.g. 10s; default 0: a single node)")
+	f.StringVar(&cfg.cluster.node, "node", "", "with --lease: this node's name in /v1/cluster (default: the host name and the listen port)")
+	f.StringVar(&cfg.cluster.advertise, "advertise", "", "with --lease: the URL the other nodes forward writes to (default: http(s)://<listen address>)")
+}
+
+// activeNode is what runServe needs when it runs as the active node of a
+// cluster: the epoch its store commits under, the store's URL (with the
+// node's session settings), the listener it shares with the standby
+// server, and where to install its handler.
+type activeNode struct {
+	epoch int64
+	dsn   string
+	lease *cluster.Lease
+	ln    net.Listener
+	front *frontHandler
+}
+
+// frontHandler serves whichever handler the node's role calls for.
+type frontHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (f *frontHandler) set(h http.Handler) { f.h.Store(&h) }
+func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*f.h.Load()).ServeHTTP(w, r)
+}
+
+// sharedListener is the cluster node's listener as runServe sees it: the
+// standby server keeps serving on it, so runServe must not close it.
+type sharedListener struct{ net.Listener }
+
+func (sharedListener) Close() error { return nil }
+
+// runCluster runs serve as one node of a cluster: a standby (forwarding to
+// the active node) until it takes the lease, then runServe as the active
+// node until it loses the lease, then a standby again.
+func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
+	dsn := storeURL(cfg)
+	if !pgkv.IsDSN(dsn) {
+		return errors.New("--lease needs a PostgreSQL --store (or $" + envStoreVar + "): the nodes share the store")
+	}
+	tlsConfig, _, err := cfg.tls.load()
+	if err != nil {
+		return err
+	}
+	if cfg.cluster.node == "" {
+		cfg.cluster.node = cluster.DefaultNode(cfg.listen)
+	}
+	if cfg.cluster.advertise == "" {
+		host, _, err := net.SplitHostPort(cfg.listen)
+		if ip := net.ParseIP(host); err != nil || host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("--advertise: give the URL the other nodes reach this one at (--listen %q names no host they can use)", cfg.listen)
+		}
+		cfg.cluster.advertise = scheme(tlsConfig) + "://" + cfg.listen
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	lease, err := cluster.Open(ctx, dsn, cluster.Options{Node: cfg.cluster.node, URL: cfg.cluster.advertise, Lease: cfg.cluster.lease, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("opening the cluster's lease in %s: %w", redactURL(dsn), err)
+	}
+	defer lease.Close()
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	node := cfg.cluster.node
+	standby := httpapi.New(httpapi.Config{Logger: logger, Cluster: &httpapi.ClusterConfig{
+		Status: func() api.Cluster { return clusterStatus(lease, nil) },
+		Active: func() (string, bool) {
+			st := lease.Status()
+			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
+		},
+		Ready: activeProbe(lease, tlsConfig != nil),
+	}})
+	front := &frontHandler{}
+	front.set(standby.Handler())
+	hs := standby.HTTPServer(cfg.listen)
+	hs.Handler, hs.TLSConfig = front, tlsConfig
+	fmt.Fprintf(out, "cluster node %s: standby on %s, advertising %s, lease %v\n", node, ln.Addr(), cfg.cluster.advertise, cfg.cluster.lease)
+
+	lctx, stopLease := context.WithCancel(context.Background())
+	leaseDone := make(chan struct{})
+	go func() { lease.Run(lctx); close(leaseDone) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- serveFunc(hs, ln)() }()
+
+	var (
+		running      bool
+		cancelActive context.CancelFunc
+		activeDone   = make(chan error, 1)
+		epoch        int64
+		result       error
+	)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-serveErr:
+			result = fmt.Errorf("serving HTTP: %w", err)
+			break loop
+		case c := <-lease.Changes():
+			switch {
+			case c.Role == cluster.Active && !running:
+				running, epoch = true, c.Epoch
+				actx, cancel := context.WithCancel(ctx)
+				cancelActive = cancel
+				acfg := cfg
+				acfg.active = &activeNode{epoch: c.Epoch, lease: lease, ln: sharedListener{ln}, front: front,
+					dsn: must(lease.SessionDSN(dsn))}
+				go func() { activeDone <- runServe(actx, acfg, out) }()
+			case c.Role == cluster.Standby && running:
+				// Forward at once; the active server's in-flight writes
+				// are not acknowledged any more (the write gate).
+				front.set(standby.Handler())
+				cancelActive()
+			}
+		case err := <-activeDone:
+			running = false
+			cancelActive()
+			front.set(standby.Handler())
+			if _, holding := lease.Holding(); err != nil || holding {
+				// A failure (a fenced or ambiguous commit, a fork in the
+				// bucket, a bad start) while this node may still hold
+				// the lease: stop renewing, exit, let the lease expire.
+				if err == nil {
+					err = errors.New("the active node stopped")
+				}
+				result = err
+				break loop
+			}
+			logger.Info("cluster: standby again", "node", node, "epoch", epoch)
+		}
+	}
+	if running {
+		cancelActive()
+		err := <-activeDone
+		if result == nil {
+			result = err
+		}
+	}
+	stopLease()
+	<-leaseDone
+	if epoch > 0 && result == nil {
+		// The store is closed: give the lease up so that a standby takes
+		// over now rather than when it expires.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := lease.Release(rctx, epoch); err != nil {
+			logger.Warn("cluster: giving the lease up", "err", err)
+		}
+		cancel()
+	}
+	standby.SetShuttingDown()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	return result
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// clusterStatus is GET /v1/cluster's body: on the active node, with its log's
+// published size; on a standby, with the fence's size when it last read the
+// lease.
+func clusterStatus(lease *cluster.Lease, l *ledger.Log) api.Cluster {
+	st := lease.Status()
+	c := api.Cluster{Node: st.Node, Role: st.Role.String(), Epoch: st.Epoch,
+		Active: api.ClusterNode{Node: st.Active.Node, URL: st.Active.URL}}
+	if l != nil {
+		cp, _ := l.Published()
+		c.Size = uint64(cp.N)
+	} else if st.Size > 0 {
+		c.Size = uint64(st.Size)
+	}
+	return c
+}
+
+// activeProbe is a standby's readiness: the active node answers /healthz.
+// The answer is kept a second, so that probes do not multiply requests.
+func activeProbe(lease *cluster.Lease, useTLS bool) func() error {
+	var (
+		mu   sync.Mutex
+		at   time.Time
+		last error
+	)
+	client := &http.Client{Timeout: 2 * time.Second}
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) < time.Second {
+			return last
+		}
+		at = time.Now()
+		st := lease.Status()
+		if st.Active.URL == "" || st.Active.Node == st.Node {
+			last = errors.New("no active node known")
+			return last
+		}
+		u, err := url.JoinPath(st.Active.URL, "healthz")
+		if err != nil {
+			last = fmt.Errorf("the active node's URL %q: %w", st.Active.URL, err)
+			return last
+		}
+		resp, err := client.Get(u)
+		if err != nil {
+			last = fmt.Errorf("the active node %s does not answer: %w", st.Active.Node, err)
+			return last
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Errorf("the active node %s answers %s", st.Active.Node, resp.Status)
+			return last
+		}
+		last = nil
+		return nil
+	}
+}
+
+// activeHTTP returns the cluster part of the active node's HTTP
+// configuration: its status, and the write gate holding every
+// acknowledgement to the lease under this node's epoch.
+func (a *activeNode) activeHTTP(l *ledger.Log) *httpapi.ClusterConfig {
+	return &httpapi.ClusterConfig{
+		Status: func() api.Cluster { return clusterStatus(a.lease, l) },
+		Holding: func() bool {
+			e, ok := a.lease.Holding()
+			return ok && e == a.epoch
+		},
+	}
+}
+
+// serve serves srv on the cluster's listener until ctx ends (the lease is
+// lost, or the process stops) or the log fails for good (a fenced or
+// ambiguous commit: the process must reload from the store).
+func (a *activeNode) serve(ctx context.Context, srv *httpapi.Server, l *ledger.Log, logger *slog.Logger) error {
+	a.front.set(srv.Handler())
+	logger.Info("cluster: active", "epoch", a.epoch)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			srv.SetShuttingDown()
+			return nil
+		case <-t.C:
+			if err := l.Err(); err != nil && kv.Fatal(err) {
+				srv.SetShuttingDown()
+				return fmt.Errorf("the store refused a commit (%w): stopping; a restart reloads from the store", err)
+			}
+		}
+	}
+}

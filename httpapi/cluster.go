@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"indelible.dev/api"
+)
+
+// ClusterConfig makes the server one node of an active/standby pair
+// (package cluster, docs/ha.md): GET /v1/cluster, and either the write gate
+// (on the active node) or forwarding (on a standby).
+type ClusterConfig struct {
+	// Status returns GET /v1/cluster's body. Required.
+	Status func() api.Cluster
+	// Holding, on the active node, reports whether it still holds its
+	// lease under the epoch its store commits with. A write's response
+	// (any method but GET, HEAD and OPTIONS) is held back until the
+	// handler has returned, then released only if Holding is still true;
+	// otherwise the client gets 503 (errNotActive) and retries: the write
+	// may have been committed, but a node never acknowledges after its
+	// lease has ended.
+	Holding func() bool
+	// Active, on a standby, returns the active node's advertised URL
+	// (false if none is known). Every request no route of this server
+	// matches is forwarded there with the caller's headers.
+	Active func() (string, bool)
+	// Ready, on a standby, reports whether the active node answers: /readyz
+	// fails while it returns an error.
+	Ready func() error
+}
+
+var (
+	// errNotActive answers a write whose response the write gate held back:
+	// the node lost its lease meanwhile.
+	errNotActive = errors.New("this node is no longer the active node (its lease ended): retry")
+	// errNoActive answers a request a standby cannot forward: no active
+	// node is known, or the request was already forwarded once.
+	errNoActive = errors.New("no active node to forward to: retry")
+)
+
+// forwardedHeader marks a request a standby forwarded: a node never
+// forwards such a request again (two standbys naming each other would
+// loop).
+const forwardedHeader = "X-Indelible-Forwarded-By"
+
+func (s *Server) mountCluster(cfg *ClusterConfig) {
+	node := cfg.Status().Node
+	s.route(http.MethodGet, "/v1/cluster", func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusOK, cfg.Status())
+	})
+	if cfg.Holding != nil {
+		s.e.Use(writeGate(cfg.Holding))
+	}
+	if cfg.Ready != nil {
+		s.AddReadyCheck(cfg.Ready)
+	}
+	if cfg.Active != nil {
+		fwd := forwarder(cfg.Active, node)
+		h := func(c echo.Context) error { return fwd(c) }
+		s.e.Any("/*", h)
+		s.e.Any("/", h)
+		s.routes["/*"] = s.metrics.route("forwarded")
+		s.routes["/"] = s.routes["/*"]
+		// The active node applies its own limits: stream whatever comes.
+		s.bodyLimits["/*"], s.bodyLimits["/"] = math.MaxInt64, math.MaxInt64
+	}
+}
+
+// writeGate holds back every write's response until the handler returns,
+// and releases it only while holding() is true.
+func writeGate(holding func() bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			switch c.Request().Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions:
+				return next(c)
+			}
+			res := c.Response()
+			orig := res.Writer
+			held := &heldResponse{header: http.Header{}}
+			res.Writer = held
+			err := next(c)
+			res.Writer = orig
+			if err != nil && !res.Committed {
+				return err // an error response acknowledges nothing
+			}
+			// The point of acknowledgement: after the commit, and only
+			// if the lease still holds now.
+			if !holding() {
+				res.Committed, res.Status, res.Size = false, 0, 0
+				return errNotActive
+			}
+			h := orig.Header()
+			for k, v := range held.header {
+				h[k] = v
+			}
+			orig.WriteHeader(held.status)
+			_, werr := orig.Write(held.body.Bytes())
+			return werr
+		}
+	}
+}
+
+// heldResponse keeps a response in memory.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldResponse) Header() http.Header { return h.header }
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+func (h *heldResponse) Write(p []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return h.body.Write(p)
+}
+
+// forwarder sends a request to the active node, with the caller's headers
+// (its token among them), and copies the answer back.
+func forwarder(active func() (string, bool), node string) echo.HandlerFunc {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(r.In.Context().Value(forwardTarget{}).(*url.URL))
+			r.SetXForwarded()
+			r.Out.Host = r.In.Host
+			r.Out.Header.Set(forwardedHeader, node)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprintf(w, "{\"error\":%q}\n", "the active node did not answer: retry")
+		},
+	}
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Header.Get(forwardedHeader) != "" {
+			return fmt.Errorf("%w (already forwarded by %s)", errNoActive, r.Header.Get(forwardedHeader))
+		}
+		target, ok := active()
+		if !ok {
+			return errNoActive
+		}
+		u, err := url.Parse(target)
+		if err != nil {
+			return fmt.Errorf("%w (bad URL %q)", errNoActive, target)
+		}
+		rp.ServeHTTP(c.Response(), r.WithContext(context.WithValue(r.Context(), forwardTarget{}, u)))
+		return nil
+	}
+}
+
+// forwardTarget is the context key of a forwarded request's target URL.
+type forwardTarget struct{}
