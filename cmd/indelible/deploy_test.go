@@ -217,7 +217,6 @@ func helmTemplate(t *testing.T, args ...string) ([]byte, error) {
 	} else {
 		goTool := needTool(t, "go", "the Go toolchain")
 		cmd = exec.Command(goTool, append([]string{"run", helmModule, "template"}, args...)...)
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
