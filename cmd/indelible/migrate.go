@@ -24,7 +24,7 @@ import (
 
 // migrateBatchBytes is about how many bytes of keys and values one
 // transaction of the copy carries.
-const migrateBatchBytes = 8 << 20
+var migrateBatchBytes = 8 << 20 // a variable for the tests
 
 type migrateConfig struct {
 	dataDir string
@@ -165,45 +165,68 @@ func checkEmptyTarget(ctx context.Context, dst *pgkv.Store) error {
 	return nil
 }
 
+// loader is a store that bulk-loads keys it does not hold yet (pgkv: COPY).
+type loader interface {
+	Load(ctx context.Context, keys, values [][]byte) error
+}
+
 // copyStore copies every key of src into dst in key order, in transactions of
-// about migrateBatchBytes, one in flight while the next is built, printing
-// progress about every second.
+// about migrateBatchBytes (COPY on PostgreSQL), one being written while the
+// next is read, printing progress about every second.
 func copyStore(ctx context.Context, src kv.Store, dst kv.Store, out io.Writer) (migrateStats, error) {
-	var st migrateStats
-	var prev, cur kv.Batch
-	var curBytes int
-	var ferr error
-	last := time.Now()
-	flush := func() error {
-		if err := cur.Apply(); err != nil {
-			return err
-		}
-		if prev != nil {
-			err := prev.Wait()
-			prev.Close()
-			prev = nil
-			if err != nil {
+	write := func(keys, values [][]byte) error {
+		b := dst.NewBatch(migrateBatchBytes)
+		defer b.Close()
+		for i := range keys {
+			if err := b.Set(keys[i], values[i]); err != nil {
 				return err
 			}
 		}
-		prev, cur, curBytes = cur, nil, 0
-		return nil
+		return b.Commit(true)
 	}
-	err := src.Scan(nil, nil, false, func(k, v []byte) bool {
-		if cur == nil {
-			if ferr = ctx.Err(); ferr != nil {
-				return false
+	if l, ok := dst.(loader); ok {
+		write = func(keys, values [][]byte) error { return l.Load(ctx, keys, values) }
+	}
+	type chunk struct{ keys, values [][]byte }
+	chunks := make(chan chunk, 1)
+	failed := make(chan struct{}) // closed when a write fails
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range chunks {
+			if err == nil {
+				if err = write(c.keys, c.values); err != nil {
+					close(failed)
+				}
 			}
-			cur = dst.NewBatch(migrateBatchBytes)
 		}
-		if ferr = cur.Set(k, v); ferr != nil {
+		werr <- err
+	}()
+	var st migrateStats
+	var cur chunk
+	var curBytes int
+	var ferr error
+	last := time.Now()
+	send := func() bool {
+		select {
+		case chunks <- cur:
+		case <-failed:
 			return false
 		}
+		cur, curBytes = chunk{}, 0
+		return true
+	}
+	err := src.Scan(nil, nil, false, func(k, v []byte) bool {
+		if ferr = ctx.Err(); ferr != nil {
+			return false
+		}
+		cur.keys = append(cur.keys, bytes.Clone(k))
+		cur.values = append(cur.values, bytes.Clone(v))
 		st.keys++
 		st.bytes += int64(len(k) + len(v))
 		curBytes += len(k) + len(v)
 		if curBytes >= migrateBatchBytes {
-			if ferr = flush(); ferr != nil {
+			if !send() {
 				return false
 			}
 			if time.Since(last) >= time.Second {
@@ -216,17 +239,12 @@ func copyStore(ctx context.Context, src kv.Store, dst kv.Store, out io.Writer) (
 	if err == nil {
 		err = ferr
 	}
-	if err == nil && cur != nil {
-		err = flush()
+	if err == nil && len(cur.keys) > 0 {
+		send()
 	}
-	if cur != nil {
-		cur.Close()
-	}
-	if prev != nil {
-		if werr := prev.Wait(); err == nil {
-			err = werr
-		}
-		prev.Close()
+	close(chunks)
+	if e := <-werr; err == nil {
+		err = e
 	}
 	return st, err
 }

@@ -4,17 +4,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"indelible.dev/client"
 	"indelible.dev/internal/pgtest"
+	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pebblekv"
 	"indelible.dev/receipt"
 	itlog "indelible.dev/tlog"
 )
@@ -200,4 +206,97 @@ func readFile(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestMigrateBench measures indelible migrate on a store of
+// $INDELIBLE_MIGRATE_BENCH events (BENCHMARKS.md, "indelible migrate"):
+// the events are appended through the real server in batches of 1,000,
+// then the stopped store is migrated into a new database of the test's
+// PostgreSQL, and the rate and the process's CPU time are logged.
+func TestMigrateBench(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("INDELIBLE_MIGRATE_BENCH"))
+	if n <= 0 {
+		t.Skip("set INDELIBLE_MIGRATE_BENCH=200000 to run")
+	}
+	dsn := pgtest.DSN(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	p := startEvents(t, dir)
+	c := p.client(t)
+	ctx := context.Background()
+	start := time.Now()
+	for done := 0; done < n; done += 1000 {
+		var nd strings.Builder
+		for k := done; k < min(done+1000, n); k++ {
+			fmt.Fprintf(&nd, `{"id":"bench-%d","action":"migrate.bench","actor":{"id":"user-%d"},"resource":{"id":"doc-%d","type":"document"},"outcome":"success","source":"bench"}`+"\n", k, k%97, k)
+		}
+		if _, err := c.AppendNDJSON(ctx, []byte(nd.String()), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("appended %d events in %v", n, time.Since(start).Round(time.Millisecond))
+	p.stop(t)
+	cmd := exec.Command(binPath, "migrate", "--data", dir, "--to", dsn)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start = time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	wall := time.Since(start)
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	t.Logf("migrate: %v wall, %v CPU (the migrate process only), %.0f events/s\n%s", wall.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(n)/wall.Seconds(), out.String())
+}
+
+// TestVerifyCopy: the copy's check finds a key missing from the target, a
+// key the source lacks, and a different value, wherever they fall relative
+// to the chunks it reads (real pebble stores on both sides).
+func TestVerifyCopy(t *testing.T) {
+	defer func(b int) { migrateBatchBytes = b }(migrateBatchBytes)
+	migrateBatchBytes = 100 // a chunk every few keys
+	open := func() kv.Store {
+		s, err := pebblekv.Open(t.TempDir(), pebblekv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	src := open()
+	b := src.NewBatch(0)
+	for i := range 200 {
+		b.Set(fmt.Appendf(nil, "k%04d", i), fmt.Appendf(nil, "value %d", i))
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for _, c := range []struct {
+		name   string
+		change func(b kv.Batch)
+		want   string
+	}{
+		{"equal", func(kv.Batch) {}, ""},
+		{"missing first", func(b kv.Batch) { b.Delete([]byte("k0000")) }, "6b30303030"}, // k0000, in hex
+		{"missing middle", func(b kv.Batch) { b.Delete([]byte("k0100")) }, "6b30313030"},
+		{"missing last", func(b kv.Batch) { b.Delete([]byte("k0199")) }, "6b30313939 of the source is missing"},
+		{"extra before", func(b kv.Batch) { b.Set([]byte("a"), nil) }, "holds key 61"},
+		{"extra between", func(b kv.Batch) { b.Set([]byte("k0100x"), nil) }, "holds key"},
+		{"extra after", func(b kv.Batch) { b.Set([]byte("z"), nil) }, "where the source holds nothing"},
+		{"value", func(b kv.Batch) { b.Set([]byte("k0150"), []byte("other")) }, "value differs"},
+	} {
+		dst := open()
+		if _, err := copyStore(context.Background(), src, dst, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		b := dst.NewBatch(0)
+		c.change(b)
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		err := verifyCopy(src, dst)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: verifyCopy = %v, want %q", c.name, err, c.want)
+		}
+	}
 }
