@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/s3test"
+	"indelible.dev/internal/tlogtest"
+	"indelible.dev/witness"
 )
 
 // pgTool runs one of PostgreSQL's client programs (pg_dump, pg_restore).
@@ -109,4 +112,63 @@ func TestServePGRestoredOld(t *testing.T) {
 		t.Fatalf("the newest database serves size %d, want 151", n)
 	}
 	p.stop(t)
+}
+
+// TestServePGRestoredOldWitness: the same restore with a witness instead of
+// a bucket, on a node with nothing but the key: the witness, which cosigned
+// a larger tree than the restored database holds, makes it refuse (exit 2,
+// naming the witness and both sizes).
+func TestServePGRestoredOldWitness(t *testing.T) {
+	const origin = "example.com/restored-log"
+	keyFile, logVKey := newLogKey(t, origin)
+	wdir, wvkey := newWitnessDir(t, "restore.example")
+	w := startWitnessProc(t, wdir, "--listen", freeAddr(t), "--log", logVKey)
+	dsn := pgtest.DSN(t)
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	witnessed := func(n int64) {
+		t.Helper()
+		tlogtest.Eventually(t, 20*time.Second, fmt.Sprintf("the witness cosigned size %d", n), func() (bool, string) {
+			code, body := httpGet(t, w.url+"/"+witness.OriginHash(origin)+"/checkpoint")
+			if code != 200 {
+				return false, fmt.Sprint(code)
+			}
+			cp, _ := cosigners(t, body, origin, logVKey)
+			return cp.N == n, fmt.Sprint(cp.N)
+		})
+	}
+	p := startServe(t, data, "--key", keyFile, "--init", "--store", dsn, "--witness", wvkey+"="+w.url)
+	for i := range 5 {
+		httpAdd(t, p.url, []byte("before the backup "+strconv.Itoa(i)))
+	}
+	witnessed(5)
+	p.stop(t)
+	dump := filepath.Join(root, "backup.dump")
+	pgTool(t, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+dsn)
+	p = startServe(t, data, "--key", keyFile, "--store", dsn, "--witness", wvkey+"="+w.url)
+	for i := range 5 {
+		httpAdd(t, p.url, []byte("after the backup "+strconv.Itoa(i)))
+	}
+	witnessed(10)
+	p.stop(t)
+	old := pgtest.DSN(t)
+	pgTool(t, "pg_restore", "--no-owner", "--dbname="+old, dump)
+
+	// The key alone, without its mark.
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(root, "keys", "log.key")
+	if err := os.MkdirAll(filepath.Dir(bare), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bare, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := run(t, nil, "serve", "--data", filepath.Join(root, "fresh"), "--mode", "raw", "--listen", "127.0.0.1:0",
+		"--key", bare, "--store", old, "--witness", wvkey+"="+w.url)
+	if code != 2 || !strings.Contains(errOut, "refusing to sign") || !strings.Contains(errOut, "cosigned size 10, the store holds 5 entries") {
+		t.Fatalf("a fresh node on the restored database with a witness: exit %d, want 2 naming the witness's size 10 and the store's 5\n%s", code, errOut)
+	}
 }
