@@ -331,7 +331,7 @@ func TestHelmChart(t *testing.T) {
 		t.Skip("-short: helm template builds helm")
 	}
 	bucket := "s3://audit-log?endpoint=https://s3.example.net&region=eu-west-1&path_style=true"
-	out, err := helmTemplate(t, "audit", helmChart, "--namespace", "ledger",
+	out, err := helmTemplate(t, "audit", helmChart, "--namespace", "ledger", "--set", "image.repository=registry.example/indelible",
 		"--set", "replicas=3", "--set", "bucket.url="+strings.ReplaceAll(bucket, ",", `\,`),
 		"--set", "bucket.credentialsSecret=audit-s3", "--set", "lease=7s")
 	if err != nil {
@@ -438,8 +438,11 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// A value that would start a node without its keys is refused.
-	if _, err := helmTemplate(t, "audit", helmChart, "--set", "keys.secretName="); err == nil ||
+	if _, err := helmTemplate(t, "audit", helmChart, "--set", "image.repository=x", "--set", "keys.secretName="); err == nil ||
 		!regexp.MustCompile(`keys\.secretName`).MatchString(err.Error()) {
 		t.Errorf("helm template with no keys Secret: %v, want an error naming keys.secretName", err)
+	}
+	if _, err := helmTemplate(t, "audit", helmChart); err == nil || !strings.Contains(err.Error(), "image.repository") {
+		t.Errorf("helm template with no image: %v, want an error naming image.repository", err)
 	}
 }
