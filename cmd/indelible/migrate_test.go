@@ -107,6 +107,10 @@ func TestMigrate(t *testing.T) {
 		receipts[r.Index] = b
 	}
 	before, _ := servedCheckpoint(t, p.url)
+	// The server still has the store open: refused, nothing read.
+	if _, errOut, code := run(t, nil, "migrate", "--data", dir, "--to", dsn); code != exitTrouble || !strings.Contains(errOut, "stop it first") {
+		t.Errorf("migrate while the server runs: exit %d, %q", code, errOut)
+	}
 	p.stop(t)
 
 	src := treeFiles(t, dir)
