@@ -269,6 +269,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		echo    = "github.com/labstack/echo/v4"
 		tessera = "github.com/transparency-dev/tessera"
 		cobra   = "github.com/spf13/cobra"
+		pgx     = "github.com/jackc/pgx/v5"
 	)
 	pkgs := map[string]*goPackage{
 		"fmt":                         std("fmt"),
@@ -277,6 +278,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		echo:                          mod(echo, echo),
 		tessera:                       mod(tessera, tessera),
 		cobra:                         mod(cobra, cobra),
+		pgx:                           mod(pgx, pgx),
 	}
 	for _, p := range []*goPackage{
 		our("tlog", []string{"fmt", "golang.org/x/mod/sumdb/tlog", tessera}),
@@ -284,6 +286,8 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		our("ledger", []string{pebble, "witness", "eventstore", "internal/tlogtest"}),
 		our("witness", []string{pebble, "ledger"}),
 		our("eventstore", []string{"ledger", pebble}),
+		our("ledger/kv/pgkv", []string{pgx}),
+		our("ledger/kv/pebblekv", []string{pgx}),
 		our("client", []string{"tlog", cobra, "httpapi"}),
 		our("audit", []string{"client", "ledger"}, "eventstore"),
 		our("httpapi", []string{echo, pebble, "cmd/indelible", "audit"}),
@@ -302,6 +306,7 @@ func TestDependencyRulesCatchViolations(t *testing.T) {
 		"indelible.dev/ledger depends on indelible.dev/internal/tlogtest, which only tests may import",
 		"indelible.dev/witness depends on indelible.dev/ledger, which its layer (witness) must not",
 		"indelible.dev/eventstore imports github.com/cockroachdb/pebble/v2: pebble belongs to ledger/ and witness/ only",
+		"indelible.dev/ledger/kv/pebblekv imports github.com/jackc/pgx/v5: pgx belongs to ledger/kv/pgkv",
 		"indelible.dev/client depends on github.com/spf13/cobra: client may use only",
 		"indelible.dev/client depends on indelible.dev/httpapi, which its layer (client) must not",
 		"indelible.dev/audit depends on indelible.dev/ledger, which its layer (audit) must not",

@@ -19,6 +19,7 @@ import (
 // key and value back uncompressed, flushes and compacts everything into
 // SSTables, and greps again.
 func TestNoPlaintext(t *testing.T) {
+	pebbleOnly(t, "greps the pebble files and opens them with pebble")
 	e := newEnv(t, nil)
 	var r [12]byte
 	rand.Read(r[:])

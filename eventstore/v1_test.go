@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"indelible.dev/event"
-	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
 
@@ -112,5 +111,5 @@ func TestPayloadV1(t *testing.T) {
 	if err := e.l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	tlogtest.CheckNotInFiles(t, copyDir(t, e.dir), map[string][]byte{"marker": []byte(marker)})
+	notInStoreFiles(t, e.dir, map[string][]byte{"marker": []byte(marker)})
 }

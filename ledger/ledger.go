@@ -1,6 +1,7 @@
 // Package ledger is the log's state: a C2SP tlog-tiles transparency log
-// stored in pebble, with a durable group-commit sequencer, checkpoint
-// signing, and the reads and proofs the HTTP layer serves.
+// stored in pebble (or, through the same key-value seam, ledger/kv, in
+// PostgreSQL: Options.Store), with a durable group-commit sequencer,
+// checkpoint signing, and the reads and proofs the HTTP layer serves.
 //
 // The append path has three stages, never confused:
 //

@@ -25,6 +25,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -248,4 +249,21 @@ rm -rf '%s'`, os.Getpid(), data, dir)
 	}
 	go wd.Wait()
 	baseDSN = dbURL("postgres")
+}
+
+// PostmasterPID returns the process ID of the test cluster's postmaster (for
+// benchmarks that count its CPU), starting the cluster if need be.
+func PostmasterPID(t testing.TB) string {
+	t.Helper()
+	Need(t)
+	once.Do(start)
+	if initErr != nil {
+		t.Fatalf("starting PostgreSQL: %v", initErr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(pid)
 }

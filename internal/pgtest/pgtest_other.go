@@ -38,3 +38,6 @@ func ForDirs() func(dir string) (kv.Store, error) {
 		return nil, errors.New("the PostgreSQL test cluster runs on Unix only")
 	}
 }
+
+// PostmasterPID skips t: see Need.
+func PostmasterPID(t testing.TB) string { Need(t); return "" }

@@ -15,11 +15,11 @@
 //
 // indelible_fence has one row: the epoch of the node allowed to commit and
 // the log's head (size -1 and an empty root before a log exists). A batch
-// is committed as ONE pipelined implicit transaction: the fence statement
-// first (a batch that advances the log updates the row where epoch, size
-// and root are the node's; any other batch locks the row FOR SHARE where
-// the epoch is the node's), then the deletes, then the sets as one upsert
-// of two bytea arrays. A fence statement that matches no row raises an
+// is committed as ONE pipelined implicit transaction: the deletes, the sets
+// as one upsert of two bytea arrays, then the fence statement (a batch that
+// advances the log updates the row where epoch, size and root are the
+// node's; any other batch locks the row FOR SHARE where the epoch is the
+// node's). A fence statement that matches no row raises an
 // error, so the whole transaction rolls back and Commit returns
 // kv.ErrFenced. A connection lost once the batch was sent returns
 // kv.ErrAmbiguous: it may have committed.
@@ -566,11 +566,6 @@ func (b *Batch) commit(ctx context.Context) error {
 	points, ranges, keys, values := b.plan()
 	var pb pgx.Batch
 	epoch := b.s.epoch.Load()
-	if b.advance {
-		pb.Queue(advanceSQL, epoch, b.from.Size, b.from.Root, b.to.Size, b.to.Root)
-	} else {
-		pb.Queue(checkSQL, epoch)
-	}
 	if len(points) > 0 {
 		pb.Queue(`DELETE FROM indelible_kv WHERE k = ANY($1::bytea[])`, points)
 	}
@@ -579,6 +574,16 @@ func (b *Batch) commit(ctx context.Context) error {
 	}
 	if len(keys) > 0 {
 		pb.Queue(upsertSQL, keys, values)
+	}
+	// The fence last: its row lock is then held only while the
+	// transaction commits, not while its rows are written, so the commits
+	// of the sequencer and of the other writers (the leaf-hash index,
+	// tokens) wait on each other as little as possible. An error anywhere
+	// rolls the whole transaction back.
+	if b.advance {
+		pb.Queue(advanceSQL, epoch, b.from.Size, b.from.Root, b.to.Size, b.to.Root)
+	} else {
+		pb.Queue(checkSQL, epoch)
 	}
 	conn, err := b.s.pool.Acquire(ctx)
 	if err != nil {

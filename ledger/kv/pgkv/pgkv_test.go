@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/ledger/kv"
@@ -120,5 +121,37 @@ func TestFenceHead(t *testing.T) {
 	v, _, err := s.Get([]byte("a"))
 	if err != nil || string(v) != "1" {
 		t.Fatalf("a = %q, %v; want 1", v, err)
+	}
+}
+
+// TestPurgeVacuums: Purge vacuums the table (what erasure relies on after
+// deleting a key: docs/ha.md).
+func TestPurgeVacuums(t *testing.T) {
+	s, _ := pgtest.Store(t)
+	if err := set(s, "secret", "s", nil); err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch(0)
+	b.Delete([]byte("secret"))
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(context.Background(), [][2][]byte{{[]byte("secret"), []byte("secreu")}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var vacuums int64
+		err := s.Pool().QueryRow(context.Background(), `SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'indelible_kv'`).Scan(&vacuums)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vacuums > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("indelible_kv was never vacuumed")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

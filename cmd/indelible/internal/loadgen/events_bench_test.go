@@ -27,6 +27,7 @@ import (
 	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
+	"indelible.dev/ledger/kv"
 )
 
 // The events benchmark (BENCHMARKS.md, "Audit events"): a real ledger,
@@ -63,12 +64,18 @@ var benchMaster = func() []byte { b := make([]byte, 32); rand.Read(b); return b 
 
 func openBench(t *testing.T, dir string, skey string) *benchServer {
 	t.Helper()
+	return openBenchStore(t, dir, skey, nil)
+}
+
+// openBenchStore is openBench on store (nil: pebble in dir).
+func openBenchStore(t *testing.T, dir string, skey string, store kv.Store) *benchServer {
+	t.Helper()
 	s, err := note.NewSigner(skey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := ledger.Open(dir, ledger.Options{Signer: s, Logger: logger})
+	l, err := ledger.Open(dir, ledger.Options{Signer: s, Logger: logger, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
