@@ -169,7 +169,8 @@ func Open(ctx context.Context, dsn string, o Options) (*Lease, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: store URL: %v", ErrConfig, err)
+		// Not the parser's message: it may quote the URL, password and all.
+		return nil, fmt.Errorf("%w: the store URL does not parse (not shown: it may hold a password)", ErrConfig)
 	}
 	cfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -385,6 +386,9 @@ func (l *Lease) setErr(err error) {
 func (l *Lease) stepDown(epoch int64, why string) {
 	l.mu.Lock()
 	l.role, l.validUntil = Standby, time.Time{}
+	if l.active.Node == l.opt.Node {
+		l.active = Peer{} // unknown until the next read: not this node
+	}
 	l.mu.Unlock()
 	l.logger.Warn("cluster: stepping down to standby", "node", l.opt.Node, "epoch", epoch, "why", why)
 	l.changes <- Change{Role: Standby, Epoch: epoch}

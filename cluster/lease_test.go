@@ -130,6 +130,10 @@ func TestOptionsRefused(t *testing.T) {
 			t.Errorf("Open(%+v) = %v, want ErrConfig", o, err)
 		}
 	}
+	_, err := Open(ctx, "postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=bogus", Options{Node: "a", URL: "http://a", Lease: time.Second})
+	if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("Open with a bad URL: %v (want ErrConfig, no password)", err)
+	}
 	if _, err := DSN("mysql://x", "a", "b", time.Second); !errors.Is(err, ErrConfig) {
 		t.Errorf("DSN(mysql) = %v", err)
 	}
@@ -286,6 +290,9 @@ func TestLeasePartition(t *testing.T) {
 	for {
 		r := a.roles()
 		if len(r) == 2 && r[1].Role == Standby {
+			if st := a.Status(); st.Role != Standby || st.Active.Node == "a" {
+				t.Fatalf("a's status after stepping down: %+v", st)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -96,8 +96,14 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 	node := cfg.cluster.node
-	standby := httpapi.New(httpapi.Config{Logger: logger, Cluster: &httpapi.ClusterConfig{
-		Status: func() api.Cluster { return clusterStatus(lease, nil) },
+	standby := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rateLimit, Cluster: &httpapi.ClusterConfig{
+		Status: func() api.Cluster {
+			// This server answers while the node is not serving as
+			// active (the lease taken, the store still opening: "standby").
+			c := clusterStatus(lease, nil)
+			c.Role = cluster.Standby.String()
+			return c
+		},
 		Active: func() (string, bool) {
 			st := lease.Status()
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
@@ -151,15 +157,21 @@ loop:
 			running = false
 			cancelActive()
 			front.set(standby.Handler())
-			if _, holding := lease.Holding(); err != nil || holding {
+			if _, holding := lease.Holding(); holding {
 				// A failure (a fenced or ambiguous commit, a fork in the
-				// bucket, a bad start) while this node may still hold
-				// the lease: stop renewing, exit, let the lease expire.
+				// bucket, a refused start) while this node still holds
+				// the lease: stop renewing and exit (a restart reloads
+				// from the store); the lease expires meanwhile.
 				if err == nil {
 					err = errors.New("the active node stopped")
 				}
 				result = err
 				break loop
+			}
+			if err != nil {
+				// Its lease ended first: the failure is that of a node
+				// that was no longer active (a stale epoch's commit).
+				logger.Warn("cluster: the former active node stopped", "node", node, "epoch", epoch, "err", err)
 			}
 			logger.Info("cluster: standby again", "node", node, "epoch", epoch)
 		}

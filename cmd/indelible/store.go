@@ -40,6 +40,9 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.St
 		// A cluster's active node: the epoch its takeover set in the
 		// fence, and its sessions named for the next takeover (cluster.go).
 		dsn, opts.Epoch = cfg.active.dsn, cfg.active.epoch
+		// Commits are bounded by the lease: one that outlives it is
+		// ambiguous, and stops the log.
+		opts.Timeout = cfg.cluster.lease
 	}
 	s, err := pgkv.Open(ctx, dsn, opts)
 	if err != nil {
