@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,11 +33,81 @@ func pgTool(t *testing.T, name string, args ...string) {
 	}
 }
 
+// pgUser returns the credential PostgreSQL's server programs run under: the
+// postgres user when the tests run as root (as internal/pgtest does), else
+// nil (the current user).
+func pgUser(t *testing.T) (*syscall.Credential, int, int) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		return nil, -1, -1
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid
+}
+
+// pgBaseBackup takes a pg_basebackup of the whole cluster serving dsn (WAL
+// streamed, so the copy is consistent by itself) and returns a function that
+// starts a second PostgreSQL from it on another loopback port and returns
+// the DSN of the same database there: the older backup restored. The
+// second server is stopped when the test ends.
+func pgBaseBackup(t *testing.T, dsn string) (restore func() string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, uid, gid := pgUser(t)
+	// Not under t.TempDir(): its parent is closed to the postgres user.
+	dir, err := os.MkdirTemp("", "pgbackup-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if cred != nil {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	runPG := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(pgtest.Bin(), name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+		}
+	}
+	runPG("pg_basebackup", "-h", u.Hostname(), "-p", u.Port(), "-U", "postgres", "-D", data, "-X", "stream", "-c", "fast")
+	return func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		runPG("pg_ctl", "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-t", "120",
+			"-o", fmt.Sprintf("-p %d -k %s", port, dir), "start")
+		t.Cleanup(func() {
+			cmd := exec.Command(filepath.Join(pgtest.Bin(), "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+			cmd.Run()
+		})
+		u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		return u.String()
+	}
+}
+
 // TestServePGRestoredOld is issue 20's "restore PostgreSQL from an older
 // backup: the node refuses to sign (exit 2) and says why", with the real
 // binary, a real PostgreSQL and an S3 server process. The backup is a
-// pg_dump restored with pg_restore into a new database (the same rows as a
-// pg_basebackup taken then, without a second cluster). The node that
+// pg_basebackup of the cluster, restored by starting a second PostgreSQL
+// from it (the witness variant below uses pg_dump and pg_restore). The node that
 // signed the newer tree refuses it (its key's mark and the bucket know), and
 // so does a node with no local state at all (the key alone, no mark: only
 // the bucket knows), naming the bucket's object that is ahead. The newest
@@ -55,8 +129,7 @@ func TestServePGRestoredOld(t *testing.T) {
 		t.Fatalf("POST /add?wait=checkpoint: %d %v", code, err)
 	}
 	p.stop(t)
-	dump := filepath.Join(root, "backup.dump")
-	pgTool(t, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+dsn)
+	restore := pgBaseBackup(t, dsn)
 
 	// 50 more, released too.
 	p = startServe(t, dir, "--store", dsn, "--bucket", bucket)
@@ -71,9 +144,8 @@ func TestServePGRestoredOld(t *testing.T) {
 	}
 	p.stop(t)
 
-	// The old backup, restored.
-	old := pgtest.DSN(t)
-	pgTool(t, "pg_restore", "--no-owner", "--dbname="+old, dump)
+	// The old backup, restored: a second PostgreSQL started from it.
+	old := restore()
 
 	serve := func(data string, extra ...string) (string, int) {
 		args := append([]string{"serve", "--data", data, "--mode", "raw", "--listen", "127.0.0.1:0", "--bucket", bucket}, extra...)
