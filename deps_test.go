@@ -86,12 +86,14 @@ var layers = map[string][]string{
 	"internal/s3test":     {},         // the S3 server process of the mirror's tests
 	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
 	"internal/nettest":    {},         // a TCP proxy a test can blackhole (partitions from PostgreSQL)
+	// A ledger and events layer in a test's directory, for the tests above eventstore.
+	"internal/storetest": {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
 // ends in "test", like audit/audittest) may import. Test imports are not in
 // go list's Imports, so any importer seen here is shipped code.
-var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest", "internal/nettest"}
+var testOnly = []string{"internal/tlogtest", "internal/s3test", "internal/pgtest", "internal/nettest", "internal/storetest"}
 
 // moduleRules restricts the external modules some packages may depend on.
 var moduleRules = map[string][]string{

@@ -2,9 +2,7 @@ package audited
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,71 +13,40 @@ import (
 	"indelible.dev/auth"
 	"indelible.dev/event"
 	"indelible.dev/eventstore"
-	"indelible.dev/internal/tlogtest"
+	"indelible.dev/internal/storetest"
 	"indelible.dev/ledger"
 )
 
-// env is a real ledger in a temporary directory, the events layer over it
-// and the service, reopened as a restarted server would.
+// env is a store (a ledger and its events layer, storetest) and the
+// service over it, started and stopped with it as a restarted server would.
 type env struct {
-	t      testing.TB
-	dir    string
-	key    tlogtest.Key
-	master []byte
-	log    *ledger.Log
-	l      *eventstore.Layer
-	s      *Service
+	*storetest.Store
+	t testing.TB
+	s *Service
 }
 
 func newEnv(t testing.TB) *env {
-	e := &env{t: t, dir: t.TempDir(), key: tlogtest.NewKey(t, "example.com/audited-test"), master: make([]byte, 32)}
-	rand.Read(e.master)
-	e.open()
-	t.Cleanup(e.close)
+	e := &env{t: t}
+	e.Store = storetest.New(t, "example.com/audited-test", func(s *storetest.Store) func() {
+		var err error
+		if e.s, err = New(Config{Layer: s.Layer, Log: s.Log}); err != nil {
+			t.Fatal(err)
+		}
+		return func() { e.s.Close() }
+	})
 	return e
 }
-
-func (e *env) open() {
-	e.t.Helper()
-	var err error
-	e.log, err = ledger.Open(e.dir, ledger.Options{Signer: e.key.Signer, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kr, err := eventstore.NewKeyring(e.master)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if e.l, err = eventstore.Open(eventstore.Config{Log: e.log, Keyring: kr}); err != nil {
-		e.t.Fatal(err)
-	}
-	if e.s, err = New(Config{Layer: e.l, Log: e.log}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *env) close() {
-	if e.log == nil {
-		return
-	}
-	e.s.Close()
-	e.l.Close()
-	e.log.Close()
-	e.log = nil
-}
-
-func (e *env) reopen() { e.t.Helper(); e.close(); e.open() }
 
 // tokenEvents returns "action name by" for every indelible.token.* event.
 func (e *env) tokenEvents() []string {
 	e.t.Helper()
-	size, _ := e.log.Published()
-	if _, _, err := e.log.WaitSize(e.t.Context(), size.N); err != nil {
+	size, _ := e.Log.Published()
+	if _, _, err := e.Log.WaitSize(e.t.Context(), size.N); err != nil {
 		e.t.Fatal(err)
 	}
 	var out []string
 	for _, action := range []string{auth.ActionCreate, auth.ActionRevoke} {
-		p, err := e.l.List(eventstore.Query{Action: action, Limit: eventstore.MaxLimit})
+		p, err := e.Layer.List(eventstore.Query{Action: action, Limit: eventstore.MaxLimit})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -95,9 +62,9 @@ func (e *env) tokenEvents() []string {
 func (e *env) waitAll() {
 	e.t.Helper()
 	for {
-		cp, _ := e.log.Published()
-		if e.log.QueueLen() == 0 {
-			if _, _, err := e.log.WaitSize(e.t.Context(), cp.N); err != nil {
+		cp, _ := e.Log.Published()
+		if e.Log.QueueLen() == 0 {
+			if _, _, err := e.Log.WaitSize(e.t.Context(), cp.N); err != nil {
 				e.t.Fatal(err)
 			}
 			return
@@ -134,7 +101,7 @@ func TestTokenChangesRecorded(t *testing.T) {
 		t.Fatalf("token events %q, want %q", got, want)
 	}
 
-	e.reopen()
+	e.Reopen()
 	if got := e.tokenEvents(); !slices.Equal(got, want) {
 		t.Fatalf("after a restart: token events %q, want %q", got, want)
 	}
@@ -144,12 +111,12 @@ func TestTokenChangesRecorded(t *testing.T) {
 	if tok, _ := e.s.Tokens().Get("alice"); tok.Revoked.IsZero() {
 		t.Fatal("alice's revocation was lost")
 	}
-	if err := e.l.Check(); err != nil {
+	if err := e.Layer.Check(); err != nil {
 		t.Fatal(err)
 	}
 
 	// The layer is closed: the event cannot be appended, so no token.
-	e.l.Close()
+	e.Layer.Close()
 	if _, _, err := e.s.CreateToken(ctx, "root", "carol", []auth.Scope{auth.ScopeRead}); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("creating carol on a closed layer: %v", err)
 	}
@@ -162,7 +129,7 @@ func TestTokenChangesRecorded(t *testing.T) {
 	if _, err := e.s.Tokens().Authenticate(secret); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Fatal("a revocation that could not be recorded does not hold in memory")
 	}
-	e.reopen()
+	e.Reopen()
 	if _, err := e.s.Tokens().Get("carol"); !errors.Is(err, auth.ErrNoToken) {
 		t.Fatalf("carol stored without her record: %v", err)
 	}
@@ -198,7 +165,7 @@ func TestBootstrap(t *testing.T) {
 	if _, _, err := e.s.Bootstrap(ctx, "admin", scopes, false); err != nil {
 		t.Fatal(err)
 	}
-	e.reopen()
+	e.Reopen()
 	if s, created, err := e.s.Bootstrap(ctx, "admin", scopes, false); err != nil || created || s != "" {
 		t.Fatalf("second start: %v %v", created, err)
 	}
@@ -211,16 +178,13 @@ func TestBootstrap(t *testing.T) {
 
 	// The tokens are lost (as when an earlier version's tokens.json was
 	// deleted before this version migrated it).
-	e.close()
-	l, err := ledger.Open(e.dir, ledger.Options{Signer: e.key.Signer, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.Close()
+	l := e.OpenLog()
 	if err := l.WriteExt(func(w ledger.Writer) error { return w.Delete(eventstore.TokenKey("admin")) }); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	e.open()
+	e.Open()
 	if _, _, err := e.s.Bootstrap(ctx, "admin", scopes, false); !errors.Is(err, ErrTokensLost) {
 		t.Fatalf("lost tokens: %v, want ErrTokensLost", err)
 	}
@@ -252,14 +216,11 @@ func TestMigrateTokenFile(t *testing.T) {
 	if err := old.Revoke("reader"); err != nil {
 		t.Fatal(err)
 	}
-	e.close()
+	e.Close()
 	kept, _ := os.ReadFile(path)
 	for round := range 2 {
-		e.log, err = ledger.Open(e.dir, ledger.Options{Signer: e.key.Signer, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := MigrateTokenFile(e.log, path)
+		l := e.OpenLog()
+		n, err := MigrateTokenFile(l, path)
 		if err != nil || n != 2-2*round {
 			t.Fatalf("round %d: migrated %d, %v", round, n, err)
 		}
@@ -269,15 +230,14 @@ func TestMigrateTokenFile(t *testing.T) {
 		if _, err := os.Stat(path + ".migrated"); err != nil {
 			t.Fatal(err)
 		}
-		e.log.Close()
-		e.log = nil
+		l.Close()
 		// As if the rename had not happened: the next start migrates
 		// again, writing nothing.
 		os.WriteFile(path, kept, 0o600)
 	}
 	os.Remove(path)
-	e.open()
-	if n, err := MigrateTokenFile(e.log, path); n != 0 || err != nil {
+	e.Open()
+	if n, err := MigrateTokenFile(e.Log, path); n != 0 || err != nil {
 		t.Fatalf("no file: %d %v", n, err)
 	}
 	if tok, err := e.s.Tokens().Authenticate(adminSecret); err != nil || tok.Name != "admin" {
@@ -289,7 +249,7 @@ func TestMigrateTokenFile(t *testing.T) {
 	if _, created, err := e.s.Bootstrap(t.Context(), "admin", []auth.Scope{auth.ScopeAdmin}, false); created || err != nil {
 		t.Fatalf("bootstrap after a migration: %v %v", created, err)
 	}
-	if err := e.l.Check(); err != nil {
+	if err := e.Layer.Check(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -309,7 +269,7 @@ func TestReadBatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitAll()
-	p, err := e.l.List(eventstore.Query{Action: ActionRead})
+	p, err := e.Layer.List(eventstore.Query{Action: ActionRead})
 	if err != nil || len(p.Records) != 1 {
 		t.Fatalf("read events: %+v %v", p, err)
 	}
@@ -376,7 +336,7 @@ func TestReadBatcher(t *testing.T) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
 	}
 	e.waitAll()
-	p, err = e.l.List(eventstore.Query{Action: ActionRead, Limit: eventstore.MaxLimit})
+	p, err = e.Layer.List(eventstore.Query{Action: ActionRead, Limit: eventstore.MaxLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,11 +157,7 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 		return fmt.Errorf("%w: resume after index %d, but the log has %d events", ErrBadCursor, after, pub.N)
 	}
 	next := max(after+1, 0)
-	type item struct {
-		i int64
-		v []byte
-	}
-	buf := make([]item, 0, streamChunk)
+	buf := make([]streamItem, 0, streamChunk)
 	for {
 		if l.closed.Load() {
 			return ErrClosed
@@ -176,7 +172,7 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 		for next < cp.N {
 			buf = buf[:0]
 			err := l.log.ScanExt(payloadKey(next), payloadKey(cp.N), false, func(k, v []byte) bool {
-				buf = append(buf, item{int64(binary.BigEndian.Uint64(k[1:])), append([]byte(nil), v...)})
+				buf = append(buf, streamItem{int64(binary.BigEndian.Uint64(k[1:])), append([]byte(nil), v...)})
 				return len(buf) < streamChunk
 			})
 			if err != nil {
@@ -186,8 +182,12 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 				next = cp.N // entries written by no event
 				break
 			}
-			for _, it := range buf {
-				r, err := l.record(it.i, it.v)
+			ents, tvals, err := l.chunkInputs(buf)
+			if err != nil {
+				return err
+			}
+			for k, it := range buf {
+				r, err := l.recordOf(it.i, it.v, ents[k], tvals[k])
 				if errors.Is(err, ErrGone) {
 					next = it.i + 1 // erased or shredded since the scan
 					continue

@@ -53,12 +53,10 @@ type Export struct {
 	query eventstore.Query
 }
 
-// File is the exports file.
+// File is the exports file: `exports: [{name, type, url, token_file,
+// index, filter}]` and nothing else (DESIGN section 13).
 type File struct {
-	// PublicURL is the server's base URL as the SIEM's users reach it, for
-	// the receipt URLs (default: derived from the listen address).
-	PublicURL string   `yaml:"public_url"`
-	Exports   []Export `yaml:"exports"`
+	Exports []Export `yaml:"exports"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -102,14 +100,17 @@ func Load(path string) (*File, error) {
 // Parse checks an exports file's contents: unknown keys, missing or bad
 // values and repeated names are errors naming the line.
 func Parse(b []byte) (*File, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := removedKeys(&doc); err != nil {
+		return nil, err
+	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	lines := exportLines(&doc)
@@ -118,11 +119,6 @@ func Parse(b []byte) (*File, error) {
 			return lines[i]
 		}
 		return 0
-	}
-	if f.PublicURL != "" {
-		if _, err := baseURL(f.PublicURL); err != nil {
-			return nil, fmt.Errorf("%w: public_url: %v", ErrInvalid, err)
-		}
 	}
 	if len(f.Exports) == 0 {
 		return nil, fmt.Errorf("%w: no exports (want exports: [{name, type, url, ...}])", ErrInvalid)
@@ -141,25 +137,42 @@ func Parse(b []byte) (*File, error) {
 	return &f, nil
 }
 
-// exportLines returns the line of each item of the exports sequence.
-func exportLines(doc *yaml.Node) []int {
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil
-	}
-	m := doc.Content[0]
-	if m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value == "exports" && m.Content[k+1].Kind == yaml.SequenceNode {
-			var out []int
-			for _, it := range m.Content[k+1].Content {
-				out = append(out, it.Line)
-			}
-			return out
-		}
+// removedKeys refuses the top-level keys earlier versions accepted, with
+// what replaces them (the decoder's own error would only say "not found").
+func removedKeys(doc *yaml.Node) error {
+	if k, _ := topValue(doc, "public_url"); k != nil {
+		return fmt.Errorf("%w: line %d: public_url is not a key of the exports file (it holds only exports: [...]): "+
+			"remove it and give the server's public URL with serve --public-url URL, the base of the receipt URLs", ErrInvalid, k.Line)
 	}
 	return nil
+}
+
+// exportLines returns the line of each item of the exports sequence.
+func exportLines(doc *yaml.Node) []int {
+	_, v := topValue(doc, "exports")
+	if v == nil || v.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var out []int
+	for _, it := range v.Content {
+		out = append(out, it.Line)
+	}
+	return out
+}
+
+// topValue returns the key and value nodes of key in the document's
+// top-level mapping, or nils.
+func topValue(doc *yaml.Node, key string) (k, v *yaml.Node) {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i], m.Content[i+1]
+		}
+	}
+	return nil, nil
 }
 
 func (x *Export) check() error {

@@ -26,6 +26,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad outcome", "exports:\n  - {name: e, type: http_ndjson, url: 'http://x/', filter: {outcome: maybe}}\n", "filter:"},
 		{"bad filter key", "exports:\n  - {name: e, type: http_ndjson, url: 'http://x/', filter: {time: now}}\n", "line 2"},
 		{"not yaml", "exports: [\n", "ErrInvalid"},
+		// Not in the file's schema (DESIGN section 13): the server's flag replaces it.
+		{"public_url", "exports:\n  - {name: a, type: http_ndjson, url: 'http://x/'}\npublic_url: https://ledger/\n", "line 3: public_url is not a key of the exports file"},
+		{"public_url names the flag", "public_url: https://ledger/\nexports:\n  - {name: a, type: http_ndjson, url: 'http://x/'}\n", "serve --public-url URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.file))
@@ -72,6 +75,7 @@ func TestLoadTokenFile(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("exports:\n  - {name: a, type: http_ndjson, url: 'http://x/'}\n"))
 	f.Add([]byte("exports:\n  - {name: e, type: elastic_bulk, url: 'https://es:9200', index: audit, filter: {action: a.b}}\n"))
+	f.Add([]byte("exports:\n  - {name: s, type: splunk_hec, url: 'https://s', token_file: /t, index: main}\n"))
 	f.Add([]byte("public_url: https://ledger/\nexports:\n  - {name: s, type: splunk_hec, url: 'https://s', token_file: /t}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)

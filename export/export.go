@@ -30,9 +30,9 @@ const (
 type Options struct {
 	Events *eventstore.Layer // required
 	Audit  *audited.Service  // required: each export's start is recorded as a read
-	// ReceiptBase is the server's base URL ending in "/" (the receipt URL
-	// of event i is ReceiptBase + "v1/events/<i>/receipt"); the file's
-	// public_url wins over it.
+	// ReceiptBase is the server's base URL as the SIEM's users reach it
+	// (the receipt URL of event i is ReceiptBase + "v1/events/<i>/receipt";
+	// a missing final "/" is added).
 	ReceiptBase string
 	Client      *http.Client // default: a client with a 30 s timeout
 	Logger      *slog.Logger // default slog.Default()
@@ -106,9 +106,6 @@ func Start(f *File, opts Options) (*Runner, error) {
 	def(&opts.RetryMin, DefaultRetryMin)
 	def(&opts.RetryMax, DefaultRetryMax)
 	base := opts.ReceiptBase
-	if f.PublicURL != "" {
-		base = f.PublicURL
-	}
 	if base != "" && !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -122,7 +119,7 @@ func Start(f *File, opts Options) (*Runner, error) {
 			cancel()
 			return nil, err
 		}
-		fs = append(fs, &follower{x: x, o: &opts, sink: s, base: base,
+		fs = append(fs, &follower{x: x, o: &opts, sink: s, receiptPfx: receiptPrefix(base),
 			log: opts.Logger.With("export", x.Name)})
 	}
 	for _, fo := range fs {
@@ -143,11 +140,11 @@ func (r *Runner) Close() {
 }
 
 type follower struct {
-	x    *Export
-	o    *Options
-	sink sink
-	base string
-	log  *slog.Logger
+	x          *Export
+	o          *Options
+	sink       sink
+	receiptPfx []byte // receiptPrefix of the receipt URLs' base
+	log        *slog.Logger
 }
 
 // run records the start as a read, then follows the log until ctx ends,
@@ -270,7 +267,7 @@ func (f *follower) session(ctx context.Context) error {
 				return <-errc
 			}
 			if f.x.query.Match(&r.Event) {
-				doc, err := document(&r, f.base)
+				doc, err := document(&r, f.receiptPfx)
 				if err != nil {
 					return err
 				}

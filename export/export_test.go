@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,57 +23,28 @@ import (
 	"indelible.dev/audited"
 	"indelible.dev/event"
 	"indelible.dev/eventstore"
+	"indelible.dev/internal/storetest"
 	"indelible.dev/internal/tlogtest"
-	"indelible.dev/ledger"
 )
 
-// env is a real ledger in a temporary directory, the events layer and the
-// audit service over it, reopened as a restarted server would.
+// env is a store (a ledger and its events layer, storetest) and the
+// service over it, started and stopped with it as a restarted server would.
 type env struct {
-	t      testing.TB
-	dir    string
-	key    tlogtest.Key
-	master []byte
-	log    *ledger.Log
-	l      *eventstore.Layer
-	s      *audited.Service
+	*storetest.Store
+	t testing.TB
+	s *audited.Service
 }
 
 func newEnv(t testing.TB) *env {
-	e := &env{t: t, dir: t.TempDir(), key: tlogtest.NewKey(t, "example.com/export-test"), master: make([]byte, 32)}
-	rand.Read(e.master)
-	e.open()
-	t.Cleanup(e.close)
+	e := &env{t: t}
+	e.Store = storetest.New(t, "example.com/export-test", func(s *storetest.Store) func() {
+		var err error
+		if e.s, err = audited.New(audited.Config{Layer: s.Layer, Log: s.Log}); err != nil {
+			t.Fatal(err)
+		}
+		return func() { e.s.Close() }
+	})
 	return e
-}
-
-func (e *env) open() {
-	e.t.Helper()
-	var err error
-	e.log, err = ledger.Open(e.dir, ledger.Options{Signer: e.key.Signer, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kr, err := eventstore.NewKeyring(e.master)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if e.l, err = eventstore.Open(eventstore.Config{Log: e.log, Keyring: kr}); err != nil {
-		e.t.Fatal(err)
-	}
-	if e.s, err = audited.New(audited.Config{Layer: e.l, Log: e.log}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *env) close() {
-	if e.log == nil {
-		return
-	}
-	e.s.Close()
-	e.l.Close()
-	e.log.Close()
-	e.log = nil
 }
 
 // appendN appends n events (actor a<k>, action doc.read or doc.write) and
@@ -90,7 +60,12 @@ func (e *env) appendN(n int, tag string) {
 		evs = append(evs, event.Event{Action: action, Actor: &event.Actor{ID: fmt.Sprintf("a%d", k%5)},
 			Resource: &event.Resource{ID: tag + "-" + strconv.Itoa(k)}, Outcome: "success"})
 		if len(evs) == 100 || k == n-1 {
-			if _, err := e.l.Append(context.Background(), "writer", evs); err != nil {
+			a, err := e.Layer.Append(context.Background(), "writer", evs)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			// Durable is not published: an export reads only what is.
+			if _, _, err := e.Log.WaitSize(context.Background(), a[len(a)-1].Index+1); err != nil {
 				e.t.Fatal(err)
 			}
 			evs = nil
@@ -103,9 +78,9 @@ func (e *env) appendN(n int, tag string) {
 func (e *env) ledgerSet(q eventstore.Query) map[int64]string {
 	e.t.Helper()
 	out := map[int64]string{}
-	n := e.l.Published()
+	n := e.Layer.Published()
 	for i := range n {
-		r, err := e.l.Get(i)
+		r, err := e.Layer.Get(i)
 		if errors.Is(err, eventstore.ErrNotEvent) || errors.Is(err, eventstore.ErrGone) {
 			continue
 		}
@@ -220,7 +195,8 @@ func (h *fakeHEC) snapshot() map[int64]string {
 // POST /_bulk, NDJSON of action and source lines (the last line ending in
 // a newline), answered with {"took","errors","items":[{"create":{"_index",
 // "_id","status"[,"error"]}}]}: 201 for a created document, 409 with a
-// version_conflict_engine_exception when the _id exists. reject429 lists
+// version_conflict_engine_exception when the _id exists; and GET
+// /<index>/_count, answered {"count":N,...}. reject429 lists
 // the _ids answered 429 (es_rejected_execution_exception) the first time.
 type fakeBulk struct {
 	mu        sync.Mutex
@@ -232,6 +208,15 @@ type fakeBulk struct {
 }
 
 func (b *fakeBulk) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/_count") {
+		// The count API: {"count":N,"_shards":{...}} (every index here).
+		b.mu.Lock()
+		n := len(b.docs)
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"count":%d,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}`, n)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/_bulk" {
 		http.Error(w, `{"error":"no handler"}`, http.StatusNotFound)
 		return
@@ -319,8 +304,14 @@ func writeFile(t testing.TB, dir, name, s string) string {
 
 func start(t testing.TB, e *env, f *File, batch int) *Runner {
 	t.Helper()
-	r, err := Start(f, Options{Events: e.l, Audit: e.s, ReceiptBase: "https://ledger.example/",
-		Logger: slog.New(slog.DiscardHandler), BatchSize: batch, BatchDelay: 20 * time.Millisecond,
+	return startDelay(t, e, f, batch, 20*time.Millisecond)
+}
+
+// startDelay starts the exports of f, a partial batch waiting at most delay.
+func startDelay(t testing.TB, e *env, f *File, batch int, delay time.Duration) *Runner {
+	t.Helper()
+	r, err := Start(f, Options{Events: e.Layer, Audit: e.s, ReceiptBase: "https://ledger.example/",
+		Logger: slog.New(slog.DiscardHandler), BatchSize: batch, BatchDelay: delay,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +369,7 @@ func TestSplunkHEC(t *testing.T) {
 	if idx != "audit" {
 		t.Errorf("HEC index %q, want audit", idx)
 	}
-	p, err := e.l.List(eventstore.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
+	p, err := e.Layer.List(eventstore.Query{Action: audited.ActionRead, Actor: ActorPrefix + "splunk"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +384,7 @@ func TestSplunkHEC(t *testing.T) {
 func TestElasticBulk429RetriedAlone(t *testing.T) {
 	e := newEnv(t)
 	e.appendN(40, "bulk")
-	pfx := originHash(e.l.Origin())
+	pfx := originHash(e.Layer.Origin())
 	b := &fakeBulk{docs: map[string]exportedDoc{}, reject429: map[string]bool{pfx + "-17": true}}
 	// Index 3 is already in Elasticsearch (a resend): 409, not a failure.
 	b.docs[pfx+"-3"] = exportedDoc{Index: 3, Commitment: e.ledgerSet(eventstore.Query{})[3]}
@@ -403,7 +394,10 @@ func TestElasticBulk429RetriedAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, e, f, 1000)
+	// The 40 events are published (appendN): with a delay well above the
+	// time to stream them, the first request holds them all even on a
+	// loaded machine (with 20 ms it once held 20).
+	r := startDelay(t, e, f, 1000, 500*time.Millisecond)
 	defer r.Close()
 	tlogtest.Eventually(t, 20*time.Second, "every event in the fake Elasticsearch", func() (bool, string) {
 		return sameSet(e.ledgerSet(eventstore.Query{}), b.byIndex(t, pfx))
@@ -438,17 +432,17 @@ func TestRestartNoGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pfx := originHash(e.l.Origin())
+	pfx := originHash(e.Layer.Origin())
 	r := start(t, e, f, 50)
 	tlogtest.Eventually(t, 20*time.Second, "a part of the events exported", func() (bool, string) {
 		n := len(b.byIndex(t, pfx))
 		return n >= 100, fmt.Sprintf("%d exported", n)
 	})
 	r.Close()
-	e.close()
+	e.Close()
 	before := len(b.byIndex(t, pfx))
-	e.open()
-	cur, err := e.l.ExportCursor("es")
+	e.Open()
+	cur, err := e.Layer.ExportCursor("es")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,8 +462,8 @@ func TestRestartNoGap(t *testing.T) {
 		t.Errorf("%d events resent after the restart, want at most one batch (50)", conflicts)
 	}
 	tlogtest.Eventually(t, 10*time.Second, "the cursor at the published size", func() (bool, string) {
-		c, _ := e.l.ExportCursor("es")
-		return c == e.l.Published(), fmt.Sprintf("cursor %d, size %d", c, e.l.Published())
+		c, _ := e.Layer.ExportCursor("es")
+		return c == e.Layer.Published(), fmt.Sprintf("cursor %d, size %d", c, e.Layer.Published())
 	})
 }
 
@@ -479,7 +473,7 @@ func TestRestartNoGap(t *testing.T) {
 func TestFilterAndErased(t *testing.T) {
 	e := newEnv(t)
 	e.appendN(60, "f")
-	if _, err := e.l.Erase(context.Background(), 3, "admin", "test"); err != nil {
+	if _, err := e.Layer.Erase(context.Background(), 3, "admin", "test"); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -534,5 +528,24 @@ func TestFilterAndErased(t *testing.T) {
 	defer mu.Unlock()
 	if badAuth != 0 {
 		t.Errorf("%d requests without the token", badAuth)
+	}
+}
+
+// TestDocument: the exported document is the record as the events API
+// writes it plus the receipt URL, valid JSON whatever the base URL holds.
+func TestDocument(t *testing.T) {
+	r := eventstore.Record{Index: 42, EventBytes: []byte(`{"action":"a.b"}`)}
+	for _, base := range []string{"https://ledger.example/", `https://ledger.example/a"b\c<d>/`} {
+		b, err := document(&r, receiptPrefix(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d exportedDoc
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if want := base + "v1/events/42/receipt"; d.Index != 42 || d.ReceiptURL != want || string(d.Event) != `{"action":"a.b"}` {
+			t.Errorf("%s: index %d, receipt_url %q (want %q), event %s", b, d.Index, d.ReceiptURL, want, d.Event)
+		}
 	}
 }

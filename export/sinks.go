@@ -27,8 +27,8 @@ type item struct {
 
 // document returns the exported form of r: {"index","event","event_bytes",
 // "salt","commitment","receipt_url"} (the first five exactly as the events
-// API writes them).
-func document(r *eventstore.Record, receiptBase string) ([]byte, error) {
+// API writes them); receiptPfx is receiptPrefix's.
+func document(r *eventstore.Record, receiptPfx []byte) ([]byte, error) {
 	b, err := r.MarshalJSON()
 	if err != nil {
 		return nil, err
@@ -36,10 +36,27 @@ func document(r *eventstore.Record, receiptBase string) ([]byte, error) {
 	if len(b) == 0 || b[len(b)-1] != '}' {
 		return nil, fmt.Errorf("export: record %d: unexpected encoding", r.Index)
 	}
-	u, _ := json.Marshal(receiptBase + "v1/events/" + strconv.FormatInt(r.Index, 10) + "/receipt")
-	b = append(b[:len(b)-1], `,"receipt_url":`...)
-	b = append(b, u...)
-	return append(b, '}'), nil
+	b = append(b[:len(b)-1], receiptPfx...)
+	b = strconv.AppendInt(b, r.Index, 10)
+	return append(b, `/receipt"}`...), nil
+}
+
+// receiptPrefix returns `,"receipt_url":"<base>v1/events/`, JSON-escaped
+// and without its closing quote: document appends the index and the rest,
+// so the URL is escaped once per export rather than once per event.
+func receiptPrefix(base string) []byte {
+	q, _ := json.Marshal(base + "v1/events/")
+	return append([]byte(`,"receipt_url":`), q[:len(q)-1]...)
+}
+
+// docsSize is the size of the items' documents plus perItem bytes each:
+// a request body's capacity, so building it copies each document once.
+func docsSize(items []item, perItem int) int {
+	n := 0
+	for _, it := range items {
+		n += len(it.doc) + perItem
+	}
+	return n
 }
 
 // sink delivers one batch. send returns the items still to deliver (none
@@ -103,7 +120,7 @@ func snippet(b []byte) string {
 type ndjsonSink struct{ httpSink }
 
 func (s *ndjsonSink) send(ctx context.Context, items []item) ([]item, time.Duration, error) {
-	var body []byte
+	body := make([]byte, 0, docsSize(items, 1))
 	for _, it := range items {
 		body = append(append(body, it.doc...), '\n')
 	}
@@ -122,7 +139,7 @@ type hecSink struct {
 }
 
 func (s *hecSink) send(ctx context.Context, items []item) ([]item, time.Duration, error) {
-	var body []byte
+	body := make([]byte, 0, docsSize(items, 200+len(s.index)))
 	for _, it := range items {
 		body = append(body, `{"time":`...)
 		body = strconv.AppendFloat(body, float64(it.time.UnixMilli())/1000, 'f', 3, 64)
@@ -172,9 +189,13 @@ func originHash(origin string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// bulkAnswer is the part of a _bulk answer the sink reads: each item is
+// {"<action>":{...}}, and the sink sends only creates.
 type bulkAnswer struct {
-	Errors bool                         `json:"errors"`
-	Items  []map[string]bulkItemOutcome `json:"items"`
+	Errors bool `json:"errors"`
+	Items  []struct {
+		Create *bulkItemOutcome `json:"create"`
+	} `json:"items"`
 }
 
 type bulkItemOutcome struct {
@@ -184,13 +205,14 @@ type bulkItemOutcome struct {
 }
 
 func (s *bulkSink) send(ctx context.Context, items []item) ([]item, time.Duration, error) {
-	var body []byte
 	ib, _ := json.Marshal(s.index)
+	body := make([]byte, 0, docsSize(items, 40+len(ib)+len(s.idPfx)+20))
 	for _, it := range items {
 		body = append(body, `{"create":{"_index":`...)
 		body = append(body, ib...)
 		body = append(body, `,"_id":"`...)
-		body = append(body, docID(s.idPfx, it.index)...)
+		body = append(append(body, s.idPfx...), '-')
+		body = strconv.AppendInt(body, it.index, 10)
 		body = append(body, "\"}}\n"...)
 		body = append(append(body, it.doc...), '\n')
 	}
@@ -208,8 +230,8 @@ func (s *bulkSink) send(ctx context.Context, items []item) ([]item, time.Duratio
 	var rest []item
 	var first string
 	for k, m := range ans.Items {
-		o, ok := m["create"]
-		if !ok || o.ID != docID(s.idPfx, items[k].index) {
+		o := m.Create
+		if o == nil || o.ID != docID(s.idPfx, items[k].index) {
 			return items, 0, fmt.Errorf("%s: bulk answer item %d is not the create of %s", s.url, k, docID(s.idPfx, items[k].index))
 		}
 		if o.Status/100 == 2 || o.Status == http.StatusConflict {

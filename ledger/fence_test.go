@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -125,5 +126,35 @@ func TestFenceTwoNodesCreate(t *testing.T) {
 	}
 	if _, err := note.Open(signed, note.VerifierList(v)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFenceOpenRefusesMismatch: a store whose fence does not record the
+// stored tree (a store written without the fence, or an edited one) is
+// refused at open, before anything is signed.
+func TestFenceOpenRefusesMismatch(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s, _ := testSigner(t)
+	st, err := pgkv.Open(context.Background(), dsn, pgkv.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(t.TempDir(), Options{Signer: s, Store: st, Logger: quietLogger(), MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, "a", 3)
+	l.Close()
+	st2, err := pgkv.Open(context.Background(), dsn, pgkv.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if _, err := st2.Pool().Exec(context.Background(), `UPDATE indelible_fence SET size = 2`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(t.TempDir(), Options{Signer: s, Store: st2, Logger: quietLogger(), MinFreeBytes: -1})
+	if !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "size 3") {
+		t.Fatalf("open with a fence at size 2 over a tree of size 3: %v", err)
 	}
 }

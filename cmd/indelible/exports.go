@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 
 	"github.com/spf13/pflag"
 
@@ -16,11 +17,20 @@ import (
 // exportsFlags registers serve's --exports.
 func exportsFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.exports, "exports", "", "events mode: YAML file of exports streaming committed events to SIEMs (splunk_hec, elastic_bulk, http_ndjson; docs/exports.md)")
+	f.StringVar(&cfg.publicURL, "public-url", "", "with --exports: the server's URL as the SIEM's users reach it (e.g. behind a proxy), the base of each exported event's receipt URL (default: http(s)://<--listen>/)")
 }
 
 // loadExports reads and checks --exports before anything starts, so a bad
 // file refuses the start; nil when the flag is not given.
 func loadExports(cfg serveConfig) (*export.File, error) {
+	if cfg.publicURL != "" {
+		if cfg.exports == "" {
+			return nil, errors.New("--public-url is the base of the exports' receipt URLs: it needs --exports")
+		}
+		if err := checkPublicURL(cfg.publicURL); err != nil {
+			return nil, fmt.Errorf("--public-url: %w", err)
+		}
+	}
 	if cfg.exports == "" {
 		return nil, nil
 	}
@@ -44,7 +54,11 @@ func startExports(f *export.File, cfg serveConfig, es *eventsetup.Server, metric
 	for _, c := range m.Collectors() {
 		metrics.Registry().MustRegister(c)
 	}
-	r, err := export.Start(f, export.Options{Events: es.Layer, Audit: es.Audit, ReceiptBase: receiptBase(cfg.listen, https),
+	base := cfg.publicURL
+	if base == "" {
+		base = receiptBase(cfg.listen, https)
+	}
+	r, err := export.Start(f, export.Options{Events: es.Layer, Audit: es.Audit, ReceiptBase: base,
 		Logger: logger, Metrics: m})
 	if err != nil {
 		return nil, err
@@ -52,8 +66,24 @@ func startExports(f *export.File, cfg serveConfig, es *eventsetup.Server, metric
 	return r.Close, nil
 }
 
-// receiptBase is the server's base URL from its listen address (the
-// exports file's public_url overrides it).
+// checkPublicURL accepts an absolute http(s) URL with no query, fragment
+// or credentials: receipt URLs are built by appending to it.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an absolute http:// or https:// URL", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q: no query, fragment or credentials in the URL", s)
+	}
+	return nil
+}
+
+// receiptBase is the server's base URL from its listen address, when
+// --public-url does not give it.
 func receiptBase(listen string, https bool) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {

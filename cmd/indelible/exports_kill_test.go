@@ -37,6 +37,7 @@ type bulkFake struct {
 type bulkFakeDoc struct {
 	Index      int64  `json:"index"`
 	Commitment string `json:"commitment"`
+	ReceiptURL string `json:"receipt_url"`
 	raw        []byte
 }
 
@@ -91,7 +92,7 @@ func (b *bulkFake) count() int {
 // TestExportKill SIGKILLs the real binary while an export to a (slow) fake
 // Elasticsearch has a request in flight, restarts it: every event of the
 // ledger arrives with its commitment, with no gap, and each _id holds the
-// document of its index.
+// document of its index; receipt URLs are built on --public-url.
 func TestExportKill(t *testing.T) {
 	fake := &bulkFake{docs: map[string]bulkFakeDoc{}, delay: 300 * time.Millisecond}
 	es := httptest.NewServer(fake)
@@ -102,7 +103,8 @@ func TestExportKill(t *testing.T) {
 	if err := os.WriteFile(xf, fmt.Appendf(nil, "exports:\n  - {name: es, type: elastic_bulk, url: %q, index: audit}\n", es.URL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startEvents(t, data, "--exports", xf)
+	const public = "https://ledger.example.test/audit/"
+	p := startEvents(t, data, "--exports", xf, "--public-url", public)
 	c := p.client(t)
 	ctx := context.Background()
 	for b := range 6 {
@@ -127,7 +129,7 @@ func TestExportKill(t *testing.T) {
 		t.Fatalf("%d exported before the kill: the test did not kill mid-export", before)
 	}
 
-	p = startEvents(t, data, "--exports", xf)
+	p = startEvents(t, data, "--exports", xf, "--public-url", public)
 	defer p.stop(t)
 	c = p.client(t)
 	// The ledger: every record up to the size at this point.
@@ -214,6 +216,9 @@ func TestExportKill(t *testing.T) {
 		if c, ok := want[d.Index]; ok && c != d.Commitment {
 			t.Errorf("index %d: exported commitment %s, ledger %s", d.Index, d.Commitment, c)
 		}
+		if u := fmt.Sprintf("%sv1/events/%d/receipt", public, d.Index); d.ReceiptURL != u {
+			t.Errorf("index %d: receipt_url %q, want %q", d.Index, d.ReceiptURL, u)
+		}
 	}
 	if fake.conflicts > export.DefaultBatchSize {
 		t.Errorf("%d events resent after the restart, want at most the batch in flight (%d)", fake.conflicts, export.DefaultBatchSize)
@@ -259,7 +264,9 @@ func TestExportKill(t *testing.T) {
 }
 
 // TestServeExportsRefused: a bad exports file refuses the start, naming the
-// line; --exports in raw mode is refused too.
+// line; --exports in raw mode is refused too, and so are a public_url key
+// in the file (not in its schema: --public-url replaces it), a bad
+// --public-url and --public-url without --exports.
 func TestServeExportsRefused(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
@@ -273,5 +280,22 @@ func TestServeExportsRefused(t *testing.T) {
 	_, errOut, code = run(t, nil, "serve", "--mode", "raw", "--data", filepath.Join(dir, "data2"), "--listen", "127.0.0.1:0", "--exports", good)
 	if code == 0 || !strings.Contains(errOut, "--exports needs --mode events") {
 		t.Errorf("raw mode: exit %d, stderr:\n%s", code, errOut)
+	}
+	old := filepath.Join(dir, "old.yaml")
+	os.WriteFile(old, []byte("public_url: https://ledger.example/\nexports:\n  - {name: x, type: http_ndjson, url: 'http://127.0.0.1:1/'}\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--exports", old}, "line 1: public_url is not a key of the exports file"},
+		{[]string{"--exports", good, "--public-url", "ledger.example"}, `--public-url: "ledger.example": want an absolute http:// or https:// URL`},
+		{[]string{"--exports", good, "--public-url", "https://ledger.example/?x=1"}, "--public-url: "},
+		{[]string{"--public-url", "https://ledger.example/"}, "--public-url is the base of the exports' receipt URLs: it needs --exports"},
+	} {
+		args := append([]string{"serve", "--data", filepath.Join(dir, "data3"), "--listen", "127.0.0.1:0"}, tc.args...)
+		_, errOut, code = run(t, nil, args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr:\n%s", tc.args, code, errOut)
+		}
 	}
 }

@@ -81,6 +81,7 @@ type serveConfig struct {
 	otlpDefaultAction string // action of an OTLP record naming none
 	rules             string // events mode: --rules FILE|DIR, alert rules (alerts.go)
 	exports           string // events mode: --exports FILE (exports.go)
+	publicURL         string // events mode: --public-url, the base of the exports' receipt URLs (exports.go)
 
 	cluster clusterConfig // --lease, --node, --advertise (cluster.go)
 	active  *activeNode   // set while runServe runs as a cluster's active node (cluster.go)

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -100,6 +99,6 @@ func TestStoreBench(t *testing.T) {
 		t.Logf("median %-8s %7.0f events/s, %6.1f µs CPU/event, POST-to-durable p50 %v p99 %v", n, med(n, rate), med(n, cpu),
 			time.Duration(med(n, p50)), time.Duration(med(n, p99)))
 	}
-	t.Log(fmt.Sprintf("postgres/pebble: rate %.2fx, CPU per event %.2fx",
-		med("postgres", rate)/med("pebble", rate), med("postgres", cpu)/med("pebble", cpu)))
+	t.Logf("postgres/pebble: rate %.2fx, CPU per event %.2fx",
+		med("postgres", rate)/med("pebble", rate), med("postgres", cpu)/med("pebble", cpu))
 }
