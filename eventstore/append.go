@@ -273,6 +273,7 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 		commitments := make([][32]byte, n)
 		entries := make([]ledger.Entry, n)
 		w := newRequestWrites(n)
+		entryOf := make([]int32, len(p.evs)) // entry number of each new event, by position
 		for k, i := range pos {
 			e := &p.evs[i]
 			c := &commitments[k]
@@ -285,12 +286,17 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			if err != nil {
 				return nil, err
 			}
-			var idem *[blindSize]byte
-			if p.hasID[i] {
-				idem = &p.idem[i]
-			}
-			w.add(l, int32(k), e, payload, wrapped, idem)
+			w.add(l, int32(k), e, payload, wrapped)
 			entries[k] = ledger.Entry{Data: c[:]}
+			entryOf[i] = int32(k)
+		}
+		// The 'd' keys in key order (p.keyPos is sorted by idempotency
+		// key), so that their run needs no sorting: the first occurrence
+		// of each id not stored yet.
+		for _, i := range p.keyPos {
+			if p.stored[i] < 0 {
+				w.addIdem(entryOf[i], &p.idem[i])
+			}
 		}
 		b := &batch{l: l, dk: day, extra: extra, writeDay: !day.durable.Load()}
 		b.ops, b.size = w.sorted()
@@ -342,8 +348,8 @@ func newRequestWrites(events int) *requestWrites {
 
 // add adds the writes of event ev (its position among the request's
 // entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
-// blind outcome; the 'f' keys; 'd' -> the index if the event has an id.
-func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte, idem *[blindSize]byte) {
+// blind outcome; the 'f' keys. addIdem adds its 'd' key if it has an id.
+func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte) {
 	s := len(w.arena)
 	w.arena = append(w.arena, prefixPayload)
 	w.arena = append(w.arena, make([]byte, indexSize)...)
@@ -356,15 +362,18 @@ func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped
 		w.runs.add(write{key: fk, ev: ev})
 	}
 	w.n += 2 + len(w.keys) - 1
-	if idem != nil {
-		s := len(w.arena)
-		w.arena = append(w.arena, prefixIdem)
-		w.arena = append(w.arena, idem[:]...)
-		w.arena = append(w.arena, make([]byte, indexSize)...)
-		k := s + 1 + blindSize
-		w.runs.add(write{key: w.arena[s:k:k], val: w.arena[k:len(w.arena):len(w.arena)], ev: ev, valIndex: true})
-		w.n++
-	}
+}
+
+// addIdem adds event ev's 'd' key -> its index. Added in key order, the
+// run needs no sorting (writeRuns.sorted checks).
+func (w *requestWrites) addIdem(ev int32, idem *[blindSize]byte) {
+	s := len(w.arena)
+	w.arena = append(w.arena, prefixIdem)
+	w.arena = append(w.arena, idem[:]...)
+	w.arena = append(w.arena, make([]byte, indexSize)...)
+	k := s + 1 + blindSize
+	w.runs.add(write{key: w.arena[s:k:k], val: w.arena[k:len(w.arena):len(w.arena)], ev: ev, valIndex: true})
+	w.n++
 }
 
 // sorted returns the writes in key order and their size in bytes (keys,

@@ -37,14 +37,26 @@ func TestScanBudget(t *testing.T) {
 		t.Fatalf("default budget: %d records, %v", len(p.Records), err)
 	}
 
-	e.l.scan = scanBudget{keys: 1000, decrypts: 50}
+	// Two filters are decided by the two indexes' keys (a join), not by
+	// decrypting the first one's candidates: the page decrypts only the 3
+	// events it returns, and the 403 candidates cost index keys.
+	e.l.scan = scanBudget{keys: 1000, decrypts: 3}
+	if p, err := e.l.List(two); err != nil || len(p.Records) != 3 || p.NextCursor != "" {
+		t.Fatalf("two filters with 3 decrypts: %d records (next %q), %v", len(p.Records), p.NextCursor, err)
+	}
+	e.l.scan = scanBudget{keys: 500, decrypts: 50}
 	_, err = e.l.List(two)
-	if !errors.Is(err, ErrScanBudget) || !strings.Contains(err.Error(), "50 candidate events decrypted") {
-		t.Fatalf("two filters past the decrypt budget: %v, want ErrScanBudget naming 50", err)
+	if !errors.Is(err, ErrScanBudget) || !strings.Contains(err.Error(), "500 index keys examined") {
+		t.Fatalf("two filters past the key budget: %v, want ErrScanBudget naming 500", err)
 	}
 	// One filter decided by the index: a page decrypts only what it returns.
 	if p, err := e.l.List(Query{Actor: "alice", Limit: 40}); err != nil || len(p.Records) != 40 {
 		t.Fatalf("one filter: %d records, %v", len(p.Records), err)
+	}
+	e.l.scan = scanBudget{keys: 1000, decrypts: 30}
+	_, err = e.l.List(Query{Actor: "alice", Limit: 40})
+	if !errors.Is(err, ErrScanBudget) || !strings.Contains(err.Error(), "30 candidate events decrypted") {
+		t.Fatalf("one filter past the decrypt budget: %v, want ErrScanBudget naming 30", err)
 	}
 	e.l.scan = scanBudget{keys: 100, decrypts: 50}
 	_, err = e.l.List(Query{Outcome: event.OutcomeDenied, Limit: 10})

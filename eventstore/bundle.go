@@ -215,28 +215,55 @@ type recordsPass struct {
 	sum         evidence.Summary
 	counts      evidence.Counts
 	first, last string // received_at of the first and last open records
+	intern      map[string]string
 }
 
-// writeRecords writes records.ndjson for [p.begin, p.end) to w, gathering
-// the summary, counts and window edges. Chunks of entries are read and
-// opened by parallel workers and written in index order.
-func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPass, error) {
-	out := &recordsPass{}
+// str returns b as a string, made once per distinct value (the summary's
+// days, actions and outcomes repeat), up to a bound.
+func (r *recordsPass) str(b []byte) string {
+	if s, ok := r.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(r.intern) < 1<<16 {
+		r.intern[s] = s
+	}
+	return s
+}
+
+// bundleChunkBuf is one chunk of a bundle's first pass: the entries
+// [lo, hi), their lines (buf) and their spool frame, reused from chunk to
+// chunk.
+type bundleChunkBuf struct {
+	lo, hi int64
+	buf    []byte // the lines of records.ndjson
+	frame  []byte // the same lines, as the spool keeps them
+	lines  []evidence.Line
+	fields []bundleFields // open records' fields, for the summary
+	arena  []byte         // the payloads and keys read from the store
+	err    error
+	done   chan struct{}
+}
+
+// writeRecords is the first pass: it builds records.ndjson for
+// [p.begin, p.end), writes its bytes to dig (size, SHA-256, CRC) and its
+// frames to sp (see spool), and gathers the summary, counts and window
+// edges. Chunks of entries are read and opened by parallel workers and
+// taken in index order.
+func (p *BundlePlan) writeRecords(ctx context.Context, dig io.Writer, sp io.Writer) (*recordsPass, error) {
+	out := &recordsPass{intern: map[string]string{}}
 	pubN := p.size // reads are bounded by the published size, never below p.size
 	if cp, _ := p.l.log.Published(); cp.N > pubN {
 		pubN = cp.N
 	}
-	type chunk struct {
-		lo, hi int64
-		buf    []byte
-		events []bundleFields // open records' fields, for the summary
-		lines  []evidence.Line
-		err    error
-		done   chan struct{}
-	}
 	workers := max(1, runtime.GOMAXPROCS(0))
-	jobs := make(chan *chunk)
-	queue := make(chan *chunk, 2*workers)
+	inFlight := 2*workers + 1
+	free := make(chan *bundleChunkBuf, inFlight+1)
+	for range inFlight + 1 {
+		free <- &bundleChunkBuf{}
+	}
+	jobs := make(chan *bundleChunkBuf)
+	queue := make(chan *bundleChunkBuf, inFlight)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -248,7 +275,7 @@ func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPas
 		go func() {
 			defer wg.Done()
 			for c := range jobs {
-				c.buf, c.lines, c.events, c.err = p.l.bundleLines(c.lo, c.hi, pubN, c.buf[:0])
+				c.err = p.l.bundleLines(c, pubN)
 				close(c.done)
 			}
 		}()
@@ -257,7 +284,13 @@ func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPas
 		defer close(queue)
 		defer close(jobs)
 		for lo := p.begin; lo < p.end; lo += bundleChunk {
-			c := &chunk{lo: lo, hi: min(lo+bundleChunk, p.end), done: make(chan struct{})}
+			var c *bundleChunkBuf
+			select {
+			case c = <-free:
+			case <-ctx.Done():
+				return
+			}
+			c.lo, c.hi, c.err, c.done = lo, min(lo+bundleChunk, p.end), nil, make(chan struct{})
 			select {
 			case queue <- c:
 			case <-ctx.Done():
@@ -279,18 +312,18 @@ func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPas
 		if c.err != nil {
 			return nil, c.err
 		}
+		var last []byte
 		for k := range c.lines {
 			ln := &c.lines[k]
 			switch ln.Kind() {
 			case "open":
 				out.counts.Open++
-				e := &c.events[k]
-				out.sum.Add(e.day, e.action, e.outcome)
-				r := e.receivedAt
+				e := &c.fields[k]
+				out.sum.Add(out.str(e.day), out.str(e.action), out.str(e.outcome))
 				if out.first == "" {
-					out.first = r
+					out.first = string(e.receivedAt)
 				}
-				out.last = r
+				last = e.receivedAt
 			case "erased":
 				out.counts.Erased++
 			default:
@@ -298,9 +331,20 @@ func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPas
 			}
 			out.sum.AddLine(ln)
 		}
-		if _, err := w.Write(c.buf); err != nil {
+		if last != nil {
+			out.last = string(last) // before the chunk is reused
+		}
+		if _, err := dig.Write(c.buf); err != nil {
 			return nil, err
 		}
+		var hdr [binary.MaxVarintLen64]byte
+		if _, err := sp.Write(binary.AppendUvarint(hdr[:0], uint64(len(c.frame)))); err != nil {
+			return nil, err
+		}
+		if _, err := sp.Write(c.frame); err != nil {
+			return nil, err
+		}
+		free <- c
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -308,13 +352,17 @@ func (p *BundlePlan) writeRecords(ctx context.Context, w io.Writer) (*recordsPas
 	return out, nil
 }
 
-// bundleLines returns the lines of entries [lo, hi) (all below pubN, the
-// published size) appended to buf, with each line and, for open records,
-// the decoded event.
-func (l *Layer) bundleLines(lo, hi, pubN int64, buf []byte) ([]byte, []evidence.Line, []bundleFields, error) {
+// bundleLines fills c with the lines of entries [c.lo, c.hi) (all below
+// pubN, the published size), each line's entry and, for open records, the
+// summary's fields.
+func (l *Layer) bundleLines(c *bundleChunkBuf, pubN int64) error {
+	lo, hi := c.lo, c.hi
 	n := int(hi - lo)
-	lines := make([]evidence.Line, n)
-	evs := make([]bundleFields, n)
+	c.lines = slices.Grow(c.lines[:0], n)[:n]
+	clear(c.lines)
+	c.fields = slices.Grow(c.fields[:0], n)[:n]
+	clear(c.fields)
+	lines := c.lines
 	// The commitments, from the entry bundles.
 	for t := lo / itlog.TileWidth; t*itlog.TileWidth < hi; t++ {
 		w := int(min(itlog.TileWidth, pubN-t*itlog.TileWidth))
@@ -333,25 +381,25 @@ func (l *Layer) bundleLines(lo, hi, pubN int64, buf []byte) ([]byte, []evidence.
 			})
 		})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("events: reading entry bundle %d: %w", t, err)
+			return fmt.Errorf("events: reading entry bundle %d: %w", t, err)
 		}
 	}
 	for k := range lines {
 		if lines[k].Index != lo+int64(k) {
-			return nil, nil, nil, fmt.Errorf("%w: log entry %d is not a commitment", ErrCorrupt, lo+int64(k))
+			return fmt.Errorf("%w: log entry %d is not a commitment", ErrCorrupt, lo+int64(k))
 		}
 	}
 	// The payloads present, in one scan, then the wrapped event keys of
-	// the version-2 ones (in their 't' keys), in one sorted batch.
+	// the version-2 ones (in their 't' keys), in one sorted batch. Both
+	// are copied into the chunk's arena (offsets, as it may grow).
 	type payload struct {
-		i    int64
-		v    []byte
-		tval []byte
-		v2   bool
+		i        int64
+		v, t     [2]int // offsets of the value and the 't' value in the arena
+		hasT, v2 bool
+		tkey     []byte
 	}
-	var ps []payload
-	var tkeys [][]byte
-	var tpos []int
+	ps := make([]payload, 0, n)
+	arena := c.arena[:0]
 	var ferr error
 	err := l.log.ScanExt(payloadKey(lo), payloadKey(hi), false, func(key, v []byte) bool {
 		i := int64(binary.BigEndian.Uint64(key[1:]))
@@ -360,56 +408,67 @@ func (l *Layer) bundleLines(lo, hi, pubN int64, buf []byte) ([]byte, []evidence.
 			ferr = fmt.Errorf("events: event %d: %w", i, err)
 			return false
 		}
-		ps = append(ps, payload{i: i, v: append([]byte(nil), v...), v2: tk != nil})
+		pl := payload{i: i, v: [2]int{len(arena), len(arena) + len(v)}, v2: tk != nil}
+		arena = append(arena, v...)
 		if tk != nil {
-			tkeys = append(tkeys, timeIndexKey(tk, i))
-			tpos = append(tpos, len(ps)-1)
+			pl.tkey = timeIndexKey(tk, i)
 		}
+		ps = append(ps, pl)
 		return true
 	})
 	if err == nil {
 		err = ferr
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
-	order := make([]int, len(tkeys))
-	for k := range order {
-		order[k] = k
+	var order []int
+	for k := range ps {
+		if ps[k].v2 {
+			order = append(order, k)
+		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(tkeys[a], tkeys[b]) })
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(ps[a].tkey, ps[b].tkey) })
 	sorted := make([][]byte, len(order))
 	for k, o := range order {
-		sorted[k] = tkeys[o]
+		sorted[k] = ps[o].tkey
 	}
-	if err := l.log.GetExtSorted(sorted, func(k int, v []byte) {
-		ps[tpos[order[k]]].tval = append([]byte(nil), v...)
+	if err := l.log.GetExtNear(sorted, func(k int, v []byte) {
+		pl := &ps[order[k]]
+		pl.t, pl.hasT = [2]int{len(arena), len(arena) + len(v)}, true
+		arena = append(arena, v...)
 	}); err != nil {
-		return nil, nil, nil, fmt.Errorf("events: reading event keys: %w", err)
+		return fmt.Errorf("events: reading event keys: %w", err)
 	}
+	c.arena = arena
 	have := make([]bool, n)
 	for _, pl := range ps {
 		i := pl.i
 		ln := &lines[i-lo]
-		if pl.v2 && pl.tval == nil {
+		if pl.v2 && !pl.hasT {
 			continue // its key is destroyed: being erased or shredded
 		}
-		salt, b, err := l.openPayload(i, pl.v, ln.Commitment[:], pl.tval)
+		var tval []byte
+		if pl.hasT {
+			tval = arena[pl.t[0]:pl.t[1]:pl.t[1]]
+		}
+		salt, b, err := l.openPayload(i, arena[pl.v[0]:pl.v[1]:pl.v[1]], ln.Commitment[:], tval)
 		if errors.Is(err, errKeyGone) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("events: event %d: %w", i, err)
+			return fmt.Errorf("events: event %d: %w", i, err)
 		}
 		if event.Commitment(salt, b) != ln.Commitment {
-			return nil, nil, nil, fmt.Errorf("%w: event %d does not match its log entry", ErrCorrupt, i)
+			return fmt.Errorf("%w: event %d does not match its log entry", ErrCorrupt, i)
 		}
-		if evs[i-lo], err = summaryFields(b); err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: event %d: %w", ErrCorrupt, i, err)
+		if c.fields[i-lo], err = summaryFields(b); err != nil {
+			return fmt.Errorf("%w: event %d: %w", ErrCorrupt, i, err)
 		}
 		ln.Salt, ln.EventBytes = salt, b
 		have[i-lo] = true
 	}
+	c.buf, c.frame = c.buf[:0], c.frame[:0]
 	for k := range lines {
 		ln := &lines[k]
 		if !have[k] {
@@ -422,18 +481,185 @@ func (l *Layer) bundleLines(lo, hi, pubN int64, buf []byte) ([]byte, []evidence.
 			case errors.As(g, &se):
 				ln.Shredded = evidence.DayOf(se.Day)
 			case g != nil:
-				return nil, nil, nil, g
+				return g
 			default:
 				if day, ok := l.shedDay(ln.Index); ok {
 					ln.Shredded = evidence.DayOf(dayTime(day))
 					break
 				}
-				return nil, nil, nil, fmt.Errorf("%w: index %d", ErrNotEvent, ln.Index)
+				return fmt.Errorf("%w: index %d", ErrNotEvent, ln.Index)
 			}
 		}
-		buf = evidence.AppendLine(buf, ln)
+		start := len(c.buf)
+		c.buf = evidence.AppendLine(c.buf, ln)
+		c.frame = appendSpooled(c.frame, ln, c.buf[start:])
 	}
-	return buf, lines, evs, nil
+	return nil
+}
+
+// A spool keeps each line of records.ndjson in a shorter form: an open
+// record as 'o', its salt and commitment, the length of its event bytes
+// (uvarint) and the bytes (the line writes the event twice, once in
+// base64); any other line as 'l', its length (uvarint) and the line. The
+// lines' indexes follow from the range. readSpooled reads one back.
+func appendSpooled(b []byte, ln *evidence.Line, line []byte) []byte {
+	if ln.Kind() != "open" {
+		b = append(b, 'l')
+		b = binary.AppendUvarint(b, uint64(len(line)))
+		return append(b, line...)
+	}
+	b = append(b, 'o')
+	b = append(b, ln.Salt[:]...)
+	b = append(b, ln.Commitment[:]...)
+	b = binary.AppendUvarint(b, uint64(len(ln.EventBytes)))
+	return append(b, ln.EventBytes...)
+}
+
+// readSpooled reads the spooled line of entry i from r and appends it to
+// dst; scratch is a buffer it may reuse.
+func readSpooled(r *bytes.Reader, i int64, dst []byte, scratch *[]byte) ([]byte, error) {
+	kind, err := r.ReadByte()
+	if err != nil {
+		return dst, spoolErr(err)
+	}
+	var ln evidence.Line
+	if kind == 'o' {
+		var h [event.SaltSize + 32]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return dst, spoolErr(err)
+		}
+		copy(ln.Salt[:], h[:event.SaltSize])
+		copy(ln.Commitment[:], h[event.SaltSize:])
+	} else if kind != 'l' {
+		return dst, spoolErr(nil)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > evidence.MaxLineBytes || int(n) > r.Len() {
+		return dst, spoolErr(err)
+	}
+	if kind == 'l' {
+		dst = slices.Grow(dst, int(n))
+		r.Read(dst[len(dst) : len(dst)+int(n)])
+		return dst[:len(dst)+int(n)], nil
+	}
+	eb := slices.Grow((*scratch)[:0], int(n))[:n]
+	*scratch = eb
+	r.Read(eb)
+	ln.Index, ln.EventBytes = i, eb
+	return evidence.AppendLine(dst, &ln), nil
+}
+
+// writeSpooled is the second pass: it writes records.ndjson to w from the
+// spool, a frame (a chunk of the first pass) at a time, the lines made
+// again by parallel workers and written in order.
+func (p *BundlePlan) writeSpooled(ctx context.Context, sp *spool, w io.Writer) error {
+	type frame struct {
+		lo, hi int64
+		in     []byte // the frame
+		out    []byte // its lines
+		err    error
+		done   chan struct{}
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	inFlight := 2*workers + 1
+	free := make(chan *frame, inFlight+1)
+	for range inFlight + 1 {
+		free <- &frame{}
+	}
+	jobs := make(chan *frame)
+	queue := make(chan *frame, inFlight)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var scratch []byte
+			var r bytes.Reader
+			for f := range jobs {
+				r.Reset(f.in)
+				f.out = f.out[:0]
+				for i := f.lo; i < f.hi && f.err == nil; i++ {
+					f.out, f.err = readSpooled(&r, i, f.out, &scratch)
+				}
+				if f.err == nil && r.Len() != 0 {
+					f.err = spoolErr(nil)
+				}
+				close(f.done)
+			}
+		}()
+	}
+	var readErr error
+	go func() {
+		defer close(queue)
+		defer close(jobs)
+		for lo := p.begin; lo < p.end; lo += bundleChunk {
+			var f *frame
+			select {
+			case f = <-free:
+			case <-ctx.Done():
+				return
+			}
+			f.lo, f.hi, f.err, f.done = lo, min(lo+bundleChunk, p.end), nil, make(chan struct{})
+			n, err := binary.ReadUvarint(sp.br)
+			if err != nil || n > uint64(bundleChunk)*(evidence.MaxLineBytes+16) {
+				readErr = spoolErr(err)
+				return
+			}
+			f.in = slices.Grow(f.in[:0], int(n))[:n]
+			if _, err := io.ReadFull(sp.br, f.in); err != nil {
+				readErr = spoolErr(err)
+				return
+			}
+			select {
+			case queue <- f:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	written := p.begin
+	for f := range queue {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.err != nil {
+			return f.err
+		}
+		if _, err := w.Write(f.out); err != nil {
+			return err
+		}
+		written = f.hi
+		free <- f
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if written != p.end {
+		return spoolErr(nil)
+	}
+	return nil
+}
+
+func spoolErr(err error) error {
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("events: reading the bundle spool: %w", err)
 }
 
 // shedDay returns the day of entry i if retention is shredding that day
@@ -452,8 +678,9 @@ func (l *Layer) shedDay(i int64) (int64, bool) {
 
 // Write writes the bundle as a tar file to w (package evidence has the
 // format). The manifest, which comes first, holds the SHA-256 of the
-// records, so the records are built first, in one pass, into a spool file
-// (see spool), then streamed from it.
+// records, so the records are built first, in one pass that hashes them and
+// keeps them in a spool file (see spool) in a shorter form, then written
+// out from it.
 //
 // onSize, if not nil, is called with the bundle's size (-1: unknown) before
 // the first byte is written.
@@ -464,7 +691,7 @@ func (p *BundlePlan) Write(ctx context.Context, w io.Writer, onSize func(int64))
 	}
 	defer sp.close()
 	dig := evidence.NewDigest()
-	pass, err := p.writeRecords(ctx, io.MultiWriter(dig, sp))
+	pass, err := p.writeRecords(ctx, dig, sp)
 	if err != nil {
 		return err
 	}
@@ -476,10 +703,7 @@ func (p *BundlePlan) Write(ctx context.Context, w io.Writer, onSize func(int64))
 		return err
 	}
 	parts.OnSize = onSize
-	parts.Records = func(w io.Writer) error {
-		_, err := io.Copy(w, sp)
-		return err
-	}
+	parts.Records = func(w io.Writer) error { return p.writeSpooled(ctx, sp, w) }
 	return evidence.Write(w, parts)
 }
 
@@ -490,19 +714,21 @@ func (p *BundlePlan) spoolDir() string {
 	return os.TempDir()
 }
 
-// spool holds a bundle's records between their build and their sending. It
-// is a temporary file, unlinked as soon as it is created (nothing is left
-// behind, even by a crash), and encrypted with AES-256-CTR under a random
-// key that lives only in this process's memory: the events' plaintext never
-// reaches a disk (docs/evidence.md). No authentication is needed: the file
-// is ours for its whole life, and the bundle is verified by its reader.
+// spool holds a bundle's records between their build and their sending
+// (in the form appendSpooled writes). It is a temporary file, unlinked as
+// soon as it is created (nothing is left behind, even by a crash), and
+// encrypted with AES-256-CTR under a random key that lives only in this
+// process's memory: the events' plaintext never reaches a disk
+// (docs/evidence.md). No authentication is needed: the file is ours for its
+// whole life, and the bundle is verified by its reader (evidence.Write also
+// checks the records' CRC-32C against the first pass's).
 type spool struct {
 	f   *os.File
 	key [32]byte
 	bw  *bufio.Writer
 	enc cipher.Stream
+	buf []byte
 	br  *bufio.Reader
-	dec cipher.Stream
 }
 
 func newSpool(dir string) (*spool, error) {
@@ -520,15 +746,14 @@ func newSpool(dir string) (*spool, error) {
 	}
 	var iv [aes.BlockSize]byte
 	sp.enc = cipher.NewCTR(block, iv[:]) // one key, one stream: a zero IV is safe
-	sp.dec = cipher.NewCTR(block, iv[:])
 	sp.bw = bufio.NewWriterSize(f, 256<<10)
 	return sp, nil
 }
 
 func (sp *spool) Write(b []byte) (int, error) {
-	buf := make([]byte, len(b))
-	sp.enc.XORKeyStream(buf, b)
-	return sp.bw.Write(buf)
+	sp.buf = slices.Grow(sp.buf[:0], len(b))[:len(b)]
+	sp.enc.XORKeyStream(sp.buf, b)
+	return sp.bw.Write(sp.buf)
 }
 
 // rewind ends writing and starts reading from the beginning.
@@ -539,13 +764,24 @@ func (sp *spool) rewind() error {
 	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	sp.br = bufio.NewReaderSize(sp.f, 256<<10)
+	block, err := aes.NewCipher(sp.key[:])
+	if err != nil {
+		return err
+	}
+	var iv [aes.BlockSize]byte
+	sp.br = bufio.NewReaderSize(&ctrReader{r: sp.f, s: cipher.NewCTR(block, iv[:])}, 256<<10)
 	return nil
 }
 
-func (sp *spool) Read(b []byte) (int, error) {
-	n, err := sp.br.Read(b)
-	sp.dec.XORKeyStream(b[:n], b[:n])
+// ctrReader decrypts what it reads.
+type ctrReader struct {
+	r io.Reader
+	s cipher.Stream
+}
+
+func (c *ctrReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.s.XORKeyStream(b[:n], b[:n])
 	return n, err
 }
 
@@ -596,9 +832,12 @@ func (p *BundlePlan) parts(pass *recordsPass, dig *evidence.Digest) (evidence.Pa
 	}, nil
 }
 
-// bundleFields are what a bundle's summary and window need of an event.
+var dashOutcome = []byte("-")
+
+// bundleFields are what a bundle's summary and window need of an event:
+// sub-slices of its bytes (outcome may be the literal "-").
 type bundleFields struct {
-	day, action, outcome, receivedAt string
+	day, action, outcome, receivedAt []byte
 }
 
 // summaryFields reads the fields of stored canonical event bytes b (which
@@ -617,7 +856,7 @@ func summaryFields(b []byte) (bundleFields, error) {
 		return bad("not an object")
 	}
 	i := 1
-	var timeStr string
+	var timeStr []byte
 	for i < len(b)-1 {
 		if b[i] == ',' {
 			i++
@@ -638,7 +877,7 @@ func summaryFields(b []byte) (bundleFields, error) {
 			return bad("malformed string")
 		}
 		i = j
-		var dst *string
+		var dst *[]byte
 		switch string(key) { // no allocation: the compiler compares in place
 		case "action":
 			dst = &f.action
@@ -651,16 +890,21 @@ func summaryFields(b []byte) (bundleFields, error) {
 		default:
 			continue
 		}
-		if *dst, ok = unquote(raw, esc); !ok {
-			return bad("malformed string")
+		*dst = raw
+		if esc {
+			u, ok := unquote(raw, esc)
+			if !ok {
+				return bad("malformed string")
+			}
+			*dst = []byte(u)
 		}
 	}
-	if f.action == "" || len(timeStr) < 10 || f.receivedAt == "" {
+	if len(f.action) == 0 || len(timeStr) < 10 || len(f.receivedAt) == 0 {
 		return bad("action, time or received_at missing")
 	}
 	f.day = timeStr[:10]
-	if f.outcome == "" {
-		f.outcome = "-"
+	if len(f.outcome) == 0 {
+		f.outcome = dashOutcome
 	}
 	return f, nil
 }

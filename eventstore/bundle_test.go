@@ -155,9 +155,55 @@ func TestSummaryFields(t *testing.T) {
 		if o == "" {
 			o = "-"
 		}
-		want := bundleFields{d.Time.UTC().Format(time.DateOnly), d.Action, o, d.ReceivedAt.UTC().Format(time.RFC3339Nano)}
-		if f != want {
-			t.Errorf("%s:\n got %+v\nwant %+v", b, f, want)
+		want := [4]string{d.Time.UTC().Format(time.DateOnly), d.Action, o, d.ReceivedAt.UTC().Format(time.RFC3339Nano)}
+		if got := [4]string{string(f.day), string(f.action), string(f.outcome), string(f.receivedAt)}; got != want {
+			t.Errorf("%s:\n got %q\nwant %q", b, got, want)
 		}
+	}
+}
+
+// TestSpooled: the spool's short form gives back each line exactly, and a
+// truncated or altered frame is an error, never a different line.
+func TestSpooled(t *testing.T) {
+	var salt [event.SaltSize]byte
+	salt[3] = 7
+	eb := []byte(`{"action":"login","received_at":"2026-11-25T10:15:00Z","submitted_by":"w","time":"2026-11-25T10:15:00Z"}`)
+	lines := []evidence.Line{
+		{Index: 10, Salt: salt, EventBytes: eb, Commitment: event.Commitment(salt, eb)},
+		{Index: 11, Commitment: [32]byte{1}, Erased: &evidence.Erasure{At: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), By: "admin", Reason: "GDPR \"7\""}},
+		{Index: 12, Commitment: [32]byte{2}, Shredded: "2026-11-20"},
+		{Index: 13, Salt: salt, EventBytes: []byte(`{}`), Commitment: [32]byte{3}},
+	}
+	var frame, want []byte
+	for k := range lines {
+		start := len(want)
+		want = evidence.AppendLine(want, &lines[k])
+		frame = appendSpooled(frame, &lines[k], want[start:])
+	}
+	read := func(frame []byte) ([]byte, error) {
+		var out, scratch []byte
+		r := bytes.NewReader(frame)
+		var err error
+		for i := int64(10); i < 14 && err == nil; i++ {
+			out, err = readSpooled(r, i, out, &scratch)
+		}
+		if err == nil && r.Len() != 0 {
+			err = errors.New("trailing bytes")
+		}
+		return out, err
+	}
+	got, err := read(frame)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %q (%v), want %q", got, err, want)
+	}
+	for k := range frame {
+		if _, err := read(frame[:k]); err == nil {
+			t.Fatalf("a frame cut at %d of %d bytes read back", k, len(frame))
+		}
+	}
+	bad := bytes.Clone(frame)
+	bad[0] = 'x'
+	if _, err := read(bad); err == nil {
+		t.Fatal("a frame of an unknown kind read back")
 	}
 }

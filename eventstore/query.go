@@ -90,10 +90,22 @@ type filter struct {
 	nf    int             // field filters given
 	plan  byte            // the field whose index is scanned; 0: the time index
 	blind [blindSize]byte // the plan field's blind value
-	// outcome is set when the time index is scanned for an outcome: its
-	// keys' values must equal this blind value.
+	// outcome is the outcome filter's blind value, if any: the value of a
+	// matching event's 't' key ends with it. A scan of the time index
+	// compares it with the keys' values; a scan of a field index looks the
+	// candidates' 't' keys up (join).
 	outcome []byte
-	hash    [sha256.Size]byte // identifies the filters, for cursors
+	// joins are the index prefixes of the field filters besides the
+	// plan's: a candidate of the plan's index is kept only if each of
+	// them holds its (time, index) too (join).
+	joins [][]byte
+	hash  [sha256.Size]byte // identifies the filters, for cursors
+}
+
+// joined reports whether a candidate of the plan's scan must be looked up
+// in other indexes before it is a match.
+func (f *filter) joined() bool {
+	return len(f.joins) > 0 || (f.plan != 0 && f.outcome != nil)
 }
 
 // planOrder is the order in which a field's index is preferred when several
@@ -124,7 +136,14 @@ func (l *Layer) compile(q Query) (*filter, error) {
 	}
 	if f.plan != 0 {
 		f.blind = l.blind.field(f.plan, q.fieldValue(f.plan))
-	} else if q.Outcome != "" {
+		for _, fl := range planOrder {
+			if v := q.fieldValue(fl); v != "" && fl != f.plan {
+				b := l.blind.field(fl, v)
+				f.joins = append(f.joins, append([]byte{prefixField, fl}, b[:]...))
+			}
+		}
+	}
+	if q.Outcome != "" {
 		b := l.blind.field(fieldOutcome, q.Outcome)
 		f.outcome = b[:]
 	}
@@ -227,12 +246,13 @@ func (l *Layer) parseCursor(f *filter, s string) ([]byte, error) {
 	return pos, nil
 }
 
-// Scan budget (issue 18.7): what one page of a listing may cost. A page
-// whose filters are all decided by the index it scans (at most one field
-// filter, time bounds) decrypts at most Limit events; one with two or more
-// filters decrypts every candidate of the first, and an outcome filter
-// alone skips keys by their value, so either could scan the whole store
-// for a rare combination. Past the budget the listing stops with
+// Scan budget (issue 18.7): what one page of a listing may cost. Every
+// filter is decided by index keys (the scanned index's, and with two or
+// more filters the other indexes' keys at the same position: join), so a
+// page decrypts about Limit events (more only if some fail the re-check
+// once decrypted); but a rare combination of filters examines and joins
+// many candidates, and an outcome filter alone skips keys by their value,
+// so either could scan the whole store. Past the budget the listing stops with
 // ErrScanBudget (422) rather than tie up a core for a reader who may be
 // gone: the client narrows the time range (since/until), or the filters.
 const (
@@ -284,83 +304,61 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 	if string(lo) >= string(hi) {
 		return Page{Records: []Record{}}, nil
 	}
-	// Every filter is decided by the scanned keys themselves (and, for an
-	// outcome, their values) when at most one field filter is given (time
-	// bounds are the key range): then a page decrypts only what it returns,
-	// and the look-ahead for a next page needs no decryption.
-	covered := f.nf <= 1
+	// Every filter is decided by index keys: the scanned index's (time
+	// bounds are its key range; an outcome alone, its keys' values), and
+	// with more filters, the other indexes' keys at the same (time, index),
+	// looked up a chunk at a time (join). A page therefore decrypts only
+	// what it returns (each record is still re-checked once decrypted, as
+	// blind values are truncated HMACs), and the look-ahead for a next page
+	// decrypts nothing.
+	joined := f.joined()
+	haveT := f.plan == 0 || f.outcome != nil // the candidates carry their 't' values
 	pub, _ := l.log.Published()
 	page := Page{Records: make([]Record, 0, min(f.q.Limit, 128))}
 	var last []byte
 	more := false
-	// Scan a chunk of candidates, fetch and open them together (fetch),
-	// keep those that match, until the page is full or the range is done.
-	for hi != nil && !more {
-		need := f.q.Limit - len(page.Records)
-		if !covered {
-			need = min(max(2*need, 32), 256) // candidates may fail the other filters
+	for round := 0; hi != nil && !more; round++ {
+		need := f.q.Limit - len(page.Records) // 0: look ahead for a next page
+		want := max(need, 1)
+		scan := want
+		if joined {
+			if round == 0 {
+				// As if every candidate matched (filters on related
+				// fields, such as an actor and its usual action): the
+				// page and its look-ahead in one round.
+				scan = want + 1
+			} else {
+				scan = min(max(2*want, 32), 256) // candidates fail the joins
+			}
 		}
-		var cands []candidate
-		lookAhead := need == 0
-		var next []byte // where the next chunk's scan ends (exclusive); nil: range done
-		var ferr error
-		examined := 0
-		err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
-			examined++
-			if examined%scanCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					ferr = err
-					return false
-				}
-			}
-			if b.spentKeys == b.keys {
-				ferr = fmt.Errorf("%w: %d index keys examined, the most a query may, with %d of %d events found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentKeys, len(page.Records), f.q.Limit)
-				return false
-			}
-			b.spentKeys++
-			if len(k) != len(pre)+timeKeySize+indexSize {
-				ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
-				return false
-			}
-			if f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
-				return true
-			}
-			var c candidate
-			copy(c.pos[:], k[len(pre):])
-			c.i = int64(binary.BigEndian.Uint64(c.pos[timeKeySize:]))
-			if c.i >= pub.N {
-				return true // not yet published
-			}
-			if lookAhead {
-				more = true
-				return false
-			}
-			if b.spentDecrypts == b.decrypts {
-				ferr = fmt.Errorf("%w: %d candidate events decrypted, the most a query may, with %d of %d found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentDecrypts, len(page.Records), f.q.Limit)
-				return false
-			}
-			b.spentDecrypts++
-			if f.plan == 0 {
-				c.tval = bytes.Clone(v) // the 't' value: the wrapped event key
-			}
-			cands = append(cands, c)
-			if len(cands) == need {
-				next = slices.Clone(k)
-				return false
-			}
-			return true
-		})
-		if err == nil {
-			err = ferr
-		}
+		cands, next, err := l.scanChunk(ctx, f, pre, lo, hi, scan, pub.N, b, len(page.Records))
 		if err != nil {
 			return Page{}, fmt.Errorf("events: listing: %w", err)
 		}
 		hi = next
+		if joined && len(cands) > 0 {
+			if cands, err = l.join(f, cands, b, len(page.Records)); err != nil {
+				return Page{}, fmt.Errorf("events: listing: %w", err)
+			}
+		}
+		extra := len(cands) > want // a match beyond this page is known
+		if extra {
+			cands = cands[:want]
+			// Resume below the last candidate kept.
+			hi = append(slices.Clone(pre), cands[want-1].pos[:]...)
+		}
+		if need == 0 {
+			more = len(cands) > 0
+			continue
+		}
 		if len(cands) == 0 {
 			continue
 		}
-		recs, err := l.fetch(ctx, cands, f.plan == 0)
+		if b.spentDecrypts+len(cands) > b.decrypts {
+			return Page{}, fmt.Errorf("events: listing: %w: %d candidate events decrypted, the most a query may, with %d of %d found; narrow the time range (since/until) or the filters", ErrScanBudget, b.decrypts, len(page.Records), f.q.Limit)
+		}
+		b.spentDecrypts += len(cands)
+		recs, err := l.fetch(ctx, cands, haveT)
 		if err != nil {
 			return Page{}, fmt.Errorf("events: listing: %w", err)
 		}
@@ -369,18 +367,132 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 			if r == nil || !f.match(&r.Event) {
 				continue
 			}
-			if len(page.Records) == f.q.Limit {
-				more = true
-				break
-			}
 			page.Records = append(page.Records, *r)
 			last = append(last[:0], cands[k].pos[:]...)
+		}
+		if extra && len(page.Records) == f.q.Limit {
+			more = true
 		}
 	}
 	if more {
 		page.NextCursor = l.cursor(f, last)
 	}
 	return page, nil
+}
+
+// scanChunk scans the plan's index in [lo, hi) downwards for up to n
+// published candidates (and, for an outcome alone, with its blind value).
+// next is where the scan of the rest ends (exclusive): the last candidate's
+// key, or nil when the range is done.
+func (l *Layer) scanChunk(ctx context.Context, f *filter, pre, lo, hi []byte, n int, published int64, b *scanBudget, found int) (cands []candidate, next []byte, err error) {
+	var ferr error
+	examined := 0
+	err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
+		examined++
+		if examined%scanCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				ferr = err
+				return false
+			}
+		}
+		if b.spentKeys == b.keys {
+			ferr = keyBudgetErr(b, found, f.q.Limit)
+			return false
+		}
+		b.spentKeys++
+		if len(k) != len(pre)+timeKeySize+indexSize {
+			ferr = fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
+			return false
+		}
+		if f.plan == 0 && f.outcome != nil && string(outcomeOf(v)) != string(f.outcome) {
+			return true
+		}
+		var c candidate
+		copy(c.pos[:], k[len(pre):])
+		c.i = int64(binary.BigEndian.Uint64(c.pos[timeKeySize:]))
+		if c.i >= published {
+			return true // not yet published
+		}
+		if f.plan == 0 {
+			c.tval = bytes.Clone(v) // the 't' value: the wrapped event key
+		}
+		cands = append(cands, c)
+		if len(cands) == n {
+			next = slices.Clone(k)
+			return false
+		}
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	return cands, next, err
+}
+
+func keyBudgetErr(b *scanBudget, found, limit int) error {
+	return fmt.Errorf("%w: %d index keys examined, the most a query may, with %d of %d events found; narrow the time range (since/until) or the filters", ErrScanBudget, b.spentKeys, found, limit)
+}
+
+// join keeps the candidates (in scan order) that every other filter's
+// index holds at the same (time, index), and, with an outcome filter,
+// whose 't' value carries the outcome's blind value (then kept as their
+// tval, which fetch needs anyway). Each index is looked up once per chunk,
+// in key order (one iterator; a table's bloom filter answers for the keys
+// it does not hold), and only for the candidates still in. Each lookup
+// counts as an index key examined.
+func (l *Layer) join(f *filter, cands []candidate, b *scanBudget, found int) ([]candidate, error) {
+	// The scan went downwards: ascending key order is the reverse.
+	in := make([]int, len(cands))
+	for j := range in {
+		in[j] = len(cands) - 1 - j
+	}
+	probe := func(pre []byte, hit func(k int, v []byte) bool) error {
+		if len(in) == 0 {
+			return nil
+		}
+		if b.spentKeys+len(in) > b.keys {
+			b.spentKeys = b.keys
+			return keyBudgetErr(b, found, f.q.Limit)
+		}
+		b.spentKeys += len(in)
+		keys := make([][]byte, len(in))
+		arena := make([]byte, 0, len(in)*(len(pre)+timeKeySize+indexSize))
+		for j, k := range in {
+			s := len(arena)
+			arena = append(append(arena, pre...), cands[k].pos[:]...)
+			keys[j] = arena[s:len(arena):len(arena)]
+		}
+		var still []int
+		err := l.log.GetExtSorted(keys, func(j int, v []byte) {
+			if hit(in[j], v) {
+				still = append(still, in[j])
+			}
+		})
+		in = still
+		return err
+	}
+	for _, pre := range f.joins {
+		if err := probe(pre, func(int, []byte) bool { return true }); err != nil {
+			return nil, err
+		}
+	}
+	if f.plan != 0 && f.outcome != nil {
+		err := probe([]byte{prefixTime}, func(k int, v []byte) bool {
+			if string(outcomeOf(v)) != string(f.outcome) {
+				return false
+			}
+			cands[k].tval = bytes.Clone(v)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]candidate, 0, len(in))
+	for j := len(in) - 1; j >= 0; j-- {
+		out = append(out, cands[in[j]])
+	}
+	return out, nil
 }
 
 // candidate is an event an index scan found: its index, its position in

@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,25 +215,41 @@ const (
 // open record's commitment matches its opening: Verify does.
 func ParseLine(b []byte) (Line, error) {
 	var ln Line
+	if err := parseLine(&ln, b); err != nil {
+		return Line{}, err
+	}
+	if ln.EventBytes != nil {
+		ln.EventBytes = bytes.Clone(ln.EventBytes)
+	}
+	return ln, nil
+}
+
+// parseLine is ParseLine into ln, whose EventBytes are then a sub-slice of
+// b (the verifier's workers keep their batch's buffer until it is done).
+func parseLine(ln *Line, b []byte) error {
 	rest, ok := bytes.CutPrefix(b, []byte(`{"index":`))
 	if !ok {
-		return ln, fmt.Errorf("%w: does not start with %q", errLine, `{"index":`)
+		return fmt.Errorf("%w: does not start with %q", errLine, `{"index":`)
 	}
 	k := 0
 	for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
 		k++
 	}
 	if k == 0 || k > 19 || (k > 1 && rest[0] == '0') {
-		return ln, fmt.Errorf("%w: bad index", errLine)
+		return fmt.Errorf("%w: bad index", errLine)
 	}
-	i, err := strconv.ParseInt(string(rest[:k]), 10, 64)
-	if err != nil {
-		return ln, fmt.Errorf("%w: bad index", errLine)
+	var i int64
+	for _, c := range rest[:k] {
+		d := int64(c - '0')
+		if i > (math.MaxInt64-d)/10 {
+			return fmt.Errorf("%w: bad index", errLine)
+		}
+		i = i*10 + d
 	}
 	ln.Index = i
 	rest = rest[k:]
 	if e, ok := bytes.CutPrefix(rest, []byte(`,"event":`)); ok {
-		return ln, parseOpen(&ln, e)
+		return parseOpen(ln, e)
 	}
 	// A tombstone or a shredded entry: decode, then insist on the exact
 	// bytes AppendLine writes.
@@ -245,28 +262,32 @@ func ParseLine(b []byte) (Line, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&v); err != nil {
-		return ln, fmt.Errorf("%w: %v", errLine, err)
+		return fmt.Errorf("%w: %v", errLine, err)
 	}
 	if len(v.Commitment) != 32 || (v.Erased == nil) == (v.Shredded == "") {
-		return ln, fmt.Errorf("%w: a line without an event needs a 32-byte commitment and either erased or shredded", errLine)
+		return fmt.Errorf("%w: a line without an event needs a 32-byte commitment and either erased or shredded", errLine)
 	}
 	copy(ln.Commitment[:], v.Commitment)
 	ln.Erased, ln.Shredded = v.Erased, v.Shredded
 	if ln.Shredded != "" {
 		if _, err := time.Parse(time.DateOnly, ln.Shredded); err != nil {
-			return ln, fmt.Errorf("%w: shredded day %q", errLine, ln.Shredded)
+			return fmt.Errorf("%w: shredded day %q", errLine, ln.Shredded)
 		}
 	}
-	if want := AppendLine(nil, &ln); !bytes.Equal(want[:len(want)-1], b) {
-		return ln, fmt.Errorf("%w: not in the bundle's canonical form", errLine)
+	if want := AppendLine(nil, ln); !bytes.Equal(want[:len(want)-1], b) {
+		return fmt.Errorf("%w: not in the bundle's canonical form", errLine)
 	}
-	return ln, nil
+	return nil
 }
+
+// strictB64 decodes base64 only in its canonical form.
+var strictB64 = base64.StdEncoding.Strict()
 
 // parseOpen parses what follows `{"index":N,"event":` in an open record:
 // E `,"event_bytes":"` base64(E) `","salt":"` S `","commitment":"` C `"}`.
 // The length of E follows from the line's length: with e = len(E),
-// the rest is e + 4*ceil(e/3) + the fixed parts.
+// the rest is e + 4*ceil(e/3) + the fixed parts. ln.EventBytes is set to
+// E, a sub-slice of r.
 func parseOpen(ln *Line, r []byte) error {
 	x := len(r) - len(sepEventBytes) - openTail
 	if x < 0 {
@@ -290,13 +311,21 @@ func parseOpen(ln *Line, r []byte) error {
 		return fmt.Errorf("%w: event is not followed by event_bytes", errLine)
 	}
 	n := base64.StdEncoding.EncodedLen(e)
-	eb, err := base64.StdEncoding.Strict().DecodeString(string(r[:n]))
-	if err != nil || !bytes.Equal(eb, ev) {
-		return fmt.Errorf("%w: event and event_bytes differ", errLine)
+	// event_bytes must be exactly the (canonical) base64 of the event:
+	// encode and compare, a block at a time, which is cheaper than
+	// decoding and needs no buffer.
+	var blk [64]byte
+	for k := 0; k < e; k += 48 {
+		src := ev[k:min(k+48, e)]
+		m := base64.StdEncoding.EncodedLen(len(src))
+		base64.StdEncoding.Encode(blk[:m], src)
+		if !bytes.Equal(blk[:m], r[k/3*4:k/3*4+m]) {
+			return fmt.Errorf("%w: event and event_bytes differ", errLine)
+		}
 	}
 	r = r[n:]
-	ln.EventBytes = eb
-	for _, f := range []struct {
+	ln.EventBytes = ev
+	for _, f := range [2]struct {
 		sep string
 		dst []byte
 	}{{sepSalt, ln.Salt[:]}, {sepCommitment, ln.Commitment[:]}} {
@@ -304,11 +333,11 @@ func parseOpen(ln *Line, r []byte) error {
 		if r, ok = bytes.CutPrefix(r, []byte(f.sep)); !ok {
 			return fmt.Errorf("%w: salt and commitment not where expected", errLine)
 		}
-		h, err := base64.StdEncoding.Strict().DecodeString(string(r[:b64Hash]))
-		if err != nil || len(h) != len(f.dst) {
+		var h [33]byte // DecodedLen(44)
+		if m, err := strictB64.Decode(h[:], r[:b64Hash]); err != nil || m != len(f.dst) {
 			return fmt.Errorf("%w: bad base64 hash", errLine)
 		}
-		copy(f.dst, h)
+		copy(f.dst, h[:len(f.dst)])
 		r = r[b64Hash:]
 	}
 	if string(r) != `"}` {

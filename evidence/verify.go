@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -370,27 +369,33 @@ func (v *verifier) checkCheckpoint(b []byte) {
 }
 
 // readRecords reads records.ndjson: one goroutine reads and hashes the
-// file and cuts it into batches of lines, workers check each line on its
-// own (checkLine: parsing, commitment, canonical bytes), and this goroutine
-// takes the batches in order and does what needs the order (account: the
-// index sequence, the compact range, the summary, the erasures). Memory is
-// bounded by the batches in flight.
+// file in blocks and cuts them into batches of whole lines, workers check
+// each line on its own (checkLine: parsing, commitment, canonical bytes,
+// leaf hash), and this goroutine takes the batches in order and does what
+// needs the order (account: the index sequence, the compact range, the
+// summary, the erasures). Memory is bounded by the batches in flight, whose
+// buffers are reused.
 func (v *verifier) readRecords() error {
 	v.mid = rangeFactory.NewEmptyRange(uint64(v.m.Begin))
 	v.next = v.m.Begin
 	dig := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(v.tr, dig), 1<<16)
+	src := io.TeeReader(v.tr, dig)
 
 	type batch struct {
-		first int64 // line number of the first line
-		buf   []byte
-		ends  []int // end of each line in buf
+		first int64  // line number of the first line
+		buf   []byte // whole lines
+		ends  []int  // end of each line in buf (its newline excluded)
 		res   []lineResult
 		done  chan struct{}
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
+	inFlight := 2*workers + 1
+	free := make(chan *batch, inFlight+1)
+	for range inFlight + 1 {
+		free <- &batch{buf: make([]byte, 0, recordBlock+MaxLineBytes+1)}
+	}
 	jobs := make(chan *batch)
-	queue := make(chan *batch, 2*workers)
+	queue := make(chan *batch, inFlight)
 	var readErr error
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -398,12 +403,13 @@ func (v *verifier) readRecords() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			w := &lineWorker{intern: map[string]string{}}
 			for b := range jobs {
-				b.res = make([]lineResult, len(b.ends))
+				b.res = slices.Grow(b.res[:0], len(b.ends))[:len(b.ends)]
 				start := 0
 				for k, end := range b.ends {
-					b.res[k] = checkLine(b.buf[start:end])
-					start = end
+					w.check(&b.res[k], b.buf[start:end])
+					start = end + 1
 				}
 				close(b.done)
 			}
@@ -413,24 +419,59 @@ func (v *verifier) readRecords() error {
 		defer close(queue)
 		defer close(jobs)
 		lineNo := int64(0)
-		for {
-			b := &batch{first: lineNo + 1, done: make(chan struct{})}
-			for len(b.ends) < recordBatch {
-				line, err := readLine(br)
-				if err == io.EOF {
+		var carry []byte // a partial line from the previous block
+		eof := false
+		for !eof {
+			var b *batch
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			b.first, b.done = lineNo+1, make(chan struct{})
+			b.buf = append(b.buf[:0], carry...)
+			b.ends = b.ends[:0]
+			// Read a block (more if no newline came yet).
+			for {
+				n0 := len(b.buf)
+				buf := b.buf[:cap(b.buf)]
+				n, err := io.ReadFull(src, buf[n0:min(len(buf), n0+recordBlock)])
+				b.buf = buf[:n0+n]
+				if err == io.EOF || err == io.ErrUnexpectedEOF {
+					eof = true
+				} else if err != nil {
+					readErr = unusable("reading %s: %v", FileRecords, err)
+					return
+				}
+				if eof || bytes.LastIndexByte(b.buf[n0:], '\n') >= 0 {
 					break
 				}
-				if err != nil {
-					readErr = err
-					break
+				if len(b.buf) > MaxLineBytes {
+					readErr = unusable("%s: a line over %d bytes", FileRecords, MaxLineBytes)
+					return
 				}
-				b.buf = append(b.buf, line...)
-				b.ends = append(b.ends, len(b.buf))
-				lineNo++
+				b.buf = slices.Grow(b.buf, recordBlock)
+			}
+			last := bytes.LastIndexByte(b.buf, '\n')
+			if eof && last != len(b.buf)-1 {
+				readErr = unusable("%s: the last line has no newline", FileRecords)
+				return
+			}
+			carry = append(carry[:0], b.buf[last+1:]...)
+			b.buf = b.buf[:last+1]
+			for start := 0; start < len(b.buf); {
+				end := start + bytes.IndexByte(b.buf[start:], '\n')
+				if end-start > MaxLineBytes {
+					readErr = unusable("%s: a line over %d bytes", FileRecords, MaxLineBytes)
+					return
+				}
+				b.ends = append(b.ends, end)
+				start = end + 1
 			}
 			if len(b.ends) == 0 {
 				return
 			}
+			lineNo += int64(len(b.ends))
 			select {
 			case queue <- b:
 			case <-stop:
@@ -441,21 +482,30 @@ func (v *verifier) readRecords() error {
 			case <-stop:
 				return
 			}
-			if readErr != nil {
-				return
-			}
 		}
 	}()
 	lineNo := int64(0)
 	var err error
 	for b := range queue {
 		<-b.done
+		var last []byte
 		for k := range b.res {
 			lineNo = b.first + int64(k)
 			if err == nil {
-				err = v.account(lineNo, &b.res[k])
+				r := &b.res[k]
+				var open bool
+				if open, err = v.account(lineNo, r); open {
+					if v.firstRecv == "" {
+						v.firstRecv = string(r.recv)
+					}
+					last = r.recv
+				}
 			}
 		}
+		if last != nil {
+			v.lastRecv = string(last) // before the buffer is reused
+		}
+		free <- b
 	}
 	close(stop)
 	wg.Wait()
@@ -500,36 +550,6 @@ func (v *verifier) readRecords() error {
 	return nil
 }
 
-// readLine returns the next line without its newline; a final line without
-// one is malformed (the writer ends every line), and so is one over
-// MaxLineBytes.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	var buf []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(buf)+len(chunk) > MaxLineBytes+1 {
-			return nil, unusable("%s: a line over %d bytes", FileRecords, MaxLineBytes)
-		}
-		switch err {
-		case nil:
-			if buf == nil {
-				return chunk[:len(chunk)-1], nil
-			}
-			buf = append(buf, chunk...)
-			return buf[:len(buf)-1], nil
-		case bufio.ErrBufferFull:
-			buf = append(buf, chunk...)
-		case io.EOF:
-			if len(buf)+len(chunk) == 0 {
-				return nil, io.EOF
-			}
-			return nil, unusable("%s: the last line has no newline", FileRecords)
-		default:
-			return nil, unusable("reading %s: %v", FileRecords, err)
-		}
-	}
-}
-
 func (v *verifier) recordFail(format string, args ...any) {
 	v.recFails++
 	if v.recFails <= maxRecordFailures {
@@ -539,49 +559,79 @@ func (v *verifier) recordFail(format string, args ...any) {
 	}
 }
 
-// recordBatch is the number of lines a verifier worker checks at once.
-const recordBatch = 512
+// recordBlock is how much of records.ndjson the reader hands the workers
+// at once (whole lines: a little less, or up to a line more).
+const recordBlock = 256 << 10
 
 // lineResult is what checkLine found in one line.
 type lineResult struct {
 	ln       Line
 	parseErr error
 	openErr  string // an open record whose opening fails, why
-	fields   [3]string
-	recv     string
+	leaf     tlog.Hash
+	fields   [3]string // day, action, outcome
+	recv     []byte    // received_at (may alias the batch's buffer)
 	erase    *eraseRec // an indelible.erase record: its target in index
 	target   int64
 }
 
-// checkLine checks what one line shows on its own: it parses, and an open
+// lineWorker is one verifier worker's state: the strings it has made for
+// the summary (so that each day, action and outcome is allocated once).
+type lineWorker struct {
+	intern map[string]string
+}
+
+// maxInterned bounds a worker's interned strings (a bundle is untrusted).
+const maxInterned = 1 << 16
+
+func (w *lineWorker) str(b []byte) string {
+	if s, ok := w.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(w.intern) < maxInterned {
+		w.intern[s] = s
+	}
+	return s
+}
+
+// check checks what one line shows on its own: it parses, an open
 // record's salt and event bytes give its commitment, and the bytes are a
-// canonical event.
-func checkLine(b []byte) lineResult {
-	var r lineResult
-	r.ln, r.parseErr = ParseLine(b)
-	if r.parseErr != nil || r.ln.Kind() != "open" {
-		return r
+// canonical event; and it computes the entry's leaf hash.
+func (w *lineWorker) check(r *lineResult, b []byte) {
+	*r = lineResult{}
+	if r.parseErr = parseLine(&r.ln, b); r.parseErr != nil {
+		return
 	}
 	ln := &r.ln
+	r.leaf = leafHash(ln.Commitment)
+	if ln.Kind() != "open" {
+		return
+	}
 	if c := event.Commitment(ln.Salt, ln.EventBytes); c != ln.Commitment {
 		r.openErr = "the commitment does not match the salt and event bytes (an altered event)"
-		return r
+		return
+	}
+	if f, ok := quickCanonical(ln.EventBytes); ok {
+		r.fields = [3]string{w.str(f.day), w.str(f.action), w.str(f.outcome)}
+		r.recv = f.receivedAt
+		return
 	}
 	e, err := event.Decode(ln.EventBytes)
 	if err != nil {
 		r.openErr = fmt.Sprintf("the event does not decode: %v", err)
-		return r
+		return
 	}
 	if cb, err := event.Canonical(e); err != nil || !bytes.Equal(cb, ln.EventBytes) {
 		r.openErr = "the event bytes are not canonical"
-		return r
+		return
 	}
 	o := e.Outcome
 	if o == "" {
 		o = "-"
 	}
 	r.fields = [3]string{e.Time.UTC().Format(time.DateOnly), e.Action, o}
-	r.recv = e.ReceivedAt.UTC().Format(time.RFC3339Nano)
+	r.recv = []byte(e.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	if e.Action == "indelible.erase" {
 		var md struct {
 			Index  *int64 `json:"index"`
@@ -596,21 +646,30 @@ func checkLine(b []byte) lineResult {
 			r.target = *md.Index
 		}
 	}
-	return r
 }
 
-// account takes one checked line, in file order.
-func (v *verifier) account(lineNo int64, r *lineResult) error {
+// leafHash is RFC 6962's leaf hash of a log entry, SHA-256(0x00 || c)
+// (tlog.RecordHash, without its allocation).
+func leafHash(c [32]byte) tlog.Hash {
+	var b [33]byte
+	copy(b[1:], c[:])
+	return sha256.Sum256(b[:])
+}
+
+// account takes one checked line, in file order. It reports whether the
+// line is an open record counted in the summary (whose r.recv is then the
+// latest received_at).
+func (v *verifier) account(lineNo int64, r *lineResult) (bool, error) {
 	if r.parseErr != nil {
 		v.recordFail("line %d: %v", lineNo, r.parseErr)
-		return nil
+		return false, nil
 	}
 	ln := &r.ln
 	i := ln.Index
 	switch {
 	case i < v.m.Begin || i >= v.m.End:
 		v.recordFail("line %d: index %d is outside the bundle's range [%d, %d): a foreign line", lineNo, i, v.m.Begin, v.m.End)
-		return nil
+		return false, nil
 	case i == v.next:
 		v.next++
 		v.rep.Accounted++
@@ -626,9 +685,9 @@ func (v *verifier) account(lineNo int64, r *lineResult) error {
 	default:
 		v.recordFail("line %d: entry %d is duplicated", lineNo, i)
 	}
-	leaf := tlog.RecordHash(ln.Commitment[:])
-	if err := v.mid.Append(leaf[:], nil); err != nil {
-		return unusable("hashing the records: %v", err)
+	// The range keeps the slice it is given: a copy, not the batch's.
+	if err := v.mid.Append(bytes.Clone(r.leaf[:]), nil); err != nil {
+		return false, unusable("hashing the records: %v", err)
 	}
 	switch {
 	case ln.Erased != nil:
@@ -638,27 +697,23 @@ func (v *verifier) account(lineNo int64, r *lineResult) error {
 			v.rep.ErasedEntries = append(v.rep.ErasedEntries, Erased{Index: i, Erasure: *ln.Erased, EraseIndex: -1})
 		}
 		v.sum.AddLine(ln)
-		return nil
+		return false, nil
 	case ln.Shredded != "":
 		v.rep.Shredded++
 		v.rep.ShreddedDays[ln.Shredded]++
 		v.sum.AddLine(ln)
-		return nil
+		return false, nil
 	}
 	v.rep.Open++
 	if r.openErr != "" {
 		v.recordFail("line %d: entry %d: %s", lineNo, i, r.openErr)
-		return nil
+		return false, nil
 	}
 	v.sum.add(r.fields[0], r.fields[1], r.fields[2])
-	if v.firstRecv == "" {
-		v.firstRecv = r.recv
-	}
-	v.lastRecv = r.recv
 	if r.erase != nil && len(v.erasures) < MaxReportedErased {
 		v.erasures[r.target] = *r.erase
 	}
-	return nil
+	return true, nil
 }
 
 // checkRange checks range.proof against the manifest and recomputes the

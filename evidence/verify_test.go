@@ -479,3 +479,83 @@ func subtree(leaves [][]byte) tlog.Hash {
 	l, r := subtree(leaves[:len(leaves)/2]), subtree(leaves[len(leaves)/2:])
 	return tlog.NodeHash(l, r)
 }
+
+// TestVerifyBlocks: records.ndjson is read in blocks of recordBlock bytes
+// cut at line ends; lines of every size cross those boundaries, the fast
+// and the slow canonical checks mix, and a byte flipped anywhere is found.
+func TestVerifyBlocks(t *testing.T) {
+	f := newFixture(t, 0)
+	for i := range 1200 {
+		e := event.Event{Action: "deploy", Outcome: "success", Actor: &event.Actor{ID: fmt.Sprintf("user-%d", i%7)}}
+		switch i % 5 {
+		case 1:
+			e.Actor.ID = "zoë" // not ASCII: the slow path
+		case 2:
+			e.Metadata = []byte(`{"blob":"` + strings.Repeat("x", (i*997)%9000) + `"}`)
+		}
+		if i == 600 {
+			e.Metadata = []byte(`{"blob":"` + strings.Repeat("y", event.MaxEventBytes-400) + `"}`)
+		}
+		f.addEvent(e, "writer")
+	}
+	n := int64(len(f.lines))
+	good := f.bundle(0, n, n, -1, 2)
+	if files := untar(t, good); len(files[2].data) < 4*recordBlock {
+		t.Fatalf("records of %d bytes: too few blocks", len(files[2].data))
+	}
+	r := mustVerify(t, good, Options{Policy: f.policy(2)})
+	if !r.OK() || r.Accounted != n || r.Open != n {
+		t.Fatalf("%s: %v", r.SummaryLine(), r.Failures)
+	}
+	// Flip one byte of an event in lines around each block boundary.
+	records := untar(t, good)[2].data
+	for _, at := range []int{recordBlock - 1, recordBlock, recordBlock + 1, 2*recordBlock + 100, len(records) - 3} {
+		// The byte after the next `"event":{"action":"` from at.
+		k := bytes.Index(records[at:], []byte(`"event":{"action":"`))
+		if k < 0 {
+			k = bytes.LastIndex(records[:at], []byte(`"event":{"action":"`)) - at
+		}
+		pos := at + k + len(`"event":{"action":"`)
+		b := editFile(t, good, FileRecords, true, func(d []byte) []byte { d[pos] ^= 1; return d })
+		r := mustVerify(t, b, Options{Policy: f.policy(2)})
+		if r.OK() || !strings.Contains(fmt.Sprint(r.Failures), "event and event_bytes differ") {
+			t.Errorf("byte %d flipped: %v", pos, r.Failures)
+		}
+	}
+	// A line over MaxLineBytes is unusable input.
+	long := editFile(t, good, FileRecords, true, func(d []byte) []byte {
+		return append(d, append(bytes.Repeat([]byte("z"), MaxLineBytes+1), '\n')...)
+	})
+	if _, err := Verify(bytes.NewReader(long), Options{Policy: f.policy(2)}); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "a line over") {
+		t.Errorf("a line over MaxLineBytes: %v", err)
+	}
+}
+
+// TestWriteChanged: records whose second pass differs from the first (one
+// byte, same length; or a byte less) fail Write with ErrChanged. (A byte
+// more is refused by the tar writer itself.)
+func TestWriteChanged(t *testing.T) {
+	f := newFixture(t, 5)
+	var first []byte
+	for _, ln := range f.lines {
+		first = AppendLine(first, &ln)
+	}
+	for name, second := range map[string][]byte{
+		"same":      first,
+		"a byte":    append(bytes.Clone(first[:40]), append([]byte{first[40] ^ 1}, first[41:]...)...),
+		"truncated": first[:len(first)-1],
+	} {
+		dig := NewDigest()
+		dig.Write(first)
+		err := Write(io.Discard, Parts{
+			Manifest:      Manifest{Origin: "o", Begin: 0, End: 5, Size: 5},
+			Checkpoint:    f.checkpoint(5, 0),
+			Records:       func(w io.Writer) error { _, err := w.Write(second); return err },
+			RecordsDigest: dig,
+			Summary:       []byte{},
+		})
+		if want := name != "same"; errors.Is(err, ErrChanged) != want {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

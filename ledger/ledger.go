@@ -145,7 +145,8 @@ type Options struct {
 	Logger *slog.Logger
 	// OnCommit, if set, is called after each durable commit (for metrics).
 	OnCommit func(CommitInfo)
-	// CacheSize is pebble's block cache in bytes. Default 64 MiB.
+	// CacheSize is pebble's block cache in bytes, beyond what pebble
+	// reserves in the cache for its memtables. Default 64 MiB.
 	CacheSize int64
 	// TileCacheSize is the number of expanded tiles kept in memory for
 	// proofs (hashcache.go). Default DefaultTileCacheSize.

@@ -28,6 +28,15 @@ import (
 // read. Raising it is a deliberate change: see docs/STORAGE-FORMAT.md.
 const Format = pebble.FormatValueSeparation
 
+// memTableSize is pebble's memtable size; memTableReserve is what its
+// memtables hold of the block cache at most: the mutable one, one being
+// flushed (MemTableStopWritesThreshold, 2, stops writes beyond) and one
+// kept for reuse.
+const (
+	memTableSize    = 64 << 20
+	memTableReserve = 3 * memTableSize
+)
+
 // Options configure Open.
 type Options struct {
 	// FS is the filesystem pebble uses. Default: the operating system's.
@@ -58,14 +67,20 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble charges every memtable it allocates against the block cache
+	// (Cache.Reserve): the mutable one, one being flushed, and one kept for
+	// reuse. A cache of CacheSize alone was therefore empty once the
+	// memtables had grown: every filter, index and data block was read from
+	// the file again on every use (issue 21). The memtables' share is
+	// added, so that CacheSize is what blocks really get.
+	cache := pebble.NewCache(opts.CacheSize + memTableReserve)
 	defer cache.Unref()
 	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		Logger:             Logger{opts.Logger},
 		FormatMajorVersion: Format,
-		MemTableSize:       64 << 20,
+		MemTableSize:       memTableSize,
 		Cleaner:            noRecycleCleaner{},
 		ReadOnly:           opts.ReadOnly,
 	}
