@@ -45,6 +45,9 @@ type Options struct {
 	CacheSize int64
 	// Logger receives pebble's errors. Default: slog.Default().
 	Logger *slog.Logger
+	// ReadOnly opens an existing store without writing to it (indelible
+	// migrate reads its source so): batches fail.
+	ReadOnly bool
 }
 
 // Store is a pebble store.
@@ -80,6 +83,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		FormatMajorVersion: Format,
 		MemTableSize:       memTableSize,
 		Cleaner:            noRecycleCleaner{},
+		ReadOnly:           opts.ReadOnly,
 	}
 	// A bloom filter per table (10 bits a key, about 1% false positives):
 	// a point lookup of a key that is absent, which is what an idempotency
