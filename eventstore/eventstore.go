@@ -210,13 +210,14 @@ func (l *Layer) Close() error {
 // ErrClosed means the layer was closed.
 var ErrClosed = errors.New("events: closed")
 
-// Appended is the result of appending one event.
+// Appended is the result of appending one event (its wire form is
+// api.Appended, which httpapi fills in).
 type Appended struct {
-	Index int64  `json:"index"`
-	ID    string `json:"id,omitempty"`
+	Index int64
+	ID    string
 	// Duplicate is true when the writer's id was seen before from the same
 	// writer: Index is then the original event's and nothing was stored.
-	Duplicate bool `json:"-"`
+	Duplicate bool
 }
 
 // Append finishes each event (received_at = now, submitted_by), stores it
