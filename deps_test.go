@@ -85,7 +85,7 @@ var layers = map[string][]string{
 	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
 	"internal/s3test":     {}, // the S3 server process of the mirror's tests
 	// A ledger and events layer in a test's directory, for the tests above eventstore.
-	"internal/storetest": {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
+	"internal/storetest": {"tlog", "event", "api", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
 }
 
 // testOnly are packages only tests and test-helper packages (whose name
