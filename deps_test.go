@@ -44,7 +44,8 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 // the packages of the module it may depend on, directly or not, besides
 // itself. It is docs/design.md's import table:
 //
-//	tlog, event, api            pure (api: the HTTP API's wire types)
+//	tlog, event                 pure
+//	api                         pure, over event: the HTTP API's wire types
 //	receipt                     over them: the public receipt verifier
 //	evidence                    pure, over them (bundles; outsiders embed its verifier)
 //	ledger, witness, auth, client  over them (witness gossips through client)
@@ -64,20 +65,20 @@ var layers = map[string][]string{
 	"ledger":     {"tlog", "event", "internal/atomicfile"},
 	"witness":    {"tlog", "event", "client", "api", "internal/atomicfile"},
 	"auth":       {"tlog", "event", "internal/atomicfile"},
-	"api":        {},
+	"api":        {"tlog", "event"}, // event for Actor and Resource, and the outcomes
 	"client":     {"tlog", "event", "api"},
 	"receipt":    {"tlog", "event"},
-	"eventstore": {"tlog", "event", "ledger", "auth", "evidence", "internal/atomicfile"},
-	"evidence":   {"tlog", "event"}, // evidence bundles: public, pure (a verifier outsiders embed)
+	"eventstore": {"tlog", "event", "api", "ledger", "auth", "evidence", "internal/atomicfile"},
+	"evidence":   {"tlog", "event", "api"}, // evidence bundles: public, pure (a verifier outsiders embed); api: the record's encoder
 	"mirror":     {"tlog", "event", "ledger", "internal/atomicfile"},
-	"audited":    {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
+	"audited":    {"tlog", "event", "api", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
 	"audit":      {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
 	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
 	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert", "cluster"},
 	"otlp":       {"tlog", "event"},
-	"cluster":    {},                                                                                              // the lease in PostgreSQL (pgx): which node is active, the epoch bump at takeover
-	"alert":      {"tlog", "event", "ledger", "eventstore", "auth", "internal/atomicfile", "evidence"},            // evidence: through eventstore
-	"export":     {"tlog", "event", "ledger", "auth", "eventstore", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
+	"cluster":    {},                                                                                                     // the lease in PostgreSQL (pgx): which node is active, the epoch bump at takeover
+	"alert":      {"tlog", "event", "api", "ledger", "eventstore", "auth", "internal/atomicfile", "evidence"},            // evidence: through eventstore
+	"export":     {"tlog", "event", "api", "ledger", "auth", "eventstore", "audited", "internal/atomicfile", "evidence"}, // SIEM exports: over audited
 	// The commands' own logic lives in cmd/indelible/internal/..., under the
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
@@ -87,7 +88,7 @@ var layers = map[string][]string{
 	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
 	"internal/nettest":    {},         // a TCP proxy a test can blackhole (partitions from PostgreSQL)
 	// A ledger and events layer in a test's directory, for the tests above eventstore.
-	"internal/storetest": {"tlog", "event", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
+	"internal/storetest": {"tlog", "event", "api", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
 }
 
 // testOnly are packages only tests and test-helper packages (whose name

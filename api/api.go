@@ -3,10 +3,12 @@
 // client (package client): a field changes here, for both, or not at all.
 // tessera's api/ package is the precedent.
 //
-// It is pure: plain structs and their JSON tags, no I/O. The proof replies
-// of the log's routes are client's InclusionProof and ConsistencyProof; the
-// event records of GET /v1/events are eventstore.Record's MarshalJSON on the
-// server and client.Record on the client (to move here next).
+// It is pure: plain structs, their JSON tags and encoders, the query's
+// encoder and parser, no I/O. The events API's records (Record, Page, with
+// the one encoder of a record's bytes, AppendRecord), its query (Query,
+// with Values and ParseQuery), its events as writers send them (Event), the
+// append replies and the tokens are here. The proof replies of the log's
+// routes are client's InclusionProof and ConsistencyProof.
 package api
 
 import "time"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"indelible.dev/api"
-	"indelible.dev/event"
+	itlog "indelible.dev/tlog"
 )
 
 // Limits on what the events API reads and sends.
@@ -42,95 +42,32 @@ const (
 )
 
 // Actor is who did it: the same JSON object as the server's.
-type Actor = event.Actor
+type Actor = api.Actor
 
 // Resource is what it was done to: the same JSON object as the server's.
-type Resource = event.Resource
+type Resource = api.Resource
 
 // Event is an audit event as a writer sends it, and as records carry it (then
 // with ReceivedAt and SubmittedBy, which the server sets). Time and
 // ReceivedAt are RFC 3339 strings, kept as the server wrote them.
-type Event struct {
-	ID          string          `json:"id,omitempty"`
-	Time        string          `json:"time,omitempty"`
-	Actor       *Actor          `json:"actor,omitempty"`
-	Action      string          `json:"action"`
-	Resource    *Resource       `json:"resource,omitempty"`
-	Outcome     string          `json:"outcome,omitempty"`
-	Source      string          `json:"source,omitempty"`
-	Reason      string          `json:"reason,omitempty"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	ReceivedAt  string          `json:"received_at,omitempty"`
-	SubmittedBy string          `json:"submitted_by,omitempty"`
-}
+type Event = api.Event
 
 // Record is the unit every read of the events API returns: the event (as a
 // JSON object, for people), the exact event bytes the commitment covers, the
 // salt and the commitment (the log entry at Index). It verifies nothing.
-type Record struct {
-	Index      int64           `json:"index"`
-	Event      json.RawMessage `json:"event"`
-	EventBytes []byte          `json:"event_bytes"`
-	Salt       []byte          `json:"salt"`
-	Commitment []byte          `json:"commitment"`
-}
-
-// Decode returns the record's event, parsed from its event bytes.
-func (r Record) Decode() (Event, error) {
-	var e Event
-	if err := json.Unmarshal(r.EventBytes, &e); err != nil {
-		return Event{}, fmt.Errorf("client: event %d: %w", r.Index, err)
-	}
-	return e, nil
-}
+// Its Decode parses the event bytes.
+type Record = api.Record
 
 // Appended is one element of an append reply, in request order. Receipt is
 // set when the append waited for a checkpoint.
 type Appended = api.Appended
 
 // Page is one page of a query, newest first. NextCursor is "" on the last.
-type Page struct {
-	Events     []Record `json:"events"`
-	NextCursor string   `json:"next_cursor,omitempty"`
-}
+type Page = api.Page
 
 // Query is a filtered listing of GET /v1/events: filters AND together,
 // exact match; zero values are left out.
-type Query struct {
-	Actor, Action, Resource, Outcome, Source string
-	Since, Until                             time.Time
-	Limit                                    int
-	Cursor                                   string
-}
-
-// Values returns q as query parameters (without the cursor if cursor is
-// false: the stream takes its own).
-func (q Query) values(cursor bool) url.Values {
-	v := url.Values{}
-	set := func(k, s string) {
-		if s != "" {
-			v.Set(k, s)
-		}
-	}
-	set("actor", q.Actor)
-	set("action", q.Action)
-	set("resource", q.Resource)
-	set("outcome", q.Outcome)
-	set("source", q.Source)
-	if !q.Since.IsZero() {
-		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if !q.Until.IsZero() {
-		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
-	}
-	if q.Limit != 0 && cursor {
-		v.Set("limit", strconv.Itoa(q.Limit))
-	}
-	if cursor {
-		set("cursor", q.Cursor)
-	}
-	return v
-}
+type Query = api.Query
 
 // Token is a token's public record (never its secret).
 type Token = api.Token
@@ -215,7 +152,7 @@ func (c *Client) appendBody(ctx context.Context, path, ct string, body []byte, w
 // Query fetches one page of q (GET /v1/events).
 func (c *Client) Query(ctx context.Context, q Query) (Page, error) {
 	path := "v1/events"
-	if v := q.values(true); len(v) > 0 {
+	if v := q.Values(); len(v) > 0 {
 		path += "?" + v.Encode()
 	}
 	return doJSON[Page](ctx, c, http.MethodGet, path, "", nil, MaxEventsResponse, "query reply")
@@ -234,9 +171,30 @@ func (c *Client) Event(ctx context.Context, i int64) (Record, error) {
 }
 
 // Receipt fetches the receipt of event i (a c2sp.org/tlog-proof document),
-// verbatim. It verifies nothing.
+// verbatim. Without a pin (WithPin) it verifies nothing. With one, it
+// checks the receipt's checkpoint as CheckCheckpoint does the log's: signed
+// under the pin's policy, and consistent with the pin, by a proof either
+// way (fail closed: a proven fork is a *ForkError); a newer checkpoint
+// becomes the pin. It does not check the receipt's inclusion proof or
+// event: the public verifier, indelible.dev/receipt, does.
 func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
-	return c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10)+"/receipt", "", nil, MaxReceiptSize)
+	b, err := c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10)+"/receipt", "", nil, MaxReceiptSize)
+	if err != nil || c.pinPath == "" {
+		return b, err
+	}
+	r, err := itlog.ParseReceipt(b)
+	if err != nil {
+		return nil, fmt.Errorf("client: receipt of event %d: %w", i, err)
+	}
+	if r.Index != i {
+		return nil, fmt.Errorf("client: asked for the receipt of event %d, got one of %d", i, r.Index)
+	}
+	c.pinMu.Lock()
+	defer c.pinMu.Unlock()
+	if _, err := c.checkPinned(ctx, r.Checkpoint, true); err != nil {
+		return nil, fmt.Errorf("client: receipt of event %d: %w", i, err)
+	}
+	return b, nil
 }
 
 // Stream follows GET /v1/events/stream for the filters of q (its limit and
@@ -248,7 +206,9 @@ func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
 // done (nil), when f fails, or when the server refuses the request (a
 // revoked token: 401).
 func (c *Client) Stream(ctx context.Context, q Query, after int64, f func(Record) error) error {
-	v := q.values(false)
+	v := q.Values()
+	v.Del("limit")
+	v.Del("cursor") // the stream takes its own
 	delay := c.backoff
 	for {
 		last, err := c.stream1(ctx, v, after, f)

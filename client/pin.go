@@ -49,6 +49,16 @@ func (c *Client) CheckCheckpoint(ctx context.Context) (itlog.Checkpoint, error) 
 	if err != nil {
 		return itlog.Checkpoint{}, err
 	}
+	return c.checkPinned(ctx, msg, false)
+}
+
+// checkPinned opens the checkpoint note msg under the policy and checks it
+// against the pin (c.pinMu held): a larger tree by a consistency proof from
+// the pin, after which it becomes the pin; the same size by its root hash.
+// A smaller tree is a *ForkError, unless older is set (a receipt's
+// checkpoint may be older than one pinned since): then a consistency proof
+// from it to the pin must hold, and the pin stays.
+func (c *Client) checkPinned(ctx context.Context, msg []byte, older bool) (itlog.Checkpoint, error) {
 	cp, _, err := c.policy.Open(msg)
 	if err != nil {
 		return itlog.Checkpoint{}, fmt.Errorf("client: the log's checkpoint: %w", err)
@@ -68,8 +78,19 @@ func (c *Client) CheckCheckpoint(ctx context.Context) (itlog.Checkpoint, error) 
 		switch {
 		case cp.Origin != pin.Origin:
 			return itlog.Checkpoint{}, fmt.Errorf("client: the log's origin %q is not the pinned %q", cp.Origin, pin.Origin)
-		case cp.N < pin.N:
+		case cp.N < pin.N && !older:
 			return itlog.Checkpoint{}, fork(fmt.Sprintf("size %d is smaller than the pinned %d", cp.N, pin.N), nil)
+		case cp.N < pin.N:
+			if cp.N > 0 {
+				p, err := c.ConsistencyProof(ctx, cp.N, pin.N)
+				if err != nil {
+					return itlog.Checkpoint{}, fmt.Errorf("client: consistency proof %d->%d: %w", cp.N, pin.N, err)
+				}
+				if err := itlog.CheckConsistency(p, cp.N, cp.Hash, pin.N, pin.Hash); err != nil {
+					return itlog.Checkpoint{}, fork(fmt.Sprintf("no consistency from size %d to the pinned %d", cp.N, pin.N), err)
+				}
+			}
+			return cp, nil
 		case cp.N == pin.N:
 			if cp.Hash != pin.Hash {
 				return itlog.Checkpoint{}, fork(fmt.Sprintf("size %d with another root hash", cp.N), nil)

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"indelible.dev/client"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
+	"indelible.dev/receipt"
 	itlog "indelible.dev/tlog"
 )
 
@@ -125,4 +128,113 @@ func TestPinAndFork(t *testing.T) {
 	if err == nil || errors.As(err, &fe) {
 		t.Fatalf("other key: %v", err)
 	}
+}
+
+// TestReceiptFork: with a pin, Receipt checks the receipt's checkpoint
+// against it: a receipt from the log advances the pin and verifies with the
+// public verifier; an older receipt is proven consistent with the newer
+// pin and leaves it; a receipt from a second log under the same key, served
+// to the client after its pin, is a *ForkError and leaves the pin as it
+// was.
+func TestReceiptFork(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := itlog.NewPolicy(vkey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(t.TempDir(), "pin")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	logN := func(c *client.Client, action string, n int) client.Logged {
+		t.Helper()
+		var lg client.Logged
+		for i := range n {
+			var err error
+			if lg, err = c.LogSync(ctx, client.Event{Action: action, Resource: &client.Resource{ID: fmt.Sprint(i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return lg
+	}
+	pinned := func() itlog.Checkpoint {
+		t.Helper()
+		b, err := os.ReadFile(pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, _, err := policy.Open(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+
+	a := newTestServerKey(t, skey, vkey)
+	ca, _ := client.New(a.url, a.token, client.WithPin(pin, policy))
+	defer ca.Close(context.Background())
+	first := logN(ca, "doc.read", 3)
+	rc, err := first.Receipt(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := receipt.NewPolicy(vkey, nil, 0)
+	if v, err := receipt.Verify(rc, pol); err != nil || v.Index != first.Index {
+		t.Fatalf("the receipt does not verify: %v", err)
+	}
+	r1, _ := itlog.ParseReceipt(rc)
+	if cp := pinned(); !bytes.Equal(r1.Checkpoint, must(os.ReadFile(pin))) || cp.N <= first.Index {
+		t.Fatalf("the pin is not the receipt's checkpoint (size %d)", cp.N)
+	}
+
+	// The log grows; the pin follows; then the old receipt is served
+	// again (a lagging replica): consistent, accepted, the pin stays.
+	logN(ca, "doc.write", 4)
+	if _, err := ca.CheckCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ahead := pinned()
+	if ahead.N <= must(itlog.ParseReceipt(rc)).Index+1 {
+		t.Fatalf("pin at %d", ahead.N)
+	}
+	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/receipt") {
+			w.Write(rc)
+			return
+		}
+		(&chaosProxy{target: a.url}).ServeHTTP(w, r)
+	}))
+	defer stale.Close()
+	cs, _ := client.New(stale.URL, a.token, client.WithPin(pin, policy))
+	if got, err := cs.Receipt(ctx, first.Index); err != nil || !bytes.Equal(got, rc) {
+		t.Fatalf("an older receipt, consistent with the pin: %v", err)
+	}
+	if now := pinned(); now.N != ahead.N || now.Hash != ahead.Hash {
+		t.Fatalf("the pin moved back: %d", now.N)
+	}
+
+	// A second log under the same key, longer than the pin: a fork.
+	b := newTestServerKey(t, skey, vkey)
+	cb, _ := client.New(b.url, b.token, client.WithPin(pin, policy))
+	defer cb.Close(context.Background())
+	before := must(os.ReadFile(pin))
+	lb := logN(cb, "doc.forked", int(ahead.N)+3)
+	_, err = lb.Receipt(ctx)
+	var fe *client.ForkError
+	if !errors.As(err, &fe) || !bytes.Equal(fe.Pinned, before) || len(fe.Got) == 0 {
+		t.Fatalf("a receipt from a forked log: %v, want a *ForkError", err)
+	}
+	if !bytes.Equal(must(os.ReadFile(pin)), before) {
+		t.Fatal("the pin changed")
+	}
+	t.Logf("refused: %v", err)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

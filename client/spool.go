@@ -3,7 +3,9 @@ package client
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,9 +20,14 @@ const spoolSegment = 1000
 
 // WithSpool writes every event Log and LogSync queue to a file in dir
 // (created 0700) before queueing it, and deletes a file once each of its
-// events is stored or refused. New sends again the events a previous
-// process left there (a crash, a kill, a Close whose context ended): their
-// ids are set, so none is stored twice, provided the token is the same.
+// events is stored or refused. Log returns only once the event is on disk
+// (the file fsynced, and the directory when the file is new; callers of
+// Log at the same time share an fsync), so an event Log accepted survives
+// the application's crash, a SIGKILL, or the machine's. New sends again the
+// events a previous process left there (a crash, a kill, a Close whose
+// context ended): their ids are set, so none is stored twice, provided the
+// token is the same. A line a crash tore is skipped (its Log had not
+// returned). One process at a time may use a spool directory.
 func WithSpool(dir string) Option {
 	return func(s *settings) { s.spoolDir = dir }
 }
@@ -35,7 +42,28 @@ type spool struct {
 	count   int            // events in cur
 	pending map[int64]int  // events of a segment not yet stored or refused
 	closed  map[int64]bool // segments no longer written
+	written int64          // lines written so far, in any file (mu)
+
+	// Group commit: smu is held by the one goroutine fsyncing cur; synced
+	// is how many of the lines written are on disk (smu). Lock order: smu,
+	// then mu.
+	smu    sync.Mutex
+	synced int64
 }
+
+// syncFile and syncDir make a spool file's content, and a directory's
+// entries, durable. Tests replace them.
+var (
+	syncFile = (*os.File).Sync
+	syncDir  = func(dir string) error {
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
+	}
+)
 
 type spooled struct {
 	ev  Event
@@ -46,8 +74,14 @@ func segName(seg int64) string { return fmt.Sprintf("spool-%012d.ndjson", seg) }
 
 // openSpool opens dir and returns the events earlier processes left.
 func openSpool(dir string) (*spool, []spooled, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("client: spool: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("client: spool: %w", err)
+		}
+		// The new directory's entry, durable before any file in it is.
+		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, nil, fmt.Errorf("client: spool: %w", err)
+		}
 	}
 	names, err := filepath.Glob(filepath.Join(dir, "spool-*.ndjson"))
 	if err != nil {
@@ -115,7 +149,8 @@ func readSegment(name string) ([]Event, error) {
 	return out, nil
 }
 
-// add writes ev (its id set) and returns its segment.
+// add writes ev (its id set) and returns its segment once the line is on
+// disk.
 func (s *spool) add(ev Event) (int64, error) {
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -123,45 +158,119 @@ func (s *spool) add(ev Event) (int64, error) {
 	}
 	b = append(b, '\n')
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.cur == nil || s.count >= spoolSegment {
 		if err := s.rotate(); err != nil {
+			s.mu.Unlock()
 			return 0, err
 		}
 	}
 	if _, err := s.cur.Write(b); err != nil {
+		// A part of the line may be in the file: write nothing more
+		// there (the next line would be glued to it), start the next.
+		s.retire()
+		s.mu.Unlock()
 		return 0, fmt.Errorf("client: spool: %w", err)
 	}
 	s.count++
 	s.pending[s.curSeg]++
-	return s.curSeg, nil
+	s.written++
+	seg, n := s.curSeg, s.written
+	s.mu.Unlock()
+	if err := s.sync(n); err != nil {
+		s.mu.Lock()
+		s.pending[seg]--
+		s.gc(seg)
+		s.mu.Unlock()
+		return 0, err
+	}
+	return seg, nil
 }
 
-// rotate closes the current file and starts the next.
+// sync returns once the first n lines written are on disk: at once if an
+// fsync since covered them, else after one of its own, which covers every
+// line written until it starts (those of other callers too).
+func (s *spool) sync(n int64) error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	for s.synced < n {
+		s.mu.Lock()
+		f, upTo := s.cur, s.written
+		s.mu.Unlock()
+		if f == nil {
+			// Retired or closed since: rotate and close fsync a file
+			// before they let it go.
+			s.synced = max(s.synced, upTo)
+			continue
+		}
+		if err := syncFile(f); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				continue // rotated meanwhile (and fsynced then): again, on the next
+			}
+			s.mu.Lock()
+			if s.cur == f {
+				s.retire()
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("client: spool: %w", err)
+		}
+		s.synced = max(s.synced, upTo)
+	}
+	return nil
+}
+
+// retire stops writing the current file (full, closing, or after a failed
+// write or fsync): its events pending stay pending, and the next add starts
+// a new file.
+func (s *spool) retire() {
+	s.cur.Close()
+	s.cur = nil
+	s.closed[s.curSeg] = true
+	s.gc(s.curSeg)
+	s.curSeg++
+}
+
+// rotate closes the current file, durable, and starts the next, whose
+// directory entry it makes durable too.
 func (s *spool) rotate() error {
 	if s.cur != nil {
-		s.cur.Close()
-		s.closed[s.curSeg] = true
-		s.gc(s.curSeg)
-		s.curSeg++
+		err := syncFile(s.cur)
+		s.retire()
+		if err != nil {
+			return fmt.Errorf("client: spool: %w", err)
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(s.dir, segName(s.curSeg)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		return fmt.Errorf("client: spool: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
 		return fmt.Errorf("client: spool: %w", err)
 	}
 	s.cur, s.count = f, 0
 	return nil
 }
 
-// unqueued records that the event id of seg was not queued after all.
+// unqueued records that the event id of seg was not queued after all, on
+// disk before it returns: Log answered an error, so a new client must not
+// send it.
 func (s *spool) unqueued(seg int64, id string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var n int64
 	if seg == s.curSeg && s.cur != nil {
-		s.cur.Write([]byte("-" + id + "\n"))
+		if _, err := s.cur.Write([]byte("-" + id + "\n")); err != nil {
+			s.retire()
+		} else {
+			s.written++
+			n = s.written
+		}
 	}
 	s.pending[seg]--
 	s.gc(seg)
+	s.mu.Unlock()
+	if n > 0 {
+		s.sync(n) // if it fails, a new client may send the event: stored, not lost
+	}
 }
 
 // done records that an event of seg is stored or refused.
@@ -181,15 +290,13 @@ func (s *spool) gc(seg int64) {
 	}
 }
 
-// close closes the current file, deleting it if nothing of it is pending.
+// close closes the current file, durable, deleting it if nothing of it is
+// pending.
 func (s *spool) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil {
-		s.cur.Close()
-		s.cur = nil
-		s.closed[s.curSeg] = true
-		s.gc(s.curSeg)
-		s.curSeg++
+		syncFile(s.cur)
+		s.retire()
 	}
 }

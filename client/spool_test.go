@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,9 @@ import (
 const spoolEvents = 2000
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("INDELIBLE_SPOOL_CHILD_MID"); dir != "" {
+		spoolChildMid(dir)
+	}
 	if dir := os.Getenv("INDELIBLE_SPOOL_CHILD"); dir != "" {
 		c, err := client.New(os.Getenv("INDELIBLE_SPOOL_URL"), os.Getenv("INDELIBLE_SPOOL_TOKEN"),
 			client.WithSpool(dir), client.WithBatch(100, time.Millisecond))
@@ -101,6 +105,150 @@ func TestSpoolSurvivesKill(t *testing.T) {
 		t.Fatalf("spool not emptied: %v", left)
 	}
 	t.Logf("%d stored before the kill, %d resent by the new client (%d of them duplicates the server recognised)", before.total, c.Stored(), c.Stored()-int64(spoolEvents-before.total))
+}
+
+// spoolChildMid is the application TestSpoolKilledMidLog kills: 4
+// goroutines log events with a spool, each printing "ok <n>" once Log
+// returned nil for event n, until the process is killed.
+func spoolChildMid(dir string) {
+	c, err := client.New(os.Getenv("INDELIBLE_SPOOL_URL"), os.Getenv("INDELIBLE_SPOOL_TOKEN"),
+		client.WithSpool(dir), client.WithBatch(50, time.Millisecond), client.WithQueueSize(100000))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var next atomic.Int64
+	for range 4 {
+		go func() {
+			for {
+				n := next.Add(1) - 1
+				ev := client.Event{Action: "doc.read", Source: os.Getenv("INDELIBLE_SPOOL_RUN"), Resource: &client.Resource{ID: fmt.Sprint(n)}}
+				if err := c.Log(context.Background(), ev); err != nil {
+					fmt.Println("error", err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Println("ok", n)
+				mu.Unlock()
+			}
+		}()
+	}
+	select {}
+}
+
+// TestSpoolKilledMidLog: an application logging from 4 goroutines with a
+// spool, some batches stored and the rest pushed back, is killed (SIGKILL)
+// while Log calls are under way; a new client on the same spool sends what
+// was left, and every event whose Log returned nil is stored exactly once;
+// an event whose Log had not returned is stored at most once; the spool is
+// then empty.
+func TestSpoolKilledMidLog(t *testing.T) {
+	ts := newTestServer(t)
+	var posts atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if posts.Add(1) > 3 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":"busy"}`, http.StatusServiceUnavailable)
+			return
+		}
+		(&chaosProxy{target: ts.url}).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	dir := filepath.Join(t.TempDir(), "spool")
+	run := fmt.Sprintf("spool-mid-%d", time.Now().UnixNano())
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "INDELIBLE_SPOOL_CHILD_MID="+dir, "INDELIBLE_SPOOL_URL="+proxy.URL,
+		"INDELIBLE_SPOOL_TOKEN="+ts.token, "INDELIBLE_SPOOL_RUN="+run)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	const killAfter = 400 // events whose Log returned
+	accepted := map[string]bool{}
+	br := bufio.NewReader(out)
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- strings.TrimSuffix(l, "\n")
+		}
+	}()
+	timeout := time.After(60 * time.Second)
+	for len(accepted) < killAfter || posts.Load() < 4 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the child ended")
+			}
+			id, found := strings.CutPrefix(l, "ok ")
+			if !found {
+				t.Fatalf("child: %q", l)
+			}
+			accepted[id] = true
+		case <-timeout:
+			t.Fatalf("%d events accepted and %d posts after 60s", len(accepted), posts.Load())
+		}
+	}
+	cmd.Process.Kill() // SIGKILL, while the 4 goroutines log
+	cmd.Wait()
+	for l := range lines { // what the child printed before it died
+		if id, found := strings.CutPrefix(l, "ok "); found {
+			accepted[id] = true
+		}
+	}
+	before := countRun(t, ts, run)
+	if before.total == 0 {
+		t.Fatal("nothing stored before the kill: the test needs some batches stored")
+	}
+
+	c, err := client.New(ts.url, ts.token, client.WithSpool(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	counts := runCounts(t, ts, run)
+	for id := range accepted {
+		if counts[id] != 1 {
+			t.Errorf("event %s, accepted by Log, stored %d times", id, counts[id])
+		}
+	}
+	extra := 0
+	for id, n := range counts {
+		if n != 1 {
+			t.Errorf("event %s stored %d times", id, n)
+		}
+		if !accepted[id] {
+			extra++ // spooled, its Log not yet returned (or its "ok" not yet printed)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Fatalf("spool not emptied: %v", left)
+	}
+	t.Logf("%d accepted by Log before the kill, %d stored before it, %d stored in all (%d whose Log had not returned)", len(accepted), before.total, len(counts), extra)
+}
+
+// runCounts returns, for the events of run, how many times each (by its
+// resource id) is stored.
+func runCounts(t *testing.T, ts *testServer, run string) map[string]int {
+	out := map[string]int{}
+	for i := int64(0); ; i++ {
+		r, err := ts.layer.Get(i)
+		if err != nil {
+			break
+		}
+		if r.Event.Source == run {
+			out[r.Event.Resource.ID]++
+		}
+	}
+	return out
 }
 
 type runCount struct{ total, distinct int }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"indelible.dev/api"
 )
 
 // ErrQueueFull is returned by Log and LogSync when the queue stayed full
@@ -467,9 +469,7 @@ func (w *writer) append1(evs []Event) ([]Appended, time.Duration, error) {
 	if err != nil {
 		return nil, ra, err
 	}
-	var r struct {
-		Events []Appended `json:"events"`
-	}
+	var r api.AppendReply
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, 0, &transportError{fmt.Errorf("client: append reply: %w", err)}
 	}

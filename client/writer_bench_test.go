@@ -45,7 +45,7 @@ func BenchmarkLogWithID(b *testing.B) {
 }
 
 // BenchmarkLogSpool is Log with a spool: each event is also written to a
-// file.
+// file and fsynced before Log returns (one caller: an fsync per Log).
 func BenchmarkLogSpool(b *testing.B) {
 	srv := exampleServer()
 	defer srv.Close()
@@ -58,6 +58,28 @@ func BenchmarkLogSpool(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	c.Close(ctx)
+}
+
+// BenchmarkLogSpoolParallel is Log with a spool from many goroutines at once:
+// they share the spool's fsyncs (group commit).
+func BenchmarkLogSpoolParallel(b *testing.B) {
+	srv := exampleServer()
+	defer srv.Close()
+	c, _ := client.New(srv.URL, "t", client.WithQueueSize(100000), client.WithBatch(1000, 0), client.WithSpool(b.TempDir()))
+	ctx := context.Background()
+	ev := client.Event{Action: "document.read", Actor: &client.Actor{ID: "alice"}, Resource: &client.Resource{ID: "doc-17"}}
+	b.ReportAllocs()
+	b.SetParallelism(8) // 8 x GOMAXPROCS goroutines
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.Log(ctx, ev); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 	b.StopTimer()
 	c.Close(ctx)
 }

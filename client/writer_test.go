@@ -47,6 +47,13 @@ func newTestServer(t testing.TB) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestServerKey(t, skey, vkey)
+}
+
+// newTestServerKey is newTestServer with the log's key given: two such
+// servers under one key are two histories of one log (a fork).
+func newTestServerKey(t testing.TB, skey, vkey string) *testServer {
+	t.Helper()
 	signer, _ := note.NewSigner(skey)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := ledger.Open(t.TempDir(), ledger.Options{Signer: signer, Logger: logger})

@@ -19,25 +19,25 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/event"
 	"indelible.dev/ledger"
 )
 
-// Query limits (contract).
+// Query limits (contract): those of the events API.
 const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
+	DefaultLimit = api.DefaultLimit
+	MaxLimit     = api.MaxLimit
 )
 
 // Errors callers branch on.
 var (
 	ErrNotFound  = errors.New("events: no such event")            // 404
-	ErrBadQuery  = errors.New("events: bad query")                // 400; wrapped with the parameter named
+	ErrBadQuery  = api.ErrBadQuery                                // 400; wrapped with the parameter named
 	ErrBadCursor = errors.New("events: bad cursor")               // 400
 	ErrNotEvent  = errors.New("events: entry is not an event")    // 404: an index written by no event
 	ErrDuplicate = errors.New("events: id in flight from writer") // 409: same id, same writer, concurrently
@@ -210,13 +210,14 @@ func (l *Layer) Close() error {
 // ErrClosed means the layer was closed.
 var ErrClosed = errors.New("events: closed")
 
-// Appended is the result of appending one event.
+// Appended is the result of appending one event (its wire form is
+// api.Appended, which httpapi fills in).
 type Appended struct {
-	Index int64  `json:"index"`
-	ID    string `json:"id,omitempty"`
+	Index int64
+	ID    string
 	// Duplicate is true when the writer's id was seen before from the same
 	// writer: Index is then the original event's and nothing was stored.
-	Duplicate bool `json:"-"`
+	Duplicate bool
 }
 
 // Append finishes each event (received_at = now, submitted_by), stores it
@@ -271,7 +272,9 @@ func (l *Layer) Record(ctx context.Context, submittedBy string, evs []event.Even
 // (a programming error: 500).
 var ErrNotServerRecord = errors.New("events: not a server record")
 
-// Record is the unit every read returns (DESIGN section 6).
+// Record is the unit every read returns: the event decoded, its canonical
+// bytes, its salt and its commitment (the log entry at Index). Its wire form
+// is Wire's.
 type Record struct {
 	Index      int64
 	Event      event.Event
@@ -280,10 +283,10 @@ type Record struct {
 	Commitment [32]byte
 }
 
-// MarshalJSON writes {"index","event","event_bytes","salt","commitment"}
-// with event as the event bytes verbatim (a JSON object) and the rest base64.
-func (r Record) MarshalJSON() ([]byte, error) {
-	return marshalRecord(make([]byte, 0, 64+len(r.EventBytes)*7/3), &r), nil
+// Wire returns r's form on the wire (the events API, the stream, evidence
+// bundles): its event bytes, not copied, are the event object verbatim.
+func (r *Record) Wire() api.Record {
+	return api.Record{Index: r.Index, Event: r.EventBytes, EventBytes: r.EventBytes, Salt: r.Salt[:], Commitment: r.Commitment[:]}
 }
 
 // Get returns the record at index i, if i is below the published size and
@@ -292,27 +295,15 @@ func (r Record) MarshalJSON() ([]byte, error) {
 // log entry at i (ErrCorrupt otherwise).
 func (l *Layer) Get(i int64) (Record, error) { return l.get(i) }
 
-// Query is a filtered listing: filters AND together, exact match.
-type Query struct {
-	Actor, Action, Resource, Outcome, Source string
-	Since, Until                             time.Time // on the event's time; zero means open
-	Limit                                    int       // 1..MaxLimit; 0 means DefaultLimit
-	Cursor                                   string    // from a previous Page
-}
-
-// ParseQuery parses the query parameters of GET /v1/events (and of the
-// stream, which also takes "cursor" as a resume index). Unknown parameters,
-// bad times (RFC 3339), bad limits are errors wrapping ErrBadQuery that name
-// the parameter. since is inclusive and until exclusive (since <= time <
-// until); outcome must be one of the four outcomes; a parameter may be given
-// once.
-func ParseQuery(v url.Values) (Query, error) { return parseQuery(v) }
+// Query is a filtered listing: filters AND together, exact match. It is the
+// events API's query, which httpapi parses (api.ParseQuery).
+type Query = api.Query
 
 // Page is one page of a listing, newest first by time, ties by index
 // (higher first). NextCursor is "" on the last page.
 type Page struct {
-	Records    []Record `json:"events"`
-	NextCursor string   `json:"next_cursor,omitempty"`
+	Records    []Record
+	NextCursor string
 }
 
 // List returns one page of q. A cursor that was not issued for the same

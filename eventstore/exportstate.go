@@ -79,10 +79,10 @@ func (l *Layer) Published() int64 {
 	return cp.N
 }
 
-// Match reports whether e passes q's filters (the same exact-match rules
-// as List and Stream; the cursor and limit are ignored).
-func (q Query) Match(e *event.Event) bool {
-	f := filter{q: q}
+// QueryMatches reports whether e passes q's filters (the same exact-match
+// rules as List and Stream; the cursor and limit are ignored).
+func QueryMatches(q *Query, e *event.Event) bool {
+	f := filter{q: *q}
 	return f.match(e)
 }
 

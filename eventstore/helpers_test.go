@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/api"
 	"indelible.dev/event"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
@@ -106,7 +107,7 @@ func mustQuery(t testing.TB, kv ...string) Query {
 	for i := 0; i < len(kv); i += 2 {
 		v[kv[i]] = []string{kv[i+1]}
 	}
-	q, err := ParseQuery(v)
+	q, err := api.ParseQuery(v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +19,8 @@ import (
 	"indelible.dev/event"
 )
 
-// queryParams are the parameters ParseQuery accepts.
-var queryParams = []string{"actor", "action", "resource", "outcome", "source", "since", "until", "limit", "cursor"}
-
-func (q Query) fieldValue(f byte) string {
+// fieldValue is q's filter on field f ("" for none).
+func fieldValue(q *Query, f byte) string {
 	switch f {
 	case fieldActor:
 		return q.Actor
@@ -38,50 +34,6 @@ func (q Query) fieldValue(f byte) string {
 		return q.Source
 	}
 	return ""
-}
-
-func parseQuery(v url.Values) (Query, error) {
-	var q Query
-	for name, vals := range v {
-		if !slices.Contains(queryParams, name) {
-			return Query{}, fmt.Errorf("%w: unknown parameter %q", ErrBadQuery, name)
-		}
-		if len(vals) != 1 {
-			return Query{}, fmt.Errorf("%w: parameter %q given %d times", ErrBadQuery, name, len(vals))
-		}
-	}
-	q.Actor, q.Action, q.Resource = v.Get("actor"), v.Get("action"), v.Get("resource")
-	q.Outcome, q.Source, q.Cursor = v.Get("outcome"), v.Get("source"), v.Get("cursor")
-	switch q.Outcome {
-	case "", event.OutcomeSuccess, event.OutcomeFailure, event.OutcomeDenied, event.OutcomeUnknown:
-	default:
-		return Query{}, fmt.Errorf("%w: outcome %q is not success, failure, denied or unknown", ErrBadQuery, q.Outcome)
-	}
-	for _, p := range []struct {
-		name string
-		t    *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
-		s := v.Get(p.name)
-		if s == "" {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return Query{}, fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrBadQuery, p.name, s)
-		}
-		*p.t = t.UTC()
-	}
-	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
-		return Query{}, fmt.Errorf("%w: since must be before until", ErrBadQuery)
-	}
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxLimit {
-			return Query{}, fmt.Errorf("%w: limit must be an integer from 1 to %d, not %q", ErrBadQuery, MaxLimit, s)
-		}
-		q.Limit = n
-	}
-	return q, nil
 }
 
 // filter is a compiled query.
@@ -123,7 +75,7 @@ func (l *Layer) compile(q Query) (*filter, error) {
 	}
 	f := &filter{q: q}
 	for _, fl := range planOrder {
-		if q.fieldValue(fl) == "" {
+		if fieldValue(&q, fl) == "" {
 			continue
 		}
 		f.nf++
@@ -135,9 +87,9 @@ func (l *Layer) compile(q Query) (*filter, error) {
 		f.nf++
 	}
 	if f.plan != 0 {
-		f.blind = l.blind.field(f.plan, q.fieldValue(f.plan))
+		f.blind = l.blind.field(f.plan, fieldValue(&q, f.plan))
 		for _, fl := range planOrder {
-			if v := q.fieldValue(fl); v != "" && fl != f.plan {
+			if v := fieldValue(&q, fl); v != "" && fl != f.plan {
 				b := l.blind.field(fl, v)
 				f.joins = append(f.joins, append([]byte{prefixField, fl}, b[:]...))
 			}
@@ -149,7 +101,7 @@ func (l *Layer) compile(q Query) (*filter, error) {
 	}
 	h := sha256.New()
 	for fl := fieldActor; fl <= numFields; fl++ {
-		v := q.fieldValue(fl)
+		v := fieldValue(&q, fl)
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(v)))
 		h.Write(n[:])

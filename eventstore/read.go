@@ -2,31 +2,14 @@ package eventstore
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"indelible.dev/event"
 	"indelible.dev/ledger"
 	itlog "indelible.dev/tlog"
 )
-
-// marshalRecord appends r's JSON form (see Record.MarshalJSON).
-func marshalRecord(b []byte, r *Record) []byte {
-	b = append(b, `{"index":`...)
-	b = strconv.AppendInt(b, r.Index, 10)
-	b = append(b, `,"event":`...)
-	b = append(b, r.EventBytes...)
-	b = append(b, `,"event_bytes":"`...)
-	b = base64.StdEncoding.AppendEncode(b, r.EventBytes)
-	b = append(b, `","salt":"`...)
-	b = base64.StdEncoding.AppendEncode(b, r.Salt[:])
-	b = append(b, `","commitment":"`...)
-	b = base64.StdEncoding.AppendEncode(b, r.Commitment[:])
-	return append(b, `"}`...)
-}
 
 // record returns the record at index i from its payload value v.
 func (l *Layer) record(i int64, v []byte) (Record, error) {

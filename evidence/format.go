@@ -44,6 +44,7 @@ import (
 	"strings"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/event"
 )
 
@@ -156,6 +157,11 @@ var errLine = errors.New("evidence: malformed line")
 // "erased":{"at","by","reason"}}; a shredded entry {"index","commitment",
 // "shredded":"<day>"}.
 func AppendLine(b []byte, ln *Line) []byte {
+	if ln.Erased == nil && ln.Shredded == "" {
+		// An open record's bytes are the events API's (api.AppendRecord).
+		r := api.Record{Index: ln.Index, EventBytes: ln.EventBytes, Salt: ln.Salt[:], Commitment: ln.Commitment[:]}
+		return append(api.AppendRecord(b, &r), '\n')
+	}
 	b = append(b, `{"index":`...)
 	b = strconv.AppendInt(b, ln.Index, 10)
 	switch {
@@ -173,16 +179,6 @@ func AppendLine(b []byte, ln *Line) []byte {
 		b = append(b, `,"shredded":`...)
 		b = appendJSONString(b, ln.Shredded)
 		b = append(b, "}\n"...)
-	default:
-		b = append(b, `,"event":`...)
-		b = append(b, ln.EventBytes...)
-		b = append(b, `,"event_bytes":"`...)
-		b = base64.StdEncoding.AppendEncode(b, ln.EventBytes)
-		b = append(b, `","salt":"`...)
-		b = base64.StdEncoding.AppendEncode(b, ln.Salt[:])
-		b = append(b, `","commitment":"`...)
-		b = base64.StdEncoding.AppendEncode(b, ln.Commitment[:])
-		b = append(b, "\"}\n"...)
 	}
 	return b
 }

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"indelible.dev/api"
 	"indelible.dev/eventstore"
 )
 
@@ -216,7 +217,7 @@ func (x *Export) check() error {
 			v.Set(k, s)
 		}
 	}
-	q, err := eventstore.ParseQuery(v)
+	q, err := api.ParseQuery(v)
 	if err != nil {
 		return fmt.Errorf("filter: %v", err)
 	}

@@ -266,7 +266,7 @@ func (f *follower) session(ctx context.Context) error {
 				}
 				return <-errc
 			}
-			if f.x.query.Match(&r.Event) {
+			if eventstore.QueryMatches(&f.x.query, &r.Event) {
 				doc, err := document(&r, f.receiptPfx)
 				if err != nil {
 					return err

@@ -87,7 +87,7 @@ func (e *env) ledgerSet(q eventstore.Query) map[int64]string {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if q.Match(&r.Event) {
+		if eventstore.QueryMatches(&q, &r.Event) {
 			out[i] = base64.StdEncoding.EncodeToString(r.Commitment[:])
 		}
 	}

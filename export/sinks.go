@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/eventstore"
 )
 
@@ -29,10 +30,8 @@ type item struct {
 // "salt","commitment","receipt_url"} (the first five exactly as the events
 // API writes them); receiptPfx is receiptPrefix's.
 func document(r *eventstore.Record, receiptPfx []byte) ([]byte, error) {
-	b, err := r.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
+	w := r.Wire()
+	b := api.AppendRecord(nil, &w)
 	if len(b) == 0 || b[len(b)-1] != '}' {
 		return nil, fmt.Errorf("export: record %d: unexpected encoding", r.Index)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"indelible.dev/alert"
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/eventstore"
 )
@@ -36,7 +37,7 @@ func (h *eventHandlers) serveAlerts(c echo.Context) error {
 			return fmt.Errorf("%w: unknown parameter %q (want limit, cursor, since, until)", errBadRequest, k)
 		}
 	}
-	q, err := eventstore.ParseQuery(v)
+	q, err := api.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -52,9 +53,6 @@ func (h *eventHandlers) serveAlerts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if page.Records == nil {
-		page.Records = []eventstore.Record{}
-	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, page)
+	return c.JSON(http.StatusOK, wirePage(page))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/eventstore"
 	"indelible.dev/ledger"
@@ -281,7 +282,7 @@ func parseHistogramQuery(v url.Values, now time.Time) (eventstore.Query, time.Du
 	if rest.Get("since") == "" {
 		return bad("missing since parameter")
 	}
-	q, err := eventstore.ParseQuery(rest)
+	q, err := api.ParseQuery(rest)
 	if err != nil {
 		return eventstore.Query{}, 0, fmt.Errorf("%w: %w", errBadRequest, err)
 	}

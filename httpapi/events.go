@@ -282,7 +282,7 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: malformed query string: %v", errBadRequest, err)
 	}
-	q, err := eventstore.ParseQuery(v)
+	q, err := api.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -297,11 +297,18 @@ func (h *eventHandlers) serveQuery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if page.Records == nil {
-		page.Records = []eventstore.Record{}
-	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, page)
+	return c.JSON(http.StatusOK, wirePage(page))
+}
+
+// wirePage returns p's form on the wire: its records' event bytes are not
+// copied, and an empty page has "events":[].
+func wirePage(p eventstore.Page) api.Page {
+	out := api.Page{Events: make([]api.Record, len(p.Records)), NextCursor: p.NextCursor}
+	for k := range p.Records {
+		out.Events[k] = p.Records[k].Wire()
+	}
+	return out
 }
 
 // indexParam parses the :index path parameter.
@@ -345,7 +352,7 @@ func (h *eventHandlers) serveGet(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, rec)
+	return c.JSON(http.StatusOK, rec.Wire())
 }
 
 func (h *eventHandlers) serveReceipt(c echo.Context) error {
@@ -380,7 +387,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 		resume = v.Get("cursor")
 		v.Del("cursor")
 	}
-	q, err := eventstore.ParseQuery(v)
+	q, err := api.ParseQuery(v)
 	if err != nil {
 		return err
 	}
@@ -492,7 +499,7 @@ func (h *eventHandlers) serveStream(c echo.Context) error {
 			cancel(err)
 			return err
 		}
-		data, err := json.Marshal(rec)
+		data, err := json.Marshal(rec.Wire())
 		if err != nil {
 			return err
 		}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
-	"indelible.dev/eventstore"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
 )
@@ -146,7 +146,7 @@ func TestNewAdminToken(t *testing.T) {
 	if _, _, err := l.WaitSize(t.Context(), 2); err != nil {
 		t.Fatal(err)
 	}
-	q, _ := eventstore.ParseQuery(url.Values{"action": {auth.ActionCreate}})
+	q, _ := api.ParseQuery(url.Values{"action": {auth.ActionCreate}})
 	p, err := es.Layer.List(q)
 	if err != nil || len(p.Records) != 2 || p.Records[0].Event.Resource.ID != tok.Name || p.Records[0].Event.Actor.ID != auth.ServerActor {
 		t.Fatalf("token creations recorded: %+v, %v", p.Records, err)
