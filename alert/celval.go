@@ -252,7 +252,7 @@ type errMap struct{ celref.Val }
 
 func (e errMap) Contains(celref.Val) celref.Val       { return e.Val }
 func (e errMap) Get(celref.Val) celref.Val            { return e.Val }
-func (e errMap) Iterator() traits.Iterator            { return errIter{e.Val} }
+func (e errMap) Iterator() traits.Iterator            { return errIter(e) }
 func (e errMap) Size() celref.Val                     { return e.Val }
 func (e errMap) Find(celref.Val) (celref.Val, bool)   { return e.Val, false }
 func (e errMap) Equal(celref.Val) celref.Val          { return e.Val }

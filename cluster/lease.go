@@ -160,7 +160,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Lease, error) {
 		return nil, fmt.Errorf("%w: lease %v: want at least %v", ErrConfig, o.Lease, MinLease)
 	}
 	if u, err := url.Parse(o.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: advertised URL %q: want http://HOST:PORT or https://...", ErrConfig, o.URL)
+		return nil, fmt.Errorf("%w: advertised URL %q: want http://HOST:PORT or https://HOST:PORT", ErrConfig, o.URL)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

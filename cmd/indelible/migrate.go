@@ -62,7 +62,6 @@ every receipt, proof and token issued before the move stays valid.`,
 // migrateStats is what runMigrate did.
 type migrateStats struct {
 	keys, bytes int64
-	tree        int64
 }
 
 func runMigrate(ctx context.Context, cfg migrateConfig, out io.Writer) error {
