@@ -210,6 +210,19 @@ func must[T any](v T, err error) T {
 	return v
 }
 
+// singleNode is GET /v1/cluster on a node run without --lease: the only
+// node, always the active one, epoch 0 (no lease), with its published size;
+// named as a cluster node would be by default, after the address it listens
+// on (addr holds it once it listens).
+func singleNode(l *ledger.Log, addr *atomic.Value, scheme string) *httpapi.ClusterConfig {
+	return &httpapi.ClusterConfig{Status: func() api.Cluster {
+		a, _ := addr.Load().(string)
+		node := cluster.DefaultNode(a)
+		cp, _ := l.Published()
+		return api.Cluster{Node: node, Role: "active", Active: api.ClusterNode{Node: node, URL: scheme + "://" + a}, Size: uint64(cp.N)}
+	}}
+}
+
 // clusterStatus is GET /v1/cluster's body: on the active node, with its log's
 // published size; on a standby, with the fence's size when it last read the
 // lease.

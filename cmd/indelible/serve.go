@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -302,8 +303,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			hcfg.Console.WitnessVKeys = append(hcfg.Console.WitnessVKeys, wk)
 		}
 	}
+	var lnAddr atomic.Value // the listener's address, once it listens (GET /v1/cluster)
 	if cfg.active != nil {
 		hcfg.Cluster = cfg.active.activeHTTP(l)
+	} else {
+		hcfg.Cluster = singleNode(l, &lnAddr, scheme(tlsConfig))
 	}
 	srv := httpapi.New(hcfg)
 	hs := srv.HTTPServer(cfg.listen)
@@ -314,6 +318,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	} else if ln, err = net.Listen("tcp", cfg.listen); err != nil {
 		return err
 	}
+	lnAddr.Store(ln.Addr().String())
 	if rules != nil {
 		scheme := "http://"
 		if tlsConfig != nil {

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"indelible.dev/api"
 	"indelible.dev/client"
 	"indelible.dev/internal/pgtest"
 )
@@ -93,5 +96,30 @@ func TestServeStoreBadURL(t *testing.T) {
 	_, errOut, code := run(t, nil, "serve", "--mode", "raw", "--data", dir, "--listen", "127.0.0.1:0", "--store", "mysql://u:hunter2@h/db")
 	if code == 0 || !strings.Contains(errOut, "postgres://") || strings.Contains(errOut, "hunter2") {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// TestClusterSingleNode: GET /v1/cluster on a node run without --lease
+// (pebble here): the only node, active, epoch 0, at the address it listens
+// on, with its published size.
+func TestClusterSingleNode(t *testing.T) {
+	p := startServe(t, filepath.Join(t.TempDir(), "data"))
+	for i := range 2 {
+		httpAdd(t, p.url, []byte{'s', byte('0' + i)})
+	}
+	var st api.Cluster
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body := httpGet(t, p.url+"/v1/cluster")
+		st = api.Cluster{}
+		if err := json.Unmarshal(body, &st); err != nil || code != http.StatusOK {
+			t.Fatalf("GET /v1/cluster = %d %q: %v", code, body, err)
+		}
+		if st.Size == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st.Role != "active" || st.Epoch != 0 || !strings.HasSuffix(st.Node, ":"+p.url[strings.LastIndexByte(p.url, ':')+1:]) ||
+		st.Active.Node != st.Node || st.Active.URL != p.url || st.Size != 2 {
+		t.Fatalf("GET /v1/cluster = %+v; want the only node, active, epoch 0, at %s, size 2", st, p.url)
 	}
 }
