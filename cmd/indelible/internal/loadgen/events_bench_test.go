@@ -203,14 +203,7 @@ func TestEventsBench(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	dur := 20 * time.Second
-	if v := os.Getenv("EVBENCH_DUR"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dur = d
-	}
+	dur := envDuration(t, "EVBENCH_DUR", 20*time.Second)
 	var build time.Duration
 	if v := os.Getenv("EVBENCH_BUILD"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -240,14 +233,7 @@ func TestEventsBench(t *testing.T) {
 
 	// Batched ingest with ids (what production sends) and without, rounds
 	// alternating, so the A/B pair sees the same machine load.
-	rounds := 1
-	if v := os.Getenv("EVBENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("EVBENCH_ROUNDS=%q", v)
-		}
-		rounds = n
-	}
+	rounds := envCount(t, "EVBENCH_ROUNDS", 1)
 	for r := range rounds {
 		if phases["batch"] {
 			var pf *os.File

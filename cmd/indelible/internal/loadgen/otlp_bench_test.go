@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -81,22 +80,8 @@ func TestOTLPBench(t *testing.T) {
 	if os.Getenv("INDELIBLE_OTLP_BENCH") != "1" {
 		t.Skip("set INDELIBLE_OTLP_BENCH=1 to run the OTLP benchmark")
 	}
-	dur := 10 * time.Second
-	if v := os.Getenv("OTLPBENCH_DUR"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dur = d
-	}
-	rounds := 3
-	if v := os.Getenv("OTLPBENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rounds = n
-	}
+	dur := envDuration(t, "OTLPBENCH_DUR", 10*time.Second)
+	rounds := envCount(t, "OTLPBENCH_ROUNDS", 3)
 	skey, _, err := note.GenerateKey(rand.Reader, "example.com/otlpbench")
 	if err != nil {
 		t.Fatal(err)

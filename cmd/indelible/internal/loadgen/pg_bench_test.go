@@ -203,14 +203,7 @@ func TestPGBench(t *testing.T) {
 	if port == "" || pid == "" {
 		t.Fatal("PGBENCH_PORT and PGBENCH_PID are required")
 	}
-	dur := 20 * time.Second
-	if v := os.Getenv("EVBENCH_DUR"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dur = d
-	}
+	dur := envDuration(t, "EVBENCH_DUR", 20*time.Second)
 	phases := map[string]bool{}
 	for p := range strings.SplitSeq(cmp.Or(os.Getenv("EVBENCH_PHASES"), "batch,batchnoid,query"), ",") {
 		phases[p] = true

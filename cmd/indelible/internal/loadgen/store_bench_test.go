@@ -29,22 +29,8 @@ func TestStoreBench(t *testing.T) {
 	if os.Getenv("INDELIBLE_STORE_BENCH") != "1" {
 		t.Skip("set INDELIBLE_STORE_BENCH=1 to run the store benchmark")
 	}
-	dur := 15 * time.Second
-	if v := os.Getenv("STBENCH_DUR"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dur = d
-	}
-	rounds := 3
-	if v := os.Getenv("STBENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("STBENCH_ROUNDS=%q", v)
-		}
-		rounds = n
-	}
+	dur := envDuration(t, "STBENCH_DUR", 15*time.Second)
+	rounds := envCount(t, "STBENCH_ROUNDS", 3)
 	skey, _, err := note.GenerateKey(rand.Reader, "example.com/stbench")
 	if err != nil {
 		t.Fatal(err)
@@ -101,4 +87,34 @@ func TestStoreBench(t *testing.T) {
 	}
 	t.Logf("postgres/pebble: rate %.2fx, CPU per event %.2fx",
 		med("postgres", rate)/med("pebble", rate), med("postgres", cpu)/med("pebble", cpu))
+}
+
+// envDuration returns the duration in the environment variable name, or def
+// when it is unset; a value that does not parse fails the test.
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive duration such as 15s", name, v)
+	}
+	return d
+}
+
+// envCount returns the count (at least 1) in the environment variable name,
+// or def when it is unset; anything else fails the test.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a whole number of at least 1", name, v)
+	}
+	return n
 }
