@@ -99,10 +99,23 @@ type chaosProxy struct {
 	target            string
 	p503, pDrop       float64
 	n503, nDrop, nFwd atomic.Int64
+	nPost             atomic.Int64
 }
 
 func (p *chaosProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := mrand.Float64()
+	if r.Method == http.MethodPost {
+		// The first POST is answered 503 and the second one's reply is
+		// dropped, whatever the dice say: a run always has both kinds of
+		// chaos (with 40 requests and p503 0.05, one run in eight had no
+		// 503 at all).
+		switch p.nPost.Add(1) {
+		case 1:
+			x = 0
+		case 2:
+			x = p.p503
+		}
+	}
 	if x < p.p503 {
 		p.n503.Add(1)
 		w.Header().Set("Retry-After", "1")
