@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"indelible.dev/internal/nettest"
 )
 
 // StandbyName is the standby's application_name, the name the primary's
@@ -31,7 +33,8 @@ const StandbyName = "pgtest_standby"
 // the standby has flushed its WAL to disk (remote flush; not remote_apply,
 // so a read on the standby may briefly lag a commit). The standby was
 // cloned with pg_basebackup -X stream -R and streams from the primary as a
-// hot standby (it answers reads).
+// hot standby (it answers reads), through a TCP proxy the test can cut
+// (CutStandby): the standby then falls behind, as over a dead network.
 //
 // Both servers run as the postgres user when the tests run as root. They
 // are stopped (immediate shutdown) and their directory removed when the
@@ -49,6 +52,7 @@ type Pair struct {
 	cred                     *syscall.Credential
 	primaryPID               int
 	killed                   bool
+	link                     *nettest.Proxy // the standby's replication connection
 }
 
 // StartPair starts a primary and its synchronous standby for t (skipping t
@@ -110,6 +114,7 @@ synchronous_commit = on
 full_page_writes = on
 wal_level = replica
 max_wal_senders = 10
+wal_sender_timeout = 5s
 shared_buffers = 128MB
 max_connections = 300
 max_wal_size = 2GB
@@ -130,12 +135,15 @@ max_wal_size = 2GB
 	if err := appendConf(p.standbyData, fmt.Sprintf(`
 port = %d
 hot_standby = on
+wal_receiver_timeout = 5s
 `, p.StandbyPort)); err != nil {
 		t.Fatal(err)
 	}
+	p.link = nettest.NewProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.PrimaryPort)))
+	_, linkPort, _ := net.SplitHostPort(p.link.Addr())
 	f, err := os.OpenFile(filepath.Join(p.standbyData, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err == nil {
-		_, err = fmt.Fprintf(f, "primary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=%s'\n", p.PrimaryPort, StandbyName)
+		_, err = fmt.Fprintf(f, "primary_conninfo = 'host=127.0.0.1 port=%s user=postgres application_name=%s'\n", linkPort, StandbyName)
 		f.Close()
 	}
 	if err != nil {
@@ -234,6 +242,20 @@ func (p *Pair) KillPrimary() {
 	}
 	// Nobody must signal the PID in a stale postmaster.pid again.
 	os.Remove(filepath.Join(p.primaryData, "postmaster.pid"))
+}
+
+// CutStandby blackholes the standby's replication connection, as a dead
+// network would (no reset: what the primary sends is dropped), and
+// returns a function that lets new connections through again (the
+// standby reconnects within wal_receiver_timeout, 5 s). While it is cut,
+// a commit on the primary waits if the standby is synchronous; if it is
+// not, the commit returns and the standby falls behind: a primary lost
+// then takes those commits with it. (Freezing the standby's processes
+// does not do this: the WAL already sent waits in its socket's buffer and
+// arrives when it runs again.)
+func (p *Pair) CutStandby() (heal func()) {
+	p.link.Blackhole()
+	return p.link.Heal
 }
 
 // FreezeStandby SIGSTOPs the standby's postmaster and every process it
@@ -445,4 +467,22 @@ func serverUser() (*syscall.Credential, int, int, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+}
+
+// QueryInt returns the one integer a query answers on the database at dsn
+// (for instance a store's fence size: SELECT size FROM indelible_fence).
+func QueryInt(t testing.TB, dsn, query string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, query).Scan(&n); err != nil {
+		t.Fatalf("pgtest: %s: %v", query, err)
+	}
+	return n
 }

@@ -12,9 +12,10 @@ import (
 
 // TestPair checks what StartPair promises: the standby is the primary's
 // synchronous standby (a commit on the primary does not return while the
-// standby is frozen, and returns once it runs again), and after the
-// primary is SIGKILLed and the standby promoted, every committed row is on
-// the promoted standby, which accepts writes, also through MultiHost.
+// standby is frozen, and returns once it runs again; nor while it is cut
+// off); and after the primary is SIGKILLed and the standby promoted, every
+// committed row is on the promoted standby and the one whose commit never
+// returned is not; it accepts writes, also through MultiHost.
 func TestPair(t *testing.T) {
 	p := StartPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -59,9 +60,26 @@ func TestPair(t *testing.T) {
 		t.Fatal("the commit never returned after the standby resumed")
 	}
 
+	// Cut the standby off: a commit waits, and is still waiting when the
+	// primary dies; it is not on the promoted standby.
+	p.CutStandby()
+	go func() {
+		_, err := conn.Exec(ctx, "INSERT INTO t VALUES (101)")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a commit returned while the synchronous standby was cut off (%v)", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
 	p.KillPrimary()
-	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
-		t.Fatal("the killed primary still answers")
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the commit waiting for the cut-off standby succeeded when the primary died")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the commit waiting for the cut-off standby never returned after the primary died")
 	}
 	p.Promote()
 	for _, dsn := range []string{p.Standby, p.MultiHost()} {
