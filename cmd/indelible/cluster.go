@@ -309,7 +309,7 @@ func (a *activeNode) serve(ctx context.Context, srv *httpapi.Server, l *ledger.L
 		case <-t.C:
 			if err := l.Err(); err != nil && kv.Fatal(err) {
 				srv.SetShuttingDown()
-				return fmt.Errorf("the store refused a commit (%w): stopping; a restart reloads from the store", err)
+				return storeFailure(a.dsn, err)
 			}
 		}
 	}

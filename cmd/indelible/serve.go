@@ -24,6 +24,7 @@ import (
 	"indelible.dev/cmd/indelible/internal/witnesscli"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
+	"indelible.dev/ledger/kv"
 	"indelible.dev/mirror"
 	"indelible.dev/witness"
 )
@@ -265,6 +266,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 	}()
 
+	if store != nil && cfg.active == nil {
+		// A single node on PostgreSQL whose commit was fenced or lost
+		// (a failover) stops: only a restart reloads the log.
+		go watchStore(ctx, l, func(err error) { fatal(storeFailure(storeURL(cfg), err)) })
+	}
 	if len(wcfg.Witnesses) > 0 {
 		metrics.WatchWitnessing(l)
 	}
@@ -378,7 +384,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	} else {
 		err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
 	}
-	if cause := context.Cause(ctx); err == nil && errors.Is(cause, mirror.ErrFork) {
+	if cause := context.Cause(ctx); err == nil && (errors.Is(cause, mirror.ErrFork) || kv.Fatal(cause)) {
 		return cause
 	}
 	return err
