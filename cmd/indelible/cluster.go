@@ -20,7 +20,6 @@ import (
 	"indelible.dev/cluster"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
-	"indelible.dev/ledger/kv"
 	"indelible.dev/ledger/kv/pgkv"
 )
 
@@ -307,7 +306,7 @@ func (a *activeNode) serve(ctx context.Context, srv *httpapi.Server, l *ledger.L
 			srv.SetShuttingDown()
 			return nil
 		case <-t.C:
-			if err := l.Err(); err != nil && kv.Fatal(err) {
+			if err := storeStopped(l); err != nil {
 				srv.SetShuttingDown()
 				return storeFailure(a.dsn, err)
 			}

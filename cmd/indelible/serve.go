@@ -24,7 +24,6 @@ import (
 	"indelible.dev/cmd/indelible/internal/witnesscli"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
-	"indelible.dev/ledger/kv"
 	"indelible.dev/mirror"
 	"indelible.dev/witness"
 )
@@ -267,8 +266,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}()
 
 	if store != nil && cfg.active == nil {
-		// A single node on PostgreSQL whose commit was fenced or lost
-		// (a failover) stops: only a restart reloads the log.
+		// A single node on PostgreSQL whose commit failed, was fenced or
+		// lost (a failover) exits: only a restart reloads the log.
 		go watchStore(ctx, l, func(err error) { fatal(storeFailure(storeURL(cfg), err)) })
 	}
 	if len(wcfg.Witnesses) > 0 {
@@ -384,7 +383,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	} else {
 		err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
 	}
-	if cause := context.Cause(ctx); err == nil && (errors.Is(cause, mirror.ErrFork) || kv.Fatal(cause)) {
+	if cause := context.Cause(ctx); err == nil && (errors.Is(cause, mirror.ErrFork) || errors.As(cause, new(*storeError))) {
 		return cause
 	}
 	return err
