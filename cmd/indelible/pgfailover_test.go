@@ -470,8 +470,8 @@ func TestPGFailoverIdle(t *testing.T) {
 // and the log stops; the node then exits (exit code 2) with a message
 // naming the store and saying to restart it against the promoted primary,
 // instead of answering 500 to every write until someone notices.
-// Restarted with the same --store after the promotion, it goes on with
-// everything acknowledged before.
+// Started again before the promotion, it refuses to start; after it, with
+// the same --store, it goes on with everything acknowledged before.
 func TestPGFailoverOutage(t *testing.T) {
 	pair := pgtest.StartPair(t)
 	dir := filepath.Join(t.TempDir(), "data")
@@ -500,6 +500,13 @@ func TestPGFailoverOutage(t *testing.T) {
 	t.Logf("the node exited (%v): %s", p.err, last)
 	if p.err == nil || !strings.Contains(last, "the PostgreSQL store postgres://postgres@127.0.0.1:") || !strings.Contains(last, "promoted primary") {
 		t.Errorf("the node's exit (%v) does not name the store or say to restart it against the promoted primary:\n%s", p.err, last)
+	}
+	// Started meanwhile, it refuses: no server accepts writes.
+	if _, errOut, code := run(t, nil, "serve", "--mode", "raw", "--data", dir, "--listen", "127.0.0.1:0", "--store", store); code == 0 ||
+		!strings.Contains(errOut, "opening the store postgres://postgres@127.0.0.1:") {
+		t.Fatalf("serve started with no server accepting writes: exit %d\n%s", code, errOut)
+	} else {
+		t.Logf("started during the outage: exit %d: %s", code, lastLines(errOut, 1))
 	}
 	pair.Promote()
 	p = startServe(t, dir, "--store", store)
