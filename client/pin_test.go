@@ -215,6 +215,32 @@ func TestReceiptFork(t *testing.T) {
 		t.Fatalf("the pin moved back: %d", now.N)
 	}
 
+	// The same receipt with the commitment's salt altered: signed
+	// checkpoint, consistent with the pin, but the inclusion proof does not
+	// hold for the event it opens: refused.
+	parsed := must(itlog.ParseReceipt(rc))
+	parsed.Extra = bytes.Clone(parsed.Extra)
+	parsed.Extra[0] ^= 1
+	forged := []byte(parsed.String())
+	if _, err := receipt.Verify(forged, pol); err == nil {
+		t.Fatal("the forged receipt verifies: the test proves nothing")
+	}
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/receipt") {
+			w.Write(forged)
+			return
+		}
+		(&chaosProxy{target: a.url}).ServeHTTP(w, r)
+	}))
+	defer bad.Close()
+	cf, _ := client.New(bad.URL, a.token, client.WithPin(pin, policy))
+	if _, err := cf.Receipt(ctx, first.Index); !errors.Is(err, receipt.ErrInvalid) || !strings.Contains(err.Error(), "inclusion proof") {
+		t.Fatalf("a receipt whose inclusion proof does not hold: %v, want receipt.ErrInvalid naming the inclusion proof", err)
+	}
+	if now := pinned(); now.N != ahead.N || now.Hash != ahead.Hash {
+		t.Fatalf("the pin moved on a forged receipt: %d", now.N)
+	}
+
 	// A second log under the same key, longer than the pin: a fork.
 	b := newTestServerKey(t, skey, vkey)
 	cb, _ := client.New(b.url, b.token, client.WithPin(pin, policy))
