@@ -54,7 +54,7 @@ type eventsAck struct {
 // TestPGFailover is issue 20's "kill the PostgreSQL primary and promote its
 // synchronous standby: nothing acknowledged is lost", with the real binary
 // in events mode on a real primary and synchronous standby
-// (pgtest.StartPair). 64 writers append events with ids; mid-load the
+// (pgtest.StartPairWith, Cuttable). 64 writers append events with ids; mid-load the
 // standby's replication link is cut (a dead network: the standby falls
 // behind), then the primary is SIGKILLed with everything it started, and
 // the standby is promoted as it is. The node, whose commit's answer was lost,
@@ -71,7 +71,7 @@ type eventsAck struct {
 // acknowledged and lost with the primary (INDELIBLE_PGFAILOVER_ASYNC=1
 // shows it). With a synchronous standby they wait, unacknowledged.
 func TestPGFailover(t *testing.T) {
-	pair := pgtest.StartPair(t)
+	pair := pgtest.StartPairWith(t, pgtest.PairOptions{Cuttable: true})
 	if pgFailoverAsync {
 		pair.SetPrimary("synchronous_standby_names", "''")
 		t.Log("INDELIBLE_PGFAILOVER_ASYNC=1: the standby is asynchronous; this run is expected to lose acknowledged events")
@@ -335,7 +335,7 @@ func lastLines(s string, n int) string {
 // acknowledged twice, every checkpoint seen is consistent with the final
 // one, and indelible audit passes.
 func TestPGFailoverLease(t *testing.T) {
-	pair := pgtest.StartPair(t)
+	pair := pgtest.StartPairWith(t, pgtest.PairOptions{Cuttable: true})
 	if pgFailoverAsync {
 		pair.SetPrimary("synchronous_standby_names", "''")
 		t.Log("INDELIBLE_PGFAILOVER_ASYNC=1: the standby is asynchronous; this run is expected to lose acknowledged entries")

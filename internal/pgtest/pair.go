@@ -33,8 +33,10 @@ const StandbyName = "pgtest_standby"
 // the standby has flushed its WAL to disk (remote flush; not remote_apply,
 // so a read on the standby may briefly lag a commit). The standby was
 // cloned with pg_basebackup -X stream -R and streams from the primary as a
-// hot standby (it answers reads), through a TCP proxy the test can cut
-// (CutStandby): the standby then falls behind, as over a dead network.
+// hot standby (it answers reads): directly, or, for a pair started with
+// PairOptions.Cuttable, through a TCP proxy in the test process that the
+// test can cut (CutStandby): the standby then falls behind, as over a dead
+// network.
 //
 // Both servers run as the postgres user when the tests run as root. They
 // are stopped (immediate shutdown) and their directory removed when the
@@ -55,11 +57,24 @@ type Pair struct {
 	link                     *nettest.Proxy // the standby's replication connection
 }
 
+// PairOptions configure StartPairWith.
+type PairOptions struct {
+	// Cuttable runs the standby's replication connection through a TCP
+	// proxy in the test process, so that CutStandby can cut it. The proxy
+	// costs a little latency and the test process's CPU: benchmarks leave
+	// it out.
+	Cuttable bool
+}
+
 // StartPair starts a primary and its synchronous standby for t (skipping t
 // without PostgreSQL, failing it when CI=true), creates the database
 // "indelible" on the primary, and returns once the standby is streaming
-// as the primary's synchronous standby. It takes a few seconds.
-func StartPair(t testing.TB) *Pair {
+// as the primary's synchronous standby. It takes a few seconds. The
+// standby replicates directly from the primary (see StartPairWith).
+func StartPair(t testing.TB) *Pair { return StartPairWith(t, PairOptions{}) }
+
+// StartPairWith is StartPair with options.
+func StartPairWith(t testing.TB, opts PairOptions) *Pair {
 	t.Helper()
 	Need(t)
 	bin := Bin()
@@ -139,8 +154,11 @@ wal_receiver_timeout = 5s
 `, p.StandbyPort)); err != nil {
 		t.Fatal(err)
 	}
-	p.link = nettest.NewProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.PrimaryPort)))
-	_, linkPort, _ := net.SplitHostPort(p.link.Addr())
+	linkPort := strconv.Itoa(p.PrimaryPort)
+	if opts.Cuttable {
+		p.link = nettest.NewProxy(t, net.JoinHostPort("127.0.0.1", linkPort))
+		_, linkPort, _ = net.SplitHostPort(p.link.Addr())
+	}
 	f, err := os.OpenFile(filepath.Join(p.standbyData, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err == nil {
 		_, err = fmt.Fprintf(f, "primary_conninfo = 'host=127.0.0.1 port=%s user=postgres application_name=%s'\n", linkPort, StandbyName)
@@ -244,7 +262,7 @@ func (p *Pair) KillPrimary() {
 	os.Remove(filepath.Join(p.primaryData, "postmaster.pid"))
 }
 
-// CutStandby blackholes the standby's replication connection, as a dead
+// CutStandby (on a Cuttable pair) blackholes the standby's replication connection, as a dead
 // network would (no reset: what the primary sends is dropped), and
 // returns a function that lets new connections through again (the
 // standby reconnects within wal_receiver_timeout, 5 s). While it is cut,
@@ -254,6 +272,10 @@ func (p *Pair) KillPrimary() {
 // does not do this: the WAL already sent waits in its socket's buffer and
 // arrives when it runs again.)
 func (p *Pair) CutStandby() (heal func()) {
+	p.t.Helper()
+	if p.link == nil {
+		p.t.Fatal("pgtest: CutStandby needs a pair started with PairOptions{Cuttable: true}")
+	}
 	p.link.Blackhole()
 	return p.link.Heal
 }

@@ -17,7 +17,7 @@ import (
 // committed row is on the promoted standby and the one whose commit never
 // returned is not; it accepts writes, also through MultiHost.
 func TestPair(t *testing.T) {
-	p := StartPair(t)
+	p := StartPairWith(t, PairOptions{Cuttable: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if ok, err := p.WithSyncStandby(ctx); err != nil || !ok {

@@ -15,7 +15,7 @@ import (
 // never have it) is not a success: it is ambiguous, so the node stops
 // instead of acknowledging what a failover could lose.
 func TestSyncRepCancelled(t *testing.T) {
-	pair := pgtest.StartPair(t)
+	pair := pgtest.StartPairWith(t, pgtest.PairOptions{Cuttable: true})
 	s := open(t, pair.Primary, 0)
 	if err := set(s, "before", "x", nil); err != nil {
 		t.Fatal(err)
