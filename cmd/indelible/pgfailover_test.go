@@ -347,7 +347,19 @@ func TestPGFailoverLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &http.Client{Timeout: killTestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: pgFailoverWriters * 2}}
-	a, b, epoch := startPair(t, c, store, store, keyFile)
+	// As startPair, with more room for a loaded machine.
+	a := startClusterNode(t, "a", store, keyFile, "--init")
+	epoch := a.waitRole(t, c, "active", 3*clusterLease+10*time.Second).Epoch
+	b := startClusterNode(t, "b", store, keyFile)
+	for deadline := time.Now().Add(3*clusterLease + 10*time.Second); ; time.Sleep(50 * time.Millisecond) {
+		sb, err := b.status(c)
+		if err == nil && sb.Role == "standby" && sb.Active.Node == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b does not see a as the active node: %+v, %v\nb's log:\n%s", sb, err, lastLines(b.stderr.String(), 10))
+		}
+	}
 
 	cl := &clusterLog{t: t, acked: map[int64][]byte{}, writers: pgFailoverWriters}
 	ctx, cancel := context.WithCancel(context.Background())
