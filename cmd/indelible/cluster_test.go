@@ -502,8 +502,9 @@ func mustClient(t testing.TB, url, token string) *client.Client {
 // TestClusterBucket: both nodes mirror to one bucket; SIGKILL the active
 // node under writers: the new active node resumes the mirror, the bucket
 // catches up with it, every checkpoint seen on the nodes and in the bucket
-// is consistent with the final one, and indelible audit passes on the
-// bucket.
+// is consistent with the final one, and indelible audit and tessera's fsck
+// (TestTesseraFsckCorruptTile shows it fails on a corrupted tile) pass on
+// the bucket.
 func TestClusterBucket(t *testing.T) {
 	s3test.SetEnv(t)
 	srv := s3test.Start(t, s3test.Options{})
@@ -560,7 +561,12 @@ func TestClusterBucket(t *testing.T) {
 		!strings.Contains(out, fmt.Sprintf("size %d", final.N)) {
 		t.Fatalf("indelible audit of the bucket: exit %d\n%s\n%s", code, out, errOut)
 	}
-	t.Logf("%d acknowledged, final size %d, %d bucket checkpoints seen", len(cl.acked), final.N, len(bucketSeen))
+	fsckStart := time.Now()
+	if err := tesseraFsck(context.Background(), bucketHTTP, "example.com/cluster-bucket", vkey); err != nil {
+		t.Fatalf("tessera's fsck of the bucket: %v", err)
+	}
+	t.Logf("%d acknowledged, final size %d, %d bucket checkpoints seen; tessera's fsck took %v", len(cl.acked), final.N, len(bucketSeen),
+		time.Since(fsckStart).Round(time.Millisecond))
 }
 
 // TestClusterHandover: SIGTERM the active node: it stops cleanly (exit 0)
