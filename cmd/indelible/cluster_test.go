@@ -489,6 +489,13 @@ func TestClusterEvents(t *testing.T) {
 	if _, err := cb.Append(ctx, []client.Event{{Action: "door.close", Actor: &client.Actor{ID: "cluster-alice"}}}, false); err != nil {
 		t.Fatalf("append on the new active node: %v", err)
 	}
+	// Both nodes derived the key that authenticates forwarded callers'
+	// addresses from the master key (httpapi/forwardauth.go).
+	for _, n := range []*clusterNode{a, b} {
+		if strings.Contains(n.stderr.String(), "no authenticated caller address") {
+			t.Errorf("node %s forwards without an authenticated caller address:\n%s", n.name, n.stderr)
+		}
+	}
 }
 
 func mustClient(t testing.TB, url, token string) *client.Client {

@@ -48,7 +48,7 @@ func TestServeStoreSecondNode(t *testing.T) {
 	copyFile(t, filepath.Join(dir, logKeyFile), filepath.Join(dir2, logKeyFile))
 	copyFile(t, filepath.Join(dir, logKeyFile)+hwmSuffix, filepath.Join(dir2, logKeyFile)+hwmSuffix)
 	_, errOut, code := runFor(t, 30*time.Second, "serve", "--mode", "raw", "--data", dir2, "--listen", "127.0.0.1:0", "--store", dsn)
-	if code <= 0 || !strings.Contains(errOut, "another node is serving this store") || !strings.Contains(errOut, "use --lease for a cluster") ||
+	if code != exitTrouble || !strings.Contains(errOut, "another node is serving this store") || !strings.Contains(errOut, "use --lease for a cluster") ||
 		!strings.Contains(errOut, "without a lease") {
 		t.Fatalf("a second single node: exit %d (-1: still running after 30s), stderr:\n%s", code, errOut)
 	}
@@ -58,7 +58,7 @@ func TestServeStoreSecondNode(t *testing.T) {
 	}
 	_, errOut, code = runFor(t, 30*time.Second, "serve", "--mode", "raw", "--data", filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0",
 		"--key", filepath.Join(dir, logKeyFile), "--store", dsn, "--lease", "2s", "--node", "c", "--advertise", "http://127.0.0.1:1")
-	if code <= 0 || !strings.Contains(errOut, "without --lease is serving this store") {
+	if code != exitTrouble || !strings.Contains(errOut, "without --lease is serving this store") {
 		t.Fatalf("a cluster node: exit %d (-1: still running after 30s), stderr:\n%s", code, errOut)
 	}
 	if idx := httpAdd(t, p.url, []byte("third")); idx != 2 {
