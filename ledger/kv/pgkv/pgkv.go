@@ -24,6 +24,11 @@
 // kv.ErrFenced. A connection lost once the batch was sent returns
 // kv.ErrAmbiguous: it may have committed.
 //
+// A single node (Options.Exclusive) also holds OwnerLock, a session-level
+// advisory lock, for the store's life, so that a second node started on the
+// same database refuses to start (ErrBusy) instead of taking the next epoch
+// and fencing the running one off.
+//
 // bytea compares bytewise (memcmp, then length), the order pebble's
 // default comparer gives keys, so scans return the same order on both.
 package pgkv
@@ -213,7 +218,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // OwnerWait is how long Open (Options.Exclusive) tries for OwnerLock before
 // it refuses: a node restarted at once after a crash may find its former
 // session still ending.
-var OwnerWait = 2 * time.Second
+const OwnerWait = 2 * time.Second
 
 // lockOwner takes OwnerLock on a connection taken out of the pool for the
 // store's life, or returns ErrBusy naming the session that holds it.
