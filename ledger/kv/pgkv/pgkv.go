@@ -91,6 +91,10 @@ type Options struct {
 	// Timeout bounds each read and each commit (a commit that times out
 	// after it was sent is kv.ErrAmbiguous). Default DefaultTimeout.
 	Timeout time.Duration
+	// ReadOnly opens the store for reading only (a standby's view,
+	// ledger.OpenReader): no schema is created and no epoch taken, and
+	// every commit is fenced (its epoch is -1).
+	ReadOnly bool
 }
 
 // DefaultTimeout is Options.Timeout's default.
@@ -170,6 +174,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("pgkv: connecting: %w", redact(err))
 		}
 		s.ownPool = true
+	}
+	if opts.ReadOnly {
+		s.epoch.Store(-1)
+		return s, nil
 	}
 	epoch, err := s.init(ctx, opts.Epoch)
 	if err != nil {
