@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,7 +55,11 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 	if err != nil {
 		return nil, err
 	}
-	store, err := pgkv.Open(ctx, dsn, pgkv.Options{ReadOnly: true, Logger: logger, Timeout: standbyReadTimeout})
+	vdsn, err := viewDSN(dsn, cfg.cluster.node)
+	if err != nil {
+		return nil, err
+	}
+	store, err := pgkv.Open(ctx, vdsn, pgkv.Options{ReadOnly: true, Logger: logger, Timeout: standbyReadTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store %s to read: %w", redactURL(dsn), err)
 	}
@@ -86,6 +91,20 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 		}})
 	go sv.reloadTokens(logger)
 	return sv, nil
+}
+
+// viewDSN is dsn with the view's sessions named "indelible-view:NODE"
+// (pg_stat_activity tells them from the lease's and the active node's;
+// a takeover does not end them: they hold no lock and write nothing).
+func viewDSN(dsn, node string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("the store's URL does not parse (not shown: it may hold a password)")
+	}
+	q := u.Query()
+	q.Set("application_name", "indelible-view:"+node)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // viewVerifier returns the log's verifier key, from the signer key file

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"indelible.dev/client"
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
+	"indelible.dev/ledger/kv/pgkv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -437,5 +439,142 @@ func TestStandbyRevokedToken(t *testing.T) {
 		if code, _, _ := get(c, b.url+"/checkpoint", reader.Secret); code != 401 {
 			t.Fatalf("the revoked token answered %d on the standby", code)
 		}
+	}
+}
+
+// viewSessions counts the database sessions of node's read-only view.
+func viewSessions(t testing.TB, store, node string) int {
+	t.Helper()
+	s, err := pgkv.Open(context.Background(), store, pgkv.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.Pool().QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, "indelible-view:"+node).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStandbyTakeover: readers hammer a standby's reads while the active
+// node is killed and the standby takes over, and while that node is later
+// frozen past its lease, fenced and steps down: no read is ever served from
+// a closed view (no 500), the checkpoint never goes back, only 503 (retry)
+// answers a read caught in a role change; the view's database sessions end
+// when the node becomes active, and come back (its view reopened, serving
+// reads itself) when it steps down.
+func TestStandbyTakeover(t *testing.T) {
+	store := pgtest.DSN(t)
+	keyFile, vkey := newLogKey(t, "example.com/standby-takeover")
+	v, _ := note.NewVerifier(vkey)
+	c := &http.Client{Timeout: 10 * time.Second}
+	a, b, _ := startPair(t, c, store, store, keyFile)
+	waitView(t, b)
+	for k := range 300 {
+		if _, err := postEntry(context.Background(), c, a.url, fmt.Appendf(nil, "entry %d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSame(t, c, a, b, "")
+	if n := viewSessions(t, store, "b"); n == 0 {
+		t.Fatal("b's view has no database session")
+	}
+
+	// Readers on b, through every phase.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var maxN int64
+	// resumed is set while b is the former active node, resumed from
+	// SIGSTOP after another node took over, until it reports itself a
+	// standby: its active server's store sessions were ended by the
+	// takeover, and a read of the store there fails (500) until it
+	// notices and steps down. That is the active node's read path, not
+	// the view's.
+	var resumed atomic.Bool
+	rc := &http.Client{Timeout: time.Second}
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last int64 // this reader's: its reads are one after the other
+			for ctx.Err() == nil {
+				p := "/checkpoint"
+				if r%2 == 1 {
+					p = "/tile/entries/000"
+				}
+				code, body, err := get(rc, b.url+p, "")
+				if err != nil {
+					continue // b frozen
+				}
+				mu.Lock()
+				codes[code]++
+				if code == 200 && p == "/checkpoint" {
+					cp, _, err := itlog.OpenCheckpoint(body, v)
+					if err != nil {
+						t.Errorf("b served a checkpoint that does not verify: %v", err)
+					} else if cp.N < last {
+						t.Errorf("b's checkpoint went back from %d to %d", last, cp.N)
+					} else {
+						last = cp.N
+					}
+					maxN = max(maxN, cp.N)
+				}
+				if code != 200 && code != 503 && !(code == 500 && resumed.Load()) {
+					t.Errorf("GET %s on b: %d %s", p, code, body)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+
+	a.kill()
+	b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	for k := range 50 {
+		if _, err := postEntry(context.Background(), c, b.url, fmt.Appendf(nil, "on b %d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tlogtest.Eventually(t, 5*time.Second, "b's view sessions ended", func() (bool, string) {
+		n := viewSessions(t, store, "b")
+		return n == 0, fmt.Sprintf("%d sessions", n)
+	})
+
+	// A third node joins as standby; b is frozen past its lease, c takes
+	// over, b comes back, is fenced, steps down and reopens its view.
+	cn := startClusterNode(t, "c", store, keyFile)
+	waitView(t, cn)
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	t.Cleanup(func() { b.cmd.Process.Signal(syscall.SIGCONT) })
+	cn.waitRole(t, c, "active", clusterLease+5*time.Second)
+	if _, err := postEntry(context.Background(), c, cn.url, []byte("on c")); err != nil {
+		t.Fatal(err)
+	}
+	resumed.Store(true)
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	b.waitRole(t, c, "standby", 2*clusterLease+5*time.Second)
+	// Its view reopens after its active server has closed: requests in
+	// flight from before end first.
+	time.Sleep(100 * time.Millisecond)
+	resumed.Store(false)
+	tlogtest.Eventually(t, 10*time.Second, "b reopens its view", func() (bool, string) {
+		return strings.Count(b.stderr.String(), "the standby serves the log's reads") >= 2, b.stderr.String()
+	})
+	waitSame(t, c, cn, b, "")
+	if n := viewSessions(t, store, "b"); n == 0 {
+		t.Fatal("b's reopened view has no database session")
+	}
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if codes[200] < 100 {
+		t.Fatalf("b answered %v: too few reads to prove anything", codes)
+	}
+	t.Logf("b's answers to the readers: %v; largest checkpoint %d", codes, maxN)
+	if t.Failed() {
+		t.Logf("b's log:\n%s", b.stderr)
 	}
 }
