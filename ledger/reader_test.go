@@ -10,9 +10,11 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger/kv"
 	"indelible.dev/ledger/kv/pebblekv"
+	"indelible.dev/ledger/kv/pgkv"
 	itlog "indelible.dev/tlog"
 )
 
@@ -22,21 +24,42 @@ type sharedStore struct{ kv.Store }
 
 func (sharedStore) Close() error { return nil }
 
-// openShared opens a writer over a pebble store and returns it with the
-// store, for readers to open over.
-func openShared(t *testing.T) (*Log, kv.Store, tlogtest.Key) {
+// openShared opens a writer over a pebble store (or, with
+// INDELIBLE_TEST_STORE=postgres, a PostgreSQL database) and returns it with
+// its store and a function opening a reader's store over the same data (on
+// PostgreSQL: a store of its own, pgkv.Options.ReadOnly).
+func openShared(t *testing.T) (*Log, kv.Store, func() kv.Store, tlogtest.Key) {
 	t.Helper()
 	k := tlogtest.NewKey(t, "example.com/reader")
-	ps, err := pebblekv.Open(filepath.Join(t.TempDir(), "db"), pebblekv.Options{})
-	if err != nil {
-		t.Fatal(err)
+	var store kv.Store
+	readerStore := func() kv.Store { return sharedStore{store} }
+	if pgtest.Enabled() {
+		dsn := pgtest.DSN(t)
+		ps, err := pgkv.Open(context.Background(), dsn, pgkv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = ps
+		readerStore = func() kv.Store {
+			rs, err := pgkv.Open(context.Background(), dsn, pgkv.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rs
+		}
+	} else {
+		ps, err := pebblekv.Open(filepath.Join(t.TempDir(), "db"), pebblekv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = ps
 	}
-	w, err := Open("", Options{Signer: k.Signer, Store: ps, MinFreeBytes: -1})
+	w, err := Open("", Options{Signer: k.Signer, Store: store, MinFreeBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	return w, ps, k
+	return w, store, readerStore, k
 }
 
 func appendRef(t *testing.T, l *Log, ref *tlogtest.Tree, n int) {
@@ -120,7 +143,7 @@ func checkView(t *testing.T, r *Log, ref *tlogtest.Tree, n int64) {
 // prefixes of what the store holds now, across a full bundle, a full
 // level-1 tile and a new level-2 tile.
 func TestReaderBehindTheStore(t *testing.T) {
-	w, store, k := openShared(t)
+	w, store, readerStore, k := openShared(t)
 	ref := &tlogtest.Tree{}
 	for _, step := range []struct{ at, then int }{
 		{300, 100},     // partial bundle 1 filled since
@@ -139,7 +162,7 @@ func TestReaderBehindTheStore(t *testing.T) {
 		if err := b.Commit(true); err != nil {
 			t.Fatal(err)
 		}
-		r, err := OpenReader(sharedStore{store}, ReaderOptions{Verifier: k.Verifier, Refresh: time.Hour})
+		r, err := OpenReader(readerStore(), ReaderOptions{Verifier: k.Verifier, Refresh: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,12 +174,12 @@ func TestReaderBehindTheStore(t *testing.T) {
 // TestReaderFollows: a view follows the writer within its refresh interval,
 // never serves a size the writer has not released, and writes nothing.
 func TestReaderFollows(t *testing.T) {
-	w, store, k := openShared(t)
+	w, _, readerStore, k := openShared(t)
 	ref := &tlogtest.Tree{}
-	if _, err := OpenReader(sharedStore{store}, ReaderOptions{Verifier: tlogtest.NewKey(t, "example.com/other").Verifier}); err == nil {
+	if _, err := OpenReader(readerStore(), ReaderOptions{Verifier: tlogtest.NewKey(t, "example.com/other").Verifier}); err == nil {
 		t.Fatal("a view with another log's key opened")
 	}
-	r, err := OpenReader(sharedStore{store}, ReaderOptions{Verifier: k.Verifier, Refresh: 20 * time.Millisecond})
+	r, err := OpenReader(readerStore(), ReaderOptions{Verifier: k.Verifier, Refresh: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +222,17 @@ func TestReaderFollows(t *testing.T) {
 	}
 	if err := r.PurgeExt(context.Background(), [][2][]byte{{[]byte("a"), nil}}); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("PurgeExt on a view: %v, want ErrReadOnly", err)
+	}
+	if pgtest.Enabled() {
+		// Below the view, a read-only PostgreSQL store is fenced too.
+		rs := readerStore()
+		b := rs.NewBatch(0)
+		b.Set(extKey([]byte("k")), []byte("v"))
+		if err := b.Commit(true); !errors.Is(err, kv.ErrFenced) {
+			t.Fatalf("a commit on a read-only PostgreSQL store: %v, want ErrFenced", err)
+		}
+		b.Close()
+		rs.Close()
 	}
 	if _, err := w.GetExt([]byte("k")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a view's write reached the store: %v", err)
