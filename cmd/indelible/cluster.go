@@ -123,7 +123,11 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	// store (standby.go) once it can open one (a log exists, a checkpoint
 	// was released); until then, and while it has none, it forwards
 	// everything.
-	var view *standbyView
+	var (
+		view    *standbyView
+		closing sync.WaitGroup // views closing: each waits for its reads under way
+	)
+	defer closing.Wait()
 	openView := func() {
 		if view != nil {
 			return
@@ -138,9 +142,11 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		logger.Info("cluster: the standby serves the log's reads from the store", "node", node)
 	}
 	closeView := func() {
-		if view != nil {
-			view.close()
+		// In the background: a slow client of a read under way must not
+		// hold this loop (the node's handler is already another).
+		if v := view; v != nil {
 			view = nil
+			closing.Go(v.close)
 		}
 	}
 	defer closeView()
