@@ -39,11 +39,11 @@ func TestClusterStandbyReads(t *testing.T) {
 		w.Write([]byte("from active"))
 	}))
 	defer active.Close()
-	var closing atomic.Bool
+	var closing, unknown atomic.Bool
 	var held atomic.Int64
 	srv := New(Config{Log: l, Cluster: &ClusterConfig{
 		Status: func() api.Cluster { return api.Cluster{Node: "s1", Role: "standby"} },
-		Active: func() (string, bool) { return active.URL, true },
+		Active: func() (string, bool) { return active.URL, !unknown.Load() },
 		Hold: func() (func(), bool) {
 			if closing.Load() {
 				return nil, false
@@ -97,6 +97,15 @@ func TestClusterStandbyReads(t *testing.T) {
 		t.Fatalf("forwarded %v, want %v", forwarded, want)
 	}
 	mu.Unlock()
+	// No active node known: reads still answer here, writes get 503.
+	unknown.Store(true)
+	if code, body := do(http.MethodGet, "/checkpoint"); code != 200 || body != string(signed) {
+		t.Fatalf("GET /checkpoint with no active node known: %d %q", code, body)
+	}
+	if code, body := do(http.MethodPost, "/add"); code != 503 || !strings.Contains(body, "no active node") {
+		t.Fatalf("POST /add with no active node known: %d %q, want 503", code, body)
+	}
+	unknown.Store(false)
 	closing.Store(true)
 	if code, body := do(http.MethodGet, "/checkpoint"); code != 503 || !strings.Contains(body, "changing its role") {
 		t.Fatalf("GET /checkpoint with the view closing: %d %q, want 503", code, body)
