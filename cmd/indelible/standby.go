@@ -33,12 +33,13 @@ const standbyRefresh = 250 * time.Millisecond
 const standbyReadTimeout = 5 * time.Second
 
 // standbyView is a standby's read-only view of the shared store: the log as
-// the active node released it (ledger.OpenReader), the tokens (in events
-// mode), and the HTTP server answering the log's public reads from them and
-// forwarding the rest to the active node (httpapi.ClusterConfig.Hold).
+// the active node released it (ledger.OpenReader), the tokens (with
+// --private-log: the only token checks it makes itself), and the HTTP
+// server answering the log's public reads from them and forwarding the rest
+// to the active node (httpapi.ClusterConfig.Hold).
 type standbyView struct {
 	log    *ledger.Log
-	tokens *auth.Store // nil in raw mode
+	tokens *auth.Store // nil without --private-log
 	srv    *httpapi.Server
 
 	stop chan struct{} // closed by close: the token reloader stops
@@ -68,7 +69,9 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 		return nil, err // OpenReader closed the store
 	}
 	sv := &standbyView{log: l, stop: make(chan struct{}), done: make(chan struct{})}
-	if cfg.mode == "events" {
+	if cfg.privateLog {
+		// The only token checks a standby makes itself: those of the
+		// log's reads (every other authenticated route is forwarded).
 		if sv.tokens, err = audited.OpenTokens(l, time.Now); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("reading the tokens: %w", err)
