@@ -81,6 +81,17 @@ func servedLocally(t testing.TB, c *http.Client, n *clusterNode, route, token st
 	return total
 }
 
+// noRace fails t if a node's log holds a race report (the binary is built
+// with the race detector when the tests run with GOFLAGS=-race).
+func noRace(t testing.TB, nodes ...*clusterNode) {
+	t.Helper()
+	for _, n := range nodes {
+		if strings.Contains(n.stderr.String(), "DATA RACE") {
+			t.Errorf("node %s reported a data race:\n%s", n.name, n.stderr)
+		}
+	}
+}
+
 // waitView waits until the standby serves reads from its view of the store.
 func waitView(t testing.TB, n *clusterNode) {
 	t.Helper()
@@ -269,6 +280,7 @@ func TestStandbyServesReads(t *testing.T) {
 		t.Fatalf("b's checkpoint %d after the write at %d: %v", cp.N, idx, err)
 	}
 	t.Logf("b caught up %v after a write", took.Round(time.Millisecond))
+	noRace(t, a, b)
 }
 
 // startEventsPair starts two events-mode nodes on one store (extra flags
@@ -440,6 +452,7 @@ func TestStandbyRevokedToken(t *testing.T) {
 			t.Fatalf("the revoked token answered %d on the standby", code)
 		}
 	}
+	noRace(t, a, b)
 }
 
 // viewSessions counts the database sessions of node's read-only view.
@@ -574,6 +587,7 @@ func TestStandbyTakeover(t *testing.T) {
 		t.Fatalf("b answered %v: too few reads to prove anything", codes)
 	}
 	t.Logf("b's answers to the readers: %v; largest checkpoint %d", codes, maxN)
+	noRace(t, b, cn)
 	if t.Failed() {
 		t.Logf("b's log:\n%s", b.stderr)
 	}
