@@ -160,6 +160,7 @@ func TestStandbyServesReads(t *testing.T) {
 	}
 	samples, ahead := 0, 0
 	var bSizes []int64
+	var bTrees []tlog.Tree
 	var prevB itlog.Checkpoint
 	deadline := time.Now().Add(4 * time.Second)
 	for time.Now().Before(deadline) {
@@ -181,6 +182,7 @@ func TestStandbyServesReads(t *testing.T) {
 		}
 		if cb.N != prevB.N {
 			bSizes = append(bSizes, cb.N)
+			bTrees = append(bTrees, cb.Tree)
 		}
 		prevB = cb
 		time.Sleep(5 * time.Millisecond)
@@ -201,6 +203,15 @@ func TestStandbyServesReads(t *testing.T) {
 	cp, _, err := itlog.OpenCheckpoint(signed, v)
 	if err != nil || cp.N < n {
 		t.Fatalf("the final checkpoint (size %d, %v) does not cover the %d entries acknowledged", cp.N, err, n)
+	}
+
+	// Every tree b served is the active node's at that size: its root is
+	// the one a's final tiles give.
+	thrA := tlog.TileHashReader(cp.Tree, tlogtest.TileReader{URL: a.url, Client: c})
+	for _, tr := range bTrees {
+		if h, err := tlog.TreeHash(tr.N, thrA); err != nil || h != tr.Hash {
+			t.Fatalf("b served size %d with root %v; a's tree has %v (%v)", tr.N, tr.Hash, h, err)
+		}
 	}
 
 	// What a serves, before it freezes.
