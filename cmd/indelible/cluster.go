@@ -125,6 +125,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	// everything.
 	var (
 		view    *standbyView
+		viewErr string         // why the last attempt to open a view failed
 		closing sync.WaitGroup // views closing: each waits for its reads under way
 	)
 	defer closing.Wait()
@@ -134,9 +135,13 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 		v, err := openStandbyView(ctx, cfg, dsn, lease, tlsConfig != nil, logger)
 		if err != nil {
-			logger.Warn("cluster: the standby forwards every request: no read-only view of the store", "err", err)
+			if err.Error() != viewErr { // retried every second: said once
+				logger.Warn("cluster: the standby forwards every request: no read-only view of the store", "err", err)
+				viewErr = err.Error()
+			}
 			return
 		}
+		viewErr = ""
 		view = v
 		front.set(v.srv.Handler())
 		logger.Info("cluster: the standby serves the log's reads from the store", "node", node)
