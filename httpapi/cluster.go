@@ -47,6 +47,11 @@ type ClusterConfig struct {
 	// finds the view closing (the node is taking over or stepping down)
 	// gets 503 and is retried.
 	Hold func() (release func(), ok bool)
+	// ForwardKey, if set (ForwardAuthKey, the same on every node), has a
+	// standby vouch for the caller's address of each request it forwards,
+	// and the active node take it as the request's remote address
+	// (forwardauth.go).
+	ForwardKey []byte
 }
 
 // standbyLocal are the routes a standby serving reads answers itself: the
@@ -88,6 +93,9 @@ func (s *Server) mountCluster(cfg *ClusterConfig) {
 	}
 	if cfg.Active != nil {
 		fwd := forwarder(cfg.Active, node)
+		if len(cfg.ForwardKey) > 0 {
+			fwd = signForwards(cfg.ForwardKey, node, fwd)
+		}
 		h := func(c echo.Context) error { return fwd(c) }
 		s.e.Any("/*", h)
 		s.e.Any("/", h)

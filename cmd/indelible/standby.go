@@ -51,7 +51,7 @@ type standbyView struct {
 
 // openStandbyView opens a standby's view of the store at dsn. It writes
 // nothing to the store: no schema, no epoch, no key guard mark.
-func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cluster.Lease, useTLS bool, logger *slog.Logger) (*standbyView, error) {
+func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cluster.Lease, useTLS bool, forwardKey []byte, logger *slog.Logger) (*standbyView, error) {
 	v, err := viewVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -89,8 +89,9 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 				st := lease.Status()
 				return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 			},
-			Ready: activeProbe(lease, useTLS),
-			Hold:  sv.hold,
+			Ready:      activeProbe(lease, useTLS),
+			ForwardKey: forwardKey,
+			Hold:       sv.hold,
 		}})
 	go sv.reloadTokens(logger)
 	return sv, nil
