@@ -92,6 +92,25 @@ func noRace(t testing.TB, nodes ...*clusterNode) {
 	}
 }
 
+// freeze SIGSTOPs n and waits until the kernel reports it stopped (the
+// signal is delivered asynchronously: a request sent right after Signal
+// could still be answered), and SIGCONTs it when the test ends.
+func freeze(t testing.TB, n *clusterNode) {
+	t.Helper()
+	n.cmd.Process.Signal(syscall.SIGSTOP)
+	t.Cleanup(func() { n.cmd.Process.Signal(syscall.SIGCONT) })
+	stat := fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid)
+	tlogtest.Eventually(t, 5*time.Second, "node "+n.name+" stopped", func() (bool, string) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return false, err.Error()
+		}
+		// pid (comm) STATE ...: the state follows the last ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		return len(f) > 0 && (f[0] == "T" || f[0] == "t"), string(b)
+	})
+}
+
 // waitView waits until the standby serves reads from its view of the store.
 func waitView(t testing.TB, n *clusterNode) {
 	t.Helper()
@@ -236,9 +255,8 @@ func TestStandbyServesReads(t *testing.T) {
 	}
 	before := servedLocally(t, c, b, "/tile/*", "")
 
-	a.cmd.Process.Signal(syscall.SIGSTOP)
+	freeze(t, a)
 	frozen := time.Now()
-	t.Cleanup(func() { a.cmd.Process.Signal(syscall.SIGCONT) })
 	fc := &http.Client{Timeout: 3 * time.Second}
 	for _, p := range paths {
 		code, body, err := get(fc, b.url+p, "")
@@ -422,8 +440,7 @@ func TestStandbyRevokedToken(t *testing.T) {
 	}
 
 	// Local: the standby authenticates and serves with a frozen.
-	a.cmd.Process.Signal(syscall.SIGSTOP)
-	t.Cleanup(func() { a.cmd.Process.Signal(syscall.SIGCONT) })
+	freeze(t, a)
 	fc := &http.Client{Timeout: 3 * time.Second}
 	code, body, err := get(fc, b.url+"/checkpoint", reader.Secret)
 	if err != nil || code != 200 {
@@ -570,8 +587,7 @@ func TestStandbyTakeover(t *testing.T) {
 	// over, b comes back, is fenced, steps down and reopens its view.
 	cn := startClusterNode(t, "c", store, keyFile)
 	waitView(t, cn)
-	b.cmd.Process.Signal(syscall.SIGSTOP)
-	t.Cleanup(func() { b.cmd.Process.Signal(syscall.SIGCONT) })
+	freeze(t, b)
 	cn.waitRole(t, c, "active", clusterLease+5*time.Second)
 	if _, err := postEntry(context.Background(), c, cn.url, []byte("on c")); err != nil {
 		t.Fatal(err)
