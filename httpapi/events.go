@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,7 +90,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > event.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d per request", event.ErrTooLarge, r.ContentLength, event.MaxRequestBytes)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, event.MaxRequestBytes+1))
+	// Read into a buffer of the announced length (bounded above), so that a
+	// request of 300 KB is not read through ten doublings of a buffer
+	// (ReadFrom wants MinRead bytes free before each read, the one that
+	// sees the end included).
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, event.MaxRequestBytes+1))
+	b := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
