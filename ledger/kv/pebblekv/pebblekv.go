@@ -43,10 +43,10 @@ const (
 // (default 12, kept 16 above the threshold). An L0 compaction rewrites the
 // tables of the level below that its tables overlap, which with random keys
 // (blind index and idempotency keys) is nearly all of them: merging twice
-// as much L0 data per rewrite cut the bytes compacted per event by more than half and cut
-// ingest CPU by about 10% (issue 21, BENCHMARKS.md), with no cost visible
-// in the queries (a point lookup skips each table after a bloom filter
-// probe).
+// as much L0 data per rewrite cut the bytes compacted per event by more
+// than half and ingest CPU by about 10% (issue 21, BENCHMARKS.md), with no
+// cost visible in the queries (a point lookup skips each table after a
+// bloom filter probe).
 const (
 	l0CompactionThreshold = 8
 	l0StopWritesThreshold = 24
