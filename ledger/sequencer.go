@@ -244,6 +244,10 @@ const (
 	tileBytes       = itlog.TileWidth * tlog.HashSize
 )
 
+// batchBuilt, if set (tests only), sees each commit's batch, complete, and
+// the size it was given up front.
+var batchBuilt func(b kv.Batch, sized int)
+
 func (l *Log) integrate(reqs []*request) *commit {
 	start := time.Now()
 	e := l.edge
@@ -327,6 +331,9 @@ func (l *Log) integrate(reqs []*request) *commit {
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
 		// waits for the fsync before anything attests to it, and publishes
 		// nothing more once a commit has failed.
+		if batchBuilt != nil {
+			batchBuilt(b, size)
+		}
 		if err := b.Apply(); err != nil {
 			c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		}
