@@ -305,7 +305,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	var lnAddr atomic.Value // the listener's address, once it listens (GET /v1/cluster)
 	if cfg.active != nil {
-		hcfg.Cluster = cfg.active.activeHTTP(l)
+		hcfg.Cluster = cfg.active.activeHTTP(l, forwardKey(cfg, logger))
 	} else {
 		hcfg.Cluster = singleNode(l, &lnAddr, scheme(tlsConfig))
 	}
