@@ -84,10 +84,12 @@ var layers = map[string][]string{
 	// cmd layer: Go's nested internal rule keeps everything else out.
 	// Atomic state files, for the stores and the auditor.
 	"internal/atomicfile": {},
-	"internal/tlogtest":   {},         // not even tlog: tlog's own tests import it
-	"internal/s3test":     {},         // the S3 server process of the mirror's tests
-	"internal/pgtest":     {"ledger"}, // the PostgreSQL cluster of the tests (over ledger/kv/pgkv)
-	"internal/nettest":    {},         // a TCP proxy a test can blackhole (partitions from PostgreSQL)
+	"internal/tlogtest":   {}, // not even tlog: tlog's own tests import it
+	"internal/s3test":     {}, // the S3 server process of the mirror's tests
+	"internal/nettest":    {}, // a TCP proxy a test can blackhole (partitions from PostgreSQL)
+	// The PostgreSQL cluster of the tests (over ledger/kv/pgkv); a primary
+	// and standby pair's replication link runs through a nettest proxy.
+	"internal/pgtest": {"ledger", "internal/nettest"},
 	// A ledger and events layer in a test's directory, for the tests above eventstore.
 	"internal/storetest": {"tlog", "event", "api", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence", "internal/tlogtest"},
 }

@@ -575,7 +575,11 @@ func (l *Log) fatal(err error) error {
 	if err != nil && kv.Fatal(err) {
 		ferr := fmt.Errorf("%w: %w", ErrFailed, err)
 		if l.failed.CompareAndSwap(nil, &ferr) {
-			l.log.Error("the store fenced this node off; the log stops", "err", err)
+			msg := "the store fenced this node off; the log stops"
+			if errors.Is(err, kv.ErrAmbiguous) {
+				msg = "the store's connection was lost during a commit (its outcome is unknown); the log stops"
+			}
+			l.log.Error(msg, "err", err)
 			l.pubChanged.broadcast()
 		}
 	}

@@ -21,7 +21,6 @@ import (
 	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
-	"indelible.dev/ledger/kv"
 	"indelible.dev/ledger/kv/pgkv"
 )
 
@@ -399,9 +398,9 @@ func (a *activeNode) serve(ctx context.Context, srv *httpapi.Server, l *ledger.L
 			srv.SetShuttingDown()
 			return nil
 		case <-t.C:
-			if err := l.Err(); err != nil && kv.Fatal(err) {
+			if err := storeStopped(l); err != nil {
 				srv.SetShuttingDown()
-				return fmt.Errorf("the store refused a commit (%w): stopping; a restart reloads from the store", err)
+				return storeFailure(a.dsn, err)
 			}
 		}
 	}

@@ -265,6 +265,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		}
 	}()
 
+	if store != nil && cfg.active == nil {
+		// A single node on PostgreSQL whose commit failed, was fenced or
+		// lost (a failover) exits: only a restart reloads the log.
+		go watchStore(ctx, l, func(err error) { fatal(storeFailure(storeURL(cfg), err)) })
+	}
 	if len(wcfg.Witnesses) > 0 {
 		metrics.WatchWitnessing(l)
 	}
@@ -378,7 +383,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	} else {
 		err = serveUntil(ctx, hs, srv, serveFunc(hs, ln), logger, "ledger")
 	}
-	if cause := context.Cause(ctx); err == nil && errors.Is(cause, mirror.ErrFork) {
+	if cause := context.Cause(ctx); err == nil && (errors.Is(cause, mirror.ErrFork) || errors.As(cause, new(*storeError))) {
 		return cause
 	}
 	return err

@@ -172,8 +172,27 @@ func Config(dsn string) (*pgxpool.Config, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
+	prev := cfg.ConnConfig.OnNotice
+	cfg.ConnConfig.OnNotice = func(c *pgconn.PgConn, n *pgconn.Notice) {
+		if n.SeverityUnlocalized == "WARNING" && n.Code == "01000" {
+			warned.Store(c, true)
+		}
+		if prev != nil {
+			prev(c, n)
+		}
+	}
 	return cfg, nil
 }
+
+// warned holds the connections that received a plain WARNING (SQLSTATE
+// 01000) since their commit began. A commit whose wait for a synchronous
+// standby is cancelled (pg_cancel_backend, a statement timeout) gets one,
+// "canceling wait for synchronous replication", and is then reported as
+// committed although the standby may never have it: a failover would lose
+// it. commit treats any such warning as an ambiguous outcome (the message
+// itself depends on lc_messages; its SQLSTATE and unlocalized severity do
+// not).
+var warned sync.Map // *pgconn.PgConn -> bool
 
 // redact keeps a parse error from echoing a password.
 func redact(err error) error {
@@ -725,6 +744,9 @@ func (b *Batch) commit(ctx context.Context) error {
 		return fmt.Errorf("pgkv: connecting: %w", err)
 	}
 	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	warned.Delete(pc)
+	defer warned.Delete(pc)
 	br := conn.SendBatch(ctx, &pb)
 	var first error
 	for range pb.Len() {
@@ -736,6 +758,11 @@ func (b *Batch) commit(ctx context.Context) error {
 		first = err
 	}
 	if first == nil {
+		if _, ok := warned.Load(pc); ok {
+			// Committed on the primary; whether the synchronous standby
+			// has it, nobody knows.
+			return fmt.Errorf("%w: the server warned during the commit (a cancelled wait for the synchronous standby?)", kv.ErrAmbiguous)
+		}
 		return nil
 	}
 	var pe *pgconn.PgError
