@@ -138,7 +138,9 @@ type Store struct {
 	mu   sync.Mutex
 	last *Batch // the last batch applied, which the next waits for
 
-	owner *pgx.Conn // the session holding OwnerLock (Options.Exclusive), or nil
+	owner     *pgx.Conn     // the session holding OwnerLock (Options.Exclusive), or nil; keepOwner's once it runs
+	ownerStop chan struct{} // closed by Close: keepOwner closes owner and returns
+	ownerDone chan struct{} // closed when keepOwner has returned
 }
 
 var (
@@ -239,7 +241,87 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.epoch.Store(epoch)
+	if s.owner != nil {
+		s.ownerStop, s.ownerDone = make(chan struct{}), make(chan struct{})
+		go s.keepOwner()
+	}
 	return s, nil
+}
+
+// ownerCheck is how often a single node checks that the session holding
+// OwnerLock is alive.
+var ownerCheck = time.Second
+
+// keepOwner keeps OwnerLock held for the store's life. When its session is
+// lost (a database restart or a failover ends it, and the lock with it) it
+// takes the lock again on a new session; if another node's session holds it
+// by then, that node has taken the next epoch, and this store fences itself
+// (its next commit returns kv.ErrFenced and the log stops) rather than wait
+// for the fence row to say so.
+func (s *Store) keepOwner() {
+	defer close(s.ownerDone)
+	t := time.NewTicker(ownerCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ownerStop:
+			if s.owner != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				s.owner.Close(ctx) // ends the session: OwnerLock is free
+				cancel()
+			}
+			return
+		case <-t.C:
+		}
+		if !s.checkOwner() {
+			return
+		}
+	}
+}
+
+// checkOwner checks OwnerLock's session once, taking the lock again on a
+// new session if it was lost; false when another session holds it (the
+// store is fenced).
+func (s *Store) checkOwner() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
+	defer cancel()
+	if s.owner != nil {
+		if _, err := s.owner.Exec(ctx, `SELECT 1`); err == nil {
+			return true
+		}
+		s.owner.Close(ctx)
+		s.owner = nil
+		s.log.Warn("pgkv: the session holding the store's owner lock was lost (a database restart or failover?): taking the lock again")
+	}
+	conn, ok, err := s.tryOwner(ctx)
+	switch {
+	case err != nil:
+		// No database to take it on: commits fail meanwhile; try again
+		// at the next check.
+		return true
+	case ok:
+		s.owner = conn
+		s.log.Info("pgkv: the store's owner lock is held again")
+		return true
+	}
+	s.epoch.Store(-1)
+	s.log.Error("pgkv: another node holds the store's owner lock: this node's store is fenced")
+	return false
+}
+
+// tryOwner tries once to take OwnerLock on a new session.
+func (s *Store) tryOwner(ctx context.Context) (*pgx.Conn, bool, error) {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	conn := pc.Hijack()
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(OwnerLock)).Scan(&ok); err != nil || !ok {
+		conn.Close(context.Background())
+		return nil, false, err
+	}
+	return conn, true, nil
 }
 
 // OwnerWait is how long Open (Options.Exclusive) tries for OwnerLock before
@@ -383,12 +465,16 @@ func (s *Store) Close() error {
 	if last != nil {
 		<-last.done
 	}
-	if s.owner != nil {
+	if s.ownerStop != nil {
+		close(s.ownerStop)
+		<-s.ownerDone
+		s.ownerStop = nil
+	} else if s.owner != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.owner.Close(ctx) // ends the session: OwnerLock is free
 		cancel()
-		s.owner = nil
 	}
+	s.owner = nil
 	if s.ownPool {
 		s.pool.Close()
 	}
