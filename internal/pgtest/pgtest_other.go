@@ -3,6 +3,7 @@
 package pgtest
 
 import (
+	"context"
 	"errors"
 	"os"
 	"testing"
@@ -41,3 +42,36 @@ func ForDirs() func(dir string) (kv.Store, error) {
 
 // PostmasterPID skips t: see Need.
 func PostmasterPID(t testing.TB) string { Need(t); return "" }
+
+// StandbyName is the standby's application_name (see the Unix build).
+const StandbyName = "pgtest_standby"
+
+// A Pair is a primary with a synchronous standby: Unix only.
+type Pair struct {
+	Primary, Standby         string
+	PrimaryPort, StandbyPort int
+}
+
+// StartPair skips t: see Need.
+func StartPair(t testing.TB) *Pair { Need(t); return nil }
+
+// MultiHost returns "": see Need.
+func (p *Pair) MultiHost() string { return "" }
+
+// KillPrimary does nothing: see Need.
+func (p *Pair) KillPrimary() {}
+
+// Promote does nothing: see Need.
+func (p *Pair) Promote() {}
+
+// SetPrimary does nothing: see Need.
+func (p *Pair) SetPrimary(name, value string) {}
+
+// Logs returns "": see Need.
+func (p *Pair) Logs() string { return "" }
+
+// WithSyncStandby reports false: see Need.
+func (p *Pair) WithSyncStandby(ctx context.Context) (bool, error) { return false, nil }
+
+// FreezeStandby does nothing: see Need.
+func (p *Pair) FreezeStandby() (thaw func()) { return func() {} }
