@@ -1,0 +1,4 @@
+package pgkv
+
+// CopyMinRows lets tests choose when a commit uses COPY.
+var CopyMinRows = &copyMinRows
