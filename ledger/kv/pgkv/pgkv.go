@@ -566,24 +566,9 @@ func (b *Batch) plan() (points [][]byte, ranges [][2][]byte, keys, values [][]by
 	return points, ranges, keys, values
 }
 
-// copyMinRows is the number of rows from which a batch's sets are sent
-// with COPY (commitCopy) rather than as one upsert of two arrays. Measured
-// on PostgreSQL 15 over loopback (BENCHMARKS.md, "Past one machine"), CPU
-// per row of the database and this process together, batches shaped like
-// the events layer's: COPY costs 60% more at 140 rows a batch (its three
-// round trips and the staging table's fixed cost), 7% more at 1,400, and
-// 6-7% less from 4,200 rows on (the arrays' decoding and unnest's
-// per-row cost, against COPY's binary rows).
-var copyMinRows = 4096
-
-// commit runs the batch as one transaction: small batches as one pipelined
-// implicit transaction (the deletes, one upsert of the sets, the fence),
-// large ones with commitCopy.
+// commit runs the batch as one pipelined implicit transaction.
 func (b *Batch) commit(ctx context.Context) error {
 	points, ranges, keys, values := b.plan()
-	if len(keys) >= copyMinRows {
-		return b.commitCopy(ctx, points, ranges, keys, values)
-	}
 	var pb pgx.Batch
 	epoch := b.s.epoch.Load()
 	if len(points) > 0 {
@@ -595,32 +580,23 @@ func (b *Batch) commit(ctx context.Context) error {
 	if len(keys) > 0 {
 		pb.Queue(upsertSQL, keys, values)
 	}
-	b.queueFence(&pb, epoch)
+	// The fence last: its row lock is then held only while the
+	// transaction commits, not while its rows are written, so the commits
+	// of the sequencer and of the other writers (the leaf-hash index,
+	// tokens) wait on each other as little as possible. An error anywhere
+	// rolls the whole transaction back.
+	if b.advance {
+		pb.Queue(advanceSQL, epoch, b.from.Size, b.from.Root, b.to.Size, b.to.Root)
+	} else {
+		pb.Queue(checkSQL, epoch)
+	}
 	conn, err := b.s.pool.Acquire(ctx)
 	if err != nil {
 		// Nothing was sent.
 		return fmt.Errorf("pgkv: connecting: %w", err)
 	}
 	defer conn.Release()
-	return b.outcome(runBatch(ctx, conn, &pb), epoch)
-}
-
-// queueFence queues the fence statement. It goes last: its row lock is then
-// held only while the transaction commits, not while its rows are written,
-// so the commits of the sequencer and of the other writers (the leaf-hash
-// index, tokens) wait on each other as little as possible. An error
-// anywhere rolls the whole transaction back.
-func (b *Batch) queueFence(pb *pgx.Batch, epoch int64) {
-	if b.advance {
-		pb.Queue(advanceSQL, epoch, b.from.Size, b.from.Root, b.to.Size, b.to.Root)
-	} else {
-		pb.Queue(checkSQL, epoch)
-	}
-}
-
-// runBatch sends pb and returns the first error.
-func runBatch(ctx context.Context, conn *pgxpool.Conn, pb *pgx.Batch) error {
-	br := conn.SendBatch(ctx, pb)
+	br := conn.SendBatch(ctx, &pb)
 	var first error
 	for range pb.Len() {
 		if _, err := br.Exec(); err != nil && first == nil {
@@ -630,12 +606,6 @@ func runBatch(ctx context.Context, conn *pgxpool.Conn, pb *pgx.Batch) error {
 	if err := br.Close(); err != nil && first == nil {
 		first = err
 	}
-	return first
-}
-
-// outcome maps the error of the exchange that ends the transaction (nil:
-// committed) to Commit's error.
-func (b *Batch) outcome(first error, epoch int64) error {
 	if first == nil {
 		return nil
 	}
@@ -655,45 +625,4 @@ func (b *Batch) outcome(first error, epoch int64) error {
 		return fmt.Errorf("pgkv: committing: %w", first)
 	}
 	return fmt.Errorf("%w: %w", kv.ErrAmbiguous, first)
-}
-
-// stageSQL creates the connection's staging table for commitCopy. Its rows
-// go at the end of each transaction (PostgreSQL skips that step in the
-// transactions that do not touch a temporary table), and a temporary table
-// writes no WAL.
-const stageSQL = `CREATE TEMP TABLE IF NOT EXISTS indelible_stage (k bytea, v bytea) ON COMMIT DELETE ROWS`
-
-// commitCopy commits a large batch in three exchanges on one connection:
-// BEGIN, the staging table and the deletes; COPY of the sets into the
-// staging table (binary); then one upsert from it, the fence and COMMIT.
-// Until the last exchange is sent nothing can commit: an error before it
-// leaves an open transaction, which the pool rolls back by closing the
-// connection (it never reuses one left in a transaction).
-func (b *Batch) commitCopy(ctx context.Context, points [][]byte, ranges [][2][]byte, keys, values [][]byte) error {
-	epoch := b.s.epoch.Load()
-	var pb1, pb2 pgx.Batch
-	pb1.Queue(`BEGIN`)
-	pb1.Queue(stageSQL)
-	if len(points) > 0 {
-		pb1.Queue(`DELETE FROM indelible_kv WHERE k = ANY($1::bytea[])`, points)
-	}
-	for _, r := range ranges {
-		pb1.Queue(`DELETE FROM indelible_kv WHERE k >= $1 AND k < $2`, r[0], r[1])
-	}
-	pb2.Queue(`INSERT INTO indelible_kv (k, v) SELECT k, v FROM indelible_stage ON CONFLICT (k) DO UPDATE SET v = excluded.v`)
-	b.queueFence(&pb2, epoch)
-	pb2.Queue(`COMMIT`)
-	conn, err := b.s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("pgkv: connecting: %w", err)
-	}
-	defer conn.Release()
-	if err := runBatch(ctx, conn, &pb1); err != nil {
-		return fmt.Errorf("pgkv: committing: %w", err)
-	}
-	if _, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"indelible_stage"}, []string{"k", "v"},
-		pgx.CopyFromSlice(len(keys), func(i int) ([]any, error) { return []any{keys[i], values[i]}, nil })); err != nil {
-		return fmt.Errorf("pgkv: committing: %w", err)
-	}
-	return b.outcome(runBatch(ctx, conn, &pb2), epoch)
 }

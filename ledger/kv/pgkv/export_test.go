@@ -1,4 +1,0 @@
-package pgkv
-
-// CopyMinRows lets tests choose when a commit uses COPY.
-var CopyMinRows = &copyMinRows
