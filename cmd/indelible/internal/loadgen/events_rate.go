@@ -80,7 +80,10 @@ func EventsAtRate(ctx context.Context, cfg RateConfig) (RateResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	sched := make(chan time.Time, int(cfg.Rate*cfg.Duration.Seconds())+cfg.MaxInFlight+1)
+	// Room for every send time of the run (up to a million), so the
+	// scheduler runs ahead of busy senders; past that it waits for them,
+	// which delays no send time: each is computed, not read from the clock.
+	sched := make(chan time.Time, min(int(cfg.Rate*cfg.Duration.Seconds())+cfg.MaxInFlight+1, 1<<20))
 	go schedule(ctx, sched, start, start.Add(cfg.Duration), cfg.Rate)
 	var (
 		res  = RateResult{Config: cfg}
