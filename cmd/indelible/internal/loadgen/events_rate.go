@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"indelible.dev/client"
 )
 
 // RateConfig configures EventsAtRate: POST /v1/events at a fixed offered
@@ -30,6 +33,8 @@ type RateConfig struct {
 	// whose send time comes while all are busy waits for one, and that wait
 	// counts in its latency. Default DefaultMaxInFlight.
 	MaxInFlight int
+	// RootCAs are the only CAs trusted for HTTPS; nil means the system's.
+	RootCAs *x509.CertPool
 }
 
 // DefaultMaxInFlight is RateConfig.MaxInFlight's default.
@@ -73,7 +78,8 @@ func EventsAtRate(ctx context.Context, cfg RateConfig) (RateResult, error) {
 	if cfg.WaitCheckpoint {
 		route += "?wait=checkpoint"
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.MaxInFlight, MaxConnsPerHost: cfg.MaxInFlight, DisableCompression: true}
+	tr := client.NewTransport(cfg.RootCAs)
+	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, tr.DisableCompression = cfg.MaxInFlight, cfg.MaxInFlight, true
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: RequestTimeout}
 
