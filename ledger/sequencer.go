@@ -86,6 +86,9 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry, sidecar func(ind
 }
 
 func (l *Log) appendEntries(ctx context.Context, entries []Entry, sidecar func([]int64, Writer) error, hint int) ([]int64, error) {
+	if l.reader != nil {
+		return nil, ErrReadOnly
+	}
 	if len(entries) == 0 {
 		return nil, nil
 	}
