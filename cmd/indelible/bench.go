@@ -107,6 +107,6 @@ server; --client std uses net/http (the default for https:// URLs).`,
 	f.StringVar(&pcfg.Client, "client", "", `HTTP client: "raw" (minimal HTTP/1.1, plain HTTP only) or "std" (net/http) (default: raw for http://, std for https://)`)
 	caFlag(f, &pca)
 
-	bench.AddCommand(appendCmd, proofCmd)
+	bench.AddCommand(appendCmd, proofCmd, benchEventsCmd())
 	rootCmd.AddCommand(bench)
 }

@@ -241,9 +241,10 @@ func (cl *clusterLog) check(c *http.Client, url string, v note.Verifier) tlog.Tr
 // through both (the standby forwards); SIGKILL the active node: the
 // standby takes over within lease + 2 s, and every acknowledged entry is
 // in the log byte for byte, no index was given twice, every checkpoint
-// seen on either node is consistent with the final one.
+// seen on either node is consistent with the final one. With
+// INDELIBLE_PG_SYNC_STANDBY=1 the store has a synchronous standby (benchDSN).
 func TestClusterKill(t *testing.T) {
-	store := pgtest.DSN(t)
+	store := benchDSN(t)
 	keyFile, vkey := newLogKey(t, "example.com/cluster")
 	v, err := note.NewVerifier(vkey)
 	if err != nil {

@@ -216,13 +216,15 @@ func readFile(t *testing.T, name string) string {
 // $INDELIBLE_MIGRATE_BENCH events (BENCHMARKS.md, "indelible migrate"):
 // the events are appended through the real server in batches of 1,000,
 // then the stopped store is migrated into a new database of the test's
-// PostgreSQL, and the rate and the process's CPU time are logged.
+// PostgreSQL, and the rate and the process's CPU time are logged. With
+// INDELIBLE_PG_SYNC_STANDBY=1 the database has a synchronous standby
+// (benchDSN).
 func TestMigrateBench(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("INDELIBLE_MIGRATE_BENCH"))
 	if n <= 0 {
 		t.Skip("set INDELIBLE_MIGRATE_BENCH=200000 to run")
 	}
-	dsn := pgtest.DSN(t)
+	dsn := benchDSN(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	p := startEvents(t, dir)
 	c := p.client(t)

@@ -800,7 +800,20 @@ func (b *Batch) plan() (points [][]byte, ranges [][2][]byte, keys, values [][]by
 	return points, ranges, keys, values
 }
 
-// commit runs the batch as one pipelined implicit transaction.
+// commit runs the batch as one pipelined implicit transaction: one round
+// trip. The sets go as one upsert of two bytea arrays, not with COPY:
+// COPY cannot share the pipeline (BEGIN and the deletes, the COPY into a
+// staging table, then the upsert from it, the fence and COMMIT take three
+// round trips), and direct COPY into indelible_kv cannot be used because
+// batches overwrite keys (partial tiles, the state, the layers' records),
+// where one conflict would abort the transaction. Measured on PostgreSQL 15
+// over loopback (BENCHMARKS.md, "Past one machine"): COPY through a staging
+// table cost 60% more CPU per row at 140 rows a batch and 7% more at 1,400,
+// saved 6-7% from 4,200 rows on in isolation, and used for batches of
+// 4,096 sets or more it made no difference to the ledger's batched ingest
+// beyond the machine's noise (CPU per event 68.5 vs 66.4 µs, medians of 4
+// rounds each): not worth two more round trips a commit to a remote
+// database (commit 48964e4 has it, and TestCommitBench to compare).
 func (b *Batch) commit(ctx context.Context) error {
 	points, ranges, keys, values := b.plan()
 	var pb pgx.Batch
