@@ -100,37 +100,47 @@ func AppendPage(b []byte, p *Page) []byte {
 // dropped, and <, >, &, U+2028 and U+2029 written as \u escapes.
 func appendHTMLSafe(dst, src []byte) []byte {
 	start := 0
-	inString, escaped := false, false
+	inString := false
 	for i := 0; i < len(src); i++ {
 		c := src[i]
-		switch {
-		case inString && escaped:
-			escaped = false
+		if !htmlSafeStop[c] {
 			continue
-		case inString && c == '\\':
-			escaped = true
-			continue
-		case c == '"':
+		}
+		switch c {
+		case '"':
 			inString = !inString
-			continue
-		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			dst = append(dst, src[start:i]...)
-			start = i + 1
-			continue
-		case c == '<' || c == '>' || c == '&':
+		case '\\':
+			i++ // only inside a string: the escaped byte is never a stop
+		case ' ', '\t', '\n', '\r':
+			if !inString {
+				dst = append(dst, src[start:i]...)
+				start = i + 1
+			}
+		case '<', '>', '&':
 			dst = append(dst, src[start:i]...)
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			start = i + 1
-		case c == 0xe2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xa8:
-			// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR.
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xf])
-			start = i + 3
-			i += 2
+		case 0xe2:
+			if i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xa8 {
+				// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR.
+				dst = append(dst, src[start:i]...)
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xf])
+				start = i + 3
+				i += 2
+			}
 		}
 	}
 	return append(dst, src[start:]...)
 }
+
+// htmlSafeStop marks the bytes appendHTMLSafe looks at; it copies the
+// others as they are.
+var htmlSafeStop = func() (t [256]bool) {
+	for _, c := range []byte("\"\\ \t\n\r<>&\xe2") {
+		t[c] = true
+	}
+	return t
+}()
 
 const hexDigits = "0123456789abcdef"
 

@@ -481,13 +481,33 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 	lwg.Add(2)
 	go func() {
 		defer lwg.Done()
-		keys := make([][]byte, 0, n)
-		for _, k := range byIndex {
-			keys = append(keys, payloadKey(cands[k].i))
+		keys := make([][]byte, n)
+		kbuf := make([]byte, 0, n*(1+indexSize))
+		for j, k := range byIndex {
+			at := len(kbuf)
+			kbuf = append(kbuf, payloadKey(cands[k].i)...)
+			keys[j] = kbuf[at:len(kbuf):len(kbuf)]
 		}
-		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) {
-			vals[byIndex[j]] = bytes.Clone(v)
+		get := l.log.GetExtSorted
+		if n > 1 && cands[byIndex[n-1]].i-cands[byIndex[0]].i < int64(4*n) {
+			// Close together (a time range, the newest events): each
+			// read is a short forward seek from the one before.
+			get = l.log.GetExtNear
+		}
+		// One buffer for the page's payloads instead of one apiece.
+		buf := make([]byte, 0, n*512) // a payload is about 70 bytes more than its event
+		ends := slices.Repeat([]int{-1}, n) // -1: no value
+		lerr[0] = get(keys, func(j int, v []byte) {
+			buf = append(buf, v...)
+			ends[j] = len(buf)
 		})
+		at := 0
+		for j, e := range ends {
+			if e >= 0 {
+				vals[byIndex[j]] = buf[at:e:e]
+				at = e
+			}
+		}
 	}()
 	go func() {
 		defer lwg.Done()
@@ -495,10 +515,20 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 		for j, k := range byIndex {
 			idx[j] = cands[k].i
 		}
+		buf := make([]byte, 0, n*32) // log entries are 32-byte commitments
+		ends := slices.Repeat([]int{-1}, n)
 		lerr[1] = l.log.EntriesFunc(idx, func(j int, e []byte) error {
-			ents[byIndex[j]] = bytes.Clone(e)
+			buf = append(buf, e...)
+			ends[j] = len(buf)
 			return nil
 		})
+		at := 0
+		for j, e := range ends {
+			if e >= 0 {
+				ents[byIndex[j]] = buf[at:e:e]
+				at = e
+			}
+		}
 	}()
 	if !haveT {
 		byTime := slices.Clone(byIndex)
