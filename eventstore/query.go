@@ -495,7 +495,7 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 			get = l.log.GetExtNear
 		}
 		// One buffer for the page's payloads instead of one apiece.
-		buf := make([]byte, 0, n*512) // a payload is about 70 bytes more than its event
+		buf := make([]byte, 0, n*512)       // a payload is about 70 bytes more than its event
 		ends := slices.Repeat([]int{-1}, n) // -1: no value
 		lerr[0] = get(keys, func(j int, v []byte) {
 			buf = append(buf, v...)
