@@ -273,6 +273,12 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 		need := f.q.Limit - len(page.Records) // 0: look ahead for a next page
 		want := max(need, 1)
 		scan := want
+		if !joined && need > 0 {
+			// The page and the look-ahead for a next page in one scan
+			// (the index keys decide a match, so the extra candidate
+			// costs a key, not a decryption).
+			scan = want + 1
+		}
 		if joined {
 			if round == 0 {
 				// As if every candidate matched (filters on related
