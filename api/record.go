@@ -34,7 +34,12 @@ type Record struct {
 // An evidence bundle's open lines are these bytes and a newline. The HTTP
 // replies are these bytes as encoding/json writes a Marshaler's output:
 // with its HTML-safe escapes in the event object (MarshalJSON).
-func AppendRecord(b []byte, r *Record) []byte {
+func AppendRecord(b []byte, r *Record) []byte { return appendRecord(b, r, false) }
+
+// appendRecord is AppendRecord, with the event as encoding/json's Encoder
+// writes a Marshaler's output if htmlSafe is set (appendHTMLSafe; the
+// rest of the record has nothing it would change).
+func appendRecord(b []byte, r *Record, htmlSafe bool) []byte {
 	ev := r.Event
 	if len(ev) == 0 {
 		ev = r.EventBytes
@@ -42,9 +47,12 @@ func AppendRecord(b []byte, r *Record) []byte {
 	b = append(b, `{"index":`...)
 	b = strconv.AppendInt(b, r.Index, 10)
 	b = append(b, `,"event":`...)
-	if len(ev) == 0 {
+	switch {
+	case len(ev) == 0:
 		b = append(b, "null"...)
-	} else {
+	case htmlSafe:
+		b = appendHTMLSafe(b, ev)
+	default:
 		b = append(b, ev...)
 	}
 	b = append(b, `,"event_bytes":"`...)
@@ -66,25 +74,24 @@ func (r Record) MarshalJSON() ([]byte, error) {
 // AppendPage appends to b the bytes that encoding/json's Encoder (HTML
 // escaping on, as echo's JSON replies use it) writes for p, newline
 // included: the reply of GET /v1/events. Each record is AppendRecord's
-// bytes with <, >, &, U+2028 and U+2029 escaped and any whitespace outside
-// strings dropped, as the Encoder does with a Marshaler's output; but the
-// Encoder also re-validates every record byte by byte, a sixth of a
-// listing's CPU (BENCHMARKS.md, issue 21), and this does not: each
-// record's event (r.Event, or r.EventBytes) must be valid JSON, which the
-// server's are (it parsed each one when it opened it).
+// bytes with <, >, &, U+2028 and U+2029 in its event escaped and any
+// whitespace outside strings dropped, as the Encoder does with a
+// Marshaler's output (the rest of a record, numbers and base64, has
+// nothing to escape). The Encoder also re-validates every record byte by
+// byte, a sixth of a listing's CPU (BENCHMARKS.md, issue 21); this does
+// not, so each record's event (r.Event, or r.EventBytes) must be valid
+// JSON, which the server's are (it parsed each one when it opened it).
 // TestAppendPageIsEncoder and FuzzAppendPage hold it to the Encoder.
 func AppendPage(b []byte, p *Page) []byte {
 	if p.Events == nil {
 		b = append(b, `{"events":null`...)
 	} else {
 		b = append(b, `{"events":[`...)
-		var rec []byte
 		for k := range p.Events {
 			if k > 0 {
 				b = append(b, ',')
 			}
-			rec = AppendRecord(rec[:0], &p.Events[k])
-			b = appendHTMLSafe(b, rec)
+			b = appendRecord(b, &p.Events[k], true)
 		}
 		b = append(b, ']')
 	}
