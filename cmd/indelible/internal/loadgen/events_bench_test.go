@@ -43,6 +43,7 @@ import (
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
 //	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file
 //	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
+//	EVBENCH_QUERYN   queries measured per query (default 180, after 20 more that warm its caches)
 //
 //	INDELIBLE_EVENTS_BENCH=1 go test ./cmd/indelible/internal/loadgen -run TestEventsBench -v -timeout 0
 
@@ -298,7 +299,7 @@ func TestEventsBench(t *testing.T) {
 		}
 		for _, name := range slices.Sorted(maps.Keys(paths)) {
 			cpu0 := cpuNow()
-			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 200)
+			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 20+envCount(t, "EVBENCH_QUERYN", 180))
 			if err != nil {
 				t.Fatal(err)
 			}
