@@ -462,6 +462,12 @@ type candidate struct {
 	tval []byte
 }
 
+// payloadBufs holds the buffers fetch reads a chunk's payloads into. A
+// payload's bytes are not kept past its opening (recordOf copies the salt
+// and decrypts into a new buffer), so a buffer is reused once fetch has
+// returned.
+var payloadBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // fetchParallelMin is the fewest candidates fetch opens on more than one
 // goroutine.
 const fetchParallelMin = 16
@@ -482,6 +488,12 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 	// large store each is a block read per candidate, mostly waiting).
 	vals := make([][]byte, n)
 	ents := make([][]byte, n)
+	pbuf := payloadBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*pbuf) <= 4<<20 {
+			payloadBufs.Put(pbuf)
+		}
+	}()
 	var lerr [3]error
 	var lwg sync.WaitGroup
 	lwg.Add(2)
@@ -500,13 +512,15 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 			// read is a short forward seek from the one before.
 			get = l.log.GetExtNear
 		}
-		// One buffer for the page's payloads instead of one apiece.
-		buf := make([]byte, 0, n*512)       // a payload is about 70 bytes more than its event
+		// One buffer for the page's payloads instead of one apiece,
+		// reused across listings: opening a payload copies what it keeps.
+		buf := (*pbuf)[:0]
 		ends := slices.Repeat([]int{-1}, n) // -1: no value
 		lerr[0] = get(keys, func(j int, v []byte) {
 			buf = append(buf, v...)
 			ends[j] = len(buf)
 		})
+		*pbuf = buf
 		at := 0
 		for j, e := range ends {
 			if e >= 0 {
