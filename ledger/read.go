@@ -103,7 +103,10 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 // EntriesFunc calls f(j, entry) for each indexes[j], which must be
 // published and in increasing order (repeats allowed), in that order, with
 // entry valid only during the call; f's error stops the walk and is
-// returned. An index not published is ErrNotFound, before any call.
+// returned. An index not published, or out of order, is an error before
+// any call (ErrNotFound for the former); a full bundle missing from the
+// store (a damaged store) is ErrNotFound naming it, after the calls for
+// the bundles before it.
 //
 // The entry bundles are read in one pass over the store in key order (one
 // iterator, as GetExtSorted reads payloads), each once, without a copy,
