@@ -48,7 +48,8 @@ var clientAllowedModules = append([]string{"golang.org/x/sync"}, pureAllowedModu
 //	api                         pure, over event: the HTTP API's wire types
 //	receipt                     over them: the public receipt verifier
 //	evidence                    pure, over them (bundles; outsiders embed its verifier)
-//	ledger, witness, auth, client  over them (witness gossips through client)
+//	ledger, witness, auth, client  over them (witness gossips through client;
+//	                            client verifies receipts with receipt)
 //	eventstore                  over ledger (and auth): the events store
 //	audited                     over eventstore: the audit policy, below HTTP
 //	export                      over audited: streams events into SIEMs
@@ -63,17 +64,17 @@ var layers = map[string][]string{
 	"tlog":       {},
 	"event":      {"tlog"},
 	"ledger":     {"tlog", "event", "internal/atomicfile"},
-	"witness":    {"tlog", "event", "client", "api", "internal/atomicfile"},
+	"witness":    {"tlog", "event", "client", "api", "receipt", "internal/atomicfile"},
 	"auth":       {"tlog", "event", "internal/atomicfile"},
 	"api":        {"tlog", "event"}, // event for Actor and Resource, and the outcomes
-	"client":     {"tlog", "event", "api"},
+	"client":     {"tlog", "event", "api", "receipt"},
 	"receipt":    {"tlog", "event"},
 	"eventstore": {"tlog", "event", "api", "ledger", "auth", "evidence", "internal/atomicfile"},
 	"evidence":   {"tlog", "event", "api"}, // evidence bundles: public, pure (a verifier outsiders embed); api: the record's encoder
 	"mirror":     {"tlog", "event", "ledger", "internal/atomicfile"},
 	"audited":    {"tlog", "event", "api", "ledger", "auth", "eventstore", "internal/atomicfile", "evidence"},
-	"audit":      {"tlog", "event", "client", "api", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
-	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
+	"audit":      {"tlog", "event", "client", "api", "receipt", "internal/tlogtest", "internal/atomicfile"}, // tlogtest: for audit/audittest only, see testOnly
+	"httpapi":    {"tlog", "event", "ledger", "witness", "auth", "client", "api", "receipt", "eventstore", "audited", "otlp", "internal/atomicfile", "evidence", "alert"},
 	"cmd":        {"tlog", "event", "ledger", "mirror", "export", "witness", "auth", "client", "api", "eventstore", "audited", "audit", "httpapi", "otlp", "receipt", "internal/atomicfile", "evidence", "alert", "cluster"},
 	"otlp":       {"tlog", "event"},
 	"cluster":    {},                                                                                                     // the lease in PostgreSQL (pgx): which node is active, the epoch bump at takeover

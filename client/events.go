@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"indelible.dev/api"
+	"indelible.dev/receipt"
 	itlog "indelible.dev/tlog"
 )
 
@@ -172,22 +173,27 @@ func (c *Client) Event(ctx context.Context, i int64) (Record, error) {
 
 // Receipt fetches the receipt of event i (a c2sp.org/tlog-proof document),
 // verbatim. Without a pin (WithPin) it verifies nothing. With one, it
-// checks the receipt's checkpoint as CheckCheckpoint does the log's: signed
-// under the pin's policy, and consistent with the pin, by a proof either
-// way (fail closed: a proven fork is a *ForkError); a newer checkpoint
-// becomes the pin. It does not check the receipt's inclusion proof or
-// event: the public verifier, indelible.dev/receipt, does.
+// verifies the receipt as indelible.dev/receipt does (the checkpoint signed
+// under the pin's policy, the event's commitment opened, its inclusion
+// proof checked against the checkpoint), then checks the receipt's
+// checkpoint as CheckCheckpoint does the log's: consistent with the pin, by
+// a proof either way (fail closed: a proven fork is a *ForkError); a newer
+// checkpoint becomes the pin.
 func (c *Client) Receipt(ctx context.Context, i int64) ([]byte, error) {
 	b, err := c.do(ctx, http.MethodGet, "v1/events/"+strconv.FormatInt(i, 10)+"/receipt", "", nil, MaxReceiptSize)
 	if err != nil || c.pinPath == "" {
 		return b, err
 	}
-	r, err := itlog.ParseReceipt(b)
+	v, err := receipt.Verify(b, c.policy)
 	if err != nil {
 		return nil, fmt.Errorf("client: receipt of event %d: %w", i, err)
 	}
-	if r.Index != i {
-		return nil, fmt.Errorf("client: asked for the receipt of event %d, got one of %d", i, r.Index)
+	if v.Index != i {
+		return nil, fmt.Errorf("client: asked for the receipt of event %d, got one of %d", i, v.Index)
+	}
+	r, err := itlog.ParseReceipt(b)
+	if err != nil {
+		return nil, fmt.Errorf("client: receipt of event %d: %w", i, err)
 	}
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()

@@ -199,20 +199,32 @@ func TestReceiptFork(t *testing.T) {
 	if ahead.N <= must(itlog.ParseReceipt(rc)).Index+1 {
 		t.Fatalf("pin at %d", ahead.N)
 	}
-	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/receipt") {
-			w.Write(rc)
-			return
-		}
-		(&chaosProxy{target: a.url}).ServeHTTP(w, r)
-	}))
-	defer stale.Close()
+	stale := receiptServer(t, a.url, rc)
 	cs, _ := client.New(stale.URL, a.token, client.WithPin(pin, policy))
 	if got, err := cs.Receipt(ctx, first.Index); err != nil || !bytes.Equal(got, rc) {
 		t.Fatalf("an older receipt, consistent with the pin: %v", err)
 	}
 	if now := pinned(); now.N != ahead.N || now.Hash != ahead.Hash {
 		t.Fatalf("the pin moved back: %d", now.N)
+	}
+
+	// The same receipt with the commitment's salt altered: signed
+	// checkpoint, consistent with the pin, but the inclusion proof does not
+	// hold for the event it opens: refused.
+	parsed := must(itlog.ParseReceipt(rc))
+	parsed.Extra = bytes.Clone(parsed.Extra)
+	parsed.Extra[0] ^= 1
+	forged := []byte(parsed.String())
+	if _, err := receipt.Verify(forged, pol); err == nil {
+		t.Fatal("the forged receipt verifies: the test proves nothing")
+	}
+	bad := receiptServer(t, a.url, forged)
+	cf, _ := client.New(bad.URL, a.token, client.WithPin(pin, policy))
+	if _, err := cf.Receipt(ctx, first.Index); !errors.Is(err, receipt.ErrInvalid) || !strings.Contains(err.Error(), "inclusion proof") {
+		t.Fatalf("a receipt whose inclusion proof does not hold: %v, want receipt.ErrInvalid naming the inclusion proof", err)
+	}
+	if now := pinned(); now.N != ahead.N || now.Hash != ahead.Hash {
+		t.Fatalf("the pin moved on a forged receipt: %d", now.N)
 	}
 
 	// A second log under the same key, longer than the pin: a fork.
@@ -230,6 +242,20 @@ func TestReceiptFork(t *testing.T) {
 		t.Fatal("the pin changed")
 	}
 	t.Logf("refused: %v", err)
+}
+
+// receiptServer passes every request to target but a receipt's, which it
+// answers with body.
+func receiptServer(t *testing.T, target string, body []byte) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/receipt") {
+			w.Write(body)
+			return
+		}
+		(&chaosProxy{target: target}).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func must[T any](v T, err error) T {

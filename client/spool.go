@@ -27,7 +27,8 @@ const spoolSegment = 1000
 // events a previous process left there (a crash, a kill, a Close whose
 // context ended): their ids are set, so none is stored twice, provided the
 // token is the same. A line a crash tore is skipped (its Log had not
-// returned). One process at a time may use a spool directory.
+// returned). One client at a time may use a spool directory: New
+// refuses a directory another client holds (a lock file, on Unix).
 func WithSpool(dir string) Option {
 	return func(s *settings) { s.spoolDir = dir }
 }
@@ -36,6 +37,7 @@ func WithSpool(dir string) Option {
 // JSON, or "-" and the id of an event Log did not queue after all.
 type spool struct {
 	dir     string
+	lock    *os.File // held open while the spool is (lockSpool)
 	mu      sync.Mutex
 	cur     *os.File
 	curSeg  int64
@@ -83,12 +85,17 @@ func openSpool(dir string) (*spool, []spooled, error) {
 			return nil, nil, fmt.Errorf("client: spool: %w", err)
 		}
 	}
+	lock, err := lockSpool(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "spool-*.ndjson"))
 	if err != nil {
+		lock.Close()
 		return nil, nil, fmt.Errorf("client: spool: %w", err)
 	}
 	sort.Strings(names)
-	s := &spool{dir: dir, pending: map[int64]int{}, closed: map[int64]bool{}}
+	s := &spool{dir: dir, lock: lock, pending: map[int64]int{}, closed: map[int64]bool{}}
 	var out []spooled
 	for _, name := range names {
 		seg, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "spool-"), ".ndjson"), 10, 64)
@@ -98,6 +105,7 @@ func openSpool(dir string) (*spool, []spooled, error) {
 		s.curSeg = max(s.curSeg, seg+1)
 		evs, err := readSegment(name)
 		if err != nil {
+			lock.Close()
 			return nil, nil, err
 		}
 		s.closed[seg] = true
@@ -298,5 +306,9 @@ func (s *spool) close() {
 	if s.cur != nil {
 		syncFile(s.cur)
 		s.retire()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
 	}
 }

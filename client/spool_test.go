@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,7 @@ func TestSpoolSurvivesKill(t *testing.T) {
 	if after.total != spoolEvents || after.distinct != spoolEvents {
 		t.Fatalf("after the restart: %d stored, %d distinct; want %d (%d before the kill)", after.total, after.distinct, spoolEvents, before.total)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, "spool-*")); len(left) != 0 {
 		t.Fatalf("spool not emptied: %v", left)
 	}
 	t.Logf("%d stored before the kill, %d resent by the new client (%d of them duplicates the server recognised)", before.total, c.Stored(), c.Stored()-int64(spoolEvents-before.total))
@@ -229,7 +230,7 @@ func TestSpoolKilledMidLog(t *testing.T) {
 			extra++ // spooled, its Log not yet returned (or its "ok" not yet printed)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, "spool-*")); len(left) != 0 {
 		t.Fatalf("spool not emptied: %v", left)
 	}
 	t.Logf("%d accepted by Log before the kill, %d stored before it, %d stored in all (%d whose Log had not returned)", len(accepted), before.total, len(counts), extra)
@@ -321,4 +322,30 @@ func TestSpoolQueueFull(t *testing.T) {
 			t.Fatalf("resent %s, which Log refused", id)
 		}
 	}
+}
+
+// TestSpoolLocked: a second client on a spool directory in use is refused
+// (it would resend, then delete, the first one's events); once the first
+// is closed the directory opens again.
+func TestSpoolLocked(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no spool lock without flock(2)")
+	}
+	dir := t.TempDir()
+	srv, _ := fakeAppend(t, func(int64) (int, bool) { return http.StatusOK, false })
+	a, err := client.New(srv.URL, "t", client.WithSpool(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New(srv.URL, "t", client.WithSpool(dir)); err == nil || !strings.Contains(err.Error(), "in use by another client") {
+		t.Fatalf("a second client on the same spool: %v", err)
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.New(srv.URL, "t", client.WithSpool(dir))
+	if err != nil {
+		t.Fatalf("the spool after the first client closed: %v", err)
+	}
+	b.Close(context.Background())
 }

@@ -188,7 +188,37 @@ func Open(ctx context.Context, dsn string, o Options) (*Lease, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := l.checkSingle(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return l, nil
+}
+
+// checkSingle returns ErrSingleNode if a node without a lease holds the
+// store's owner lock. A takeover holds it for its transaction: a few
+// tries tell the two apart.
+func (l *Lease) checkSingle(ctx context.Context) error {
+	for try := 0; ; try++ {
+		var free bool
+		err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(ownerLock)).Scan(&free)
+		})
+		if err != nil {
+			return fmt.Errorf("cluster: reading the store's owner lock: %w", err)
+		}
+		if free {
+			return nil
+		}
+		if try == 4 {
+			return ErrSingleNode
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Close closes the lease's connections. It does not give the lease up: the
@@ -250,6 +280,15 @@ INSERT INTO indelible_fence (epoch, size, root) SELECT 0, -1, ''
 // schemaLock is the advisory lock held while creating the schema: the
 // store's (its pgkv package) so the two never collide on the catalog.
 const schemaLock = 0x696e64656c69626c // "indelibl"
+
+// ownerLock is the advisory lock a single node (serve without --lease) holds
+// on the store for its life (pgkv.OwnerLock). A takeover takes it for its
+// transaction and takes nothing if it cannot: a node without a lease is
+// serving the store, and bumping the epoch would fence it off.
+const ownerLock = 0x696e64656c6f776e // "indelown"
+
+// ErrSingleNode means a node started without a lease serves the store.
+var ErrSingleNode = errors.New("cluster: a node started without --lease is serving this store: stop it, or start it with --lease too")
 
 func (l *Lease) createTables(ctx context.Context) error {
 	// Two nodes starting at once: CREATE TABLE IF NOT EXISTS can still
@@ -456,6 +495,16 @@ func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took boo
 		}
 		if !expired {
 			return nil
+		}
+		// A node without a lease serving the store holds its owner lock
+		// for its life: take nothing. (A single node starting meanwhile
+		// finds the lock taken and refuses to start.)
+		var free bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(ownerLock)).Scan(&free); err != nil {
+			return err
+		}
+		if !free {
+			return ErrSingleNode
 		}
 		// The old holder's lease is over: end its sessions so that none
 		// of its open transactions (a frozen commit holding the fence's

@@ -333,3 +333,45 @@ func TestLeaseEmptyDatabase(t *testing.T) {
 		t.Fatalf("epoch %d, fence %d", e, fenceEpoch(t, dsn))
 	}
 }
+
+// TestTakeoverRefusesSingleNode: while a node started without a lease holds
+// the store's owner lock (pgkv.OwnerLock, the same key as ownerLock), a
+// cluster node refuses to open, and a standby opened before does not take
+// the expired lease (its takeover would bump the epoch and fence the single
+// node off); once the lock is free, the standby takes over.
+func TestTakeoverRefusesSingleNode(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	initFence(t, dsn)
+	a := startNode(t, dsn, "a")
+	ea := waitActive(t, a, 3*testLease)
+	b := startNode(t, dsn, "b")
+	a.stop() // a crash: the lease expires
+	ctx := context.Background()
+	single, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer single.Close(ctx)
+	if _, err := single.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(ownerLock)); err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = Open(octx, dsn, Options{Node: "c", URL: "http://c.test:8080", Lease: testLease})
+	cancel()
+	if !errors.Is(err, ErrSingleNode) {
+		t.Fatalf("a cluster node's open while a single node holds the store: %v, want ErrSingleNode", err)
+	}
+	time.Sleep(testLease + time.Second)
+	if _, ok := b.Holding(); ok || fenceEpoch(t, dsn) != ea {
+		t.Fatalf("b took the lease (fence epoch %d, a's %d) while a single node holds the store; err %v", fenceEpoch(t, dsn), ea, b.Err())
+	}
+	if err := b.Err(); !errors.Is(err, ErrSingleNode) {
+		t.Errorf("b's last error: %v, want ErrSingleNode", err)
+	}
+	if _, err := single.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(ownerLock)); err != nil {
+		t.Fatal(err)
+	}
+	if eb := waitActive(t, b, 2*testLease); eb <= ea {
+		t.Fatalf("b took epoch %d after a's %d", eb, ea)
+	}
+}

@@ -36,6 +36,11 @@ type ClusterConfig struct {
 	// Ready, on a standby, reports whether the active node answers: /readyz
 	// fails while it returns an error.
 	Ready func() error
+	// ForwardKey, if set (ForwardAuthKey, the same on every node), has a
+	// standby vouch for the caller's address of each request it forwards,
+	// and the active node take it as the request's remote address
+	// (forwardauth.go).
+	ForwardKey []byte
 }
 
 var (
@@ -66,6 +71,9 @@ func (s *Server) mountCluster(cfg *ClusterConfig) {
 	}
 	if cfg.Active != nil {
 		fwd := forwarder(cfg.Active, node)
+		if len(cfg.ForwardKey) > 0 {
+			fwd = signForwards(cfg.ForwardKey, node, fwd)
+		}
 		h := func(c echo.Context) error { return fwd(c) }
 		s.e.Any("/*", h)
 		s.e.Any("/", h)

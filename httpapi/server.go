@@ -169,6 +169,9 @@ func New(cfg Config) *Server {
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.Use(s.instrument)
+	if cfg.Cluster != nil && len(cfg.Cluster.ForwardKey) > 0 {
+		e.Use(trustForwarded(cfg.Cluster.ForwardKey)) // before the rate limiter (forwardauth.go)
+	}
 	if cfg.RateLimit > 0 {
 		e.Use(newRateLimiter(cfg.RateLimit, cfg.RateBurst).middleware)
 	}

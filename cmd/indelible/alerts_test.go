@@ -286,3 +286,50 @@ func TestAlertsDocRules(t *testing.T) {
 		t.Fatalf("rules test: %d %s %s", code, out, stderr)
 	}
 }
+
+// TestAlertConsoleLink: an alert's console link (here in a Slack message)
+// is built on --public-url when it is given, else on the address the
+// server listens on.
+func TestAlertConsoleLink(t *testing.T) {
+	texts := make(chan string, 4)
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&m)
+		texts <- m.Text
+	}))
+	t.Cleanup(slack.Close)
+	for _, public := range []string{"", "https://ledger.example/audit/"} {
+		work := t.TempDir()
+		rules := filepath.Join(work, "rules.yaml")
+		os.WriteFile(rules, []byte(fmt.Sprintf(`notifiers:
+  - {name: chat, type: slack, url: %q}
+rules:
+  - {name: denied, match: {action: secret.read, outcome: denied}, threshold: {count: 1, window: 1m}, notify: [chat]}
+`, slack.URL)), 0o600)
+		args := []string{"--rules", rules}
+		if public != "" {
+			args = append(args, "--public-url", public)
+		}
+		p := startEvents(t, filepath.Join(work, "data"), args...)
+		appendDenied(t, p, 1)
+		var text string
+		select {
+		case text = <-texts:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("public URL %q: no Slack message", public)
+		}
+		alerts := alertsOf(t, p)
+		if len(alerts) != 1 {
+			t.Fatalf("%d alerts", len(alerts))
+		}
+		base := public
+		if base == "" {
+			base = p.url + "/"
+		}
+		want := base + "#/events/" + strconv.FormatInt(int64(alerts[0]["index"].(float64)), 10)
+		if !strings.HasSuffix(text, ": "+want) {
+			t.Errorf("public URL %q: Slack text %q, want a link to %s", public, text, want)
+		}
+		p.stop(t)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"indelible.dev/api"
 	"indelible.dev/cluster"
+	"indelible.dev/cmd/indelible/internal/eventsetup"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 	"indelible.dev/ledger/kv"
@@ -108,7 +109,8 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			st := lease.Status()
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 		},
-		Ready: activeProbe(lease, tlsConfig != nil),
+		Ready:      activeProbe(lease, tlsConfig != nil),
+		ForwardKey: forwardKey(cfg, logger),
 	}})
 	front := &frontHandler{}
 	front.set(standby.Handler())
@@ -281,16 +283,39 @@ func activeProbe(lease *cluster.Lease, useTLS bool) func() error {
 }
 
 // activeHTTP returns the cluster part of the active node's HTTP
-// configuration: its status, and the write gate holding every
-// acknowledgement to the lease under this node's epoch.
-func (a *activeNode) activeHTTP(l *ledger.Log) *httpapi.ClusterConfig {
+// configuration: its status, the write gate holding every acknowledgement
+// to the lease under this node's epoch, and the key that authenticates the
+// callers' addresses of the requests the standbys forward.
+func (a *activeNode) activeHTTP(l *ledger.Log, forwardKey []byte) *httpapi.ClusterConfig {
 	return &httpapi.ClusterConfig{
 		Status: func() api.Cluster { return clusterStatus(a.lease, l) },
 		Holding: func() bool {
 			e, ok := a.lease.Holding()
 			return ok && e == a.epoch
 		},
+		ForwardKey: forwardKey,
 	}
+}
+
+// forwardKey is the key with which a standby vouches for the callers'
+// addresses of the requests it forwards, and the active node checks them
+// (httpapi.ForwardAuthKey): derived from the master key every node of an
+// events-mode cluster holds. Nil in raw mode (no master key): the active
+// node then sees a standby's address for the requests it forwards.
+func forwardKey(cfg serveConfig, logger *slog.Logger) []byte {
+	if cfg.mode != "events" {
+		return nil
+	}
+	master, _, err := eventsetup.MasterKey(cfg.dataDir, eventsetup.KeyOptions{File: cfg.masterKey, AllowInData: cfg.keyInData}, false)
+	if err == nil {
+		var k []byte
+		if k, err = httpapi.ForwardAuthKey(master); err == nil {
+			return k
+		}
+	}
+	logger.Warn("cluster: forwarded requests carry no authenticated caller address (the master key is not readable yet): "+
+		"the active node's rate limit counts them as the standby's", "err", err)
+	return nil
 }
 
 // serve serves srv on the cluster's listener until ctx ends (the lease is

@@ -489,6 +489,13 @@ func TestClusterEvents(t *testing.T) {
 	if _, err := cb.Append(ctx, []client.Event{{Action: "door.close", Actor: &client.Actor{ID: "cluster-alice"}}}, false); err != nil {
 		t.Fatalf("append on the new active node: %v", err)
 	}
+	// Both nodes derived the key that authenticates forwarded callers'
+	// addresses from the master key (httpapi/forwardauth.go).
+	for _, n := range []*clusterNode{a, b} {
+		if strings.Contains(n.stderr.String(), "no authenticated caller address") {
+			t.Errorf("node %s forwards without an authenticated caller address:\n%s", n.name, n.stderr)
+		}
+	}
 }
 
 func mustClient(t testing.TB, url, token string) *client.Client {
@@ -502,8 +509,9 @@ func mustClient(t testing.TB, url, token string) *client.Client {
 // TestClusterBucket: both nodes mirror to one bucket; SIGKILL the active
 // node under writers: the new active node resumes the mirror, the bucket
 // catches up with it, every checkpoint seen on the nodes and in the bucket
-// is consistent with the final one, and indelible audit passes on the
-// bucket.
+// is consistent with the final one, and indelible audit and tessera's fsck
+// (TestTesseraFsckCorruptTile shows it fails on a corrupted tile) pass on
+// the bucket.
 func TestClusterBucket(t *testing.T) {
 	s3test.SetEnv(t)
 	srv := s3test.Start(t, s3test.Options{})
@@ -560,7 +568,12 @@ func TestClusterBucket(t *testing.T) {
 		!strings.Contains(out, fmt.Sprintf("size %d", final.N)) {
 		t.Fatalf("indelible audit of the bucket: exit %d\n%s\n%s", code, out, errOut)
 	}
-	t.Logf("%d acknowledged, final size %d, %d bucket checkpoints seen", len(cl.acked), final.N, len(bucketSeen))
+	fsckStart := time.Now()
+	if err := tesseraFsck(context.Background(), bucketHTTP, "example.com/cluster-bucket", vkey); err != nil {
+		t.Fatalf("tessera's fsck of the bucket: %v", err)
+	}
+	t.Logf("%d acknowledged, final size %d, %d bucket checkpoints seen; tessera's fsck took %v", len(cl.acked), final.N, len(bucketSeen),
+		time.Since(fsckStart).Round(time.Millisecond))
 }
 
 // TestClusterHandover: SIGTERM the active node: it stops cleanly (exit 0)

@@ -17,15 +17,15 @@ import (
 // exportsFlags registers serve's --exports.
 func exportsFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.exports, "exports", "", "events mode: YAML file of exports streaming committed events to SIEMs (splunk_hec, elastic_bulk, http_ndjson; docs/exports.md)")
-	f.StringVar(&cfg.publicURL, "public-url", "", "with --exports: the server's URL as the SIEM's users reach it (e.g. behind a proxy), the base of each exported event's receipt URL (default: http(s)://<--listen>/)")
+	f.StringVar(&cfg.publicURL, "public-url", "", "with --exports or --rules: the server's URL as users reach it (e.g. behind a proxy), the base of each exported event's receipt URL and of each alert's console link (default: http(s)://<--listen>/)")
 }
 
 // loadExports reads and checks --exports before anything starts, so a bad
 // file refuses the start; nil when the flag is not given.
 func loadExports(cfg serveConfig) (*export.File, error) {
 	if cfg.publicURL != "" {
-		if cfg.exports == "" {
-			return nil, errors.New("--public-url is the base of the exports' receipt URLs: it needs --exports")
+		if cfg.exports == "" && cfg.rules == "" {
+			return nil, errors.New("--public-url is the base of the exports' receipt URLs and the alerts' console links: it needs --exports or --rules")
 		}
 		if err := checkPublicURL(cfg.publicURL); err != nil {
 			return nil, fmt.Errorf("--public-url: %w", err)

@@ -266,7 +266,7 @@ func TestExportKill(t *testing.T) {
 // TestServeExportsRefused: a bad exports file refuses the start, naming the
 // line; --exports in raw mode is refused too, and so are a public_url key
 // in the file (not in its schema: --public-url replaces it), a bad
-// --public-url and --public-url without --exports.
+// --public-url and --public-url without --exports or --rules.
 func TestServeExportsRefused(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
@@ -290,7 +290,7 @@ func TestServeExportsRefused(t *testing.T) {
 		{[]string{"--exports", old}, "line 1: public_url is not a key of the exports file"},
 		{[]string{"--exports", good, "--public-url", "ledger.example"}, `--public-url: "ledger.example": want an absolute http:// or https:// URL`},
 		{[]string{"--exports", good, "--public-url", "https://ledger.example/?x=1"}, "--public-url: "},
-		{[]string{"--public-url", "https://ledger.example/"}, "--public-url is the base of the exports' receipt URLs: it needs --exports"},
+		{[]string{"--public-url", "https://ledger.example/"}, "--public-url is the base of the exports' receipt URLs and the alerts' console links: it needs --exports or --rules"},
 	} {
 		args := append([]string{"serve", "--data", filepath.Join(dir, "data3"), "--listen", "127.0.0.1:0"}, tc.args...)
 		_, errOut, code = run(t, nil, args...)

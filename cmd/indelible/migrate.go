@@ -104,7 +104,7 @@ func runMigrate(ctx context.Context, cfg migrateConfig, out io.Writer) error {
 	}
 
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	dst, err := pgkv.Open(octx, cfg.to, pgkv.Options{Logger: logger})
+	dst, err := pgkv.Open(octx, cfg.to, pgkv.Options{Logger: logger, Exclusive: true})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("opening the target database: %w", err)

@@ -82,7 +82,7 @@ type serveConfig struct {
 	otlpDefaultAction string // action of an OTLP record naming none
 	rules             string // events mode: --rules FILE|DIR, alert rules (alerts.go)
 	exports           string // events mode: --exports FILE (exports.go)
-	publicURL         string // events mode: --public-url, the base of the exports' receipt URLs (exports.go)
+	publicURL         string // events mode: --public-url, the base of the exports' receipt URLs and the alerts' console links (exports.go)
 
 	cluster clusterConfig // --lease, --node, --advertise (cluster.go)
 	active  *activeNode   // set while runServe runs as a cluster's active node (cluster.go)
@@ -305,7 +305,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	var lnAddr atomic.Value // the listener's address, once it listens (GET /v1/cluster)
 	if cfg.active != nil {
-		hcfg.Cluster = cfg.active.activeHTTP(l)
+		hcfg.Cluster = cfg.active.activeHTTP(l, forwardKey(cfg, logger))
 	} else {
 		hcfg.Cluster = singleNode(l, &lnAddr, scheme(tlsConfig))
 	}
@@ -320,11 +320,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	lnAddr.Store(ln.Addr().String())
 	if rules != nil {
-		scheme := "http://"
-		if tlsConfig != nil {
-			scheme = "https://"
+		console := cfg.publicURL
+		if console == "" {
+			console = receiptBase(ln.Addr().String(), tlsConfig != nil)
 		}
-		stopAlerts, err := startAlerts(cfg.rules, rules, es, metrics, logger, scheme+ln.Addr().String()+"/")
+		stopAlerts, err := startAlerts(cfg.rules, rules, es, metrics, logger, console)
 		if err != nil {
 			ln.Close()
 			return err

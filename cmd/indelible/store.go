@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -24,9 +25,12 @@ func storeURL(cfg serveConfig) string {
 }
 
 // openStore opens the store serve runs on: nil for pebble in the data
-// directory (the ledger opens it), or PostgreSQL. A single node takes the
-// next epoch of the store's fence at open, so any other node still writing
-// to the same database is fenced off from its next commit on.
+// directory (the ledger opens it), or PostgreSQL. A single node holds the
+// store's owner lock for its life and refuses to start while another node
+// serves the store (a single node holding the lock, or a cluster node
+// holding the lease); then it takes the next epoch of the store's fence, so
+// that a node that lost its lock (its session ended) is fenced off from its
+// next commit on.
 func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.Store, error) {
 	dsn := storeURL(cfg)
 	if dsn == "" {
@@ -35,7 +39,7 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.St
 	if !pgkv.IsDSN(dsn) {
 		return nil, fmt.Errorf("--store (or $%s): want a postgres:// or postgresql:// URL, got %q", envStoreVar, redactURL(dsn))
 	}
-	opts := pgkv.Options{Logger: logger}
+	opts := pgkv.Options{Logger: logger, Exclusive: true}
 	if cfg.active != nil {
 		// A cluster's active node: the epoch its takeover set in the
 		// fence, and its sessions named for the next takeover (cluster.go).
@@ -45,6 +49,9 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (kv.St
 		opts.Timeout = cfg.cluster.lease
 	}
 	s, err := pgkv.Open(ctx, dsn, opts)
+	if errors.Is(err, pgkv.ErrBusy) {
+		return nil, fmt.Errorf("%w, use --lease for a cluster (every node with --lease)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the store %s: %w", redactURL(dsn), err)
 	}

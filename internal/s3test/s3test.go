@@ -53,6 +53,9 @@ type Options struct {
 	Dir              string // the server's data directory; default a new t.TempDir()
 	Addr             string // listen address; default 127.0.0.1:0
 	IgnoreConditions bool   // strip If-None-Match and If-Match (a store that ignores them)
+	// Versioning keeps every version of every object, as a bucket under
+	// Object Lock does (in the server's memory: Dir is then unused).
+	Versioning bool
 }
 
 // Server is a running s3server process.
@@ -77,6 +80,9 @@ func Start(t testing.TB, o Options) *Server {
 	args := []string{"-dir", o.Dir, "-addr", o.Addr, "-bucket", Bucket}
 	if o.IgnoreConditions {
 		args = append(args, "-ignore-conditions")
+	}
+	if o.Versioning {
+		args = append(args, "-versioning")
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr

@@ -13,6 +13,11 @@
 // as the user metadata X-Amz-Meta-Cache-Control and answers it back as
 // Cache-Control, as S3 does.
 //
+// -versioning serves the bucket from memory (gofakes3's s3mem, the backend
+// that implements S3 versioning) with versioning enabled: every replaced or
+// deleted object's earlier versions are kept and listed (GET ?versions, GET
+// ?versionId=), as a bucket under Object Lock keeps them. Not persistent.
+//
 // It prints "listening on http://ADDR" on stdout once it accepts
 // connections, and runs until killed.
 package main
@@ -27,6 +32,7 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3afero"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 func main() {
@@ -34,20 +40,34 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	bucket := flag.String("bucket", "log", "bucket created at start if missing")
 	ignore := flag.Bool("ignore-conditions", false, "drop If-None-Match and If-Match from every request")
+	versioning := flag.Bool("versioning", false, "keep every version of every object (in memory; -dir is not used)")
 	flag.Parse()
-	if *dir == "" {
-		log.Fatal("s3server: -dir is required")
-	}
-	fs, err := s3afero.FsPath(*dir, s3afero.FsPathCreateAll)
-	if err != nil {
-		log.Fatal(err)
-	}
-	be, err := s3afero.MultiBucket(fs)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := be.CreateBucket(*bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
-		log.Fatal(err)
+	var be gofakes3.Backend
+	if *versioning {
+		mem := s3mem.New()
+		if err := mem.CreateBucket(*bucket); err != nil {
+			log.Fatal(err)
+		}
+		if err := mem.SetVersioningConfiguration(*bucket, gofakes3.VersioningConfiguration{Status: gofakes3.VersioningEnabled}); err != nil {
+			log.Fatal(err)
+		}
+		be = mem
+	} else {
+		if *dir == "" {
+			log.Fatal("s3server: -dir is required")
+		}
+		fs, err := s3afero.FsPath(*dir, s3afero.FsPathCreateAll)
+		if err != nil {
+			log.Fatal(err)
+		}
+		multi, err := s3afero.MultiBucket(fs)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := multi.CreateBucket(*bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
+			log.Fatal(err)
+		}
+		be = multi
 	}
 	h := keepCacheControl(gofakes3.New(be, gofakes3.WithAutoBucket(false)).Server())
 	if *ignore {

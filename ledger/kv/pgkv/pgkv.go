@@ -24,6 +24,11 @@
 // kv.ErrFenced. A connection lost once the batch was sent returns
 // kv.ErrAmbiguous: it may have committed.
 //
+// A single node (Options.Exclusive) also holds OwnerLock, a session-level
+// advisory lock, for the store's life, so that a second node started on the
+// same database refuses to start (ErrBusy) instead of taking the next epoch
+// and fencing the running one off.
+//
 // bytea compares bytewise (memcmp, then length), the order pebble's
 // default comparer gives keys, so scans return the same order on both.
 package pgkv
@@ -52,12 +57,25 @@ const Schema = `
 CREATE TABLE IF NOT EXISTS indelible_kv (k bytea PRIMARY KEY, v bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS indelible_fence (one boolean PRIMARY KEY DEFAULT true CHECK (one), epoch bigint NOT NULL, size bigint NOT NULL, root bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS indelible_lease (one boolean PRIMARY KEY DEFAULT true CHECK (one), node text NOT NULL, url text NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);
-INSERT INTO indelible_fence (epoch, size, root) VALUES (0, -1, '') ON CONFLICT DO NOTHING;
+INSERT INTO indelible_fence (epoch, size, root) SELECT 0, -1, ''
+	WHERE NOT EXISTS (SELECT 1 FROM indelible_fence) ON CONFLICT DO NOTHING;
 `
 
 // schemaLock is the advisory lock key Open holds while it creates the schema
 // (two nodes opening an empty database at once).
 const schemaLock = 0x696e64656c69626c // "indelibl"
+
+// OwnerLock is the session-level advisory lock a single node holds on its
+// store for as long as it runs (Options.Exclusive), so that a second node
+// started on the same store refuses to start instead of fencing the running
+// one off; a cluster's takeover takes it for its transaction (package
+// cluster, which has the same constant), so a takeover and a single node
+// exclude each other. A crashed node's session ends, and the lock with it.
+const OwnerLock = 0x696e64656c6f776e // "indelown"
+
+// ErrBusy means another node is serving the store: a single node holding
+// OwnerLock, or a cluster node holding an unexpired lease.
+var ErrBusy = errors.New("another node is serving this store")
 
 // fencedMark is in the error a failed fence statement raises.
 const fencedMark = "indelible fenced"
@@ -89,8 +107,17 @@ type Options struct {
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
 	// Timeout bounds each read and each commit (a commit that times out
-	// after it was sent is kv.ErrAmbiguous). Default DefaultTimeout.
+	// after it was sent is kv.ErrAmbiguous), and how long Open waits on
+	// another session's lock (lock_timeout: a frozen node holding the
+	// fence row). Default DefaultTimeout.
 	Timeout time.Duration
+	// Exclusive, with Epoch zero (a single node), holds OwnerLock for the
+	// store's life, on a connection of its own, and refuses (ErrBusy)
+	// before taking an epoch if another single node holds it or a cluster
+	// node holds an unexpired lease: a second node started on the store
+	// then fails to start instead of fencing the running one off. Without
+	// it, Open takes the next epoch whatever runs (tests of the fence).
+	Exclusive bool
 }
 
 // DefaultTimeout is Options.Timeout's default.
@@ -106,6 +133,8 @@ type Store struct {
 
 	mu   sync.Mutex
 	last *Batch // the last batch applied, which the next waits for
+
+	owner *pgx.Conn // the session holding OwnerLock (Options.Exclusive), or nil
 }
 
 var (
@@ -171,6 +200,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		s.ownPool = true
 	}
+	if opts.Exclusive && opts.Epoch <= 0 {
+		if err := s.lockOwner(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	epoch, err := s.init(ctx, opts.Epoch)
 	if err != nil {
 		s.Close()
@@ -180,22 +215,79 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// init creates the schema under an advisory lock and takes the epoch.
+// OwnerWait is how long Open (Options.Exclusive) tries for OwnerLock before
+// it refuses: a node restarted at once after a crash may find its former
+// session still ending.
+const OwnerWait = 2 * time.Second
+
+// lockOwner takes OwnerLock on a connection taken out of the pool for the
+// store's life, or returns ErrBusy naming the session that holds it.
+func (s *Store) lockOwner(ctx context.Context) error {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgkv: connecting: %w", err)
+	}
+	conn := pc.Hijack()
+	var ok bool
+	for deadline := time.Now().Add(OwnerWait); ; {
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(OwnerLock)).Scan(&ok); err != nil {
+			conn.Close(context.Background())
+			return fmt.Errorf("pgkv: locking the store: %w", err)
+		}
+		if ok || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !ok {
+		who := lockHolder(ctx, conn)
+		conn.Close(ctx)
+		return fmt.Errorf("%w: %s holds it", ErrBusy, who)
+	}
+	s.owner = conn
+	return nil
+}
+
+// lockHolder describes the session holding OwnerLock, as well as the
+// database lets this user see it.
+func lockHolder(ctx context.Context, conn *pgx.Conn) string {
+	var app, addr string
+	var since time.Time
+	err := conn.QueryRow(ctx, `SELECT coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'a local socket'),
+		coalesce(a.backend_start, 'epoch'::timestamptz)
+		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
+		LIMIT 1`, int64(OwnerLock)).Scan(&app, &addr, &since)
+	if err != nil {
+		return "a node started without a lease (its session is not visible to this user)"
+	}
+	return fmt.Sprintf("a node started without a lease (database session %q from %s, connected since %s)",
+		app, addr, since.UTC().Format(time.RFC3339))
+}
+
+// init creates the schema under an advisory lock and takes the epoch. No
+// statement waits on another session's lock longer than the store's
+// timeout: a frozen node can hold the fence row.
 func (s *Store) init(ctx context.Context, epoch int64) (int64, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("pgkv: connecting: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, max(1, s.timeout.Milliseconds()))); err != nil {
+		return 0, fmt.Errorf("pgkv: connecting: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
-		return 0, fmt.Errorf("pgkv: locking the schema: %w", err)
+		return 0, fmt.Errorf("pgkv: locking the schema: %w", lockErr(err, s.timeout))
 	}
 	var fresh bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass('indelible_kv') IS NULL`).Scan(&fresh); err != nil {
 		return 0, fmt.Errorf("pgkv: reading the schema: %w", err)
 	}
 	if _, err := tx.Exec(ctx, Schema); err != nil {
-		return 0, fmt.Errorf("pgkv: creating the schema: %w", err)
+		return 0, fmt.Errorf("pgkv: creating the schema: %w", lockErr(err, s.timeout))
 	}
 	if fresh {
 		// Values are bundles and hashes, which do not compress: store
@@ -205,14 +297,37 @@ func (s *Store) init(ctx context.Context, epoch int64) (int64, error) {
 		}
 	}
 	if epoch <= 0 {
+		if s.owner != nil {
+			// A cluster node holding the lease: its takeover took
+			// OwnerLock for its transaction, so the lease read here is
+			// the one it committed.
+			var node, url string
+			var held bool
+			if err := tx.QueryRow(ctx, `SELECT node, url, expires_at > now() FROM indelible_lease`).Scan(&node, &url, &held); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return 0, fmt.Errorf("pgkv: reading the lease: %w", err)
+			}
+			if held && node != "" {
+				return 0, fmt.Errorf("%w: the cluster node %s (%s) holds the lease", ErrBusy, node, url)
+			}
+		}
 		if err := tx.QueryRow(ctx, `UPDATE indelible_fence SET epoch = epoch + 1 RETURNING epoch`).Scan(&epoch); err != nil {
-			return 0, fmt.Errorf("pgkv: taking an epoch: %w", err)
+			return 0, fmt.Errorf("pgkv: taking an epoch: %w", lockErr(err, s.timeout))
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("pgkv: creating the schema: %w", err)
 	}
 	return epoch, nil
+}
+
+// lockErr explains a statement that gave up waiting on another session's
+// lock (lock_timeout).
+func lockErr(err error, d time.Duration) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" {
+		return fmt.Errorf("another session held a lock the store needs for over %v (a frozen node in a commit?): %w", d, err)
+	}
+	return err
 }
 
 // Pool returns the store's connection pool (the cluster's lease uses it).
@@ -240,6 +355,12 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	if last != nil {
 		<-last.done
+	}
+	if s.owner != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.owner.Close(ctx) // ends the session: OwnerLock is free
+		cancel()
+		s.owner = nil
 	}
 	if s.ownPool {
 		s.pool.Close()

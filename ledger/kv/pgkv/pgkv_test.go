@@ -3,8 +3,11 @@ package pgkv_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/ledger/kv"
@@ -153,5 +156,109 @@ func TestPurgeVacuums(t *testing.T) {
 			t.Fatal("indelible_kv was never vacuumed")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestOpenExclusive: a store opened Exclusive holds the owner lock: a
+// second Exclusive open of the database refuses (ErrBusy, naming the
+// holder's session) and leaves the first one's epoch alone, so the first
+// goes on committing; once the first is closed the lock is free. A cluster
+// node's unexpired lease refuses it too.
+func TestOpenExclusive(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	a, err := pgkv.Open(ctx, dsn, pgkv.Options{Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := set(a, "k", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = pgkv.Open(ctx, dsn, pgkv.Options{Exclusive: true})
+	if !errors.Is(err, pgkv.ErrBusy) || !strings.Contains(err.Error(), "indelible") || !strings.Contains(err.Error(), "without a lease") {
+		t.Fatalf("second exclusive open: %v, want ErrBusy naming the holder", err)
+	}
+	if d := time.Since(start); d < pgkv.OwnerWait || d > pgkv.OwnerWait+5*time.Second {
+		t.Errorf("the refusal took %v: want about %v", d, pgkv.OwnerWait)
+	}
+	if err := set(a, "k", "a2", nil); err != nil {
+		t.Fatalf("the first store after a refused second open: %v", err)
+	}
+	if h := fenceEpoch(t, a); h != a.Epoch() {
+		t.Fatalf("fence epoch %d, the first store's %d: the refused open took an epoch", h, a.Epoch())
+	}
+	a.Close()
+	b, err := pgkv.Open(ctx, dsn, pgkv.Options{Exclusive: true})
+	if err != nil {
+		t.Fatalf("exclusive open after the holder closed: %v", err)
+	}
+	// A cluster node holding an unexpired lease.
+	if _, err := b.Pool().Exec(ctx, `INSERT INTO indelible_lease (node, url, epoch, expires_at) VALUES ('n1', 'http://n1.test', 9, now() + interval '1 minute')`); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	_, err = pgkv.Open(ctx, dsn, pgkv.Options{Exclusive: true})
+	if !errors.Is(err, pgkv.ErrBusy) || !strings.Contains(err.Error(), "n1") {
+		t.Fatalf("exclusive open under a cluster node's lease: %v, want ErrBusy naming n1", err)
+	}
+	if _, err := pgkv.Open(ctx, dsn, pgkv.Options{Epoch: 10}); err != nil {
+		t.Fatalf("a cluster node's open (its epoch given): %v", err)
+	}
+}
+
+func fenceEpoch(t *testing.T, s *pgkv.Store) int64 {
+	t.Helper()
+	var e int64
+	if err := s.Pool().QueryRow(context.Background(), `SELECT epoch FROM indelible_fence`).Scan(&e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestOpenFrozenFenceRow: a frozen node's open transaction holding the fence
+// row's lock does not block Open: a cluster node's open (its epoch given)
+// does not touch the row; a single node's, which must bump the epoch, gives
+// up after the store's timeout with an error that says why.
+func TestOpenFrozenFenceRow(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	s, err := pgkv.Open(ctx, dsn, pgkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE indelible_fence SET epoch = epoch`); err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := pgkv.Open(octx, dsn, pgkv.Options{Epoch: 5, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("a cluster node's open under the frozen node's lock: %v after %v", err, time.Since(start))
+	}
+	c.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a cluster node's open took %v", d)
+	}
+	start = time.Now()
+	_, err = pgkv.Open(octx, dsn, pgkv.Options{Exclusive: true, Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "frozen node") {
+		t.Fatalf("a single node's open under the frozen node's lock: %v after %v", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a single node's open gave up after %v: want about its 1s timeout", d)
 	}
 }
