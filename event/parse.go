@@ -137,7 +137,9 @@ func parseJSON(body []byte) ([]Event, error) {
 
 // parseNDJSON parses one object per line; blank lines are skipped.
 func parseNDJSON(body []byte) ([]Event, error) {
-	var evs []Event
+	// Room for a line's event each (blank lines aside), up to the limit:
+	// one allocation instead of a slice grown by doublings.
+	evs := make([]Event, 0, min(bytes.Count(body, []byte{'\n'})+1, MaxEvents))
 	line := 0
 	for len(body) > 0 {
 		line++

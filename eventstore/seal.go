@@ -145,16 +145,34 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 	return d, nil
 }
 
+// sealedSize is the bytes seal takes from its arena for an event of n
+// bytes.
+func sealedSize(n int) int {
+	return payloadHeaderV2 + event.SaltSize + n + tagSize + wrappedEventKeySize + blindSize
+}
+
 // seal returns the payload value (version 2) of one event sealed under the
 // event key ekey, and ekey wrapped under the day key with the counter's
-// nonce. tk is the event's time key.
-func (d *dayKey) seal(ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) (payload, wrapped []byte, err error) {
+// nonce. tk is the event's time key. Both are taken from arena when it has
+// room (sealedSize: a request's events share one allocation), else
+// allocated.
+func (d *dayKey) seal(arena *[]byte, ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) (payload, wrapped []byte, err error) {
 	aead, err := newAEAD(ekey)
 	if err != nil {
 		return nil, nil, err
 	}
 	n := len(salt) + len(eventBytes)
-	v := make([]byte, payloadHeaderV2+n+tagSize)
+	var v, w []byte
+	if arena != nil && len(*arena) >= sealedSize(len(eventBytes)) {
+		a := *arena
+		k := payloadHeaderV2 + n + tagSize
+		v = a[:k:k]
+		w = a[k : k+nonceSize : k+wrappedEventKeySize+blindSize]
+		*arena = a[k+wrappedEventKeySize+blindSize:]
+	} else {
+		v = make([]byte, payloadHeaderV2+n+tagSize)
+		w = make([]byte, nonceSize, wrappedEventKeySize+blindSize)
+	}
 	v[0] = payloadV2
 	binary.BigEndian.PutUint64(v[1:], uint64(d.day))
 	copy(v[9:], tk[:])
@@ -163,8 +181,7 @@ func (d *dayKey) seal(ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[eve
 	copy(pt[len(salt):], eventBytes)
 	aead.Seal(pt[:0], zeroNonce[:], pt, commitment[:])
 
-	// Room for the outcome's blind value the 't' key's value appends.
-	w := make([]byte, nonceSize, wrappedEventKeySize+blindSize)
+	// w has room for the outcome's blind value the 't' key's value appends.
 	d.nonce(w, ctr)
 	return v, d.aead.Seal(w, w, ekey, eventKeyAAD(commitment[:])), nil
 }

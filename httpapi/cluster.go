@@ -36,12 +36,34 @@ type ClusterConfig struct {
 	// Ready, on a standby, reports whether the active node answers: /readyz
 	// fails while it returns an error.
 	Ready func() error
+	// Hold, on a standby serving reads (a server with Config.Log: a
+	// read-only view of the shared store, ledger.OpenReader), makes the
+	// server answer the log's public reads (GET /checkpoint, /tile/...,
+	// /v1/proof/...) itself, and forward everything else (every write,
+	// and every read of event content, which is audited: its
+	// indelible.read record is the active node's to sequence). Hold is
+	// called before each local read, which then runs only if ok, and calls
+	// release when done: the view is not closed under a read. A read that
+	// finds the view closing (the node is taking over or stepping down)
+	// gets 503 and is retried.
+	Hold func() (release func(), ok bool)
 	// ForwardKey, if set (ForwardAuthKey, the same on every node), has a
 	// standby vouch for the caller's address of each request it forwards,
 	// and the active node take it as the request's remote address
 	// (forwardauth.go).
 	ForwardKey []byte
 }
+
+// standbyLocal are the routes a standby serving reads answers itself: the
+// log's public reads, which write nothing (localStore: they read the store,
+// under Hold), and the node's own status.
+var standbyLocal = map[string]bool{
+	routeCheckpoint: true, routeTile: true, routeInclusion: true, routeConsistency: true,
+	"/healthz": false, "/readyz": false, "/metrics": false, "/v1/cluster": false,
+}
+
+// errViewClosing answers a local read on a standby whose view is closing.
+var errViewClosing = errors.New("this node is changing its role (its read-only view is closing): retry")
 
 var (
 	// errNotActive answers a write whose response the write gate held back:
@@ -81,6 +103,33 @@ func (s *Server) mountCluster(cfg *ClusterConfig) {
 		s.routes["/"] = s.routes["/*"]
 		// The active node applies its own limits: stream whatever comes.
 		s.bodyLimits["/*"], s.bodyLimits["/"] = math.MaxInt64, math.MaxInt64
+		if cfg.Hold != nil {
+			s.e.Use(standbyReads(cfg.Hold, fwd))
+		}
+	}
+}
+
+// standbyReads serves the standby's local routes (standbyLocal) on GET and
+// forwards every other request, matched or not, labelled "forwarded" in the
+// metrics.
+func standbyReads(hold func() (func(), bool), fwd echo.HandlerFunc) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			store, local := standbyLocal[c.Path()]
+			if !local || c.Request().Method != http.MethodGet {
+				c.SetPath("/*") // the metrics' route label
+				return fwd(c)
+			}
+			if !store {
+				return next(c)
+			}
+			release, ok := hold()
+			if !ok {
+				return errViewClosing
+			}
+			defer release()
+			return next(c)
+		}
 	}
 }
 

@@ -43,6 +43,7 @@ var statusTable = []struct {
 	{errCheckpointWait, http.StatusServiceUnavailable},
 	{errNotActive, http.StatusServiceUnavailable},
 	{errNoActive, http.StatusServiceUnavailable},
+	{errViewClosing, http.StatusServiceUnavailable},
 	{ledger.ErrFailed, http.StatusInternalServerError},
 	{ledger.ErrCorrupt, http.StatusInternalServerError},
 	{ledger.ErrPushback, http.StatusServiceUnavailable},
@@ -109,7 +110,7 @@ var (
 // conditions that pass by themselves: a retry later can succeed.
 var passing = []error{
 	errNotReady, errShuttingDown, errCheckpointWait, witness.ErrBusy, errRateLimited, auth.ErrRateLimited,
-	audited.ErrBusy, audited.ErrClosed, eventstore.ErrClosed, errNotActive, errNoActive,
+	audited.ErrBusy, audited.ErrClosed, eventstore.ErrClosed, errNotActive, errNoActive, errViewClosing,
 }
 
 // retryHelps is the server's side of the one retry rule: whether the same

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,11 +86,25 @@ func (s *Server) mountEvents(l *eventstore.Layer, log *ledger.Log, tokens *auth.
 }
 
 // readBody reads a request body of at most event.MaxRequestBytes.
+// bodyPrealloc bounds what readBody allocates on a request's
+// Content-Length before its bytes arrive.
+const bodyPrealloc = 1 << 20
+
 func readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > event.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d per request", event.ErrTooLarge, r.ContentLength, event.MaxRequestBytes)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, event.MaxRequestBytes+1))
+	// Read into a buffer of the announced length, so that a request of
+	// 300 KB is not read through ten doublings of a buffer (ReadFrom wants
+	// MinRead bytes free before each read, the one that sees the end
+	// included). Only up to bodyPrealloc: a writer announcing 16 MiB and
+	// sending them slowly must not get them allocated before they arrive.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, bodyPrealloc)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, event.MaxRequestBytes+1))
+	b := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

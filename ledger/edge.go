@@ -192,9 +192,18 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 		}
 	}
 
-	// Rebuild the compact range from the hashes of its nodes: the partial
-	// tiles above (and so the entries of the partial bundle) must hash up to
-	// the recorded root.
+	rng, err := l.edgeRange(e, tree)
+	if err != nil {
+		return nil, err
+	}
+	e.rng = rng
+	return e, nil
+}
+
+// edgeRange rebuilds the compact range of e from the hashes of its nodes:
+// the partial tiles (and so the entries of the partial bundle) must hash up
+// to tree's root.
+func (l *Log) edgeRange(e *edge, tree tlog.Tree) (*compact.Range, error) {
 	ids := compact.RangeNodes(0, uint64(tree.N), nil)
 	indexes := make([]int64, len(ids))
 	for i, id := range ids {
@@ -219,8 +228,7 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 	if root != tree.Hash {
 		return nil, fmt.Errorf("%w: stored tiles give root %v for size %d, state says %v", ErrCorrupt, root, tree.N, tree.Hash)
 	}
-	e.rng = rng
-	return e, nil
+	return rng, nil
 }
 
 // readDeltas reassembles the partial bundle n of w entries from its 'e'

@@ -260,6 +260,10 @@ type Log struct {
 
 	closeMu sync.Mutex
 	closed  bool
+
+	// reader is set on a read-only view (OpenReader, reader.go): no
+	// sequencer, publisher or hooks run, and every write is refused.
+	reader *reader
 }
 
 // published is one signed checkpoint, made visible atomically.
@@ -536,6 +540,9 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.reader != nil {
+		return l.closeReader()
+	}
 	l.qmu.Lock()
 	l.closing = true
 	l.qmu.Unlock()

@@ -86,6 +86,9 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry, sidecar func(ind
 }
 
 func (l *Log) appendEntries(ctx context.Context, entries []Entry, sidecar func([]int64, Writer) error, hint int) ([]int64, error) {
+	if l.reader != nil {
+		return nil, ErrReadOnly
+	}
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -235,12 +238,32 @@ func (w batchWriter) DeleteRange(lo, hi []byte) error {
 // integrate assigns indexes to reqs, extends the right edge, builds the batch
 // and applies it with ApplyNoSyncWait: visible to pebble readers, durable only
 // after SyncWait. Nothing is published before that.
+// batchFixedBytes and batchEntryBytes size a commit's batch: what it writes
+// per commit and per entry besides the entries' and the sidecars' bytes
+// (pebble's record headers included).
+const (
+	batchFixedBytes = 4096 + 4*2*tileBytes
+	batchEntryBytes = 2*2 + 2*tlog.HashSize + 8
+	tileBytes       = itlog.TileWidth * tlog.HashSize
+)
+
+// batchBuilt, if set (tests only), sees each commit's batch, complete, and
+// the size it was given up front.
+var batchBuilt func(b kv.Batch, sized int)
+
 func (l *Log) integrate(reqs []*request) *commit {
 	start := time.Now()
 	e := l.edge
-	size := 4096
+	// The batch's size up front: a batch that outgrows its buffer is copied
+	// into one twice as big (issue 21: 1.8 KB allocated and copied per
+	// event). Each entry is written twice (its 'e' record, then its full
+	// bundle) with a 2-byte length, and adds a hash to a level-0 tile and to
+	// an inner record (32 bytes each); each commit rewrites the partial
+	// tiles and inner records of the levels above (8 KiB each at most),
+	// plus the state and the fence.
+	size := batchFixedBytes
 	for _, r := range reqs {
-		size += r.hint + r.bytes + 16*len(r.entries)
+		size += r.hint + 2*r.bytes + batchEntryBytes*len(r.entries)
 	}
 	b := l.db.NewBatch(size)
 	c := &commit{batch: b, reqs: reqs, start: start}
@@ -311,6 +334,9 @@ func (l *Log) integrate(reqs []*request) *commit {
 		// Durability point: the batch goes to the WAL with Sync; publishLoop
 		// waits for the fsync before anything attests to it, and publishes
 		// nothing more once a commit has failed.
+		if batchBuilt != nil {
+			batchBuilt(b, size)
+		}
 		if err := b.Apply(); err != nil {
 			c.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		}

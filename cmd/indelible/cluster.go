@@ -48,6 +48,9 @@ type activeNode struct {
 	lease *cluster.Lease
 	ln    net.Listener
 	front *frontHandler
+	// serving is closed once front serves the active node's handler: the
+	// standby's read-only view may close then.
+	serving chan struct{}
 }
 
 // frontHandler serves whichever handler the node's role calls for.
@@ -97,6 +100,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		return err
 	}
 	node := cfg.cluster.node
+	fwdKey := forwardKey(cfg, logger)
 	standby := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rateLimit, Cluster: &httpapi.ClusterConfig{
 		Status: func() api.Cluster {
 			// This server answers while the node is not serving as
@@ -110,13 +114,53 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 		},
 		Ready:      activeProbe(lease, tlsConfig != nil),
-		ForwardKey: forwardKey(cfg, logger),
+		ForwardKey: fwdKey,
 	}})
 	front := &frontHandler{}
 	front.set(standby.Handler())
 	hs := standby.HTTPServer(cfg.listen)
 	hs.Handler, hs.TLSConfig = front, tlsConfig
 	fmt.Fprintf(out, "cluster node %s: standby on %s, advertising %s, lease %v\n", node, ln.Addr(), cfg.cluster.advertise, cfg.cluster.lease)
+
+	// The standby serves the log's reads from its read-only view of the
+	// store (standby.go) once it can open one (a log exists, a checkpoint
+	// was released); until then, and while it has none, it forwards
+	// everything.
+	var (
+		view    *standbyView
+		viewErr string         // why the last attempt to open a view failed
+		closing sync.WaitGroup // views closing: each waits for its reads under way
+	)
+	defer closing.Wait()
+	openView := func() {
+		if view != nil {
+			return
+		}
+		v, err := openStandbyView(ctx, cfg, dsn, lease, tlsConfig != nil, fwdKey, logger)
+		if err != nil {
+			if err.Error() != viewErr { // retried every second: said once
+				logger.Warn("cluster: the standby forwards every request: no read-only view of the store", "err", err)
+				viewErr = err.Error()
+			}
+			return
+		}
+		viewErr = ""
+		view = v
+		front.set(v.srv.Handler())
+		logger.Info("cluster: the standby serves the log's reads from the store", "node", node)
+	}
+	closeView := func() {
+		// In the background: a slow client of a read under way must not
+		// hold this loop (the node's handler is already another).
+		if v := view; v != nil {
+			view = nil
+			closing.Go(v.close)
+		}
+	}
+	defer closeView()
+	openView()
+	retryView := time.NewTicker(time.Second)
+	defer retryView.Stop()
 
 	lctx, stopLease := context.WithCancel(context.Background())
 	leaseDone := make(chan struct{})
@@ -128,6 +172,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 		running      bool
 		cancelActive context.CancelFunc
 		activeDone   = make(chan error, 1)
+		serving      <-chan struct{} // the active node's, until its handler serves
 		epoch        int64
 		result       error
 	)
@@ -139,6 +184,16 @@ loop:
 		case err := <-serveErr:
 			result = fmt.Errorf("serving HTTP: %w", err)
 			break loop
+		case <-retryView.C:
+			if !running {
+				openView()
+			}
+		case <-serving:
+			// The active node's handler serves: no request reaches the
+			// view any more but those already in it, which close waits
+			// for.
+			serving = nil
+			closeView()
 		case c := <-lease.Changes():
 			switch {
 			case c.Role == cluster.Active && !running:
@@ -146,8 +201,12 @@ loop:
 				actx, cancel := context.WithCancel(ctx)
 				cancelActive = cancel
 				acfg := cfg
+				ch := make(chan struct{})
+				serving = ch
 				acfg.active = &activeNode{epoch: c.Epoch, lease: lease, ln: sharedListener{ln}, front: front,
-					dsn: must(lease.SessionDSN(dsn))}
+					dsn: must(lease.SessionDSN(dsn)), serving: ch}
+				// The view serves reads until the active node's
+				// handler takes over.
 				go func() { activeDone <- runServe(actx, acfg, out) }()
 			case c.Role == cluster.Standby && running:
 				// Forward at once; the active server's in-flight writes
@@ -156,9 +215,10 @@ loop:
 				cancelActive()
 			}
 		case err := <-activeDone:
-			running = false
+			running, serving = false, nil
 			cancelActive()
 			front.set(standby.Handler())
+			closeView() // if the active node never served
 			if _, holding := lease.Holding(); holding {
 				// A failure (a fenced or ambiguous commit, a fork in the
 				// bucket, a refused start) while this node still holds
@@ -176,6 +236,7 @@ loop:
 				logger.Warn("cluster: the former active node stopped", "node", node, "epoch", epoch, "err", err)
 			}
 			logger.Info("cluster: standby again", "node", node, "epoch", epoch)
+			openView()
 		}
 	}
 	if running {
@@ -197,12 +258,15 @@ loop:
 		cancel()
 	}
 	standby.SetShuttingDown()
+	if view != nil {
+		view.srv.SetShuttingDown()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
 	}
-	return result
+	return result // the view closes after the HTTP server (deferred)
 }
 
 func must[T any](v T, err error) T {
@@ -323,6 +387,9 @@ func forwardKey(cfg serveConfig, logger *slog.Logger) []byte {
 // ambiguous commit: the process must reload from the store).
 func (a *activeNode) serve(ctx context.Context, srv *httpapi.Server, l *ledger.Log, logger *slog.Logger) error {
 	a.front.set(srv.Handler())
+	if a.serving != nil {
+		close(a.serving)
+	}
 	logger.Info("cluster: active", "epoch", a.epoch)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

@@ -1,23 +1,9 @@
 package main
 
-import (
-	"os"
-	"runtime/debug"
-)
+import "indelible.dev/cmd/indelible/internal/gctune"
 
-// serveGCPercent is the garbage collector's target for serve: the next
-// collection starts when the heap has grown by this percentage of the live
-// heap. The server's live heap is small (about 5 MiB: pebble keeps its
-// memtables and block cache outside the Go heap), so Go's default of 100 ran
-// a collection three to eight times a second under load, and each one stops
-// the world: on a busy machine the stop took up to 423 ms (GODEBUG=gctrace=1,
-// BENCHMARKS.md "Performance wave (issue 13)"). At 400 the heap peaks at
-// about 30 MiB instead of 12 and collections are five times rarer.
-const serveGCPercent = 400
+// serveGCPercent is serve's GC target (gctune.ServePercent says why).
+const serveGCPercent = gctune.ServePercent
 
 // tuneGC sets serveGCPercent unless the operator chose with GOGC.
-func tuneGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(serveGCPercent)
-	}
-}
+func tuneGC() { gctune.Tune() }

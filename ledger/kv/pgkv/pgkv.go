@@ -111,6 +111,10 @@ type Options struct {
 	// another session's lock (lock_timeout: a frozen node holding the
 	// fence row). Default DefaultTimeout.
 	Timeout time.Duration
+	// ReadOnly opens the store for reading only (a standby's view,
+	// ledger.OpenReader): no schema is created and no epoch taken, and
+	// every commit is fenced (its epoch is -1).
+	ReadOnly bool
 	// Exclusive, with Epoch zero (a single node), holds OwnerLock for the
 	// store's life, on a connection of its own, and refuses (ErrBusy)
 	// before taking an epoch if another single node holds it or a cluster
@@ -199,6 +203,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("pgkv: connecting: %w", redact(err))
 		}
 		s.ownPool = true
+	}
+	if opts.ReadOnly {
+		s.epoch.Store(-1)
+		return s, nil
 	}
 	if opts.Exclusive && opts.Epoch <= 0 {
 		if err := s.lockOwner(ctx); err != nil {

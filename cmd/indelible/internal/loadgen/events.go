@@ -23,6 +23,7 @@ type EventsConfig struct {
 	Writers    int           // concurrent writers, one request in flight each
 	PerRequest int           // events per request: 1 sends one JSON object, more send NDJSON
 	Duration   time.Duration // how long to send
+	Requests   int64         // if > 0, also stop after this many requests (the same work for an A/B)
 	Start      int64         // number of the first event (its time is EventsBase + Start ms)
 	// OTLP sends POST /v1/logs instead: OpenTelemetry log records
 	// (OTLPBody: protobuf, gzip), PerRequest a request. The bodies are
@@ -164,6 +165,9 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 				// Every event gets the next time: the events of a run are
 				// numbered from cfg.Start in the order bodies are taken.
 				n := next.Add(1) - 1
+				if cfg.Requests > 0 && n >= cfg.Requests {
+					break
+				}
 				b := n % int64(len(bodies))
 				body = append(body[:0], bodies[b]...)
 				for j, off := range offs[b] {

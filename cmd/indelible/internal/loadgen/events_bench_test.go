@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -21,13 +23,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/auth"
+	"indelible.dev/cmd/indelible/internal/gctune"
 	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
 	"indelible.dev/ledger/kv"
+	"indelible.dev/ledger/kv/pebblekv"
 )
 
 // The events benchmark (BENCHMARKS.md, "Audit events"): a real ledger,
@@ -37,11 +42,14 @@ import (
 //
 //	EVBENCH_DIR      store directory, kept and reused (default: a temporary one)
 //	EVBENCH_DUR      duration of each ingest phase (default 20s)
+//	EVBENCH_EVENTS   if set, the batched phases also stop after this many events
+//	                 (the same work in every run of an A/B, whatever the load)
 //	EVBENCH_BUILD    extra batched ingest before the queries, to grow the store (default 0)
 //	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,query,restart (default all)
 //	                 (batch: every event with an id; batchnoid: the same without ids)
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
-//	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file
+//	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file,
+//	                 and one of the first batched phase without ids to this file + ".noid"
 //	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
 //	EVBENCH_QUERYN   queries measured per query (default 180, after 20 more that warm its caches)
 //
@@ -55,6 +63,7 @@ type benchServer struct {
 	srv    *httpapi.Server
 	tokens *auth.Store
 	tok    string
+	pdb    *pebble.DB // the pebble store's, for its metrics (nil on another store)
 }
 
 type benchPersister struct{}
@@ -77,6 +86,16 @@ func openBenchStore(t *testing.T, dir string, skey string, store kv.Store) *benc
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var pdb *pebble.DB
+	if store == nil {
+		// The ledger's own pebble store, opened here to read its metrics
+		// (WAL, flush and compaction bytes per event).
+		ps, err := pebblekv.Open(dir, pebblekv.Options{Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, pdb = ps, ps.DB()
+	}
 	l, err := ledger.Open(dir, ledger.Options{Signer: s, Logger: logger, Store: store})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +120,7 @@ func openBenchStore(t *testing.T, dir string, skey string, store kv.Store) *benc
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = srv.HTTPServer("")
 	hs.Start()
-	return &benchServer{dir: dir, log: l, layer: layer, hs: hs, srv: srv, tokens: tokens, tok: secret}
+	return &benchServer{dir: dir, log: l, layer: layer, hs: hs, srv: srv, tokens: tokens, tok: secret, pdb: pdb}
 }
 
 func (b *benchServer) size() int64 {
@@ -166,9 +185,13 @@ func (b *benchServer) ingest(t *testing.T, name string, cfg EventsConfig) {
 			}
 		}
 	}()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	lsm0 := b.lsmBytes()
 	cpu0 := cpuNow()
 	res, err := Events(t.Context(), cfg)
 	cpu := cpuNow() - cpu0
+	runtime.ReadMemStats(&ms1)
 	close(done)
 	wg.Wait()
 	if err != nil {
@@ -177,18 +200,44 @@ func (b *benchServer) ingest(t *testing.T, name string, cfg EventsConfig) {
 	var sb strings.Builder
 	res.Print(&sb)
 	per := time.Duration(0)
+	var allocs, allocBytes, gcs float64
 	if res.Events > 0 {
 		per = cpu / time.Duration(res.Events)
+		allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(res.Events)
+		allocBytes = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(res.Events)
+		gcs = float64(ms1.NumGC - ms0.NumGC)
 	}
 	rs := "n/a"
 	if len(rss) > 0 {
 		rs = fmt.Sprintf("first %.0f MiB, max %.0f MiB, last %.0f MiB (%d samples)", rss[0], slices.Max(rss), rss[len(rss)-1], len(rss))
 	}
-	t.Logf("%s: %s  process CPU %v per event (%.2f cores); RSS %s; log size %d",
-		name, strings.TrimSpace(sb.String()), per, cpu.Seconds()/res.Elapsed.Seconds(), rs, b.size())
+	// Allocations are the whole process's (the in-process load generator's
+	// client included), like the CPU.
+	lsm := b.lsmBytes()
+	for i := range lsm {
+		lsm[i] = (lsm[i] - lsm0[i]) / max(1, uint64(res.Events))
+	}
+	t.Logf("%s: %s  process CPU %v per event (%.2f cores); %.0f allocs, %.0f B per event, %.0f GCs; pebble bytes per event: WAL %d, flushed %d, compacted %d; RSS %s; log size %d",
+		name, strings.TrimSpace(sb.String()), per, cpu.Seconds()/res.Elapsed.Seconds(), allocs, allocBytes, gcs, lsm[0], lsm[1], lsm[2], rs, b.size())
 	if res.Errors > 0 && res.Events == 0 {
 		t.Fatalf("%s: every request failed: %v", name, res.FirstErr)
 	}
+}
+
+// lsmBytes returns the bytes pebble has written so far: to the WAL, in
+// flushes and in compactions (zero on another store).
+func (b *benchServer) lsmBytes() [3]uint64 {
+	if b.pdb == nil {
+		return [3]uint64{}
+	}
+	m := b.pdb.Metrics()
+	var r [3]uint64
+	r[0] = m.WAL.BytesWritten
+	for _, lv := range m.Levels {
+		r[1] += lv.TableBytesFlushed
+		r[2] += lv.TableBytesCompacted
+	}
+	return r
 }
 
 func pct(ds []time.Duration) string {
@@ -201,6 +250,13 @@ func TestEventsBench(t *testing.T) {
 	if os.Getenv("INDELIBLE_EVENTS_BENCH") != "1" {
 		t.Skip("set INDELIBLE_EVENTS_BENCH=1 to run the events benchmark")
 	}
+	// The server runs with serve's GC setting (unless GOGC is set), as
+	// it does in production: at Go's default the in-process server
+	// collected five times as often as indelible serve does (issue 21).
+	gcp := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gcp)
+	defer debug.SetGCPercent(gcp)
+	gctune.Tune()
 	dir := os.Getenv("EVBENCH_DIR")
 	if dir == "" {
 		dir = t.TempDir()
@@ -236,6 +292,10 @@ func TestEventsBench(t *testing.T) {
 	// Batched ingest with ids (what production sends) and without, rounds
 	// alternating, so the A/B pair sees the same machine load.
 	rounds := envCount(t, "EVBENCH_ROUNDS", 1)
+	var reqs int64
+	if os.Getenv("EVBENCH_EVENTS") != "" {
+		reqs = int64(envCount(t, "EVBENCH_EVENTS", 0)) / 1000
+	}
 	for r := range rounds {
 		if phases["batch"] {
 			var pf *os.File
@@ -247,14 +307,27 @@ func TestEventsBench(t *testing.T) {
 				pf = f
 				pprof.StartCPUProfile(f)
 			}
-			b.ingest(t, "batched NDJSON with ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size(), IDs: true})
+			b.ingest(t, "batched NDJSON with ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Requests: reqs, Start: b.size(), IDs: true})
 			if pf != nil {
 				pprof.StopCPUProfile()
 				pf.Close()
 			}
 		}
 		if phases["batchnoid"] {
-			b.ingest(t, "batched NDJSON without ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Start: b.size()})
+			var pf *os.File
+			if p := os.Getenv("EVBENCH_CPUPROF"); p != "" && r == 0 {
+				f, err := os.Create(p + ".noid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				pf = f
+				pprof.StartCPUProfile(f)
+			}
+			b.ingest(t, "batched NDJSON without ids, 1000 events/request, 4 writers", EventsConfig{Writers: 4, PerRequest: 1000, Duration: dur, Requests: reqs, Start: b.size()})
+			if pf != nil {
+				pprof.StopCPUProfile()
+				pf.Close()
+			}
 		}
 	}
 	if phases["single"] {
