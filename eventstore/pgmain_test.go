@@ -16,7 +16,12 @@ func TestMain(m *testing.M) {
 	if pgtest.Enabled() {
 		ledger.TestingStore = pgtest.ForDirs()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if listEnv != nil { // BenchmarkList's store: closed and removed
+		listEnv.close()
+		os.RemoveAll(listEnv.dir)
+	}
+	os.Exit(code)
 }
 
 // pebbleOnly skips a test of the pebble store's own files when the suite

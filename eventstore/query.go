@@ -273,6 +273,12 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 		need := f.q.Limit - len(page.Records) // 0: look ahead for a next page
 		want := max(need, 1)
 		scan := want
+		if !joined && need > 0 {
+			// The page and the look-ahead for a next page in one scan
+			// (the index keys decide a match, so the extra candidate
+			// costs a key, not a decryption).
+			scan = want + 1
+		}
 		if joined {
 			if round == 0 {
 				// As if every candidate matched (filters on related
@@ -456,6 +462,12 @@ type candidate struct {
 	tval []byte
 }
 
+// payloadBufs holds the buffers fetch reads a chunk's payloads into. A
+// payload's bytes are not kept past its opening (recordOf copies the salt
+// and decrypts into a new buffer), so a buffer is reused once fetch has
+// returned.
+var payloadBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // fetchParallelMin is the fewest candidates fetch opens on more than one
 // goroutine.
 const fetchParallelMin = 16
@@ -476,18 +488,46 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 	// large store each is a block read per candidate, mostly waiting).
 	vals := make([][]byte, n)
 	ents := make([][]byte, n)
+	pbuf := payloadBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*pbuf) <= 4<<20 {
+			payloadBufs.Put(pbuf)
+		}
+	}()
 	var lerr [3]error
 	var lwg sync.WaitGroup
 	lwg.Add(2)
 	go func() {
 		defer lwg.Done()
-		keys := make([][]byte, 0, n)
-		for _, k := range byIndex {
-			keys = append(keys, payloadKey(cands[k].i))
+		keys := make([][]byte, n)
+		kbuf := make([]byte, 0, n*(1+indexSize))
+		for j, k := range byIndex {
+			at := len(kbuf)
+			kbuf = append(kbuf, payloadKey(cands[k].i)...)
+			keys[j] = kbuf[at:len(kbuf):len(kbuf)]
 		}
-		lerr[0] = l.log.GetExtSorted(keys, func(j int, v []byte) {
-			vals[byIndex[j]] = bytes.Clone(v)
+		get := l.log.GetExtSorted
+		if n > 1 && cands[byIndex[n-1]].i-cands[byIndex[0]].i < int64(4*n) {
+			// Close together (a time range, the newest events): each
+			// read is a short forward seek from the one before.
+			get = l.log.GetExtNear
+		}
+		// One buffer for the page's payloads instead of one apiece,
+		// reused across listings: opening a payload copies what it keeps.
+		buf := (*pbuf)[:0]
+		ends := slices.Repeat([]int{-1}, n) // -1: no value
+		lerr[0] = get(keys, func(j int, v []byte) {
+			buf = append(buf, v...)
+			ends[j] = len(buf)
 		})
+		*pbuf = buf
+		at := 0
+		for j, e := range ends {
+			if e >= 0 {
+				vals[byIndex[j]] = buf[at:e:e]
+				at = e
+			}
+		}
 	}()
 	go func() {
 		defer lwg.Done()
@@ -495,10 +535,20 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 		for j, k := range byIndex {
 			idx[j] = cands[k].i
 		}
+		buf := make([]byte, 0, n*32) // log entries are 32-byte commitments
+		ends := slices.Repeat([]int{-1}, n)
 		lerr[1] = l.log.EntriesFunc(idx, func(j int, e []byte) error {
-			ents[byIndex[j]] = bytes.Clone(e)
+			buf = append(buf, e...)
+			ends[j] = len(buf)
 			return nil
 		})
+		at := 0
+		for j, e := range ends {
+			if e >= 0 {
+				ents[byIndex[j]] = buf[at:e:e]
+				at = e
+			}
+		}
 	}()
 	if !haveT {
 		byTime := slices.Clone(byIndex)

@@ -54,5 +54,5 @@ func (h *eventHandlers) serveAlerts(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, wirePage(page))
+	return writePage(c, page)
 }

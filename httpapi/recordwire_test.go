@@ -61,11 +61,35 @@ func TestRecordWireBytes(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", what, got, want)
 		}
 	}
-	st, _, b := te.req(http.MethodGet, "/v1/events?action=doc.wire", "read", "", nil)
+	st, h, b := te.req(http.MethodGet, "/v1/events?action=doc.wire", "read", "", nil)
 	if st != http.StatusOK {
 		t.Fatalf("GET /v1/events: %d %s", st, b)
 	}
 	check("GET /v1/events", string(b), `{"events":[`+httpRecord+"]}\n")
+	check("GET /v1/events Content-Type", h.Get("Content-Type"), "application/json")
+	check("GET /v1/events Cache-Control", h.Get("Cache-Control"), "no-store")
+	// A page with a next page: the cursor after the records.
+	te.append("application/json", `{"action":"doc.page","reason":"<older>"}`)
+	j := te.append("application/json", `{"action":"doc.page","reason":"<&newer>"}`)[0]
+	if _, _, err := te.l.WaitSize(t.Context(), j+1); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := te.layer.Get(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, b = te.req(http.MethodGet, "/v1/events?action=doc.page&limit=1", "read", "", nil)
+	var pg struct {
+		NextCursor string `json:"next_cursor"`
+	}
+	if st != http.StatusOK || json.Unmarshal(b, &pg) != nil || pg.NextCursor == "" {
+		t.Fatalf("GET /v1/events?action=doc.page&limit=1: %d %s", st, b)
+	}
+	esc.Reset()
+	json.HTMLEscape(&esc, newer.EventBytes)
+	check("GET /v1/events?action=doc.page&limit=1", string(b), `{"events":[{"index":`+strconv.FormatInt(j, 10)+`,"event":`+esc.String()+
+		`,"event_bytes":"`+base64.StdEncoding.EncodeToString(newer.EventBytes)+`","salt":"`+base64.StdEncoding.EncodeToString(newer.Salt[:])+
+		`","commitment":"`+base64.StdEncoding.EncodeToString(newer.Commitment[:])+`"}],"next_cursor":"`+pg.NextCursor+"\"}\n")
 	st, _, b = te.req(http.MethodGet, "/v1/events/"+strconv.FormatInt(i, 10), "read", "", nil)
 	if st != http.StatusOK {
 		t.Fatalf("GET /v1/events/%d: %d %s", i, st, b)

@@ -50,6 +50,8 @@ import (
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
 //	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file,
 //	                 and one of the first batched phase without ids to this file + ".noid"
+//	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
+//	EVBENCH_QUERYN   queries measured per query (default 180, after 20 more that warm its caches)
 //
 //	INDELIBLE_EVENTS_BENCH=1 go test ./cmd/indelible/internal/loadgen -run TestEventsBench -v -timeout 0
 
@@ -359,15 +361,28 @@ func TestEventsBench(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		var qprof *os.File
+		if p := os.Getenv("EVBENCH_QUERYPROF"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qprof = f
+			pprof.StartCPUProfile(f)
+		}
 		for _, name := range slices.Sorted(maps.Keys(paths)) {
 			cpu0 := cpuNow()
-			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 200)
+			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 20+envCount(t, "EVBENCH_QUERYN", 180))
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Process CPU per query (server, audit record and client) is
 			// the figure a loaded machine disturbs least.
 			t.Logf("query %s: %s; process CPU %v per query", name, pct(ds[20:]), (cpuNow()-cpu0)/time.Duration(len(ds))) // the first 20 warm the caches
+		}
+		if qprof != nil {
+			pprof.StopCPUProfile()
+			qprof.Close()
 		}
 	}
 	if phases["restart"] {
