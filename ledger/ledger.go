@@ -425,14 +425,16 @@ func (l *Log) init(hwm *highWater) (tlog.Tree, error) { return l.initOnce(hwm, f
 func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 	origin, err := l.get(keyOrigin)
 	if errors.Is(err, ErrNotFound) {
-		if _, err := l.get(keyState); !errors.Is(err, ErrNotFound) {
-			if !retried {
-				// A shared store: another node may have created the
-				// log between the two reads. Read again.
-				return l.initOnce(hwm, true)
+		if _, serr := l.get(keyState); !errors.Is(serr, ErrNotFound) {
+			// A shared store: another node may have created the log
+			// between the two reads (the origin and the tree state are
+			// one commit). Read the origin again.
+			if origin, err = l.get(keyOrigin); errors.Is(err, ErrNotFound) {
+				return tlog.Tree{}, fmt.Errorf("%w: tree state without origin", ErrCorrupt)
 			}
-			return tlog.Tree{}, fmt.Errorf("%w: tree state without origin", ErrCorrupt)
 		}
+	}
+	if errors.Is(err, ErrNotFound) {
 		if l.guard != nil {
 			if err := l.guard.mayCreate(hwm); err != nil {
 				return tlog.Tree{}, err
