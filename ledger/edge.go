@@ -148,14 +148,34 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 		return nil, err
 	}
 	e.bundle.data = data
+	if err := l.fillEdgeTiles(e, false, true); err != nil {
+		return nil, err
+	}
+
+	rng, err := l.edgeRange(e, tree)
+	if err != nil {
+		return nil, err
+	}
+	e.rng = rng
+	return e, nil
+}
+
+// fillEdgeTiles fills e's partial tiles for a tree of e.size entries:
+// level 0 from the hashes of e's bundle, the levels above from the stored
+// tiles, which must be exactly as wide as the partial tile (the writer's own
+// right edge) or, with prefix, at least as wide (a reader's: the store may be
+// ahead of the tree it serves; partial tiles are prefixes of later ones).
+// With inner, the inner nodes of each partial tile are restored too.
+func (l *Log) fillEdgeTiles(e *edge, prefix, inner bool) error {
 	for lvl := 0; ; lvl++ {
-		count := tree.N >> (uint(lvl) * itlog.TileHeight)
+		count := e.size >> (uint(lvl) * itlog.TileHeight)
 		if count == 0 && lvl > 0 {
 			break
 		}
 		t := e.tile(lvl)
 		t.n = count / itlog.TileWidth
 		t.w = int(count % itlog.TileWidth)
+		want := t.w * tlog.HashSize
 		switch {
 		case t.w == 0:
 		case lvl == 0:
@@ -165,19 +185,19 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 				return true
 			})
 			if err != nil {
-				return nil, fmt.Errorf("%w: right-edge bundle %d: %w", ErrCorrupt, e.bundle.n, err)
+				return fmt.Errorf("%w: right-edge bundle %d: %w", ErrCorrupt, e.bundle.n, err)
 			}
 		default:
 			data, err := l.get(tileKey(lvl, t.n))
 			if err != nil {
-				return nil, fmt.Errorf("%w: reading right-edge tile %d/%d: %w", ErrCorrupt, lvl, t.n, err)
+				return fmt.Errorf("%w: reading right-edge tile %d/%d: %w", ErrCorrupt, lvl, t.n, err)
 			}
-			if len(data) != t.w*tlog.HashSize {
-				return nil, fmt.Errorf("%w: right-edge tile %d/%d is %d bytes, want %d", ErrCorrupt, lvl, t.n, len(data), t.w*tlog.HashSize)
+			if len(data) != want && (!prefix || len(data) < want) {
+				return fmt.Errorf("%w: right-edge tile %d/%d is %d bytes, want %d", ErrCorrupt, lvl, t.n, len(data), want)
 			}
-			t.data = append(t.data, data...)
+			t.data = append(t.data, data[:want]...)
 		}
-		if t.w > 1 {
+		if inner && t.w > 1 {
 			// Restore the inner nodes of the partial tile computed so far.
 			ex := expand(t.data)
 			t.inner, t.innerN = make([]byte, innerHashes*tlog.HashSize), t.n
@@ -191,13 +211,7 @@ func (l *Log) loadEdge(tree tlog.Tree) (*edge, error) {
 			break
 		}
 	}
-
-	rng, err := l.edgeRange(e, tree)
-	if err != nil {
-		return nil, err
-	}
-	e.rng = rng
-	return e, nil
+	return nil
 }
 
 // edgeRange rebuilds the compact range of e from the hashes of its nodes:

@@ -235,38 +235,8 @@ func (l *Log) snapshotAt(tree tlog.Tree) (*edgeSnapshot, error) {
 		}
 		e.bundle.data = data
 	}
-	for lvl := 0; ; lvl++ {
-		count := tree.N >> (uint(lvl) * itlog.TileHeight)
-		if count == 0 && lvl > 0 {
-			break
-		}
-		t := e.tile(lvl)
-		t.n = count / itlog.TileWidth
-		t.w = int(count % itlog.TileWidth)
-		switch {
-		case t.w == 0:
-		case lvl == 0:
-			err := itlog.WalkBundle(e.bundle.data, func(entry []byte) bool {
-				h := tlog.RecordHash(entry)
-				t.data = append(t.data, h[:]...)
-				return true
-			})
-			if err != nil {
-				return nil, fmt.Errorf("%w: right-edge bundle %d: %w", ErrCorrupt, e.bundle.n, err)
-			}
-		default:
-			data, err := l.get(tileKey(lvl, t.n))
-			if err != nil {
-				return nil, fmt.Errorf("%w: reading right-edge tile %d/%d: %w", ErrCorrupt, lvl, t.n, err)
-			}
-			if len(data) < t.w*tlog.HashSize {
-				return nil, fmt.Errorf("%w: right-edge tile %d/%d is %d bytes, want at least %d", ErrCorrupt, lvl, t.n, len(data), t.w*tlog.HashSize)
-			}
-			t.data = append(t.data, data[:t.w*tlog.HashSize]...)
-		}
-		if count == 0 {
-			break
-		}
+	if err := l.fillEdgeTiles(e, true, false); err != nil {
+		return nil, err
 	}
 	if _, err := l.edgeRange(e, tree); err != nil {
 		return nil, err
