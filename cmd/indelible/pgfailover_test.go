@@ -425,19 +425,7 @@ func TestPGFailoverLease(t *testing.T) {
 // one); every entry acknowledged before is there, and new ones follow.
 // TestPGFailoverOutage has an append during the outage.
 func TestPGFailoverIdle(t *testing.T) {
-	pair := pgtest.StartPair(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	p := startServe(t, dir, "--store", pair.MultiHost())
-	v, err := note.NewVerifier(p.vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: killTestTimeout}
-	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
-	for i := range 50 {
-		e := fmt.Appendf(nil, "before the failover %d", i)
-		cl.record(p.url, httpAdd(t, p.url, e), e)
-	}
+	pair, _, p, v, hc, cl := failoverNode(t, "before the failover")
 	// Let the node finish what follows an append (checkpoints, the
 	// leaf-hash index) so that nothing is in flight at the kill.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -452,7 +440,10 @@ func TestPGFailoverIdle(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	pair.KillPrimary()
 	pair.Promote()
-	var idx int64
+	var (
+		idx int64
+		err error
+	)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		e := []byte("after the failover")
 		if idx, err = postEntry(t.Context(), hc, p.url, e); err == nil {
@@ -485,20 +476,8 @@ func TestPGFailoverIdle(t *testing.T) {
 // Started again before the promotion, it refuses to start; after it, with
 // the same --store, it goes on with everything acknowledged before.
 func TestPGFailoverOutage(t *testing.T) {
-	pair := pgtest.StartPair(t)
-	dir := filepath.Join(t.TempDir(), "data")
+	pair, dir, p, v, hc, cl := failoverNode(t, "before the outage")
 	store := pair.MultiHost()
-	p := startServe(t, dir, "--store", store)
-	v, err := note.NewVerifier(p.vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: killTestTimeout}
-	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
-	for i := range 50 {
-		e := fmt.Appendf(nil, "before the outage %d", i)
-		cl.record(p.url, httpAdd(t, p.url, e), e)
-	}
 	pair.KillPrimary()
 	if _, err := postEntry(t.Context(), hc, p.url, []byte("while no primary")); err == nil {
 		t.Fatal("an append was acknowledged while no PostgreSQL server accepted writes")
@@ -529,4 +508,24 @@ func TestPGFailoverOutage(t *testing.T) {
 	final := cl.check(hc, p.url, v)
 	t.Logf("final size %d", final.N)
 	p.stop(t)
+}
+
+// failoverNode starts a PostgreSQL pair and a raw-mode node on its
+// multi-host URL, and appends 50 entries named after what.
+func failoverNode(t *testing.T, what string) (*pgtest.Pair, string, *serveProc, note.Verifier, *http.Client, *clusterLog) {
+	t.Helper()
+	pair := pgtest.StartPair(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	p := startServe(t, dir, "--store", pair.MultiHost())
+	v, err := note.NewVerifier(p.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: killTestTimeout}
+	cl := &clusterLog{t: t, acked: map[int64][]byte{}}
+	for i := range 50 {
+		e := fmt.Appendf(nil, "%s %d", what, i)
+		cl.record(p.url, httpAdd(t, p.url, e), e)
+	}
+	return pair, dir, p, v, hc, cl
 }
