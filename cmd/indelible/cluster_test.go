@@ -42,6 +42,12 @@ var clusterLease = func() time.Duration {
 	return 2 * time.Second
 }()
 
+// takeoverWithin bounds a standby's takeover in the tests that do not
+// measure it (TestClusterKill does): the lease's expiry, then opening the
+// store, checking the bucket and re-indexing, which on a loaded CI machine
+// (every package's tests at once, -race) took over 5 s.
+var takeoverWithin = clusterLease + 20*time.Second
+
 // clusterNode is one `indelible serve --lease` process of a test.
 type clusterNode struct {
 	*proc
@@ -341,7 +347,7 @@ func TestClusterFrozen(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	a.cmd.Process.Signal(syscall.SIGSTOP)
 	stopped := time.Now()
-	st := b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	st := b.waitRole(t, c, "active", takeoverWithin)
 	t.Logf("b active %v after SIGSTOP, epoch %d (a's %d)", time.Since(stopped).Round(time.Millisecond), st.Epoch, ea)
 	cl.mu.Lock()
 	n0 := len(cl.acked)
@@ -401,7 +407,7 @@ func TestClusterPartition(t *testing.T) {
 	cl.mu.Unlock()
 	px.Blackhole()
 	cut := time.Now()
-	st := b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	st := b.waitRole(t, c, "active", takeoverWithin)
 	t.Logf("b active %v after the partition, epoch %d", time.Since(cut).Round(time.Millisecond), st.Epoch)
 	// Writers stuck on a (until their client timeout) come back to b.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -478,7 +484,7 @@ func TestClusterEvents(t *testing.T) {
 		t.Fatal("a bad token was accepted through the standby")
 	}
 	a.kill()
-	b.waitRole(t, hc, "active", clusterLease+5*time.Second)
+	b.waitRole(t, hc, "active", takeoverWithin)
 	rec, err := cb.Event(ctx, res[0].Index)
 	if err != nil {
 		t.Fatalf("reading the event on the new active node: %v", err)
@@ -545,7 +551,7 @@ func TestClusterBucket(t *testing.T) {
 	}()
 	time.Sleep(2 * time.Second)
 	a.kill()
-	b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	b.waitRole(t, c, "active", takeoverWithin)
 	time.Sleep(1500 * time.Millisecond)
 	cancel()
 	wg.Wait()
@@ -670,7 +676,7 @@ func TestClusterStartTogether(t *testing.T) {
 	}
 	standby = startClusterNode(t, standby.name, store, keyFile)
 	active.kill()
-	standby.waitRole(t, c, "active", clusterLease+5*time.Second)
+	standby.waitRole(t, c, "active", takeoverWithin)
 	e := []byte("after the wipe")
 	acked[httpAdd(t, standby.url, e)] = e
 	cl := &clusterLog{t: t, acked: acked}

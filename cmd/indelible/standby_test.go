@@ -572,7 +572,7 @@ func TestStandbyTakeover(t *testing.T) {
 	}
 
 	a.kill()
-	b.waitRole(t, c, "active", clusterLease+5*time.Second)
+	b.waitRole(t, c, "active", takeoverWithin)
 	for k := range 50 {
 		if _, err := postEntry(context.Background(), c, b.url, fmt.Appendf(nil, "on b %d", k)); err != nil {
 			t.Fatal(err)
@@ -588,7 +588,7 @@ func TestStandbyTakeover(t *testing.T) {
 	cn := startClusterNode(t, "c", store, keyFile)
 	waitView(t, cn)
 	freeze(t, b)
-	cn.waitRole(t, c, "active", clusterLease+5*time.Second)
+	cn.waitRole(t, c, "active", takeoverWithin)
 	if _, err := postEntry(context.Background(), c, cn.url, []byte("on c")); err != nil {
 		t.Fatal(err)
 	}
