@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// recorder is a ledger.Writer that keeps the Sets in order.
+// recorder is a ledger.Writer that keeps the Sets and Inserts in order.
 type recorder struct{ keys, vals [][]byte }
 
 func (r *recorder) Set(k, v []byte) error {
@@ -16,6 +16,7 @@ func (r *recorder) Set(k, v []byte) error {
 	r.vals = append(r.vals, bytes.Clone(v))
 	return nil
 }
+func (r *recorder) Insert(k, v []byte) error      { return r.Set(k, v) }
 func (r *recorder) Delete([]byte) error           { panic("unexpected Delete") }
 func (r *recorder) DeleteRange(_, _ []byte) error { panic("unexpected DeleteRange") }
 
