@@ -15,11 +15,14 @@
 //
 // indelible_fence has one row: the epoch of the node allowed to commit and
 // the log's head (size -1 and an empty root before a log exists). A batch
-// is committed as ONE pipelined implicit transaction: the deletes, the sets
-// as one upsert of two bytea arrays, then the fence statement (a batch that
-// advances the log updates the row where epoch, size and root are the
+// is committed as ONE pipelined implicit transaction: the deletes, the
+// inserts of new keys (Batch.Insert) as one INSERT of two bytea arrays, the
+// other sets as one upsert of two arrays, then the fence statement (a batch
+// that advances the log updates the row where epoch, size and root are the
 // node's; any other batch locks the row FOR SHARE where the epoch is the
-// node's). A fence statement that matches no row raises an
+// node's). The batches applied while a commit is in flight are committed
+// together in the next transaction, with a fence statement each (see
+// Batch.Apply). A fence statement that matches no row raises an
 // error, so the whole transaction rolls back and Commit returns
 // kv.ErrFenced. A connection lost once the batch was sent returns
 // kv.ErrAmbiguous: it may have committed.
@@ -136,8 +139,10 @@ type Store struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	mu   sync.Mutex
-	last *Batch // the last batch applied, which the next waits for
+	mu      sync.Mutex
+	last    *Batch   // the last batch applied (Close waits for it)
+	queue   []*Batch // batches applied, not yet taken by commitLoop
+	running bool     // commitLoop runs
 
 	owner     *pgx.Conn     // the session holding OwnerLock (Options.Exclusive), or nil; keepOwner's once it runs
 	ownerStop chan struct{} // closed by Close: keepOwner closes owner and returns
@@ -672,7 +677,7 @@ type Batch struct {
 	from, to kv.Head
 
 	applied bool
-	prev    *Batch
+	skip    error // set before it is committed: the error it fails with instead
 	done    chan struct{}
 	err     error
 }
@@ -749,8 +754,18 @@ func (b *Batch) Commit(sync bool) error {
 	return b.Wait()
 }
 
-// Apply starts the commit in a goroutine, after the batch applied before
-// it; Wait returns its outcome. Nothing of the batch is visible before.
+// Apply queues the batch for the store's committer; Wait returns its
+// outcome. Nothing of the batch is visible before.
+//
+// The committer sends one transaction at a time. The batches applied while
+// one is in flight go together in the next (group commit: the sequencer's
+// batch, the leaf-hash index's and a checkpoint's archive record commit
+// once instead of three times, each commit an fsync on the primary and a
+// round trip to a synchronous standby), with their writes in order and
+// each batch's fence statement: it commits all of them or none. If it
+// fails, fenced or of unknown outcome, every batch in it gets that error;
+// any other failure (the server refused a statement) and each batch is
+// committed again alone, so that each gets its own outcome.
 func (b *Batch) Apply() error {
 	if b.applied {
 		return errors.New("pgkv: batch applied twice")
@@ -759,33 +774,114 @@ func (b *Batch) Apply() error {
 	b.done = make(chan struct{})
 	s := b.s
 	s.mu.Lock()
-	b.prev, s.last = s.last, b
+	s.last = b
+	s.queue = append(s.queue, b)
+	start := !s.running
+	s.running = true
 	s.mu.Unlock()
-	inflight := false // the previous batch was not done when this one was applied
-	if b.prev != nil {
-		select {
-		case <-b.prev.done:
-		default:
-			inflight = true
-		}
+	if start {
+		go s.commitLoop()
 	}
-	go func() {
-		defer close(b.done)
-		if p := b.prev; p != nil {
-			b.prev = nil
-			<-p.done
-			if p.err != nil && inflight && b.advance && p.advance {
-				// This batch extends one that did not commit: it must
-				// not commit either (the fence would refuse it anyway).
-				b.err = p.err
-				return
+	return nil
+}
+
+// A group commit takes at most groupMax batches and stops adding batches
+// once it holds groupBytes of keys and values.
+const (
+	groupMax   = 64
+	groupBytes = 32 << 20
+)
+
+// commitLoop commits the queued batches, a group at a time, until the
+// queue is empty.
+func (s *Store) commitLoop() {
+	for {
+		s.mu.Lock()
+		n, size := 0, 0
+		for n < len(s.queue) && n < groupMax && (n == 0 || size < groupBytes) {
+			size += s.queue[n].bytes()
+			n++
+		}
+		if n == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		group := slices.Clone(s.queue[:n])
+		s.queue = slices.Delete(s.queue, 0, n)
+		s.mu.Unlock()
+
+		s.commitGroup(group)
+		// A batch that extends one that did not commit must not commit
+		// either (the fence would refuse it anyway): the advancing
+		// batches applied meanwhile fail with the same error.
+		var failed error
+		for _, b := range group {
+			if b.advance && b.err != nil {
+				failed = b.err
 			}
 		}
+		if failed != nil {
+			s.mu.Lock()
+			for _, q := range s.queue {
+				if q.advance && q.skip == nil {
+					q.skip = failed
+				}
+			}
+			s.mu.Unlock()
+		}
+		for _, b := range group {
+			close(b.done)
+		}
+	}
+}
+
+// commitGroup commits the group's batches (those not skipped) in one
+// transaction, or each alone if that failed for a reason of its own.
+func (s *Store) commitGroup(group []*Batch) {
+	live := group[:0:0]
+	for _, b := range group {
+		if b.skip != nil {
+			b.err = b.skip
+			continue
+		}
+		live = append(live, b)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	err := s.commit(ctx, live)
+	cancel()
+	if err == nil || len(live) == 1 || kv.Fatal(err) {
+		for _, b := range live {
+			b.err = err
+		}
+		return
+	}
+	s.log.Debug("pgkv: a group commit failed; committing its batches one at a time", "batches", len(live), "err", err)
+	var failed error
+	for _, b := range live {
+		if failed != nil && b.advance {
+			b.err = failed
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		b.err = b.commit(ctx)
+		b.err = s.commit(ctx, []*Batch{b})
 		cancel()
-	}()
-	return nil
+		if b.err != nil && b.advance {
+			failed = b.err
+		}
+	}
+}
+
+// bytes is about how many bytes the batch's writes hold.
+func (b *Batch) bytes() int {
+	n := 0
+	for _, o := range b.ops {
+		n += len(o.k) + len(o.v)
+	}
+	return n
 }
 
 func (b *Batch) Wait() error {
@@ -810,49 +906,60 @@ type plan struct {
 	setBytes, insBytes int // bytes of the keys and values
 }
 
-func (b *Batch) plan() *plan {
+func planOf(batches []*Batch) *plan {
 	p := &plan{}
+	n := 0
+	for _, b := range batches {
+		n += len(b.ops)
+	}
 	// Keys deleted by a later point delete, or written later.
-	deleted := make(map[string]bool, len(b.ops))
-	for i := len(b.ops) - 1; i >= 0; i-- {
-		o := b.ops[i]
-		switch o.kind {
-		case opDelete:
-			if !deleted[string(o.k)] {
-				deleted[string(o.k)] = true
-				p.points = append(p.points, o.k)
-			}
-		case opDeleteRange:
-			if bytes.Compare(o.k, o.v) < 0 {
-				p.ranges = append(p.ranges, [2][]byte{o.k, o.v})
-			}
-		case opSet, opInsert:
-			if deleted[string(o.k)] {
-				continue
-			}
-			covered := false
-			for _, r := range p.ranges {
-				if bytes.Compare(o.k, r[0]) >= 0 && bytes.Compare(o.k, r[1]) < 0 {
-					covered = true
-					break
-				}
-			}
-			deleted[string(o.k)] = true // an earlier write of it is overwritten
-			if covered {
-				continue
-			}
-			if o.kind == opInsert {
-				p.insKeys = append(p.insKeys, o.k)
-				p.insValues = append(p.insValues, o.v)
-				p.insBytes += len(o.k) + len(o.v)
-			} else {
-				p.setKeys = append(p.setKeys, o.k)
-				p.setValues = append(p.setValues, o.v)
-				p.setBytes += len(o.k) + len(o.v)
-			}
+	deleted := make(map[string]bool, n)
+	for bi := len(batches) - 1; bi >= 0; bi-- {
+		ops := batches[bi].ops
+		for i := len(ops) - 1; i >= 0; i-- {
+			p.add(ops[i], deleted)
 		}
 	}
 	return p
+}
+
+// add adds o, which comes before every op added so far, to the plan.
+func (p *plan) add(o op, deleted map[string]bool) {
+	switch o.kind {
+	case opDelete:
+		if !deleted[string(o.k)] {
+			deleted[string(o.k)] = true
+			p.points = append(p.points, o.k)
+		}
+	case opDeleteRange:
+		if bytes.Compare(o.k, o.v) < 0 {
+			p.ranges = append(p.ranges, [2][]byte{o.k, o.v})
+		}
+	case opSet, opInsert:
+		if deleted[string(o.k)] {
+			return
+		}
+		covered := false
+		for _, r := range p.ranges {
+			if bytes.Compare(o.k, r[0]) >= 0 && bytes.Compare(o.k, r[1]) < 0 {
+				covered = true
+				break
+			}
+		}
+		deleted[string(o.k)] = true // an earlier write of it is overwritten
+		if covered {
+			return
+		}
+		if o.kind == opInsert {
+			p.insKeys = append(p.insKeys, o.k)
+			p.insValues = append(p.insValues, o.v)
+			p.insBytes += len(o.k) + len(o.v)
+		} else {
+			p.setKeys = append(p.setKeys, o.k)
+			p.setValues = append(p.setValues, o.v)
+			p.setBytes += len(o.k) + len(o.v)
+		}
+	}
 }
 
 // upsertAll makes the plan's inserts upserts (a commit redone because one
@@ -926,9 +1033,9 @@ func int8Param(v int64) []byte {
 	return []byte{byte(u >> 56), byte(u >> 48), byte(u >> 40), byte(u >> 32), byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
 }
 
-// commit runs the batch as one pipelined implicit transaction: one round
-// trip (two on a connection's first commit, which prepares the
-// statements). The keys the caller inserted (Insert) go as a plain INSERT
+// commit commits the batches, in order, as one pipelined implicit
+// transaction: one round trip (more on a connection's first commit, which
+// prepares the statements). The keys the caller inserted (Insert) go as a plain INSERT
 // of two bytea arrays; the other sets as one upsert of two arrays. A plain
 // INSERT costs PostgreSQL a third less than the upsert, whose conflict
 // check probes the index once more for each row (BENCHMARKS.md, "PostgreSQL
@@ -948,30 +1055,30 @@ func int8Param(v int64) []byte {
 // difference to the ledger's batched ingest beyond the machine's noise
 // (CPU per event 68.5 vs 66.4 µs, medians of 4 rounds each): not worth two
 // more round trips a commit to a remote database (commit 48964e4 has it).
-func (b *Batch) commit(ctx context.Context) error {
-	p := b.plan()
-	epoch := b.s.epoch.Load()
-	conn, err := b.s.pool.Acquire(ctx)
+func (s *Store) commit(ctx context.Context, batches []*Batch) error {
+	p := planOf(batches)
+	epoch := s.epoch.Load()
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		// Nothing was sent.
 		return fmt.Errorf("pgkv: connecting: %w", err)
 	}
 	defer conn.Release()
-	err = b.send(ctx, conn, p, epoch)
+	err = send(ctx, conn, p, batches, epoch)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && len(p.insKeys) > 0 {
 		// An inserted key was stored (a re-index after a restart): the
 		// transaction rolled back; the same writes as upserts.
-		b.s.log.Debug("pgkv: an inserted key was stored; committing the batch again with upserts", "err", err)
+		s.log.Debug("pgkv: an inserted key was stored; committing again with upserts", "err", err)
 		p.upsertAll()
-		err = b.send(ctx, conn, p, epoch)
+		err = send(ctx, conn, p, batches, epoch)
 	}
 	return err
 }
 
-// send sends the plan's statements and the fence as one pipeline on conn
-// and reads the outcome.
-func (b *Batch) send(ctx context.Context, conn *pgxpool.Conn, p *plan, epoch int64) error {
+// send sends the plan's statements and each batch's fence statement, in
+// order, as one pipeline on conn, and reads the outcome.
+func send(ctx context.Context, conn *pgxpool.Conn, p *plan, batches []*Batch, epoch int64) error {
 	c := conn.Conn()
 	var pb pgconn.Batch
 	var sent []string // the statements queued, for the tracer
@@ -1012,10 +1119,12 @@ func (b *Batch) send(ctx context.Context, conn *pgxpool.Conn, p *plan, epoch int
 	// of the sequencer and of the other writers (the leaf-hash index,
 	// tokens) wait on each other as little as possible. An error anywhere
 	// rolls the whole transaction back.
-	if b.advance {
-		queue(stmtAdvance, int8Param(epoch), int8Param(b.from.Size), b.from.Root, int8Param(b.to.Size), b.to.Root)
-	} else {
-		queue(stmtCheck, int8Param(epoch))
+	for _, b := range batches {
+		if b.advance {
+			queue(stmtAdvance, int8Param(epoch), int8Param(b.from.Size), b.from.Root, int8Param(b.to.Size), b.to.Root)
+		} else {
+			queue(stmtCheck, int8Param(epoch))
+		}
 	}
 	if prepErr != nil {
 		// Nothing of the batch was sent (Prepare runs before the
@@ -1062,8 +1171,10 @@ func (b *Batch) send(ctx context.Context, conn *pgxpool.Conn, p *plan, epoch int
 	if errors.As(first, &pe) {
 		// The server answered: the transaction rolled back.
 		if strings.Contains(pe.Message, fencedMark) {
-			if b.advance {
-				return fmt.Errorf("%w (epoch %d, log head %d)", kv.ErrFenced, epoch, b.from.Size)
+			for _, b := range batches {
+				if b.advance {
+					return fmt.Errorf("%w (epoch %d, log head %d)", kv.ErrFenced, epoch, b.from.Size)
+				}
 			}
 			return fmt.Errorf("%w (epoch %d)", kv.ErrFenced, epoch)
 		}

@@ -137,6 +137,7 @@ func TestHABench(t *testing.T) {
 				var pg0 pgCounters
 				if be.db != "" {
 					pg0 = readPGCounters(t, be.db, be.pids)
+					benchTrace.takeShapes()
 				}
 				c0, p0 := cpuNow(), be.cpu()
 				n, el, lat, summary := f()
@@ -146,6 +147,9 @@ func TestHABench(t *testing.T) {
 					pg1 := readPGCounters(t, be.db, be.pids)
 					t.Logf("round %d %-8s %-10s per event: process %.1f µs CPU; %s", round+1, name, phase,
 						float64((c1-c0).Microseconds())/float64(n), pg1.sub(pg0).perEvent(n))
+					if os.Getenv("HABENCH_SHAPES") != "" {
+						t.Logf("commits by their statements: %v", benchTrace.takeShapes())
+					}
 				}
 				if n == 0 {
 					t.Fatalf("round %d %s %s: nothing acknowledged: %s", round+1, name, phase, summary)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,7 +19,11 @@ import (
 // benchmark's pool): round trips (a pipelined batch is one, a query one)
 // and the rows the commits write.
 type pgTrace struct {
-	batches, batchStmts, queries, upserted, deleted atomic.Int64
+	batches, batchStmts, queries, upserted, deleted, advances atomic.Int64
+
+	mu     sync.Mutex
+	cur    map[*pgx.Conn]string // the statements of each connection's batch in flight
+	shapes map[string]int64     // commits by their statements
 }
 
 // benchTrace is the tracer of the store a benchmark round opened (one at a
@@ -37,8 +42,42 @@ func (p *pgTrace) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceB
 	return ctx
 }
 
-func (p *pgTrace) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+// takeShapes returns the commits counted by their statements since the
+// last call ("INSERT(n) UPSERT(n) UPDATE": rows rounded to a power of 2).
+func (p *pgTrace) takeShapes() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.shapes
+	p.shapes = nil
+	return m
+}
+
+func (p *pgTrace) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
 	p.batchStmts.Add(1)
+	if strings.Contains(d.SQL, "UPDATE indelible_fence") {
+		p.advances.Add(1)
+	}
+	verb, _, _ := strings.Cut(strings.TrimSpace(d.SQL), " ")
+	if strings.Contains(d.SQL, "ON CONFLICT") {
+		verb = "UPSERT"
+	} else if strings.Contains(d.SQL, "UPDATE indelible_fence") {
+		verb = "ADVANCE"
+	} else if strings.Contains(d.SQL, "FOR SHARE") {
+		verb = "CHECK"
+	}
+	if n := d.CommandTag.RowsAffected(); verb != "ADVANCE" && verb != "CHECK" {
+		r := int64(1)
+		for r < n {
+			r *= 2
+		}
+		verb = fmt.Sprintf("%s(<=%d)", verb, r)
+	}
+	p.mu.Lock()
+	if p.cur == nil {
+		p.cur = map[*pgx.Conn]string{}
+	}
+	p.cur[conn] += verb + " "
+	p.mu.Unlock()
 	switch {
 	case d.CommandTag.Insert():
 		p.upserted.Add(d.CommandTag.RowsAffected())
@@ -47,15 +86,23 @@ func (p *pgTrace) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBat
 	}
 }
 
-func (p *pgTrace) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+func (p *pgTrace) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceBatchEndData) {
+	p.mu.Lock()
+	if p.shapes == nil {
+		p.shapes = map[string]int64{}
+	}
+	p.shapes[p.cur[conn]]++
+	delete(p.cur, conn)
+	p.mu.Unlock()
+}
 
 // pgCounters is a reading of a PostgreSQL store's costs: the CPU time of
 // each cluster's processes by role, the primary's WAL position, and the
 // tracer's counts.
 type pgCounters struct {
-	cpu                                             map[string]time.Duration // "primary backend", "standby walreceiver", ...
-	lsn                                             int64
-	batches, batchStmts, queries, upserted, deleted int64
+	cpu                                                       map[string]time.Duration // "primary backend", "standby walreceiver", ...
+	lsn                                                       int64
+	batches, batchStmts, queries, upserted, deleted, advances int64
 }
 
 func readPGCounters(t *testing.T, db string, pids []string) pgCounters {
@@ -81,14 +128,14 @@ func readPGCounters(t *testing.T, db string, pids []string) pgCounters {
 		t.Fatal(err)
 	}
 	c.batches, c.batchStmts, c.queries = benchTrace.batches.Load(), benchTrace.batchStmts.Load(), benchTrace.queries.Load()
-	c.upserted, c.deleted = benchTrace.upserted.Load(), benchTrace.deleted.Load()
+	c.upserted, c.deleted, c.advances = benchTrace.upserted.Load(), benchTrace.deleted.Load(), benchTrace.advances.Load()
 	return c
 }
 
 func (c pgCounters) sub(o pgCounters) pgCounters {
 	d := pgCounters{cpu: map[string]time.Duration{}, lsn: c.lsn - o.lsn,
 		batches: c.batches - o.batches, batchStmts: c.batchStmts - o.batchStmts, queries: c.queries - o.queries,
-		upserted: c.upserted - o.upserted, deleted: c.deleted - o.deleted}
+		upserted: c.upserted - o.upserted, deleted: c.deleted - o.deleted, advances: c.advances - o.advances}
 	for k, v := range c.cpu {
 		d.cpu[k] = v - o.cpu[k]
 	}
@@ -109,9 +156,9 @@ func (c pgCounters) perEvent(n int64) string {
 		}
 	}
 	ev := float64(n)
-	fmt.Fprintf(&sb, "WAL %.0f bytes, rows upserted %.2f deleted %.3f; commits %.4f (%.0f events each, %.1f statements each), other queries %.3f",
+	fmt.Fprintf(&sb, "WAL %.0f bytes, rows written %.2f deleted %.3f; commits %.4f (%.0f events each, %.1f statements each; %.0f events a log-advancing commit), other queries %.3f",
 		float64(c.lsn)/ev, float64(c.upserted)/ev, float64(c.deleted)/ev,
-		float64(c.batches)/ev, ev/max(1, float64(c.batches)), float64(c.batchStmts)/max(1, float64(c.batches)), float64(c.queries)/ev)
+		float64(c.batches)/ev, ev/max(1, float64(c.batches)), float64(c.batchStmts)/max(1, float64(c.batches)), ev/max(1, float64(c.advances)), float64(c.queries)/ev)
 	return sb.String()
 }
 
