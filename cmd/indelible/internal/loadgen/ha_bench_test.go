@@ -147,6 +147,9 @@ func TestHABench(t *testing.T) {
 					pg1 := readPGCounters(t, be.db, be.pids)
 					t.Logf("round %d %-8s %-10s per event: process %.1f µs CPU; %s", round+1, name, phase,
 						float64((c1-c0).Microseconds())/float64(n), pg1.sub(pg0).perEvent(n))
+					if os.Getenv("HABENCH_WALDUMP") != "" {
+						t.Logf("WAL of the phase:\n%s", walStats(t, pg0, pg1))
+					}
 					if os.Getenv("HABENCH_SHAPES") != "" {
 						t.Logf("commits by their statements: %v", benchTrace.takeShapes())
 					}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"indelible.dev/internal/pgtest"
 )
 
 // pgTrace counts what the store sends PostgreSQL (a pgx tracer on the
@@ -102,6 +106,7 @@ func (p *pgTrace) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceBa
 type pgCounters struct {
 	cpu                                                       map[string]time.Duration // "primary backend", "standby walreceiver", ...
 	lsn                                                       int64
+	lsnText, dataDir                                          string // for pg_waldump
 	batches, batchStmts, queries, upserted, deleted, advances int64
 }
 
@@ -124,7 +129,7 @@ func readPGCounters(t *testing.T, db string, pids []string) pgCounters {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&c.lsn); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_current_wal_lsn()::text, current_setting('data_directory')`).Scan(&c.lsn, &c.lsnText, &c.dataDir); err != nil {
 		t.Fatal(err)
 	}
 	c.batches, c.batchStmts, c.queries = benchTrace.batches.Load(), benchTrace.batchStmts.Load(), benchTrace.queries.Load()
@@ -209,4 +214,17 @@ func pgCPUByRole(pid string) map[string]time.Duration {
 		m[role] += ticks(f, 11, 12)
 	}
 	return m
+}
+
+// walStats runs pg_waldump --stats over the primary's WAL between two
+// readings (HABENCH_WALDUMP=1): which records, and how much of them full
+// page images.
+func walStats(t *testing.T, from, to pgCounters) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(pgtest.Bin(), "pg_waldump"), "--stats", "-p", filepath.Join(from.dataDir, "pg_wal"),
+		"-s", from.lsnText, "-e", to.lsnText).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("pg_waldump: %v: %s", err, out)
+	}
+	return string(out)
 }
