@@ -1036,10 +1036,11 @@ func int8Param(v int64) []byte {
 // commit commits the batches, in order, as one pipelined implicit
 // transaction: one round trip (more on a connection's first commit, which
 // prepares the statements). The keys the caller inserted (Insert) go as a plain INSERT
-// of two bytea arrays; the other sets as one upsert of two arrays. A plain
-// INSERT costs PostgreSQL a third less than the upsert, whose conflict
-// check probes the index once more for each row (BENCHMARKS.md, "PostgreSQL
-// commit cost"): if one of the inserted keys is stored after all, the
+// of two bytea arrays; the other sets as one upsert of two arrays. The
+// upsert's conflict check (an index scan for every row before its insert,
+// and a speculative insertion) was a third of the PostgreSQL backend's CPU
+// in a batched ingest (BENCHMARKS.md, "PostgreSQL commit cost"); a plain
+// INSERT has none. If one of the inserted keys is stored after all, the
 // server answers with a unique violation, the transaction has rolled back,
 // and the commit is sent again with every set an upsert.
 //
