@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // idFilter is a Bloom filter of the idempotency keys ('d' keys) in the
@@ -150,6 +151,7 @@ func (f *idFilter) mayHold(k *[blindSize]byte) bool {
 // scan leaves the filter incomplete: every id is then looked up.
 func (l *Layer) buildIDFilter() {
 	defer l.wg.Done()
+	start, n := time.Now(), 0
 	var k [blindSize]byte
 	for b := range 256 {
 		select {
@@ -166,6 +168,7 @@ func (l *Layer) buildIDFilter() {
 			if len(key) == 1+blindSize {
 				copy(k[:], key[1:])
 				l.ids.add(&k)
+				n++
 			}
 			return true
 		})
@@ -175,4 +178,5 @@ func (l *Layer) buildIDFilter() {
 		}
 	}
 	l.ids.ready.Store(true)
+	l.logger.Info("events: stored ids read", "ids", n, "took", time.Since(start).Round(time.Millisecond))
 }
