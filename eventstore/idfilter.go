@@ -30,7 +30,8 @@ import (
 //     (a batch applies only on the head it extends), so once another node
 //     has written, this node's log can append nothing more, and a request
 //     whose id the filter missed fails with the log instead of storing a
-//     duplicate.
+//     duplicate. Within a process, a log has one layer appending to it
+//     (as the claims of ids in flight already require).
 //
 // Its memory is about 12 bits per stored id (1.5 MB per million ids; more,
 // up to twice that, while the store grows, since a full filter is followed
