@@ -35,7 +35,7 @@ import (
 //
 // Its memory is about 12 bits per stored id (1.5 MB per million ids; more,
 // up to twice that, while the store grows, since a full filter is followed
-// by one twice as big rather than rebuilt), at about 0.5% false positives.
+// by one twice as big rather than rebuilt), with 0.4% false positives when full.
 //
 // The keys are HMAC outputs, uniformly random: their own bytes are the hash.
 type idFilter struct {
