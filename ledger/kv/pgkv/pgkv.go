@@ -673,6 +673,7 @@ type Batch struct {
 	s        *Store
 	ops      []op
 	arena    []byte // the ops' keys and values, copied (arenaChunk at a time)
+	size     int    // bytes of the keys and values set
 	advance  bool
 	from, to kv.Head
 
@@ -683,8 +684,8 @@ type Batch struct {
 }
 
 // arenaChunk is how much a batch allocates at a time for the bytes of its
-// keys and values: one allocation for many small ones (index keys of 41
-// bytes), instead of two for each.
+// keys and values: one allocation for many small ones (index keys of a few
+// dozen bytes), instead of two for each.
 const arenaChunk = 64 << 10
 
 // copyOf copies p+b into the batch's arena (p: a prefix byte, or -1).
@@ -713,6 +714,7 @@ func (b *Batch) copyOf(p int, x []byte) []byte {
 
 func (b *Batch) add(kind opKind, prefix int, key, value []byte) error {
 	b.ops = append(b.ops, op{kind, b.copyOf(prefix, key), b.copyOf(-1, value)})
+	b.size += 1 + len(key) + len(value)
 	return nil
 }
 
@@ -799,7 +801,7 @@ func (s *Store) commitLoop() {
 		s.mu.Lock()
 		n, size := 0, 0
 		for n < len(s.queue) && n < groupMax && (n == 0 || size < groupBytes) {
-			size += s.queue[n].bytes()
+			size += s.queue[n].size
 			n++
 		}
 		if n == 0 {
@@ -875,14 +877,6 @@ func (s *Store) commitGroup(group []*Batch) {
 	}
 }
 
-// bytes is about how many bytes the batch's writes hold.
-func (b *Batch) bytes() int {
-	n := 0
-	for _, o := range b.ops {
-		n += len(o.k) + len(o.v)
-	}
-	return n
-}
 
 func (b *Batch) Wait() error {
 	if !b.applied {
