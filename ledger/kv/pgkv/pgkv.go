@@ -877,7 +877,6 @@ func (s *Store) commitGroup(group []*Batch) {
 	}
 }
 
-
 func (b *Batch) Wait() error {
 	if !b.applied {
 		return errors.New("pgkv: Wait before Apply")
