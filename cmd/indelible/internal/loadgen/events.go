@@ -254,10 +254,16 @@ func (r EventsResult) Print(w io.Writer) {
 // QueryLatency sends GET path n times, one at a time, and returns each
 // request's latency, in request order. Any non-200 reply is an error.
 func QueryLatency(ctx context.Context, baseURL, token, path string, n int) ([]time.Duration, error) {
+	return QueryLatencyFunc(ctx, baseURL, token, func(int) string { return path }, n)
+}
+
+// QueryLatencyFunc is QueryLatency with the k-th query's path from path(k).
+func QueryLatencyFunc(ctx context.Context, baseURL, token string, path func(k int) string, n int) ([]time.Duration, error) {
 	hc := &http.Client{Timeout: RequestTimeout}
 	defer hc.CloseIdleConnections()
 	out := make([]time.Duration, 0, n)
-	for range n {
+	for k := range n {
+		path := path(k)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
 		if err != nil {
 			return nil, err
