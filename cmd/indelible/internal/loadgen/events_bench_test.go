@@ -25,8 +25,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/cmd/indelible/internal/gctune"
+	"indelible.dev/event"
 	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
@@ -44,11 +46,15 @@ import (
 //	EVBENCH_EVENTS   if set, the batched phases also stop after this many events
 //	                 (the same work in every run of an A/B, whatever the load)
 //	EVBENCH_BUILD    extra batched ingest before the queries, to grow the store (default 0)
-//	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,query,restart (default all)
+//	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,settle,query,restart
+//	                 (default all but settle: wait until pebble has no compaction to do)
 //	                 (batch: every event with an id; batchnoid: the same without ids)
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
 //	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file,
 //	                 and one of the first batched phase without ids to this file + ".noid"
+//	EVBENCH_DIRECT   1: also measure each query's listing alone (in process, no HTTP, no read
+//	                 record) and the read record's append alone
+//	EVBENCH_CACHE    the store's block cache in MiB, as serve's --cache-size (default 0: its default)
 //	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
 //	EVBENCH_QUERYN   queries measured per query (default 180, after EVBENCH_WARMUP more that warm its caches)
 //	EVBENCH_WARMUP   queries of each kind run before any is measured, and again before each kind's
@@ -93,7 +99,15 @@ func openBenchStore(t *testing.T, dir string, skey string, store kv.Store) *benc
 	if store == nil {
 		// The ledger's own pebble store, opened here to read its metrics
 		// (WAL, flush and compaction bytes per event).
-		ps, err := pebblekv.Open(dir, pebblekv.Options{Logger: logger})
+		var cache int64 // serve's --cache-size (0: its default)
+		if v := os.Getenv("EVBENCH_CACHE"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				t.Fatalf("EVBENCH_CACHE=%q: want MiB", v)
+			}
+			cache = int64(n) << 20
+		}
+		ps, err := pebblekv.Open(dir, pebblekv.Options{Logger: logger, CacheSize: cache})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -387,6 +401,31 @@ func TestEventsBench(t *testing.T) {
 	if phases["build"] && build > 0 {
 		b.ingest(t, "store build (batched with ids, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Start: b.size(), IDs: true})
 	}
+	if phases["settle"] && b.pdb != nil {
+		// Let pebble finish the compactions an ingest left behind, as a
+		// store that has been idle a while has: a query right after a
+		// long ingest measures those compactions as much as itself.
+		t0 := time.Now()
+		b.logLSM(t)
+		// Settled: no compaction running or started for 10 seconds (pebble
+		// may leave a compaction debt it does not act on).
+		last := int64(-1)
+		for quiet := 0; quiet < 10; {
+			time.Sleep(time.Second)
+			m := b.pdb.Metrics()
+			if m.Compact.NumInProgress == 0 && m.Compact.Count == last {
+				quiet++
+			} else {
+				quiet = 0
+			}
+			last = m.Compact.Count
+			if time.Since(t0) > 4*time.Hour {
+				t.Fatal("pebble still compacting after 4 hours")
+			}
+		}
+		t.Logf("settled in %v", time.Since(t0).Round(time.Second))
+		b.logLSM(t)
+	}
 	if phases["query"] {
 		// Wait until the last batch is published, so every event counts.
 		deadline := time.Now().Add(5 * time.Second)
@@ -428,7 +467,14 @@ func TestEventsBench(t *testing.T) {
 		}
 		queries = slices.DeleteFunc(queries, func(q query) bool { return !sel[q.short] })
 		slices.SortFunc(queries, func(a, b query) int { return strings.Compare(a.name, b.name) })
-		warm := envCount(t, "EVBENCH_WARMUP", 20)
+		warm := 20
+		if v := os.Getenv("EVBENCH_WARMUP"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				t.Fatalf("EVBENCH_WARMUP=%q: want a whole number", v)
+			}
+			warm = n
+		}
 		qn := envCount(t, "EVBENCH_QUERYN", 180)
 		b.logLSM(t)
 		// Warm every query first (caches, files opened), so that the first
@@ -467,6 +513,40 @@ func TestEventsBench(t *testing.T) {
 		if qprof != nil {
 			pprof.StopCPUProfile()
 			qprof.Close()
+		}
+		if os.Getenv("EVBENCH_DIRECT") == "1" {
+			// The two halves of an audited query, measured alone in
+			// this process: the listing (no HTTP, no read record), and
+			// the read record's append (its fsync).
+			for _, q := range queries {
+				ds := make([]time.Duration, 0, qn)
+				for k := range qn {
+					u, err := url.Parse(q.path(k))
+					if err != nil {
+						t.Fatal(err)
+					}
+					aq, err := api.ParseQuery(u.Query())
+					if err != nil {
+						t.Fatal(err)
+					}
+					t0 := time.Now()
+					if _, err := b.layer.ListContext(t.Context(), aq); err != nil {
+						t.Fatal(err)
+					}
+					ds = append(ds, time.Since(t0))
+				}
+				t.Logf("listing alone, %s: %s", q.name, pct(ds))
+			}
+			ds := make([]time.Duration, 0, qn)
+			for range qn {
+				ev := event.Event{Actor: &event.Actor{ID: "bench", Type: "token"}, Action: "indelible.read", Source: event.ServerSource, Metadata: []byte(`{"route":"/v1/events"}`)}
+				t0 := time.Now()
+				if _, err := b.layer.Record(t.Context(), "bench", []event.Event{ev}, nil); err != nil {
+					t.Fatal(err)
+				}
+				ds = append(ds, time.Since(t0))
+			}
+			t.Logf("read record alone (append, durable): %s", pct(ds))
 		}
 		b.logLSM(t)
 		t.Logf("RSS after the queries: %.0f MiB", rssMiB())
