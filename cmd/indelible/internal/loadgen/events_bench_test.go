@@ -56,6 +56,7 @@ import (
 //	                 record) and the read record's append alone
 //	EVBENCH_CACHE    the store's block cache in MiB, as serve's --cache-size (default 0: its default)
 //	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
+//	EVBENCH_QUERYMEMPROF write the process's allocation profile after the query phase to this file
 //	EVBENCH_QUERYN   queries measured per query (default 180, after EVBENCH_WARMUP more that warm its caches)
 //	EVBENCH_WARMUP   queries of each kind run before any is measured, and again before each kind's
 //	                 measured ones, not counted (default 20; 0: a fresh process's cold caches, all counted)
@@ -499,6 +500,8 @@ func TestEventsBench(t *testing.T) {
 		}
 		for _, q := range queries {
 			m0 := b.cacheStats()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			cpu0 := cpuNow()
 			ds, err := QueryLatencyFunc(t.Context(), b.hs.URL, b.tok, q.path, warm+qn)
 			if err != nil {
@@ -507,12 +510,28 @@ func TestEventsBench(t *testing.T) {
 			// Process CPU per query (server, audit record and client) is
 			// the figure a loaded machine disturbs least.
 			cpu := (cpuNow() - cpu0) / time.Duration(len(ds))
+			runtime.ReadMemStats(&ms1)
 			cs := b.cacheStats().sub(m0).per(len(ds))
-			t.Logf("query %s: %s (first %v); process CPU %v per query; per query: %s", q.name, pct(ds[warm:]), ds[0].Round(10*time.Microsecond), cpu, cs) // the first `warm` warm the caches
+			// Allocations are the whole process's, the client's included.
+			t.Logf("query %s: %s (first %v); process CPU %v per query; per query: %s; %.0f allocs, %.0f KB",
+				q.name, pct(ds[warm:]), ds[0].Round(10*time.Microsecond), cpu, cs,
+				float64(ms1.Mallocs-ms0.Mallocs)/float64(len(ds)), float64(ms1.TotalAlloc-ms0.TotalAlloc)/1024/float64(len(ds))) // the first `warm` warm the caches
 		}
 		if qprof != nil {
 			pprof.StopCPUProfile()
 			qprof.Close()
+		}
+		if p := os.Getenv("EVBENCH_QUERYMEMPROF"); p != "" {
+			// What the queries (and everything else since the process
+			// started) allocated: go tool pprof -sample_index=alloc_space.
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
 		}
 		if os.Getenv("EVBENCH_DIRECT") == "1" {
 			// The two halves of an audited query, measured alone in
