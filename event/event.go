@@ -176,7 +176,7 @@ func (e *Event) Finish(receivedAt time.Time, submittedBy string) {
 // MaxMetadataDepth deep): such bytes could not be decoded back. The
 // *Error's Position is -1.
 func Canonical(e Event) ([]byte, error) {
-	b, err := appendCanonical(make([]byte, 0, 512), &e)
+	b, err := appendCanonical(nil, &e)
 	if err != nil {
 		return nil, err
 	}
