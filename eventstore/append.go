@@ -138,6 +138,7 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 	if err != nil {
 		return nil, err
 	}
+	defer p.blind.done()
 	release, err := l.reserve(ctx, p)
 	if err != nil {
 		return nil, err
@@ -160,6 +161,7 @@ type prepared struct {
 	keys        [][]byte          // distinct idempotency keys ('d' keys), sorted
 	keyPos      []int             // position of each of keys' first occurrence
 	stored      []int64           // by position: index of the stored event with the id, or -1
+	blind       *blindRequest     // the request's blind indexes
 }
 
 // prepare finishes and encodes the events and computes their idempotency
@@ -170,7 +172,7 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 	}
 	n := len(evs)
 	p := &prepared{
-		now: now, submittedBy: submittedBy,
+		now: now, submittedBy: submittedBy, blind: l.blind.request(),
 		evs:   append([]event.Event(nil), evs...), // the caller's events stay as they were
 		bytes: make([][]byte, n),
 		idem:  make([][blindSize]byte, n),
@@ -183,6 +185,7 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 		e.Finish(now, submittedBy)
 		b, err := event.Canonical(*e)
 		if err != nil {
+			p.blind.done()
 			var ee *event.Error
 			if errors.As(err, &ee) {
 				c := *ee
@@ -197,9 +200,9 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 			continue
 		}
 		if first == nil {
-			first = make(map[[blindSize]byte]int)
+			first = make(map[[blindSize]byte]int, n-i)
 		}
-		k := l.blind.idem(submittedBy, e.ID)
+		k := p.blind.idem(submittedBy, e.ID)
 		p.idem[i], p.hasID[i] = k, true
 		if j, ok := first[k]; ok {
 			p.dupOf[i] = j
@@ -290,6 +293,7 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			sealed += sealedSize(len(p.bytes[i]))
 		}
 		arena := make([]byte, sealed)
+		aad := new([eventKeyAADSize]byte)
 		for k, i := range pos {
 			e := &p.evs[i]
 			c := &commitments[k]
@@ -298,11 +302,11 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			*c = event.Commitment(salt, p.bytes[i])
 			var tk [timeKeySize]byte
 			appendTimeKey(tk[:0], e.Time)
-			payload, wrapped, err := day.seal(&arena, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
+			payload, wrapped, err := day.seal(&arena, aad, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
 			if err != nil {
 				return nil, err
 			}
-			w.add(l, int32(k), e, payload, wrapped)
+			w.add(l, p.blind, int32(k), e, payload, wrapped)
 			entries[k] = ledger.Entry{Data: c[:]}
 			entryOf[i] = int32(k)
 		}
@@ -372,13 +376,13 @@ func newRequestWrites(events int) *requestWrites {
 // add adds the writes of event ev (its position among the request's
 // entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
 // blind outcome; the 'f' keys. addIdem adds its 'd' key if it has an id.
-func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte) {
+func (w *requestWrites) add(l *Layer, br *blindRequest, ev int32, e *event.Event, payload, wrapped []byte) {
 	s := len(w.arena)
 	w.arena = append(w.arena, prefixPayload)
 	w.arena = append(w.arena, make([]byte, indexSize)...)
 	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
 	var outcome []byte
-	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e)
+	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e, br)
 	// seal leaves room for the outcome in wrapped.
 	w.runs.add(write{key: w.keys[0], val: append(wrapped, outcome...), ev: ev})
 	for _, fk := range w.keys[1:] {
@@ -429,13 +433,17 @@ const maxIndexKeyBytes = 1 + timeKeySize + indexSize + int(numFields)*(2+blindSi
 // (four outcomes would make four huge postings; a scan of the time index
 // filters on the value instead, without decrypting).
 func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
-	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e)
+	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e, nil)
 	return keys, tval
 }
 
 // appendIndexKeys is indexKeys appending the keys' bytes to arena and the
-// keys to keys.
-func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]byte, [][]byte, []byte) {
+// keys to keys, blinding with br (nil: l's blinder).
+func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event, br *blindRequest) ([]byte, [][]byte, []byte) {
+	blind := l.blind.field
+	if br != nil {
+		blind = br.field
+	}
 	var vals [numFields + 1]string
 	if e.Actor != nil {
 		vals[fieldActor] = e.Actor.ID
@@ -447,7 +455,7 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]
 	vals[fieldSource] = e.Source
 	var tval []byte
 	if e.Outcome != "" {
-		b := l.blind.field(fieldOutcome, e.Outcome)
+		b := blind(fieldOutcome, e.Outcome)
 		tval = b[:]
 	}
 	var tk [timeKeySize]byte
@@ -461,7 +469,7 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]
 		if vals[f] == "" {
 			continue
 		}
-		b := l.blind.field(f, vals[f])
+		b := blind(f, vals[f])
 		s := len(arena)
 		arena = append(arena, prefixField, f)
 		arena = append(arena, b[:]...)
