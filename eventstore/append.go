@@ -179,7 +179,7 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 		hasID: make([]bool, n),
 		dupOf: make([]int, n),
 	}
-	var first map[[blindSize]byte]int
+	var withID []int // positions of the events with an id
 	for i := range p.evs {
 		e := &p.evs[i]
 		e.Finish(now, submittedBy)
@@ -199,23 +199,37 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 		if e.ID == "" {
 			continue
 		}
-		if first == nil {
-			first = make(map[[blindSize]byte]int, n-i)
+		if withID == nil {
+			withID = make([]int, 0, n-i)
 		}
-		k := p.blind.idem(submittedBy, e.ID)
-		p.idem[i], p.hasID[i] = k, true
-		if j, ok := first[k]; ok {
-			p.dupOf[i] = j
+		p.idem[i], p.hasID[i] = p.blind.idem(submittedBy, e.ID), true
+		withID = append(withID, i)
+	}
+	// The ids in key order, ties by position, so that an id's repeats
+	// follow its first occurrence (no map of the request's ids: issue 21);
+	// the first occurrences are the distinct keys, in key order, for one
+	// sorted lookup.
+	slices.SortFunc(withID, func(a, b int) int {
+		if c := compareBlind(&p.idem[a], &p.idem[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	first := -1
+	for k, i := range withID {
+		if k > 0 && p.idem[i] == p.idem[first] {
+			p.dupOf[i] = first
 			continue
 		}
-		first[k] = i
+		first = i
 		p.keyPos = append(p.keyPos, i)
 	}
-	// The distinct keys in key order, for one sorted lookup.
-	slices.SortFunc(p.keyPos, func(a, b int) int { return bytes.Compare(p.idem[a][:], p.idem[b][:]) })
 	p.keys = make([][]byte, len(p.keyPos))
+	karena := make([]byte, 0, len(p.keyPos)*(1+blindSize))
 	for j, i := range p.keyPos {
-		p.keys[j] = idemKey(p.idem[i])
+		s := len(karena)
+		karena = append(append(karena, prefixIdem), p.idem[i][:]...)
+		p.keys[j] = karena[s:len(karena):len(karena)]
 	}
 	return p, nil
 }
@@ -381,10 +395,10 @@ func (w *requestWrites) add(l *Layer, br *blindRequest, ev int32, e *event.Event
 	w.arena = append(w.arena, prefixPayload)
 	w.arena = append(w.arena, make([]byte, indexSize)...)
 	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
-	var outcome []byte
-	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e, br)
+	var tval []byte
 	// seal leaves room for the outcome in wrapped.
-	w.runs.add(write{key: w.keys[0], val: append(wrapped, outcome...), ev: ev})
+	w.arena, w.keys, tval = l.appendIndexKeys(w.arena, w.keys[:0], wrapped, e, br)
+	w.runs.add(write{key: w.keys[0], val: tval, ev: ev})
 	for _, fk := range w.keys[1:] {
 		w.runs.add(write{key: fk, order: binary.BigEndian.Uint64(fk[2:]), ev: ev})
 	}
@@ -433,13 +447,14 @@ const maxIndexKeyBytes = 1 + timeKeySize + indexSize + int(numFields)*(2+blindSi
 // (four outcomes would make four huge postings; a scan of the time index
 // filters on the value instead, without decrypting).
 func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
-	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e, nil)
+	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), nil, e, nil)
 	return keys, tval
 }
 
-// appendIndexKeys is indexKeys appending the keys' bytes to arena and the
-// keys to keys, blinding with br (nil: l's blinder).
-func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event, br *blindRequest) ([]byte, [][]byte, []byte) {
+// appendIndexKeys is indexKeys appending the keys' bytes to arena, the
+// keys to keys and the 't' key's value to tval, blinding with br (nil: l's
+// blinder).
+func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, tval []byte, e *event.Event, br *blindRequest) ([]byte, [][]byte, []byte) {
 	blind := l.blind.field
 	if br != nil {
 		blind = br.field
@@ -453,10 +468,9 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event, br 
 		vals[fieldResource] = e.Resource.ID
 	}
 	vals[fieldSource] = e.Source
-	var tval []byte
 	if e.Outcome != "" {
 		b := blind(fieldOutcome, e.Outcome)
-		tval = b[:]
+		tval = append(tval, b[:]...)
 	}
 	var tk [timeKeySize]byte
 	appendTimeKey(tk[:0], e.Time)
@@ -478,6 +492,14 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event, br 
 		keys = append(keys, arena[s:len(arena):len(arena)])
 	}
 	return arena, keys, tval
+}
+
+// compareBlind orders blind values as their bytes do.
+func compareBlind(a, b *[blindSize]byte) int {
+	if c := cmp.Compare(binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])); c != 0 {
+		return c
+	}
+	return cmp.Compare(binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]))
 }
 
 func idemKey(b [blindSize]byte) []byte {
