@@ -96,3 +96,21 @@ func BenchmarkFromKubernetes(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecode(b *testing.B) {
+	evs, err := ParseRequest(ndjsonCT, loadgenBatch(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := evs[0]
+	e.Finish(time.Now(), "ci")
+	c, err := Canonical(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Decode(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
