@@ -65,3 +65,32 @@ func TestRepeatedIDsInRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlindRequestMatchesBlinder: a request's blind values (its memo of
+// actions, outcomes and sources, its previous actor and resource) are the
+// blinder's, for values repeated in runs, scattered, or not at all.
+func TestBlindRequestMatchesBlinder(t *testing.T) {
+	b := newBlinder([]byte("0123456789abcdef0123456789abcdef"))
+	r := rand.New(rand.NewPCG(21, 7))
+	br := b.request()
+	defer br.done()
+	fresh := newBlinder([]byte("0123456789abcdef0123456789abcdef")) // no cache shared with b
+	prev := "v0"
+	for i := range 5000 {
+		f := byte(1 + r.IntN(int(numFields)))
+		v := prev
+		if r.IntN(3) > 0 {
+			v = "v" + strconv.Itoa(r.IntN(50))
+		}
+		prev = v
+		if got, want := br.field(f, v), fresh.field(f, v); got != want {
+			t.Fatalf("value %d: field %d %q: request %x, blinder %x", i, f, v, got, want)
+		}
+		if i%100 == 0 {
+			fresh.forgetIDs()
+		}
+	}
+	if br.idem("w", "x") != fresh.idem("w", "x") {
+		t.Fatal("idem differs")
+	}
+}
