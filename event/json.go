@@ -35,6 +35,10 @@ type scanner struct {
 	// NDJSON parser converts each line once: issue 21).
 	src string
 	i   int
+	// plain is set by str: the string read had no escape and only
+	// printable ASCII (no byte 0x7f or above), so it needs no check of its
+	// characters.
+	plain bool
 }
 
 func (s *scanner) errf(msg string) *jsonError { return &jsonError{off: s.i, msg: msg} }
@@ -84,14 +88,17 @@ func quoteByte(c byte) string {
 // value is valid UTF-8.
 func (s *scanner) str() (string, *jsonError) {
 	s.i++ // the opening quote
+	s.plain = false
 	j := s.i
+	ascii := true
 	for j < len(s.b) {
 		c := s.b[j]
 		if c == '"' {
 			v := s.b[s.i:j]
-			if !utf8.Valid(v) {
+			if !ascii && !utf8.Valid(v) {
 				return "", s.errf("invalid UTF-8 in string")
 			}
+			s.plain = ascii
 			var str string
 			if len(s.src) == len(s.b) {
 				str = s.src[s.i:j]
@@ -103,6 +110,9 @@ func (s *scanner) str() (string, *jsonError) {
 		}
 		if c == '\\' || c < 0x20 {
 			break
+		}
+		if c >= 0x7f {
+			ascii = false
 		}
 		j++
 	}

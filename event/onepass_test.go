@@ -437,3 +437,32 @@ func TestSkipCanonicalAcceptsCanonical(t *testing.T) {
 		t.Fatalf("only %d valid metadata values generated", n)
 	}
 }
+
+// TestPlainWord: the word-at-a-time test agrees with the byte-at-a-time
+// one, on random words and on words one byte away from plain.
+func TestPlainWord(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 8))
+	plain := func(w uint64) bool {
+		for k := range 8 {
+			c := byte(w >> (8 * k))
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	for range 200000 {
+		w := r.Uint64()
+		if r.IntN(2) == 0 { // mostly printable, one byte anything
+			w = 0
+			for k := range 8 {
+				w |= uint64(0x20+r.IntN(0x5f)) << (8 * k)
+			}
+			k := r.IntN(8)
+			w = w&^(0xff<<(8*k)) | uint64(r.IntN(256))<<(8*k)
+		}
+		if plainWord(w) != plain(w) {
+			t.Fatalf("%#016x: plainWord %v", w, plainWord(w))
+		}
+	}
+}

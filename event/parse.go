@@ -537,8 +537,17 @@ func checkString(v string, max int) (msg string, esc bool) {
 	if len(v) > max {
 		return "longer than " + strconv.Itoa(max) + " bytes", false
 	}
-	// ASCII a byte at a time, the rest a rune at a time.
-	for i := 0; i < len(v); i++ {
+	// Eight bytes at a time while they are printable ASCII other than '"'
+	// and '\\', then ASCII a byte at a time, the rest a rune at a time.
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := uint64(v[i]) | uint64(v[i+1])<<8 | uint64(v[i+2])<<16 | uint64(v[i+3])<<24 |
+			uint64(v[i+4])<<32 | uint64(v[i+5])<<40 | uint64(v[i+6])<<48 | uint64(v[i+7])<<56
+		if !plainWord(w) {
+			break
+		}
+	}
+	for ; i < len(v); i++ {
 		switch c := v[i]; {
 		case c >= utf8.RuneSelf:
 			for _, r := range v[i:] {
@@ -565,6 +574,17 @@ func checkString(v string, max int) (msg string, esc bool) {
 	return "", esc
 }
 
+// plainWord reports whether the eight bytes of w are all printable ASCII
+// (0x20..0x7e) and none is '"' or '\\' (the bit tricks of "Bit Twiddling
+// Hacks": a byte less than n, greater than n, equal to c).
+func plainWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(x uint64) bool { return (x-ones)&^x&highs != 0 }
+	less := (w-0x20*ones)&^w&highs != 0
+	more := ((w+(127-0x7e)*ones)|w)&highs != 0
+	return !less && !more && !hasZero(w^'"'*ones) && !hasZero(w^'\\'*ones)
+}
+
 // stringField reads a string (or null, meaning absent) and checks it.
 func stringField(s *scanner, pos int, field string, max int) (string, *Error) {
 	switch s.peek() {
@@ -577,12 +597,15 @@ func stringField(s *scanner, pos int, field string, max int) (string, *Error) {
 		if jerr != nil {
 			return "", syntaxErr(pos, field, jerr)
 		}
-		if msg, _ := checkString(v, max); msg != "" {
-			kind := ErrInvalid
-			if field == "id" && len(v) > max {
-				kind = ErrTooLarge // the id's length is a contract limit: 413
+		// A plain string (printable ASCII, no escape) can only be too long.
+		if len(v) > max || !s.plain {
+			if msg, _ := checkString(v, max); msg != "" {
+				kind := ErrInvalid
+				if field == "id" && len(v) > max {
+					kind = ErrTooLarge // the id's length is a contract limit: 413
+				}
+				return "", &Error{Position: pos, Field: field, Msg: msg, Kind: kind}
 			}
-			return "", &Error{Position: pos, Field: field, Msg: msg, Kind: kind}
 		}
 		return v, nil
 	}
