@@ -112,7 +112,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			st := lease.Status()
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 		},
-		Watch:      forwardWatch(lease, cfg.cluster.lease),
+		Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
 		Ready:      activeProbe(lease, tlsConfig != nil),
 		ForwardKey: fwdKey,
 	}})
@@ -314,10 +314,10 @@ func clusterStatus(lease *cluster.Lease, l *ledger.Log) api.Cluster {
 // accepts connections: without this, the caller waited for its own
 // timeout. The takeover itself, by this node or another, comes just after
 // the old lease's end, so a caller hears within about the lease.
-func forwardWatch(lease *cluster.Lease, leaseDur time.Duration) func(target string) error {
+func forwardWatch(status func() cluster.Status, leaseDur time.Duration) func(target string) error {
 	margin := leaseDur / 2
 	return func(target string) error {
-		st := lease.Status()
+		st := status()
 		switch {
 		case st.Role == cluster.Active:
 			return fmt.Errorf("the active node changed while the request was forwarded: this node (%s) took over the lease from the node at %s: retry", st.Node, target)

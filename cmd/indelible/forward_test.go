@@ -19,6 +19,7 @@ import (
 
 	"indelible.dev/api"
 	"indelible.dev/client"
+	"indelible.dev/cluster"
 	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
 )
@@ -216,4 +217,40 @@ func TestClusterForwardFrozen(t *testing.T) {
 		t.Errorf("b's log does not say it took the lease:\n%s", b.stderr)
 	}
 	noRace(t, b)
+}
+
+// TestForwardWatch: what a standby's forwards are given up on, by the
+// lease as it last read it (TestClusterForwardFrozen runs the takeover
+// case with real processes).
+func TestForwardWatch(t *testing.T) {
+	const target = "http://a.test:8080"
+	held := cluster.Status{Node: "b", Role: cluster.Standby, Epoch: 3, Active: cluster.Peer{Node: "a", URL: target}}
+	for _, tc := range []struct {
+		name string
+		st   func(cluster.Status) cluster.Status
+		want string // "" for no error
+	}{
+		{"held, renewed", func(s cluster.Status) cluster.Status { s.Expires = time.Now().Add(time.Second); return s }, ""},
+		{"held, no read of its end yet", func(s cluster.Status) cluster.Status { return s }, ""},
+		{"ended within the margin", func(s cluster.Status) cluster.Status { s.Expires = time.Now().Add(-500 * time.Millisecond); return s }, ""},
+		{"ended unrenewed", func(s cluster.Status) cluster.Status { s.Expires = time.Now().Add(-1500 * time.Millisecond); return s }, "has not renewed its lease"},
+		{"this node took over", func(s cluster.Status) cluster.Status {
+			s.Role, s.Active, s.Epoch = cluster.Active, cluster.Peer{Node: "b", URL: "http://b.test:8080"}, 4
+			return s
+		}, "this node (b) took over the lease"},
+		{"another node took over", func(s cluster.Status) cluster.Status {
+			s.Active, s.Epoch = cluster.Peer{Node: "c", URL: "http://c.test:8080"}, 4
+			return s
+		}, "c (at http://c.test:8080) holds the lease now"},
+		{"no holder known", func(s cluster.Status) cluster.Status { s.Active = cluster.Peer{}; return s }, "no node holds it yet"},
+	} {
+		st := tc.st(held)
+		err := forwardWatch(func() cluster.Status { return st }, 2*time.Second)(target)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want the forward kept", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), ": retry")):
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
 }
