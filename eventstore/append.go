@@ -238,13 +238,22 @@ func (l *Layer) reserve(ctx context.Context, p *prepared) (release func(), err e
 	if err != nil {
 		return nil, err
 	}
+	// Only the ids the filter may hold are looked up (idfilter.go): for
+	// new ids, which nearly all are, the store is not read at all.
+	var keys [][]byte
+	var pos []int
+	for j, i := range p.keyPos {
+		if l.ids.mayHold(&p.idem[i]) {
+			keys, pos = append(keys, p.keys[j]), append(pos, i)
+		}
+	}
 	var bad error
-	err = l.log.GetExtSorted(p.keys, func(j int, v []byte) {
+	err = l.log.GetExtSorted(keys, func(j int, v []byte) {
 		if len(v) != indexSize {
 			bad = fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(v))
 			return
 		}
-		p.stored[p.keyPos[j]] = int64(binary.BigEndian.Uint64(v))
+		p.stored[pos[j]] = int64(binary.BigEndian.Uint64(v))
 	})
 	if err == nil {
 		err = bad
@@ -312,6 +321,9 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 		for _, i := range p.keyPos {
 			if p.stored[i] < 0 {
 				w.addIdem(entryOf[i], &p.idem[i])
+				// Before the batch is queued: a later request with this
+				// id (it waits for this one's claim) must look it up.
+				l.ids.add(&p.idem[i])
 			}
 		}
 		b := &batch{l: l, dk: day, extra: extra, writeDay: !day.durable.Load()}

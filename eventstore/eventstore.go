@@ -85,6 +85,7 @@ type Layer struct {
 
 	imu      sync.Mutex
 	inflight map[[blindSize]byte]chan struct{} // idempotency keys being appended
+	ids      *idFilter                         // the stored idempotency keys, probably (idfilter.go)
 
 	// Lifecycle (erase.go, retention.go): emu serializes erasures and
 	// retention passes; lmu guards what retention shredded, the purges
@@ -133,6 +134,7 @@ func Open(cfg Config) (*Layer, error) {
 		blind:     newBlinder(ik),
 		days:      make(map[int64]*dayKey),
 		inflight:  make(map[[blindSize]byte]chan struct{}),
+		ids:       newIDFilter(),
 		shedding:  make(map[int64]bool),
 		purges:    make(map[int64]bool),
 		retention: cfg.Retention,
@@ -153,8 +155,9 @@ func Open(cfg Config) (*Layer, error) {
 	l.lmu.RLock()
 	pending, shedding := len(l.purges) > 0, len(l.shedding) > 0
 	l.lmu.RUnlock()
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.purgeLoop(pending)
+	go l.buildIDFilter()
 	if shedding {
 		// A retention pass a crash interrupted: its days are already
 		// unreadable and partly destroyed; finish them whatever the

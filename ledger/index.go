@@ -15,15 +15,15 @@ import (
 	itlog "indelible.dev/tlog"
 )
 
-// The leaf-hash index ('h' keys) maps a leaf hash to the entries that have
-// it. It is derived data: everything in it can be recomputed from the
-// bundles. So it is not
-// written by the sequencer in the commit batch (inserting tens of thousands of
-// random keys per second into the memtable would halve the sequencer's
-// throughput) but by the indexer goroutine, right after each commit, in its
-// own batch together with the index watermark 'mindexed' (the size up to
-// which the index is complete). Open re-indexes from the watermark to the
-// tree size, so a crash between a commit and its index batch loses nothing.
+// The leaf-hash index ('H' keys; 'h' in format 1) maps a leaf hash to the
+// entries that have it. It is derived data: everything in it can be
+// recomputed from the bundles. So it is not written by the sequencer in the
+// commit batch (inserting tens of thousands of random keys per second into
+// the memtable would halve the sequencer's throughput) but by the indexer
+// goroutine, right after each commit, in its own batch together with the
+// index watermark 'mindexed' (the size up to which the index is complete).
+// Open re-indexes from the watermark to the tree size, so a crash between a
+// commit and its index batch loses nothing.
 
 var keyIndexed = []byte("mindexed")
 
@@ -100,7 +100,7 @@ func writeIndex(b kv.Batch, jobs []indexJob) {
 	var end int64
 	for _, j := range jobs {
 		for i, h := range j.hashes {
-			keys = append(keys, appendLeafKey(make([]byte, 0, 41), h, j.first+int64(i)))
+			keys = append(keys, appendLeafKey(make([]byte, 0, 1+leafPrefixLen+8), h, j.first+int64(i)))
 		}
 		end = j.first + int64(len(j.hashes))
 	}
@@ -215,19 +215,51 @@ func (l *Log) waitIndexed(n int64) error {
 }
 
 // lookupLeaf returns the first index below n whose entry has leaf hash h.
+// A format-1 key holds the whole hash; a key of today's format only its
+// first leafPrefixLen bytes (24 bytes less per entry to write, flush and
+// compact: issue 21), so each candidate's hash is read from its level-0
+// tile and compared.
 func (l *Log) lookupLeaf(h tlog.Hash, n int64) (int64, bool, error) {
-	lo := appendLeafKey(nil, h, 0)
-	hi := appendLeafKey(nil, h, n)
+	// Format-1 keys, in a store written before format 2: they index a
+	// prefix of the log (Open indexes what is beyond it with today's keys),
+	// so a match among them is the first.
 	idx, found := int64(0), false
-	err := l.db.Scan(lo, hi, false, func(k, _ []byte) bool {
-		for _, c := range k[len(k)-8:] {
-			idx = idx<<8 | int64(c)
-		}
-		found = true
+	err := l.db.Scan(appendLeafKey1(nil, h, 0), appendLeafKey1(nil, h, n), false, func(k, _ []byte) bool {
+		idx, found = int64(binary.BigEndian.Uint64(k[len(k)-8:])), true
 		return false
 	})
-	if err != nil || !found {
-		return 0, false, err
+	if err != nil || found {
+		return idx, found, err
 	}
-	return idx, true, nil
+	// Candidates a few at a time (a hash is not read inside a scan: a
+	// store may serve one query at a time per connection).
+	const chunk = 16
+	for from := int64(0); from < n; {
+		var cands []int64
+		err := l.db.Scan(appendLeafKey(nil, h, from), appendLeafKey(nil, h, n), false, func(k, _ []byte) bool {
+			cands = append(cands, int64(binary.BigEndian.Uint64(k[len(k)-8:])))
+			return len(cands) < chunk
+		})
+		if err != nil || len(cands) == 0 {
+			return 0, false, err
+		}
+		at := make([]int64, len(cands))
+		for j, i := range cands {
+			at[j] = tlog.StoredHashIndex(0, i)
+		}
+		hs, err := l.hashReader().ReadHashes(at)
+		if err != nil {
+			return 0, false, err
+		}
+		for j, i := range cands {
+			if hs[j] == h {
+				return i, true, nil
+			}
+		}
+		if len(cands) < chunk {
+			return 0, false, nil
+		}
+		from = cands[len(cands)-1] + 1
+	}
+	return 0, false, nil
 }

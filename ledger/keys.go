@@ -26,7 +26,11 @@ import (
 //	'e' i(8)              entries i, i+1, ... of the current partial bundle,
 //	                      bundle-encoded, as appended by one commit (deleted
 //	                      when the bundle is full: see edge.go)
-//	'h' leafhash(32) i(8) leaf-hash index: entry i has this leaf hash (value empty)
+//	'H' leafhash[:8] i(8) leaf-hash index: entry i's leaf hash starts with
+//	                      these 8 bytes (value empty; a lookup checks the
+//	                      whole hash in the level-0 tile). Format 2.
+//	'h' leafhash(32) i(8) the leaf-hash index of format 1 (the whole hash):
+//	                      read, no longer written (see index.go)
 //	'x' ...               extension namespace, for the layers above (events)
 const (
 	prefixMeta   = 'm'
@@ -35,11 +39,18 @@ const (
 	prefixBundle = 'b'
 	prefixDelta  = 'e'
 	prefixInner  = 'i'
-	prefixLeaf   = 'h'
+	prefixLeaf   = 'H'
+	prefixLeaf1  = 'h' // format 1
 	prefixExt    = 'x'
 )
 
-const formatVersion = "1"
+// formatVersion is the key space's version. Format 1 stores (whose
+// leaf-hash index keys hold the whole hash) are still read: Open moves them
+// to 2 (see index.go), after which a binary that knows only 1 refuses them.
+const (
+	formatVersion  = "2"
+	formatVersion1 = "1"
+)
 
 var (
 	keyFormat  = []byte("mformat")
@@ -79,8 +90,18 @@ func innerStart(k int) int { return 256 - 512>>k }
 
 func deltaKey(i int64) []byte { return seqKey(prefixDelta, i) }
 
+// leafPrefixLen is how much of a leaf hash a leaf-hash index key holds.
+const leafPrefixLen = 8
+
 func appendLeafKey(k []byte, h tlog.Hash, i int64) []byte {
 	k = append(k, prefixLeaf)
+	k = append(k, h[:leafPrefixLen]...)
+	return binary.BigEndian.AppendUint64(k, uint64(i))
+}
+
+// appendLeafKey1 is appendLeafKey in format 1.
+func appendLeafKey1(k []byte, h tlog.Hash, i int64) []byte {
+	k = append(k, prefixLeaf1)
 	k = append(k, h[:]...)
 	return binary.BigEndian.AppendUint64(k, uint64(i))
 }

@@ -477,7 +477,23 @@ func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 	if l.guard != nil && l.guard.cfg.Init {
 		return tlog.Tree{}, fmt.Errorf("%w: --init asks for a new log, but the store already holds one: start without --init", ErrKeyGuard)
 	}
-	if f, err := l.get(keyFormat); err != nil || string(f) != formatVersion {
+	f, err := l.get(keyFormat)
+	switch {
+	case err == nil && string(f) == formatVersion:
+	case err == nil && string(f) == formatVersion1:
+		// Format 1 differs only in the leaf-hash index's keys: its keys
+		// stay readable (lookupLeaf), new ones are today's. Marking the
+		// store 2 keeps a binary that knows only 1 from opening it and
+		// missing the entries indexed from now on.
+		b := l.db.NewBatch(0)
+		b.Set(keyFormat, []byte(formatVersion))
+		err := b.Commit(true)
+		b.Close()
+		if err != nil {
+			return tlog.Tree{}, fmt.Errorf("ledger: moving the store to format %s: %w", formatVersion, err)
+		}
+		l.log.Info("store moved to format "+formatVersion, "from", formatVersion1)
+	default:
 		return tlog.Tree{}, fmt.Errorf("ledger: unsupported store format %q", f)
 	}
 	v, err := l.get(keyState)
