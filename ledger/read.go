@@ -194,29 +194,27 @@ func (l *Log) EntriesFunc(indexes []int64, f func(j int, entry []byte) error) er
 
 // walkEntries calls f(k, entry) for each want[k] (increasing log indexes
 // in bundle n, repeats allowed), walking bundle data only as far as the
-// last one; f's error stops the walk and is returned.
+// last one; f's error stops the walk and is returned. Entries before a
+// wanted one are skipped by their length prefixes alone (a scattered read
+// wants one entry of a bundle, on average past half of it).
 func walkEntries(n int64, data []byte, want []int64, f func(k int, entry []byte) error) error {
-	first := n * itlog.TileWidth
-	k, at := 0, first
-	var ferr error
-	err := itlog.WalkBundle(data, func(e []byte) bool {
+	at, off := n*itlog.TileWidth, 0
+	for k := 0; k < len(want); {
+		if len(data)-off < 2 {
+			return fmt.Errorf("%w: bundle %d: entry %d missing", ErrCorrupt, n, want[k])
+		}
+		m := int(data[off])<<8 | int(data[off+1])
+		if len(data)-off-2 < m {
+			return fmt.Errorf("%w: bundle %d: %w: entry of %d bytes truncated to %d", ErrCorrupt, n, itlog.ErrMalformedBundle, m, len(data)-off-2)
+		}
 		for k < len(want) && want[k] == at {
-			if ferr = f(k, e); ferr != nil {
-				return false
+			if err := f(k, data[off+2:off+2+m]); err != nil {
+				return err
 			}
 			k++
 		}
+		off += 2 + m
 		at++
-		return k < len(want)
-	})
-	if ferr != nil {
-		return ferr
-	}
-	if err == nil && k < len(want) {
-		err = fmt.Errorf("entry %d missing", want[k])
-	}
-	if err != nil {
-		return fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, n, err)
 	}
 	return nil
 }
