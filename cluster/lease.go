@@ -87,6 +87,12 @@ type Status struct {
 	// Size is the log's size the fence recorded at that read (-1: no log
 	// yet).
 	Size int64
+	// Expires is, on a standby, when the holder's lease ends unless it
+	// renews it, on this node's clock, as of the last read that found it
+	// held (zero before one): a standby whose reads keep finding the
+	// lease renewed sees it move on; one past it either finds the lease
+	// expired at its next read (and takes it) or cannot read it.
+	Expires time.Time
 }
 
 // Change is a role change, delivered in order on Lease.Changes.
@@ -143,6 +149,7 @@ type Lease struct {
 	active     Peer
 	size       int64         // the fence's size at the last read
 	expiresIn  time.Duration // at the last read (standby): how long the holder's lease had left
+	expires    time.Time     // at the last read that found it held (standby): when it ends unrenewed
 	err        error         // the last error of a database call, nil after a success
 }
 
@@ -314,7 +321,11 @@ func (l *Lease) Changes() <-chan Change { return l.changes }
 func (l *Lease) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Status{Node: l.opt.Node, Role: l.role, Epoch: l.epoch, Active: l.active, Size: l.size}
+	st := Status{Node: l.opt.Node, Role: l.role, Epoch: l.epoch, Active: l.active, Size: l.size}
+	if l.role == Standby {
+		st.Expires = l.expires
+	}
+	return st
 }
 
 // Err returns the error of the last database call, nil if it succeeded.
@@ -419,7 +430,7 @@ func (l *Lease) tick(ctx context.Context) {
 	l.mu.Lock()
 	l.active, l.size = holder, size
 	if took {
-		l.role, l.epoch, l.validUntil = Active, newEpoch, t0.Add(l.opt.Lease)
+		l.role, l.epoch, l.validUntil, l.expires = Active, newEpoch, t0.Add(l.opt.Lease), time.Time{}
 	} else {
 		l.epoch = newEpoch
 	}
@@ -438,7 +449,7 @@ func (l *Lease) setErr(err error) {
 
 func (l *Lease) stepDown(epoch int64, why string) {
 	l.mu.Lock()
-	l.role, l.validUntil = Standby, time.Time{}
+	l.role, l.validUntil, l.expires = Standby, time.Time{}, time.Time{}
 	if l.active.Node == l.opt.Node {
 		l.active = Peer{} // unknown until the next read: not this node
 	}
@@ -480,6 +491,7 @@ func (l *Lease) acquire(ctx context.Context) (holder Peer, epoch int64, took boo
 	if !expired {
 		l.mu.Lock()
 		l.expiresIn = time.Duration(left * float64(time.Second))
+		l.expires = time.Now().Add(l.expiresIn)
 		l.mu.Unlock()
 		return holder, epoch, false, size, nil
 	}

@@ -188,6 +188,20 @@ func TestLeaseTakeover(t *testing.T) {
 	if st := b.Status(); st.Role != Standby || st.Active.Node != "a" || st.Epoch != ea {
 		t.Fatalf("b's status %+v", st)
 	}
+	// While a renews, b sees the lease's end move on, never past it by
+	// more than a read's delay (a forward to a is abandoned once it is).
+	e1 := b.Status().Expires
+	if left := time.Until(e1); left <= 0 || left > testLease+time.Second {
+		t.Fatalf("b sees a's lease end in %v (lease %v)", left, testLease)
+	}
+	for deadline := time.Now().Add(3 * testLease); !b.Status().Expires.After(e1); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b still sees a's lease end at %v (now %v): a renews it", e1, time.Now())
+		}
+	}
+	if a.Status().Expires != (time.Time{}) {
+		t.Fatalf("the active node reports its own lease's end as a standby's view: %+v", a.Status())
+	}
 	killed := time.Now()
 	lastEnd := a.ValidUntil()
 	a.stop()

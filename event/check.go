@@ -12,9 +12,9 @@ import "strconv"
 // so). Errors are *Error with Position -1, wrapping ErrInvalid or
 // ErrTooLarge.
 func Check(e Event) error {
-	// checkWriterSize, with the buffer sized once: a mapping checks many
-	// events, and growing the buffer from nil was most of the cost.
-	b, cerr := appendCanonical(make([]byte, 0, 512+len(e.Metadata)), &e)
+	// checkWriterSize (appendCanonical sizes its buffer once: a mapping
+	// checks many events, and growing the buffer was most of the cost).
+	b, cerr := appendCanonical(nil, &e)
 	if cerr != nil {
 		return cerr
 	}
@@ -32,7 +32,7 @@ func Check(e Event) error {
 // of Check (the OTLP mapping does, and falls back to Check otherwise).
 // Errors are *Error with Position -1, wrapping ErrInvalid.
 func CheckFields(e Event) error {
-	if err := check(&e, -1); err != nil {
+	if _, err := check(&e, -1); err != nil {
 		return err
 	}
 	return nil

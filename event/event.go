@@ -176,7 +176,7 @@ func (e *Event) Finish(receivedAt time.Time, submittedBy string) {
 // MaxMetadataDepth deep): such bytes could not be decoded back. The
 // *Error's Position is -1.
 func Canonical(e Event) ([]byte, error) {
-	b, err := appendCanonical(make([]byte, 0, 512), &e)
+	b, err := appendCanonical(nil, &e)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,9 @@ func Canonical(e Event) ([]byte, error) {
 // only in not requiring canonical order.
 // Errors are *Error (Position -1) wrapping ErrInvalid.
 func Decode(b []byte) (Event, error) {
-	s := &scanner{b: b}
+	// The bytes as one string: the event's strings are substrings of it
+	// (one allocation, not one per field).
+	s := &scanner{b: b, src: string(b)}
 	s.ws()
 	e, err := parseEvent(s, -1, true)
 	if err == nil {

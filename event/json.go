@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,7 +30,15 @@ type jsonError struct {
 // scanner reads JSON from b, starting at i.
 type scanner struct {
 	b []byte
-	i int
+	// src, if not empty, is b as a string: str then returns a string with
+	// no escapes as a substring of it instead of a new allocation (the
+	// NDJSON parser converts each line once: issue 21).
+	src string
+	i   int
+	// plain is set by str: the string read had no escape and only
+	// printable ASCII (no byte 0x7f or above), so it needs no check of its
+	// characters.
+	plain bool
 }
 
 func (s *scanner) errf(msg string) *jsonError { return &jsonError{off: s.i, msg: msg} }
@@ -79,19 +88,31 @@ func quoteByte(c byte) string {
 // value is valid UTF-8.
 func (s *scanner) str() (string, *jsonError) {
 	s.i++ // the opening quote
+	s.plain = false
 	j := s.i
+	ascii := true
 	for j < len(s.b) {
 		c := s.b[j]
 		if c == '"' {
 			v := s.b[s.i:j]
-			if !utf8.Valid(v) {
+			if !ascii && !utf8.Valid(v) {
 				return "", s.errf("invalid UTF-8 in string")
 			}
+			s.plain = ascii
+			var str string
+			if len(s.src) == len(s.b) {
+				str = s.src[s.i:j]
+			} else {
+				str = string(v)
+			}
 			s.i = j + 1
-			return string(v), nil
+			return str, nil
 		}
 		if c == '\\' || c < 0x20 {
 			break
+		}
+		if c >= 0x7f {
+			ascii = false
 		}
 		j++
 	}
@@ -215,6 +236,9 @@ func (s *scanner) number() (string, *jsonError) {
 			return "", s.errf("bad number")
 		}
 	}
+	if len(s.src) == len(s.b) {
+		return s.src[start:s.i], nil
+	}
 	return string(s.b[start:s.i]), nil
 }
 
@@ -307,6 +331,9 @@ func (s *scanner) object(depth, maxDepth int) (value, *jsonError) {
 		if err != nil {
 			err.path = "." + k + err.path
 			return value{}, err
+		}
+		if v.obj == nil {
+			v.obj = make([]member, 0, 4)
 		}
 		v.obj = append(v.obj, member{k, m})
 		s.ws()
@@ -428,4 +455,206 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// skipCanonical reports whether the JSON value at s.i (a container at
+// nesting depth depth) is valid, nested at most maxDepth deep and already
+// in canonical form: exactly what value then appendValue would write for
+// it (no whitespace, object keys in strictly increasing bytewise order and
+// without escapes, strings escaped as appendString escapes them). If so, it
+// moves s.i past the value; if not, s.i is left anywhere and the caller
+// starts over with value, which reports what is wrong. It allocates
+// nothing: the writers' metadata is nearly always canonical already (JSON
+// encoders of maps sort their keys), and so is every event's metadata the
+// server stores, so parsing it and writing it back (a tree of values, a
+// string per key) is needed only when it is not.
+func (s *scanner) skipCanonical(depth, maxDepth int) bool {
+	switch c := s.peek(); {
+	case c == '{':
+		if depth > maxDepth {
+			return false
+		}
+		s.i++
+		if s.peek() == '}' {
+			s.i++
+			return true
+		}
+		var prev []byte
+		for first := true; ; first = false {
+			if s.peek() != '"' {
+				return false
+			}
+			k := s.i + 1
+			if !s.skipCanonicalString(true) {
+				return false
+			}
+			key := s.b[k : s.i-1]
+			if !first && bytes.Compare(prev, key) >= 0 {
+				return false // out of order, or a duplicate
+			}
+			prev = key
+			if s.peek() != ':' {
+				return false
+			}
+			s.i++
+			if !s.skipCanonical(depth+1, maxDepth) {
+				return false
+			}
+			switch s.peek() {
+			case ',':
+				s.i++
+			case '}':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '[':
+		if depth > maxDepth {
+			return false
+		}
+		s.i++
+		if s.peek() == ']' {
+			s.i++
+			return true
+		}
+		for {
+			if !s.skipCanonical(depth+1, maxDepth) {
+				return false
+			}
+			switch s.peek() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '"':
+		return s.skipCanonicalString(false)
+	case c == '-' || ('0' <= c && c <= '9'):
+		return s.skipNumber()
+	case c == 't':
+		return s.skipWord("true")
+	case c == 'f':
+		return s.skipWord("false")
+	case c == 'n':
+		return s.skipWord("null")
+	}
+	return false
+}
+
+// skipCanonicalString is skipCanonical for a string (s.b[s.i] is '"'): valid
+// UTF-8, and escaped exactly as appendString escapes: '"' and '\' with a
+// backslash, U+0008, U+0009, U+000A, U+000C, U+000D as \b \t \n \f \r, the
+// other controls below U+0020 as \u00xx in lower-case hex, nothing else. A
+// key (key true) may hold no escape at all.
+func (s *scanner) skipCanonicalString(key bool) bool {
+	j := s.i + 1
+	ascii := true
+	for j < len(s.b) {
+		c := s.b[j]
+		switch {
+		case c == '"':
+			if !ascii && !utf8.Valid(s.b[s.i+1:j]) {
+				return false
+			}
+			s.i = j + 1
+			return true
+		case c < 0x20:
+			return false
+		case c >= 0x80:
+			ascii = false
+		case c == '\\':
+			if key || j+1 >= len(s.b) {
+				return false
+			}
+			switch s.b[j+1] {
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				j += 2
+				continue
+			case 'u':
+				if j+6 > len(s.b) || s.b[j+2] != '0' || s.b[j+3] != '0' {
+					return false
+				}
+				h, l := s.b[j+4], s.b[j+5]
+				var v byte
+				switch h {
+				case '0':
+				case '1':
+					v = 16
+				default:
+					return false
+				}
+				switch {
+				case '0' <= l && l <= '9':
+					v += l - '0'
+				case 'a' <= l && l <= 'f':
+					v += l - 'a' + 10
+				default:
+					return false
+				}
+				switch v {
+				case '\b', '\t', '\n', '\f', '\r':
+					return false // written short
+				}
+				j += 6
+				continue
+			}
+			return false
+		}
+		j++
+	}
+	return false
+}
+
+// skipNumber moves s.i past a JSON number, reporting whether there was one
+// (number, without the string).
+func (s *scanner) skipNumber() bool {
+	digits := func() bool {
+		n := s.i
+		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+			s.i++
+		}
+		return s.i > n
+	}
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		digits()
+	default:
+		return false
+	}
+	if s.peek() == '.' {
+		s.i++
+		if !digits() {
+			return false
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return true
+}
+
+// skipWord moves s.i past word (true, false or null) if it is next.
+func (s *scanner) skipWord(word string) bool {
+	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
+		s.i += len(word)
+		return true
+	}
+	return false
 }

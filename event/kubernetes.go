@@ -218,7 +218,7 @@ func (k *k8sEvent) event(pos int) (Event, *Error) {
 		return Event{}, merr
 	}
 	e.Metadata = md
-	if err := check(&e, pos); err != nil {
+	if _, err := check(&e, pos); err != nil {
 		return Event{}, err
 	}
 	if err := checkWriterSize(&e, pos); err != nil {

@@ -57,7 +57,12 @@ const (
 // field. ReceivedAt and SubmittedBy are rejected if the writer sets them.
 //
 // The events returned have Metadata already in canonical form, times in
-// UTC, and an empty actor or resource object dropped.
+// UTC, and an empty actor or resource object dropped. They do not alias
+// body, but share memory with each other (issue 21: a few allocations per
+// request, not one per field): an NDJSON event's strings are substrings of
+// one copy of its line, and the events' actors, resources and metadata come
+// from shared blocks, so whoever keeps an event keeps its line, and should
+// copy Metadata rather than write into it.
 func ParseRequest(contentType string, body []byte) ([]Event, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
@@ -91,7 +96,7 @@ func parseJSON(body []byte) ([]Event, error) {
 	s.ws()
 	switch s.peek() {
 	case '{':
-		e, err := parseWriterEvent(s, 0)
+		e, err := parseWriterEvent(s, 0, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -109,12 +114,13 @@ func parseJSON(body []byte) ([]Event, error) {
 		return nil, &Error{Position: -1, Msg: "no events (empty array)", Kind: ErrInvalid}
 	}
 	var evs []Event
+	a := &parseAlloc{chunk: 64}
 	for {
 		if len(evs) == MaxEvents {
 			return nil, tooMany()
 		}
 		s.ws()
-		e, err := parseWriterEvent(s, len(evs))
+		e, err := parseWriterEvent(s, len(evs), a)
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +145,9 @@ func parseJSON(body []byte) ([]Event, error) {
 func parseNDJSON(body []byte) ([]Event, error) {
 	// Room for a line's event each (blank lines aside), up to the limit:
 	// one allocation instead of a slice grown by doublings.
-	evs := make([]Event, 0, min(bytes.Count(body, []byte{'\n'})+1, MaxEvents))
+	n := min(bytes.Count(body, []byte{'\n'})+1, MaxEvents)
+	evs := make([]Event, 0, n)
+	a := &parseAlloc{chunk: n}
 	line := 0
 	for len(body) > 0 {
 		line++
@@ -155,10 +163,12 @@ func parseNDJSON(body []byte) ([]Event, error) {
 		if len(evs) == MaxEvents {
 			return nil, tooMany()
 		}
-		s := &scanner{b: l}
+		// The line as one string: the event's strings are substrings of
+		// it (one allocation per event, not one per field).
+		s := &scanner{b: l, src: string(l)}
 		s.ws()
 		var err *Error
-		e, err := parseWriterEvent(s, len(evs))
+		e, err := parseWriterEvent(s, len(evs), a)
 		if err == nil {
 			err = trailing(s, len(evs))
 		}
@@ -193,10 +203,79 @@ func syntaxErr(pos int, field string, e *jsonError) *Error {
 	return &Error{Position: pos, Field: field + e.path, Msg: msg, Kind: ErrInvalid}
 }
 
+// parseAlloc hands out what a request's events point to (their actor and
+// resource, their metadata's bytes) from a few allocations shared by the
+// request's events rather than one per event and field (issue 21). A nil
+// *parseAlloc allocates each on its own.
+type parseAlloc struct {
+	chunk     int // events per allocation of actors or resources
+	actors    []Actor
+	resources []Resource
+	meta      []byte // free room for metadata
+}
+
+// metaChunk is the least parseAlloc allocates for metadata at a time.
+const metaChunk = 16 << 10
+
+func (a *parseAlloc) actor(v Actor) *Actor {
+	if a == nil {
+		p := new(Actor)
+		*p = v
+		return p
+	}
+	if len(a.actors) == 0 {
+		a.actors = make([]Actor, a.chunk)
+	}
+	p := &a.actors[0]
+	*p, a.actors = v, a.actors[1:]
+	return p
+}
+
+func (a *parseAlloc) resource(v Resource) *Resource {
+	if a == nil {
+		p := new(Resource)
+		*p = v
+		return p
+	}
+	if len(a.resources) == 0 {
+		a.resources = make([]Resource, a.chunk)
+	}
+	p := &a.resources[0]
+	*p, a.resources = v, a.resources[1:]
+	return p
+}
+
+// bytes returns a copy of b, with no room to append into.
+func (a *parseAlloc) bytes(b []byte) []byte {
+	if a == nil {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.meta)-len(a.meta) < len(b) {
+		a.meta = make([]byte, 0, max(metaChunk, len(b)))
+	}
+	n := len(a.meta)
+	a.meta = append(a.meta, b...)
+	return a.meta[n:len(a.meta):len(a.meta)]
+}
+
+// appendValue returns v's canonical bytes, at most n, with no room to
+// append into.
+func (a *parseAlloc) appendValue(n int, v *value) []byte {
+	if a == nil {
+		return appendValue(make([]byte, 0, n), v)
+	}
+	if cap(a.meta)-len(a.meta) < n {
+		a.meta = make([]byte, 0, max(metaChunk, n))
+	}
+	k := len(a.meta)
+	a.meta = appendValue(a.meta, v)
+	return a.meta[k:len(a.meta):len(a.meta)]
+}
+
 // parseWriterEvent parses one writer's event at pos and checks its size.
-func parseWriterEvent(s *scanner, pos int) (Event, *Error) {
+func parseWriterEvent(s *scanner, pos int, a *parseAlloc) (Event, *Error) {
 	start := s.i
-	e, err := parseEvent(s, pos, false)
+	e, err := parseEventAlloc(s, pos, false, a)
 	if err != nil {
 		return Event{}, err
 	}
@@ -230,6 +309,12 @@ func checkWriterSize(e *Event, pos int) *Error {
 // parseEvent parses one event object. stored allows (and Decode needs)
 // the server's fields; a writer may not set them.
 func parseEvent(s *scanner, pos int, stored bool) (Event, *Error) {
+	return parseEventAlloc(s, pos, stored, nil)
+}
+
+// parseEventAlloc is parseEvent taking the event's actor, resource and
+// metadata from a.
+func parseEventAlloc(s *scanner, pos int, stored bool, a *parseAlloc) (Event, *Error) {
 	var e Event
 	bad := func(field, msg string) *Error {
 		return &Error{Position: pos, Field: field, Msg: msg, Kind: ErrInvalid}
@@ -275,10 +360,10 @@ func parseEvent(s *scanner, pos int, stored bool) (Event, *Error) {
 			e.Action, err = stringField(s, pos, key, MaxActionBytes)
 		case "actor":
 			bit = bitActor
-			e.Actor, err = actorField(s, pos)
+			e.Actor, err = actorField(s, pos, a)
 		case "resource":
 			bit = bitResource
-			e.Resource, err = resourceField(s, pos)
+			e.Resource, err = resourceField(s, pos, a)
 		case "outcome":
 			bit = bitOutcome
 			e.Outcome, err = stringField(s, pos, key, 16)
@@ -290,7 +375,7 @@ func parseEvent(s *scanner, pos int, stored bool) (Event, *Error) {
 			e.Reason, err = stringField(s, pos, key, MaxReasonBytes)
 		case "metadata":
 			bit = bitMetadata
-			e.Metadata, err = metadataField(s, pos)
+			e.Metadata, err = metadataFieldAlloc(s, pos, a)
 		case "received_at", "submitted_by":
 			if !stored {
 				return e, bad(key, "is set by the server, not the writer")
@@ -322,30 +407,89 @@ func parseEvent(s *scanner, pos int, stored bool) (Event, *Error) {
 		}
 		break
 	}
-	if err := check(&e, pos); err != nil {
+	// Each string was checked as it was read (stringField): only the rules
+	// across fields are left.
+	if err := checkRules(&e, pos); err != nil {
+		return e, err
+	}
+	if err := checkYears(&e, pos); err != nil {
 		return e, err
 	}
 	return e, nil
 }
 
-// check applies the rules that do not depend on the JSON text: the
-// required action, the outcome's values, each string's charset.
-func check(e *Event, pos int) *Error {
+// checkRules checks the required action, that it holds no whitespace, and
+// the outcome's values.
+func checkRules(e *Event, pos int) *Error {
 	bad := func(field, msg string) *Error {
 		return &Error{Position: pos, Field: field, Msg: msg, Kind: ErrInvalid}
 	}
 	if e.Action == "" {
 		return bad("action", "is required")
 	}
-	for _, r := range e.Action {
-		if unicode.IsSpace(r) {
-			return bad("action", "must not contain whitespace (use a dotted name like \"user.login\")")
-		}
+	if hasSpace(e.Action) {
+		return bad("action", "must not contain whitespace (use a dotted name like \"user.login\")")
 	}
 	switch e.Outcome {
 	case "", OutcomeSuccess, OutcomeFailure, OutcomeDenied, OutcomeUnknown:
 	default:
 		return bad("outcome", "must be one of success, failure, denied, unknown")
+	}
+	return nil
+}
+
+// hasSpace reports whether v holds a character unicode.IsSpace.
+func hasSpace(v string) bool {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= utf8.RuneSelf:
+			for _, r := range v[i:] {
+				if unicode.IsSpace(r) {
+					return true
+				}
+			}
+			return false
+		case c == ' ' || ('\t' <= c && c <= '\r'):
+			return true
+		}
+	}
+	return false
+}
+
+// checkYears checks that the times are within the years RFC 3339 can write.
+func checkYears(e *Event, pos int) *Error {
+	for _, f := range [...]struct {
+		name string
+		t    time.Time
+	}{{"time", e.Time}, {"received_at", e.ReceivedAt}} {
+		if !f.t.IsZero() && (f.t.Year() < 0 || f.t.Year() > 9999) {
+			return &Error{Position: pos, Field: f.name, Msg: "year outside 0000..9999", Kind: ErrInvalid}
+		}
+	}
+	return nil
+}
+
+// Bits of check's result: the string fields whose canonical form needs
+// escapes (a '"' or a '\'; the other characters JSON escapes are rejected).
+const (
+	escID = 1 << iota
+	escAction
+	escSource
+	escReason
+	escSubmittedBy
+	escActorID
+	escActorType
+	escActorIP
+	escResourceType
+	escResourceID
+)
+
+// check applies the rules that do not depend on the JSON text: the
+// required action, the outcome's values, each string's cap and charset. It
+// returns which strings need escapes in canonical form (esc* bits).
+func check(e *Event, pos int) (esc int, err *Error) {
+	if err := checkRules(e, pos); err != nil {
+		return 0, err
 	}
 	fields := [...]struct {
 		name string
@@ -363,20 +507,19 @@ func check(e *Event, pos int) *Error {
 		{"resource.type", resourcePart(e.Resource, 0), MaxResourceTypeBytes},
 		{"resource.id", resourcePart(e.Resource, 1), MaxResourceIDBytes},
 	}
-	for _, f := range fields {
-		if msg := checkString(f.v, f.max); msg != "" {
-			return bad(f.name, msg)
+	for k, f := range fields {
+		msg, q := checkString(f.v, f.max)
+		if msg != "" {
+			return 0, &Error{Position: pos, Field: f.name, Msg: msg, Kind: ErrInvalid}
+		}
+		if q {
+			esc |= 1 << k
 		}
 	}
-	for _, f := range [...]struct {
-		name string
-		t    time.Time
-	}{{"time", e.Time}, {"received_at", e.ReceivedAt}} {
-		if !f.t.IsZero() && (f.t.Year() < 0 || f.t.Year() > 9999) {
-			return bad(f.name, "year outside 0000..9999")
-		}
+	if err := checkYears(e, pos); err != nil {
+		return 0, err
 	}
-	return nil
+	return esc, nil
 }
 
 func actorPart(a *Actor, i int) string {
@@ -393,23 +536,58 @@ func resourcePart(r *Resource, i int) string {
 	return [...]string{r.Type, r.ID}[i]
 }
 
-// checkString returns why v is not acceptable as a field value, or "".
-func checkString(v string, max int) string {
+// checkString returns why v is not acceptable as a field value, or "";
+// and, if it is, whether its JSON needs escapes (it holds a '"' or a '\').
+func checkString(v string, max int) (msg string, esc bool) {
 	if len(v) > max {
-		return "longer than " + strconv.Itoa(max) + " bytes"
+		return "longer than " + strconv.Itoa(max) + " bytes", false
 	}
-	for _, r := range v {
-		if r == utf8.RuneError {
-			if !utf8.ValidString(v) {
-				return "invalid UTF-8"
+	// Eight bytes at a time while they are printable ASCII other than '"'
+	// and '\\', then ASCII a byte at a time, the rest a rune at a time.
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := uint64(v[i]) | uint64(v[i+1])<<8 | uint64(v[i+2])<<16 | uint64(v[i+3])<<24 |
+			uint64(v[i+4])<<32 | uint64(v[i+5])<<40 | uint64(v[i+6])<<48 | uint64(v[i+7])<<56
+		if !plainWord(w) {
+			break
+		}
+	}
+	for ; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= utf8.RuneSelf:
+			for _, r := range v[i:] {
+				if r == utf8.RuneError {
+					if !utf8.ValidString(v) {
+						return "invalid UTF-8", false
+					}
+					continue
+				}
+				if unicode.IsControl(r) {
+					return "must not contain control characters", false
+				}
+				if r == '"' || r == '\\' {
+					esc = true
+				}
 			}
-			continue
-		}
-		if unicode.IsControl(r) {
-			return "must not contain control characters"
+			return "", esc
+		case c < 0x20 || c == 0x7f:
+			return "must not contain control characters", false
+		case c == '"' || c == '\\':
+			esc = true
 		}
 	}
-	return ""
+	return "", esc
+}
+
+// plainWord reports whether the eight bytes of w are all printable ASCII
+// (0x20..0x7e) and none is '"' or '\\' (the bit tricks of "Bit Twiddling
+// Hacks": a byte less than n, greater than n, equal to c).
+func plainWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(x uint64) bool { return (x-ones)&^x&highs != 0 }
+	less := (w-0x20*ones)&^w&highs != 0
+	more := ((w+(127-0x7e)*ones)|w)&highs != 0
+	return !less && !more && !hasZero(w^'"'*ones) && !hasZero(w^'\\'*ones)
 }
 
 // stringField reads a string (or null, meaning absent) and checks it.
@@ -424,12 +602,15 @@ func stringField(s *scanner, pos int, field string, max int) (string, *Error) {
 		if jerr != nil {
 			return "", syntaxErr(pos, field, jerr)
 		}
-		if msg := checkString(v, max); msg != "" {
-			kind := ErrInvalid
-			if field == "id" && len(v) > max {
-				kind = ErrTooLarge // the id's length is a contract limit: 413
+		// A plain string (printable ASCII, no escape) can only be too long.
+		if len(v) > max || !s.plain {
+			if msg, _ := checkString(v, max); msg != "" {
+				kind := ErrInvalid
+				if field == "id" && len(v) > max {
+					kind = ErrTooLarge // the id's length is a contract limit: 413
+				}
+				return "", &Error{Position: pos, Field: field, Msg: msg, Kind: kind}
 			}
-			return "", &Error{Position: pos, Field: field, Msg: msg, Kind: kind}
 		}
 		return v, nil
 	}
@@ -463,9 +644,11 @@ func timeField(s *scanner, pos int, field string) (time.Time, *Error) {
 	return t.UTC(), nil
 }
 
-// objectMembers reads an object whose members are all strings (or null),
-// calling set for each; set returns false for an unknown key.
-func objectMembers(s *scanner, pos int, field string, set func(key, v string) (max int, ok bool)) (bool, *Error) {
+// objectStrings reads an object whose members are all strings (or null)
+// named in names (at most 8; paths are their JSON paths), with the caps in
+// maxes, into vals; it reports
+// whether the object had any member (null and {} have none).
+func objectStrings(s *scanner, pos int, field string, names, paths []string, maxes []int, vals []string) (bool, *Error) {
 	if s.null() {
 		return false, nil
 	}
@@ -478,7 +661,7 @@ func objectMembers(s *scanner, pos int, field string, set func(key, v string) (m
 		s.i++
 		return false, nil
 	}
-	seen := map[string]bool{}
+	var seen uint8
 	for {
 		s.ws()
 		if s.peek() != '"' {
@@ -493,20 +676,22 @@ func objectMembers(s *scanner, pos int, field string, set func(key, v string) (m
 			return false, syntaxErr(pos, field, jerr)
 		}
 		s.ws()
-		name := field + "." + key
-		max, ok := set(key, "")
-		if !ok {
-			return false, &Error{Position: pos, Field: name, Msg: "unknown field", Kind: ErrInvalid}
+		k := 0
+		for k < len(names) && names[k] != key {
+			k++
 		}
-		if seen[key] {
-			return false, &Error{Position: pos, Field: name, Msg: "duplicate field", Kind: ErrInvalid}
+		if k == len(names) {
+			return false, &Error{Position: pos, Field: field + "." + key, Msg: "unknown field", Kind: ErrInvalid}
 		}
-		seen[key] = true
-		v, err := stringField(s, pos, name, max)
+		if seen&(1<<k) != 0 {
+			return false, &Error{Position: pos, Field: field + "." + key, Msg: "duplicate field", Kind: ErrInvalid}
+		}
+		seen |= 1 << k
+		v, err := stringField(s, pos, paths[k], maxes[k])
 		if err != nil {
 			return false, err
 		}
-		set(key, v)
+		vals[k] = v
 		s.ws()
 		if s.peek() == ',' {
 			s.i++
@@ -519,56 +704,55 @@ func objectMembers(s *scanner, pos int, field string, set func(key, v string) (m
 	}
 }
 
-func actorField(s *scanner, pos int) (*Actor, *Error) {
-	var a Actor
-	_, err := objectMembers(s, pos, "actor", func(k, v string) (int, bool) {
-		switch k {
-		case "id":
-			a.ID = v
-			return MaxActorIDBytes, true
-		case "type":
-			a.Type = v
-			return MaxActorTypeBytes, true
-		case "ip":
-			a.IP = v
-			return MaxActorIPBytes, true
-		}
-		return 0, false
-	})
-	if err != nil || a == (Actor{}) {
+// The members of actor and resource, their JSON paths (for errors, without
+// building them for each event) and their caps.
+var (
+	actorNames    = []string{"id", "type", "ip"}
+	actorPaths    = []string{"actor.id", "actor.type", "actor.ip"}
+	actorMaxes    = []int{MaxActorIDBytes, MaxActorTypeBytes, MaxActorIPBytes}
+	resourceNames = []string{"id", "type"}
+	resourcePaths = []string{"resource.id", "resource.type"}
+	resourceMaxes = []int{MaxResourceIDBytes, MaxResourceTypeBytes}
+)
+
+func actorField(s *scanner, pos int, a *parseAlloc) (*Actor, *Error) {
+	var v [3]string
+	_, err := objectStrings(s, pos, "actor", actorNames, actorPaths, actorMaxes, v[:])
+	if err != nil || v == [3]string{} {
 		return nil, err
 	}
-	return &a, nil
+	return a.actor(Actor{ID: v[0], Type: v[1], IP: v[2]}), nil
 }
 
-func resourceField(s *scanner, pos int) (*Resource, *Error) {
-	var r Resource
-	_, err := objectMembers(s, pos, "resource", func(k, v string) (int, bool) {
-		switch k {
-		case "id":
-			r.ID = v
-			return MaxResourceIDBytes, true
-		case "type":
-			r.Type = v
-			return MaxResourceTypeBytes, true
-		}
-		return 0, false
-	})
-	if err != nil || r == (Resource{}) {
+func resourceField(s *scanner, pos int, a *parseAlloc) (*Resource, *Error) {
+	var v [2]string
+	_, err := objectStrings(s, pos, "resource", resourceNames, resourcePaths, resourceMaxes, v[:])
+	if err != nil || v == [2]string{} {
 		return nil, err
 	}
-	return &r, nil
+	return a.resource(Resource{ID: v[0], Type: v[1]}), nil
 }
 
 // metadataField reads metadata (an object nested at most
 // MaxMetadataDepth deep, or null) and returns it in canonical form.
 func metadataField(s *scanner, pos int) ([]byte, *Error) {
+	return metadataFieldAlloc(s, pos, nil)
+}
+
+// metadataFieldAlloc is metadataField taking the bytes from a.
+func metadataFieldAlloc(s *scanner, pos int, a *parseAlloc) ([]byte, *Error) {
 	if s.null() {
 		return nil, nil
 	}
 	if s.peek() != '{' {
 		return nil, typeErr(s, pos, "metadata", "must be a JSON object")
 	}
+	// Already canonical (the usual case): a copy of its bytes.
+	start := s.i
+	if s.skipCanonical(1, MaxMetadataDepth) {
+		return a.bytes(s.b[start:s.i]), nil
+	}
+	s.i = start
 	v, jerr := s.value(1, MaxMetadataDepth)
 	if jerr != nil {
 		err := syntaxErr(pos, "metadata", jerr)
@@ -577,5 +761,6 @@ func metadataField(s *scanner, pos int) ([]byte, *Error) {
 		}
 		return nil, err
 	}
-	return appendValue(nil, &v), nil
+	// Canonical bytes are never longer than the JSON they come from.
+	return a.appendValue(s.i-start, &v), nil
 }

@@ -140,6 +140,7 @@ func (l *Layer) appendAt(ctx context.Context, now time.Time, submittedBy string,
 	if err != nil {
 		return nil, err
 	}
+	defer p.blind.done()
 	release, err := l.reserve(ctx, p)
 	if err != nil {
 		return nil, err
@@ -162,6 +163,7 @@ type prepared struct {
 	keys        [][]byte          // distinct idempotency keys ('d' keys), sorted
 	keyPos      []int             // position of each of keys' first occurrence
 	stored      []int64           // by position: index of the stored event with the id, or -1
+	blind       *blindRequest     // the request's blind indexes
 }
 
 // prepare finishes and encodes the events and computes their idempotency
@@ -172,19 +174,20 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 	}
 	n := len(evs)
 	p := &prepared{
-		now: now, submittedBy: submittedBy,
+		now: now, submittedBy: submittedBy, blind: l.blind.request(),
 		evs:   append([]event.Event(nil), evs...), // the caller's events stay as they were
 		bytes: make([][]byte, n),
 		idem:  make([][blindSize]byte, n),
 		hasID: make([]bool, n),
 		dupOf: make([]int, n),
 	}
-	var first map[[blindSize]byte]int
+	var withID []int // positions of the events with an id
 	for i := range p.evs {
 		e := &p.evs[i]
 		e.Finish(now, submittedBy)
 		b, err := event.Canonical(*e)
 		if err != nil {
+			p.blind.done()
 			var ee *event.Error
 			if errors.As(err, &ee) {
 				c := *ee
@@ -198,23 +201,37 @@ func (l *Layer) prepare(now time.Time, submittedBy string, evs []event.Event) (*
 		if e.ID == "" {
 			continue
 		}
-		if first == nil {
-			first = make(map[[blindSize]byte]int)
+		if withID == nil {
+			withID = make([]int, 0, n-i)
 		}
-		k := l.blind.idem(submittedBy, e.ID)
-		p.idem[i], p.hasID[i] = k, true
-		if j, ok := first[k]; ok {
-			p.dupOf[i] = j
+		p.idem[i], p.hasID[i] = p.blind.idem(submittedBy, e.ID), true
+		withID = append(withID, i)
+	}
+	// The ids in key order, ties by position, so that an id's repeats
+	// follow its first occurrence (no map of the request's ids: issue 21);
+	// the first occurrences are the distinct keys, in key order, for one
+	// sorted lookup.
+	slices.SortFunc(withID, func(a, b int) int {
+		if c := compareBlind(&p.idem[a], &p.idem[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	first := -1
+	for k, i := range withID {
+		if k > 0 && p.idem[i] == p.idem[first] {
+			p.dupOf[i] = first
 			continue
 		}
-		first[k] = i
+		first = i
 		p.keyPos = append(p.keyPos, i)
 	}
-	// The distinct keys in key order, for one sorted lookup.
-	slices.SortFunc(p.keyPos, func(a, b int) int { return bytes.Compare(p.idem[a][:], p.idem[b][:]) })
 	p.keys = make([][]byte, len(p.keyPos))
+	karena := make([]byte, 0, len(p.keyPos)*(1+blindSize))
 	for j, i := range p.keyPos {
-		p.keys[j] = idemKey(p.idem[i])
+		s := len(karena)
+		karena = append(append(karena, prefixIdem), p.idem[i][:]...)
+		p.keys[j] = karena[s:len(karena):len(karena)]
 	}
 	return p, nil
 }
@@ -301,6 +318,7 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			sealed += sealedSize(len(p.bytes[i]))
 		}
 		arena := make([]byte, sealed)
+		aad := new([eventKeyAADSize]byte)
 		for k, i := range pos {
 			e := &p.evs[i]
 			c := &commitments[k]
@@ -309,11 +327,11 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			*c = event.Commitment(salt, p.bytes[i])
 			var tk [timeKeySize]byte
 			appendTimeKey(tk[:0], e.Time)
-			payload, wrapped, err := day.seal(&arena, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
+			payload, wrapped, err := day.seal(&arena, aad, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
 			if err != nil {
 				return nil, err
 			}
-			w.add(l, int32(k), e, payload, wrapped)
+			w.add(l, p.blind, int32(k), e, payload, wrapped)
 			entries[k] = ledger.Entry{Data: c[:]}
 			entryOf[i] = int32(k)
 		}
@@ -386,15 +404,15 @@ func newRequestWrites(events int) *requestWrites {
 // add adds the writes of event ev (its position among the request's
 // entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
 // blind outcome; the 'f' keys. addIdem adds its 'd' key if it has an id.
-func (w *requestWrites) add(l *Layer, ev int32, e *event.Event, payload, wrapped []byte) {
+func (w *requestWrites) add(l *Layer, br *blindRequest, ev int32, e *event.Event, payload, wrapped []byte) {
 	s := len(w.arena)
 	w.arena = append(w.arena, prefixPayload)
 	w.arena = append(w.arena, make([]byte, indexSize)...)
 	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
-	var outcome []byte
-	w.arena, w.keys, outcome = l.appendIndexKeys(w.arena, w.keys[:0], e)
+	var tval []byte
 	// seal leaves room for the outcome in wrapped.
-	w.runs.add(write{key: w.keys[0], val: append(wrapped, outcome...), ev: ev})
+	w.arena, w.keys, tval = l.appendIndexKeys(w.arena, w.keys[:0], wrapped, e, br)
+	w.runs.add(write{key: w.keys[0], val: tval, ev: ev})
 	for _, fk := range w.keys[1:] {
 		w.runs.add(write{key: fk, order: binary.BigEndian.Uint64(fk[2:]), ev: ev})
 	}
@@ -443,13 +461,18 @@ const maxIndexKeyBytes = 1 + timeKeySize + indexSize + int(numFields)*(2+blindSi
 // (four outcomes would make four huge postings; a scan of the time index
 // filters on the value instead, without decrypting).
 func (l *Layer) indexKeys(e *event.Event) (keys [][]byte, tval []byte) {
-	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), e)
+	_, keys, tval = l.appendIndexKeys(make([]byte, 0, maxIndexKeyBytes), make([][]byte, 0, 1+numFields), nil, e, nil)
 	return keys, tval
 }
 
-// appendIndexKeys is indexKeys appending the keys' bytes to arena and the
-// keys to keys.
-func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]byte, [][]byte, []byte) {
+// appendIndexKeys is indexKeys appending the keys' bytes to arena, the
+// keys to keys and the 't' key's value to tval, blinding with br (nil: l's
+// blinder).
+func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, tval []byte, e *event.Event, br *blindRequest) ([]byte, [][]byte, []byte) {
+	blind := l.blind.field
+	if br != nil {
+		blind = br.field
+	}
 	var vals [numFields + 1]string
 	if e.Actor != nil {
 		vals[fieldActor] = e.Actor.ID
@@ -459,10 +482,9 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]
 		vals[fieldResource] = e.Resource.ID
 	}
 	vals[fieldSource] = e.Source
-	var tval []byte
 	if e.Outcome != "" {
-		b := l.blind.field(fieldOutcome, e.Outcome)
-		tval = b[:]
+		b := blind(fieldOutcome, e.Outcome)
+		tval = append(tval, b[:]...)
 	}
 	var tk [timeKeySize]byte
 	appendTimeKey(tk[:0], e.Time)
@@ -475,7 +497,7 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]
 		if vals[f] == "" {
 			continue
 		}
-		b := l.blind.field(f, vals[f])
+		b := blind(f, vals[f])
 		s := len(arena)
 		arena = append(arena, prefixField, f)
 		arena = append(arena, b[:]...)
@@ -484,6 +506,14 @@ func (l *Layer) appendIndexKeys(arena []byte, keys [][]byte, e *event.Event) ([]
 		keys = append(keys, arena[s:len(arena):len(arena)])
 	}
 	return arena, keys, tval
+}
+
+// compareBlind orders blind values as their bytes do.
+func compareBlind(a, b *[blindSize]byte) int {
+	if c := cmp.Compare(binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])); c != 0 {
+		return c
+	}
+	return cmp.Compare(binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]))
 }
 
 func idemKey(b [blindSize]byte) []byte {

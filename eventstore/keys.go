@@ -134,7 +134,7 @@ func dayOf(t time.Time) int64 {
 // is erased (forget). Two ids colliding in 128 bits of seeded hash is not a
 // concern.
 type blinder struct {
-	pool sync.Pool // of hash.Hash (keyed HMAC)
+	pool sync.Pool // of *macState
 
 	seeds [2]maphash.Seed
 	mu    sync.RWMutex
@@ -152,7 +152,9 @@ const blindCacheMax = 1 << 16
 func newBlinder(key []byte) *blinder {
 	k := append([]byte(nil), key...)
 	b := &blinder{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-	b.pool.New = func() any { return hmac.New(sha256.New, k) }
+	b.pool.New = func() any {
+		return &macState{h: hmac.New(sha256.New, k), in: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
+	}
 	for f := range b.cache {
 		b.cache[f] = make(map[string][blindSize]byte)
 		b.ids[f] = make(map[idKey][blindSize]byte)
@@ -168,9 +170,46 @@ func (b *blinder) idKeyOf(id string) idKey {
 	return idKey{maphash.String(b.seeds[0], id), maphash.String(b.seeds[1], id)}
 }
 
+// macState is a keyed HMAC-SHA-256 with room for its input and its sum, so
+// that a blind index allocates nothing (issue 21: each Write of a converted
+// string and the sum escaped, four allocations an HMAC). crypto/hmac keeps
+// the key's inner and outer states and restores them on Reset and Sum, so
+// the key's two blocks are not hashed again either.
+type macState struct {
+	h   hash.Hash
+	in  []byte
+	sum []byte
+}
+
+// maxPooledInput bounds the input room a pooled macState keeps.
+const maxPooledInput = 4 << 10
+
+func (b *blinder) getMAC() *macState { return b.pool.Get().(*macState) }
+
+func (b *blinder) putMAC(m *macState) {
+	if cap(m.in) <= maxPooledInput {
+		b.pool.Put(m)
+	}
+}
+
+// mac returns HMAC(indexKey, m.in), and clears m.in: a pooled state keeps
+// no value (an actor, an id) past the call.
+func (m *macState) mac() [sha256.Size]byte {
+	m.h.Reset()
+	m.h.Write(m.in)
+	clear(m.in)
+	m.sum = m.h.Sum(m.sum[:0])
+	return [sha256.Size]byte(m.sum)
+}
+
 // field returns the blind index of value in field f:
 // HMAC(indexKey, name || 0x00 || value)[:16].
 func (b *blinder) field(f byte, value string) [blindSize]byte {
+	return b.fieldMAC(nil, f, value)
+}
+
+// fieldMAC is field computing with m (nil: one from the pool).
+func (b *blinder) fieldMAC(m *macState, f byte, value string) [blindSize]byte {
 	id := isID(f)
 	var ik idKey
 	if id {
@@ -188,14 +227,15 @@ func (b *blinder) field(f byte, value string) [blindSize]byte {
 	if ok {
 		return v
 	}
-	h := b.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(fieldNames[f]))
-	h.Write([]byte{0})
-	h.Write([]byte(value))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	b.pool.Put(h)
+	own := m == nil
+	if own {
+		m = b.getMAC()
+	}
+	m.in = append(append(append(m.in[:0], fieldNames[f]...), 0), value...)
+	sum := m.mac()
+	if own {
+		b.putMAC(m)
+	}
 	copy(v[:], sum[:])
 	b.mu.Lock()
 	if id {
@@ -235,31 +275,85 @@ func (b *blinder) forgetIDs() {
 // HMAC(indexKey, "id" || 0x00 || len(submittedBy) (2 bytes) || submittedBy || id)[:16].
 // The length prefix keeps (writer, id) pairs from running into each other.
 func (b *blinder) idem(submittedBy, id string) [blindSize]byte {
-	h := b.pool.Get().(hash.Hash)
-	h.Reset()
-	var pre [5]byte
-	copy(pre[:], "id\x00")
-	binary.BigEndian.PutUint16(pre[3:], uint16(len(submittedBy)))
-	h.Write(pre[:])
-	h.Write([]byte(submittedBy))
-	h.Write([]byte(id))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	b.pool.Put(h)
-	var v [blindSize]byte
-	copy(v[:], sum[:])
-	return v
+	return b.idemMAC(nil, submittedBy, id)
+}
+
+// idemMAC is idem computing with m (nil: one from the pool).
+func (b *blinder) idemMAC(m *macState, submittedBy, id string) [blindSize]byte {
+	own := m == nil
+	if own {
+		m = b.getMAC()
+	}
+	m.in = append(m.in[:0], "id\x00"...)
+	m.in = binary.BigEndian.AppendUint16(m.in, uint16(len(submittedBy)))
+	m.in = append(append(m.in, submittedBy...), id...)
+	sum := m.mac()
+	if own {
+		b.putMAC(m)
+	}
+	return [blindSize]byte(sum[:blindSize])
 }
 
 // mac returns HMAC(indexKey, label || 0x00 || data), whole: for cursors.
 func (b *blinder) mac(label string, data []byte) [sha256.Size]byte {
-	h := b.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(label))
-	h.Write([]byte{0})
-	h.Write(data)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	b.pool.Put(h)
+	m := b.getMAC()
+	m.in = append(append(append(m.in[:0], label...), 0), data...)
+	sum := m.mac()
+	b.putMAC(m)
 	return sum
+}
+
+// blindRequest is one request's use of the blinder: an HMAC state of its
+// own (no pool round trip per value) and a memo of the values of the
+// fields with few values (actions, outcomes, sources), which the events of
+// a request repeat: a repeat costs a lookup in a map of the request's, not
+// the shared cache's lock and map (issue 21). Actors and resources go to
+// the shared cache, which holds them by hash only (a lookup there is a
+// few cache misses in a map of up to blindCacheMax entries, ~250 ns), except
+// that an actor or resource equal to the previous event's is taken from
+// the previous event: a request's events often come in runs of one actor,
+// and a map of every id of the request would cost more to fill than it
+// saves when they do not. Not safe for concurrent use; done returns the
+// state to the pool.
+type blindRequest struct {
+	b    *blinder
+	m    *macState
+	memo [numFields + 1]map[string][blindSize]byte
+	last [numFields + 1]struct {
+		ok    bool
+		value string
+		blind [blindSize]byte
+	}
+}
+
+func (b *blinder) request() *blindRequest { return &blindRequest{b: b, m: b.getMAC()} }
+
+func (r *blindRequest) done() {
+	r.b.putMAC(r.m)
+	r.m = nil
+}
+
+// field is blinder.field.
+func (r *blindRequest) field(f byte, value string) [blindSize]byte {
+	if isID(f) {
+		l := &r.last[f]
+		if !l.ok || l.value != value {
+			l.ok, l.value, l.blind = true, value, r.b.fieldMAC(r.m, f, value)
+		}
+		return l.blind
+	}
+	if v, ok := r.memo[f][value]; ok {
+		return v
+	}
+	v := r.b.fieldMAC(r.m, f, value)
+	if r.memo[f] == nil {
+		r.memo[f] = make(map[string][blindSize]byte, 8)
+	}
+	r.memo[f][value] = v
+	return v
+}
+
+// idem is blinder.idem.
+func (r *blindRequest) idem(submittedBy, id string) [blindSize]byte {
+	return r.b.idemMAC(r.m, submittedBy, id)
 }

@@ -345,6 +345,21 @@ func (l *Layer) list(ctx context.Context, q Query, b *scanBudget) (Page, error) 
 func (l *Layer) scanChunk(ctx context.Context, f *filter, pre, lo, hi []byte, n int, published int64, b *scanBudget, found int) (cands []candidate, next []byte, err error) {
 	var ferr error
 	examined := 0
+	// A time index scan keeps each candidate's 't' value: all in one
+	// buffer (tends[j] ends candidate j's), sliced once the scan is done.
+	var tbuf []byte
+	var tends []int
+	if f.plan == 0 {
+		tbuf = make([]byte, 0, n*(wrappedEventKeySize+blindSize))
+		tends = make([]int, 0, n)
+	}
+	defer func() {
+		at := 0
+		for j, e := range tends {
+			cands[j].tval = tbuf[at:e:e]
+			at = e
+		}
+	}()
 	err = l.log.ScanExt(lo, hi, true, func(k, v []byte) bool {
 		examined++
 		if examined%scanCheckEvery == 0 {
@@ -372,7 +387,8 @@ func (l *Layer) scanChunk(ctx context.Context, f *filter, pre, lo, hi []byte, n 
 			return true // not yet published
 		}
 		if f.plan == 0 {
-			c.tval = bytes.Clone(v) // the 't' value: the wrapped event key
+			tbuf = append(tbuf, v...) // the 't' value: the wrapped event key
+			tends = append(tends, len(tbuf))
 		}
 		cands = append(cands, c)
 		if len(cands) == n {
@@ -553,13 +569,28 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 	if !haveT {
 		byTime := slices.Clone(byIndex)
 		slices.SortFunc(byTime, func(a, b int) int { return bytes.Compare(cands[a].pos[:], cands[b].pos[:]) })
+		// The keys and the values each in one buffer, not one apiece.
+		const tkeySize = 1 + timeKeySize + indexSize
 		tkeys := make([][]byte, len(byTime))
+		kbuf := make([]byte, 0, len(byTime)*tkeySize)
 		for j, k := range byTime {
-			tkeys[j] = append([]byte{prefixTime}, cands[k].pos[:]...)
+			at := len(kbuf)
+			kbuf = append(append(kbuf, prefixTime), cands[k].pos[:]...)
+			tkeys[j] = kbuf[at:len(kbuf):len(kbuf)]
 		}
+		vbuf := make([]byte, 0, len(byTime)*(wrappedEventKeySize+blindSize))
+		ends := slices.Repeat([]int{-1}, len(byTime))
 		lerr[2] = l.log.GetExtSorted(tkeys, func(j int, v []byte) {
-			cands[byTime[j]].tval = bytes.Clone(v)
+			vbuf = append(vbuf, v...)
+			ends[j] = len(vbuf)
 		})
+		at := 0
+		for j, e := range ends {
+			if e >= 0 {
+				cands[byTime[j]].tval = vbuf[at:e:e]
+				at = e
+			}
+		}
 	}
 	lwg.Wait()
 	for _, err := range lerr {

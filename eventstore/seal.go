@@ -155,8 +155,9 @@ func sealedSize(n int) int {
 // event key ekey, and ekey wrapped under the day key with the counter's
 // nonce. tk is the event's time key. Both are taken from arena when it has
 // room (sealedSize: a request's events share one allocation), else
-// allocated.
-func (d *dayKey) seal(arena *[]byte, ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) (payload, wrapped []byte, err error) {
+// allocated. scratch, if not nil, is room for the key's AAD (a request's
+// events reuse one).
+func (d *dayKey) seal(arena *[]byte, scratch *[eventKeyAADSize]byte, ctr uint64, ekey []byte, tk *[timeKeySize]byte, salt *[event.SaltSize]byte, eventBytes []byte, commitment *[32]byte) (payload, wrapped []byte, err error) {
 	aead, err := newAEAD(ekey)
 	if err != nil {
 		return nil, nil, err
@@ -183,12 +184,23 @@ func (d *dayKey) seal(arena *[]byte, ctr uint64, ekey []byte, tk *[timeKeySize]b
 
 	// w has room for the outcome's blind value the 't' key's value appends.
 	d.nonce(w, ctr)
-	return v, d.aead.Seal(w, w, ekey, eventKeyAAD(commitment[:])), nil
+	if scratch == nil {
+		scratch = new([eventKeyAADSize]byte)
+	}
+	return v, d.aead.Seal(w, w, ekey, appendEventKeyAAD(scratch[:0], commitment[:])), nil
 }
 
+// eventKeyAADSize is the size of an event key's AAD.
+const eventKeyAADSize = len(eventKeyLabel) + 32
+
+const eventKeyLabel = "indelible event key\x00"
+
 func eventKeyAAD(commitment []byte) []byte {
-	b := make([]byte, 0, 20+len(commitment))
-	b = append(b, "indelible event key\x00"...)
+	return appendEventKeyAAD(make([]byte, 0, len(eventKeyLabel)+len(commitment)), commitment)
+}
+
+func appendEventKeyAAD(b, commitment []byte) []byte {
+	b = append(b, eventKeyLabel...)
 	return append(b, commitment...)
 }
 

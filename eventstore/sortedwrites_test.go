@@ -49,7 +49,7 @@ func TestBatchWritesSorted(t *testing.T) {
 			if k%3 == 0 {
 				evs[k].Time = evs[0].Time // equal times: ties broken by event
 			}
-			w.add(l, int32(k), &evs[k], []byte{byte(k)}, nil)
+			w.add(l, nil, int32(k), &evs[k], []byte{byte(k)}, nil)
 			if k%2 == 0 { // in event order: sorted() sorts them
 				ik := l.blind.idem("tester", evs[k].Action+string(rune(k)))
 				w.addIdem(int32(k), &ik)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,6 +35,15 @@ type ClusterConfig struct {
 	// (false if none is known). Every request no route of this server
 	// matches is forwarded there with the caller's headers.
 	Active func() (string, bool)
+	// Watch, on a standby, is called every 50 ms while a
+	// request forwarded to target (Active's URL) is under way: a non-nil
+	// error (the lease says the active node changed, or that its lease
+	// expired unrenewed: a frozen node, whose kernel still accepts
+	// connections, would otherwise hold the caller until its own timeout)
+	// abandons the forward. The caller then gets 503 with Retry-After
+	// and the error's text, and retries (to the new active node), if the
+	// answer had not started; otherwise the connection is cut.
+	Watch func(target string) error
 	// Ready, on a standby, reports whether the active node answers: /readyz
 	// fails while it returns an error.
 	Ready func() error
@@ -92,7 +103,7 @@ func (s *Server) mountCluster(cfg *ClusterConfig) {
 		s.AddReadyCheck(cfg.Ready)
 	}
 	if cfg.Active != nil {
-		fwd := forwarder(cfg.Active, node)
+		fwd := forwarder(cfg.Active, cfg.Watch, node)
 		if len(cfg.ForwardKey) > 0 {
 			fwd = signForwards(cfg.ForwardKey, node, fwd)
 		}
@@ -188,10 +199,30 @@ func (h *heldResponse) Write(p []byte) (int, error) {
 	return h.body.Write(p)
 }
 
+// forwardWatchEvery is how often a standby asks ClusterConfig.Watch about
+// each request it is forwarding.
+const forwardWatchEvery = 50 * time.Millisecond
+
+// forwardDialTimeout bounds connecting to the active node: a node whose
+// host does not answer at all (its connections dropped, not refused) is
+// given up on then, not after the operating system's minutes.
+const forwardDialTimeout = 3 * time.Second
+
+// abandonedForward is the cause of a forward that Watch abandoned.
+type abandonedForward struct{ err error }
+
+func (a *abandonedForward) Error() string { return a.err.Error() }
+
 // forwarder sends a request to the active node, with the caller's headers
-// (its token among them), and copies the answer back.
-func forwarder(active func() (string, bool), node string) echo.HandlerFunc {
+// (its token among them), and copies the answer back. A forward that
+// cannot reach the active node answers 502 at once; one that watch
+// abandons answers 503 (both with Retry-After: clients retry them).
+func forwarder(active func() (string, bool), watch func(string) error, node string) echo.HandlerFunc {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: forwardDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.MaxIdleConnsPerHost = 64
 	rp := &httputil.ReverseProxy{
+		Transport: tr,
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(r.In.Context().Value(forwardTarget{}).(*url.URL))
 			r.SetXForwarded()
@@ -199,10 +230,18 @@ func forwarder(active func() (string, bool), node string) echo.HandlerFunc {
 			r.Out.Header.Set(forwardedHeader, node)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, msg := http.StatusBadGateway, "the active node did not answer: retry"
+			var ab *abandonedForward
+			if errors.As(context.Cause(r.Context()), &ab) {
+				status, msg = http.StatusServiceUnavailable, ab.Error()
+			} else if u, ok := r.Context().Value(forwardTarget{}).(*url.URL); ok {
+				msg = fmt.Sprintf("the active node (%s) did not answer (%s): retry", u.Redacted(), forwardErrText(err))
+			}
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Retry-After", retryAfterSeconds)
-			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprintf(w, "{\"error\":%q}\n", "the active node did not answer: retry")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "{\"error\":%q}\n", msg)
 		},
 	}
 	return func(c echo.Context) error {
@@ -218,9 +257,50 @@ func forwarder(active func() (string, bool), node string) echo.HandlerFunc {
 		if err != nil {
 			return fmt.Errorf("%w (bad URL %q)", errNoActive, target)
 		}
-		rp.ServeHTTP(c.Response(), r.WithContext(context.WithValue(r.Context(), forwardTarget{}, u)))
+		ctx := r.Context()
+		if watch != nil {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			stop := make(chan struct{})
+			defer func() { close(stop); cancel(nil) }()
+			go func() {
+				t := time.NewTicker(forwardWatchEvery)
+				defer t.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+					if err := watch(target); err != nil {
+						cancel(&abandonedForward{err})
+						return
+					}
+				}
+			}()
+		}
+		rp.ServeHTTP(c.Response(), r.WithContext(context.WithValue(ctx, forwardTarget{}, u)))
 		return nil
 	}
+}
+
+// forwardErrText is the part of a failed forward's error a caller is told:
+// the failing operation's own words, without the request's URL.
+func forwardErrText(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + op.Err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }
 
 // forwardTarget is the context key of a forwarded request's target URL.

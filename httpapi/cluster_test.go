@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"indelible.dev/api"
 	"indelible.dev/internal/tlogtest"
@@ -206,5 +208,91 @@ func TestClusterForward(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("active node down: %s", resp.Status)
+	}
+}
+
+// TestClusterForwardAbandoned: a request forwarded to an active node that
+// does not answer (a listener nobody accepts from: the kernel completes
+// the connection, as for a SIGSTOPped process) is abandoned as soon as
+// Watch says the active node changed: 503 with Retry-After and Watch's
+// words, and the upstream request is cancelled (a handler that blocks
+// sees its context end). One that cannot connect answers 502 at once,
+// naming the failure.
+func TestClusterForwardAbandoned(t *testing.T) {
+	frozen, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Close()
+	cancelled, done := make(chan struct{}), make(chan struct{})
+	blocking := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server sees the connection close
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-done:
+		}
+	}))
+	defer blocking.Close()
+	defer close(done)
+	var target atomic.Value
+	var changed atomic.Pointer[error]
+	srv := New(Config{Cluster: &ClusterConfig{
+		Status: func() api.Cluster { return api.Cluster{Node: "s1", Role: "standby"} },
+		Active: func() (string, bool) { return target.Load().(string), true },
+		Watch: func(string) error {
+			if p := changed.Load(); p != nil {
+				return *p
+			}
+			return nil
+		},
+	}})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c := &http.Client{Timeout: 30 * time.Second}
+	post := func() (int, http.Header, string, time.Duration) {
+		t.Helper()
+		t0 := time.Now()
+		resp, err := c.Post(hs.URL+"/v1/events?wait=checkpoint", "application/x-ndjson", strings.NewReader(`{"action":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b), time.Since(t0)
+	}
+	for _, tc := range []struct {
+		name string
+		url  string
+	}{{"frozen", "http://" + frozen.Addr().String()}, {"blocking", blocking.URL}} {
+		changed.Store(nil)
+		target.Store(tc.url)
+		cause := errors.New("the active node changed while the request was forwarded: b holds the lease now: retry")
+		time.AfterFunc(300*time.Millisecond, func() { changed.Store(&cause) })
+		code, h, body, took := post()
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(body, "b holds the lease now") {
+			t.Fatalf("%s: %d %v %q, want 503 with Retry-After naming the cause", tc.name, code, h, body)
+		}
+		if took > 5*time.Second {
+			t.Fatalf("%s: answered after %v", tc.name, took)
+		}
+		t.Logf("%s: %d after %v: %s", tc.name, code, took.Round(time.Millisecond), strings.TrimSpace(body))
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not cancelled")
+	}
+	// Nothing listens: 502 at once, naming the failure.
+	gone := frozen.Addr().String()
+	frozen.Close()
+	changed.Store(nil)
+	target.Store("http://" + gone)
+	code, h, body, took := post()
+	if code != http.StatusBadGateway || h.Get("Retry-After") == "" || !strings.Contains(body, "connection refused") || !strings.Contains(body, gone) {
+		t.Fatalf("nothing listening: %d %v %q, want 502 naming the refused connection", code, h, body)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("nothing listening: answered after %v", took)
 	}
 }

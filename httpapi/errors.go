@@ -45,6 +45,7 @@ var statusTable = []struct {
 	{errNoActive, http.StatusServiceUnavailable},
 	{errViewClosing, http.StatusServiceUnavailable},
 	{ledger.ErrFailed, http.StatusInternalServerError},
+	{ledger.ErrStoreUnavailable, http.StatusServiceUnavailable},
 	{ledger.ErrCorrupt, http.StatusInternalServerError},
 	{ledger.ErrPushback, http.StatusServiceUnavailable},
 	{ledger.ErrDiskFull, http.StatusServiceUnavailable},

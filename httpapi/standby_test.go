@@ -2,17 +2,24 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"indelible.dev/api"
+	"indelible.dev/internal/nettest"
+	"indelible.dev/internal/pgtest"
 	"indelible.dev/internal/tlogtest"
 	"indelible.dev/ledger"
+	"indelible.dev/ledger/kv/pgkv"
 )
 
 // A standby serving reads (ClusterConfig.Hold, with a Log) answers the
@@ -119,4 +126,100 @@ func TestClusterStandbyReads(t *testing.T) {
 			t.Fatalf("/metrics has no %s", want)
 		}
 	}
+}
+
+// TestClusterStandbyStoreDown: a standby's reads of its view's store fail
+// (the view's PostgreSQL connections cut, as by a restart or a lost
+// network): the log's reads that need the store answer 503 with
+// Retry-After naming the store, never 500; the checkpoint (in memory)
+// is still served; once the network heals, the reads succeed again.
+func TestClusterStandbyStoreDown(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	key := tlogtest.NewKey(t, testOrigin)
+	ws, err := pgkv.Open(context.Background(), dsn, pgkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ledger.Open("", ledger.Options{Signer: key.Signer, Store: ws, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	entries := make([]ledger.Entry, 600)
+	for i := range entries {
+		entries[i] = ledger.Entry{Data: fmt.Appendf(nil, "entry %d", i)}
+	}
+	if _, err := w.AppendEntries(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := nettest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	rs, err := pgkv.Open(context.Background(), u.String(), pgkv.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := ledger.OpenReader(rs, ledger.ReaderOptions{Verifier: key.Verifier, Refresh: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	srv := New(Config{Log: view, Logger: slog.New(slog.DiscardHandler), Cluster: &ClusterConfig{
+		Status: func() api.Cluster { return api.Cluster{Node: "s1", Role: "standby"} },
+		Active: func() (string, bool) { return "http://127.0.0.1:1", true },
+		Hold:   func() (func(), bool) { return func() {}, true },
+	}})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	get := func(path string) (int, http.Header, string) {
+		t.Helper()
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	tlogtest.Eventually(t, 10*time.Second, "the view serves 600 entries", func() (bool, string) {
+		cp, _ := view.Checkpoint()
+		return cp.N == 600, fmt.Sprint(cp.N)
+	})
+	// Reads of the store: full bundles and tiles (read from the store at
+	// each request), a proof.
+	paths := []string{"/tile/entries/000", "/tile/entries/001", "/tile/0/000", "/tile/0/001", "/v1/proof/inclusion?index=5&size=600"}
+	for _, p := range paths {
+		if code, _, body := get(p); code != 200 {
+			t.Fatalf("GET %s with the store up: %d %q", p, code, body)
+		}
+	}
+	proxy.Blackhole()
+	codes := map[int]int{}
+	for _, p := range paths[:4] {
+		code, h, body := get(p)
+		codes[code]++
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(body, "store (PostgreSQL)") {
+			t.Errorf("GET %s with the store cut off: %d %v %q, want 503 with Retry-After naming the store", p, code, h, body)
+		}
+	}
+	if code, _, _ := get("/checkpoint"); code != 200 {
+		t.Errorf("GET /checkpoint with the store cut off: %d, want 200 (from memory)", code)
+	}
+	proxy.Heal()
+	healed := time.Now()
+	tlogtest.Eventually(t, 20*time.Second, "reads succeed again", func() (bool, string) {
+		for _, p := range paths {
+			if code, _, body := get(p); code != 200 {
+				if code != http.StatusServiceUnavailable {
+					t.Errorf("GET %s while the view reconnects: %d %q", p, code, body)
+				}
+				return false, fmt.Sprintf("GET %s: %d %s", p, code, body)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("statuses with the store cut off: %v; reads succeed again %v after the heal", codes, time.Since(healed).Round(time.Millisecond))
 }

@@ -137,8 +137,12 @@ func (c *tileCache) put(k tileKeyLN, e *expanded) {
 // CPU (BENCHMARKS.md, issue 13). Level-0 tiles enter the cache only while it
 // has room; tiles of the levels above (few, and on every proof's path)
 // always do.
-func (l *Log) hashReader() tlog.HashReader {
-	snap := l.pub.Load().edge
+func (l *Log) hashReader() tlog.HashReader { return l.hashReaderAt(l.pub.Load().edge, nil) }
+
+// hashReaderAt is hashReader over the right edge snap, reading stored
+// tiles and inner records from pre first (keyed by their store keys; see
+// InclusionProofs), then from the store.
+func (l *Log) hashReaderAt(snap *edgeSnapshot, pre map[string][]byte) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
 		// A proof reads several hashes from each tile it touches (up to
@@ -151,7 +155,7 @@ func (l *Log) hashReader() tlog.HashReader {
 		}
 		var seenBuf [8]seenTile
 		seen := seenBuf[:0]
-		var raws storedReads
+		raws := storedReads{pre: pre}
 		defer raws.close()
 		for i, x := range indexes {
 			level, n := tlog.SplitStoredHashIndex(x)
@@ -188,14 +192,14 @@ func (l *Log) hashReader() tlog.HashReader {
 				}
 			}
 			if e == nil {
-				data, err := l.readTile(snap, L, key.n)
+				data, err := l.readTilePre(snap, pre, L, key.n)
 				if err != nil {
 					return nil, fmt.Errorf("ledger: reading tile %d/%d: %w", L, key.n, err)
 				}
 				if len(data)%tlog.HashSize != 0 || len(data)/tlog.HashSize < minW {
 					return nil, fmt.Errorf("%w: tile %d/%d is %d bytes, need %d hashes", ErrCorrupt, L, key.n, len(data), minW)
 				}
-				e = l.expandStored(L, key.n, data)
+				e = l.expandStored(L, key.n, data, pre)
 				l.tiles.put(key, e)
 				seen = append(seen, seenTile{key, e})
 			}
@@ -208,6 +212,7 @@ func (l *Log) hashReader() tlog.HashReader {
 // storedReads holds the stored values one HashReader call borrowed from
 // pebble (valid until close), so that each is read once per call.
 type storedReads struct {
+	pre map[string][]byte // values read ahead (nil value: not stored)
 	buf [4]storedRead
 	n   int
 }
@@ -230,6 +235,9 @@ func (r *storedReads) close() {
 // get returns the value stored at key, borrowed until close, or nil if there
 // is none.
 func (r *storedReads) get(db kv.Store, key []byte) ([]byte, error) {
+	if v, ok := r.pre[string(key)]; ok {
+		return v, nil
+	}
 	for i := range r.n {
 		if bytes.Equal(r.buf[i].key, key) {
 			return r.buf[i].value, nil
@@ -281,13 +289,18 @@ func (l *Log) storedHash(r *storedReads, n int64, k, off int) (h tlog.Hash, ok b
 }
 
 // expandStored returns the expansion of tile (lvl, n) whose hashes are data:
-// for a full tile, from its stored inner record if there is one (no hashing);
-// otherwise computed.
-func (l *Log) expandStored(lvl int, n int64, data []byte) *expanded {
+// for a full tile, from its stored inner record if there is one (no hashing;
+// read from pre if it holds it, see hashReaderAt); otherwise computed.
+func (l *Log) expandStored(lvl int, n int64, data []byte, pre map[string][]byte) *expanded {
 	if len(data) != itlog.TileWidth*tlog.HashSize {
 		return expand(data)
 	}
-	inner, err := l.get(innerKey(lvl, n))
+	ik := innerKey(lvl, n)
+	inner, ok := pre[string(ik)]
+	var err error
+	if !ok {
+		inner, err = l.get(ik)
+	}
 	if err != nil || len(inner) != innerHashes*tlog.HashSize {
 		return expand(data)
 	}

@@ -108,7 +108,8 @@ var (
 )
 
 // Retryable reports whether err is a condition that passes by itself
-// (pushback, a full disk, a closing log, no witnessed checkpoint yet), so the
+// (pushback, a full disk, a closing log, no witnessed checkpoint yet, a
+// read-only view's store not answering), so the
 // same request may succeed later. ErrFailed and ErrCorrupt are fatal: the log
 // stopped, and only an operator (reopening or restoring the store) helps.
 func Retryable(err error) bool {
@@ -116,7 +117,7 @@ func Retryable(err error) bool {
 		return false
 	}
 	return errors.Is(err, ErrPushback) || errors.Is(err, ErrDiskFull) ||
-		errors.Is(err, ErrClosed) || errors.Is(err, ErrNotWitnessed)
+		errors.Is(err, ErrClosed) || errors.Is(err, ErrNotWitnessed) || errors.Is(err, ErrStoreUnavailable)
 }
 
 // Options configure Open. The zero value of every field but Signer has a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 	"indelible.dev/ledger/kv"
@@ -193,29 +194,27 @@ func (l *Log) EntriesFunc(indexes []int64, f func(j int, entry []byte) error) er
 
 // walkEntries calls f(k, entry) for each want[k] (increasing log indexes
 // in bundle n, repeats allowed), walking bundle data only as far as the
-// last one; f's error stops the walk and is returned.
+// last one; f's error stops the walk and is returned. Entries before a
+// wanted one are skipped by their length prefixes alone (a scattered read
+// wants one entry of a bundle, on average past half of it).
 func walkEntries(n int64, data []byte, want []int64, f func(k int, entry []byte) error) error {
-	first := n * itlog.TileWidth
-	k, at := 0, first
-	var ferr error
-	err := itlog.WalkBundle(data, func(e []byte) bool {
+	at, off := n*itlog.TileWidth, 0
+	for k := 0; k < len(want); {
+		if len(data)-off < 2 {
+			return fmt.Errorf("%w: bundle %d: entry %d missing", ErrCorrupt, n, want[k])
+		}
+		m := int(data[off])<<8 | int(data[off+1])
+		if len(data)-off-2 < m {
+			return fmt.Errorf("%w: bundle %d: %w: entry of %d bytes truncated to %d", ErrCorrupt, n, itlog.ErrMalformedBundle, m, len(data)-off-2)
+		}
 		for k < len(want) && want[k] == at {
-			if ferr = f(k, e); ferr != nil {
-				return false
+			if err := f(k, data[off+2:off+2+m]); err != nil {
+				return err
 			}
 			k++
 		}
+		off += 2 + m
 		at++
-		return k < len(want)
-	})
-	if ferr != nil {
-		return ferr
-	}
-	if err == nil && k < len(want) {
-		err = fmt.Errorf("entry %d missing", want[k])
-	}
-	if err != nil {
-		return fmt.Errorf("%w: bundle %d: %w", ErrCorrupt, n, err)
 	}
 	return nil
 }
@@ -238,6 +237,22 @@ func (l *Log) readTile(snap *edgeSnapshot, lvl int, n int64) ([]byte, error) {
 	return l.get(tileKey(lvl, n))
 }
 
+// readTilePre is readTile reading a stored tile from pre first (see
+// hashReaderAt).
+func (l *Log) readTilePre(snap *edgeSnapshot, pre map[string][]byte, lvl int, n int64) ([]byte, error) {
+	if pre != nil {
+		if _, ok := snap.partialTile(lvl, n); !ok {
+			if v, ok := pre[string(tileKey(lvl, n))]; ok {
+				if v == nil {
+					return nil, ErrNotFound
+				}
+				return v, nil
+			}
+		}
+	}
+	return l.readTile(snap, lvl, n)
+}
+
 // checkSize checks that n is a size the log has published.
 func (l *Log) checkSize(n int64) error {
 	pub := l.pub.Load().cp.N
@@ -254,6 +269,86 @@ func (l *Log) InclusionProof(i, n int64) (tlog.RecordProof, error) {
 		return nil, err
 	}
 	return itlog.ProveInclusion(i, n, l.hashReader())
+}
+
+// InclusionProofs returns InclusionProof(i, n) for each of indexes, in
+// that order (repeats allowed). The stored tiles the proofs need and the
+// expanded-tile cache does not hold are read in one sorted multi-get (with
+// their inner records), each once: the proofs of neighbouring entries share
+// most of their tiles, and on PostgreSQL each point read is a round trip
+// (a POST with wait=checkpoint proving each of its events one by one was
+// capped by them; BENCHMARKS.md, issue 20).
+func (l *Log) InclusionProofs(indexes []int64, n int64) ([]tlog.RecordProof, error) {
+	if err := l.checkSize(n); err != nil {
+		return nil, err
+	}
+	out := make([]tlog.RecordProof, len(indexes))
+	if len(indexes) == 0 {
+		return out, nil
+	}
+	snap := l.pub.Load().edge
+	// First pass: which stored hashes the proofs read (the proof code asks
+	// for them in one call each; the hashes it is given are not checked).
+	type need struct {
+		key  tileKeyLN
+		minW int
+	}
+	var needs []need
+	at := map[tileKeyLN]int{}
+	record := tlog.HashReaderFunc(func(xs []int64) ([]tlog.Hash, error) {
+		for _, x := range xs {
+			level, m := tlog.SplitStoredHashIndex(x)
+			L, k := level/itlog.TileHeight, level%itlog.TileHeight
+			span := uint(itlog.TileHeight - k)
+			key := tileKeyLN{L, m >> span}
+			minW := (int(m-key.n<<span) + 1) << k
+			if j, ok := at[key]; ok {
+				needs[j].minW = max(needs[j].minW, minW)
+				continue
+			}
+			at[key] = len(needs)
+			needs = append(needs, need{key, minW})
+		}
+		return make([]tlog.Hash, len(xs)), nil
+	})
+	for _, i := range indexes {
+		if _, err := itlog.ProveInclusion(i, n, record); err != nil {
+			return nil, fmt.Errorf("ledger: proving entry %d in tree size %d: %w", i, n, err)
+		}
+	}
+	// The stored tiles among them that the cache does not hold: the tile
+	// and its inner record (which expanding it, or reading one hash of it
+	// when the cache is full, uses).
+	var keys [][]byte
+	for _, nd := range needs {
+		if _, partial := snap.partialTile(nd.key.l, nd.key.n); partial {
+			continue
+		}
+		if l.tiles.get(nd.key, nd.minW) != nil {
+			continue
+		}
+		keys = append(keys, tileKey(nd.key.l, nd.key.n), innerKey(nd.key.l, nd.key.n))
+	}
+	var pre map[string][]byte
+	if len(keys) > 0 {
+		slices.SortFunc(keys, bytes.Compare)
+		pre = make(map[string][]byte, len(keys))
+		for _, k := range keys {
+			pre[string(k)] = nil // not stored, unless read below
+		}
+		if err := l.db.GetSorted(keys, func(j int, v []byte) { pre[string(keys[j])] = bytes.Clone(v) }); err != nil {
+			return nil, fmt.Errorf("ledger: reading the tiles of %d proofs: %w", len(indexes), err)
+		}
+	}
+	r := l.hashReaderAt(snap, pre)
+	for j, i := range indexes {
+		p, err := itlog.ProveInclusion(i, n, r)
+		if err != nil {
+			return nil, err
+		}
+		out[j] = p
+	}
+	return out, nil
 }
 
 // InclusionProofByHash finds the first entry with leaf hash h below size n

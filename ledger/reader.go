@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -268,8 +269,11 @@ func (l *Log) partialBundleAt(n int64, w int) ([]byte, error) {
 	}
 	if next < start+int64(w) {
 		full, err := l.get(bundleKey(n))
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("%w: bundle %d holds %d entries in the store, the tree needs %d: %w", ErrCorrupt, n, next-start, w, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ledger: reading bundle %d: %w", n, err)
 		}
 		data = full
 	}
@@ -280,8 +284,40 @@ func (l *Log) partialBundleAt(n int64, w int) ([]byte, error) {
 	return bytes.Clone(p), nil
 }
 
-// readOnlyStore is a store whose writes are refused.
+// ErrStoreUnavailable means a read-only view's store did not answer a read
+// (PostgreSQL restarting, the connection lost, the read timed out): the
+// same read can succeed later (HTTP 503, not 500).
+var ErrStoreUnavailable = errors.New("the shared store (PostgreSQL) did not answer this node's read")
+
+// readOnlyStore is a store whose writes are refused and whose failed reads
+// are ErrStoreUnavailable.
 type readOnlyStore struct{ kv.Store }
+
+// unavailable wraps a failed read's error in ErrStoreUnavailable (not
+// kv.ErrNotFound, which is an answer).
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+func (s readOnlyStore) Get(key []byte) ([]byte, io.Closer, error) {
+	v, c, err := s.Store.Get(key)
+	return v, c, unavailable(err)
+}
+
+func (s readOnlyStore) GetSorted(keys [][]byte, f func(i int, value []byte)) error {
+	return unavailable(s.Store.GetSorted(keys, f))
+}
+
+func (s readOnlyStore) GetNear(keys [][]byte, f func(i int, value []byte)) error {
+	return unavailable(s.Store.GetNear(keys, f))
+}
+
+func (s readOnlyStore) Scan(lo, hi []byte, reverse bool, f func(key, value []byte) bool) error {
+	return unavailable(s.Store.Scan(lo, hi, reverse, f))
+}
 
 func (readOnlyStore) NewBatch(int) kv.Batch                           { return refusedBatch{} }
 func (readOnlyStore) Purge(context.Context, [][2][]byte) error        { return ErrReadOnly }

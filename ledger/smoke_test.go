@@ -172,7 +172,7 @@ func TestInnerRecords(t *testing.T) {
 		if err != nil || len(inner) != innerHashes*32 {
 			t.Fatalf("inner record of tile %d/%d: %d bytes, %v", lvl, n, len(inner), err)
 		}
-		want, got := expand(data), l.expandStored(lvl, n, data)
+		want, got := expand(data), l.expandStored(lvl, n, data, nil)
 		for k := 0; k < 8; k++ {
 			if len(want.levels[k]) != len(got.levels[k]) {
 				t.Fatalf("tile %d/%d level %d: %d hashes, want %d", lvl, n, k, len(got.levels[k]), len(want.levels[k]))

@@ -112,6 +112,7 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 			st := lease.Status()
 			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 		},
+		Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
 		Ready:      activeProbe(lease, tlsConfig != nil),
 		ForwardKey: fwdKey,
 	}})
@@ -302,6 +303,34 @@ func clusterStatus(lease *cluster.Lease, l *ledger.Log) api.Cluster {
 		c.Size = uint64(st.Size)
 	}
 	return c
+}
+
+// forwardWatch is a standby's httpapi.ClusterConfig.Watch: a request
+// forwarded to the active node at target is abandoned (503, naming the
+// cause: the caller retries) once the lease says that node is no longer
+// the active one, or that its lease ended unrenewed more than lease/2 ago
+// (the margin covers this node's reads of the lease, every lease/3, coming
+// late under load). A frozen active node (SIGSTOP, a stalled VM) still
+// accepts connections: without this, the caller waited for its own
+// timeout. The takeover itself, by this node or another, comes just after
+// the old lease's end, so a caller hears within about the lease.
+func forwardWatch(status func() cluster.Status, leaseDur time.Duration) func(target string) error {
+	margin := leaseDur / 2
+	return func(target string) error {
+		st := status()
+		switch {
+		case st.Role == cluster.Active:
+			return fmt.Errorf("the active node changed while the request was forwarded: this node (%s) took over the lease from the node at %s: retry", st.Node, target)
+		case st.Active.URL == "":
+			return fmt.Errorf("the active node (at %s) lost its lease while the request was forwarded, and no node holds it yet: retry", target)
+		case st.Active.URL != target:
+			return fmt.Errorf("the active node changed while the request was forwarded: %s (at %s) holds the lease now, not the node at %s: retry", st.Active.Node, st.Active.URL, target)
+		case !st.Expires.IsZero() && time.Since(st.Expires) > margin:
+			return fmt.Errorf("the active node %s (at %s) has not renewed its lease, which ended %v ago (frozen, or cut off from the database): retry",
+				st.Active.Node, target, time.Since(st.Expires).Round(time.Millisecond))
+		}
+		return nil
+	}
 }
 
 // activeProbe is a standby's readiness: the active node answers /healthz.

@@ -89,6 +89,7 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 				st := lease.Status()
 				return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
 			},
+			Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
 			Ready:      activeProbe(lease, useTLS),
 			ForwardKey: forwardKey,
 			Hold:       sv.hold,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -26,8 +25,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 
+	"indelible.dev/api"
 	"indelible.dev/auth"
 	"indelible.dev/cmd/indelible/internal/gctune"
+	"indelible.dev/event"
 	"indelible.dev/eventstore"
 	"indelible.dev/httpapi"
 	"indelible.dev/ledger"
@@ -45,13 +46,22 @@ import (
 //	EVBENCH_EVENTS   if set, the batched phases also stop after this many events
 //	                 (the same work in every run of an A/B, whatever the load)
 //	EVBENCH_BUILD    extra batched ingest before the queries, to grow the store (default 0)
-//	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,query,restart (default all)
+//	EVBENCH_PHASES   comma-separated subset of batch,batchnoid,single,build,settle,query,restart
+//	                 (default all but settle: wait until pebble has no compaction to do)
 //	                 (batch: every event with an id; batchnoid: the same without ids)
 //	EVBENCH_ROUNDS   run batch and batchnoid this many times, alternating (default 1)
 //	EVBENCH_CPUPROF  write a CPU profile of the first batched phase (with ids) to this file,
 //	                 and one of the first batched phase without ids to this file + ".noid"
+//	EVBENCH_DIRECT   1: also measure each query's listing alone (in process, no HTTP, no read
+//	                 record) and the read record's append alone
+//	EVBENCH_CACHE    the store's block cache in MiB, as serve's --cache-size (default 0: its default)
 //	EVBENCH_QUERYPROF write a CPU profile of the query phase's measured queries to this file
-//	EVBENCH_QUERYN   queries measured per query (default 180, after 20 more that warm its caches)
+//	EVBENCH_QUERYMEMPROF write the process's allocation profile after the query phase to this file
+//	EVBENCH_QUERYN   queries measured per query (default 180, after EVBENCH_WARMUP more that warm its caches)
+//	EVBENCH_WARMUP   queries of each kind run before any is measured, and again before each kind's
+//	                 measured ones, not counted (default 20; 0: a fresh process's cold caches, all counted)
+//	EVBENCH_QUERIES  comma-separated subset of actor,outcome,time,none,and,actors,times (default the
+//	                 first five; actors and times change the actor or the window every query)
 //
 //	INDELIBLE_EVENTS_BENCH=1 go test ./cmd/indelible/internal/loadgen -run TestEventsBench -v -timeout 0
 
@@ -90,7 +100,15 @@ func openBenchStore(t *testing.T, dir string, skey string, store kv.Store) *benc
 	if store == nil {
 		// The ledger's own pebble store, opened here to read its metrics
 		// (WAL, flush and compaction bytes per event).
-		ps, err := pebblekv.Open(dir, pebblekv.Options{Logger: logger})
+		var cache int64 // serve's --cache-size (0: its default)
+		if v := os.Getenv("EVBENCH_CACHE"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				t.Fatalf("EVBENCH_CACHE=%q: want MiB", v)
+			}
+			cache = int64(n) << 20
+		}
+		ps, err := pebblekv.Open(dir, pebblekv.Options{Logger: logger, CacheSize: cache})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,6 +258,54 @@ func (b *benchServer) lsmBytes() [3]uint64 {
 	return r
 }
 
+// cacheStats are pebble's block cache, file cache and filter counters.
+type cacheStats struct{ blockHits, blockMisses, fileHits, fileMisses, filterHits, filterMisses int64 }
+
+func (b *benchServer) cacheStats() cacheStats {
+	if b.pdb == nil {
+		return cacheStats{}
+	}
+	m := b.pdb.Metrics()
+	return cacheStats{m.BlockCache.Hits, m.BlockCache.Misses, m.FileCache.Hits, m.FileCache.Misses, m.Filter.Hits, m.Filter.Misses}
+}
+
+func (c cacheStats) sub(o cacheStats) cacheStats {
+	return cacheStats{c.blockHits - o.blockHits, c.blockMisses - o.blockMisses, c.fileHits - o.fileHits, c.fileMisses - o.fileMisses, c.filterHits - o.filterHits, c.filterMisses - o.filterMisses}
+}
+
+type cacheRates struct {
+	c cacheStats
+	n int
+}
+
+func (c cacheStats) per(n int) cacheRates { return cacheRates{c, max(n, 1)} }
+
+func (r cacheRates) String() string {
+	f := func(v int64) float64 { return float64(v) / float64(r.n) }
+	return fmt.Sprintf("block cache %.0f hits %.1f misses, file cache %.0f hits %.1f misses, filter %.0f skipped %.0f passed",
+		f(r.c.blockHits), f(r.c.blockMisses), f(r.c.fileHits), f(r.c.fileMisses), f(r.c.filterHits), f(r.c.filterMisses))
+}
+
+// logLSM logs the shape of the pebble store: tables and bytes per level,
+// L0's sublevels, the block cache's size.
+func (b *benchServer) logLSM(t *testing.T) {
+	if b.pdb == nil {
+		return
+	}
+	m := b.pdb.Metrics()
+	var sb strings.Builder
+	for i, lv := range m.Levels {
+		if lv.TablesCount > 0 {
+			fmt.Fprintf(&sb, " L%d %d tables %d MiB", i, lv.TablesCount, lv.TablesSize>>20)
+			if i == 0 {
+				fmt.Fprintf(&sb, " (%d sublevels)", lv.Sublevels)
+			}
+			sb.WriteString(";")
+		}
+	}
+	t.Logf("LSM:%s block cache %d MiB in %d blocks; compactions %d so far, %d running", sb.String(), m.BlockCache.Size>>20, m.BlockCache.Count, m.Compact.Count, m.Compact.NumInProgress)
+}
+
 func pct(ds []time.Duration) string {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -336,6 +402,31 @@ func TestEventsBench(t *testing.T) {
 	if phases["build"] && build > 0 {
 		b.ingest(t, "store build (batched with ids, 4 writers)", EventsConfig{Writers: 4, PerRequest: 1000, Duration: build, Start: b.size(), IDs: true})
 	}
+	if phases["settle"] && b.pdb != nil {
+		// Let pebble finish the compactions an ingest left behind, as a
+		// store that has been idle a while has: a query right after a
+		// long ingest measures those compactions as much as itself.
+		t0 := time.Now()
+		b.logLSM(t)
+		// Settled: no compaction running or started for 10 seconds (pebble
+		// may leave a compaction debt it does not act on).
+		last := int64(-1)
+		for quiet := 0; quiet < 10; {
+			time.Sleep(time.Second)
+			m := b.pdb.Metrics()
+			if m.Compact.NumInProgress == 0 && m.Compact.Count == last {
+				quiet++
+			} else {
+				quiet = 0
+			}
+			last = m.Compact.Count
+			if time.Since(t0) > 4*time.Hour {
+				t.Fatal("pebble still compacting after 4 hours")
+			}
+		}
+		t.Logf("settled in %v", time.Since(t0).Round(time.Second))
+		b.logLSM(t)
+	}
 	if phases["query"] {
 		// Wait until the last batch is published, so every event counts.
 		deadline := time.Now().Add(5 * time.Second)
@@ -345,20 +436,57 @@ func TestEventsBench(t *testing.T) {
 		t.Logf("store: %d events", b.size())
 		// A 10-minute window in the middle of the store's time line
 		// (event k is at EventsBase + k ms).
-		mid := EventsBase.Add(time.Duration(b.size()/2) * time.Millisecond)
-		w0, w1 := mid.Format(time.RFC3339), mid.Add(10*time.Minute).Format(time.RFC3339)
-		paths := map[string]string{
-			"actor filter (1 of 5,000 actors)":      "/v1/events?limit=100&actor=user0042@example.com",
-			"outcome filter (1 of 4)":               "/v1/events?limit=100&outcome=denied",
-			"time range (10 minutes in the middle)": "/v1/events?limit=100&since=" + url.QueryEscape(w0) + "&until=" + url.QueryEscape(w1),
-			"no filter (newest 100)":                "/v1/events?limit=100",
-			"actor and action (AND of two filters)": "/v1/events?limit=100&actor=user0042@example.com&action=kubectl.verb02",
+		n := b.size()
+		window := func(k int64) string {
+			at := EventsBase.Add(time.Duration(k) * time.Millisecond)
+			return "&since=" + url.QueryEscape(at.Format(time.RFC3339)) + "&until=" + url.QueryEscape(at.Add(10*time.Minute).Format(time.RFC3339))
 		}
+		fixed := func(p string) func(int) string { return func(int) string { return p } }
+		type query struct {
+			short, name string
+			path        func(k int) string
+		}
+		queries := []query{
+			{"actor", "actor filter (1 of 5,000 actors)", fixed("/v1/events?limit=100&actor=user0042@example.com")},
+			{"outcome", "outcome filter (1 of 4)", fixed("/v1/events?limit=100&outcome=denied")},
+			{"time", "time range (10 minutes in the middle)", fixed("/v1/events?limit=100" + window(n/2))},
+			{"none", "no filter (newest 100)", fixed("/v1/events?limit=100")},
+			{"and", "actor and action (AND of two filters)", fixed("/v1/events?limit=100&actor=user0042@example.com&action=kubectl.verb02")},
+			// The same queries as a server with many readers sees them:
+			// another actor, or another window, each query, so that the
+			// candidates' blocks are rarely the ones the query before read.
+			{"actors", "actor filter, another actor each query", func(k int) string {
+				return fmt.Sprintf("/v1/events?limit=100&actor=user%04d@example.com", (1+k*7919)%5000)
+			}},
+			{"times", "time range (10 minutes), another window each query", func(k int) string {
+				return "/v1/events?limit=100" + window((int64(k)*7919*600_000)%max(n-600_000, 1))
+			}},
+		}
+		sel := map[string]bool{}
+		for p := range strings.SplitSeq(cmp.Or(os.Getenv("EVBENCH_QUERIES"), "actor,outcome,time,none,and"), ",") {
+			sel[p] = true
+		}
+		queries = slices.DeleteFunc(queries, func(q query) bool { return !sel[q.short] })
+		slices.SortFunc(queries, func(a, b query) int { return strings.Compare(a.name, b.name) })
+		warm := 20
+		if v := os.Getenv("EVBENCH_WARMUP"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				t.Fatalf("EVBENCH_WARMUP=%q: want a whole number", v)
+			}
+			warm = n
+		}
+		qn := envCount(t, "EVBENCH_QUERYN", 180)
+		b.logLSM(t)
 		// Warm every query first (caches, files opened), so that the first
-		// one measured does not pay for the others.
-		for _, name := range slices.Sorted(maps.Keys(paths)) {
-			if _, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 20); err != nil {
-				t.Fatal(err)
+		// one measured does not pay for the others. With EVBENCH_WARMUP=0
+		// nothing is warmed and every query is measured: a fresh process's
+		// cold caches.
+		if warm > 0 {
+			for _, q := range queries {
+				if _, err := QueryLatencyFunc(t.Context(), b.hs.URL, b.tok, func(k int) string { return q.path(k + qn + warm) }, warm); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		var qprof *os.File
@@ -370,20 +498,77 @@ func TestEventsBench(t *testing.T) {
 			qprof = f
 			pprof.StartCPUProfile(f)
 		}
-		for _, name := range slices.Sorted(maps.Keys(paths)) {
+		for _, q := range queries {
+			m0 := b.cacheStats()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			cpu0 := cpuNow()
-			ds, err := QueryLatency(t.Context(), b.hs.URL, b.tok, paths[name], 20+envCount(t, "EVBENCH_QUERYN", 180))
+			ds, err := QueryLatencyFunc(t.Context(), b.hs.URL, b.tok, q.path, warm+qn)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Process CPU per query (server, audit record and client) is
 			// the figure a loaded machine disturbs least.
-			t.Logf("query %s: %s; process CPU %v per query", name, pct(ds[20:]), (cpuNow()-cpu0)/time.Duration(len(ds))) // the first 20 warm the caches
+			cpu := (cpuNow() - cpu0) / time.Duration(len(ds))
+			runtime.ReadMemStats(&ms1)
+			cs := b.cacheStats().sub(m0).per(len(ds))
+			// Allocations are the whole process's, the client's included.
+			t.Logf("query %s: %s (first %v); process CPU %v per query; per query: %s; %.0f allocs, %.0f KB",
+				q.name, pct(ds[warm:]), ds[0].Round(10*time.Microsecond), cpu, cs,
+				float64(ms1.Mallocs-ms0.Mallocs)/float64(len(ds)), float64(ms1.TotalAlloc-ms0.TotalAlloc)/1024/float64(len(ds))) // the first `warm` warm the caches
 		}
 		if qprof != nil {
 			pprof.StopCPUProfile()
 			qprof.Close()
 		}
+		if p := os.Getenv("EVBENCH_QUERYMEMPROF"); p != "" {
+			// What the queries (and everything else since the process
+			// started) allocated: go tool pprof -sample_index=alloc_space.
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		if os.Getenv("EVBENCH_DIRECT") == "1" {
+			// The two halves of an audited query, measured alone in
+			// this process: the listing (no HTTP, no read record), and
+			// the read record's append (its fsync).
+			for _, q := range queries {
+				ds := make([]time.Duration, 0, qn)
+				for k := range qn {
+					u, err := url.Parse(q.path(k))
+					if err != nil {
+						t.Fatal(err)
+					}
+					aq, err := api.ParseQuery(u.Query())
+					if err != nil {
+						t.Fatal(err)
+					}
+					t0 := time.Now()
+					if _, err := b.layer.ListContext(t.Context(), aq); err != nil {
+						t.Fatal(err)
+					}
+					ds = append(ds, time.Since(t0))
+				}
+				t.Logf("listing alone, %s: %s", q.name, pct(ds))
+			}
+			ds := make([]time.Duration, 0, qn)
+			for range qn {
+				ev := event.Event{Actor: &event.Actor{ID: "bench", Type: "token"}, Action: "indelible.read", Source: event.ServerSource, Metadata: []byte(`{"route":"/v1/events"}`)}
+				t0 := time.Now()
+				if _, err := b.layer.Record(t.Context(), "bench", []event.Event{ev}, nil); err != nil {
+					t.Fatal(err)
+				}
+				ds = append(ds, time.Since(t0))
+			}
+			t.Logf("read record alone (append, durable): %s", pct(ds))
+		}
+		b.logLSM(t)
+		t.Logf("RSS after the queries: %.0f MiB", rssMiB())
 	}
 	if phases["restart"] {
 		n := b.size()
