@@ -110,7 +110,9 @@ func (b *batch) sidecar(indexes []int64, w ledger.Writer) error {
 	for i := range b.ops {
 		op := &b.ops[i]
 		op.place(indexes[op.ev])
-		if err := w.Set(op.key, op.val); err != nil {
+		// New keys: each holds the new event's index, or is the 'd' key
+		// of an id that reserve found unstored and holds claimed.
+		if err := w.Insert(op.key, op.val); err != nil {
 			return err
 		}
 	}

@@ -204,7 +204,7 @@ func TestReceiptsRoundTrips(t *testing.T) {
 	for _, cache := range []int{0, 1} {
 		t.Run(fmt.Sprintf("tilecache=%d", cache), func(t *testing.T) {
 			l, log, cs, _ := openCounted(t, cache)
-			waitIDs(t, l) // the id filter's scan at open reads the store too
+			waitIDs(t, l)           // the id filter's scan at open reads the store too
 			appendN(t, l, 700, 100) // full bundles and tiles below
 			counts := map[int]int64{}
 			for _, n := range []int{1, 10, 256} {

@@ -8,10 +8,18 @@ import (
 	"time"
 )
 
-// recorder is a ledger.Writer that keeps the Sets in order.
-type recorder struct{ keys, vals [][]byte }
+// recorder is a ledger.Writer that keeps the Sets and Inserts in order.
+type recorder struct {
+	keys, vals [][]byte
+	sets       int // writes made with Set, not Insert
+}
 
 func (r *recorder) Set(k, v []byte) error {
+	r.sets++
+	return r.Insert(k, v)
+}
+
+func (r *recorder) Insert(k, v []byte) error {
 	r.keys = append(r.keys, bytes.Clone(k))
 	r.vals = append(r.vals, bytes.Clone(v))
 	return nil
@@ -23,7 +31,7 @@ func (r *recorder) DeleteRange(_, _ []byte) error { panic("unexpected DeleteRang
 // order found with placeholder indexes is the key order once the sequencer
 // fills in the real (growing, possibly far apart) indexes, for events in
 // any time order, with and without idempotency keys, and each key ends with
-// its own event's index.
+// its own event's index; and that they are written with Insert (new keys).
 func TestBatchWritesSorted(t *testing.T) {
 	e := newEnv(t, nil)
 	l := e.l
@@ -67,6 +75,11 @@ func TestBatchWritesSorted(t *testing.T) {
 		}
 		if len(rec.keys) != len(b.ops) {
 			t.Fatalf("round %d: %d writes, want %d", round, len(rec.keys), len(b.ops))
+		}
+		if rec.sets > 0 {
+			// The events' keys are new: Insert (a plain INSERT on
+			// PostgreSQL, not the upsert).
+			t.Fatalf("round %d: %d of the events' keys written with Set, not Insert", round, rec.sets)
 		}
 		for i, k := range rec.keys {
 			ev := b.ops[i].ev

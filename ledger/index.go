@@ -106,7 +106,9 @@ func writeIndex(b kv.Batch, jobs []indexJob) {
 	}
 	slices.SortFunc(keys, bytes.Compare)
 	for _, k := range keys {
-		b.Set(k, nil)
+		// New keys (the hash and the index), except when Open re-indexes
+		// entries the index already had: Insert has Set's result then.
+		b.Insert(k, nil)
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(end))

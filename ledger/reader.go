@@ -323,6 +323,8 @@ func (readOnlyStore) NewBatch(int) kv.Batch                           { return r
 func (readOnlyStore) Purge(context.Context, [][2][]byte) error        { return ErrReadOnly }
 func (refusedBatch) Set(key, value []byte) error                      { return ErrReadOnly }
 func (refusedBatch) SetPrefixed(prefix byte, key, value []byte) error { return ErrReadOnly }
+func (refusedBatch) Insert(key, value []byte) error                   { return ErrReadOnly }
+func (refusedBatch) InsertPrefixed(byte, []byte, []byte) error        { return ErrReadOnly }
 func (refusedBatch) Delete(key []byte) error                          { return ErrReadOnly }
 func (refusedBatch) DeleteRange(lo, hi []byte) error                  { return ErrReadOnly }
 func (refusedBatch) Advance(from, to kv.Head)                         {}

@@ -23,6 +23,10 @@ type Entry struct {
 // Log.GetExt and Log.ScanExt).
 type Writer interface {
 	Set(key, value []byte) error
+	// Insert is Set for a key the caller knows is not stored (an event's
+	// keys, which hold its index): the same result either way, cheaper on
+	// a PostgreSQL store when the key is new (kv.Batch.Insert).
+	Insert(key, value []byte) error
 	// Delete removes key; DeleteRange removes every key in [lo, hi).
 	Delete(key []byte) error
 	DeleteRange(lo, hi []byte) error
@@ -227,6 +231,10 @@ type batchWriter struct{ b kv.Batch }
 func (w batchWriter) Set(key, value []byte) error {
 	// extKey without the allocation (pebble writes the batch's own bytes).
 	return w.b.SetPrefixed(prefixExt, key, value)
+}
+
+func (w batchWriter) Insert(key, value []byte) error {
+	return w.b.InsertPrefixed(prefixExt, key, value)
 }
 
 func (w batchWriter) Delete(key []byte) error { return w.b.Delete(extKey(key)) }

@@ -80,6 +80,14 @@ type Batch interface {
 	Set(key, value []byte) error
 	// SetPrefixed sets prefix+key to value (without building the key).
 	SetPrefixed(prefix byte, key, value []byte) error
+	// Insert is Set for a key the caller knows is new (an event's keys,
+	// which hold its index). The result is Set's whether or not the key
+	// is stored; a backend may write new keys more cheaply (PostgreSQL: a
+	// plain INSERT instead of an upsert, the whole commit redone with
+	// upserts if one of them was stored after all).
+	Insert(key, value []byte) error
+	// InsertPrefixed is Insert of prefix+key (SetPrefixed's Insert).
+	InsertPrefixed(prefix byte, key, value []byte) error
 	Delete(key []byte) error
 	// DeleteRange deletes every key in [lo, hi).
 	DeleteRange(lo, hi []byte) error

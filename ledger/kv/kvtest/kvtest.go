@@ -23,6 +23,7 @@ func Run(t *testing.T, open func(t *testing.T) kv.Store) {
 	t.Run("GetSorted", func(t *testing.T) { testGetSorted(t, open(t)) })
 	t.Run("Pipelined", func(t *testing.T) { testPipelined(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
+	t.Run("Insert", func(t *testing.T) { testInsert(t, open(t)) })
 }
 
 func commit(t *testing.T, s kv.Store, f func(b kv.Batch)) {
@@ -252,4 +253,56 @@ func testPurge(t *testing.T, s kv.Store) {
 	}
 	absent(t, s, "secret1")
 	want(t, s, "t", "kept")
+}
+
+// testInsert: Insert and InsertPrefixed have Set's result whether or not
+// the key is stored, in batches that mix them with sets and deletes of the
+// same keys, and a batch with a stored key among many new ones commits
+// them all.
+func testInsert(t *testing.T, s kv.Store) {
+	commit(t, s, func(b kv.Batch) {
+		b.Insert([]byte("i1"), []byte("1"))
+		b.InsertPrefixed('i', []byte("2"), []byte("2"))
+		b.Insert([]byte("empty"), nil)
+		b.Set([]byte("s"), []byte("s"))
+	})
+	want(t, s, "i1", "1")
+	want(t, s, "i2", "2")
+	want(t, s, "empty", "")
+	want(t, s, "s", "s")
+	// A stored key inserted again, among new ones: the new value, and
+	// every other write of the batch.
+	commit(t, s, func(b kv.Batch) {
+		for i := range 100 {
+			b.Insert(fmt.Appendf(nil, "n%03d", i), []byte("new"))
+		}
+		b.Insert([]byte("i1"), []byte("again"))
+		b.InsertPrefixed('s', nil, []byte("s2"))
+		b.Delete([]byte("i2"))
+	})
+	want(t, s, "i1", "again")
+	want(t, s, "s", "s2")
+	absent(t, s, "i2")
+	for i := range 100 {
+		want(t, s, fmt.Sprintf("n%03d", i), "new")
+	}
+	// In one batch: an insert after a set of the same key, a set after an
+	// insert, an insert after a delete, an insert under a later range
+	// delete.
+	commit(t, s, func(b kv.Batch) {
+		b.Set([]byte("x"), []byte("set"))
+		b.Insert([]byte("x"), []byte("inserted"))
+		b.Insert([]byte("y"), []byte("inserted"))
+		b.Set([]byte("y"), []byte("set"))
+		b.Delete([]byte("n000"))
+		b.Insert([]byte("n000"), []byte("back"))
+		b.Insert([]byte("n050"), []byte("gone"))
+		b.DeleteRange([]byte("n050"), []byte("n060"))
+	})
+	want(t, s, "x", "inserted")
+	want(t, s, "y", "set")
+	want(t, s, "n000", "back")
+	absent(t, s, "n050")
+	absent(t, s, "n059")
+	want(t, s, "n060", "new")
 }

@@ -247,6 +247,14 @@ func (b *Batch) SetPrefixed(prefix byte, key, value []byte) error {
 	return op.Finish()
 }
 
+// Insert is Set: pebble writes a key the same way whether it is new or not.
+func (b *Batch) Insert(key, value []byte) error { return b.Set(key, value) }
+
+// InsertPrefixed is SetPrefixed.
+func (b *Batch) InsertPrefixed(prefix byte, key, value []byte) error {
+	return b.SetPrefixed(prefix, key, value)
+}
+
 func (b *Batch) Delete(key []byte) error         { return b.b.Delete(key, nil) }
 func (b *Batch) DeleteRange(lo, hi []byte) error { return b.b.DeleteRange(lo, hi, nil) }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/note"
 
 	"indelible.dev/internal/pgtest"
@@ -82,26 +83,33 @@ func TestHABench(t *testing.T) {
 	type backend struct {
 		open  func() (kv.Store, func())
 		cpu   func() time.Duration
-		check func() // after each round
+		check func()   // after each round
+		pids  []string // the postmasters: primary, then standby
+		db    string   // the last round's database URL (PostgreSQL)
 	}
-	backends := map[string]backend{}
+	backends := map[string]*backend{}
 	for _, s := range stores {
 		switch s {
 		case "pebble":
-			backends[s] = backend{open: func() (kv.Store, func()) { return nil, func() {} }, cpu: func() time.Duration { return 0 }}
+			backends[s] = &backend{open: func() (kv.Store, func()) { return nil, func() {} }, cpu: func() time.Duration { return 0 }}
 		case "postgres":
 			pid := pgtest.PostmasterPID(t)
 			dsn := pgtest.DSN(t) // a database to create the rounds' databases from
-			backends[s] = backend{open: func() (kv.Store, func()) { return openRoundDB(t, dsn) }, cpu: func() time.Duration { return pgCPU(t, pid) }}
+			be := &backend{cpu: func() time.Duration { return pgCPU(t, pid) }, pids: []string{pid}}
+			be.open = func() (st kv.Store, drop func()) { st, drop, be.db = openRoundDB(t, dsn); return st, drop }
+			backends[s] = be
 		case "pgsync":
 			primary, pids, check := startSyncPair(t)
-			backends[s] = backend{open: func() (kv.Store, func()) { return openRoundDB(t, primary) }, cpu: func() time.Duration {
+			be := &backend{cpu: func() time.Duration {
 				var d time.Duration
 				for _, pid := range pids {
 					d += pgCPU(t, pid)
 				}
 				return d
-			}, check: check}
+			}, check: check, pids: pids}
+			be.open = func() (st kv.Store, drop func()) { st, drop, be.db = openRoundDB(t, primary); return st, drop }
+			t.Logf("pgsync postmasters: %s", strings.Join(pids, " "))
+			backends[s] = be
 		default:
 			t.Fatalf("HABENCH_STORES: unknown store %q", s)
 		}
@@ -126,9 +134,26 @@ func TestHABench(t *testing.T) {
 			b := openBenchStore(t, dir, skey, st)
 			measure := func(phase string, f func() (events int64, elapsed time.Duration, lat []time.Duration, summary string)) {
 				time.Sleep(time.Second) // let the index and the checkpoints of the phase before settle
+				var pg0 pgCounters
+				if be.db != "" {
+					pg0 = readPGCounters(t, be.db, be.pids)
+					benchTrace.takeShapes()
+				}
 				c0, p0 := cpuNow(), be.cpu()
 				n, el, lat, summary := f()
-				cpu := cpuNow() - c0 + be.cpu() - p0
+				c1 := cpuNow()
+				cpu := c1 - c0 + be.cpu() - p0
+				if be.db != "" {
+					pg1 := readPGCounters(t, be.db, be.pids)
+					t.Logf("round %d %-8s %-10s per event: process %.1f µs CPU; %s", round+1, name, phase,
+						float64((c1-c0).Microseconds())/float64(n), pg1.sub(pg0).perEvent(n))
+					if os.Getenv("HABENCH_WALDUMP") != "" {
+						t.Logf("WAL of the phase:\n%s", walStats(t, pg0, pg1))
+					}
+					if os.Getenv("HABENCH_SHAPES") != "" {
+						t.Logf("commits by their statements: %v", benchTrace.takeShapes())
+					}
+				}
 				if n == 0 {
 					t.Fatalf("round %d %s %s: nothing acknowledged: %s", round+1, name, phase, summary)
 				}
@@ -229,7 +254,7 @@ func TestHABench(t *testing.T) {
 // openRoundDB creates a new database on the server of base (a database
 // URL) and opens a store on it; the function returned drops the database
 // once the store is closed.
-func openRoundDB(t *testing.T, base string) (kv.Store, func()) {
+func openRoundDB(t *testing.T, base string) (kv.Store, func(), string) {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
@@ -252,11 +277,21 @@ func openRoundDB(t *testing.T, base string) (kv.Store, func()) {
 	}
 	exec("CREATE DATABASE " + name)
 	u.Path = "/" + name
-	st, err := pgkv.Open(context.Background(), u.String(), pgkv.Options{})
+	// The store's own pool, with a tracer counting its round trips and rows.
+	cfg, err := pgkv.Config(u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, func() { exec("DROP DATABASE " + name + " WITH (FORCE)") }
+	cfg.ConnConfig.Tracer = benchTrace
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pgkv.Open(context.Background(), "", pgkv.Options{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, func() { pool.Close(); exec("DROP DATABASE " + name + " WITH (FORCE)") }, u.String()
 }
 
 // postmasterOf returns the pid of the postmaster serving dsn's server (its
