@@ -65,6 +65,8 @@ type Server struct {
 	Addr string
 	cmd  *exec.Cmd
 	once sync.Once
+	// exited, if not nil, is closed when a goroutine's cmd.Wait returns.
+	exited chan struct{}
 }
 
 // Start starts an s3server process, stopped at the end of the test.
@@ -120,6 +122,10 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) Stop() {
 	s.once.Do(func() {
 		s.cmd.Process.Kill()
+		if s.exited != nil {
+			<-s.exited
+			return
+		}
 		s.cmd.Wait()
 	})
 }
