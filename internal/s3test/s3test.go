@@ -1,6 +1,7 @@
 // Package s3test runs an S3-compatible server as a separate process for
-// tests (the s3server command beside it: gofakes3 over a directory), and a
-// TCP proxy that a test can cut to partition a node from its bucket.
+// tests (the s3server command beside it: gofakes3 over a directory; or
+// SeaweedFS's weed, when INDELIBLE_TEST_WEED names a binary), and a TCP
+// proxy that a test can cut to partition a node from its bucket.
 package s3test
 
 import (
