@@ -126,6 +126,13 @@ func bucketKeys(t *testing.T, b *bucket, prefix string) []string {
 func TestMirrorLayout(t *testing.T) {
 	s3test.SetEnv(t)
 	srv := s3test.Start(t, s3test.Options{})
+	testMirrorLayout(t, srv)
+}
+
+// testMirrorLayout is TestMirrorLayout's body on the server srv (gofakes3,
+// or SeaweedFS in TestMirrorWeed). It returns the node and the log's size.
+func testMirrorLayout(t *testing.T, srv *s3test.Server) (*node, int) {
+	t.Helper()
 	key := tlogtest.NewKey(t, "example.com/mirror")
 	n := mustOpen(t, t.TempDir(), srv.URL, key)
 	waitMirrored(t, n.l, 0)
@@ -256,6 +263,7 @@ func TestMirrorLayout(t *testing.T) {
 	if got := testutil.ToFloat64(n.m.failures); got != 0 {
 		t.Errorf("%v failed rounds on a healthy bucket", got)
 	}
+	return n, total
 }
 
 // TestMirrorProbeRefuses: a store that ignores If-None-Match (and

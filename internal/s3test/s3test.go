@@ -1,6 +1,7 @@
 // Package s3test runs an S3-compatible server as a separate process for
-// tests (the s3server command beside it: gofakes3 over a directory), and a
-// TCP proxy that a test can cut to partition a node from its bucket.
+// tests (the s3server command beside it: gofakes3 over a directory; or
+// SeaweedFS's weed, when INDELIBLE_TEST_WEED names a binary), and a TCP
+// proxy that a test can cut to partition a node from its bucket.
 package s3test
 
 import (
@@ -65,6 +66,8 @@ type Server struct {
 	Addr string
 	cmd  *exec.Cmd
 	once sync.Once
+	// exited, if not nil, is closed when a goroutine's cmd.Wait returns.
+	exited chan struct{}
 }
 
 // Start starts an s3server process, stopped at the end of the test.
@@ -120,6 +123,10 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) Stop() {
 	s.once.Do(func() {
 		s.cmd.Process.Kill()
+		if s.exited != nil {
+			<-s.exited
+			return
+		}
 		s.cmd.Wait()
 	})
 }
