@@ -203,38 +203,8 @@ func hex4(b []byte) (rune, bool) {
 // number reads a JSON number and returns its literal text.
 func (s *scanner) number() (string, *jsonError) {
 	start := s.i
-	digits := func() bool {
-		n := s.i
-		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
-			s.i++
-		}
-		return s.i > n
-	}
-	if s.peek() == '-' {
-		s.i++
-	}
-	switch c := s.peek(); {
-	case c == '0':
-		s.i++
-	case '1' <= c && c <= '9':
-		digits()
-	default:
-		return "", s.errf("bad number")
-	}
-	if s.peek() == '.' {
-		s.i++
-		if !digits() {
-			return "", s.errf("bad number")
-		}
-	}
-	if c := s.peek(); c == 'e' || c == 'E' {
-		s.i++
-		if c := s.peek(); c == '+' || c == '-' {
-			s.i++
-		}
-		if !digits() {
-			return "", s.errf("bad number")
-		}
+	if !s.skipNumber() {
+		return "", s.errf("bad number") // at the offset where the grammar failed
 	}
 	if len(s.src) == len(s.b) {
 		return s.src[start:s.i], nil
@@ -244,8 +214,7 @@ func (s *scanner) number() (string, *jsonError) {
 
 // literal consumes word (true, false or null).
 func (s *scanner) literal(word string) *jsonError {
-	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
-		s.i += len(word)
+	if s.skipWord(word) {
 		return nil
 	}
 	return s.errf("invalid literal")
