@@ -100,22 +100,10 @@ func runCluster(ctx context.Context, cfg serveConfig, out io.Writer) error {
 	}
 	node := cfg.cluster.node
 	fwdKey := forwardKey(cfg, logger)
-	standby := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rateLimit, Cluster: &httpapi.ClusterConfig{
-		Status: func() api.Cluster {
-			// This server answers while the node is not serving as
-			// active (the lease taken, the store still opening: "standby").
-			c := clusterStatus(lease, nil)
-			c.Role = cluster.Standby.String()
-			return c
-		},
-		Active: func() (string, bool) {
-			st := lease.Status()
-			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
-		},
-		Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
-		Ready:      activeProbe(lease, tlsConfig != nil),
-		ForwardKey: fwdKey,
-	}})
+	// This server answers while the node is not serving as active (the
+	// lease taken, the store still opening: "standby").
+	standby := httpapi.New(httpapi.Config{Logger: logger, RateLimit: cfg.rateLimit,
+		Cluster: standbyCluster(lease, nil, cfg, tlsConfig != nil, fwdKey)})
 	front := &frontHandler{}
 	front.set(standby.Handler())
 	hs := standby.HTTPServer(cfg.listen)
@@ -287,6 +275,28 @@ func singleNode(l *ledger.Log, addr *atomic.Value, scheme string) *httpapi.Clust
 		cp, _ := l.Published()
 		return api.Cluster{Node: node, Role: "active", Active: api.ClusterNode{Node: node, URL: scheme + "://" + a}, Size: uint64(cp.N)}
 	}}
+}
+
+// standbyCluster is the cluster side of a standby's server: its status
+// (role standby; the published size from l, a read-only view, or none), the
+// active node it forwards to while the lease names another node, and the
+// watch that abandons a forward when the lease changes.
+func standbyCluster(lease *cluster.Lease, l *ledger.Log, cfg serveConfig, useTLS bool, fwdKey []byte) *httpapi.ClusterConfig {
+	node := cfg.cluster.node
+	return &httpapi.ClusterConfig{
+		Status: func() api.Cluster {
+			c := clusterStatus(lease, l)
+			c.Role = cluster.Standby.String()
+			return c
+		},
+		Active: func() (string, bool) {
+			st := lease.Status()
+			return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
+		},
+		Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
+		Ready:      activeProbe(lease, useTLS),
+		ForwardKey: fwdKey,
+	}
 }
 
 // clusterStatus is GET /v1/cluster's body: on the active node, with its log's

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"indelible.dev/api"
 	"indelible.dev/audited"
 	"indelible.dev/auth"
 	"indelible.dev/cluster"
@@ -77,23 +76,10 @@ func openStandbyView(ctx context.Context, cfg serveConfig, dsn string, lease *cl
 			return nil, fmt.Errorf("reading the tokens: %w", err)
 		}
 	}
-	node := cfg.cluster.node
+	cc := standbyCluster(lease, l, cfg, useTLS, forwardKey)
+	cc.Hold = sv.hold
 	sv.srv = httpapi.New(httpapi.Config{Log: l, Tokens: sv.tokens, PrivateLog: cfg.privateLog, Logger: logger, RateLimit: cfg.rateLimit,
-		Cluster: &httpapi.ClusterConfig{
-			Status: func() api.Cluster {
-				c := clusterStatus(lease, l)
-				c.Role = cluster.Standby.String()
-				return c
-			},
-			Active: func() (string, bool) {
-				st := lease.Status()
-				return st.Active.URL, st.Role == cluster.Standby && st.Active.URL != "" && st.Active.Node != node
-			},
-			Watch:      forwardWatch(lease.Status, cfg.cluster.lease),
-			Ready:      activeProbe(lease, useTLS),
-			ForwardKey: forwardKey,
-			Hold:       sv.hold,
-		}})
+		Cluster: cc})
 	go sv.reloadTokens(logger)
 	return sv, nil
 }
