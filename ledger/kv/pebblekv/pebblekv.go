@@ -91,8 +91,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	// added, so that CacheSize is what blocks really get.
 	cache := pebble.NewCache(opts.CacheSize + memTableReserve)
 	defer cache.Unref()
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	popts := &pebble.Options{
-		FS:                    opts.FS,
+		FS:                    sstBufferFS{fs},
 		Cache:                 cache,
 		Logger:                Logger{opts.Logger},
 		FormatMajorVersion:    Format,
@@ -112,10 +116,6 @@ func Open(dir string, opts Options) (*Store, error) {
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", dir, err)
-	}
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
 	}
 	return &Store{db: db, dir: dir, fs: fs}, nil
 }
