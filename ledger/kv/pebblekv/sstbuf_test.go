@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -183,4 +184,53 @@ func TestSSTBufferCrash(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestLevelCompression checks the compression of each level: none for the
+// flushes' level-0 tables, snappy below (on keys it can shrink).
+func TestLevelCompression(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := Open(t.TempDir(), Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Two flushes of the same keys: compacting them rewrites them (a
+	// table alone would be moved down as it is).
+	for round := range 2 {
+		b := s.NewBatch(0)
+		for i := range 20000 {
+			k := binary.BigEndian.AppendUint64([]byte("key"), uint64(i))
+			if err := b.Set(k, bytes.Repeat([]byte{byte(i + round)}, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := s.DB().Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(level int, want string) {
+		t.Helper()
+		levels, err := s.DB().SSTables(pebble.WithProperties())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(levels[level]) == 0 {
+			t.Fatalf("no table in L%d", level)
+		}
+		for _, tb := range levels[level] {
+			if got := tb.Properties.CompressionName; got != want {
+				t.Fatalf("an L%d table's compression is %q, want %q", level, got, want)
+			}
+		}
+	}
+	check(0, "NoCompression")
+	if err := s.DB().Compact(t.Context(), []byte("key"), []byte("kez"), true); err != nil {
+		t.Fatal(err)
+	}
+	check(6, "Snappy")
 }
