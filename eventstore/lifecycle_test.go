@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -146,13 +147,20 @@ func secretsOf(t *testing.T, e *env, i int64) (salt, ekey, wrapped []byte) {
 // payloadVersions runs f for events sealed as today (version 3) and, in a
 // mixed store, as the previous release sealed them (version 2): the events
 // f appends before calling mixed are version 2, the store is then reopened
-// and every event appended after is version 3.
-func payloadVersions(t *testing.T, f func(t *testing.T, e *env, mixed func())) {
+// and every event appended after is version 3. fs is the env's file system
+// (nil: a directory).
+func payloadVersions(t *testing.T, fs func() vfs.FS, f func(t *testing.T, e *env, mixed func())) {
+	newFS := func() vfs.FS {
+		if fs == nil {
+			return nil
+		}
+		return fs()
+	}
 	t.Run("v3", func(t *testing.T) {
-		f(t, newEnv(t, nil), func() {})
+		f(t, newEnv(t, newFS()), func() {})
 	})
 	t.Run("v2-mixed", func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEnv(t, newFS())
 		e.l.sealV2 = true
 		f(t, e, func() {
 			t.Helper()
@@ -220,7 +228,7 @@ func actions(t *testing.T, e *env, action string) []Record {
 // deleted), the erasure is an event in the log with a verifying receipt,
 // the log's tiles and proofs are unchanged, and the event's bytes, salt and
 // keys are in no file of the data directory afterwards.
-func TestErase(t *testing.T) { payloadVersions(t, testErase) }
+func TestErase(t *testing.T) { payloadVersions(t, nil, testErase) }
 
 func testErase(t *testing.T, e *env, mixed func()) {
 	const marker = "ERASE-ME-7f3a9c"
@@ -371,7 +379,7 @@ func testErase(t *testing.T, e *env, mixed func()) {
 // retention in one step (data key, payloads, index and idempotency keys),
 // records an indelible.retention event, keeps the log intact, and leaves
 // the day's key and events in no file; later days stay readable.
-func TestRetention(t *testing.T) { payloadVersions(t, testRetention) }
+func TestRetention(t *testing.T) { payloadVersions(t, nil, testRetention) }
 
 func testRetention(t *testing.T, e *env, mixed func()) {
 	const marker = "SHRED-ME-c41d"
