@@ -356,3 +356,32 @@ func TestShreddingV3Unreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPayloadV3NeedsNoTimeValue: a version-3 event is read, listed by a
+// field index, streamed and given a receipt from its payload and log entry
+// alone: with its 't' key deleted under it, every read still opens it (a
+// version-2 event's would not: its key is in that value).
+func TestPayloadV3NeedsNoTimeValue(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))
+	i := a[0].Index
+	k := storedTimeKey(t, e.l, i)
+	if err := e.log.WriteExt(func(w ledger.Writer) error { return w.Delete(k) }); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.l.Get(i); err != nil || r.Event.Actor.ID != "alice" {
+		t.Fatalf("Get without the time key: %v", err)
+	}
+	if got := e.listAll(mustQuery(t, "actor", "alice")); len(got) != 1 || got[0].Index != i {
+		t.Fatalf("listing without the time key: %d records", len(got))
+	}
+	if _, err := e.l.WaitReceipts(context.Background(), []int64{i}); err != nil {
+		t.Fatalf("receipt without the time key: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	if err := e.l.Stream(ctx, Query{}, -1, func(r Record) error { n++; cancel(); return nil }); !errors.Is(err, context.Canceled) || n != 1 {
+		t.Fatalf("stream without the time key: %d events, %v", n, err)
+	}
+}
