@@ -154,7 +154,7 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 // bytes: the payload and room for the 't' value (the blind outcome; for
 // version 2, the wrapped key before it).
 func sealedSize(n int) int {
-	return payloadHeaderV3 + event.SaltSize + n + tagSize + wrappedEventKeySize + blindSize
+	return max(payloadHeaderV3, payloadHeaderV2+wrappedEventKeySize) + event.SaltSize + n + tagSize + blindSize
 }
 
 // seal returns the payload value of one event sealed under the event key
@@ -205,8 +205,7 @@ func (d *dayKey) seal(arena *[]byte, scratch *[eventKeyAADSize]byte, ctr uint64,
 		return v, d.aead.Seal(w, w, ekey, aad), nil
 	}
 	v[0] = payloadV3
-	wk := v[9:9:payloadHeaderV3]
-	wk = wk[:nonceSize]
+	wk := v[9 : 9+nonceSize : payloadHeaderV3] // sealed in place, in the header
 	d.nonce(wk, ctr)
 	d.aead.Seal(wk, wk, ekey, aad)
 	return v, w, nil
