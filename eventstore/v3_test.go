@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"indelible.dev/event"
+	"indelible.dev/evidence"
 	"indelible.dev/ledger"
 	"indelible.dev/ledger/kv"
 	"indelible.dev/ledger/kv/pebblekv"
+	itlog "indelible.dev/tlog"
 )
 
 // storedTimeKey returns the 't' key stored for index i (the time index is
@@ -185,7 +187,8 @@ func storeFormat(t *testing.T, dir string) string {
 // stream, get receipts and erase; new events are version 3 beside them, and
 // a listing across both, the stream and Check see them all, before and
 // after the next open, and also when fetch's hint of where version 3 starts
-// is wrong (a version-2 payload then reads its 't' value itself).
+// is wrong (a version-2 payload then reads its 't' value itself); an
+// evidence bundle of the whole log verifies, with both versions open.
 func TestFormat2Store(t *testing.T) {
 	e := newEnv(t, nil)
 	e.l.sealV2 = true
@@ -322,6 +325,27 @@ func TestFormat2Store(t *testing.T) {
 		t.Fatalf("listings with every candidate taken for version 3: %+v, want %+v", got, want)
 	}
 	readAll(39 + 19 + 2)
+	// An evidence bundle of the whole log opens both versions.
+	n, _, err := e.log.ServedCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.l.PlanBundle(BundleRequest{From: 0, To: n, LogKey: e.vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bb bytes.Buffer
+	if err := p.Write(context.Background(), &bb, nil); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := itlog.NewPolicy(e.vkey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := evidence.Verify(&bb, evidence.Options{Policy: policy})
+	if err != nil || !rep.OK() || rep.Erased != 2 || rep.Open != n-2 {
+		t.Fatalf("bundle of a mixed store: %v, %+v", err, rep)
+	}
 }
 
 // TestShreddingV3Unreadable: while retention is shredding a day (marked, its
