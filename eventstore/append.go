@@ -395,11 +395,11 @@ func (l *Layer) commit(ctx context.Context, p *prepared, extra func(int64, ledge
 			*c = event.Commitment(salt, p.bytes[i])
 			var tk [timeKeySize]byte
 			appendTimeKey(tk[:0], e.Time)
-			payload, wrapped, err := day.seal(&arena, aad, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c)
+			payload, tval, err := day.seal(&arena, aad, ctr+uint64(k), ekeys[k*dataKeySize:(k+1)*dataKeySize], &tk, &salt, p.bytes[i], c, l.sealV2)
 			if err != nil {
 				return nil, err
 			}
-			w.add(l, p.blind, int32(k), e, payload, wrapped)
+			w.add(l, p.blind, int32(k), e, payload, tval)
 			entries[k] = ledger.Entry{Data: c[:]}
 			entryOf[i] = int32(k)
 		}
@@ -470,16 +470,16 @@ func newRequestWrites(events int) *requestWrites {
 }
 
 // add adds the writes of event ev (its position among the request's
-// entries): 'p' -> the sealed payload; 't' -> the wrapped event key and the
-// blind outcome; the 'f' keys. addIdem adds its 'd' key if it has an id.
-func (w *requestWrites) add(l *Layer, br *blindRequest, ev int32, e *event.Event, payload, wrapped []byte) {
+// entries): 'p' -> the sealed payload; 't' -> tval (as seal returned it:
+// empty, or a version-2 payload's wrapped event key) and the blind
+// outcome; the 'f' keys. addIdem adds its 'd' key if it has an id.
+func (w *requestWrites) add(l *Layer, br *blindRequest, ev int32, e *event.Event, payload, tval []byte) {
 	s := len(w.arena)
 	w.arena = append(w.arena, prefixPayload)
 	w.arena = append(w.arena, make([]byte, indexSize)...)
 	w.runs.add(write{key: w.arena[s:len(w.arena):len(w.arena)], val: payload, ev: ev})
-	var tval []byte
-	// seal leaves room for the outcome in wrapped.
-	w.arena, w.keys, tval = l.appendIndexKeys(w.arena, w.keys[:0], wrapped, e, br)
+	// seal leaves room for the outcome in tval.
+	w.arena, w.keys, tval = l.appendIndexKeys(w.arena, w.keys[:0], tval, e, br)
 	w.runs.add(write{key: w.keys[0], val: tval, ev: ev})
 	for _, fk := range w.keys[1:] {
 		w.runs.add(write{key: fk, order: binary.BigEndian.Uint64(fk[2:]), ev: ev})

@@ -98,10 +98,21 @@ func checkStore(t testing.TB, l *Layer) map[int64]Record {
 // TestCrash appends from concurrent writers across several UTC days on a
 // crashable filesystem, takes crash clones at random moments, and checks
 // each recovered store: every event acknowledged before the clone is there
-// at its index with its id, and nothing is half-stored.
+// at its index with its id, and nothing is half-stored. The store starts
+// with version-2 payloads.
 func TestCrash(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	e := newEnv(t, mem)
+	// A mixed store: version-2 payloads (as the previous release wrote
+	// them) before the version-3 ones the writers append.
+	e.l.sealV2 = true
+	var v2 []event.Event
+	for j := range 30 {
+		v2 = append(v2, event.Event{ID: fmt.Sprint("v2-", j), Action: "a", Actor: &event.Actor{ID: fmt.Sprint("u", j%3)}, Outcome: "success", Source: "s"})
+	}
+	e.append("writer", v2...)
+	e.l.sealV2 = false
+	e.reopen()
 	type ack struct {
 		i  int64
 		id string

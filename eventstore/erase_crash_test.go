@@ -17,15 +17,20 @@ import (
 // TestEraseCrash takes crash clones of the store while events are being
 // erased: in every recovered store each event is either whole (and no
 // erase event names it) or erased with its indelible.erase event in the
-// log, and the store passes Check.
+// log, and the store passes Check. For version-3 events, and version-2
+// ones in a mixed store.
 func TestEraseCrash(t *testing.T) {
-	mem := vfs.NewCrashableMem()
-	e := newEnv(t, mem)
+	payloadVersions(t, func() vfs.FS { return vfs.NewCrashableMem() }, testEraseCrash)
+}
+
+func testEraseCrash(t *testing.T, e *env, mixed func()) {
+	mem := e.fs.(*vfs.MemFS)
 	var evs []event.Event
 	for k := range 40 {
 		evs = append(evs, ev("erin", "act", "r", "success", "s", e.clock.Now().Add(time.Duration(k)*time.Second)))
 	}
 	a := e.append("writer", evs...)
+	mixed()
 	if _, _, err := e.log.WaitSize(context.Background(), a[len(a)-1].Index+1); err != nil {
 		t.Fatal(err)
 	}

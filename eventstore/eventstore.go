@@ -104,6 +104,9 @@ type Layer struct {
 	purgeKick  chan struct{}
 	stop       chan struct{}
 	wg         sync.WaitGroup
+	// sheddingAny is len(shedding) > 0 (set under lmu), so that opening a
+	// payload need not take lmu when no day is being shredded.
+	sheddingAny atomic.Bool
 
 	// seqDay is the day of the last payload sequenced (sidecars only; see
 	// batch.sidecar).
@@ -112,6 +115,15 @@ type Layer struct {
 	scan scanBudget // a page's scan budget
 
 	closed atomic.Bool
+
+	// v3From is an index from which on every payload is, probably, of
+	// version 3 (found at Open; see payloadV3From): fetch reads no 't'
+	// value for candidates from there on. A hint only: a version-2 payload
+	// without its 't' value reads it when opened.
+	v3From atomic.Int64
+	// sealV2 makes Append seal version-2 payloads, as the previous release
+	// did: tests only, to build mixed stores.
+	sealV2 bool
 
 	// committed, if set, is told of each event once durable (OnCommit).
 	committed atomic.Pointer[func(index int64, e *event.Event, eventBytes []byte)]
@@ -152,6 +164,11 @@ func Open(cfg Config) (*Layer, error) {
 	if err := l.openLifecycle(); err != nil {
 		return nil, err
 	}
+	v3From, err := l.payloadV3From()
+	if err != nil {
+		return nil, err
+	}
+	l.v3From.Store(v3From)
 	l.lmu.RLock()
 	pending, shedding := len(l.purges) > 0, len(l.shedding) > 0
 	l.lmu.RUnlock()

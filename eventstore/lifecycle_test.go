@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -108,7 +109,8 @@ func verifyReceipt(t *testing.T, e *env, i int64) {
 }
 
 // secretsOf returns the secrets of stored event i: its salt, its event
-// key (raw) and its wrapped event key, read with the master key's help.
+// key (raw) and its wrapped event key (from its payload, version 3, or its
+// 't' value, version 2), read with the master key's help.
 func secretsOf(t *testing.T, e *env, i int64) (salt, ekey, wrapped []byte) {
 	t.Helper()
 	r, err := e.l.Get(i)
@@ -120,23 +122,55 @@ func secretsOf(t *testing.T, e *env, i int64) (salt, ekey, wrapped []byte) {
 		t.Fatal(err)
 	}
 	day, tk, err := payloadDay(v)
-	if err != nil || tk == nil {
+	if err != nil || v[0] == payloadV1 {
 		t.Fatalf("event %d: payload version %d: %v", i, v[0], err)
 	}
-	tval, err := e.log.GetExt(timeIndexKey(tk, i))
-	if err != nil {
-		t.Fatal(err)
+	w := v[9:payloadHeaderV3]
+	if tk != nil {
+		tval, err := e.log.GetExt(timeIndexKey(tk, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = tval[:wrappedEventKeySize]
 	}
 	d, err := e.l.dayKeyFor(day, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := tval[:wrappedEventKeySize]
 	ekey, err = d.aead.Open(nil, w[:nonceSize], w[nonceSize:], eventKeyAAD(r.Commitment[:]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r.Salt[:], ekey, bytes.Clone(w)
+}
+
+// payloadVersions runs f for events sealed as today (version 3) and, in a
+// mixed store, as the previous release sealed them (version 2): the events
+// f appends before calling mixed are version 2, the store is then reopened
+// and every event appended after is version 3. fs is the env's file system
+// (nil: a directory).
+func payloadVersions(t *testing.T, fs func() vfs.FS, f func(t *testing.T, e *env, mixed func())) {
+	newFS := func() vfs.FS {
+		if fs == nil {
+			return nil
+		}
+		return fs()
+	}
+	t.Run("v3", func(t *testing.T) {
+		f(t, newEnv(t, newFS()), func() {})
+	})
+	t.Run("v2-mixed", func(t *testing.T) {
+		e := newEnv(t, newFS())
+		e.l.sealV2 = true
+		f(t, e, func() {
+			t.Helper()
+			e.l.sealV2 = false
+			e.reopen()
+			if e.l.v3From.Load() == 0 {
+				t.Fatal("no version-2 payload before the reopen")
+			}
+		})
+	})
 }
 
 // copyDir copies the data directory as it is on disk.
@@ -194,8 +228,9 @@ func actions(t *testing.T, e *env, action string) []Record {
 // deleted), the erasure is an event in the log with a verifying receipt,
 // the log's tiles and proofs are unchanged, and the event's bytes, salt and
 // keys are in no file of the data directory afterwards.
-func TestErase(t *testing.T) {
-	e := newEnv(t, nil)
+func TestErase(t *testing.T) { payloadVersions(t, nil, testErase) }
+
+func testErase(t *testing.T, e *env, mixed func()) {
 	const marker = "ERASE-ME-7f3a9c"
 	at := e.clock.Now()
 	var evs []event.Event
@@ -208,6 +243,7 @@ func TestErase(t *testing.T) {
 		evs = append(evs, x)
 	}
 	a := e.append("writer", evs...)
+	mixed()
 	target := a[7].Index
 	salt, ekey, wrapped := secretsOf(t, e, target)
 	if _, _, err := e.log.WaitSize(context.Background(), a[19].Index+1); err != nil {
@@ -312,18 +348,24 @@ func TestErase(t *testing.T) {
 			t.Errorf("key %x holds a secret of the erased event", k)
 		}
 		// No value opens as the erased event's payload under its event
-		// key, nor as its wrapped key under any day key.
-		if len(v) > payloadHeaderV2+tagSize {
-			if aead, _ := newAEAD(ekey); aead != nil {
-				if _, err := aead.Open(nil, zeroNonce[:], v[payloadHeaderV2:], c); err == nil {
-					t.Errorf("key %x opens as the erased event", k)
+		// key, nor holds its wrapped key (at the start of a version-2 't'
+		// value, in a version-3 payload's header) under any day key.
+		for _, hdr := range []int{payloadHeaderV2, payloadHeaderV3} {
+			if len(v) > hdr+tagSize {
+				if aead, _ := newAEAD(ekey); aead != nil {
+					if _, err := aead.Open(nil, zeroNonce[:], v[hdr:], c); err == nil {
+						t.Errorf("key %x opens as the erased event", k)
+					}
 				}
 			}
 		}
-		if len(v) >= wrappedEventKeySize {
-			for _, d := range l.days {
-				if _, err := d.aead.Open(nil, v[:nonceSize], v[nonceSize:wrappedEventKeySize], eventKeyAAD(c)); err == nil {
-					t.Errorf("key %x holds the erased event's key", k)
+		for _, at := range []int{0, 9} {
+			if len(v) >= at+wrappedEventKeySize {
+				w := v[at : at+wrappedEventKeySize]
+				for _, d := range l.days {
+					if _, err := d.aead.Open(nil, w[:nonceSize], w[nonceSize:], eventKeyAAD(c)); err == nil {
+						t.Errorf("key %x holds the erased event's key", k)
+					}
 				}
 			}
 		}
@@ -337,8 +379,9 @@ func TestErase(t *testing.T) {
 // retention in one step (data key, payloads, index and idempotency keys),
 // records an indelible.retention event, keeps the log intact, and leaves
 // the day's key and events in no file; later days stay readable.
-func TestRetention(t *testing.T) {
-	e := newEnv(t, nil)
+func TestRetention(t *testing.T) { payloadVersions(t, nil, testRetention) }
+
+func testRetention(t *testing.T, e *env, mixed func()) {
 	const marker = "SHRED-ME-c41d"
 	day1 := e.clock.Now()
 	var old []Appended
@@ -348,6 +391,8 @@ func TestRetention(t *testing.T) {
 		x.Reason = marker
 		old = append(old, e.append("writer", x)...)
 	}
+	mixed()
+	v2 := e.l.v3From.Load() > old[1].Index
 	// Its day key, wrapped as stored.
 	wrappedDay, err := e.log.GetExt(dayKeyKey(dayOf(day1)))
 	if err != nil {
@@ -411,8 +456,14 @@ func TestRetention(t *testing.T) {
 	}
 
 	purged(t, e)
-	dir := storeCopy(t, e.dir, map[string][]byte{"marker": []byte(marker), "wrapped day key": wrappedDay, "event key": ekey})
-	_ = wrapped // under the destroyed day key: it may linger, and opens nothing
+	secrets := map[string][]byte{"marker": []byte(marker), "wrapped day key": wrappedDay, "event key": ekey}
+	if !v2 {
+		// In the payload, whose range the purge compacts. A version-2
+		// event's is in its 't' value, deleted in step 1 but not purged:
+		// under the destroyed day key, it may linger and opens nothing.
+		secrets["wrapped event key"] = wrapped
+	}
+	dir := storeCopy(t, e.dir, secrets)
 	e.close()
 	log, l := openCopy(t, e, dir)
 	if err := l.Check(); err != nil {

@@ -488,8 +488,9 @@ var payloadBufs = sync.Pool{New: func() any { return new([]byte) }}
 // goroutine.
 const fetchParallelMin = 16
 
-// fetch reads and opens the candidates' events: their payloads, 't'
-// values (unless the scan had them) and log entries each in one sorted pass
+// fetch reads and opens the candidates' events: their payloads, the 't'
+// values of those that may be of version 2 (unless the scan or the join
+// had them) and log entries each in one sorted pass
 // (one iterator, each block read once, instead of a point lookup apiece),
 // then decrypts and checks them on every core. recs[k] is nil for a
 // candidate whose event is gone (erased, shredded) or is no event.
@@ -500,8 +501,8 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 		byIndex[k] = k
 	}
 	slices.SortFunc(byIndex, func(a, b int) int { return cmp.Compare(cands[a].i, cands[b].i) })
-	// The three lookups read different keys: run them side by side (on a
-	// large store each is a block read per candidate, mostly waiting).
+	// The lookups read different keys: run them side by side (on a large
+	// store each is a block read per candidate, mostly waiting).
 	vals := make([][]byte, n)
 	ents := make([][]byte, n)
 	pbuf := payloadBufs.Get().(*[]byte)
@@ -566,8 +567,20 @@ func (l *Layer) fetch(ctx context.Context, cands []candidate, haveT bool) ([]*Re
 			}
 		}
 	}()
+	// Only a version-2 payload needs its 't' value (its wrapped event
+	// key), and only if the scan or the join did not read it: with every
+	// candidate at or past v3From (every one written since version 3),
+	// there is nothing to read.
+	var byTime []int
 	if !haveT {
-		byTime := slices.Clone(byIndex)
+		v3From := l.v3From.Load()
+		for _, k := range byIndex {
+			if cands[k].i < v3From {
+				byTime = append(byTime, k)
+			}
+		}
+	}
+	if len(byTime) > 0 {
 		slices.SortFunc(byTime, func(a, b int) int { return bytes.Compare(cands[a].pos[:], cands[b].pos[:]) })
 		// The keys and the values each in one buffer, not one apiece.
 		const tkeySize = 1 + timeKeySize + indexSize

@@ -92,7 +92,7 @@ func BenchmarkRequestStages(b *testing.B) {
 				c := event.Commitment(salt, p.bytes[i])
 				var tk [timeKeySize]byte
 				appendTimeKey(tk[:0], p.evs[i].Time)
-				if _, _, err := day.seal(&arena, aad, uint64(i), ekeys[i*dataKeySize:(i+1)*dataKeySize], &tk, &salt, p.bytes[i], &c); err != nil {
+				if _, _, err := day.seal(&arena, aad, uint64(i), ekeys[i*dataKeySize:(i+1)*dataKeySize], &tk, &salt, p.bytes[i], &c, false); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -62,6 +62,7 @@ func (l *Layer) openLifecycle() error {
 	if err != nil {
 		return fmt.Errorf("events: reading the lifecycle state: %w", err)
 	}
+	l.sheddingAny.Store(len(l.shedding) > 0)
 	return l.backfillSwitches()
 }
 
@@ -253,6 +254,7 @@ func (l *Layer) retain(ctx context.Context, onlyShedding bool) ([]time.Time, err
 	for _, d := range days {
 		l.shedding[d] = true
 	}
+	l.sheddingAny.Store(true)
 	l.lmu.Unlock()
 	for _, d := range days {
 		for _, s := range byDay[d] {
@@ -324,6 +326,7 @@ func (l *Layer) retain(ctx context.Context, onlyShedding bool) ([]time.Time, err
 			l.shredded = append(l.shredded, shredRange{d, s.lo, s.hi})
 		}
 	}
+	l.sheddingAny.Store(len(l.shedding) > 0)
 	l.lmu.Unlock()
 	l.dmu.Lock()
 	for _, d := range days {
@@ -428,6 +431,11 @@ func (l *Layer) dropIndexKeys(ctx context.Context, s segment) error {
 		var del [][]byte
 		for _, it := range buf {
 			next = it.i + 1
+			// A version-2 payload's key is in its 't' value: without it,
+			// the event was done by an interrupted pass. Versions 1 and 3
+			// open without it, and the time key is the decrypted event's
+			// (keysOf); deleting keys an interrupted pass deleted already
+			// does no harm.
 			_, tk, err := payloadDay(it.v)
 			if err != nil {
 				return fmt.Errorf("events: event %d: %w", it.i, err)
@@ -446,7 +454,7 @@ func (l *Layer) dropIndexKeys(ctx context.Context, s segment) error {
 			if err != nil {
 				return err
 			}
-			salt, b, err := l.openPayload(it.i, it.v, c, tval)
+			salt, b, err := l.openPayloadAny(it.i, it.v, c, tval)
 			if err != nil {
 				return fmt.Errorf("events: event %d: %w", it.i, err)
 			}

@@ -46,9 +46,14 @@ const (
 
 // formatVersion is the key space's version. Format 1 stores (whose
 // leaf-hash index keys hold the whole hash) are still read: Open moves them
-// to 2 (see index.go), after which a binary that knows only 1 refuses them.
+// to today's (see index.go), after which a binary that knows only 1 refuses
+// them. Format 3 differs from 2 only in the events layer's extension keys:
+// it may hold payloads of version 3 (eventstore), which a binary knowing
+// format 2 could not open; Open moves a format 1 or 2 store to 3 by
+// rewriting the marker alone, so such a binary refuses the store instead.
 const (
-	formatVersion  = "2"
+	formatVersion  = "3"
+	formatVersion2 = "2"
 	formatVersion1 = "1"
 )
 

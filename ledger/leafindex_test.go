@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -109,4 +110,60 @@ func TestLeafIndexFormat1(t *testing.T) {
 	}
 	defer l.Close()
 	check(l, cp.N, data)
+}
+
+// TestFormat2Moved: a store marked format 2 (written before the events
+// layer's payload version 3) opens, and Open moves it to format 3 by
+// rewriting the marker alone, its entries unchanged; a format this version
+// does not know is refused, as a release knowing only 1 and 2 refuses a
+// format-3 store.
+func TestFormat2Moved(t *testing.T) {
+	s, _ := testSigner(t)
+	dir := t.TempDir()
+	open := func() (*Log, error) { return Open(dir, Options{Signer: s, MinFreeBytes: -1}) }
+	setFormat := func(f string) {
+		t.Helper()
+		l, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := l.db.NewBatch(0)
+		b.Set(keyFormat, []byte(f))
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), []byte("entry 0")); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := l.get(keyFormat); string(f) != "3" {
+		t.Fatalf("a new store has format %q, want 3", f)
+	}
+	l.Close()
+	setFormat("2")
+	if l, err = open(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := l.get(keyFormat); err != nil || string(f) != "3" {
+		t.Fatalf("format %q, %v after opening a format-2 store, want 3", f, err)
+	}
+	if e, err := l.Entry(0); err != nil || string(e) != "entry 0" {
+		t.Fatalf("entry 0 of the moved store: %q, %v", e, err)
+	}
+	l.Close()
+	setFormat("4")
+	if l, err := open(); err == nil || !strings.Contains(err.Error(), `unsupported store format "4"`) {
+		if l != nil {
+			l.Close()
+		}
+		t.Fatalf("a format-4 store opened: %v", err)
+	}
 }

@@ -480,11 +480,13 @@ func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 	f, err := l.get(keyFormat)
 	switch {
 	case err == nil && string(f) == formatVersion:
-	case err == nil && string(f) == formatVersion1:
+	case err == nil && (string(f) == formatVersion1 || string(f) == formatVersion2):
 		// Format 1 differs only in the leaf-hash index's keys: its keys
-		// stay readable (lookupLeaf), new ones are today's. Marking the
-		// store 2 keeps a binary that knows only 1 from opening it and
-		// missing the entries indexed from now on.
+		// stay readable (lookupLeaf), new ones are today's. Format 2 only
+		// in the payloads the events layer may write from now on. Marking
+		// the store 3 keeps a binary that knows only 1 or 2 from opening it
+		// and missing the entries indexed, or failing on the events
+		// written, from now on.
 		b := l.db.NewBatch(0)
 		b.Set(keyFormat, []byte(formatVersion))
 		err := b.Commit(true)
@@ -492,7 +494,7 @@ func (l *Log) initOnce(hwm *highWater, retried bool) (tlog.Tree, error) {
 		if err != nil {
 			return tlog.Tree{}, fmt.Errorf("ledger: moving the store to format %s: %w", formatVersion, err)
 		}
-		l.log.Info("store moved to format "+formatVersion, "from", formatVersion1)
+		l.log.Info("store moved to format "+formatVersion, "from", string(f))
 	default:
 		return tlog.Tree{}, fmt.Errorf("ledger: unsupported store format %q", f)
 	}

@@ -130,7 +130,7 @@ func (l *Log) checkReaderStore() error {
 	if got, err := l.get(keyKey); err != nil || !bytes.Equal(got, want) {
 		return fmt.Errorf("%w: the store was created with key %q, this is key %q", ErrWrongKey, got, want)
 	}
-	if f, err := l.get(keyFormat); err != nil || (string(f) != formatVersion && string(f) != formatVersion1) {
+	if f, err := l.get(keyFormat); err != nil || (string(f) != formatVersion && string(f) != formatVersion2 && string(f) != formatVersion1) {
 		return fmt.Errorf("ledger: unsupported store format %q", f)
 	}
 	return nil

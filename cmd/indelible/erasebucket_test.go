@@ -43,8 +43,8 @@ import (
 //   - neither the erased event's plaintext nor the control event's is in any
 //     of them (the bucket holds commitments only; the store holds
 //     ciphertext);
-//   - the bytes the erasure deleted from the store (the event's payload and
-//     its wrapped event key) are in neither the bucket nor the dump;
+//   - the bytes the erasure deleted from the store (the event's payload,
+//     with its wrapped event key) are in neither the bucket nor the dump;
 //   - the dump, restored into a new database and opened with the master key
 //     by the events layer's own code, opens the control event and not the
 //     erased one (so the checks above could have failed: the dump does
@@ -115,17 +115,17 @@ func TestEraseUnderObjectLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := storeRows(t, bin, dsn)
-	// What the erasure destroyed: the rows it deleted (the payload, the
-	// wrapped event key, the index keys); their values of at least 32
-	// bytes are what could open the event.
+	// What the erasure destroyed: the rows it deleted (the payload, which
+	// holds the wrapped event key, and the index keys); their values of at
+	// least 32 bytes are what could open the event.
 	var destroyed [][]byte
 	for k, v := range before {
 		if _, ok := after[k]; !ok && len(v) >= 32 {
 			destroyed = append(destroyed, v)
 		}
 	}
-	if len(destroyed) < 2 {
-		t.Fatalf("the erasure deleted %d rows of 32 bytes or more: want at least the payload and the wrapped event key", len(destroyed))
+	if len(destroyed) < 1 {
+		t.Fatalf("the erasure deleted %d rows of 32 bytes or more: want at least the payload with its wrapped event key", len(destroyed))
 	}
 
 	// (a) Every version of every object in the bucket.
