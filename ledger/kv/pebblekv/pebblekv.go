@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"indelible.dev/ledger/kv"
@@ -91,8 +92,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	// added, so that CacheSize is what blocks really get.
 	cache := pebble.NewCache(opts.CacheSize + memTableReserve)
 	defer cache.Unref()
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	popts := &pebble.Options{
-		FS:                    opts.FS,
+		FS:                    sstBufferFS{fs},
 		Cache:                 cache,
 		Logger:                Logger{opts.Logger},
 		FormatMajorVersion:    Format,
@@ -109,13 +114,23 @@ func Open(dir string, opts Options) (*Store, error) {
 	// block of every level (issue 21). Tables written before it have no
 	// filter until compacted, which is harmless.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Level 0 uncompressed: its tables are the memtables' flushes, which
+	// compactions soon read and rewrite into the levels below, compressed.
+	// Compressing them cost ~0.4 us of snappy per event (at the flush, and
+	// decoding in the compaction), mostly on sealed payloads, which it
+	// cannot shrink (a block it shrinks by less than 12% is stored as it
+	// is). The store is bigger by what snappy would have saved on L0 and on
+	// the L0 tables pebble moves down without rewriting (a flushed range no
+	// table below overlaps, such as new payloads): +4% at 1M events (issue
+	// 21, BENCHMARKS.md "Ingest CPU, session 6"). A block records its
+	// compression, so stores written either way open the same.
+	popts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	for i := 1; i < len(popts.Levels); i++ {
+		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", dir, err)
-	}
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
 	}
 	return &Store{db: db, dir: dir, fs: fs}, nil
 }
