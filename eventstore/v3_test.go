@@ -499,3 +499,36 @@ func TestShreddingMixedDayUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestShreddingPayloadsDeleted: a retention pass deletes a day's payloads
+// in the batch of its retention event and only then records the day as
+// shredded in memory; a read in between finds no payload. It must answer
+// that the event was shredded (410), as before and after, not that the
+// index holds no event (404). The state in between is built directly: the
+// day marked as being shredded, its payload deleted.
+func TestShreddingPayloadsDeleted(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	e.clock.Add(48 * time.Hour)
+	b := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), b+1); err != nil {
+		t.Fatal(err)
+	}
+	e.l.lmu.Lock()
+	e.l.shedding[dayOf(e.clock.Now().Add(-48*time.Hour))] = true
+	e.l.sheddingAny.Store(true)
+	e.l.lmu.Unlock()
+	if err := e.log.WriteExt(func(w ledger.Writer) error { return w.Delete(payloadKey(a)) }); err != nil {
+		t.Fatal(err)
+	}
+	var se *ShreddedError
+	if _, err := e.l.Get(a); !errors.As(err, &se) || se.Index != a {
+		t.Errorf("Get of an event whose payload the shredding deleted: %v", err)
+	}
+	if _, err := e.l.WaitReceipts(context.Background(), []int64{a}); !errors.As(err, &se) {
+		t.Errorf("receipt of an event whose payload the shredding deleted: %v", err)
+	}
+	if _, err := e.l.Get(b); err != nil {
+		t.Fatalf("Get of an event of another day: %v", err)
+	}
+}
