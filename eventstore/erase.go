@@ -209,6 +209,7 @@ func (l *Layer) Erase(ctx context.Context, i int64, by, reason string) (Tombston
 		}
 		return Tombstone{}, fmt.Errorf("events: recording the erasure of event %d: %w", i, err)
 	}
+	l.erasures.Add(1)
 	l.addPurge(ts.EraseIndex)
 	if a := r.Event.Actor; a != nil {
 		l.blind.forget(fieldActor, a.ID)
