@@ -126,6 +126,14 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, fmt.Errorf("events: reading the data key of day %d: %w", day, err)
 	case !create:
+		l.lmu.RLock()
+		gone := l.isShredded(day) || l.shedding[day]
+		l.lmu.RUnlock()
+		if gone {
+			// A payload read before retention deleted it with its day
+			// key (a stream's chunk, a page's fetch): the event is gone.
+			return nil, fmt.Errorf("%w: day %d was shredded", errKeyGone, day)
+		}
 		return nil, fmt.Errorf("%w: no data key for day %d", ErrCorrupt, day)
 	}
 	l.lmu.RLock()
@@ -242,8 +250,9 @@ func payloadDay(v []byte) (day int64, tk []byte, err error) {
 
 // errKeyGone means an event key that is destroyed or being destroyed: a
 // version-2 payload whose wrapped event key is not stored (the event is
-// being erased or its day shredded), or a payload of a day retention is
-// shredding (its index keys may already be gone).
+// being erased or its day shredded), a payload of a day retention is
+// shredding (its index keys may already be gone), or one read before
+// retention deleted it with its day key.
 var errKeyGone = errors.New("events: event key destroyed")
 
 // openPayload opens payload v of index i under the commitment c read from

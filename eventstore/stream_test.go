@@ -182,3 +182,46 @@ func testStreamErasedMidChunk(t *testing.T, e *env, mixed func()) {
 		t.Fatalf("the stream skipped more than the erased event: sent %v", sent)
 	}
 }
+
+// TestStreamShreddedMidChunk: a retention pass that shreds the day of a
+// chunk of payloads a stream already read (while it sent an earlier event)
+// leaves those events skipped, as shredded, not a stream cut short by a
+// payload whose day key is gone ("no data key": an export catching up on
+// old days is the likeliest reader of a day being shredded).
+func TestStreamShreddedMidChunk(t *testing.T) { payloadVersions(t, nil, testStreamShreddedMidChunk) }
+
+func testStreamShreddedMidChunk(t *testing.T, e *env, mixed func()) {
+	var evs []event.Event
+	for k := range 4 {
+		evs = append(evs, ev("alice", "read", "r", "success", "kube", e.clock.Now().Add(time.Duration(k)*time.Second)))
+	}
+	a := e.append("writer", evs...)
+	mixed()
+	e.clock.Add(401 * 24 * time.Hour) // their day ended 400 days ago
+	last := e.append("writer", ev("bob", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), last+1); err != nil {
+		t.Fatal(err)
+	}
+	e.l.retention = 400 * 24 * time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sent []int64
+	err := e.l.Stream(ctx, Query{}, -1, func(r Record) error {
+		sent = append(sent, r.Index)
+		if r.Index == a[0].Index {
+			if days, err := e.l.Retain(context.Background()); err != nil || len(days) != 1 {
+				return fmt.Errorf("Retain: %v, %v", days, err)
+			}
+		}
+		if r.Index >= last {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stream: %v (sent %v)", err, sent)
+	}
+	if !slices.Equal(sent, []int64{a[0].Index, last}) {
+		t.Fatalf("the stream sent %v, want %d and %d", sent, a[0].Index, last)
+	}
+}
