@@ -79,6 +79,14 @@ func (l *Layer) gone(i int64, day int64, haveDay bool) error {
 	case !errors.Is(err, ledger.ErrNotFound):
 		return fmt.Errorf("events: reading the tombstone of event %d: %w", i, err)
 	}
+	if !haveDay && l.sheddingAny.Load() {
+		// A retention pass deletes a day's payloads, then moves the day
+		// from shedding to shredded (under lmu): a payload missing in
+		// between is of a day still shedding. Its day is its segment's.
+		if segs, err := l.segments(i + 1); err == nil && len(segs) > 0 {
+			day, haveDay = segs[len(segs)-1].day, true
+		}
+	}
 	l.lmu.RLock()
 	defer l.lmu.RUnlock()
 	for _, r := range l.shredded {
@@ -201,6 +209,7 @@ func (l *Layer) Erase(ctx context.Context, i int64, by, reason string) (Tombston
 		}
 		return Tombstone{}, fmt.Errorf("events: recording the erasure of event %d: %w", i, err)
 	}
+	l.erasures.Add(1)
 	l.addPurge(ts.EraseIndex)
 	if a := r.Event.Actor; a != nil {
 		l.blind.forget(fieldActor, a.ID)

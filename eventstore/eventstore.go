@@ -121,6 +121,10 @@ type Layer struct {
 	// value for candidates from there on. A hint only: a version-2 payload
 	// without its 't' value reads it when opened.
 	v3From atomic.Int64
+	// erasures counts the erasures committed: a stream that read a chunk
+	// of payloads before one looks again before opening each (a payload's
+	// copy opens without any lookup that would find its event erased).
+	erasures atomic.Int64
 	// sealV2 makes Append seal version-2 payloads, as the previous release
 	// did: tests only, to build mixed stores.
 	sealV2 bool

@@ -235,6 +235,7 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 		}
 		for next < cp.N {
 			buf = buf[:0]
+			erasures := l.erasures.Load()
 			err := l.log.ScanExt(payloadKey(next), payloadKey(cp.N), false, func(k, v []byte) bool {
 				buf = append(buf, streamItem{int64(binary.BigEndian.Uint64(k[1:])), append([]byte(nil), v...)})
 				return len(buf) < streamChunk
@@ -251,6 +252,17 @@ func (l *Layer) stream(ctx context.Context, q Query, after int64, send func(Reco
 				return err
 			}
 			for k, it := range buf {
+				if l.erasures.Load() != erasures {
+					// An erasure since the scan (while an event was
+					// sent): this payload's copy may be of an event gone
+					// from the store.
+					if _, err := l.log.GetExt(payloadKey(it.i)); errors.Is(err, ledger.ErrNotFound) {
+						next = it.i + 1
+						continue
+					} else if err != nil {
+						return fmt.Errorf("events: reading event %d: %w", it.i, err)
+					}
+				}
 				r, err := l.recordOf(it.i, it.v, ents[k], tvals[k])
 				if errors.Is(err, ErrGone) {
 					next = it.i + 1 // erased or shredded since the scan

@@ -126,6 +126,14 @@ func (l *Layer) dayKeyFor(day int64, create bool) (*dayKey, error) {
 	case !errors.Is(err, ledger.ErrNotFound):
 		return nil, fmt.Errorf("events: reading the data key of day %d: %w", day, err)
 	case !create:
+		l.lmu.RLock()
+		gone := l.isShredded(day) || l.shedding[day]
+		l.lmu.RUnlock()
+		if gone {
+			// A payload read before retention deleted it with its day
+			// key (a stream's chunk, a page's fetch): the event is gone.
+			return nil, fmt.Errorf("%w: day %d was shredded", errKeyGone, day)
+		}
 		return nil, fmt.Errorf("%w: no data key for day %d", ErrCorrupt, day)
 	}
 	l.lmu.RLock()
@@ -242,18 +250,20 @@ func payloadDay(v []byte) (day int64, tk []byte, err error) {
 
 // errKeyGone means an event key that is destroyed or being destroyed: a
 // version-2 payload whose wrapped event key is not stored (the event is
-// being erased or its day shredded), or a version-3 payload of a day
-// retention is shredding (its index keys may already be gone).
+// being erased or its day shredded), a payload of a day retention is
+// shredding (its index keys may already be gone), or one read before
+// retention deleted it with its day key.
 var errKeyGone = errors.New("events: event key destroyed")
 
 // openPayload opens payload v of index i under the commitment c read from
 // the log. For version 2, tval is the value of the event's 't' key if the
-// caller has it (nil: it is read); versions 1 and 3 ignore it. A version-3
-// payload of a day being shredded does not open (errKeyGone), as its
-// version-2 peers do not once their 't' keys are deleted: a read sees the
-// day gone, not half gone.
+// caller has it (nil: it is read); versions 1 and 3 ignore it. A payload
+// of a day being shredded, of any version, does not open (errKeyGone): a
+// read sees the day gone from the mark on, not half gone as retention
+// drops its events' index keys (a day may hold every version: the day of
+// an upgrade).
 func (l *Layer) openPayload(i int64, v, c, tval []byte) (salt [event.SaltSize]byte, eventBytes []byte, err error) {
-	if len(v) > 0 && v[0] == payloadV3 && l.sheddingAny.Load() {
+	if l.sheddingAny.Load() {
 		day, _, err := payloadDay(v)
 		if err != nil {
 			return salt, nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -133,5 +134,94 @@ func TestStreamResumePastLog(t *testing.T) {
 	defer cancel()
 	if err := e.l.Stream(ctx, Query{}, 1, func(Record) error { return errors.New("sent") }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("after the last index: %v, want the context's end", err)
+	}
+}
+
+// TestStreamErasedMidChunk: a stream reads its events a chunk of payloads
+// at a time and sends them one by one, as fast as its client takes them;
+// an event of the chunk erased while an earlier one was being sent (its
+// erasure returned: the event is gone from the store's files) is not sent.
+// A version-3 payload opens from the copy the scan made, with no later
+// lookup that would find its key gone: the stream must look again.
+func TestStreamErasedMidChunk(t *testing.T) { payloadVersions(t, nil, testStreamErasedMidChunk) }
+
+func testStreamErasedMidChunk(t *testing.T, e *env, mixed func()) {
+	var evs []event.Event
+	for k := range 4 {
+		evs = append(evs, ev("alice", "read", "r", "success", "kube", e.clock.Now().Add(time.Duration(k)*time.Second)))
+	}
+	a := e.append("writer", evs...)
+	mixed()
+	last := e.append("writer", ev("bob", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), last+1); err != nil {
+		t.Fatal(err)
+	}
+	target := a[2].Index
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sent []int64
+	err := e.l.Stream(ctx, Query{}, -1, func(r Record) error {
+		sent = append(sent, r.Index)
+		if r.Index == a[0].Index {
+			if _, err := e.l.Erase(context.Background(), target, "admin", "while streamed"); err != nil {
+				return err
+			}
+		}
+		if r.Index >= last {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if slices.Contains(sent, target) {
+		t.Fatalf("the stream sent event %d after its erasure returned: sent %v", target, sent)
+	}
+	if !slices.Contains(sent, a[3].Index) || !slices.Contains(sent, last) {
+		t.Fatalf("the stream skipped more than the erased event: sent %v", sent)
+	}
+}
+
+// TestStreamShreddedMidChunk: a retention pass that shreds the day of a
+// chunk of payloads a stream already read (while it sent an earlier event)
+// leaves those events skipped, as shredded, not a stream cut short by a
+// payload whose day key is gone ("no data key": an export catching up on
+// old days is the likeliest reader of a day being shredded).
+func TestStreamShreddedMidChunk(t *testing.T) { payloadVersions(t, nil, testStreamShreddedMidChunk) }
+
+func testStreamShreddedMidChunk(t *testing.T, e *env, mixed func()) {
+	var evs []event.Event
+	for k := range 4 {
+		evs = append(evs, ev("alice", "read", "r", "success", "kube", e.clock.Now().Add(time.Duration(k)*time.Second)))
+	}
+	a := e.append("writer", evs...)
+	mixed()
+	e.clock.Add(401 * 24 * time.Hour) // their day ended 400 days ago
+	last := e.append("writer", ev("bob", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), last+1); err != nil {
+		t.Fatal(err)
+	}
+	e.l.retention = 400 * 24 * time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sent []int64
+	err := e.l.Stream(ctx, Query{}, -1, func(r Record) error {
+		sent = append(sent, r.Index)
+		if r.Index == a[0].Index {
+			if days, err := e.l.Retain(context.Background()); err != nil || len(days) != 1 {
+				return fmt.Errorf("Retain: %v, %v", days, err)
+			}
+		}
+		if r.Index >= last {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stream: %v (sent %v)", err, sent)
+	}
+	if !slices.Equal(sent, []int64{a[0].Index, last}) {
+		t.Fatalf("the stream sent %v, want %d and %d", sent, a[0].Index, last)
 	}
 }

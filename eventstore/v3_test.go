@@ -409,3 +409,126 @@ func TestPayloadV3NeedsNoTimeValue(t *testing.T) {
 		t.Fatalf("stream without the time key: %d events, %v", n, err)
 	}
 }
+
+// TestShreddingMixedDayUnreadable: on the day of an upgrade a day holds
+// events of every payload version; once retention marks it for shredding,
+// every one of them reads as gone (Get and Receipt 410, skipped by
+// listings, streams and evidence bundles), not only the version-3 ones: a
+// version-1 or version-2 event whose index keys a pass has not dropped yet
+// must not stay readable while its version-3 peers are not (the day half
+// gone). Events of other days stay readable and the store passes Check.
+func TestShreddingMixedDayUnreadable(t *testing.T) {
+	e := newEnv(t, nil)
+	day1 := e.clock.Now()
+	v1 := appendV1(t, e, ev("alice", "read", "r", "success", "kube", day1))
+	e.l.sealV2 = true
+	v2 := e.append("writer", ev("alice", "read", "r", "success", "kube", day1))[0].Index
+	e.l.sealV2 = false
+	e.reopen()
+	v3 := e.append("writer", ev("alice", "read", "r", "success", "kube", day1))[0].Index
+	for i, want := range map[int64]byte{v1: payloadV1, v2: payloadV2, v3: payloadV3} {
+		if got := payloadVersion(t, e.l, i); got != want {
+			t.Fatalf("payload %d of version %d, want %d", i, got, want)
+		}
+	}
+	e.clock.Add(48 * time.Hour)
+	later := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), later+1); err != nil {
+		t.Fatal(err)
+	}
+	e.l.lmu.Lock()
+	e.l.shedding[dayOf(day1)] = true
+	e.l.sheddingAny.Store(true)
+	e.l.lmu.Unlock()
+
+	for _, i := range []int64{v1, v2, v3} {
+		var se *ShreddedError
+		if r, err := e.l.Get(i); !errors.As(err, &se) {
+			t.Errorf("Get of the version-%d event %d of a day being shredded: %v (event %+v)", payloadVersion(t, e.l, i), i, err, r.Event.Actor)
+		}
+		if _, err := e.l.Receipt(i); !errors.Is(err, ErrGone) {
+			t.Errorf("Receipt of the version-%d event %d of a day being shredded: %v", payloadVersion(t, e.l, i), i, err)
+		}
+	}
+	if _, err := e.l.Get(later); err != nil {
+		t.Fatalf("Get of an event of another day: %v", err)
+	}
+	if got := e.listAll(mustQuery(t, "actor", "alice")); len(got) != 1 || got[0].Index != later {
+		var idx []int64
+		for _, r := range got {
+			idx = append(idx, r.Index)
+		}
+		t.Errorf("listing with a day being shredded: %v, want only %d", idx, later)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var streamed []int64
+	if err := e.l.Stream(ctx, Query{}, -1, func(r Record) error {
+		streamed = append(streamed, r.Index)
+		if r.Index >= later {
+			cancel()
+		}
+		return nil
+	}); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if !slices.Equal(streamed, []int64{later}) {
+		t.Errorf("stream with a day being shredded: %v, want only %d", streamed, later)
+	}
+	// An evidence bundle of the whole log: the day's three events shredded.
+	n, _, err := e.log.ServedCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.l.PlanBundle(BundleRequest{From: 0, To: n, LogKey: e.vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bb bytes.Buffer
+	if err := p.Write(context.Background(), &bb, nil); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := itlog.NewPolicy(e.vkey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := evidence.Verify(&bb, evidence.Options{Policy: policy}); err != nil || !rep.OK() || rep.Shredded != 3 || rep.Open != n-3 {
+		t.Errorf("bundle with a day being shredded: %v, %d open, %d shredded, want %d and 3 (%+v)", err, rep.Open, rep.Shredded, n-3, rep.Failures)
+	}
+	if err := e.l.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShreddingPayloadsDeleted: a retention pass deletes a day's payloads
+// in the batch of its retention event and only then records the day as
+// shredded in memory; a read in between finds no payload. It must answer
+// that the event was shredded (410), as before and after, not that the
+// index holds no event (404). The state in between is built directly: the
+// day marked as being shredded, its payload deleted.
+func TestShreddingPayloadsDeleted(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	e.clock.Add(48 * time.Hour)
+	b := e.append("writer", ev("alice", "read", "r", "success", "kube", e.clock.Now()))[0].Index
+	if _, _, err := e.log.WaitSize(context.Background(), b+1); err != nil {
+		t.Fatal(err)
+	}
+	e.l.lmu.Lock()
+	e.l.shedding[dayOf(e.clock.Now().Add(-48*time.Hour))] = true
+	e.l.sheddingAny.Store(true)
+	e.l.lmu.Unlock()
+	if err := e.log.WriteExt(func(w ledger.Writer) error { return w.Delete(payloadKey(a)) }); err != nil {
+		t.Fatal(err)
+	}
+	var se *ShreddedError
+	if _, err := e.l.Get(a); !errors.As(err, &se) || se.Index != a {
+		t.Errorf("Get of an event whose payload the shredding deleted: %v", err)
+	}
+	if _, err := e.l.WaitReceipts(context.Background(), []int64{a}); !errors.As(err, &se) {
+		t.Errorf("receipt of an event whose payload the shredding deleted: %v", err)
+	}
+	if _, err := e.l.Get(b); err != nil {
+		t.Fatalf("Get of an event of another day: %v", err)
+	}
+}
